@@ -36,14 +36,15 @@ impl FieldSelector {
                 continue;
             }
             let (field, negated, value) = split_term(term).ok_or_else(|| {
-                FieldSelectorError(format!("invalid selector: '{input}'; can't understand '{term}'"))
+                FieldSelectorError(format!(
+                    "invalid selector: '{input}'; can't understand '{term}'"
+                ))
             })?;
             requirements.push(FieldRequirement {
                 field: field.trim().to_string(),
                 negated,
-                value: unescape(value).map_err(|e| {
-                    FieldSelectorError(format!("invalid selector: '{input}'; {e}"))
-                })?,
+                value: unescape(value)
+                    .map_err(|e| FieldSelectorError(format!("invalid selector: '{input}'; {e}")))?,
             });
         }
         Ok(Self { requirements })

@@ -306,7 +306,11 @@ pub struct ClusterMetadata {
     pub admin_password_secret_ref: Option<LocalObjectReference>,
     /// MetadataJSONSecretRef references the secret containing the metadata.json emitted by
     /// the installer.
-    #[serde(default, rename = "metadataJSONSecretRef", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "metadataJSONSecretRef",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub metadata_json_secret_ref: Option<LocalObjectReference>,
     /// Platform holds platform-specific cluster metadata
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -322,7 +326,11 @@ pub struct ClusterDeploymentStatus {
     #[serde(default, rename = "apiURL", skip_serializing_if = "Option::is_none")]
     pub api_url: Option<String>,
     /// WebConsoleURL is the URL for the cluster's web console UI.
-    #[serde(default, rename = "webConsoleURL", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "webConsoleURL",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub web_console_url: Option<String>,
     /// Conditions includes more detailed status for the cluster deployment
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -464,7 +472,9 @@ pub struct SyncStatus {
 }
 
 /// A reference to a resource applied to a cluster, to delete later.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncResourceReference {
     /// APIVersion is the Group and Version of the resource.
@@ -545,7 +555,10 @@ fn normalise(schema: &mut Value, preserve_unknown: bool) {
     };
     obj.remove("nullable");
     if preserve_unknown && obj.get("type").and_then(Value::as_str) == Some("object") {
-        obj.insert("x-kubernetes-preserve-unknown-fields".into(), Value::Bool(true));
+        obj.insert(
+            "x-kubernetes-preserve-unknown-fields".into(),
+            Value::Bool(true),
+        );
     }
     if let Some(Value::Object(props)) = obj.get_mut("properties") {
         for child in props.values_mut() {

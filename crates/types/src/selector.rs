@@ -243,7 +243,9 @@ fn new_requirement(
     }
     for v in &values {
         if let Err(msg) = names::validate_label_value(v) {
-            return Err(SelectorError(format!("invalid label value: \"{v}\": {msg}")));
+            return Err(SelectorError(format!(
+                "invalid label value: \"{v}\": {msg}"
+            )));
         }
     }
     values.sort();
@@ -539,7 +541,11 @@ mod tests {
     #[test]
     fn parses_every_operator() {
         let s = Selector::parse("a=1,b==2,c!=3,d in (x, y),e notin (z),f,!g,h>5,i<7").unwrap();
-        let ops: Vec<_> = s.requirements.iter().map(|r| (r.key.as_str(), r.op)).collect();
+        let ops: Vec<_> = s
+            .requirements
+            .iter()
+            .map(|r| (r.key.as_str(), r.op))
+            .collect();
         assert_eq!(
             ops,
             vec![
@@ -567,8 +573,16 @@ mod tests {
         assert!(!s.matches(&labels(&[("env", "prod"), ("legacy", "")])));
         // != matches objects that lack the key entirely.
         assert!(Selector::parse("a!=b").unwrap().matches(&labels(&[])));
-        assert!(Selector::parse("n>3").unwrap().matches(&labels(&[("n", "4")])));
-        assert!(!Selector::parse("n>3").unwrap().matches(&labels(&[("n", "x")])));
+        assert!(
+            Selector::parse("n>3")
+                .unwrap()
+                .matches(&labels(&[("n", "4")]))
+        );
+        assert!(
+            !Selector::parse("n>3")
+                .unwrap()
+                .matches(&labels(&[("n", "x")]))
+        );
     }
 
     #[test]
@@ -615,9 +629,17 @@ mod tests {
         let s = Selector::from_label_selector(Some(&sel)).unwrap();
         assert!(s.matches(&labels(&[("cloud", "aws"), ("env", "prod")])));
         assert!(!s.matches(&labels(&[("cloud", "aws"), ("env", "dev")])));
-        assert!(!Selector::from_label_selector(None).unwrap().matches(&labels(&[])));
+        assert!(
+            !Selector::from_label_selector(None)
+                .unwrap()
+                .matches(&labels(&[]))
+        );
         let empty = LabelSelector::default();
-        assert!(Selector::from_label_selector(Some(&empty)).unwrap().matches(&labels(&[])));
+        assert!(
+            Selector::from_label_selector(Some(&empty))
+                .unwrap()
+                .matches(&labels(&[]))
+        );
         let bad = LabelSelector {
             match_expressions: vec![LabelSelectorRequirement {
                 key: "a".into(),

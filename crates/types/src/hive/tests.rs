@@ -55,7 +55,11 @@ fn compare(path: &str, theirs: &Value, ours: &Value, errors: &mut Vec<String>) {
     let required = |v: &Value| -> BTreeSet<String> {
         v.get("required")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     if required(theirs) != required(ours) {
@@ -104,7 +108,10 @@ fn assert_conforms(kind: &str, file: &str) {
     assert_eq!(spec(&theirs, "names"), spec(&ours, "names"), "{kind} names");
     let (tv, ov) = (&theirs["spec"]["versions"][0], &ours["spec"]["versions"][0]);
     assert_eq!(tv["name"], ov["name"], "{kind} version");
-    assert_eq!(tv["subresources"], ov["subresources"], "{kind} subresources");
+    assert_eq!(
+        tv["subresources"], ov["subresources"],
+        "{kind} subresources"
+    );
     assert_eq!(
         tv["additionalPrinterColumns"], ov["additionalPrinterColumns"],
         "{kind} printer columns"
@@ -112,11 +119,23 @@ fn assert_conforms(kind: &str, file: &str) {
     let mut t_schema = tv["schema"]["openAPIV3Schema"].clone();
     // apiVersion, kind and metadata are added to every kind by the registry.
     for field in ["apiVersion", "kind", "metadata"] {
-        t_schema["properties"].as_object_mut().unwrap().remove(field);
+        t_schema["properties"]
+            .as_object_mut()
+            .unwrap()
+            .remove(field);
     }
     let mut errors = Vec::new();
-    compare(kind, &t_schema, &ov["schema"]["openAPIV3Schema"], &mut errors);
-    assert!(errors.is_empty(), "{kind} schema differs from Hive's:\n{}", errors.join("\n"));
+    compare(
+        kind,
+        &t_schema,
+        &ov["schema"]["openAPIV3Schema"],
+        &mut errors,
+    );
+    assert!(
+        errors.is_empty(),
+        "{kind} schema differs from Hive's:\n{}",
+        errors.join("\n")
+    );
 }
 
 #[test]

@@ -1,0 +1,607 @@
+//! The registry of kinds: one table that discovery, routing, validation, OpenAPI and tables
+//! all read. Built-in kinds are Rust types; other kinds come from CustomResourceDefinition
+//! objects and are registered at runtime. Every logical cluster (`""` is the hub) has its
+//! own CRDs on top of the shared built-ins.
+//!
+//! ```text
+//!   builtin::core_kinds() ─┐
+//!   types::hive::crds() ───┼─ from_crd ─▶ KindInfo ─▶ Kinds (immutable snapshot, per cluster)
+//!   CRD objects (runtime) ─┘
+//! ```
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use serde_json::{Value, json};
+
+use crate::builtin;
+use crate::errors::FieldError;
+use crate::jsonpath::JsonPath;
+use crate::schema::{Schema, SchemaError};
+
+/// Per-kind behaviour beyond the schema: server-set fields and semantic validation.
+pub trait Strategy: Send + Sync + std::fmt::Debug {
+    /// Sets server-owned fields of a new object (e.g. a Namespace's phase).
+    fn prepare_create(&self, _obj: &mut Value) {}
+
+    /// Sets server-owned fields of an updated object.
+    fn prepare_update(&self, _obj: &mut Value, _old: &Value) {}
+
+    /// Semantic validation beyond the schema (`old` is set on update).
+    fn validate(&self, _obj: &Value, _old: Option<&Value>) -> Vec<FieldError> {
+        Vec::new()
+    }
+
+    /// Field selector keys this kind supports beyond `metadata.name`/`metadata.namespace`,
+    /// with the JSON path of each.
+    fn selectable_fields(&self) -> &'static [(&'static str, &'static [&'static str])] {
+        &[]
+    }
+}
+
+/// The default strategy: schema validation only.
+#[derive(Debug)]
+pub struct DefaultStrategy;
+
+impl Strategy for DefaultStrategy {}
+
+/// How a table cell is computed.
+#[derive(Clone, Debug)]
+pub enum ColumnSource {
+    /// A JSONPath into the object (CRD `additionalPrinterColumns`).
+    JsonPath(JsonPath),
+    /// The number of entries of the maps at these top-level fields (ConfigMap/Secret "Data").
+    Count(&'static [&'static str]),
+    /// The object's age, rendered by the server as `duration.HumanDuration` does.
+    Age,
+    /// The creation time as RFC 3339 (the default table's "Created At").
+    CreatedAt,
+}
+
+/// A column of `kubectl get` output.
+#[derive(Clone, Debug)]
+pub struct PrinterColumn {
+    /// Column name (kubectl upper-cases it).
+    pub name: String,
+    /// OpenAPI type: string, integer, number, boolean or date.
+    pub type_: String,
+    /// OpenAPI format (`name` for the name column).
+    pub format: String,
+    /// Description.
+    pub description: String,
+    /// 0 is always shown; higher only with `-o wide`.
+    pub priority: i64,
+    /// How the cell is computed.
+    pub source: ColumnSource,
+}
+
+/// Which rule object names follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameRule {
+    /// RFC 1123 subdomain (most kinds).
+    Subdomain,
+    /// RFC 1123 label (Namespaces).
+    Label,
+}
+
+/// Everything the server knows about one served kind in one version.
+#[derive(Clone, Debug)]
+pub struct KindInfo {
+    /// API group (empty for core).
+    pub group: String,
+    /// Served version.
+    pub version: String,
+    /// Kind.
+    pub kind: String,
+    /// Kind of lists.
+    pub list_kind: String,
+    /// Plural resource name, as in URLs.
+    pub plural: String,
+    /// Singular name.
+    pub singular: String,
+    /// Short names (`ss`, `cd`…).
+    pub short_names: Vec<String>,
+    /// Categories (`all`…).
+    pub categories: Vec<String>,
+    /// Namespaced or cluster-scoped.
+    pub namespaced: bool,
+    /// Whether the `status` subresource exists (status then changes only through it).
+    pub status_subresource: bool,
+    /// Whether `metadata.generation` is maintained (bumped when the spec changes).
+    pub tracks_generation: bool,
+    /// Whether strategic merge patch uses this kind's own patch metadata (built-in kinds).
+    /// Other kinds get merge-patch semantics from strategic patches.
+    pub strategic_merge: bool,
+    /// Name validation rule.
+    pub name_rule: NameRule,
+    /// The compiled root schema (`metadata` is governed by the shared ObjectMeta schema).
+    pub schema: Arc<Schema>,
+    /// The root schema as published in OpenAPI.
+    pub published_schema: Value,
+    /// Extra named schemas the published schema refers to (`$ref`), keyed by OpenAPI name.
+    pub published_definitions: BTreeMap<String, Value>,
+    /// Table columns after `Name`.
+    pub columns: Vec<PrinterColumn>,
+    /// The version objects are stored in (equal to `version` for single-version kinds).
+    pub storage_version: String,
+    /// The CRD this kind comes from, if any.
+    pub crd_name: Option<String>,
+    /// Per-kind behaviour.
+    pub strategy: Arc<dyn Strategy>,
+}
+
+impl KindInfo {
+    /// The `apiVersion` of objects of this kind.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// `plural` or `plural.group`: the resource's name in messages and the store key.
+    pub fn group_resource(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.clone()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    /// `Kind` or `Kind.group`, as used in Invalid messages.
+    pub fn qualified_kind(&self) -> String {
+        if self.group.is_empty() {
+            self.kind.clone()
+        } else {
+            format!("{}.{}", self.kind, self.group)
+        }
+    }
+
+    /// Verbs served for the main resource.
+    pub fn verbs(&self) -> Vec<&'static str> {
+        vec![
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ]
+    }
+}
+
+/// One API group with its served versions, preferred first.
+#[derive(Clone, Debug)]
+pub struct GroupInfo {
+    /// Group name (empty for core).
+    pub name: String,
+    /// Versions, highest priority first.
+    pub versions: Vec<String>,
+}
+
+/// An immutable snapshot of the kinds served in one logical cluster.
+#[derive(Debug, Default)]
+pub struct Kinds {
+    kinds: Vec<Arc<KindInfo>>,
+    by_resource: HashMap<(String, String, String), usize>,
+}
+
+impl Kinds {
+    fn build(kinds: Vec<Arc<KindInfo>>) -> Self {
+        let mut by_resource = HashMap::new();
+        for (i, k) in kinds.iter().enumerate() {
+            by_resource
+                .entry((k.group.clone(), k.version.clone(), k.plural.clone()))
+                .or_insert(i);
+        }
+        Self { kinds, by_resource }
+    }
+
+    /// Looks a kind up by group, version and plural resource name.
+    pub fn get(&self, group: &str, version: &str, plural: &str) -> Option<&Arc<KindInfo>> {
+        self.by_resource
+            .get(&(group.to_string(), version.to_string(), plural.to_string()))
+            .map(|&i| &self.kinds[i])
+    }
+
+    /// Looks a kind up by group, version and kind.
+    pub fn by_kind(&self, group: &str, version: &str, kind: &str) -> Option<&Arc<KindInfo>> {
+        self.kinds
+            .iter()
+            .find(|k| k.group == group && k.version == version && k.kind == kind)
+    }
+
+    /// Every served kind.
+    pub fn all(&self) -> &[Arc<KindInfo>] {
+        &self.kinds
+    }
+
+    /// Kinds of one group-version.
+    pub fn in_group_version<'a>(
+        &'a self,
+        group: &'a str,
+        version: &'a str,
+    ) -> impl Iterator<Item = &'a Arc<KindInfo>> + 'a {
+        self.kinds
+            .iter()
+            .filter(move |k| k.group == group && k.version == version)
+    }
+
+    /// The groups served, each with versions in priority order (core group first).
+    pub fn groups(&self) -> Vec<GroupInfo> {
+        let mut groups: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for k in &self.kinds {
+            let versions = groups.entry(&k.group).or_default();
+            if !versions.contains(&k.version) {
+                versions.push(k.version.clone());
+            }
+        }
+        let mut out: Vec<GroupInfo> = groups
+            .into_iter()
+            .map(|(name, mut versions)| {
+                versions.sort_by(|a, b| compare_versions(b, a));
+                GroupInfo {
+                    name: name.to_string(),
+                    versions,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| (!a.name.is_empty(), &a.name).cmp(&(!b.name.is_empty(), &b.name)));
+        out
+    }
+}
+
+/// Orders Kubernetes versions by priority: GA > beta > alpha, then by number; other
+/// strings sort after all of them alphabetically (apimachinery `CompareKubeAwareVersionStrings`).
+pub fn compare_versions(a: &str, b: &str) -> Ordering {
+    fn parse(v: &str) -> Option<(u64, u8, u64)> {
+        let rest = v.strip_prefix('v')?;
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let major: u64 = digits.parse().ok()?;
+        let tail = &rest[digits.len()..];
+        if tail.is_empty() {
+            return Some((major, 2, 0));
+        }
+        let (stage, num) = if let Some(n) = tail.strip_prefix("beta") {
+            (1, n)
+        } else if let Some(n) = tail.strip_prefix("alpha") {
+            (0, n)
+        } else {
+            return None;
+        };
+        Some((major, stage, num.parse().ok()?))
+    }
+    match (parse(a), parse(b)) {
+        (Some((ma, sa, na)), Some((mb, sb, nb))) => sa.cmp(&sb).then(ma.cmp(&mb)).then(na.cmp(&nb)),
+        (Some(_), None) => Ordering::Greater,
+        (None, Some(_)) => Ordering::Less,
+        (None, None) => b.cmp(a),
+    }
+}
+
+/// The kinds of every logical cluster.
+#[derive(Debug)]
+pub struct Registry {
+    builtin: Vec<Arc<KindInfo>>,
+    meta_schema: Arc<Schema>,
+    meta_published: Value,
+    clusters: RwLock<HashMap<String, ClusterKinds>>,
+    empty: Arc<Kinds>,
+}
+
+#[derive(Debug, Default)]
+struct ClusterKinds {
+    crds: BTreeMap<String, Vec<Arc<KindInfo>>>,
+    snapshot: Arc<Kinds>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Registry {
+    /// A registry holding the built-in kinds.
+    pub fn new() -> Self {
+        let builtin = builtin::kinds();
+        let (meta_published, meta_schema) = builtin::object_meta_schema();
+        let empty = Arc::new(Kinds::build(builtin.clone()));
+        Self {
+            builtin,
+            meta_schema: Arc::new(meta_schema),
+            meta_published,
+            clusters: RwLock::new(HashMap::new()),
+            empty,
+        }
+    }
+
+    /// The shared ObjectMeta schema used to prune and validate `metadata`.
+    pub fn meta_schema(&self) -> &Schema {
+        &self.meta_schema
+    }
+
+    /// The published ObjectMeta schema.
+    pub fn meta_published(&self) -> &Value {
+        &self.meta_published
+    }
+
+    /// The kinds served in a logical cluster.
+    pub fn kinds(&self, cluster: &str) -> Arc<Kinds> {
+        let clusters = self.clusters.read().expect("registry lock");
+        clusters
+            .get(cluster)
+            .map(|c| c.snapshot.clone())
+            .unwrap_or_else(|| self.empty.clone())
+    }
+
+    /// Registers (or re-registers) the kinds of a CRD object. A CRD naming a resource that a
+    /// built-in kind already serves is stored but does not replace the built-in.
+    pub fn install_crd(&self, cluster: &str, crd: &Value) -> Result<(), SchemaError> {
+        let infos = from_crd(crd, None)?;
+        let name = crd["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let mut clusters = self.clusters.write().expect("registry lock");
+        let entry = clusters.entry(cluster.to_string()).or_default();
+        entry
+            .crds
+            .insert(name, infos.into_iter().map(Arc::new).collect());
+        entry.snapshot = Arc::new(self.snapshot(&entry.crds));
+        Ok(())
+    }
+
+    /// Unregisters the kinds of a CRD.
+    pub fn remove_crd(&self, cluster: &str, name: &str) {
+        let mut clusters = self.clusters.write().expect("registry lock");
+        if let Some(entry) = clusters.get_mut(cluster) {
+            entry.crds.remove(name);
+            entry.snapshot = Arc::new(self.snapshot(&entry.crds));
+        }
+    }
+
+    fn snapshot(&self, crds: &BTreeMap<String, Vec<Arc<KindInfo>>>) -> Kinds {
+        let mut kinds = self.builtin.clone();
+        for infos in crds.values() {
+            for info in infos {
+                let taken = kinds
+                    .iter()
+                    .any(|k| k.group == info.group && k.plural == info.plural);
+                let version_known = kinds.iter().any(|k| {
+                    k.group == info.group && k.version == info.version && k.plural == info.plural
+                });
+                if !version_known && (!taken || info.crd_name.is_some()) {
+                    if taken
+                        && kinds.iter().any(|k| {
+                            k.group == info.group && k.plural == info.plural && k.crd_name.is_none()
+                        })
+                    {
+                        continue;
+                    }
+                    kinds.push(info.clone());
+                }
+            }
+        }
+        Kinds::build(kinds)
+    }
+}
+
+/// Builds the kinds a CustomResourceDefinition serves (one per served version).
+/// `strategy` overrides the default strategy (used by built-in Hive kinds).
+pub fn from_crd(
+    crd: &Value,
+    strategy: Option<Arc<dyn Strategy>>,
+) -> Result<Vec<KindInfo>, SchemaError> {
+    let spec = &crd["spec"];
+    let names = &spec["names"];
+    let str_at = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let strs = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let kind = str_at(&names["kind"]);
+    let plural = str_at(&names["plural"]);
+    let singular = match names["singular"].as_str() {
+        Some(s) if !s.is_empty() => s.to_string(),
+        _ => kind.to_lowercase(),
+    };
+    let list_kind = match names["listKind"].as_str() {
+        Some(s) if !s.is_empty() => s.to_string(),
+        _ => format!("{kind}List"),
+    };
+    let versions = spec["versions"].as_array().cloned().unwrap_or_default();
+    let storage_version = versions
+        .iter()
+        .find(|v| v["storage"].as_bool() == Some(true))
+        .map(|v| str_at(&v["name"]))
+        .unwrap_or_default();
+    let strategy = strategy.unwrap_or_else(|| Arc::new(DefaultStrategy));
+    let mut out = Vec::new();
+    for v in &versions {
+        if v["served"].as_bool() == Some(false) {
+            continue;
+        }
+        let version = str_at(&v["name"]);
+        let root = v["schema"]["openAPIV3Schema"].clone();
+        let root = if root.is_object() {
+            root
+        } else {
+            json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true})
+        };
+        let schema = Schema::compile(&root)?;
+        let mut published = root.clone();
+        if let Some(props) = published
+            .get_mut("properties")
+            .and_then(Value::as_object_mut)
+        {
+            props.insert(
+                "metadata".into(),
+                json!({"$ref": format!("#/components/schemas/{}", builtin::OBJECT_META)}),
+            );
+            props
+                .entry("apiVersion")
+                .or_insert(json!({"type": "string", "description": builtin::API_VERSION_DOC}));
+            props
+                .entry("kind")
+                .or_insert(json!({"type": "string", "description": builtin::KIND_DOC}));
+        }
+        let columns = crd_columns(v.get("additionalPrinterColumns"));
+        out.push(KindInfo {
+            group: str_at(&spec["group"]),
+            version,
+            kind: kind.clone(),
+            list_kind: list_kind.clone(),
+            plural: plural.clone(),
+            singular: singular.clone(),
+            short_names: strs(&names["shortNames"]),
+            categories: strs(&names["categories"]),
+            namespaced: spec["scope"].as_str() != Some("Cluster"),
+            status_subresource: v["subresources"]["status"].is_object(),
+            tracks_generation: true,
+            strategic_merge: false,
+            name_rule: NameRule::Subdomain,
+            schema: Arc::new(schema),
+            published_schema: published,
+            published_definitions: BTreeMap::new(),
+            columns,
+            storage_version: storage_version.clone(),
+            crd_name: crd["metadata"]["name"].as_str().map(String::from),
+            strategy: strategy.clone(),
+        });
+    }
+    Ok(out)
+}
+
+fn crd_columns(spec: Option<&Value>) -> Vec<PrinterColumn> {
+    let list = spec.and_then(Value::as_array).cloned().unwrap_or_default();
+    if list.is_empty() {
+        return vec![PrinterColumn {
+            name: "Age".into(),
+            type_: "date".into(),
+            format: String::new(),
+            description: builtin::CREATION_TIMESTAMP_DOC.into(),
+            priority: 0,
+            source: ColumnSource::JsonPath(
+                JsonPath::parse(".metadata.creationTimestamp").expect("static path"),
+            ),
+        }];
+    }
+    list.iter()
+        .filter_map(|c| {
+            let path = c["jsonPath"].as_str()?;
+            Some(PrinterColumn {
+                name: c["name"].as_str()?.to_string(),
+                type_: c["type"].as_str().unwrap_or("string").to_string(),
+                format: c["format"].as_str().unwrap_or_default().to_string(),
+                description: c["description"]
+                    .as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| {
+                        format!("Custom resource definition column (in JSONPath format): {path}")
+                    }),
+                priority: c["priority"].as_i64().unwrap_or(0),
+                source: ColumnSource::JsonPath(JsonPath::parse(path).ok()?),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_priority() {
+        let mut v = vec![
+            "v1alpha1", "v2", "foo", "v1beta2", "v1", "v1beta1", "v10", "bar",
+        ];
+        v.sort_by(|a, b| compare_versions(b, a));
+        assert_eq!(
+            v,
+            vec![
+                "v10", "v2", "v1", "v1beta2", "v1beta1", "v1alpha1", "bar", "foo"
+            ]
+        );
+    }
+
+    #[test]
+    fn builtin_kinds_are_served() {
+        let r = Registry::new();
+        let kinds = r.kinds("");
+        for (g, v, p) in [
+            ("", "v1", "namespaces"),
+            ("", "v1", "configmaps"),
+            ("", "v1", "secrets"),
+            ("", "v1", "events"),
+            ("hive.openshift.io", "v1", "syncsets"),
+            ("hive.openshift.io", "v1", "selectorsyncsets"),
+            ("hive.openshift.io", "v1", "clusterdeployments"),
+            ("hiveinternal.openshift.io", "v1alpha1", "clustersyncs"),
+            ("apiextensions.k8s.io", "v1", "customresourcedefinitions"),
+        ] {
+            assert!(kinds.get(g, v, p).is_some(), "{g}/{v}/{p}");
+        }
+        let groups = kinds.groups();
+        assert_eq!(groups[0].name, "");
+        let ss = kinds.get("hive.openshift.io", "v1", "syncsets").unwrap();
+        assert_eq!(ss.short_names, vec!["ss"]);
+        assert!(ss.namespaced && ss.status_subresource);
+        let sss = kinds
+            .get("hive.openshift.io", "v1", "selectorsyncsets")
+            .unwrap();
+        assert!(!sss.namespaced);
+    }
+
+    #[test]
+    fn crds_register_per_cluster() {
+        let r = Registry::new();
+        let crd = json!({
+            "metadata": {"name": "widgets.example.com"},
+            "spec": {
+                "group": "example.com",
+                "names": {"kind": "Widget", "plural": "widgets"},
+                "scope": "Namespaced",
+                "versions": [
+                    {"name": "v1", "served": true, "storage": true,
+                     "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object", "properties": {"size": {"type": "integer"}}}}}},
+                     "additionalPrinterColumns": [{"name": "Size", "type": "integer", "jsonPath": ".spec.size"}]},
+                    {"name": "v1beta1", "served": true, "storage": false,
+                     "schema": {"openAPIV3Schema": {"type": "object"}}}
+                ]
+            }
+        });
+        r.install_crd("member-1", &crd).unwrap();
+        assert!(
+            r.kinds("member-1")
+                .get("example.com", "v1", "widgets")
+                .is_some()
+        );
+        assert!(r.kinds("").get("example.com", "v1", "widgets").is_none());
+        let w = r
+            .kinds("member-1")
+            .get("example.com", "v1beta1", "widgets")
+            .unwrap()
+            .clone();
+        assert_eq!(w.storage_version, "v1");
+        assert_eq!(w.list_kind, "WidgetList");
+        let groups = r.kinds("member-1").groups();
+        let g = groups.iter().find(|g| g.name == "example.com").unwrap();
+        assert_eq!(g.versions, vec!["v1", "v1beta1"]);
+        r.remove_crd("member-1", "widgets.example.com");
+        assert!(
+            r.kinds("member-1")
+                .get("example.com", "v1", "widgets")
+                .is_none()
+        );
+    }
+}

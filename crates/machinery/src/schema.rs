@@ -1,0 +1,979 @@
+//! Structural schemas (the OpenAPI v3 subset of CustomResourceDefinitions), compiled once per
+//! kind and used to validate, prune, default and merge objects.
+//!
+//! ```text
+//!   JSONSchemaProps (JSON) ──compile──▶ Schema ──┬─ prune    unknown fields (reported for Strict/Warn)
+//!                                               ├─ default  `default:` values
+//!                                               ├─ validate types, enums, formats, bounds…
+//!                                               └─ list/map topology for patches and apply
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value};
+
+use crate::errors::FieldError;
+
+/// The JSON type of a schema node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Type {
+    /// `object`
+    Object,
+    /// `array`
+    Array,
+    /// `string`
+    String,
+    /// `integer`
+    Integer,
+    /// `number`
+    Number,
+    /// `boolean`
+    Boolean,
+}
+
+impl Type {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "object" => Self::Object,
+            "array" => Self::Array,
+            "string" => Self::String,
+            "integer" => Self::Integer,
+            "number" => Self::Number,
+            "boolean" => Self::Boolean,
+            _ => return None,
+        })
+    }
+
+    /// The name used in schemas and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Object => "object",
+            Self::Array => "array",
+            Self::String => "string",
+            Self::Integer => "integer",
+            Self::Number => "number",
+            Self::Boolean => "boolean",
+        }
+    }
+}
+
+/// How a list merges (`x-kubernetes-list-type`, or a strategic merge key).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ListType {
+    /// Replaced as a whole.
+    #[default]
+    Atomic,
+    /// A set of scalars, merged by value.
+    Set,
+    /// A list of objects merged by the given key fields.
+    Map(Vec<String>),
+}
+
+/// A compiled structural schema node.
+#[derive(Clone, Debug, Default)]
+pub struct Schema {
+    /// The declared type; `None` for int-or-string and untyped preserved values.
+    pub type_: Option<Type>,
+    /// `format`, e.g. `int64`, `date-time`, `byte`.
+    pub format: Option<String>,
+    /// Field descriptions, as published.
+    pub description: Option<String>,
+    /// Known properties of an object.
+    pub properties: BTreeMap<String, Schema>,
+    /// Schema of the values of a map (`additionalProperties`).
+    pub additional_properties: Option<Box<Schema>>,
+    /// Schema of the items of an array.
+    pub items: Option<Box<Schema>>,
+    /// Required properties.
+    pub required: Vec<String>,
+    /// Allowed values.
+    pub enum_: Vec<Value>,
+    /// Whether `null` is a value rather than an absent field.
+    pub nullable: bool,
+    /// `x-kubernetes-preserve-unknown-fields`.
+    pub preserve_unknown_fields: bool,
+    /// `x-kubernetes-embedded-resource`: the value is a whole object with apiVersion/kind/metadata.
+    pub embedded_resource: bool,
+    /// `x-kubernetes-int-or-string`.
+    pub int_or_string: bool,
+    /// List topology.
+    pub list_type: ListType,
+    /// `x-kubernetes-map-type: atomic`: the object is replaced as a whole.
+    pub map_atomic: bool,
+    /// Strategic-merge `x-kubernetes-patch-strategy` contains `retainKeys`.
+    pub retain_keys: bool,
+    /// `default`.
+    pub default: Option<Value>,
+    /// `pattern` (compiled).
+    pub pattern: Option<regex::Regex>,
+    /// `maxLength` / `minLength`.
+    pub max_length: Option<u64>,
+    /// Minimum string length.
+    pub min_length: Option<u64>,
+    /// `maximum`.
+    pub maximum: Option<f64>,
+    /// `minimum`.
+    pub minimum: Option<f64>,
+    /// `exclusiveMaximum`.
+    pub exclusive_maximum: bool,
+    /// `exclusiveMinimum`.
+    pub exclusive_minimum: bool,
+    /// `maxItems`.
+    pub max_items: Option<u64>,
+    /// `minItems`.
+    pub min_items: Option<u64>,
+    /// `maxProperties`.
+    pub max_properties: Option<u64>,
+    /// `minProperties`.
+    pub min_properties: Option<u64>,
+    /// `uniqueItems`.
+    pub unique_items: bool,
+    /// `multipleOf`.
+    pub multiple_of: Option<f64>,
+    /// `allOf`/`anyOf`/`oneOf`/`not`: value validations only (structural schemas keep types
+    /// out of them).
+    pub all_of: Vec<Schema>,
+    /// `anyOf`.
+    pub any_of: Vec<Schema>,
+    /// `oneOf`.
+    pub one_of: Vec<Schema>,
+    /// `not`.
+    pub not: Option<Box<Schema>>,
+}
+
+/// A schema that cannot be compiled, with the path of the offending node.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct SchemaError {
+    /// Where in the schema.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Schema {
+    /// A schema that keeps anything (an untyped value preserving unknown fields).
+    pub fn any() -> Self {
+        Self {
+            preserve_unknown_fields: true,
+            ..Self::default()
+        }
+    }
+
+    /// Compiles a `JSONSchemaProps` document.
+    pub fn compile(json: &Value) -> Result<Self, SchemaError> {
+        compile_at(json, "openAPIV3Schema")
+    }
+
+    /// Whether this node is an object whose fields are known (struct-like).
+    pub fn is_struct(&self) -> bool {
+        !self.properties.is_empty()
+            || (self.additional_properties.is_none()
+                && self.type_ == Some(Type::Object)
+                && !self.preserve_unknown_fields)
+    }
+
+    /// The schema of the field `name` of an object, if declared.
+    pub fn field(&self, name: &str) -> Option<&Schema> {
+        self.properties
+            .get(name)
+            .or(self.additional_properties.as_deref())
+    }
+
+    /// Walks a dotted path of property names (e.g. `["spec", "resources"]`).
+    pub fn at(&self, path: &[&str]) -> Option<&Schema> {
+        path.iter().try_fold(self, |s, p| s.field(p))
+    }
+}
+
+fn compile_at(json: &Value, path: &str) -> Result<Schema, SchemaError> {
+    let err = |message: String| SchemaError {
+        path: path.to_string(),
+        message,
+    };
+    let Some(obj) = json.as_object() else {
+        return Err(err("must be an object".into()));
+    };
+    let str_of = |k: &str| obj.get(k).and_then(Value::as_str).map(String::from);
+    let u64_of = |k: &str| obj.get(k).and_then(Value::as_u64);
+    let f64_of = |k: &str| obj.get(k).and_then(Value::as_f64);
+    let bool_of = |k: &str| obj.get(k).and_then(Value::as_bool).unwrap_or(false);
+
+    let type_ = match str_of("type") {
+        None => None,
+        Some(t) if t.is_empty() => None,
+        Some(t) => Some(Type::parse(&t).ok_or_else(|| err(format!("unsupported type {t:?}")))?),
+    };
+    let mut schema = Schema {
+        type_,
+        format: str_of("format"),
+        description: str_of("description"),
+        nullable: bool_of("nullable"),
+        preserve_unknown_fields: bool_of("x-kubernetes-preserve-unknown-fields"),
+        embedded_resource: bool_of("x-kubernetes-embedded-resource"),
+        int_or_string: bool_of("x-kubernetes-int-or-string"),
+        map_atomic: str_of("x-kubernetes-map-type").as_deref() == Some("atomic"),
+        default: obj.get("default").cloned(),
+        max_length: u64_of("maxLength"),
+        min_length: u64_of("minLength"),
+        maximum: f64_of("maximum"),
+        minimum: f64_of("minimum"),
+        exclusive_maximum: bool_of("exclusiveMaximum"),
+        exclusive_minimum: bool_of("exclusiveMinimum"),
+        max_items: u64_of("maxItems"),
+        min_items: u64_of("minItems"),
+        max_properties: u64_of("maxProperties"),
+        min_properties: u64_of("minProperties"),
+        unique_items: bool_of("uniqueItems"),
+        multiple_of: f64_of("multipleOf"),
+        ..Schema::default()
+    };
+    if let Some(p) = str_of("pattern") {
+        schema.pattern =
+            Some(regex::Regex::new(&p).map_err(|e| err(format!("invalid pattern {p:?}: {e}")))?);
+    }
+    if let Some(Value::Array(values)) = obj.get("enum") {
+        schema.enum_ = values.clone();
+    }
+    if let Some(Value::Array(req)) = obj.get("required") {
+        schema.required = req
+            .iter()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect();
+    }
+    if let Some(Value::Object(props)) = obj.get("properties") {
+        for (name, child) in props {
+            let child = compile_at(child, &format!("{path}.properties[{name}]"))?;
+            schema.properties.insert(name.clone(), child);
+        }
+    }
+    match obj.get("additionalProperties") {
+        Some(Value::Object(_)) => {
+            let child = compile_at(
+                &obj["additionalProperties"],
+                &format!("{path}.additionalProperties"),
+            )?;
+            schema.additional_properties = Some(Box::new(child));
+        }
+        // `additionalProperties: true` keeps any value (only allowed with preserve-unknown).
+        Some(Value::Bool(true)) => {
+            schema.additional_properties = Some(Box::new(Schema::any()));
+        }
+        _ => {}
+    }
+    match obj.get("items") {
+        Some(items @ Value::Object(_)) => {
+            schema.items = Some(Box::new(compile_at(items, &format!("{path}.items"))?));
+        }
+        Some(Value::Array(list)) if list.len() == 1 => {
+            schema.items = Some(Box::new(compile_at(&list[0], &format!("{path}.items"))?));
+        }
+        _ => {}
+    }
+    for (key, target) in [("allOf", 0), ("anyOf", 1), ("oneOf", 2)] {
+        if let Some(Value::Array(list)) = obj.get(key) {
+            let compiled = list
+                .iter()
+                .enumerate()
+                .map(|(i, s)| compile_at(s, &format!("{path}.{key}[{i}]")))
+                .collect::<Result<Vec<_>, _>>()?;
+            match target {
+                0 => schema.all_of = compiled,
+                1 => schema.any_of = compiled,
+                _ => schema.one_of = compiled,
+            }
+        }
+    }
+    if let Some(not) = obj.get("not") {
+        schema.not = Some(Box::new(compile_at(not, &format!("{path}.not"))?));
+    }
+
+    // List topology: CRD list-type, or the strategic-merge metadata of built-in kinds.
+    let patch_strategy = str_of("x-kubernetes-patch-strategy").unwrap_or_default();
+    schema.retain_keys = patch_strategy.split(',').any(|s| s == "retainKeys");
+    schema.list_type = match str_of("x-kubernetes-list-type").as_deref() {
+        Some("set") => ListType::Set,
+        Some("map") => {
+            let keys = obj
+                .get("x-kubernetes-list-map-keys")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|k| k.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            ListType::Map(keys)
+        }
+        Some("atomic") => ListType::Atomic,
+        _ if patch_strategy.split(',').any(|s| s == "merge") => {
+            match str_of("x-kubernetes-patch-merge-key") {
+                Some(key) => ListType::Map(vec![key]),
+                None => ListType::Set,
+            }
+        }
+        _ => ListType::Atomic,
+    };
+    Ok(schema)
+}
+
+/// A path into an object, rendered as Kubernetes field paths (`spec.items[0].name`,
+/// `metadata.labels[app]`).
+#[derive(Clone, Debug, Default)]
+pub struct Path(Vec<Segment>);
+
+#[derive(Clone, Debug)]
+enum Segment {
+    Field(String),
+    Index(usize),
+    Key(String),
+}
+
+impl Path {
+    /// The root path.
+    pub fn root() -> Self {
+        Self::default()
+    }
+
+    /// A path from dotted field names.
+    pub fn fields(names: &[&str]) -> Self {
+        Self(
+            names
+                .iter()
+                .map(|n| Segment::Field(n.to_string()))
+                .collect(),
+        )
+    }
+
+    /// This path extended by a field.
+    pub fn field(&self, name: &str) -> Self {
+        let mut p = self.clone();
+        p.0.push(Segment::Field(name.to_string()));
+        p
+    }
+
+    /// This path extended by a list index.
+    pub fn index(&self, i: usize) -> Self {
+        let mut p = self.clone();
+        p.0.push(Segment::Index(i));
+        p
+    }
+
+    /// This path extended by a map key.
+    pub fn key(&self, k: &str) -> Self {
+        let mut p = self.clone();
+        p.0.push(Segment::Key(k.to_string()));
+        p
+    }
+}
+
+impl std::fmt::Display for Path {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut first = true;
+        for seg in &self.0 {
+            match seg {
+                Segment::Field(n) => {
+                    if !first {
+                        f.write_str(".")?;
+                    }
+                    f.write_str(n)?;
+                }
+                Segment::Index(i) => write!(f, "[{i}]")?,
+                Segment::Key(k) => write!(f, "[{k}]")?,
+            }
+            first = false;
+        }
+        if first {
+            f.write_str("<root>")?;
+        }
+        Ok(())
+    }
+}
+
+/// Removes fields the schema does not declare (unless preserved) and `null`s of non-nullable
+/// fields. Returns the paths of removed unknown fields, for strict/warn field validation.
+/// `apiVersion`, `kind` and `metadata` are always kept at the root and in embedded resources;
+/// `metadata` is pruned by `meta_schema`.
+pub fn prune(value: &mut Value, schema: &Schema, meta_schema: &Schema) -> Vec<String> {
+    let mut unknown = Vec::new();
+    prune_node(
+        value,
+        schema,
+        meta_schema,
+        &Path::root(),
+        true,
+        &mut unknown,
+    );
+    unknown
+}
+
+fn prune_node(
+    value: &mut Value,
+    schema: &Schema,
+    meta: &Schema,
+    path: &Path,
+    is_resource: bool,
+    unknown: &mut Vec<String>,
+) {
+    match value {
+        Value::Object(map) => {
+            let resource = is_resource || schema.embedded_resource;
+            if schema.properties.is_empty()
+                && schema.additional_properties.is_none()
+                && schema.preserve_unknown_fields
+                && !resource
+            {
+                return;
+            }
+            let keys: Vec<String> = map.keys().cloned().collect();
+            for key in keys {
+                let child_path = path.field(&key);
+                if resource
+                    && (key == "apiVersion" || key == "kind")
+                    && !schema.properties.contains_key(&key)
+                {
+                    continue;
+                }
+                if resource && key == "metadata" {
+                    if let Some(m) = map.get_mut("metadata") {
+                        if m.is_null() {
+                            map.remove("metadata");
+                        } else {
+                            prune_node(m, meta, meta, &child_path, false, unknown);
+                        }
+                    }
+                    continue;
+                }
+                let child_schema = schema
+                    .properties
+                    .get(&key)
+                    .or(schema.additional_properties.as_deref());
+                match child_schema {
+                    Some(cs) => {
+                        let v = map.get_mut(&key).expect("key exists");
+                        if v.is_null() && !cs.nullable {
+                            map.remove(&key);
+                        } else {
+                            let cp = if schema.additional_properties.is_some()
+                                && !schema.properties.contains_key(&key)
+                            {
+                                path.key(&key)
+                            } else {
+                                child_path
+                            };
+                            prune_node(v, cs, meta, &cp, false, unknown);
+                        }
+                    }
+                    None if schema.preserve_unknown_fields => {}
+                    None => {
+                        map.remove(&key);
+                        unknown.push(child_path.to_string());
+                    }
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = schema.items.as_deref() {
+                for (i, item) in items.iter_mut().enumerate() {
+                    prune_node(item, item_schema, meta, &path.index(i), false, unknown);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Applies `default:` values to absent fields, recursively (CRD defaulting).
+pub fn apply_defaults(value: &mut Value, schema: &Schema) {
+    match value {
+        Value::Object(map) => {
+            for (name, child) in &schema.properties {
+                if !map.contains_key(name)
+                    && let Some(d) = &child.default
+                {
+                    map.insert(name.clone(), d.clone());
+                }
+                if let Some(v) = map.get_mut(name) {
+                    apply_defaults(v, child);
+                }
+            }
+            if let Some(ap) = schema.additional_properties.as_deref() {
+                for (k, v) in map.iter_mut() {
+                    if !schema.properties.contains_key(k) {
+                        apply_defaults(v, ap);
+                    }
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = schema.items.as_deref() {
+                for item in items {
+                    apply_defaults(item, item_schema);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Validates a value against a schema, appending field errors.
+pub fn validate(value: &Value, schema: &Schema, path: &Path, errors: &mut Vec<FieldError>) {
+    let p = || path.to_string();
+    if value.is_null() {
+        if !schema.nullable && (schema.type_.is_some() || schema.int_or_string) {
+            let ty = schema.type_.map(Type::name).unwrap_or("string");
+            errors.push(FieldError::type_invalid(
+                p(),
+                "null",
+                format!("{} in body must be of type {ty}: \"null\"", p()),
+            ));
+        }
+        return;
+    }
+    if schema.int_or_string {
+        if !(value.is_string() || value.is_i64() || value.is_u64()) {
+            errors.push(FieldError::type_invalid(
+                p(),
+                type_name(value),
+                format!(
+                    "{} in body must be of type integer,string: \"{}\"",
+                    p(),
+                    type_name(value)
+                ),
+            ));
+            return;
+        }
+    } else if let Some(ty) = schema.type_ {
+        let ok = match ty {
+            Type::Object => value.is_object(),
+            Type::Array => value.is_array(),
+            Type::String => value.is_string(),
+            Type::Integer => value.is_i64() || value.is_u64(),
+            Type::Number => value.is_number(),
+            Type::Boolean => value.is_boolean(),
+        };
+        if !ok {
+            errors.push(FieldError::type_invalid(
+                p(),
+                type_name(value),
+                format!(
+                    "{} in body must be of type {}: \"{}\"",
+                    p(),
+                    ty.name(),
+                    type_name(value)
+                ),
+            ));
+            return;
+        }
+    }
+    if !schema.enum_.is_empty() && !schema.enum_.contains(value) {
+        errors.push(FieldError::not_supported(p(), value.clone(), &schema.enum_));
+    }
+    match value {
+        Value::String(s) => validate_string(s, schema, path, errors),
+        Value::Number(n) => validate_number(n, schema, path, errors),
+        Value::Object(map) => validate_object(map, schema, path, errors),
+        Value::Array(items) => validate_array(items, schema, path, errors),
+        Value::Bool(_) | Value::Null => {}
+    }
+    for sub in &schema.all_of {
+        validate(value, sub, path, errors);
+    }
+    if !schema.any_of.is_empty() && !schema.any_of.iter().any(|s| passes(value, s, path)) {
+        errors.push(FieldError::invalid(
+            p(),
+            value.clone(),
+            "must validate at least one schema (anyOf)",
+        ));
+    }
+    if !schema.one_of.is_empty() {
+        let n = schema
+            .one_of
+            .iter()
+            .filter(|s| passes(value, s, path))
+            .count();
+        if n != 1 {
+            errors.push(FieldError::invalid(
+                p(),
+                value.clone(),
+                "must validate one and only one schema (oneOf)",
+            ));
+        }
+    }
+    if let Some(not) = schema.not.as_deref()
+        && passes(value, not, path)
+    {
+        errors.push(FieldError::invalid(
+            p(),
+            value.clone(),
+            "must not validate the schema (not)",
+        ));
+    }
+}
+
+fn passes(value: &Value, schema: &Schema, path: &Path) -> bool {
+    let mut errs = Vec::new();
+    validate(value, schema, path, &mut errs);
+    errs.is_empty()
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_f64() => "number",
+        Value::Number(_) => "integer",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn validate_string(s: &str, schema: &Schema, path: &Path, errors: &mut Vec<FieldError>) {
+    let p = || path.to_string();
+    let chars = s.chars().count() as u64;
+    if let Some(max) = schema.max_length
+        && chars > max
+    {
+        errors.push(FieldError {
+            kind: crate::errors::FieldErrorKind::TooLong,
+            field: p(),
+            value: None,
+            detail: format!("may not be more than {max} bytes"),
+        });
+    }
+    if let Some(min) = schema.min_length
+        && chars < min
+    {
+        errors.push(FieldError::invalid(
+            p(),
+            s,
+            format!("{} in body should be at least {min} chars long", p()),
+        ));
+    }
+    if let Some(re) = &schema.pattern
+        && !re.is_match(s)
+    {
+        errors.push(FieldError::invalid(
+            p(),
+            s,
+            format!("{} in body should match '{}'", p(), re.as_str()),
+        ));
+    }
+    match schema.format.as_deref() {
+        Some("date-time")
+            if jiff::Timestamp::strptime("%Y-%m-%dT%H:%M:%S%.f%:z", s).is_err()
+                && s.parse::<jiff::Timestamp>().is_err() =>
+        {
+            errors.push(FieldError::invalid(
+                p(),
+                s,
+                format!("{} in body must be of type date-time: {s:?}", p()),
+            ));
+        }
+        Some("byte") if !is_base64(s) => {
+            errors.push(FieldError::invalid(
+                p(),
+                s,
+                format!("{} in body must be of type byte: {s:?}", p()),
+            ));
+        }
+        _ => {}
+    }
+}
+
+fn is_base64(s: &str) -> bool {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(s).is_ok()
+}
+
+fn validate_number(
+    n: &serde_json::Number,
+    schema: &Schema,
+    path: &Path,
+    errors: &mut Vec<FieldError>,
+) {
+    let p = || path.to_string();
+    let Some(x) = n.as_f64() else { return };
+    if let Some(max) = schema.maximum
+        && (x > max || (schema.exclusive_maximum && x >= max))
+    {
+        let rel = if schema.exclusive_maximum {
+            "less than"
+        } else {
+            "less than or equal to"
+        };
+        errors.push(FieldError::invalid(
+            p(),
+            Value::Number(n.clone()),
+            format!("{} in body should be {rel} {max}", p()),
+        ));
+    }
+    if let Some(min) = schema.minimum
+        && (x < min || (schema.exclusive_minimum && x <= min))
+    {
+        let rel = if schema.exclusive_minimum {
+            "greater than"
+        } else {
+            "greater than or equal to"
+        };
+        errors.push(FieldError::invalid(
+            p(),
+            Value::Number(n.clone()),
+            format!("{} in body should be {rel} {min}", p()),
+        ));
+    }
+    if let Some(m) = schema.multiple_of
+        && m != 0.0
+        && (x / m).fract() != 0.0
+    {
+        errors.push(FieldError::invalid(
+            p(),
+            Value::Number(n.clone()),
+            format!("{} in body should be a multiple of {m}", p()),
+        ));
+    }
+    if schema.type_ == Some(Type::Integer)
+        && schema.format.as_deref() == Some("int32")
+        && let Some(i) = n.as_i64()
+        && i32::try_from(i).is_err()
+    {
+        errors.push(FieldError::invalid(
+            p(),
+            Value::Number(n.clone()),
+            format!("{} in body must be of type int32", p()),
+        ));
+    }
+}
+
+fn validate_object(
+    map: &Map<String, Value>,
+    schema: &Schema,
+    path: &Path,
+    errors: &mut Vec<FieldError>,
+) {
+    for name in &schema.required {
+        if !map.contains_key(name) {
+            errors.push(FieldError::required(path_join(path, name), ""));
+        }
+    }
+    if let Some(max) = schema.max_properties
+        && map.len() as u64 > max
+    {
+        errors.push(FieldError {
+            kind: crate::errors::FieldErrorKind::TooMany,
+            field: path.to_string(),
+            value: None,
+            detail: format!("must have at most {max} items"),
+        });
+    }
+    if let Some(min) = schema.min_properties
+        && (map.len() as u64) < min
+    {
+        errors.push(FieldError::invalid(
+            path.to_string(),
+            map.len() as u64,
+            format!("{path} in body should have at least {min} properties"),
+        ));
+    }
+    for (k, v) in map {
+        if let Some(child) = schema.properties.get(k) {
+            validate(v, child, &path.field(k), errors);
+        } else if let Some(ap) = schema.additional_properties.as_deref() {
+            validate(v, ap, &path.key(k), errors);
+        }
+    }
+    if schema.embedded_resource {
+        for field in ["apiVersion", "kind"] {
+            match map.get(field) {
+                Some(Value::String(s)) if !s.is_empty() => {}
+                _ => errors.push(FieldError::required(
+                    path_join(path, field),
+                    "must not be empty",
+                )),
+            }
+        }
+        if let Some(meta) = map.get("metadata")
+            && !meta.is_object()
+        {
+            errors.push(FieldError::type_invalid(
+                path_join(path, "metadata"),
+                type_name(meta),
+                "must be of type object",
+            ));
+        }
+    }
+}
+
+fn path_join(path: &Path, field: &str) -> String {
+    path.field(field).to_string()
+}
+
+fn validate_array(items: &[Value], schema: &Schema, path: &Path, errors: &mut Vec<FieldError>) {
+    if let Some(max) = schema.max_items
+        && items.len() as u64 > max
+    {
+        errors.push(FieldError {
+            kind: crate::errors::FieldErrorKind::TooMany,
+            field: path.to_string(),
+            value: Some(Value::from(items.len())),
+            detail: format!("must have at most {max} items"),
+        });
+    }
+    if let Some(min) = schema.min_items
+        && (items.len() as u64) < min
+    {
+        errors.push(FieldError::invalid(
+            path.to_string(),
+            items.len() as u64,
+            format!("{path} in body should have at least {min} items"),
+        ));
+    }
+    if let Some(item_schema) = schema.items.as_deref() {
+        for (i, item) in items.iter().enumerate() {
+            validate(item, item_schema, &path.index(i), errors);
+        }
+    }
+    match &schema.list_type {
+        ListType::Set => {
+            let mut seen = BTreeSet::new();
+            for (i, item) in items.iter().enumerate() {
+                if !seen.insert(item.to_string()) {
+                    errors.push(FieldError::duplicate(
+                        path.index(i).to_string(),
+                        item.clone(),
+                    ));
+                }
+            }
+        }
+        ListType::Map(keys) if !keys.is_empty() => {
+            let mut seen = BTreeSet::new();
+            for (i, item) in items.iter().enumerate() {
+                let key: Vec<String> = keys
+                    .iter()
+                    .map(|k| item.get(k).map(Value::to_string).unwrap_or_default())
+                    .collect();
+                if !seen.insert(key) {
+                    let shown: Map<String, Value> = keys
+                        .iter()
+                        .filter_map(|k| item.get(k).map(|v| (k.clone(), v.clone())))
+                        .collect();
+                    errors.push(FieldError::duplicate(
+                        path.index(i).to_string(),
+                        Value::Object(shown),
+                    ));
+                }
+            }
+        }
+        _ if schema.unique_items => {
+            let mut seen = BTreeSet::new();
+            for (i, item) in items.iter().enumerate() {
+                if !seen.insert(item.to_string()) {
+                    errors.push(FieldError::duplicate(
+                        path.index(i).to_string(),
+                        item.clone(),
+                    ));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn schema() -> Schema {
+        Schema::compile(&json!({
+            "type": "object",
+            "properties": {
+                "spec": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {
+                        "name": {"type": "string", "pattern": "^[a-z]+$", "maxLength": 5},
+                        "mode": {"type": "string", "enum": ["A", "B"], "default": "A"},
+                        "count": {"type": "integer", "format": "int32", "minimum": 0},
+                        "port": {"x-kubernetes-int-or-string": true},
+                        "tags": {"type": "array", "items": {"type": "string"}, "x-kubernetes-list-type": "set"},
+                        "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+                        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "when": {"type": "string", "format": "date-time"},
+                        "opt": {"type": "string", "nullable": true}
+                    }
+                }
+            }
+        }))
+        .unwrap()
+    }
+
+    fn errors_of(v: &Value) -> Vec<String> {
+        let mut errs = Vec::new();
+        validate(v, &schema(), &Path::root(), &mut errs);
+        errs.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn validates_types_enums_and_bounds() {
+        assert!(errors_of(&json!({"spec": {"name": "abc", "count": 3, "port": "http", "when": "2024-01-02T03:04:05Z"}})).is_empty());
+        let errs = errors_of(
+            &json!({"spec": {"name": "ABCDEFG", "mode": "C", "count": -1, "port": 1.5, "tags": ["a", "a"], "when": "yesterday"}}),
+        );
+        assert_eq!(errs.len(), 7, "{errs:#?}");
+        assert!(errs.contains(
+            &"spec.mode: Unsupported value: \"C\": supported values: \"A\", \"B\"".to_string()
+        ));
+        assert!(errs.contains(&"spec.count: Invalid value: -1: spec.count in body should be greater than or equal to 0".to_string()));
+        assert!(errs.contains(&"spec.tags[1]: Duplicate value: \"a\"".to_string()));
+        let errs = errors_of(&json!({"spec": {"count": "x"}}));
+        assert!(
+            errs.contains(&"spec.name: Required value".to_string()),
+            "{errs:?}"
+        );
+        assert!(errs.contains(&"spec.count: Invalid value: \"string\": spec.count in body must be of type integer: \"string\"".to_string()), "{errs:?}");
+        assert_eq!(
+            errors_of(&json!({"spec": {"name": "a", "count": 3000000000u64}})).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn prunes_unknown_fields_and_nulls() {
+        let meta =
+            Schema::compile(&json!({"type": "object", "properties": {"name": {"type": "string"}}}))
+                .unwrap();
+        let mut v = json!({
+            "apiVersion": "x/v1", "kind": "K",
+            "metadata": {"name": "n", "bogus": 1},
+            "spec": {"name": "a", "extra": true, "free": {"anything": {"deep": 1}}, "labels": {"k": "v"}, "mode": null, "opt": null},
+            "top": 1
+        });
+        let unknown = prune(&mut v, &schema(), &meta);
+        assert_eq!(unknown, vec!["metadata.bogus", "spec.extra", "top"]);
+        assert_eq!(v["spec"]["free"]["anything"]["deep"], 1);
+        assert!(v["spec"].get("mode").is_none());
+        assert!(v["spec"]["opt"].is_null());
+        assert_eq!(v["apiVersion"], "x/v1");
+    }
+
+    #[test]
+    fn applies_defaults() {
+        let mut v = json!({"spec": {"name": "a"}});
+        apply_defaults(&mut v, &schema());
+        assert_eq!(v["spec"]["mode"], "A");
+    }
+
+    #[test]
+    fn reads_list_topology() {
+        let s = Schema::compile(&json!({"type": "array", "x-kubernetes-patch-strategy": "merge", "x-kubernetes-patch-merge-key": "name", "items": {"type": "object"}})).unwrap();
+        assert_eq!(s.list_type, ListType::Map(vec!["name".into()]));
+        let s = Schema::compile(&json!({"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["a", "b"]})).unwrap();
+        assert_eq!(s.list_type, ListType::Map(vec!["a".into(), "b".into()]));
+        assert!(
+            Schema::compile(&json!({"type": "object", "properties": {"a": {"type": "wat"}}}))
+                .is_err()
+        );
+    }
+}
