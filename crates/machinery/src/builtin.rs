@@ -116,6 +116,16 @@ struct CoreKind {
 
 fn core_kind(k: CoreKind) -> KindInfo {
     let (mut published, definitions) = k.schema;
+    // The Rust types make `metadata` mandatory; Kubernetes' schemas do not.
+    if let Some(required) = published.get_mut("required").and_then(Value::as_array_mut) {
+        required.retain(|r| !matches!(r.as_str(), Some("metadata" | "apiVersion" | "kind")));
+        if required.is_empty() {
+            published
+                .as_object_mut()
+                .expect("object schema")
+                .remove("required");
+        }
+    }
     // The metadata property refers to the shared ObjectMeta definition.
     if let Some(props) = published
         .get_mut("properties")
