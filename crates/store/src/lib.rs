@@ -1,1 +1,417 @@
-//! placeholder
+//! # syncsets-store
+//!
+//! Object storage behind one [`Store`] trait, with three backends:
+//!
+//! ```text
+//!            ┌──────────── Store ────────────┐
+//!            │ get · list · create · update  │   resourceVersion: store-wide, monotonic
+//!            │ delete · watermark            │   every write also appends an outbox event
+//!            └──┬────────────┬────────────┬──┘   (same transaction)
+//!       SqliteStore     PostgresStore    MemoryStore
+//!       file, WAL,      JSONB, GIN       tests and the
+//!       label table     labels, sequence fleet simulator
+//! ```
+//!
+//! Objects are JSON values keyed by (logical cluster, resource, namespace, name). Secrets are
+//! sealed with AES-256-GCM before they reach the database ([`keyring`]).
+
+pub mod keyring;
+mod memory;
+mod postgres;
+mod sqlite;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use syncsets_types::Selector;
+
+pub use keyring::Keyring;
+pub use memory::MemoryStore;
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// Identifies an object.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey {
+    /// Logical cluster (`""` is the hub).
+    pub cluster: String,
+    /// Group resource: `configmaps`, `syncsets.hive.openshift.io`.
+    pub resource: String,
+    /// Namespace (`""` for cluster-scoped objects).
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl ObjectKey {
+    /// Builds a key.
+    pub fn new(cluster: &str, resource: &str, namespace: &str, name: &str) -> Self {
+        Self {
+            cluster: cluster.into(),
+            resource: resource.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    /// Whether this key names a Secret, whose contents are sealed.
+    pub fn is_secret(&self) -> bool {
+        self.resource == "secrets"
+    }
+}
+
+/// An object as stored, with its resourceVersion (also set in `metadata.resourceVersion`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stored {
+    /// The object.
+    pub object: Value,
+    /// Its resourceVersion.
+    pub rv: u64,
+}
+
+/// A requirement on `metadata.name` or `metadata.namespace`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldMatch {
+    /// `metadata.name` or `metadata.namespace`.
+    pub field: MetaField,
+    /// True for `!=`.
+    pub negated: bool,
+    /// The value.
+    pub value: String,
+}
+
+/// The metadata fields the store can select on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetaField {
+    /// `metadata.name`
+    Name,
+    /// `metadata.namespace`
+    Namespace,
+}
+
+/// A list request.
+#[derive(Clone, Debug, Default)]
+pub struct ListQuery {
+    /// Logical cluster.
+    pub cluster: String,
+    /// Group resource.
+    pub resource: String,
+    /// Namespace, or all namespaces.
+    pub namespace: Option<String>,
+    /// Label selector.
+    pub labels: Selector,
+    /// Name/namespace requirements.
+    pub fields: Vec<FieldMatch>,
+    /// Page size.
+    pub limit: Option<usize>,
+    /// Start after this (namespace, name).
+    pub after: Option<(String, String)>,
+}
+
+/// One page of a list.
+#[derive(Clone, Debug, Default)]
+pub struct ListPage {
+    /// Items in (namespace, name) order.
+    pub items: Vec<Stored>,
+    /// A resourceVersion such that every change up to it is reflected in `items` (a watch
+    /// from it misses nothing).
+    pub rv: u64,
+    /// Whether more items follow.
+    pub more: bool,
+}
+
+/// What a change event is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    /// Created.
+    Added,
+    /// Updated.
+    Modified,
+    /// Deleted.
+    Deleted,
+}
+
+impl EventType {
+    /// The watch event type string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Added => "ADDED",
+            Self::Modified => "MODIFIED",
+            Self::Deleted => "DELETED",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "ADDED" => Ok(Self::Added),
+            "MODIFIED" => Ok(Self::Modified),
+            "DELETED" => Ok(Self::Deleted),
+            other => Err(StoreError::Corrupt(format!("unknown event type {other:?}"))),
+        }
+    }
+}
+
+/// A change, as recorded in the outbox.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChangeEvent {
+    /// The change's resourceVersion.
+    pub rv: u64,
+    /// What happened.
+    pub kind: EventType,
+    /// The object's key.
+    pub key: ObjectKey,
+    /// The object after the change (before it, for deletions), with `rv` set.
+    pub object: Value,
+    /// Labels before the change (modifications), for selector-filtered watches.
+    pub prev_labels: Option<BTreeMap<String, String>>,
+}
+
+/// Storage errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The object exists already.
+    #[error("object already exists")]
+    AlreadyExists,
+    /// The object does not exist.
+    #[error("object not found")]
+    NotFound,
+    /// The object's resourceVersion is not the expected one.
+    #[error("object has been modified")]
+    Conflict,
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations failed.
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Stored data could not be read back.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+    /// Sealing or unsealing a Secret failed.
+    #[error("secret encryption: {0}")]
+    Crypto(String),
+    /// The store URL or options are invalid.
+    #[error("invalid store configuration: {0}")]
+    Config(String),
+}
+
+/// Result with [`StoreError`].
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Object storage.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Reads one object.
+    async fn get(&self, key: &ObjectKey) -> Result<Option<Stored>>;
+
+    /// Lists objects in (namespace, name) order.
+    async fn list(&self, query: &ListQuery) -> Result<ListPage>;
+
+    /// Creates an object; [`StoreError::AlreadyExists`] if the key is taken.
+    async fn create(&self, key: &ObjectKey, object: &Value) -> Result<Stored>;
+
+    /// Replaces an object whose resourceVersion is `expected_rv`;
+    /// [`StoreError::Conflict`] or [`StoreError::NotFound`] otherwise.
+    async fn update(&self, key: &ObjectKey, object: &Value, expected_rv: u64) -> Result<Stored>;
+
+    /// Deletes an object (if its resourceVersion is `expected_rv`, when given). Returns the
+    /// object as it was, carrying the resourceVersion of the deletion.
+    async fn delete(&self, key: &ObjectKey, expected_rv: Option<u64>) -> Result<Stored>;
+
+    /// Outbox events with resourceVersion greater than `after`, oldest first, up to `limit`,
+    /// and only up to the watermark.
+    async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<ChangeEvent>>;
+
+    /// A resourceVersion up to which every change is settled (committed or abandoned):
+    /// lists return it, and watches from it miss nothing.
+    async fn watermark(&self) -> Result<u64>;
+
+    /// The backend's name, for logs and benchmarks.
+    fn backend(&self) -> &'static str;
+}
+
+/// Opens a store from a URL: `sqlite://path`, `postgres://…`, `memory://`.
+pub async fn open(url: &str, keyring: Option<Arc<Keyring>>) -> Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open(url, keyring).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Arc::new(PostgresStore::open(url, keyring).await?))
+    } else if url.starts_with("memory:") {
+        Ok(Arc::new(MemoryStore::new()))
+    } else {
+        Err(StoreError::Config(format!(
+            "unsupported store URL {url:?}: expected sqlite://, postgres:// or memory://"
+        )))
+    }
+}
+
+/// Runs the migrations of a store URL and returns the names applied.
+pub async fn migrate(url: &str) -> Result<()> {
+    if url.starts_with("sqlite:") {
+        SqliteStore::open(url, None).await.map(|_| ())
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        PostgresStore::open(url, None).await.map(|_| ())
+    } else {
+        Ok(())
+    }
+}
+
+/// Converts libpq keyword/value parameters (`POSTGRES_PARAMS="user=postgres dbname=x
+/// host=localhost sslmode=disable"`, as in the seed) to a `postgres://` URL.
+pub fn postgres_url_from_params(params: &str) -> Result<String> {
+    let mut user = String::new();
+    let mut password = String::new();
+    let mut host = "localhost".to_string();
+    let mut port = "5432".to_string();
+    let mut dbname = String::new();
+    let mut extra = Vec::new();
+    for part in params.split_whitespace() {
+        let (k, v) = part.split_once('=').ok_or_else(|| {
+            StoreError::Config(format!("POSTGRES_PARAMS: expected key=value, got {part:?}"))
+        })?;
+        let v = v.trim_matches('\'');
+        match k {
+            "user" => user = v.into(),
+            "password" => password = v.into(),
+            "host" => host = v.into(),
+            "port" => port = v.into(),
+            "dbname" => dbname = v.into(),
+            "sslmode" | "application_name" | "connect_timeout" => extra.push(format!("{k}={v}")),
+            other => {
+                return Err(StoreError::Config(format!(
+                    "POSTGRES_PARAMS: unsupported key {other:?}"
+                )));
+            }
+        }
+    }
+    let enc = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let auth = match (user.is_empty(), password.is_empty()) {
+        (true, _) => String::new(),
+        (false, true) => format!("{}@", enc(&user)),
+        (false, false) => format!("{}:{}@", enc(&user), enc(&password)),
+    };
+    let query = if extra.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", extra.join("&"))
+    };
+    Ok(format!(
+        "postgres://{auth}{host}:{port}/{}{query}",
+        enc(&dbname)
+    ))
+}
+
+/// Labels of an object as a map.
+pub fn labels_of(object: &Value) -> BTreeMap<String, String> {
+    object["metadata"]["labels"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Sets `metadata.resourceVersion`.
+fn with_rv(mut object: Value, rv: u64) -> Value {
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
+    }
+    object
+}
+
+/// The object's JSON as stored: without resourceVersion.
+fn storable(object: &Value) -> Value {
+    let mut o = object.clone();
+    if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+    }
+    o
+}
+
+/// The form of an object in a database row: JSON plus, for Secrets, the sealed object.
+struct Row {
+    data: Value,
+    sealed: Option<Vec<u8>>,
+}
+
+fn seal(keyring: Option<&Keyring>, key: &ObjectKey, object: &Value) -> Result<Row> {
+    let data = storable(object);
+    if !key.is_secret() {
+        return Ok(Row { data, sealed: None });
+    }
+    let keyring = keyring
+        .ok_or_else(|| StoreError::Crypto("no encryption key configured for Secrets".into()))?;
+    let plaintext = serde_json::to_vec(&data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let sealed = keyring.seal(&plaintext, aad(key).as_bytes())?;
+    // Only what listing needs stays readable: identity and labels.
+    let meta = &data["metadata"];
+    let stub = serde_json::json!({
+        "apiVersion": data["apiVersion"], "kind": data["kind"],
+        "metadata": {"name": meta["name"], "namespace": meta["namespace"], "labels": meta["labels"]}
+    });
+    Ok(Row {
+        data: stub,
+        sealed: Some(sealed),
+    })
+}
+
+fn unseal(
+    keyring: Option<&Keyring>,
+    key: &ObjectKey,
+    data: Value,
+    sealed: Option<&[u8]>,
+    rv: u64,
+) -> Result<Value> {
+    let object = match sealed {
+        None => data,
+        Some(bytes) => {
+            let keyring = keyring.ok_or_else(|| {
+                StoreError::Crypto("no encryption key configured for Secrets".into())
+            })?;
+            let plain = keyring.open(bytes, aad(key).as_bytes())?;
+            serde_json::from_slice(&plain).map_err(|e| StoreError::Corrupt(e.to_string()))?
+        }
+    };
+    Ok(with_rv(object, rv))
+}
+
+fn aad(key: &ObjectKey) -> String {
+    format!(
+        "{}/{}/{}/{}",
+        key.cluster, key.resource, key.namespace, key.name
+    )
+}
+
+/// Whether a (namespace, name) passes the name/namespace requirements.
+fn fields_match(fields: &[FieldMatch], namespace: &str, name: &str) -> bool {
+    fields.iter().all(|f| {
+        let actual = match f.field {
+            MetaField::Name => name,
+            MetaField::Namespace => namespace,
+        };
+        (actual == f.value) != f.negated
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_params() {
+        assert!(postgres_url_from_params("user=postgres password=hello world").is_err());
+        assert_eq!(
+            postgres_url_from_params(
+                "user=postgres password=helloworld dbname=syncsets sslmode=disable host=localhost"
+            )
+            .unwrap(),
+            "postgres://postgres:helloworld@localhost:5432/syncsets?sslmode=disable"
+        );
+    }
+}

@@ -1,0 +1,173 @@
+//! An in-memory store: a sorted map and an event log behind one lock. Used by tests and by
+//! the fleet simulator, where thousands of member clusters live in one process.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::{
+    ChangeEvent, EventType, ListPage, ListQuery, ObjectKey, Result, Store, StoreError, Stored,
+    fields_match, labels_of, storable, with_rv,
+};
+
+/// Events kept for watches; older ones are dropped.
+const EVENT_WINDOW: usize = 100_000;
+
+#[derive(Debug, Default)]
+struct State {
+    rv: u64,
+    objects: BTreeMap<ObjectKey, (u64, Value)>,
+    events: VecDeque<ChangeEvent>,
+}
+
+/// The in-memory store.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl State {
+    fn record(&mut self, kind: EventType, key: &ObjectKey, object: &Value, prev: Option<&Value>) {
+        self.events.push_back(ChangeEvent {
+            rv: self.rv,
+            kind,
+            key: key.clone(),
+            object: object.clone(),
+            prev_labels: prev.map(labels_of),
+        });
+        while self.events.len() > EVENT_WINDOW {
+            self.events.pop_front();
+        }
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn get(&self, key: &ObjectKey) -> Result<Option<Stored>> {
+        let state = self.state.lock().expect("store lock");
+        Ok(state.objects.get(key).map(|(rv, v)| Stored {
+            object: with_rv(v.clone(), *rv),
+            rv: *rv,
+        }))
+    }
+
+    async fn list(&self, q: &ListQuery) -> Result<ListPage> {
+        let state = self.state.lock().expect("store lock");
+        let start = ObjectKey {
+            cluster: q.cluster.clone(),
+            resource: q.resource.clone(),
+            namespace: q.namespace.clone().unwrap_or_default(),
+            name: String::new(),
+        };
+        let limit = q.limit.unwrap_or(usize::MAX);
+        let mut items = Vec::new();
+        let mut more = false;
+        for (k, (rv, v)) in state.objects.range(start..) {
+            if k.cluster != q.cluster || k.resource != q.resource {
+                break;
+            }
+            if let Some(ns) = &q.namespace
+                && &k.namespace != ns
+            {
+                break;
+            }
+            if let Some((ans, aname)) = &q.after
+                && (&k.namespace, &k.name) <= (ans, aname)
+            {
+                continue;
+            }
+            if !fields_match(&q.fields, &k.namespace, &k.name) || !q.labels.matches(&labels_of(v)) {
+                continue;
+            }
+            if items.len() == limit {
+                more = true;
+                break;
+            }
+            items.push(Stored {
+                object: with_rv(v.clone(), *rv),
+                rv: *rv,
+            });
+        }
+        Ok(ListPage {
+            items,
+            rv: state.rv,
+            more,
+        })
+    }
+
+    async fn create(&self, key: &ObjectKey, object: &Value) -> Result<Stored> {
+        let mut state = self.state.lock().expect("store lock");
+        if state.objects.contains_key(key) {
+            return Err(StoreError::AlreadyExists);
+        }
+        state.rv += 1;
+        let rv = state.rv;
+        let stored = storable(object);
+        state.objects.insert(key.clone(), (rv, stored.clone()));
+        let out = with_rv(stored, rv);
+        state.record(EventType::Added, key, &out, None);
+        Ok(Stored { object: out, rv })
+    }
+
+    async fn update(&self, key: &ObjectKey, object: &Value, expected_rv: u64) -> Result<Stored> {
+        let mut state = self.state.lock().expect("store lock");
+        let prev = match state.objects.get(key) {
+            None => return Err(StoreError::NotFound),
+            Some((rv, _)) if *rv != expected_rv => return Err(StoreError::Conflict),
+            Some((_, v)) => v.clone(),
+        };
+        state.rv += 1;
+        let rv = state.rv;
+        let stored = storable(object);
+        state.objects.insert(key.clone(), (rv, stored.clone()));
+        let out = with_rv(stored, rv);
+        state.record(EventType::Modified, key, &out, Some(&prev));
+        Ok(Stored { object: out, rv })
+    }
+
+    async fn delete(&self, key: &ObjectKey, expected_rv: Option<u64>) -> Result<Stored> {
+        let mut state = self.state.lock().expect("store lock");
+        match state.objects.get(key) {
+            None => return Err(StoreError::NotFound),
+            Some((rv, _)) if expected_rv.is_some_and(|e| e != *rv) => {
+                return Err(StoreError::Conflict);
+            }
+            Some(_) => {}
+        }
+        let (_, v) = state.objects.remove(key).expect("checked");
+        state.rv += 1;
+        let rv = state.rv;
+        let out = with_rv(v, rv);
+        state.record(EventType::Deleted, key, &out, None);
+        Ok(Stored { object: out, rv })
+    }
+
+    async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<ChangeEvent>> {
+        let state = self.state.lock().expect("store lock");
+        let start = state.events.partition_point(|e| e.rv <= after);
+        Ok(state
+            .events
+            .iter()
+            .skip(start)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn watermark(&self) -> Result<u64> {
+        Ok(self.state.lock().expect("store lock").rv)
+    }
+
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+}

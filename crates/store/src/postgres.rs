@@ -1,0 +1,456 @@
+//! PostgreSQL: objects as JSONB, labels in a GIN-indexed JSONB column, resourceVersions from
+//! a sequence. Each write is one statement (object row + outbox row), so it costs one round
+//! trip and needs no explicit transaction.
+//!
+//! Sequence values can commit out of order and abandoned ones leave gaps, so "everything up
+//! to rv N is settled" is established by [`PostgresStore::settle`]: read the sequence, then
+//! the running transactions, and wait for those to end. Writers take their transaction id
+//! before their resourceVersion (`syncsets_next_rv()`), so any holder of a version up to N
+//! is among them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde_json::{Map, Value, json};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Row};
+use syncsets_types::selector::Operator;
+use tokio::sync::Mutex;
+
+use crate::{
+    ChangeEvent, EventType, Keyring, ListPage, ListQuery, MetaField, ObjectKey, Result, Store,
+    StoreError, Stored, labels_of, seal, unseal,
+};
+
+/// How long a computed watermark is reused by lists.
+const WATERMARK_TTL: Duration = Duration::from_millis(20);
+
+/// PostgreSQL-backed store.
+pub struct PostgresStore {
+    pool: PgPool,
+    keyring: Option<Arc<Keyring>>,
+    watermark: AtomicU64,
+    settled_at: Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("watermark", &self.watermark)
+            .finish()
+    }
+}
+
+fn labels_json(labels: &BTreeMap<String, String>) -> Value {
+    Value::Object(
+        labels
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect(),
+    )
+}
+
+fn labels_from(v: Option<Value>) -> Option<BTreeMap<String, String>> {
+    v.and_then(|v| v.as_object().cloned()).map(|m| {
+        m.into_iter()
+            .filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_string())))
+            .collect()
+    })
+}
+
+impl PostgresStore {
+    /// Connects and runs migrations.
+    pub async fn open(url: &str, keyring: Option<Arc<Keyring>>) -> Result<Self> {
+        let opts: PgConnectOptions = url.parse()?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        let store = Self {
+            pool,
+            keyring,
+            watermark: AtomicU64::new(0),
+            settled_at: Mutex::new(None),
+        };
+        store.settle().await?;
+        Ok(store)
+    }
+
+    /// Establishes a fresh watermark: every resourceVersion up to it is committed or
+    /// abandoned.
+    pub async fn settle(&self) -> Result<u64> {
+        let (last, called): (i64, bool) =
+            sqlx::query_as("SELECT last_value, is_called FROM rv_seq")
+                .fetch_one(&self.pool)
+                .await?;
+        // A later statement, hence a later snapshot: every transaction holding a version up
+        // to `last` took its id before `last` was read, so it is finished or listed here.
+        let running: Vec<String> =
+            sqlx::query_scalar("SELECT x::text FROM pg_snapshot_xip(pg_current_snapshot()) AS x")
+                .fetch_all(&self.pool)
+                .await?;
+        let mut pause = Duration::from_micros(200);
+        while !running.is_empty() {
+            let still: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM unnest($1::text[]) AS x WHERE pg_xact_status(x::xid8) = 'in progress'",
+            )
+            .bind(&running)
+            .fetch_one(&self.pool)
+            .await?;
+            if still == 0 {
+                break;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+        let w = if called { last as u64 } else { 0 };
+        self.watermark.fetch_max(w, Ordering::AcqRel);
+        Ok(self.watermark.load(Ordering::Acquire))
+    }
+
+    async fn recent_watermark(&self) -> Result<u64> {
+        let mut at = self.settled_at.lock().await;
+        if at.is_some_and(|t| t.elapsed() < WATERMARK_TTL) {
+            return Ok(self.watermark.load(Ordering::Acquire));
+        }
+        let w = self.settle().await?;
+        *at = Some(Instant::now());
+        Ok(w)
+    }
+
+    /// The query plan of a list (`EXPLAIN`), for tests and diagnostics.
+    pub async fn explain_list(&self, q: &ListQuery) -> Result<String> {
+        let (sql, p) = list_statement(q);
+        let rows: Vec<String> = p
+            .bind_all(sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}"))))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| r.get::<String, _>(0))
+            .collect();
+        Ok(rows.join("\n"))
+    }
+
+    fn decode(
+        &self,
+        key: ObjectKey,
+        rv: i64,
+        data: Value,
+        sealed: Option<Vec<u8>>,
+    ) -> Result<Stored> {
+        let object = unseal(
+            self.keyring.as_deref(),
+            &key,
+            data,
+            sealed.as_deref(),
+            rv as u64,
+        )?;
+        Ok(Stored {
+            object,
+            rv: rv as u64,
+        })
+    }
+
+    async fn exists(&self, key: &ObjectKey) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT rv FROM objects WHERE cluster = $1 AND resource = $2 AND namespace = $3 AND name = $4",
+        )
+        .bind(&key.cluster)
+        .bind(&key.resource)
+        .bind(&key.namespace)
+        .bind(&key.name)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+}
+
+/// Query parameters collected while building SQL; each addition yields its placeholder.
+#[derive(Default)]
+struct Params(Vec<Param>);
+
+enum Param {
+    Text(String),
+    Json(Value),
+    Int(i64),
+}
+
+impl Params {
+    fn add(&mut self, p: Param) -> String {
+        self.0.push(p);
+        format!("${}", self.0.len())
+    }
+
+    fn text(&mut self, s: &str) -> String {
+        self.add(Param::Text(s.to_string()))
+    }
+
+    fn json(&mut self, v: Value) -> String {
+        self.add(Param::Json(v))
+    }
+
+    fn int(&mut self, i: i64) -> String {
+        self.add(Param::Int(i))
+    }
+
+    fn bind_all<'q>(
+        self,
+        mut query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        for p in self.0 {
+            query = match p {
+                Param::Text(s) => query.bind(s),
+                Param::Json(v) => query.bind(v),
+                Param::Int(i) => query.bind(i),
+            };
+        }
+        query
+    }
+}
+
+/// The SQL of a list and its parameters.
+fn list_statement(q: &ListQuery) -> (String, Params) {
+    let mut p = Params::default();
+    let mut sql = format!(
+        "SELECT rv, data, sealed, namespace, name FROM objects WHERE cluster = {} AND resource = {}",
+        p.text(&q.cluster),
+        p.text(&q.resource)
+    );
+    if let Some(ns) = &q.namespace {
+        sql += &format!(" AND namespace = {}", p.text(ns));
+    }
+    if let Some((ns, name)) = &q.after {
+        sql += &format!(
+            " AND (namespace, name) > ({}, {})",
+            p.text(ns),
+            p.text(name)
+        );
+    }
+    for f in &q.fields {
+        let col = match f.field {
+            MetaField::Name => "name",
+            MetaField::Namespace => "namespace",
+        };
+        let op = if f.negated { "<>" } else { "=" };
+        sql += &format!(" AND {col} {op} {}", p.text(&f.value));
+    }
+    // Single-value equalities fold into one containment document for the GIN index.
+    let equal: Map<String, Value> = q
+        .labels
+        .requirements
+        .iter()
+        .filter(|r| r.op == Operator::In && r.values.len() == 1)
+        .map(|r| (r.key.clone(), json!(r.values[0])))
+        .collect();
+    if !equal.is_empty() {
+        sql += &format!(" AND labels @> {}", p.json(Value::Object(equal)));
+    }
+    for r in &q.labels.requirements {
+        match r.op {
+            Operator::In if r.values.len() == 1 => {}
+            Operator::In | Operator::NotIn => {
+                let any: Vec<String> = r
+                    .values
+                    .iter()
+                    .map(|v| format!("labels @> {}", p.json(json!({&r.key: v}))))
+                    .collect();
+                let not = if r.op == Operator::NotIn { "NOT " } else { "" };
+                sql += &format!(" AND {not}({})", any.join(" OR "));
+            }
+            Operator::Exists => sql += &format!(" AND labels ? {}", p.text(&r.key)),
+            Operator::DoesNotExist => sql += &format!(" AND NOT (labels ? {})", p.text(&r.key)),
+            Operator::GreaterThan | Operator::LessThan => {
+                let cmp = if r.op == Operator::GreaterThan {
+                    ">"
+                } else {
+                    "<"
+                };
+                let k = p.text(&r.key);
+                let bound = p.int(r.bound().unwrap_or_default());
+                sql += &format!(
+                    " AND labels ? {k} AND CASE WHEN labels->>{k} ~ '^-?[0-9]{{1,18}}$' \
+                         THEN (labels->>{k})::bigint {cmp} {bound} ELSE false END"
+                );
+            }
+        }
+    }
+    if q.labels.matches_nothing {
+        sql += " AND false";
+    }
+    sql += " ORDER BY namespace, name";
+    if let Some(limit) = q.limit {
+        sql += &format!(" LIMIT {}", limit + 1);
+    }
+    (sql, p)
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn get(&self, key: &ObjectKey) -> Result<Option<Stored>> {
+        let row = sqlx::query(
+            "SELECT rv, data, sealed FROM objects WHERE cluster = $1 AND resource = $2 AND namespace = $3 AND name = $4",
+        )
+        .bind(&key.cluster)
+        .bind(&key.resource)
+        .bind(&key.namespace)
+        .bind(&key.name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| self.decode(key.clone(), r.get("rv"), r.get("data"), r.get("sealed")))
+            .transpose()
+    }
+
+    async fn list(&self, q: &ListQuery) -> Result<ListPage> {
+        let watermark = self.recent_watermark().await?;
+        let (sql, p) = list_statement(q);
+        let rows = p
+            .bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)))
+            .fetch_all(&self.pool)
+            .await?;
+        let more = q.limit.is_some_and(|l| rows.len() > l);
+        let items = rows
+            .into_iter()
+            .take(q.limit.unwrap_or(usize::MAX))
+            .map(|r| {
+                let key =
+                    ObjectKey::new(&q.cluster, &q.resource, r.get("namespace"), r.get("name"));
+                self.decode(key, r.get("rv"), r.get("data"), r.get("sealed"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ListPage {
+            items,
+            rv: watermark,
+            more,
+        })
+    }
+
+    async fn create(&self, key: &ObjectKey, object: &Value) -> Result<Stored> {
+        let row = seal(self.keyring.as_deref(), key, object)?;
+        let labels = labels_json(&labels_of(object));
+        let rv: Option<i64> = sqlx::query_scalar(
+            "WITH r AS (SELECT syncsets_next_rv() AS rv), \
+             o AS (INSERT INTO objects (cluster, resource, namespace, name, rv, labels, data, sealed) \
+                   SELECT $1, $2, $3, $4, r.rv, $5, $6, $7 FROM r ON CONFLICT DO NOTHING RETURNING rv), \
+             e AS (INSERT INTO events (rv, cluster, resource, namespace, name, type, data, sealed, labels) \
+                   SELECT o.rv, $1, $2, $3, $4, 'ADDED', $6, $7, $5 FROM o) \
+             SELECT rv FROM o",
+        )
+        .bind(&key.cluster)
+        .bind(&key.resource)
+        .bind(&key.namespace)
+        .bind(&key.name)
+        .bind(&labels)
+        .bind(&row.data)
+        .bind(row.sealed.as_deref())
+        .fetch_optional(&self.pool)
+        .await?;
+        let rv = rv.ok_or(StoreError::AlreadyExists)?;
+        Ok(Stored {
+            object: crate::with_rv(crate::storable(object), rv as u64),
+            rv: rv as u64,
+        })
+    }
+
+    async fn update(&self, key: &ObjectKey, object: &Value, expected_rv: u64) -> Result<Stored> {
+        let row = seal(self.keyring.as_deref(), key, object)?;
+        let labels = labels_json(&labels_of(object));
+        let rv: Option<i64> = sqlx::query_scalar(
+            "WITH r AS (SELECT syncsets_next_rv() AS rv), \
+             old AS (SELECT labels FROM objects WHERE cluster = $1 AND resource = $2 AND namespace = $3 AND name = $4 AND rv = $8), \
+             o AS (UPDATE objects SET rv = r.rv, labels = $5, data = $6, sealed = $7 FROM r \
+                   WHERE cluster = $1 AND resource = $2 AND namespace = $3 AND name = $4 AND objects.rv = $8 \
+                   RETURNING objects.rv), \
+             e AS (INSERT INTO events (rv, cluster, resource, namespace, name, type, data, sealed, labels, prev_labels) \
+                   SELECT o.rv, $1, $2, $3, $4, 'MODIFIED', $6, $7, $5, (SELECT labels FROM old) FROM o) \
+             SELECT rv FROM o",
+        )
+        .bind(&key.cluster)
+        .bind(&key.resource)
+        .bind(&key.namespace)
+        .bind(&key.name)
+        .bind(&labels)
+        .bind(&row.data)
+        .bind(row.sealed.as_deref())
+        .bind(expected_rv as i64)
+        .fetch_optional(&self.pool)
+        .await?;
+        match rv {
+            Some(rv) => Ok(Stored {
+                object: crate::with_rv(crate::storable(object), rv as u64),
+                rv: rv as u64,
+            }),
+            None if self.exists(key).await? => Err(StoreError::Conflict),
+            None => Err(StoreError::NotFound),
+        }
+    }
+
+    async fn delete(&self, key: &ObjectKey, expected_rv: Option<u64>) -> Result<Stored> {
+        let row = sqlx::query(
+            "WITH r AS (SELECT syncsets_next_rv() AS rv), \
+             d AS (DELETE FROM objects WHERE cluster = $1 AND resource = $2 AND namespace = $3 AND name = $4 \
+                   AND ($5::bigint IS NULL OR rv = $5) RETURNING data, sealed, labels), \
+             e AS (INSERT INTO events (rv, cluster, resource, namespace, name, type, data, sealed, labels) \
+                   SELECT r.rv, $1, $2, $3, $4, 'DELETED', d.data, d.sealed, d.labels FROM d, r) \
+             SELECT r.rv, d.data, d.sealed FROM d, r",
+        )
+        .bind(&key.cluster)
+        .bind(&key.resource)
+        .bind(&key.namespace)
+        .bind(&key.name)
+        .bind(expected_rv.map(|r| r as i64))
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(r) => self.decode(key.clone(), r.get("rv"), r.get("data"), r.get("sealed")),
+            None if self.exists(key).await? => Err(StoreError::Conflict),
+            None => Err(StoreError::NotFound),
+        }
+    }
+
+    async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<ChangeEvent>> {
+        let watermark = self.settle().await?;
+        let rows = sqlx::query(
+            "SELECT rv, cluster, resource, namespace, name, type, data, sealed, prev_labels FROM events \
+             WHERE rv > $1 AND rv <= $2 ORDER BY rv LIMIT $3",
+        )
+        .bind(after as i64)
+        .bind(watermark as i64)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                let key = ObjectKey::new(
+                    r.get("cluster"),
+                    r.get("resource"),
+                    r.get("namespace"),
+                    r.get("name"),
+                );
+                let kind = EventType::parse(r.get("type"))?;
+                let prev_labels = labels_from(r.get("prev_labels"));
+                let stored =
+                    self.decode(key.clone(), r.get("rv"), r.get("data"), r.get("sealed"))?;
+                Ok(ChangeEvent {
+                    rv: stored.rv,
+                    kind,
+                    key,
+                    object: stored.object,
+                    prev_labels,
+                })
+            })
+            .collect()
+    }
+
+    async fn watermark(&self) -> Result<u64> {
+        self.settle().await
+    }
+
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+}

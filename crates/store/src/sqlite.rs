@@ -1,0 +1,590 @@
+//! The embedded default: one SQLite file in WAL mode with `synchronous=FULL` (a write is on
+//! disk before it is acknowledged). One writer connection serialises writes, as SQLite
+//! does anyway; readers use a pool and see consistent snapshots.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
+use syncsets_types::selector::Operator;
+use tokio::sync::Mutex;
+
+use crate::{
+    ChangeEvent, EventType, Keyring, ListPage, ListQuery, MetaField, ObjectKey, Result, Store,
+    StoreError, Stored, labels_of, seal, unseal,
+};
+
+/// SQLite-backed store.
+pub struct SqliteStore {
+    writer: Mutex<SqliteConnection>,
+    readers: SqlitePool,
+    keyring: Option<Arc<Keyring>>,
+    rv: AtomicU64,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("rv", &self.rv).finish()
+    }
+}
+
+fn now_millis() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `sqlite://path` and runs migrations.
+    pub async fn open(url: &str, keyring: Option<Arc<Keyring>>) -> Result<Self> {
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            return Err(StoreError::Config(
+                "in-memory SQLite gives every pooled connection its own database; use memory:// or a file".into(),
+            ));
+        }
+        let opts = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(30))
+            .pragma("cache_size", "-65536");
+        if let Some(dir) = opts.get_filename().parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Config(format!("creating {}: {e}", dir.display())))?;
+        }
+        let mut writer = SqliteConnection::connect_with(&opts).await?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&mut writer)
+            .await?;
+        let rv: i64 = sqlx::query_scalar("SELECT value FROM counters WHERE name = 'rv'")
+            .fetch_one(&mut writer)
+            .await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(opts.read_only(true))
+            .await?;
+        Ok(Self {
+            writer: Mutex::new(writer),
+            readers,
+            keyring,
+            rv: AtomicU64::new(rv as u64),
+        })
+    }
+
+    /// The query plan of a list (`EXPLAIN QUERY PLAN`), for tests and diagnostics.
+    pub async fn explain_list(&self, q: &ListQuery) -> Result<String> {
+        let (sql, binds) = list_statement(q);
+        let rows = bind_all(
+            sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}"))),
+            binds,
+        )
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.get::<String, _>("detail"))
+            .collect::<Vec<_>>()
+            .join("\n"))
+    }
+
+    fn decode(
+        &self,
+        key: ObjectKey,
+        rv: i64,
+        data: &str,
+        sealed: Option<Vec<u8>>,
+    ) -> Result<Stored> {
+        let data: Value =
+            serde_json::from_str(data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let object = unseal(
+            self.keyring.as_deref(),
+            &key,
+            data,
+            sealed.as_deref(),
+            rv as u64,
+        )?;
+        Ok(Stored {
+            object,
+            rv: rv as u64,
+        })
+    }
+}
+
+async fn next_rv(tx: &mut SqliteConnection) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "UPDATE counters SET value = value + 1 WHERE name = 'rv' RETURNING value",
+    )
+    .fetch_one(tx)
+    .await?)
+}
+
+async fn insert_labels(
+    tx: &mut SqliteConnection,
+    id: i64,
+    key: &ObjectKey,
+    labels: &BTreeMap<String, String>,
+) -> Result<()> {
+    for (k, v) in labels {
+        sqlx::query(
+            "INSERT INTO labels (obj_id, cluster, resource, key, value) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(id)
+        .bind(&key.cluster)
+        .bind(&key.resource)
+        .bind(k)
+        .bind(v)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// One row of the outbox.
+struct Outbox<'a> {
+    rv: i64,
+    key: &'a ObjectKey,
+    kind: EventType,
+    data: &'a str,
+    sealed: Option<&'a [u8]>,
+    labels: &'a BTreeMap<String, String>,
+    prev: Option<&'a BTreeMap<String, String>>,
+}
+
+async fn insert_event(tx: &mut SqliteConnection, e: Outbox<'_>) -> Result<()> {
+    let Outbox {
+        rv,
+        key,
+        kind,
+        data,
+        sealed,
+        labels,
+        prev,
+    } = e;
+    sqlx::query(
+        "INSERT INTO events (rv, cluster, resource, namespace, name, type, data, sealed, labels, prev_labels, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(rv)
+    .bind(&key.cluster)
+    .bind(&key.resource)
+    .bind(&key.namespace)
+    .bind(&key.name)
+    .bind(kind.as_str())
+    .bind(data)
+    .bind(sealed)
+    .bind(serde_json::to_string(labels).expect("labels serialise"))
+    .bind(prev.map(|p| serde_json::to_string(p).expect("labels serialise")))
+    .bind(now_millis())
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// The SQL of a list and its parameters, in order.
+///
+/// The first positive label requirement drives the query from the label index
+/// (`labels CROSS JOIN objects`: SQLite keeps that join order), so a selector never scans
+/// every object of a kind; the other requirements filter by object id.
+fn list_statement(q: &ListQuery) -> (String, Vec<Bind>) {
+    let mut binds = Vec::new();
+    let driver = q
+        .labels
+        .requirements
+        .iter()
+        .position(|r| !matches!(r.op, Operator::NotIn | Operator::DoesNotExist));
+    let mut sql = String::from("SELECT o.rv, o.data, o.sealed, o.namespace, o.name FROM ");
+    match driver {
+        Some(i) => {
+            let r = &q.labels.requirements[i];
+            sql.push_str(
+                "labels d CROSS JOIN objects o ON o.id = d.obj_id \
+                 WHERE d.cluster = ? AND d.resource = ? AND d.key = ?",
+            );
+            binds.extend([
+                Bind::Text(q.cluster.clone()),
+                Bind::Text(q.resource.clone()),
+                Bind::Text(r.key.clone()),
+            ]);
+            value_condition(r, "d.value", &mut sql, &mut binds);
+            sql.push_str(" AND o.cluster = ? AND o.resource = ?");
+        }
+        None => sql.push_str("objects o WHERE o.cluster = ? AND o.resource = ?"),
+    }
+    binds.push(Bind::Text(q.cluster.clone()));
+    binds.push(Bind::Text(q.resource.clone()));
+    if let Some(ns) = &q.namespace {
+        sql.push_str(" AND o.namespace = ?");
+        binds.push(Bind::Text(ns.clone()));
+    }
+    if let Some((ns, name)) = &q.after {
+        sql.push_str(" AND (o.namespace, o.name) > (?, ?)");
+        binds.push(Bind::Text(ns.clone()));
+        binds.push(Bind::Text(name.clone()));
+    }
+    for f in &q.fields {
+        let col = match f.field {
+            MetaField::Name => "o.name",
+            MetaField::Namespace => "o.namespace",
+        };
+        sql.push_str(&format!(
+            " AND {col} {} ?",
+            if f.negated { "<>" } else { "=" }
+        ));
+        binds.push(Bind::Text(f.value.clone()));
+    }
+    for (i, r) in q.labels.requirements.iter().enumerate() {
+        if Some(i) == driver {
+            continue;
+        }
+        let not = if matches!(r.op, Operator::NotIn | Operator::DoesNotExist) {
+            "NOT "
+        } else {
+            ""
+        };
+        sql.push_str(&format!(
+            " AND o.id {not}IN (SELECT obj_id FROM labels WHERE cluster = ? AND resource = ? AND key = ?"
+        ));
+        binds.extend([
+            Bind::Text(q.cluster.clone()),
+            Bind::Text(q.resource.clone()),
+            Bind::Text(r.key.clone()),
+        ]);
+        value_condition(r, "value", &mut sql, &mut binds);
+        sql.push(')');
+    }
+    if q.labels.matches_nothing {
+        sql.push_str(" AND 0");
+    }
+    sql.push_str(" ORDER BY o.namespace, o.name");
+    if let Some(limit) = q.limit {
+        sql.push_str(&format!(" LIMIT {}", limit + 1));
+    }
+    (sql, binds)
+}
+
+/// The condition on a label's value that a requirement adds (none for exists / not exists).
+fn value_condition(
+    r: &syncsets_types::selector::Requirement,
+    col: &str,
+    sql: &mut String,
+    binds: &mut Vec<Bind>,
+) {
+    match r.op {
+        Operator::In | Operator::NotIn => {
+            let placeholders = vec!["?"; r.values.len()].join(", ");
+            sql.push_str(&format!(" AND {col} IN ({placeholders})"));
+            binds.extend(r.values.iter().map(|v| Bind::Text(v.clone())));
+        }
+        Operator::Exists | Operator::DoesNotExist => {}
+        Operator::GreaterThan | Operator::LessThan => {
+            // Integers only: an optional leading '-' and at least one digit.
+            let cmp = if r.op == Operator::GreaterThan {
+                ">"
+            } else {
+                "<"
+            };
+            sql.push_str(&format!(
+                " AND ltrim({col}, '-') <> '' AND NOT ltrim({col}, '-') GLOB '*[^0-9]*' \
+                 AND {col} NOT GLOB '?*-*' AND CAST({col} AS INTEGER) {cmp} ?"
+            ));
+            binds.push(Bind::Int(r.bound().unwrap_or_default()));
+        }
+    }
+}
+
+fn bind_all<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+    binds: Vec<Bind>,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+    for b in binds {
+        query = match b {
+            Bind::Text(s) => query.bind(s),
+            Bind::Int(i) => query.bind(i),
+        };
+    }
+    query
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn get(&self, key: &ObjectKey) -> Result<Option<Stored>> {
+        let row = sqlx::query(
+            "SELECT rv, data, sealed FROM objects WHERE cluster = ? AND resource = ? AND namespace = ? AND name = ?",
+        )
+        .bind(&key.cluster)
+        .bind(&key.resource)
+        .bind(&key.namespace)
+        .bind(&key.name)
+        .fetch_optional(&self.readers)
+        .await?;
+        row.map(|r| {
+            self.decode(
+                key.clone(),
+                r.get("rv"),
+                r.get::<&str, _>("data"),
+                r.get("sealed"),
+            )
+        })
+        .transpose()
+    }
+
+    async fn list(&self, q: &ListQuery) -> Result<ListPage> {
+        // Everything up to the counter read now is committed, so the page reflects it.
+        let watermark = self.rv.load(Ordering::Acquire);
+        let (sql, binds) = list_statement(q);
+        let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), binds)
+            .fetch_all(&self.readers)
+            .await?;
+        let more = q.limit.is_some_and(|l| rows.len() > l);
+        let take = q.limit.unwrap_or(usize::MAX);
+        let items = rows
+            .into_iter()
+            .take(take)
+            .map(|r| {
+                let key =
+                    ObjectKey::new(&q.cluster, &q.resource, r.get("namespace"), r.get("name"));
+                self.decode(key, r.get("rv"), r.get::<&str, _>("data"), r.get("sealed"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ListPage {
+            items,
+            rv: watermark,
+            more,
+        })
+    }
+
+    async fn create(&self, key: &ObjectKey, object: &Value) -> Result<Stored> {
+        let row = seal(self.keyring.as_deref(), key, object)?;
+        let data = row.data.to_string();
+        let labels = labels_of(object);
+        let mut conn = self.writer.lock().await;
+        let mut tx = conn.begin().await?;
+        let exists: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM objects WHERE cluster = ? AND resource = ? AND namespace = ? AND name = ?",
+        )
+        .bind(&key.cluster)
+        .bind(&key.resource)
+        .bind(&key.namespace)
+        .bind(&key.name)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if exists.is_some() {
+            return Err(StoreError::AlreadyExists);
+        }
+        let rv = next_rv(&mut tx).await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO objects (cluster, resource, namespace, name, rv, data, sealed) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&key.cluster)
+        .bind(&key.resource)
+        .bind(&key.namespace)
+        .bind(&key.name)
+        .bind(rv)
+        .bind(&data)
+        .bind(row.sealed.as_deref())
+        .fetch_one(&mut *tx)
+        .await?;
+        insert_labels(&mut tx, id, key, &labels).await?;
+        insert_event(
+            &mut tx,
+            Outbox {
+                rv,
+                key,
+                kind: EventType::Added,
+                data: &data,
+                sealed: row.sealed.as_deref(),
+                labels: &labels,
+                prev: None,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        self.rv.store(rv as u64, Ordering::Release);
+        Ok(Stored {
+            object: crate::with_rv(crate::storable(object), rv as u64),
+            rv: rv as u64,
+        })
+    }
+
+    async fn update(&self, key: &ObjectKey, object: &Value, expected_rv: u64) -> Result<Stored> {
+        let row = seal(self.keyring.as_deref(), key, object)?;
+        let data = row.data.to_string();
+        let labels = labels_of(object);
+        let mut conn = self.writer.lock().await;
+        let mut tx = conn.begin().await?;
+        let current = sqlx::query(
+            "SELECT id, rv FROM objects WHERE cluster = ? AND resource = ? AND namespace = ? AND name = ?",
+        )
+        .bind(&key.cluster)
+        .bind(&key.resource)
+        .bind(&key.namespace)
+        .bind(&key.name)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(current) = current else {
+            return Err(StoreError::NotFound);
+        };
+        let (id, current_rv): (i64, i64) = (current.get("id"), current.get("rv"));
+        if current_rv as u64 != expected_rv {
+            return Err(StoreError::Conflict);
+        }
+        let prev: BTreeMap<String, String> =
+            sqlx::query_as::<_, (String, String)>("SELECT key, value FROM labels WHERE obj_id = ?")
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .collect();
+        let rv = next_rv(&mut tx).await?;
+        sqlx::query("UPDATE objects SET rv = ?, data = ?, sealed = ? WHERE id = ?")
+            .bind(rv)
+            .bind(&data)
+            .bind(row.sealed.as_deref())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if prev != labels {
+            sqlx::query("DELETE FROM labels WHERE obj_id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            insert_labels(&mut tx, id, key, &labels).await?;
+        }
+        insert_event(
+            &mut tx,
+            Outbox {
+                rv,
+                key,
+                kind: EventType::Modified,
+                data: &data,
+                sealed: row.sealed.as_deref(),
+                labels: &labels,
+                prev: Some(&prev),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        self.rv.store(rv as u64, Ordering::Release);
+        Ok(Stored {
+            object: crate::with_rv(crate::storable(object), rv as u64),
+            rv: rv as u64,
+        })
+    }
+
+    async fn delete(&self, key: &ObjectKey, expected_rv: Option<u64>) -> Result<Stored> {
+        let mut conn = self.writer.lock().await;
+        let mut tx = conn.begin().await?;
+        let current = sqlx::query(
+            "SELECT id, rv, data, sealed FROM objects WHERE cluster = ? AND resource = ? AND namespace = ? AND name = ?",
+        )
+        .bind(&key.cluster)
+        .bind(&key.resource)
+        .bind(&key.namespace)
+        .bind(&key.name)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(current) = current else {
+            return Err(StoreError::NotFound);
+        };
+        let id: i64 = current.get("id");
+        if expected_rv.is_some_and(|e| e != current.get::<i64, _>("rv") as u64) {
+            return Err(StoreError::Conflict);
+        }
+        let data: String = current.get("data");
+        let sealed: Option<Vec<u8>> = current.get("sealed");
+        let labels: BTreeMap<String, String> =
+            sqlx::query_as::<_, (String, String)>("SELECT key, value FROM labels WHERE obj_id = ?")
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .collect();
+        let rv = next_rv(&mut tx).await?;
+        sqlx::query("DELETE FROM objects WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM labels WHERE obj_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        insert_event(
+            &mut tx,
+            Outbox {
+                rv,
+                key,
+                kind: EventType::Deleted,
+                data: &data,
+                sealed: sealed.as_deref(),
+                labels: &labels,
+                prev: None,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        self.rv.store(rv as u64, Ordering::Release);
+        self.decode(key.clone(), rv, &data, sealed)
+    }
+
+    async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<ChangeEvent>> {
+        let watermark = self.rv.load(Ordering::Acquire);
+        let rows = sqlx::query(
+            "SELECT rv, cluster, resource, namespace, name, type, data, sealed, prev_labels FROM events \
+             WHERE rv > ? AND rv <= ? ORDER BY rv LIMIT ?",
+        )
+        .bind(after as i64)
+        .bind(watermark as i64)
+        .bind(limit as i64)
+        .fetch_all(&self.readers)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                let key = ObjectKey::new(
+                    r.get("cluster"),
+                    r.get("resource"),
+                    r.get("namespace"),
+                    r.get("name"),
+                );
+                let kind = EventType::parse(r.get("type"))?;
+                let prev: Option<String> = r.get("prev_labels");
+                let prev_labels = prev
+                    .map(|p| {
+                        serde_json::from_str(&p).map_err(|e| StoreError::Corrupt(e.to_string()))
+                    })
+                    .transpose()?;
+                let stored = self.decode(
+                    key.clone(),
+                    r.get("rv"),
+                    r.get::<&str, _>("data"),
+                    r.get("sealed"),
+                )?;
+                Ok(ChangeEvent {
+                    rv: stored.rv,
+                    kind,
+                    key,
+                    object: stored.object,
+                    prev_labels,
+                })
+            })
+            .collect()
+    }
+
+    async fn watermark(&self) -> Result<u64> {
+        Ok(self.rv.load(Ordering::Acquire))
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+}

@@ -1,0 +1,358 @@
+//! One storage test suite, run against every backend: SQLite (a temporary file),
+//! PostgreSQL (a fresh database on the local server) and memory.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use syncsets_store::{
+    EventType, FieldMatch, Keyring, ListQuery, MetaField, ObjectKey, Store, StoreError,
+};
+use syncsets_testkit::TestDb;
+use syncsets_types::Selector;
+
+fn keyring() -> Arc<Keyring> {
+    Arc::new(Keyring::new(vec![("k1".into(), vec![42; 32])]).unwrap())
+}
+
+fn cm(ns: &str, name: &str, labels: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap",
+           "metadata": {"name": name, "namespace": ns, "labels": labels},
+           "data": {"k": "v"}})
+}
+
+fn key(ns: &str, name: &str) -> ObjectKey {
+    ObjectKey::new("", "configmaps", ns, name)
+}
+
+fn query(ns: Option<&str>) -> ListQuery {
+    ListQuery {
+        cluster: String::new(),
+        resource: "configmaps".into(),
+        namespace: ns.map(String::from),
+        ..Default::default()
+    }
+}
+
+fn names(page: &syncsets_store::ListPage) -> Vec<String> {
+    page.items
+        .iter()
+        .map(|s| s.object["metadata"]["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn crud_and_resource_versions(store: Arc<dyn Store>) {
+    let a = store
+        .create(&key("ns", "a"), &cm("ns", "a", json!({})))
+        .await
+        .unwrap();
+    assert_eq!(a.object["metadata"]["resourceVersion"], a.rv.to_string());
+    assert!(matches!(
+        store
+            .create(&key("ns", "a"), &cm("ns", "a", json!({})))
+            .await,
+        Err(StoreError::AlreadyExists)
+    ));
+    let got = store.get(&key("ns", "a")).await.unwrap().unwrap();
+    assert_eq!(got, a);
+    assert!(store.get(&key("ns", "nope")).await.unwrap().is_none());
+
+    let mut changed = a.object.clone();
+    changed["data"]["k"] = json!("v2");
+    let b = store.update(&key("ns", "a"), &changed, a.rv).await.unwrap();
+    assert!(b.rv > a.rv, "resourceVersion increases");
+    assert_eq!(b.object["data"]["k"], "v2");
+    assert!(matches!(
+        store.update(&key("ns", "a"), &changed, a.rv).await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(matches!(
+        store.update(&key("ns", "zz"), &changed, 1).await,
+        Err(StoreError::NotFound)
+    ));
+
+    assert!(matches!(
+        store.delete(&key("ns", "a"), Some(a.rv)).await,
+        Err(StoreError::Conflict)
+    ));
+    let gone = store.delete(&key("ns", "a"), Some(b.rv)).await.unwrap();
+    assert!(gone.rv > b.rv, "deletion has its own resourceVersion");
+    assert_eq!(gone.object["data"]["k"], "v2");
+    assert!(store.get(&key("ns", "a")).await.unwrap().is_none());
+    assert!(matches!(
+        store.delete(&key("ns", "a"), None).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(store.watermark().await.unwrap() >= gone.rv);
+}
+
+async fn logical_clusters_are_isolated(store: Arc<dyn Store>) {
+    let hub = ObjectKey::new("", "configmaps", "ns", "x");
+    let member = ObjectKey::new("member-1", "configmaps", "ns", "x");
+    store
+        .create(&hub, &cm("ns", "x", json!({"where": "hub"})))
+        .await
+        .unwrap();
+    store
+        .create(&member, &cm("ns", "x", json!({"where": "member"})))
+        .await
+        .unwrap();
+    let mut q = query(Some("ns"));
+    q.cluster = "member-1".into();
+    let page = store.list(&q).await.unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(
+        page.items[0].object["metadata"]["labels"]["where"],
+        "member"
+    );
+    assert_eq!(
+        store.get(&hub).await.unwrap().unwrap().object["metadata"]["labels"]["where"],
+        "hub"
+    );
+}
+
+async fn lists_page_and_filter(store: Arc<dyn Store>) {
+    for ns in ["a", "b"] {
+        for i in 0..5 {
+            let name = format!("cm-{i}");
+            store
+                .create(&key(ns, &name), &cm(ns, &name, json!({})))
+                .await
+                .unwrap();
+        }
+    }
+    let all = store.list(&query(None)).await.unwrap();
+    assert_eq!(all.items.len(), 10);
+    assert!(!all.more);
+    assert_eq!(all.items[0].object["metadata"]["namespace"], "a");
+    assert_eq!(all.items[9].object["metadata"]["namespace"], "b");
+    assert_eq!(store.list(&query(Some("b"))).await.unwrap().items.len(), 5);
+
+    // Pages of 3 walk everything once, in order.
+    let mut seen = Vec::new();
+    let mut q = query(None);
+    q.limit = Some(3);
+    loop {
+        let page = store.list(&q).await.unwrap();
+        for s in &page.items {
+            let m = &s.object["metadata"];
+            seen.push(format!(
+                "{}/{}",
+                m["namespace"].as_str().unwrap(),
+                m["name"].as_str().unwrap()
+            ));
+        }
+        if !page.more {
+            break;
+        }
+        let last = &page.items.last().unwrap().object["metadata"];
+        q.after = Some((
+            last["namespace"].as_str().unwrap().into(),
+            last["name"].as_str().unwrap().into(),
+        ));
+    }
+    assert_eq!(seen.len(), 10);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    assert_eq!(seen, sorted);
+
+    let mut q = query(None);
+    q.fields = vec![
+        FieldMatch {
+            field: MetaField::Name,
+            negated: false,
+            value: "cm-2".into(),
+        },
+        FieldMatch {
+            field: MetaField::Namespace,
+            negated: true,
+            value: "a".into(),
+        },
+    ];
+    let page = store.list(&q).await.unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].object["metadata"]["namespace"], "b");
+}
+
+async fn label_selectors_match_kubernetes(store: Arc<dyn Store>) {
+    let fixtures: Vec<(&str, Value)> = vec![
+        ("none", json!({})),
+        ("prod-web", json!({"env": "prod", "tier": "web", "n": "5"})),
+        ("prod-db", json!({"env": "prod", "tier": "db", "n": "12"})),
+        ("dev-web", json!({"env": "dev", "tier": "web", "n": "-3"})),
+        ("stage", json!({"env": "stage", "legacy": "", "n": "x1"})),
+        (
+            "managed",
+            json!({"hive.openshift.io/managed": "true", "env": "prod"}),
+        ),
+    ];
+    for (name, labels) in &fixtures {
+        store
+            .create(&key("sel", name), &cm("sel", name, labels.clone()))
+            .await
+            .unwrap();
+    }
+    for sel in [
+        "env=prod",
+        "env==prod,tier=web",
+        "env!=prod",
+        "env in (prod, dev)",
+        "env notin (prod,dev)",
+        "tier",
+        "!tier",
+        "legacy",
+        "legacy=",
+        "n>4",
+        "n<0",
+        "hive.openshift.io/managed=true",
+        "env=prod,!tier",
+        "env in (prod),tier notin (db)",
+        "",
+        "env=nope",
+    ] {
+        let selector = Selector::parse(sel).unwrap();
+        let mut q = query(Some("sel"));
+        q.labels = selector.clone();
+        let got = names(&store.list(&q).await.unwrap());
+        let mut want: Vec<String> = fixtures
+            .iter()
+            .filter(|(_, l)| {
+                let labels: BTreeMap<String, String> = serde_json::from_value(l.clone()).unwrap();
+                selector.matches(&labels)
+            })
+            .map(|(n, _)| n.to_string())
+            .collect();
+        want.sort();
+        assert_eq!(got, want, "selector {sel:?}");
+    }
+    // A nil structured selector matches nothing.
+    let mut q = query(Some("sel"));
+    q.labels = Selector::nothing();
+    assert!(store.list(&q).await.unwrap().items.is_empty());
+}
+
+async fn outbox_records_every_change(store: Arc<dyn Store>) {
+    let start = store.watermark().await.unwrap();
+    let a = store
+        .create(&key("ev", "a"), &cm("ev", "a", json!({"v": "1"})))
+        .await
+        .unwrap();
+    let mut next = a.object.clone();
+    next["metadata"]["labels"] = json!({"v": "2"});
+    let b = store.update(&key("ev", "a"), &next, a.rv).await.unwrap();
+    let c = store.delete(&key("ev", "a"), None).await.unwrap();
+    let events = store.events_after(start, 100).await.unwrap();
+    let kinds: Vec<(EventType, u64)> = events.iter().map(|e| (e.kind, e.rv)).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (EventType::Added, a.rv),
+            (EventType::Modified, b.rv),
+            (EventType::Deleted, c.rv)
+        ]
+    );
+    assert_eq!(events[1].prev_labels.as_ref().unwrap()["v"], "1");
+    assert_eq!(events[1].object["metadata"]["labels"]["v"], "2");
+    assert_eq!(
+        events[2].object["metadata"]["resourceVersion"],
+        c.rv.to_string()
+    );
+    assert_eq!(store.events_after(b.rv, 100).await.unwrap().len(), 1);
+    assert_eq!(store.events_after(start, 1).await.unwrap().len(), 1);
+}
+
+async fn secrets_round_trip(store: Arc<dyn Store>) {
+    let k = ObjectKey::new("", "secrets", "ns", "s");
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": "s", "namespace": "ns", "labels": {"app": "x"},
+                     "annotations": {"note": "c3VwZXJzZWNyZXQ="}},
+        "data": {"kubeconfig": "c3VwZXJzZWNyZXQ="}});
+    let created = store.create(&k, &secret).await.unwrap();
+    let got = store.get(&k).await.unwrap().unwrap();
+    assert_eq!(got.object["data"]["kubeconfig"], "c3VwZXJzZWNyZXQ=");
+    assert_eq!(
+        got.object["metadata"]["annotations"]["note"],
+        "c3VwZXJzZWNyZXQ="
+    );
+    let mut q = query(Some("ns"));
+    q.resource = "secrets".into();
+    q.labels = Selector::parse("app=x").unwrap();
+    let page = store.list(&q).await.unwrap();
+    assert_eq!(
+        page.items[0].object["data"]["kubeconfig"],
+        "c3VwZXJzZWNyZXQ="
+    );
+    let events = store.events_after(created.rv - 1, 10).await.unwrap();
+    assert_eq!(events[0].object["data"]["kubeconfig"], "c3VwZXJzZWNyZXQ=");
+}
+
+async fn concurrent_updates_have_one_winner(store: Arc<dyn Store>) {
+    let a = store
+        .create(&key("race", "a"), &cm("race", "a", json!({})))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = store.clone();
+        let mut obj = a.object.clone();
+        obj["data"]["k"] = json!(format!("writer-{i}"));
+        tasks.push(tokio::spawn(async move {
+            store.update(&key("race", "a"), &obj, a.rv).await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(StoreError::Conflict) => {}
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(ok, 1);
+}
+
+macro_rules! suite {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
+                    let store = syncsets_store::open(&url, Some(super::keyring())).await.unwrap();
+                    super::$test(store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let Some(db) = super::TestDb::create().await else { return };
+                    let store = syncsets_store::open(&db.url, Some(super::keyring())).await.unwrap();
+                    super::$test(store).await;
+                    db.drop_db().await;
+                }
+            )*
+        }
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let store = syncsets_store::open("memory://", None).await.unwrap();
+                    super::$test(store).await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    crud_and_resource_versions,
+    logical_clusters_are_isolated,
+    lists_page_and_filter,
+    label_selectors_match_kubernetes,
+    outbox_records_every_change,
+    secrets_round_trip,
+    concurrent_updates_have_one_winner,
+);

@@ -1,0 +1,101 @@
+//! Test support shared by the crates' integration tests.
+//!
+//! Backend tests use the real servers of the machine (PostgreSQL on 127.0.0.1:5432 with
+//! trust auth). Outside CI an unreachable server skips the test with a `SKIPPED:` line;
+//! under `CI=true` it fails the test instead, and `.ci/run` also rejects any `SKIPPED:`
+//! line, so backend coverage cannot silently disappear.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sqlx::{Connection, PgConnection};
+
+/// The admin URL of the test PostgreSQL server (`SYNCSETS_TEST_POSTGRES` overrides it).
+pub fn postgres_admin_url() -> String {
+    std::env::var("SYNCSETS_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+/// Whether the suite runs under CI, where backend tests may not skip.
+pub fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Reports a backend that is not available: a skip outside CI, a failure under CI.
+pub fn unavailable(what: &str, why: &str) {
+    if under_ci() {
+        panic!("{what} is required under CI but unavailable: {why}");
+    }
+    eprintln!("SKIPPED: {what} unavailable ({why})");
+}
+
+/// A database created for one test and dropped by [`TestDb::drop_db`].
+pub struct TestDb {
+    /// Its connection URL.
+    pub url: String,
+    name: String,
+}
+
+impl TestDb {
+    /// Creates a fresh database, or `None` (after [`unavailable`]) when PostgreSQL is down.
+    pub async fn create() -> Option<Self> {
+        let admin = postgres_admin_url();
+        let mut conn = match PgConnection::connect(&admin).await {
+            Ok(c) => c,
+            Err(e) => {
+                unavailable("PostgreSQL", &e.to_string());
+                return None;
+            }
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        sweep(&mut conn, now).await;
+        let name = format!("syncsets_test_{now}_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+        Some(Self {
+            url: format!("{base}/{name}"),
+            name,
+        })
+    }
+
+    /// Drops the database.
+    pub async fn drop_db(self) {
+        if let Ok(mut conn) = PgConnection::connect(&postgres_admin_url()).await {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            )))
+            .execute(&mut conn)
+            .await;
+        }
+    }
+}
+
+/// Drops test databases left behind by tests that panicked more than an hour ago.
+async fn sweep(conn: &mut PgConnection, now: u64) {
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT datname FROM pg_database WHERE datname LIKE 'syncsets\\_test\\_%'",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap_or_default();
+    for name in names {
+        let created: u64 = name
+            .split('_')
+            .nth(2)
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(now);
+        if now.saturating_sub(created) > 3600 {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut *conn)
+            .await;
+        }
+    }
+}
