@@ -1,1 +1,127 @@
-//! placeholder
+//! # syncsets-api
+//!
+//! A Kubernetes-compatible API server over a [`Store`], driven by the kind [`Registry`]:
+//!
+//! ```text
+//!  request ─▶ [/clusters/{c}] ─▶ route ─┬─ discovery  /api /apis /version /openapi/*
+//!                                       ├─ resources  get list create update patch delete
+//!                                       │              └─ machinery (admission, patch, apply)
+//!                                       │                   └─ Store (object + outbox event)
+//!                                       ├─ /v1/clusters  (seed: register a cluster)
+//!                                       └─ /docs         (Swagger UI, offline)
+//! ```
+//!
+//! [`run`] takes a bound listener and a shutdown future, so tests serve on port 0.
+
+mod clusters;
+mod discovery;
+pub mod error;
+mod handlers;
+mod lifecycle;
+mod negotiate;
+mod openapi;
+mod request;
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::routing::post;
+use syncsets_machinery::registry::{Kinds, Registry};
+use syncsets_store::Store;
+use tokio::net::TcpListener;
+
+pub use error::{ApiError, ApiResult};
+
+/// Server settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Largest request body accepted (Kubernetes: 3 MiB).
+    pub body_limit: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            body_limit: 3 * 1024 * 1024,
+        }
+    }
+}
+
+/// State shared by all requests.
+pub struct AppState {
+    /// Object storage.
+    pub store: Arc<dyn Store>,
+    /// Kinds served.
+    pub registry: Arc<Registry>,
+    /// Settings.
+    pub config: Config,
+    ready_clusters: tokio::sync::Mutex<HashSet<String>>,
+    openapi_cache: Mutex<HashMap<String, (usize, bytes::Bytes)>>,
+    finalizing: Mutex<HashSet<(String, String)>>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("store", &self.store.backend())
+            .finish()
+    }
+}
+
+impl AppState {
+    /// State over a store; prepares the hub cluster (default namespaces, stored CRDs).
+    pub async fn new(store: Arc<dyn Store>, config: Config) -> ApiResult<Arc<Self>> {
+        let state = Arc::new(Self {
+            store,
+            registry: Arc::new(Registry::new()),
+            config,
+            ready_clusters: tokio::sync::Mutex::new(HashSet::new()),
+            openapi_cache: Mutex::new(HashMap::new()),
+            finalizing: Mutex::new(HashSet::new()),
+        });
+        state.kinds("").await?;
+        lifecycle::resume_namespace_finalizers(&state, "").await?;
+        Ok(state)
+    }
+
+    /// The kinds of a logical cluster, preparing the cluster on first use.
+    pub async fn kinds(&self, cluster: &str) -> ApiResult<Arc<Kinds>> {
+        {
+            let ready = self.ready_clusters.lock().await;
+            if ready.contains(cluster) {
+                return Ok(self.registry.kinds(cluster));
+            }
+        }
+        let mut ready = self.ready_clusters.lock().await;
+        if !ready.contains(cluster) {
+            lifecycle::prepare_cluster(self, cluster).await?;
+            ready.insert(cluster.to_string());
+        }
+        Ok(self.registry.kinds(cluster))
+    }
+}
+
+/// The HTTP application.
+pub fn router(state: Arc<AppState>) -> Router {
+    let docs: Router = utoipa_swagger_ui::SwaggerUi::new("/docs")
+        .config(utoipa_swagger_ui::Config::from("/openapi/v2"))
+        .into();
+    Router::new()
+        .route("/v1/clusters", post(clusters::register))
+        .fallback(handlers::dispatch)
+        .with_state(state)
+        .merge(docs)
+}
+
+/// Serves until `shutdown` completes, then drains in-flight requests.
+pub async fn run(
+    state: Arc<AppState>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

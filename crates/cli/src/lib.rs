@@ -1,1 +1,79 @@
-//! placeholder
+//! # syncsets-cli
+//!
+//! The `syncsets` command line. Every flag has an environment fallback.
+//!
+//! ```text
+//!   syncsets serve     API server (SQLite under ./data by default), writes ./data/kubeconfig
+//!   syncsets migrate   run the store's migrations
+//!   syncsets bench     measure the store and API against raw SQL baselines
+//! ```
+
+mod cmd;
+mod store_args;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use store_args::StoreArgs;
+
+/// The `syncsets` command.
+#[derive(Debug, Parser)]
+#[command(
+    name = "syncsets",
+    version,
+    about = "Keeps fleets of Kubernetes clusters in sync with SyncSets, without a Kubernetes hub"
+)]
+pub struct Args {
+    /// Log filter (tracing `EnvFilter` syntax).
+    #[arg(long, env = "SYNCSETS_LOG", default_value = "info", global = true)]
+    log: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the API server.
+    Serve(cmd::serve::ServeArgs),
+    /// Run the store's migrations and exit.
+    Migrate(cmd::migrate::MigrateArgs),
+    /// Measure throughput and latency beside raw SQL baselines.
+    Bench(cmd::bench::BenchArgs),
+}
+
+impl Args {
+    /// Parses the command line and runs the command.
+    pub fn parse_and_run() -> ExitCode {
+        let args = Args::parse();
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log))
+            .with_writer(std::io::stderr)
+            .init();
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!("error: starting the runtime: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let result = runtime.block_on(async {
+            match args.command {
+                Command::Serve(a) => cmd::serve::run(a).await,
+                Command::Migrate(a) => cmd::migrate::run(a).await,
+                Command::Bench(a) => cmd::bench::run(a).await,
+            }
+        });
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+}

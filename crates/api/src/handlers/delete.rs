@@ -1,0 +1,251 @@
+//! `DELETE` of an object or a collection. Objects with finalizers are only marked
+//! (`deletionTimestamp`); the last finalizer's removal deletes them. Namespaces terminate:
+//! their contents go first.
+
+use axum::body::Bytes;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{Value, json};
+use syncsets_machinery::meta;
+use syncsets_store::{StoreError, Stored};
+
+use super::list::{fields, store_query};
+use super::{Ctx, MAX_ATTEMPTS};
+use crate::error::{ApiError, ApiResult};
+use crate::lifecycle;
+use crate::negotiate;
+
+/// `DeleteOptions`, from the body or the query.
+#[derive(Default)]
+pub(crate) struct DeleteOptions {
+    uid: Option<String>,
+    resource_version: Option<String>,
+}
+
+fn options(ctx: &Ctx, body: &[u8]) -> ApiResult<DeleteOptions> {
+    let mut policy = ctx.query.propagation_policy.clone();
+    let mut opts = DeleteOptions::default();
+    if !body.is_empty() {
+        let v: Value = serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "DeleteOptions in version \"v1\" cannot be handled as a DeleteOptions: {e}"
+            ))
+        })?;
+        if !v.is_object() {
+            return Err(ApiError::bad_request("DeleteOptions must be an object"));
+        }
+        if let Some(p) = v["propagationPolicy"].as_str() {
+            policy = Some(p.to_string());
+        }
+        if v.get("orphanDependents").is_some_and(|o| !o.is_null())
+            && v.get("propagationPolicy").is_some_and(|p| !p.is_null())
+        {
+            return Err(invalid_options(syncsets_machinery::FieldError::invalid(
+                "propagationPolicy",
+                v["propagationPolicy"].clone(),
+                "orphanDependents and deletionPropagation cannot be both set",
+            )));
+        }
+        opts.uid = v["preconditions"]["uid"].as_str().map(String::from);
+        opts.resource_version = v["preconditions"]["resourceVersion"]
+            .as_str()
+            .map(String::from);
+    }
+    if let Some(p) = policy {
+        if !matches!(p.as_str(), "Foreground" | "Background" | "Orphan") {
+            return Err(invalid_options(
+                syncsets_machinery::FieldError::not_supported(
+                    "propagationPolicy",
+                    p.as_str(),
+                    &[json!("Foreground"), json!("Background"), json!("Orphan")],
+                ),
+            ));
+        }
+    }
+    Ok(opts)
+}
+
+fn invalid_options(e: syncsets_machinery::FieldError) -> ApiError {
+    ApiError::invalid(
+        "DeleteOptions.meta.k8s.io",
+        "meta.k8s.io",
+        "DeleteOptions",
+        "",
+        &[e],
+    )
+}
+
+fn check_preconditions(
+    ctx: &Ctx,
+    name: &str,
+    current: &Stored,
+    opts: &DeleteOptions,
+) -> ApiResult<()> {
+    let resource = ctx.kind.group_resource();
+    if let Some(uid) = &opts.uid {
+        let actual = current.object["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default();
+        if uid != actual {
+            return Err(ApiError::conflict_message(
+                &ctx.kind,
+                name,
+                format!(
+                    "Operation cannot be fulfilled on {resource} \"{name}\": the UID in the precondition ({uid}) does not match the UID in record ({actual}). The object might have been deleted and then recreated"
+                ),
+            ));
+        }
+    }
+    if let Some(rv) = &opts.resource_version {
+        if *rv != current.rv.to_string() {
+            return Err(ApiError::conflict_message(
+                &ctx.kind,
+                name,
+                format!(
+                    "Operation cannot be fulfilled on {resource} \"{name}\": the ResourceVersion in the precondition ({rv}) does not match the ResourceVersion in record ({}). The object might have been modified",
+                    current.rv
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What a deletion did.
+pub(crate) enum Deleted {
+    /// The object is gone; the value is its last state.
+    Gone(Value),
+    /// The object has finalizers (or is a namespace with contents): it is terminating.
+    Terminating(Value),
+}
+
+/// Deletes or marks one object, retrying races.
+pub(crate) async fn delete_one(ctx: &Ctx, name: &str, opts: &DeleteOptions) -> ApiResult<Deleted> {
+    let key = ctx.key(name);
+    for _ in 0..MAX_ATTEMPTS {
+        let current = ctx
+            .current(name)
+            .await?
+            .ok_or_else(|| ApiError::not_found(&ctx.kind, name))?;
+        check_preconditions(ctx, name, &current, opts)?;
+        let finalizers = current.object["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty());
+        let is_namespace = ctx.kind.group.is_empty() && ctx.kind.plural == "namespaces";
+        if finalizers || is_namespace {
+            if current.object["metadata"]
+                .get("deletionTimestamp")
+                .is_some()
+            {
+                if is_namespace && !ctx.query.dry_run {
+                    lifecycle::finalize_namespace(ctx, name).await;
+                }
+                return Ok(Deleted::Terminating(current.object));
+            }
+            let mut obj = current.object.clone();
+            meta::mark_deleting(&mut obj, &meta::now(), ctx.kind.tracks_generation);
+            if is_namespace {
+                obj["status"]["phase"] = json!("Terminating");
+            }
+            if ctx.query.dry_run {
+                return Ok(Deleted::Terminating(obj));
+            }
+            match ctx.state.store.update(&key, &obj, current.rv).await {
+                Ok(stored) => {
+                    if is_namespace {
+                        lifecycle::finalize_namespace(ctx, name).await;
+                    }
+                    return Ok(Deleted::Terminating(stored.object));
+                }
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(ApiError::from_store(e, &ctx.kind, name)),
+            }
+        }
+        if ctx.query.dry_run {
+            return Ok(Deleted::Gone(current.object));
+        }
+        match ctx.state.store.delete(&key, Some(current.rv)).await {
+            Ok(gone) => {
+                lifecycle::after_delete(ctx, &gone.object).await;
+                return Ok(Deleted::Gone(gone.object));
+            }
+            Err(StoreError::Conflict) => continue,
+            Err(e) => return Err(ApiError::from_store(e, &ctx.kind, name)),
+        }
+    }
+    Err(ApiError::conflict(&ctx.kind, name))
+}
+
+/// Deletes one object.
+pub(crate) async fn delete(ctx: &Ctx, name: &str, body: Bytes) -> ApiResult<Response> {
+    let opts = options(ctx, &body)?;
+    match delete_one(ctx, name, &opts).await? {
+        Deleted::Terminating(obj) => ctx.respond(StatusCode::OK, obj, &[]),
+        Deleted::Gone(obj) => {
+            let mut details =
+                json!({"name": name, "kind": ctx.kind.plural, "uid": obj["metadata"]["uid"]});
+            if !ctx.kind.group.is_empty() {
+                details["group"] = json!(ctx.kind.group);
+            }
+            let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details});
+            Ok(negotiate::respond(
+                StatusCode::OK,
+                &status,
+                negotiate::Output::Json,
+                &[],
+            ))
+        }
+    }
+}
+
+/// Deletes every object a list selects; answers with the list as it was.
+pub(crate) async fn delete_collection(ctx: &Ctx, body: Bytes) -> ApiResult<Response> {
+    let opts = options(ctx, &body)?;
+    let fields = fields(ctx)?;
+    let (mut q, _) = store_query(ctx, &fields)?;
+    q.limit = None;
+    let page = ctx
+        .state
+        .store
+        .list(&q)
+        .await
+        .map_err(|e| ApiError::internal("listing objects", &e))?;
+    let mut items = Vec::new();
+    for stored in page.items {
+        let obj = ctx.served(stored.object);
+        if !fields.matches(&obj) {
+            continue;
+        }
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let ns = obj["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        // Across all namespaces, each item is deleted in its own namespace.
+        let item_ctx = if ctx.kind.namespaced {
+            ctx.in_namespace(&ns)
+        } else {
+            ctx.clone()
+        };
+        match delete_one(&item_ctx, &name, &opts).await {
+            Ok(_) => items.push(obj),
+            Err(e) if e.reason == "NotFound" => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let list = json!({
+        "kind": ctx.kind.list_kind,
+        "apiVersion": ctx.kind.api_version(),
+        "metadata": {"resourceVersion": page.rv.to_string()},
+        "items": items,
+    });
+    Ok(negotiate::respond(
+        StatusCode::OK,
+        &list,
+        negotiate::Output::Json,
+        &[],
+    ))
+}

@@ -1,0 +1,460 @@
+//! Request dispatch and the context every resource handler works with.
+
+pub(crate) mod create;
+mod delete;
+mod get;
+mod list;
+mod patch;
+mod update;
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+use syncsets_machinery::decode::{self, Decoded};
+use syncsets_machinery::meta::{self, Admitted, FieldValidation, Ownership, WriteContext};
+use syncsets_machinery::registry::KindInfo;
+use syncsets_store::{ObjectKey, StoreError, Stored};
+
+use crate::AppState;
+use crate::discovery;
+use crate::error::{ApiError, ApiResult};
+use crate::lifecycle;
+use crate::negotiate::{self, BodyFormat, Output};
+use crate::request::{self, Query, RequestInfo, Route};
+
+/// How many times a write is retried when it races another writer (no client precondition).
+const MAX_ATTEMPTS: usize = 16;
+
+/// Entry point for everything but `/v1/clusters` and `/docs`.
+pub async fn dispatch(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match handle(&state, method, &uri, headers, body).await {
+        Ok(res) => res,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn handle(
+    state: &Arc<AppState>,
+    method: Method,
+    uri: &Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let (cluster, path) = request::split_cluster(uri.path())?;
+    match request::route(&cluster, &path)? {
+        Route::Discovery {
+            group,
+            version,
+            core,
+        } => {
+            if method != Method::GET {
+                return Err(ApiError::method_not_allowed_here());
+            }
+            let kinds = state.kinds(&cluster).await?;
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("127.0.0.1");
+            discovery::serve(
+                &kinds,
+                &headers,
+                host,
+                group.as_deref(),
+                version.as_deref(),
+                core,
+            )
+        }
+        Route::Other(p) => {
+            if method != Method::GET {
+                return Err(ApiError::method_not_allowed_here());
+            }
+            match p.trim_end_matches('/') {
+                "/version" => Ok(discovery::version()),
+                "/healthz" | "/livez" => Ok(discovery::health(true)),
+                "/readyz" => Ok(discovery::health(state.store.watermark().await.is_ok())),
+                other => {
+                    let kinds = state.kinds(&cluster).await?;
+                    crate::openapi::serve(state, &cluster, &kinds, other, &headers)
+                        .unwrap_or_else(|| Err(ApiError::no_route()))
+                }
+            }
+        }
+        Route::Resource(info) => {
+            let query = Query::parse(uri.query())?;
+            let kinds = state.kinds(&info.cluster).await?;
+            let kind = kinds
+                .get(&info.group, &info.version, &info.resource)
+                .cloned()
+                .ok_or_else(ApiError::no_route)?;
+            let ctx = Ctx {
+                state: state.clone(),
+                output: negotiate::output(&headers)?,
+                kind,
+                info,
+                query,
+                headers,
+            };
+            ctx.check_scope()?;
+            route_resource(&ctx, method, body).await
+        }
+    }
+}
+
+async fn route_resource(ctx: &Ctx, method: Method, body: Body) -> ApiResult<Response> {
+    let info = &ctx.info;
+    match (info.name.as_deref(), info.subresource.as_deref(), method) {
+        (None, None, Method::GET) if ctx.query.watch => {
+            Err(ApiError::method_not_allowed("watch", &ctx.kind))
+        }
+        (None, None, Method::GET) => list::list(ctx).await,
+        (None, None, Method::POST) => create::create(ctx, ctx.read_body(body).await?).await,
+        (None, None, Method::DELETE) => {
+            delete::delete_collection(ctx, ctx.read_body(body).await?).await
+        }
+        (Some(name), sub, Method::GET) => get::get(ctx, name, sub.is_some()).await,
+        (Some(name), sub, Method::PUT) => {
+            update::update(ctx, name, sub.is_some(), ctx.read_body(body).await?).await
+        }
+        (Some(name), sub, Method::PATCH) => {
+            patch::patch(ctx, name, sub.is_some(), ctx.read_body(body).await?).await
+        }
+        (Some(name), None, Method::DELETE) => {
+            delete::delete(ctx, name, ctx.read_body(body).await?).await
+        }
+        _ => Err(ApiError::method_not_allowed_here()),
+    }
+}
+
+/// One request on a resource.
+#[derive(Clone)]
+pub(crate) struct Ctx {
+    pub state: Arc<AppState>,
+    pub kind: Arc<KindInfo>,
+    pub info: RequestInfo,
+    pub query: Query,
+    pub headers: HeaderMap,
+    pub output: Output,
+}
+
+impl Ctx {
+    /// A context for writes the server makes itself (no query options, JSON output).
+    pub fn internal(
+        state: &Arc<AppState>,
+        kind: Arc<KindInfo>,
+        cluster: &str,
+        namespace: Option<&str>,
+    ) -> Self {
+        Ctx {
+            state: state.clone(),
+            info: RequestInfo {
+                cluster: cluster.to_string(),
+                group: kind.group.clone(),
+                version: kind.version.clone(),
+                namespace: namespace.map(String::from),
+                resource: kind.plural.clone(),
+                name: None,
+                subresource: None,
+            },
+            kind,
+            query: Query::default(),
+            headers: HeaderMap::new(),
+            output: Output::Json,
+        }
+    }
+
+    /// The same request, in another namespace.
+    pub fn in_namespace(&self, namespace: &str) -> Self {
+        let mut c = self.clone();
+        c.info.namespace = Some(namespace.to_string());
+        c
+    }
+
+    /// Namespaced kinds are addressed inside a namespace (lists may span all of them);
+    /// cluster-scoped kinds never are. Only `status` exists as a subresource.
+    fn check_scope(&self) -> ApiResult<()> {
+        let info = &self.info;
+        if self.kind.namespaced && info.namespace.is_none() && info.name.is_some() {
+            return Err(ApiError::no_route());
+        }
+        if !self.kind.namespaced && info.namespace.is_some() {
+            return Err(ApiError::no_route());
+        }
+        match info.subresource.as_deref() {
+            None => Ok(()),
+            Some("status") if self.kind.status_subresource => Ok(()),
+            Some(_) => Err(ApiError::no_route()),
+        }
+    }
+
+    /// The request's namespace (`""` for cluster-scoped kinds).
+    pub fn namespace(&self) -> &str {
+        self.info.namespace.as_deref().unwrap_or("")
+    }
+
+    /// The storage key of an object of this kind.
+    pub fn key(&self, name: &str) -> ObjectKey {
+        ObjectKey::new(
+            &self.info.cluster,
+            &self.kind.group_resource(),
+            self.namespace(),
+            name,
+        )
+    }
+
+    /// The field manager: `fieldManager`, else the User-Agent's product name.
+    pub fn manager(&self) -> ApiResult<String> {
+        let manager = match &self.query.field_manager {
+            Some(m) => m.clone(),
+            None => self
+                .headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|ua| ua.split('/').next())
+                .map(|s| {
+                    s.chars()
+                        .filter(|c| !c.is_control())
+                        .take(128)
+                        .collect::<String>()
+                })
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "unknown".into()),
+        };
+        if manager.len() > 128 {
+            return Err(ApiError::invalid(
+                "PatchOptions.meta.k8s.io",
+                "meta.k8s.io",
+                "PatchOptions",
+                "",
+                &[syncsets_machinery::FieldError::too_long(
+                    "fieldManager",
+                    128,
+                )],
+            ));
+        }
+        Ok(manager)
+    }
+
+    /// The admission context of a write.
+    pub fn write_context<'a>(
+        &'a self,
+        now: &'a str,
+        ownership: Ownership,
+        status: bool,
+    ) -> ApiResult<WriteContext<'a>> {
+        Ok(WriteContext {
+            kind: &self.kind,
+            meta_schema: self.state.registry.meta_schema(),
+            namespace: self.info.namespace.as_deref(),
+            now,
+            field_validation: FieldValidation::parse(&self.query.field_validation)
+                .map_err(|e| ApiError::from_machinery(e, &self.kind, ""))?,
+            ownership,
+            status,
+        })
+    }
+
+    /// Reads the body, refusing more than the configured limit.
+    async fn read_body(&self, body: Body) -> ApiResult<Bytes> {
+        let limit = self.state.config.body_limit;
+        if let Some(len) = self
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+        {
+            if len > limit {
+                return Err(ApiError::too_large(limit));
+            }
+        }
+        axum::body::to_bytes(body, limit).await.map_err(|e| {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                ApiError::too_large(limit)
+            } else {
+                ApiError::bad_request(format!("reading the request body: {e}"))
+            }
+        })
+    }
+
+    /// Decodes a create/update body.
+    pub fn decode_object(&self, bytes: &[u8]) -> ApiResult<Decoded> {
+        if bytes.is_empty() {
+            return Err(ApiError::bad_request("the request body is empty"));
+        }
+        let decoded = match negotiate::body_format(&self.headers)? {
+            BodyFormat::Json => decode::json(bytes),
+            BodyFormat::Yaml => decode::yaml(bytes),
+        };
+        decoded.map_err(|e| {
+            ApiError::bad_request(format!(
+                "{} in version \"{}\" cannot be handled as a {}: {e}",
+                self.kind.kind, self.kind.version, self.kind.kind
+            ))
+        })
+    }
+
+    /// An object as served at this request's version.
+    pub fn served(&self, mut obj: Value) -> Value {
+        if obj.is_object() {
+            obj["apiVersion"] = Value::String(self.kind.api_version());
+        }
+        obj
+    }
+
+    /// An object as stored (at the kind's storage version).
+    pub fn to_storage(&self, obj: &mut Value) {
+        if self.kind.storage_version != self.kind.version {
+            let gv = if self.kind.group.is_empty() {
+                self.kind.storage_version.clone()
+            } else {
+                format!("{}/{}", self.kind.group, self.kind.storage_version)
+            };
+            obj["apiVersion"] = Value::String(gv);
+        }
+    }
+
+    /// Creation of namespaced objects needs an existing namespace that is not terminating.
+    pub async fn require_namespace(&self, name: &str) -> ApiResult<()> {
+        if !self.kind.namespaced {
+            return Ok(());
+        }
+        let ns = self.namespace();
+        let key = ObjectKey::new(&self.info.cluster, "namespaces", "", ns);
+        match self.state.store.get(&key).await {
+            Ok(None) => Err(ApiError::namespace_not_found(ns)),
+            Ok(Some(stored)) if stored.object["metadata"].get("deletionTimestamp").is_some() => {
+                let mut e = ApiError::forbidden(
+                    &self.kind,
+                    name,
+                    &format!(
+                        "unable to create new content in namespace {ns} because it is being terminated"
+                    ),
+                );
+                if let Some(d) = e.details.as_mut() {
+                    d["causes"] = serde_json::json!([{"reason": "NamespaceTerminating",
+                        "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]);
+                }
+                Err(e)
+            }
+            Ok(Some(_)) => Ok(()),
+            Err(e) => Err(ApiError::internal("reading the namespace", &e)),
+        }
+    }
+
+    /// Writes an object in the negotiated form.
+    pub fn respond(
+        &self,
+        code: StatusCode,
+        obj: Value,
+        warnings: &[String],
+    ) -> ApiResult<Response> {
+        let served = self.served(obj);
+        let body = match self.output {
+            Output::Table => syncsets_machinery::table::render(
+                &self.kind,
+                std::slice::from_ref(&served),
+                syncsets_machinery::table::IncludeObject::parse(&self.query.include_object)
+                    .map_err(|e| ApiError::from_machinery(e, &self.kind, ""))?,
+                serde_json::json!({"resourceVersion": served["metadata"]["resourceVersion"]}),
+                true,
+                jiff::Timestamp::now(),
+            ),
+            Output::Metadata => serde_json::json!({
+                "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": served["metadata"]
+            }),
+            Output::Json | Output::Yaml => served,
+        };
+        Ok(negotiate::respond(code, &body, self.output, warnings))
+    }
+
+    /// Stores an admitted replacement of `current`. Returns `None` when `current` is stale
+    /// (another writer won the race), so the caller can re-read and retry.
+    pub async fn commit_update(
+        &self,
+        name: &str,
+        current: &Stored,
+        admitted: Admitted,
+    ) -> ApiResult<Option<Value>> {
+        let mut obj = admitted.object;
+        self.to_storage(&mut obj);
+        let mut unchanged = current.object.clone();
+        if let Some(m) = unchanged["metadata"].as_object_mut() {
+            m.remove("resourceVersion");
+        }
+        if obj == unchanged {
+            return Ok(Some(current.object.clone()));
+        }
+        let key = self.key(name);
+        if meta::should_finalize(&obj) {
+            if self.query.dry_run {
+                return Ok(Some(obj));
+            }
+            return match self.state.store.delete(&key, Some(current.rv)).await {
+                Ok(gone) => {
+                    lifecycle::after_delete(self, &gone.object).await;
+                    Ok(Some(obj))
+                }
+                Err(StoreError::Conflict) => Ok(None),
+                Err(e) => Err(ApiError::from_store(e, &self.kind, name)),
+            };
+        }
+        if self.query.dry_run {
+            obj["metadata"]["resourceVersion"] = Value::String(current.rv.to_string());
+            return Ok(Some(obj));
+        }
+        match self.state.store.update(&key, &obj, current.rv).await {
+            Ok(stored) => {
+                lifecycle::after_write(self, &stored.object).await;
+                Ok(Some(stored.object))
+            }
+            Err(StoreError::Conflict) => Ok(None),
+            Err(e) => Err(ApiError::from_store(e, &self.kind, name)),
+        }
+    }
+
+    /// Reads the current object.
+    pub async fn current(&self, name: &str) -> ApiResult<Option<Stored>> {
+        self.state
+            .store
+            .get(&self.key(name))
+            .await
+            .map_err(|e| ApiError::internal("reading the object", &e))
+    }
+}
+
+/// `metadata.resourceVersion` of a request body, when the client set one.
+pub(crate) fn body_rv(obj: &Value, ctx: &Ctx, name: &str) -> ApiResult<Option<u64>> {
+    match obj["metadata"].get("resourceVersion") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => s.parse().map(Some).map_err(|_| {
+            ApiError::invalid(
+                &ctx.kind.qualified_kind(),
+                &ctx.kind.group,
+                &ctx.kind.kind,
+                name,
+                &[syncsets_machinery::FieldError::invalid(
+                    "metadata.resourceVersion",
+                    s.as_str(),
+                    "must be a number",
+                )],
+            )
+        }),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "metadata.resourceVersion must be a string, got {other}"
+        ))),
+    }
+}
+
+pub(crate) use create::store_new;

@@ -1,0 +1,232 @@
+//! What happens around writes: preparing a logical cluster on first use (its default
+//! namespaces and stored CRDs), keeping the registry in step with CRD objects, and
+//! terminating namespaces (contents first, then the namespace itself).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use syncsets_machinery::meta::{self, FieldValidation, Ownership, WriteContext};
+use syncsets_store::{ListQuery, ObjectKey, StoreError};
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::handlers::Ctx;
+
+const CRD_RESOURCE: &str = "customresourcedefinitions.apiextensions.k8s.io";
+const DEFAULT_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+fn is_crd(ctx: &Ctx) -> bool {
+    ctx.kind.group_resource() == CRD_RESOURCE
+}
+
+/// Loads the CRDs stored in a cluster and creates its default namespaces.
+pub async fn prepare_cluster(state: &AppState, cluster: &str) -> ApiResult<()> {
+    let q = ListQuery {
+        cluster: cluster.to_string(),
+        resource: CRD_RESOURCE.to_string(),
+        ..Default::default()
+    };
+    let crds = state
+        .store
+        .list(&q)
+        .await
+        .map_err(|e| ApiError::internal("loading CustomResourceDefinitions", &e))?;
+    for crd in crds.items {
+        if let Err(e) = state.registry.install_crd(cluster, &crd.object) {
+            tracing::warn!(cluster, crd = %crd.object["metadata"]["name"], error = %e, "stored CRD does not compile; not served");
+        }
+    }
+    let kinds = state.registry.kinds(cluster);
+    let ns_kind = kinds
+        .get("", "v1", "namespaces")
+        .expect("namespaces are built in")
+        .clone();
+    let now = meta::now();
+    let wctx = WriteContext {
+        kind: &ns_kind,
+        meta_schema: state.registry.meta_schema(),
+        namespace: None,
+        now: &now,
+        field_validation: FieldValidation::Strict,
+        ownership: Ownership::Update("syncsets".into()),
+        status: false,
+    };
+    for name in DEFAULT_NAMESPACES {
+        let key = ObjectKey::new(cluster, "namespaces", "", name);
+        let exists = state
+            .store
+            .get(&key)
+            .await
+            .map_err(|e| ApiError::internal("reading namespaces", &e))?;
+        if exists.is_some() {
+            continue;
+        }
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        let admitted = meta::admit_create(&wctx, ns, &[])
+            .map_err(|e| ApiError::from_machinery(e, &ns_kind, name))?;
+        match state.store.create(&key, &admitted.object).await {
+            Ok(_) | Err(StoreError::AlreadyExists) => {}
+            Err(e) => return Err(ApiError::internal("creating default namespaces", &e)),
+        }
+    }
+    Ok(())
+}
+
+/// Keeps the registry in step with a written CRD.
+pub async fn after_write(ctx: &Ctx, obj: &Value) {
+    if is_crd(ctx) {
+        if let Err(e) = ctx.state.registry.install_crd(&ctx.info.cluster, obj) {
+            tracing::warn!(crd = %obj["metadata"]["name"], error = %e, "CRD stored but not served");
+        }
+    }
+}
+
+/// After an object is gone: a deleted CRD takes its custom resources with it.
+pub async fn after_delete(ctx: &Ctx, obj: &Value) {
+    if !is_crd(ctx) {
+        return;
+    }
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+    let cluster = &ctx.info.cluster;
+    let q = ListQuery {
+        cluster: cluster.clone(),
+        resource: name.to_string(),
+        ..Default::default()
+    };
+    match ctx.state.store.list(&q).await {
+        Ok(page) => {
+            for item in page.items {
+                let m = &item.object["metadata"];
+                let key = ObjectKey::new(
+                    cluster,
+                    name,
+                    m["namespace"].as_str().unwrap_or_default(),
+                    m["name"].as_str().unwrap_or_default(),
+                );
+                if let Err(e) = ctx.state.store.delete(&key, None).await {
+                    tracing::warn!(error = %e, "deleting a custom resource of a deleted CRD");
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "listing custom resources of a deleted CRD"),
+    }
+    ctx.state.registry.remove_crd(cluster, name);
+}
+
+/// Deletes a terminating namespace's contents; once none are left, the namespace itself.
+/// Objects with finalizers are marked and waited for in the background.
+pub async fn finalize_namespace(ctx: &Ctx, namespace: &str) {
+    finalize(&ctx.state, &ctx.info.cluster, namespace).await;
+}
+
+/// Resumes termination of namespaces that were terminating when the server stopped.
+pub async fn resume_namespace_finalizers(state: &Arc<AppState>, cluster: &str) -> ApiResult<()> {
+    let q = ListQuery {
+        cluster: cluster.to_string(),
+        resource: "namespaces".into(),
+        ..Default::default()
+    };
+    let page = state
+        .store
+        .list(&q)
+        .await
+        .map_err(|e| ApiError::internal("listing namespaces", &e))?;
+    for ns in page.items {
+        if ns.object["metadata"].get("deletionTimestamp").is_some() {
+            let name = ns.object["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            finalize(state, cluster, &name).await;
+        }
+    }
+    Ok(())
+}
+
+/// One pass over a terminating namespace. Returns true when the namespace is gone.
+async fn finalize_pass(state: &AppState, cluster: &str, namespace: &str) -> bool {
+    let kinds = state.registry.kinds(cluster);
+    let mut remaining = false;
+    let mut seen = std::collections::HashSet::new();
+    for kind in kinds.all().iter().filter(|k| k.namespaced) {
+        let resource = kind.group_resource();
+        if !seen.insert(resource.clone()) {
+            continue;
+        }
+        let q = ListQuery {
+            cluster: cluster.to_string(),
+            resource: resource.clone(),
+            namespace: Some(namespace.to_string()),
+            ..Default::default()
+        };
+        let Ok(page) = state.store.list(&q).await else {
+            remaining = true;
+            continue;
+        };
+        for item in page.items {
+            let name = item.object["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let key = ObjectKey::new(cluster, &resource, namespace, &name);
+            let has_finalizers = item.object["metadata"]["finalizers"]
+                .as_array()
+                .is_some_and(|f| !f.is_empty());
+            if has_finalizers {
+                remaining = true;
+                if item.object["metadata"].get("deletionTimestamp").is_none() {
+                    let mut obj = item.object.clone();
+                    meta::mark_deleting(&mut obj, &meta::now(), kind.tracks_generation);
+                    let _ = state.store.update(&key, &obj, item.rv).await;
+                }
+            } else if let Err(e) = state.store.delete(&key, Some(item.rv)).await {
+                if !matches!(e, StoreError::NotFound) {
+                    remaining = true;
+                }
+            }
+        }
+    }
+    if remaining {
+        return false;
+    }
+    let key = ObjectKey::new(cluster, "namespaces", "", namespace);
+    match state.store.delete(&key, None).await {
+        Ok(_) | Err(StoreError::NotFound) => true,
+        Err(e) => {
+            tracing::warn!(namespace, error = %e, "removing a finalized namespace");
+            false
+        }
+    }
+}
+
+async fn finalize(state: &Arc<AppState>, cluster: &str, namespace: &str) {
+    if finalize_pass(state, cluster, namespace).await {
+        return;
+    }
+    let key = (cluster.to_string(), namespace.to_string());
+    if !state
+        .finalizing
+        .lock()
+        .expect("finalizer lock")
+        .insert(key.clone())
+    {
+        return;
+    }
+    let state = state.clone();
+    tokio::spawn(async move {
+        let mut pause = Duration::from_millis(200);
+        loop {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(5));
+            if finalize_pass(&state, &key.0, &key.1).await {
+                break;
+            }
+        }
+        state
+            .finalizing
+            .lock()
+            .expect("finalizer lock")
+            .remove(&key);
+    });
+}

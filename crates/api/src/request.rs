@@ -1,0 +1,352 @@
+//! Parsing of Kubernetes resource paths and query parameters.
+//!
+//! ```text
+//!  [/clusters/{cluster}]/api/{v}/…            core group
+//!  [/clusters/{cluster}]/apis/{g}/{v}/…       named groups
+//!      …/{resource}[/{name}[/{subresource}]]
+//!      …/namespaces/{ns}/{resource}[/{name}[/{subresource}]]
+//! ```
+
+use std::collections::HashMap;
+
+use crate::error::{ApiError, ApiResult};
+
+/// What a resource path names.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RequestInfo {
+    /// Logical cluster (`""` is the hub).
+    pub cluster: String,
+    /// API group (`""` for core).
+    pub group: String,
+    /// API version.
+    pub version: String,
+    /// Namespace from the path.
+    pub namespace: Option<String>,
+    /// Plural resource.
+    pub resource: String,
+    /// Object name.
+    pub name: Option<String>,
+    /// Subresource (`status`).
+    pub subresource: Option<String>,
+}
+
+/// A path after its cluster prefix has been removed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Route {
+    /// A resource path.
+    Resource(RequestInfo),
+    /// Discovery: `/api`, `/apis`, `/api/v1`, `/apis/g`, `/apis/g/v`.
+    Discovery {
+        /// The group, for `/apis/{g}[/{v}]`; `Some("")` for `/api/…`.
+        group: Option<String>,
+        /// The version, when given.
+        version: Option<String>,
+        /// True for `/api` and `/api/v1` (the legacy core paths).
+        core: bool,
+    },
+    /// Anything else (version, health, OpenAPI, docs…), relative to the cluster.
+    Other(String),
+}
+
+fn decode(seg: &str) -> ApiResult<String> {
+    percent_encoding::percent_decode_str(seg)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| ApiError::bad_request(format!("invalid path segment {seg:?}")))
+}
+
+/// Splits `/clusters/{name}` off a path.
+pub fn split_cluster(path: &str) -> ApiResult<(String, String)> {
+    if let Some(rest) = path.strip_prefix("/clusters/") {
+        let (name, tail) = rest.split_once('/').unwrap_or((rest, ""));
+        let name = decode(name)?;
+        if name.is_empty() || !syncsets_types::names::validate_dns1123_subdomain(&name).is_empty() {
+            return Err(ApiError::no_route());
+        }
+        return Ok((name, format!("/{tail}")));
+    }
+    Ok((String::new(), path.to_string()))
+}
+
+/// Classifies a path (without cluster prefix).
+pub fn route(cluster: &str, path: &str) -> ApiResult<Route> {
+    let trimmed = path.trim_end_matches('/');
+    let segs: Vec<&str> = trimmed.split('/').skip(1).collect();
+    let (group, version, rest, core) = match segs.as_slice() {
+        ["api"] => {
+            return Ok(Route::Discovery {
+                group: Some(String::new()),
+                version: None,
+                core: true,
+            });
+        }
+        ["apis"] => {
+            return Ok(Route::Discovery {
+                group: None,
+                version: None,
+                core: false,
+            });
+        }
+        ["api", v] => {
+            return Ok(Route::Discovery {
+                group: Some(String::new()),
+                version: Some(decode(v)?),
+                core: true,
+            });
+        }
+        ["apis", g] => {
+            return Ok(Route::Discovery {
+                group: Some(decode(g)?),
+                version: None,
+                core: false,
+            });
+        }
+        ["apis", g, v] => {
+            return Ok(Route::Discovery {
+                group: Some(decode(g)?),
+                version: Some(decode(v)?),
+                core: false,
+            });
+        }
+        ["api", v, rest @ ..] => (String::new(), decode(v)?, rest.to_vec(), true),
+        ["apis", g, v, rest @ ..] => (decode(g)?, decode(v)?, rest.to_vec(), false),
+        _ => return Ok(Route::Other(path.to_string())),
+    };
+    let _ = core;
+    let mut rest: Vec<String> = rest.iter().map(|s| decode(s)).collect::<ApiResult<_>>()?;
+    let mut namespace = None;
+    // `namespaces/{ns}/{resource}…`, except the namespace subresources status and finalize.
+    if rest.len() >= 3 && rest[0] == "namespaces" && rest[2] != "status" && rest[2] != "finalize" {
+        namespace = Some(rest[1].clone());
+        rest.drain(..2);
+    }
+    let info = match rest.as_slice() {
+        [resource] => RequestInfo {
+            resource: resource.clone(),
+            ..Default::default()
+        },
+        [resource, name] => RequestInfo {
+            resource: resource.clone(),
+            name: Some(name.clone()),
+            ..Default::default()
+        },
+        [resource, name, sub] => RequestInfo {
+            resource: resource.clone(),
+            name: Some(name.clone()),
+            subresource: Some(sub.clone()),
+            ..Default::default()
+        },
+        _ => return Err(ApiError::no_route()),
+    };
+    if info.resource.is_empty() || info.name.as_deref() == Some("") {
+        return Err(ApiError::no_route());
+    }
+    Ok(Route::Resource(RequestInfo {
+        cluster: cluster.to_string(),
+        group,
+        version,
+        namespace,
+        ..info
+    }))
+}
+
+/// The query parameters the API understands.
+#[derive(Clone, Debug, Default)]
+pub struct Query {
+    /// `labelSelector`
+    pub label_selector: String,
+    /// `fieldSelector`
+    pub field_selector: String,
+    /// `limit`
+    pub limit: Option<usize>,
+    /// `continue`
+    pub continue_: String,
+    /// `resourceVersion`
+    pub resource_version: String,
+    /// `resourceVersionMatch`
+    pub resource_version_match: String,
+    /// `watch`
+    pub watch: bool,
+    /// `allowWatchBookmarks`
+    pub allow_watch_bookmarks: bool,
+    /// `timeoutSeconds`
+    pub timeout_seconds: Option<u64>,
+    /// `sendInitialEvents`
+    pub send_initial_events: Option<bool>,
+    /// `dryRun=All`
+    pub dry_run: bool,
+    /// `fieldManager`
+    pub field_manager: Option<String>,
+    /// `fieldValidation`
+    pub field_validation: String,
+    /// `force`
+    pub force: Option<bool>,
+    /// `includeObject`
+    pub include_object: String,
+    /// `gracePeriodSeconds`
+    pub grace_period_seconds: Option<i64>,
+    /// `propagationPolicy`
+    pub propagation_policy: Option<String>,
+    /// `orphanDependents`
+    pub orphan_dependents: Option<bool>,
+}
+
+fn parse_bool(name: &str, v: &str) -> ApiResult<bool> {
+    match v {
+        "" | "true" | "1" | "True" => Ok(true),
+        "false" | "0" | "False" => Ok(false),
+        other => Err(ApiError::bad_request(format!(
+            "invalid value {other:?} for {name}: expected a boolean"
+        ))),
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(name: &str, v: &str) -> ApiResult<T> {
+    v.parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "invalid value {v:?} for {name}: expected an integer"
+        ))
+    })
+}
+
+impl Query {
+    /// Parses a query string.
+    pub fn parse(raw: Option<&str>) -> ApiResult<Self> {
+        let mut q = Query::default();
+        let Some(raw) = raw else { return Ok(q) };
+        let pairs: HashMap<String, String> = url::form_urlencoded::parse(raw.as_bytes())
+            .into_owned()
+            .collect();
+        for (k, v) in pairs {
+            match k.as_str() {
+                "labelSelector" => q.label_selector = v,
+                "fieldSelector" => q.field_selector = v,
+                "limit" => {
+                    let n: i64 = parse_num(&k, &v)?;
+                    q.limit = (n > 0).then_some(n as usize);
+                }
+                "continue" => q.continue_ = v,
+                "resourceVersion" => q.resource_version = v,
+                "resourceVersionMatch" => q.resource_version_match = v,
+                "watch" => q.watch = parse_bool(&k, &v)?,
+                "allowWatchBookmarks" => q.allow_watch_bookmarks = parse_bool(&k, &v)?,
+                "timeoutSeconds" => q.timeout_seconds = Some(parse_num(&k, &v)?),
+                "sendInitialEvents" => q.send_initial_events = Some(parse_bool(&k, &v)?),
+                "dryRun" => match v.as_str() {
+                    "All" => q.dry_run = true,
+                    "" => {}
+                    other => {
+                        return Err(ApiError::bad_request(format!(
+                            "dryRun: Unsupported value: {other:?}: supported values: \"All\""
+                        )));
+                    }
+                },
+                "fieldManager" => q.field_manager = Some(v),
+                "fieldValidation" => q.field_validation = v,
+                "force" => q.force = Some(parse_bool(&k, &v)?),
+                "includeObject" => q.include_object = v,
+                "gracePeriodSeconds" => q.grace_period_seconds = Some(parse_num(&k, &v)?),
+                "propagationPolicy" => q.propagation_policy = Some(v),
+                "orphanDependents" => q.orphan_dependents = Some(parse_bool(&k, &v)?),
+                _ => {}
+            }
+        }
+        Ok(q)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn res(path: &str) -> RequestInfo {
+        let (cluster, path) = split_cluster(path).unwrap();
+        match route(&cluster, &path).unwrap() {
+            Route::Resource(r) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_resource_paths() {
+        let r = res("/api/v1/namespaces/default/configmaps/x");
+        assert_eq!(
+            (
+                r.group.as_str(),
+                r.namespace.as_deref(),
+                r.resource.as_str(),
+                r.name.as_deref()
+            ),
+            ("", Some("default"), "configmaps", Some("x"))
+        );
+        let r = res("/apis/hive.openshift.io/v1/selectorsyncsets/a/status");
+        assert_eq!(
+            (r.group.as_str(), r.namespace, r.subresource.as_deref()),
+            ("hive.openshift.io", None, Some("status"))
+        );
+        let r = res("/api/v1/namespaces/foo");
+        assert_eq!(
+            (r.resource.as_str(), r.name.as_deref(), r.namespace),
+            ("namespaces", Some("foo"), None)
+        );
+        let r = res("/api/v1/namespaces/foo/status");
+        assert_eq!(
+            (r.resource.as_str(), r.subresource.as_deref()),
+            ("namespaces", Some("status"))
+        );
+        let r = res("/clusters/member-7/api/v1/namespaces/a/secrets");
+        assert_eq!(
+            (
+                r.cluster.as_str(),
+                r.namespace.as_deref(),
+                r.resource.as_str()
+            ),
+            ("member-7", Some("a"), "secrets")
+        );
+        let r = res("/api/v1/namespaces/a/config%6daps/n%2F");
+        assert_eq!(
+            (r.resource.as_str(), r.name.as_deref()),
+            ("configmaps", Some("n/"))
+        );
+    }
+
+    #[test]
+    fn classifies_other_paths() {
+        assert_eq!(
+            route("", "/apis").unwrap(),
+            Route::Discovery {
+                group: None,
+                version: None,
+                core: false
+            }
+        );
+        assert_eq!(
+            route("", "/api/v1").unwrap(),
+            Route::Discovery {
+                group: Some(String::new()),
+                version: Some("v1".into()),
+                core: true
+            }
+        );
+        assert_eq!(
+            route("", "/version").unwrap(),
+            Route::Other("/version".into())
+        );
+        assert!(route("", "/api/v1/a/b/c/d").is_err());
+        assert!(split_cluster("/clusters/BAD/api").is_err());
+    }
+
+    #[test]
+    fn parses_queries() {
+        let q = Query::parse(Some(
+            "labelSelector=a%3Db&limit=500&watch=1&dryRun=All&fieldManager=kubectl&force=true",
+        ))
+        .unwrap();
+        assert_eq!(q.label_selector, "a=b");
+        assert_eq!(q.limit, Some(500));
+        assert!(q.watch && q.dry_run && q.force == Some(true));
+        assert!(Query::parse(Some("limit=x")).is_err());
+        assert!(Query::parse(Some("dryRun=Some")).is_err());
+        assert!(Query::parse(Some("watch=maybe")).is_err());
+    }
+}

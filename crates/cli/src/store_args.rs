@@ -1,0 +1,82 @@
+//! Where objects are stored, shared by every command that opens the store.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use syncsets_store::{Keyring, Store};
+
+/// Store selection.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    /// Store URL: sqlite://PATH, postgres://USER@HOST/DB or memory:// [default: sqlite under the data directory]
+    #[arg(long = "store", env = "SYNCSETS_STORE")]
+    pub store: Option<String>,
+
+    /// PostgreSQL connection in libpq keyword form, e.g. "user=postgres dbname=syncsets host=localhost sslmode=disable"; used when --store is not given
+    #[arg(long, env = "POSTGRES_PARAMS", hide_env_values = true)]
+    pub postgres_params: Option<String>,
+
+    /// Data directory: the default SQLite file, the Secret encryption key, the kubeconfig
+    #[arg(long, env = "SYNCSETS_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+}
+
+impl StoreArgs {
+    /// The store URL these arguments select.
+    pub fn url(&self) -> anyhow::Result<String> {
+        if let Some(url) = &self.store {
+            return Ok(url.clone());
+        }
+        if let Some(params) = &self.postgres_params {
+            return Ok(syncsets_store::postgres_url_from_params(params)?);
+        }
+        Ok(format!(
+            "sqlite://{}",
+            self.data_dir.join("syncsets.db").display()
+        ))
+    }
+
+    /// The Secret encryption keys (created with a new key on first start).
+    pub fn keyring(&self) -> anyhow::Result<Arc<Keyring>> {
+        let path = self.data_dir.join("encryption.keys");
+        Ok(Arc::new(
+            Keyring::load_or_create(&path)
+                .with_context(|| format!("loading {}", path.display()))?,
+        ))
+    }
+
+    /// Opens the store (running migrations).
+    pub async fn open(&self) -> anyhow::Result<Arc<dyn Store>> {
+        let url = self.url()?;
+        syncsets_store::open(&url, Some(self.keyring()?))
+            .await
+            .with_context(|| format!("opening the store {}", redact(&url)))
+    }
+}
+
+/// A URL with its password hidden, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("sqlite://data/x.db"), "sqlite://data/x.db");
+    }
+}
