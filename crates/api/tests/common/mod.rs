@@ -1,0 +1,204 @@
+//! `TestApp`: the API server on port 0 over a chosen backend, and a small HTTP client.
+
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the harness"
+)]
+
+use std::sync::Arc;
+
+use reqwest::header::{CONTENT_TYPE, HeaderMap};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use syncsets_api::{AppState, Config};
+use syncsets_store::Keyring;
+use syncsets_testkit::TestDb;
+use tokio::sync::oneshot;
+
+/// A running server.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    /// The server's state (store, registry).
+    pub state: Arc<AppState>,
+    client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    db: Option<TestDb>,
+    _dir: tempfile::TempDir,
+}
+
+/// A response.
+#[derive(Debug)]
+pub struct Reply {
+    /// Status code.
+    pub status: StatusCode,
+    /// Body as JSON (`Null` if it is not JSON).
+    pub body: Value,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Raw body.
+    pub bytes: Vec<u8>,
+}
+
+impl TestApp {
+    async fn start(url: &str, db: Option<TestDb>, dir: tempfile::TempDir) -> Self {
+        let keyring = Arc::new(Keyring::new(vec![("k1".into(), vec![3; 32])]).unwrap());
+        let store = syncsets_store::open(url, Some(keyring)).await.unwrap();
+        let state = AppState::new(store, Config::default()).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(syncsets_api::run(state.clone(), listener, async {
+            let _ = rx.await;
+        }));
+        Self {
+            base,
+            state,
+            client: reqwest::Client::new(),
+            shutdown: Some(tx),
+            db,
+            _dir: dir,
+        }
+    }
+
+    /// Over a temporary SQLite file.
+    pub async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
+        Self::start(&url, None, dir).await
+    }
+
+    /// Over a fresh PostgreSQL database (None when skipped outside CI).
+    pub async fn postgres() -> Option<Self> {
+        let db = TestDb::create().await?;
+        let url = db.url.clone();
+        Some(Self::start(&url, Some(db), tempfile::tempdir().unwrap()).await)
+    }
+
+    /// Over the in-memory store.
+    pub async fn memory() -> Self {
+        Self::start("memory://", None, tempfile::tempdir().unwrap()).await
+    }
+
+    /// Stops the server and drops its database.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(db) = self.db.take() {
+            db.drop_db().await;
+        }
+    }
+
+    /// A request with optional body and content type.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        content_type: &str,
+        accept: Option<&str>,
+    ) -> Reply {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req.header(CONTENT_TYPE, content_type).body(b);
+        }
+        if let Some(a) = accept {
+            req = req.header("Accept", a);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.bytes().await.unwrap().to_vec();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply {
+            status,
+            body,
+            headers,
+            bytes,
+        }
+    }
+
+    /// GET.
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(Method::GET, path, None, "", None).await
+    }
+
+    /// POST JSON.
+    pub async fn post(&self, path: &str, body: &Value) -> Reply {
+        self.send(
+            Method::POST,
+            path,
+            Some(body.to_string().into_bytes()),
+            "application/json",
+            None,
+        )
+        .await
+    }
+
+    /// PUT JSON.
+    pub async fn put(&self, path: &str, body: &Value) -> Reply {
+        self.send(
+            Method::PUT,
+            path,
+            Some(body.to_string().into_bytes()),
+            "application/json",
+            None,
+        )
+        .await
+    }
+
+    /// PATCH with a patch content type.
+    pub async fn patch(&self, path: &str, content_type: &str, body: &str) -> Reply {
+        self.send(
+            Method::PATCH,
+            path,
+            Some(body.as_bytes().to_vec()),
+            content_type,
+            None,
+        )
+        .await
+    }
+
+    /// DELETE.
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send(Method::DELETE, path, None, "", None).await
+    }
+}
+
+/// Declares one test per backend for each listed async test function taking `&TestApp`.
+#[macro_export]
+macro_rules! per_backend {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let app = $crate::common::TestApp::sqlite().await;
+                    super::$test(&app).await;
+                    app.stop().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let Some(app) = $crate::common::TestApp::postgres().await else { return };
+                    super::$test(&app).await;
+                    app.stop().await;
+                }
+            )*
+        }
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let app = $crate::common::TestApp::memory().await;
+                    super::$test(&app).await;
+                    app.stop().await;
+                }
+            )*
+        }
+    };
+}
