@@ -90,6 +90,8 @@ pub enum BodyFormat {
     Json,
     /// YAML.
     Yaml,
+    /// Kubernetes protobuf (built-in kinds, from typed clients).
+    Protobuf,
 }
 
 /// The body format of a create or update (`Content-Type`, JSON when absent).
@@ -101,9 +103,11 @@ pub fn body_format(headers: &HeaderMap) -> ApiResult<BodyFormat> {
     match parse_media(ct).essence {
         "" | "application/json" => Ok(BodyFormat::Json),
         "application/yaml" | "application/x-yaml" | "text/yaml" => Ok(BodyFormat::Yaml),
+        syncsets_machinery::protobuf::MEDIA_TYPE => Ok(BodyFormat::Protobuf),
         _ => Err(ApiError::unsupported_media_type(&[
             "application/json",
             "application/yaml",
+            syncsets_machinery::protobuf::MEDIA_TYPE,
         ])),
     }
 }

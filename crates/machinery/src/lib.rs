@@ -23,6 +23,7 @@ pub mod jsonpath;
 pub mod meta;
 pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod registry;
 pub mod strategies;
 pub mod table;

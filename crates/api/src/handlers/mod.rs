@@ -295,6 +295,12 @@ impl Ctx {
         let decoded = match negotiate::body_format(&self.headers)? {
             BodyFormat::Json => decode::json(bytes),
             BodyFormat::Yaml => decode::yaml(bytes),
+            BodyFormat::Protobuf => {
+                syncsets_machinery::protobuf::decode(bytes).map(|value| Decoded {
+                    value,
+                    duplicates: Vec::new(),
+                })
+            }
         };
         decoded.map_err(|e| {
             ApiError::bad_request(format!(

@@ -1,0 +1,465 @@
+//! Compatibility with the real kubectl: every installed version (1.27 … 1.33) against a
+//! server started on port 0 over a temporary SQLite store.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use syncsets_api::{AppState, Config};
+use syncsets_store::Keyring;
+use tokio::sync::oneshot;
+
+/// A server and a kubeconfig for it.
+struct Server {
+    dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Server {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
+        let keyring = Arc::new(Keyring::new(vec![("k1".into(), vec![5; 32])]).unwrap());
+        let store = syncsets_store::open(&url, Some(keyring)).await.unwrap();
+        let state = AppState::new(store, Config::default()).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(syncsets_api::run(state, listener, async {
+            let _ = rx.await;
+        }));
+        let kubeconfig = dir.path().join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: t\n  cluster:\n    server: http://{addr}\ncontexts:\n- name: t\n  context:\n    cluster: t\n    namespace: default\n    user: t\ncurrent-context: t\nusers:\n- name: t\n  user: {{}}\n"
+            ),
+        )
+        .unwrap();
+        Self {
+            dir,
+            kubeconfig,
+            _stop: tx,
+        }
+    }
+
+    /// Runs kubectl (blocking the test thread is fine: the server runs on other workers).
+    fn kubectl(&self, bin: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+        let cache = self.dir.path().join(format!(
+            "cache-{}",
+            bin.file_name().unwrap().to_string_lossy()
+        ));
+        let mut cmd = Command::new(bin);
+        cmd.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(args)
+            .env_remove("KUBECONFIG");
+        let out = if let Some(input) = stdin {
+            use std::io::Write;
+            let mut child = cmd
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+            child.wait_with_output().unwrap()
+        } else {
+            cmd.output()
+                .unwrap_or_else(|e| panic!("running {}: {e}", bin.display()))
+        };
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Runs kubectl and requires success; returns stdout.
+    #[track_caller]
+    fn ok(&self, bin: &Path, args: &[&str]) -> String {
+        let (ok, out, err) = self.kubectl(bin, args, None);
+        assert!(
+            ok,
+            "{} {args:?} failed:\nstdout: {out}\nstderr: {err}",
+            bin.display()
+        );
+        out
+    }
+
+    /// Runs kubectl with stdin and requires success.
+    #[track_caller]
+    fn ok_stdin(&self, bin: &Path, args: &[&str], input: &str) -> String {
+        let (ok, out, err) = self.kubectl(bin, args, Some(input));
+        assert!(
+            ok,
+            "{} {args:?} failed:\nstdout: {out}\nstderr: {err}",
+            bin.display()
+        );
+        out
+    }
+
+    /// Runs kubectl and requires failure; returns stderr.
+    #[track_caller]
+    fn fails(&self, bin: &Path, args: &[&str], input: Option<&str>) -> String {
+        let (ok, out, err) = self.kubectl(bin, args, input);
+        assert!(
+            !ok,
+            "{} {args:?} should fail:\nstdout: {out}",
+            bin.display()
+        );
+        err
+    }
+}
+
+/// Every installed kubectl: `/usr/bin/kubectl` and `kubectl.1.NN` beside the cloud SDK.
+fn kubectls() -> Vec<PathBuf> {
+    let mut bins: Vec<PathBuf> = std::fs::read_dir("/usr/lib/google-cloud-sdk/bin")
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("kubectl.1."))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    bins.sort();
+    let default = PathBuf::from("/usr/bin/kubectl");
+    if default.exists() {
+        bins.push(default);
+    }
+    assert!(
+        !bins.is_empty(),
+        "kubectl must be installed (see the README)"
+    );
+    bins
+}
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/hive/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+const CM: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: demo\n  labels:\n    app: web\ndata:\n  a: \"1\"\n";
+
+/// The everyday command set, with every installed kubectl, each against its own server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everyday_commands_work_with_every_kubectl() {
+    for bin in kubectls() {
+        let s = Server::start().await;
+        let k = bin.as_path();
+        let v = bin.display().to_string();
+        assert!(s.ok(k, &["get", "ns"]).contains("default"), "{v}");
+        s.ok(k, &["create", "namespace", "team-a"]);
+        s.ok_stdin(k, &["create", "-f", "-"], CM);
+        let table = s.ok(k, &["get", "cm", "-o", "wide", "--show-labels"]);
+        assert!(
+            table.contains("DATA") && table.contains("app=web"),
+            "{v}: {table}"
+        );
+        assert!(
+            s.ok(k, &["get", "cm", "-l", "app=web", "-o", "name"])
+                .contains("configmap/demo"),
+            "{v}"
+        );
+        assert_eq!(
+            s.ok(k, &["get", "cm", "demo", "-o", "jsonpath={.data.a}"]),
+            "1",
+            "{v}"
+        );
+        assert!(
+            s.ok(k, &["get", "cm", "demo", "-o", "yaml"])
+                .contains("resourceVersion"),
+            "{v}"
+        );
+        assert!(
+            s.ok(k, &["get", "cm", "demo", "-o", "json"])
+                .contains("\"uid\""),
+            "{v}"
+        );
+        s.ok_stdin(k, &["apply", "-f", "-"], &CM.replace("\"1\"", "\"2\""));
+        s.ok_stdin(
+            k,
+            &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+            &CM.replace("\"1\"", "\"3\""),
+        );
+        s.ok(k, &["label", "cm", "demo", "tier=x"]);
+        s.ok(k, &["annotate", "cm", "demo", "note=hi"]);
+        s.ok(k, &["patch", "cm", "demo", "-p", r#"{"data":{"b":"2"}}"#]);
+        s.ok(
+            k,
+            &[
+                "patch",
+                "cm",
+                "demo",
+                "--type",
+                "merge",
+                "-p",
+                r#"{"data":{"c":"3"}}"#,
+            ],
+        );
+        s.ok(
+            k,
+            &[
+                "patch",
+                "cm",
+                "demo",
+                "--type",
+                "json",
+                "-p",
+                r#"[{"op":"add","path":"/data/d","value":"4"}]"#,
+            ],
+        );
+        assert_eq!(
+            s.ok(k, &["get", "cm", "demo", "-o", "jsonpath={.data}"]),
+            r#"{"a":"3","b":"2","c":"3","d":"4"}"#,
+            "{v}"
+        );
+        assert!(
+            s.ok(k, &["describe", "cm", "demo"]).contains("tier=x"),
+            "{v}"
+        );
+        assert!(
+            s.ok(k, &["explain", "configmap.data"])
+                .contains("map[string]string"),
+            "{v}"
+        );
+        assert!(
+            s.ok(k, &["explain", "syncset.spec.resourceApplyMode"])
+                .contains("Upsert"),
+            "{v}"
+        );
+        let resources = s.ok(k, &["api-resources"]);
+        for short in ["ss ", "sss ", "cd ", "csync "] {
+            assert!(
+                resources.contains(short),
+                "{v}: {short} missing from\n{resources}"
+            );
+        }
+        assert!(
+            s.ok(k, &["api-versions"]).contains("hive.openshift.io/v1"),
+            "{v}"
+        );
+        // diff exits 1 when there are differences.
+        let (_, diff, _) = s.kubectl(k, &["diff", "-f", "-"], Some(&CM.replace("\"1\"", "\"9\"")));
+        assert!(diff.contains("+  a: \"9\""), "{v}: {diff}");
+        s.ok_stdin(k, &["replace", "-f", "-"], &CM.replace("\"1\"", "\"5\""));
+        s.ok(
+            k,
+            &[
+                "create",
+                "secret",
+                "generic",
+                "creds",
+                "--from-literal=token=abc",
+            ],
+        );
+        assert_eq!(
+            s.ok(
+                k,
+                &["get", "secret", "creds", "-o", "jsonpath={.data.token}"]
+            ),
+            "YWJj",
+            "{v}"
+        );
+        let err = s.fails(k, &["get", "cm", "nope"], None);
+        assert!(
+            err.contains("Error from server (NotFound): configmaps \"nope\" not found"),
+            "{v}: {err}"
+        );
+        let err = s.fails(
+            k,
+            &["create", "-f", "-"],
+            Some(&CM.replace("name: demo", "name: Demo")),
+        );
+        assert!(err.contains("is invalid"), "{v}: {err}");
+        let err = s.fails(
+            k,
+            &["apply", "-f", "-"],
+            Some(&CM.replace("\ndata:", "\nbogus: 1\ndata:")),
+        );
+        assert!(err.contains("unknown field \"bogus\""), "{v}: {err}");
+        s.ok(k, &["delete", "cm", "-l", "app=web"]);
+        assert!(s.ok(k, &["get", "cm", "-o", "name"]).is_empty(), "{v}");
+        s.ok(k, &["delete", "namespace", "team-a"]);
+    }
+}
+
+/// Hive's documented manifests apply unchanged, with the oldest and newest kubectl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hive_documented_yaml_applies_unchanged() {
+    let bins = kubectls();
+    for bin in [bins.first().unwrap(), bins.last().unwrap()] {
+        let s = Server::start().await;
+        let k = bin.as_path();
+        s.ok(k, &["create", "namespace", "hive"]);
+        s.ok(k, &["create", "namespace", "mynamespace"]);
+        for f in [
+            "syncset-mygroup-resources-patches-secretmappings.yaml",
+            "syncset-sise-deploy-strategic-patch.yaml",
+            "selectorsyncset-mygroup.yaml",
+            "clusterdeployment-adoption-gcp.yaml",
+            "clusterdeployment-aws-provisioning.yaml",
+            "config-samples-hive_v1_clusterdeployment.yaml",
+            "secret-pull-secret.yaml",
+            "secret-aws-creds.yaml",
+            "secret-gcp-creds.yaml",
+        ] {
+            s.ok(k, &["apply", "-f", &fixture(f)]);
+        }
+        // The scale-test template's SelectorSyncSet (resourceApplyMode: Sync), instantiated.
+        let template = std::fs::read_to_string(fixture(
+            "template-selectorsyncset-scaletest-resourceapplymode-sync.yaml",
+        ))
+        .unwrap();
+        let objects = &template[template.find("objects:").unwrap() + "objects:\n".len()..];
+        let sss = objects
+            .trim_start_matches("- ")
+            .replace("\n  ", "\n")
+            .replace("${RESOURCE_INDEX}", "3");
+        s.ok_stdin(k, &["apply", "-f", "-"], &sss);
+        let all = s.ok(k, &["get", "ss,sss,cd", "-A"]);
+        for name in [
+            "mygroup",
+            "sise-deploy-syncset",
+            "scaletest-3-configmap",
+            "my-gcp-cluster",
+            "foo",
+        ] {
+            assert!(all.contains(name), "{name} missing from\n{all}");
+        }
+        let cd = s.ok(k, &["get", "cd", "my-gcp-cluster", "-n", "hive", "-o", "jsonpath={.spec.platform.gcp.region} {.spec.installed} {.spec.clusterMetadata.adminKubeconfigSecretRef.name}"]);
+        assert_eq!(cd, "us-east1 true my-gcp-cluster-admin-kubeconfig");
+        let sss = s.ok(
+            k,
+            &[
+                "get",
+                "sss",
+                "scaletest-3-configmap",
+                "-o",
+                "jsonpath={.spec.resourceApplyMode} {.spec.resources[9].metadata.name}",
+            ],
+        );
+        assert_eq!(sss, "Sync scaletest-3-configmap-9");
+        assert!(
+            s.ok(k, &["describe", "ss", "mygroup"])
+                .contains("Secret Mappings")
+        );
+        // Admission rejects what Hive's webhook rejects.
+        let bad = "apiVersion: hive.openshift.io/v1\nkind: SyncSet\nmetadata: {name: bad}\nspec:\n  clusterDeploymentRefs: [{name: c}]\n  resourceApplyMode: Replace\n  patches: [{apiVersion: v1, kind: ConfigMap, name: x, patch: '{}', patchType: yaml}]\n";
+        let err = s.fails(k, &["apply", "-f", "-"], Some(bad));
+        assert!(
+            err.contains("spec.resourceApplyMode: Unsupported value: \"Replace\""),
+            "{err}"
+        );
+        assert!(
+            err.contains("spec.patches[0].patchType: Unsupported value: \"yaml\""),
+            "{err}"
+        );
+    }
+}
+
+/// CRDs registered at runtime are served with validation, defaults and printer columns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_resources_with_kubectl() {
+    let s = Server::start().await;
+    let k = kubectls().pop().unwrap();
+    let k = k.as_path();
+    s.ok_stdin(
+        k,
+        &["apply", "-f", "-"],
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: widgets.example.com}\nspec:\n  group: example.com\n  scope: Namespaced\n  names: {plural: widgets, kind: Widget, shortNames: [wd]}\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    additionalPrinterColumns:\n    - {name: Size, type: integer, jsonPath: .spec.size}\n    - {name: Color, type: string, jsonPath: .spec.color, priority: 1}\n    schema:\n      openAPIV3Schema:\n        type: object\n        properties:\n          spec:\n            type: object\n            properties:\n              size: {type: integer, minimum: 1}\n              color: {type: string, default: red}\n",
+    );
+    s.ok_stdin(
+        k,
+        &["apply", "-f", "-"],
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1}\nspec: {size: 3}\n",
+    );
+    let wide = s.ok(k, &["get", "wd", "-o", "wide"]);
+    assert!(
+        wide.contains("SIZE") && wide.contains("COLOR") && wide.contains("red"),
+        "{wide}"
+    );
+    assert!(
+        !s.ok(k, &["get", "wd"]).contains("COLOR"),
+        "priority-1 columns only with -o wide"
+    );
+    assert!(
+        s.ok(k, &["explain", "widget.spec.size"])
+            .contains("integer")
+    );
+    let err = s.fails(
+        k,
+        &["apply", "-f", "-"],
+        Some("apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w2}\nspec: {size: 0}\n"),
+    );
+    assert!(
+        err.contains("should be greater than or equal to 1"),
+        "{err}"
+    );
+    s.ok(k, &["delete", "crd", "widgets.example.com"]);
+    let err = s.fails(k, &["get", "widgets.example.com"], None);
+    assert!(
+        err.contains("the server doesn't have a resource type") || err.contains("NotFound"),
+        "{err}"
+    );
+}
+
+/// Server-side apply conflicts reach the user as kubectl presents them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply_conflicts_with_kubectl() {
+    let s = Server::start().await;
+    let k = kubectls().pop().unwrap();
+    let k = k.as_path();
+    s.ok_stdin(k, &["apply", "--server-side", "-f", "-"], CM);
+    s.ok_stdin(
+        k,
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager",
+            "other",
+            "-f",
+            "-",
+        ],
+        &CM.replace("\"1\"", "\"1\"\n  b: \"2\""),
+    );
+    let err = s.fails(
+        k,
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager",
+            "other",
+            "-f",
+            "-",
+        ],
+        Some(&CM.replace("\"1\"", "\"7\"")),
+    );
+    assert!(err.contains("conflict with \"kubectl\": .data.a"), "{err}");
+    s.ok_stdin(
+        k,
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager",
+            "other",
+            "--force-conflicts",
+            "-f",
+            "-",
+        ],
+        &CM.replace("\"1\"", "\"7\""),
+    );
+    assert_eq!(
+        s.ok(k, &["get", "cm", "demo", "-o", "jsonpath={.data.a}"]),
+        "7"
+    );
+}
