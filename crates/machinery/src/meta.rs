@@ -244,15 +244,14 @@ pub fn admit_create(
             meta.remove("namespace");
         }
         let name = meta.get("name").and_then(Value::as_str).unwrap_or_default();
-        if name.is_empty() {
-            if let Some(base) = meta
+        if name.is_empty()
+            && let Some(base) = meta
                 .get("generateName")
                 .and_then(Value::as_str)
                 .filter(|b| !b.is_empty())
-            {
-                let generated = generate_name(base);
-                meta.insert("name".into(), json!(generated));
-            }
+        {
+            let generated = generate_name(base);
+            meta.insert("name".into(), json!(generated));
         }
         meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
         meta.insert("creationTimestamp".into(), json!(ctx.now));
@@ -260,10 +259,10 @@ pub fn admit_create(
             meta.insert("generation".into(), json!(1));
         }
     }
-    if kind.status_subresource {
-        if let Some(o) = obj.as_object_mut() {
-            o.remove("status");
-        }
+    if kind.status_subresource
+        && let Some(o) = obj.as_object_mut()
+    {
+        o.remove("status");
     }
     schema::apply_defaults(&mut obj, &kind.schema);
     kind.strategy.prepare_create(&mut obj);
@@ -350,14 +349,13 @@ pub fn admit_update(
             .get("uid")
             .and_then(Value::as_str)
             .filter(|u| !u.is_empty())
+            && Some(uid) != old_meta.get("uid").and_then(Value::as_str)
         {
-            if Some(uid) != old_meta.get("uid").and_then(Value::as_str) {
-                return Err(Error::Invalid(vec![FieldError::invalid(
-                    "metadata.uid",
-                    uid,
-                    "field is immutable",
-                )]));
-            }
+            return Err(Error::Invalid(vec![FieldError::invalid(
+                "metadata.uid",
+                uid,
+                "field is immutable",
+            )]));
         }
         for field in [
             "uid",
@@ -554,18 +552,18 @@ fn validate_meta(kind: &KindInfo, obj: &Value, old: Option<&Value>) -> Vec<Field
                 errors.push(FieldError::duplicate("metadata.finalizers", s));
             }
         }
-        if let Some(old) = old {
-            if old["metadata"].get("deletionTimestamp").is_some() {
-                let before: Vec<&Value> = old["metadata"]["finalizers"]
-                    .as_array()
-                    .map(|a| a.iter().collect())
-                    .unwrap_or_default();
-                if finalizers.iter().any(|f| !before.contains(&f)) {
-                    errors.push(FieldError::forbidden(
-                        "metadata.finalizers",
-                        "no new finalizers can be added if the object is being deleted",
-                    ));
-                }
+        if let Some(old) = old
+            && old["metadata"].get("deletionTimestamp").is_some()
+        {
+            let before: Vec<&Value> = old["metadata"]["finalizers"]
+                .as_array()
+                .map(|a| a.iter().collect())
+                .unwrap_or_default();
+            if finalizers.iter().any(|f| !before.contains(&f)) {
+                errors.push(FieldError::forbidden(
+                    "metadata.finalizers",
+                    "no new finalizers can be added if the object is being deleted",
+                ));
             }
         }
     }
@@ -594,14 +592,13 @@ pub fn mark_deleting(obj: &mut Value, now: &str, tracks_generation: bool) {
     }
     meta.insert("deletionTimestamp".into(), json!(now));
     meta.insert("deletionGracePeriodSeconds".into(), json!(0));
-    if tracks_generation {
-        if let Some(g) = meta
+    if tracks_generation
+        && let Some(g) = meta
             .get("generation")
             .and_then(Value::as_i64)
             .filter(|g| *g > 0)
-        {
-            meta.insert("generation".into(), json!(g + 1));
-        }
+    {
+        meta.insert("generation".into(), json!(g + 1));
     }
 }
 

@@ -572,10 +572,10 @@ pub fn schema_to_v2(mut s: Value) -> Value {
     fn go(v: &mut Value) {
         match v {
             Value::Object(m) => {
-                if let Some(Value::String(r)) = m.get_mut("$ref") {
-                    if let Some(name) = r.strip_prefix("#/components/schemas/") {
-                        *r = format!("#/definitions/{name}");
-                    }
+                if let Some(Value::String(r)) = m.get_mut("$ref")
+                    && let Some(name) = r.strip_prefix("#/components/schemas/")
+                {
+                    *r = format!("#/definitions/{name}");
                 }
                 m.remove("nullable");
                 if m.get("type").and_then(Value::as_str) == Some("array")
