@@ -32,9 +32,12 @@ pub async fn prepare_cluster(state: &AppState, cluster: &str) -> ApiResult<()> {
         .list(&q)
         .await
         .map_err(|e| ApiError::internal("loading CustomResourceDefinitions", &e))?;
-    for crd in crds.items {
+    for raw in crds.items {
+        let crd = raw
+            .parse()
+            .map_err(|e| ApiError::internal("reading CustomResourceDefinitions", &e))?;
         if let Err(e) = state.registry.install_crd(cluster, &crd.object) {
-            tracing::warn!(cluster, crd = %crd.object["metadata"]["name"], error = %e, "stored CRD does not compile; not served");
+            tracing::warn!(cluster, crd = %raw.name, error = %e, "stored CRD does not compile; not served");
         }
     }
     let kinds = state.registry.kinds(cluster);
@@ -65,7 +68,7 @@ pub async fn prepare_cluster(state: &AppState, cluster: &str) -> ApiResult<()> {
         let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
         let admitted = meta::admit_create(&wctx, ns, &[])
             .map_err(|e| ApiError::from_machinery(e, &ns_kind, name))?;
-        match state.store.create(&key, &admitted.object).await {
+        match state.store.create(&key, &admitted.object, false).await {
             Ok(_) | Err(StoreError::AlreadyExists) => {}
             Err(e) => return Err(ApiError::internal("creating default namespaces", &e)),
         }
@@ -75,10 +78,10 @@ pub async fn prepare_cluster(state: &AppState, cluster: &str) -> ApiResult<()> {
 
 /// Keeps the registry in step with a written CRD.
 pub async fn after_write(ctx: &Ctx, obj: &Value) {
-    if is_crd(ctx) {
-        if let Err(e) = ctx.state.registry.install_crd(&ctx.info.cluster, obj) {
-            tracing::warn!(crd = %obj["metadata"]["name"], error = %e, "CRD stored but not served");
-        }
+    if is_crd(ctx)
+        && let Err(e) = ctx.state.registry.install_crd(&ctx.info.cluster, obj)
+    {
+        tracing::warn!(crd = %obj["metadata"]["name"], error = %e, "CRD stored but not served");
     }
 }
 
@@ -97,13 +100,7 @@ pub async fn after_delete(ctx: &Ctx, obj: &Value) {
     match ctx.state.store.list(&q).await {
         Ok(page) => {
             for item in page.items {
-                let m = &item.object["metadata"];
-                let key = ObjectKey::new(
-                    cluster,
-                    name,
-                    m["namespace"].as_str().unwrap_or_default(),
-                    m["name"].as_str().unwrap_or_default(),
-                );
+                let key = ObjectKey::new(cluster, name, &item.namespace, &item.name);
                 if let Err(e) = ctx.state.store.delete(&key, None).await {
                     tracing::warn!(error = %e, "deleting a custom resource of a deleted CRD");
                 }
@@ -132,13 +129,12 @@ pub async fn resume_namespace_finalizers(state: &Arc<AppState>, cluster: &str) -
         .list(&q)
         .await
         .map_err(|e| ApiError::internal("listing namespaces", &e))?;
-    for ns in page.items {
+    for raw in page.items {
+        let ns = raw
+            .parse()
+            .map_err(|e| ApiError::internal("reading namespaces", &e))?;
         if ns.object["metadata"].get("deletionTimestamp").is_some() {
-            let name = ns.object["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            finalize(state, cluster, &name).await;
+            finalize(state, cluster, &raw.name).await;
         }
     }
     Ok(())
@@ -164,12 +160,12 @@ async fn finalize_pass(state: &AppState, cluster: &str, namespace: &str) -> bool
             remaining = true;
             continue;
         };
-        for item in page.items {
-            let name = item.object["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            let key = ObjectKey::new(cluster, &resource, namespace, &name);
+        for raw in page.items {
+            let Ok(item) = raw.parse() else {
+                remaining = true;
+                continue;
+            };
+            let key = ObjectKey::new(cluster, &resource, namespace, &raw.name);
             let has_finalizers = item.object["metadata"]["finalizers"]
                 .as_array()
                 .is_some_and(|f| !f.is_empty());
@@ -180,10 +176,10 @@ async fn finalize_pass(state: &AppState, cluster: &str, namespace: &str) -> bool
                     meta::mark_deleting(&mut obj, &meta::now(), kind.tracks_generation);
                     let _ = state.store.update(&key, &obj, item.rv).await;
                 }
-            } else if let Err(e) = state.store.delete(&key, Some(item.rv)).await {
-                if !matches!(e, StoreError::NotFound) {
-                    remaining = true;
-                }
+            } else if let Err(e) = state.store.delete(&key, Some(item.rv)).await
+                && !matches!(e, StoreError::NotFound)
+            {
+                remaining = true;
             }
         }
     }

@@ -121,6 +121,15 @@ pub fn patch_type(headers: &HeaderMap) -> String {
     parse_media(ct).essence.to_ascii_lowercase()
 }
 
+/// Writes already-encoded bytes.
+pub fn respond_raw(code: StatusCode, body: Vec<u8>, content_type: &'static str) -> Response {
+    let mut res = Response::new(Body::from(body));
+    *res.status_mut() = code;
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    res
+}
+
 /// Writes a value in the negotiated representation, with `Warning` headers.
 pub fn respond(code: StatusCode, value: &Value, output: Output, warnings: &[String]) -> Response {
     let (body, content_type) = match output {

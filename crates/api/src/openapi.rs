@@ -29,10 +29,9 @@ fn cached(
         .lock()
         .expect("cache lock")
         .get(&cache_key)
+        && *g == generation
     {
-        if *g == generation {
-            return Some(doc.clone());
-        }
+        return Some(doc.clone());
     }
     let doc = build()?;
     state

@@ -18,6 +18,7 @@
 pub mod keyring;
 mod memory;
 mod postgres;
+mod rawjson;
 mod sqlite;
 
 use std::collections::BTreeMap;
@@ -110,11 +111,37 @@ pub struct ListQuery {
     pub after: Option<(String, String)>,
 }
 
+/// An object as listed: its JSON text, `metadata.resourceVersion` included, ready to send
+/// without parsing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RawObject {
+    /// Its resourceVersion.
+    pub rv: u64,
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// The object's JSON text.
+    pub json: String,
+}
+
+impl RawObject {
+    /// Parses the object.
+    pub fn parse(&self) -> Result<Stored> {
+        let object =
+            serde_json::from_str(&self.json).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(Stored {
+            object,
+            rv: self.rv,
+        })
+    }
+}
+
 /// One page of a list.
 #[derive(Clone, Debug, Default)]
 pub struct ListPage {
     /// Items in (namespace, name) order.
-    pub items: Vec<Stored>,
+    pub items: Vec<RawObject>,
     /// A resourceVersion such that every change up to it is reflected in `items` (a watch
     /// from it misses nothing).
     pub rv: u64,
@@ -177,6 +204,12 @@ pub enum StoreError {
     /// The object does not exist.
     #[error("object not found")]
     NotFound,
+    /// The namespace of a new object does not exist.
+    #[error("namespace not found")]
+    NamespaceNotFound,
+    /// The namespace of a new object is being deleted.
+    #[error("namespace is terminating")]
+    NamespaceTerminating,
     /// The object's resourceVersion is not the expected one.
     #[error("object has been modified")]
     Conflict,
@@ -186,6 +219,9 @@ pub enum StoreError {
     /// Migrations failed.
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A write could not be committed.
+    #[error("write failed: {0}")]
+    WriteFailed(String),
     /// Stored data could not be read back.
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
@@ -209,8 +245,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Lists objects in (namespace, name) order.
     async fn list(&self, query: &ListQuery) -> Result<ListPage>;
 
-    /// Creates an object; [`StoreError::AlreadyExists`] if the key is taken.
-    async fn create(&self, key: &ObjectKey, object: &Value) -> Result<Stored>;
+    /// Creates an object; [`StoreError::AlreadyExists`] if the key is taken. With
+    /// `in_namespace`, the object's namespace (a `namespaces` object of the same cluster)
+    /// must exist and not be terminating — checked atomically with the write
+    /// ([`StoreError::NamespaceNotFound`], [`StoreError::NamespaceTerminating`]).
+    async fn create(&self, key: &ObjectKey, object: &Value, in_namespace: bool) -> Result<Stored>;
 
     /// Replaces an object whose resourceVersion is `expected_rv`;
     /// [`StoreError::Conflict`] or [`StoreError::NotFound`] otherwise.
@@ -381,11 +420,50 @@ fn unseal(
     Ok(with_rv(object, rv))
 }
 
+/// A listed row as JSON text with its resourceVersion: Secrets are opened, nothing is parsed.
+fn raw_object(
+    keyring: Option<&Keyring>,
+    key: ObjectKey,
+    data: &str,
+    sealed: Option<&[u8]>,
+    rv: u64,
+) -> Result<RawObject> {
+    let opened;
+    let text = match sealed {
+        None => data,
+        Some(bytes) => {
+            let keyring = keyring.ok_or_else(|| {
+                StoreError::Crypto("no encryption key configured for Secrets".into())
+            })?;
+            opened = String::from_utf8(keyring.open(bytes, aad(&key).as_bytes())?)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            &opened
+        }
+    };
+    let json = rawjson::with_resource_version(text, rv).ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "stored object {}/{} has no metadata",
+            key.namespace, key.name
+        ))
+    })?;
+    Ok(RawObject {
+        rv,
+        namespace: key.namespace,
+        name: key.name,
+        json,
+    })
+}
+
 fn aad(key: &ObjectKey) -> String {
     format!(
         "{}/{}/{}/{}",
         key.cluster, key.resource, key.namespace, key.name
     )
+}
+
+/// The key of the Namespace object a namespaced key lives in.
+fn namespace_key(key: &ObjectKey) -> ObjectKey {
+    ObjectKey::new(&key.cluster, "namespaces", "", &key.namespace)
 }
 
 /// Whether a (namespace, name) passes the name/namespace requirements.

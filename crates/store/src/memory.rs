@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::{
-    ChangeEvent, EventType, ListPage, ListQuery, ObjectKey, Result, Store, StoreError, Stored,
-    fields_match, labels_of, storable, with_rv,
+    ChangeEvent, EventType, ListPage, ListQuery, ObjectKey, RawObject, Result, Store, StoreError,
+    Stored, fields_match, labels_of, namespace_key, storable, with_rv,
 };
 
 /// Events kept for watches; older ones are dropped.
@@ -92,9 +92,11 @@ impl Store for MemoryStore {
                 more = true;
                 break;
             }
-            items.push(Stored {
-                object: with_rv(v.clone(), *rv),
+            items.push(RawObject {
                 rv: *rv,
+                namespace: k.namespace.clone(),
+                name: k.name.clone(),
+                json: with_rv(v.clone(), *rv).to_string(),
             });
         }
         Ok(ListPage {
@@ -104,8 +106,17 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn create(&self, key: &ObjectKey, object: &Value) -> Result<Stored> {
+    async fn create(&self, key: &ObjectKey, object: &Value, in_namespace: bool) -> Result<Stored> {
         let mut state = self.state.lock().expect("store lock");
+        if in_namespace {
+            match state.objects.get(&namespace_key(key)) {
+                None => return Err(StoreError::NamespaceNotFound),
+                Some((_, ns)) if ns["metadata"].get("deletionTimestamp").is_some() => {
+                    return Err(StoreError::NamespaceTerminating);
+                }
+                Some(_) => {}
+            }
+        }
         if state.objects.contains_key(key) {
             return Err(StoreError::AlreadyExists);
         }

@@ -1,12 +1,14 @@
 //! PostgreSQL: objects as JSONB, labels in a GIN-indexed JSONB column, resourceVersions from
 //! a sequence. Each write is one statement (object row + outbox row), so it costs one round
-//! trip and needs no explicit transaction.
+//! trip and needs no explicit transaction; concurrent creates share statements (`batch`).
 //!
 //! Sequence values can commit out of order and abandoned ones leave gaps, so "everything up
 //! to rv N is settled" is established by [`PostgresStore::settle`]: read the sequence, then
 //! the running transactions, and wait for those to end. Writers take their transaction id
 //! before their resourceVersion (`syncsets_next_rv()`), so any holder of a version up to N
 //! is among them.
+
+mod batch;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,7 +24,7 @@ use tokio::sync::Mutex;
 
 use crate::{
     ChangeEvent, EventType, Keyring, ListPage, ListQuery, MetaField, ObjectKey, Result, Store,
-    StoreError, Stored, labels_of, seal, unseal,
+    StoreError, Stored, labels_of, raw_object, seal, unseal,
 };
 
 /// How long a computed watermark is reused by lists.
@@ -34,6 +36,49 @@ pub struct PostgresStore {
     keyring: Option<Arc<Keyring>>,
     watermark: AtomicU64,
     settled_at: Mutex<Option<Instant>>,
+    stats: Arc<Statistics>,
+    creates: batch::Batcher,
+}
+
+/// Keeps planner statistics fresh. Right after a bulk load PostgreSQL knows nothing of the
+/// new rows and may answer a label selector by scanning a whole kind instead of using the
+/// GIN index; autovacuum only catches up after a minute. So the store runs `ANALYZE`
+/// itself once the writes since the last one exceed a tenth of the table (at least 1,000).
+#[derive(Debug)]
+struct Statistics {
+    writes: AtomicU64,
+    threshold: AtomicU64,
+    running: std::sync::atomic::AtomicBool,
+}
+
+impl Statistics {
+    fn note(self: &Arc<Self>, pool: &PgPool, writes: u64) {
+        let total = self.writes.fetch_add(writes, Ordering::AcqRel) + writes;
+        if total < self.threshold.load(Ordering::Acquire)
+            || self.running.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        self.writes.store(0, Ordering::Release);
+        let (me, pool) = (self.clone(), pool.clone());
+        tokio::spawn(async move {
+            match sqlx::query("ANALYZE objects").execute(&pool).await {
+                Ok(_) => {
+                    let rows: Option<f32> = sqlx::query_scalar(
+                        "SELECT reltuples FROM pg_class WHERE relname = 'objects'",
+                    )
+                    .fetch_optional(&pool)
+                    .await
+                    .ok()
+                    .flatten();
+                    let tenth = rows.map_or(0, |r| (r.max(0.0) / 10.0) as u64);
+                    me.threshold.store(tenth.max(1000), Ordering::Release);
+                }
+                Err(e) => tracing::warn!(error = %e, "ANALYZE objects failed"),
+            }
+            me.running.store(false, Ordering::Release);
+        });
+    }
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -65,17 +110,25 @@ impl PostgresStore {
     /// Connects and runs migrations.
     pub async fn open(url: &str, keyring: Option<Arc<Keyring>>) -> Result<Self> {
         let opts: PgConnectOptions = url.parse()?;
+        // Connections are checked by every query anyway: no extra round trip per checkout.
         let pool = PgPoolOptions::new()
             .max_connections(16)
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(opts)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let store = Self {
+            creates: batch::Batcher::spawn(pool.clone()),
             pool,
             keyring,
             watermark: AtomicU64::new(0),
             settled_at: Mutex::new(None),
+            stats: Arc::new(Statistics {
+                writes: AtomicU64::new(0),
+                threshold: AtomicU64::new(1000),
+                running: std::sync::atomic::AtomicBool::new(false),
+            }),
         };
         store.settle().await?;
         Ok(store)
@@ -134,6 +187,10 @@ impl PostgresStore {
             .map(|r| r.get::<String, _>(0))
             .collect();
         Ok(rows.join("\n"))
+    }
+
+    fn note_writes(&self, writes: u64) {
+        self.stats.note(&self.pool, writes);
     }
 
     fn decode(
@@ -217,7 +274,7 @@ impl Params {
 fn list_statement(q: &ListQuery) -> (String, Params) {
     let mut p = Params::default();
     let mut sql = format!(
-        "SELECT rv, data, sealed, namespace, name FROM objects WHERE cluster = {} AND resource = {}",
+        "SELECT rv, data::text AS data, sealed, namespace, name FROM objects WHERE cluster = {} AND resource = {}",
         p.text(&q.cluster),
         p.text(&q.resource)
     );
@@ -319,7 +376,14 @@ impl Store for PostgresStore {
             .map(|r| {
                 let key =
                     ObjectKey::new(&q.cluster, &q.resource, r.get("namespace"), r.get("name"));
-                self.decode(key, r.get("rv"), r.get("data"), r.get("sealed"))
+                let sealed: Option<&[u8]> = r.get("sealed");
+                raw_object(
+                    self.keyring.as_deref(),
+                    key,
+                    r.get("data"),
+                    sealed,
+                    r.get::<i64, _>("rv") as u64,
+                )
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(ListPage {
@@ -329,30 +393,20 @@ impl Store for PostgresStore {
         })
     }
 
-    async fn create(&self, key: &ObjectKey, object: &Value) -> Result<Stored> {
+    async fn create(&self, key: &ObjectKey, object: &Value, in_namespace: bool) -> Result<Stored> {
         let row = seal(self.keyring.as_deref(), key, object)?;
-        let labels = labels_json(&labels_of(object));
-        let rv: Option<i64> = sqlx::query_scalar(
-            "WITH r AS (SELECT syncsets_next_rv() AS rv), \
-             o AS (INSERT INTO objects (cluster, resource, namespace, name, rv, labels, data, sealed) \
-                   SELECT $1, $2, $3, $4, r.rv, $5, $6, $7 FROM r ON CONFLICT DO NOTHING RETURNING rv), \
-             e AS (INSERT INTO events (rv, cluster, resource, namespace, name, type, data, sealed, labels) \
-                   SELECT o.rv, $1, $2, $3, $4, 'ADDED', $6, $7, $5 FROM o) \
-             SELECT rv FROM o",
-        )
-        .bind(&key.cluster)
-        .bind(&key.resource)
-        .bind(&key.namespace)
-        .bind(&key.name)
-        .bind(&labels)
-        .bind(&row.data)
-        .bind(row.sealed.as_deref())
-        .fetch_optional(&self.pool)
-        .await?;
-        let rv = rv.ok_or(StoreError::AlreadyExists)?;
+        let create = batch::Create {
+            key: key.clone(),
+            labels: labels_json(&labels_of(object)),
+            data: row.data,
+            sealed: row.sealed,
+            in_namespace,
+        };
+        let rv = self.creates.create(create).await?;
+        self.note_writes(1);
         Ok(Stored {
-            object: crate::with_rv(crate::storable(object), rv as u64),
-            rv: rv as u64,
+            object: crate::with_rv(crate::storable(object), rv),
+            rv,
         })
     }
 
@@ -380,10 +434,13 @@ impl Store for PostgresStore {
         .fetch_optional(&self.pool)
         .await?;
         match rv {
-            Some(rv) => Ok(Stored {
-                object: crate::with_rv(crate::storable(object), rv as u64),
-                rv: rv as u64,
-            }),
+            Some(rv) => {
+                self.note_writes(1);
+                Ok(Stored {
+                    object: crate::with_rv(crate::storable(object), rv as u64),
+                    rv: rv as u64,
+                })
+            }
             None if self.exists(key).await? => Err(StoreError::Conflict),
             None => Err(StoreError::NotFound),
         }
@@ -406,7 +463,10 @@ impl Store for PostgresStore {
         .fetch_optional(&self.pool)
         .await?;
         match row {
-            Some(r) => self.decode(key.clone(), r.get("rv"), r.get("data"), r.get("sealed")),
+            Some(r) => {
+                self.note_writes(1);
+                self.decode(key.clone(), r.get("rv"), r.get("data"), r.get("sealed"))
+            }
             None if self.exists(key).await? => Err(StoreError::Conflict),
             None => Err(StoreError::NotFound),
         }

@@ -2,7 +2,8 @@
 //! disk before it is acknowledged). One writer connection serialises writes, as SQLite
 //! does anyway; readers use a pool and see consistent snapshots.
 
-use std::collections::BTreeMap;
+mod writer;
+
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,29 +14,25 @@ use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
 use syncsets_types::selector::Operator;
-use tokio::sync::Mutex;
+use writer::{Done, Op, Writer};
 
 use crate::{
     ChangeEvent, EventType, Keyring, ListPage, ListQuery, MetaField, ObjectKey, Result, Store,
-    StoreError, Stored, labels_of, seal, unseal,
+    StoreError, Stored, labels_of, raw_object, seal, unseal,
 };
 
 /// SQLite-backed store.
 pub struct SqliteStore {
-    writer: Mutex<SqliteConnection>,
+    writer: Writer,
     readers: SqlitePool,
     keyring: Option<Arc<Keyring>>,
-    rv: AtomicU64,
+    rv: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteStore").field("rv", &self.rv).finish()
     }
-}
-
-fn now_millis() -> i64 {
-    jiff::Timestamp::now().as_millisecond()
 }
 
 impl SqliteStore {
@@ -65,15 +62,18 @@ impl SqliteStore {
         let rv: i64 = sqlx::query_scalar("SELECT value FROM counters WHERE name = 'rv'")
             .fetch_one(&mut writer)
             .await?;
+        // Connections are local and checked by every query anyway: no ping per checkout.
         let readers = SqlitePoolOptions::new()
             .max_connections(8)
+            .test_before_acquire(false)
             .connect_with(opts.read_only(true))
             .await?;
+        let rv = Arc::new(AtomicU64::new(rv as u64));
         Ok(Self {
-            writer: Mutex::new(writer),
+            writer: Writer::spawn(writer, rv.clone()),
             readers,
             keyring,
-            rv: AtomicU64::new(rv as u64),
+            rv,
         })
     }
 
@@ -114,76 +114,6 @@ impl SqliteStore {
             rv: rv as u64,
         })
     }
-}
-
-async fn next_rv(tx: &mut SqliteConnection) -> Result<i64> {
-    Ok(sqlx::query_scalar(
-        "UPDATE counters SET value = value + 1 WHERE name = 'rv' RETURNING value",
-    )
-    .fetch_one(tx)
-    .await?)
-}
-
-async fn insert_labels(
-    tx: &mut SqliteConnection,
-    id: i64,
-    key: &ObjectKey,
-    labels: &BTreeMap<String, String>,
-) -> Result<()> {
-    for (k, v) in labels {
-        sqlx::query(
-            "INSERT INTO labels (obj_id, cluster, resource, key, value) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(id)
-        .bind(&key.cluster)
-        .bind(&key.resource)
-        .bind(k)
-        .bind(v)
-        .execute(&mut *tx)
-        .await?;
-    }
-    Ok(())
-}
-
-/// One row of the outbox.
-struct Outbox<'a> {
-    rv: i64,
-    key: &'a ObjectKey,
-    kind: EventType,
-    data: &'a str,
-    sealed: Option<&'a [u8]>,
-    labels: &'a BTreeMap<String, String>,
-    prev: Option<&'a BTreeMap<String, String>>,
-}
-
-async fn insert_event(tx: &mut SqliteConnection, e: Outbox<'_>) -> Result<()> {
-    let Outbox {
-        rv,
-        key,
-        kind,
-        data,
-        sealed,
-        labels,
-        prev,
-    } = e;
-    sqlx::query(
-        "INSERT INTO events (rv, cluster, resource, namespace, name, type, data, sealed, labels, prev_labels, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(rv)
-    .bind(&key.cluster)
-    .bind(&key.resource)
-    .bind(&key.namespace)
-    .bind(&key.name)
-    .bind(kind.as_str())
-    .bind(data)
-    .bind(sealed)
-    .bind(serde_json::to_string(labels).expect("labels serialise"))
-    .bind(prev.map(|p| serde_json::to_string(p).expect("labels serialise")))
-    .bind(now_millis())
-    .execute(tx)
-    .await?;
-    Ok(())
 }
 
 enum Bind {
@@ -354,7 +284,14 @@ impl Store for SqliteStore {
             .map(|r| {
                 let key =
                     ObjectKey::new(&q.cluster, &q.resource, r.get("namespace"), r.get("name"));
-                self.decode(key, r.get("rv"), r.get::<&str, _>("data"), r.get("sealed"))
+                let sealed: Option<&[u8]> = r.get("sealed");
+                raw_object(
+                    self.keyring.as_deref(),
+                    key,
+                    r.get("data"),
+                    sealed,
+                    r.get::<i64, _>("rv") as u64,
+                )
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(ListPage {
@@ -364,177 +301,53 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn create(&self, key: &ObjectKey, object: &Value) -> Result<Stored> {
+    async fn create(&self, key: &ObjectKey, object: &Value, in_namespace: bool) -> Result<Stored> {
         let row = seal(self.keyring.as_deref(), key, object)?;
-        let data = row.data.to_string();
-        let labels = labels_of(object);
-        let mut conn = self.writer.lock().await;
-        let mut tx = conn.begin().await?;
-        let exists: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM objects WHERE cluster = ? AND resource = ? AND namespace = ? AND name = ?",
-        )
-        .bind(&key.cluster)
-        .bind(&key.resource)
-        .bind(&key.namespace)
-        .bind(&key.name)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if exists.is_some() {
-            return Err(StoreError::AlreadyExists);
-        }
-        let rv = next_rv(&mut tx).await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO objects (cluster, resource, namespace, name, rv, data, sealed) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(&key.cluster)
-        .bind(&key.resource)
-        .bind(&key.namespace)
-        .bind(&key.name)
-        .bind(rv)
-        .bind(&data)
-        .bind(row.sealed.as_deref())
-        .fetch_one(&mut *tx)
-        .await?;
-        insert_labels(&mut tx, id, key, &labels).await?;
-        insert_event(
-            &mut tx,
-            Outbox {
+        let op = Op::Create {
+            in_namespace,
+            key: key.clone(),
+            data: row.data.to_string(),
+            sealed: row.sealed,
+            labels: labels_of(object),
+        };
+        match self.writer.write(op).await? {
+            Done::Written(rv) => Ok(Stored {
+                object: crate::with_rv(crate::storable(object), rv),
                 rv,
-                key,
-                kind: EventType::Added,
-                data: &data,
-                sealed: row.sealed.as_deref(),
-                labels: &labels,
-                prev: None,
-            },
-        )
-        .await?;
-        tx.commit().await?;
-        self.rv.store(rv as u64, Ordering::Release);
-        Ok(Stored {
-            object: crate::with_rv(crate::storable(object), rv as u64),
-            rv: rv as u64,
-        })
+            }),
+            Done::Deleted { .. } => Err(StoreError::WriteFailed("unexpected writer reply".into())),
+        }
     }
 
     async fn update(&self, key: &ObjectKey, object: &Value, expected_rv: u64) -> Result<Stored> {
         let row = seal(self.keyring.as_deref(), key, object)?;
-        let data = row.data.to_string();
-        let labels = labels_of(object);
-        let mut conn = self.writer.lock().await;
-        let mut tx = conn.begin().await?;
-        let current = sqlx::query(
-            "SELECT id, rv FROM objects WHERE cluster = ? AND resource = ? AND namespace = ? AND name = ?",
-        )
-        .bind(&key.cluster)
-        .bind(&key.resource)
-        .bind(&key.namespace)
-        .bind(&key.name)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(current) = current else {
-            return Err(StoreError::NotFound);
+        let op = Op::Update {
+            key: key.clone(),
+            data: row.data.to_string(),
+            sealed: row.sealed,
+            labels: labels_of(object),
+            expected: expected_rv,
         };
-        let (id, current_rv): (i64, i64) = (current.get("id"), current.get("rv"));
-        if current_rv as u64 != expected_rv {
-            return Err(StoreError::Conflict);
-        }
-        let prev: BTreeMap<String, String> =
-            sqlx::query_as::<_, (String, String)>("SELECT key, value FROM labels WHERE obj_id = ?")
-                .bind(id)
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .collect();
-        let rv = next_rv(&mut tx).await?;
-        sqlx::query("UPDATE objects SET rv = ?, data = ?, sealed = ? WHERE id = ?")
-            .bind(rv)
-            .bind(&data)
-            .bind(row.sealed.as_deref())
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        if prev != labels {
-            sqlx::query("DELETE FROM labels WHERE obj_id = ?")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            insert_labels(&mut tx, id, key, &labels).await?;
-        }
-        insert_event(
-            &mut tx,
-            Outbox {
+        match self.writer.write(op).await? {
+            Done::Written(rv) => Ok(Stored {
+                object: crate::with_rv(crate::storable(object), rv),
                 rv,
-                key,
-                kind: EventType::Modified,
-                data: &data,
-                sealed: row.sealed.as_deref(),
-                labels: &labels,
-                prev: Some(&prev),
-            },
-        )
-        .await?;
-        tx.commit().await?;
-        self.rv.store(rv as u64, Ordering::Release);
-        Ok(Stored {
-            object: crate::with_rv(crate::storable(object), rv as u64),
-            rv: rv as u64,
-        })
+            }),
+            Done::Deleted { .. } => Err(StoreError::WriteFailed("unexpected writer reply".into())),
+        }
     }
 
     async fn delete(&self, key: &ObjectKey, expected_rv: Option<u64>) -> Result<Stored> {
-        let mut conn = self.writer.lock().await;
-        let mut tx = conn.begin().await?;
-        let current = sqlx::query(
-            "SELECT id, rv, data, sealed FROM objects WHERE cluster = ? AND resource = ? AND namespace = ? AND name = ?",
-        )
-        .bind(&key.cluster)
-        .bind(&key.resource)
-        .bind(&key.namespace)
-        .bind(&key.name)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(current) = current else {
-            return Err(StoreError::NotFound);
+        let op = Op::Delete {
+            key: key.clone(),
+            expected: expected_rv,
         };
-        let id: i64 = current.get("id");
-        if expected_rv.is_some_and(|e| e != current.get::<i64, _>("rv") as u64) {
-            return Err(StoreError::Conflict);
+        match self.writer.write(op).await? {
+            Done::Deleted { rv, data, sealed } => {
+                self.decode(key.clone(), rv as i64, &data, sealed)
+            }
+            Done::Written(_) => Err(StoreError::WriteFailed("unexpected writer reply".into())),
         }
-        let data: String = current.get("data");
-        let sealed: Option<Vec<u8>> = current.get("sealed");
-        let labels: BTreeMap<String, String> =
-            sqlx::query_as::<_, (String, String)>("SELECT key, value FROM labels WHERE obj_id = ?")
-                .bind(id)
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .collect();
-        let rv = next_rv(&mut tx).await?;
-        sqlx::query("DELETE FROM objects WHERE id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM labels WHERE obj_id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        insert_event(
-            &mut tx,
-            Outbox {
-                rv,
-                key,
-                kind: EventType::Deleted,
-                data: &data,
-                sealed: sealed.as_deref(),
-                labels: &labels,
-                prev: None,
-            },
-        )
-        .await?;
-        tx.commit().await?;
-        self.rv.store(rv as u64, Ordering::Release);
-        self.decode(key.clone(), rv, &data, sealed)
     }
 
     async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<ChangeEvent>> {

@@ -26,7 +26,7 @@ async fn churn_secret(store: &dyn Store) {
             "annotations": {"kubectl.kubernetes.io/last-applied-configuration": format!("{{\"stringData\":{{\"kubeconfig\":\"{MARKER}\"}}}}")}},
         "data": {"kubeconfig": b64},
     });
-    let created = store.create(&key, &secret).await.unwrap();
+    let created = store.create(&key, &secret, false).await.unwrap();
     let mut changed = created.object.clone();
     changed["data"]["other"] = json!(b64);
     let updated = store.update(&key, &changed, created.rv).await.unwrap();
@@ -34,7 +34,7 @@ async fn churn_secret(store: &dyn Store) {
     // And one that stays.
     let key2 = ObjectKey::new("", "secrets", "fleet", "kept");
     store.create(&key2, &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "kept", "namespace": "fleet"},
-        "data": {"token": base64::engine::general_purpose::STANDARD.encode(MARKER)}})).await.unwrap();
+        "data": {"token": base64::engine::general_purpose::STANDARD.encode(MARKER)}}), false).await.unwrap();
 }
 
 fn assert_no_marker(haystack: &[u8], what: &str) {
@@ -125,7 +125,7 @@ async fn postgres_selectors_use_the_gin_index() {
     sqlx::query(
         "INSERT INTO objects (cluster, resource, namespace, name, rv, labels, data) \
          SELECT '', 'configmaps', 'ns', 'cm-' || i, i, \
-                CASE WHEN i % 100 = 0 THEN '{\"app\":\"web\"}'::jsonb ELSE jsonb_build_object('app', 'other-' || (i % 7)) END, '{}'::jsonb || jsonb_build_object('data', repeat('x', 1000)) \
+                CASE WHEN i % 100 = 0 THEN '{\"app\":\"web\"}'::jsonb ELSE jsonb_build_object('app', 'other-' || (i % 7)) END, jsonb_build_object('apiVersion', 'v1', 'kind', 'ConfigMap', 'metadata', jsonb_build_object('name', 'cm-' || i, 'namespace', 'ns'), 'data', jsonb_build_object('x', repeat('x', 1000))) \
          FROM generate_series(1, 20000) AS i",
     )
     .execute(&pool)

@@ -35,21 +35,18 @@ fn query(ns: Option<&str>) -> ListQuery {
 }
 
 fn names(page: &syncsets_store::ListPage) -> Vec<String> {
-    page.items
-        .iter()
-        .map(|s| s.object["metadata"]["name"].as_str().unwrap().to_string())
-        .collect()
+    page.items.iter().map(|s| s.name.clone()).collect()
 }
 
 async fn crud_and_resource_versions(store: Arc<dyn Store>) {
     let a = store
-        .create(&key("ns", "a"), &cm("ns", "a", json!({})))
+        .create(&key("ns", "a"), &cm("ns", "a", json!({})), false)
         .await
         .unwrap();
     assert_eq!(a.object["metadata"]["resourceVersion"], a.rv.to_string());
     assert!(matches!(
         store
-            .create(&key("ns", "a"), &cm("ns", "a", json!({})))
+            .create(&key("ns", "a"), &cm("ns", "a", json!({})), false)
             .await,
         Err(StoreError::AlreadyExists)
     ));
@@ -90,11 +87,11 @@ async fn logical_clusters_are_isolated(store: Arc<dyn Store>) {
     let hub = ObjectKey::new("", "configmaps", "ns", "x");
     let member = ObjectKey::new("member-1", "configmaps", "ns", "x");
     store
-        .create(&hub, &cm("ns", "x", json!({"where": "hub"})))
+        .create(&hub, &cm("ns", "x", json!({"where": "hub"})), false)
         .await
         .unwrap();
     store
-        .create(&member, &cm("ns", "x", json!({"where": "member"})))
+        .create(&member, &cm("ns", "x", json!({"where": "member"})), false)
         .await
         .unwrap();
     let mut q = query(Some("ns"));
@@ -102,7 +99,7 @@ async fn logical_clusters_are_isolated(store: Arc<dyn Store>) {
     let page = store.list(&q).await.unwrap();
     assert_eq!(page.items.len(), 1);
     assert_eq!(
-        page.items[0].object["metadata"]["labels"]["where"],
+        page.items[0].parse().unwrap().object["metadata"]["labels"]["where"],
         "member"
     );
     assert_eq!(
@@ -116,7 +113,7 @@ async fn lists_page_and_filter(store: Arc<dyn Store>) {
         for i in 0..5 {
             let name = format!("cm-{i}");
             store
-                .create(&key(ns, &name), &cm(ns, &name, json!({})))
+                .create(&key(ns, &name), &cm(ns, &name, json!({})), false)
                 .await
                 .unwrap();
         }
@@ -124,8 +121,14 @@ async fn lists_page_and_filter(store: Arc<dyn Store>) {
     let all = store.list(&query(None)).await.unwrap();
     assert_eq!(all.items.len(), 10);
     assert!(!all.more);
-    assert_eq!(all.items[0].object["metadata"]["namespace"], "a");
-    assert_eq!(all.items[9].object["metadata"]["namespace"], "b");
+    assert_eq!(
+        all.items[0].parse().unwrap().object["metadata"]["namespace"],
+        "a"
+    );
+    assert_eq!(
+        all.items[9].parse().unwrap().object["metadata"]["namespace"],
+        "b"
+    );
     assert_eq!(store.list(&query(Some("b"))).await.unwrap().items.len(), 5);
 
     // Pages of 3 walk everything once, in order.
@@ -135,21 +138,21 @@ async fn lists_page_and_filter(store: Arc<dyn Store>) {
     loop {
         let page = store.list(&q).await.unwrap();
         for s in &page.items {
-            let m = &s.object["metadata"];
-            seen.push(format!(
-                "{}/{}",
-                m["namespace"].as_str().unwrap(),
-                m["name"].as_str().unwrap()
-            ));
+            let m = &s.parse().unwrap().object["metadata"];
+            assert_eq!(
+                (
+                    m["namespace"].as_str().unwrap(),
+                    m["name"].as_str().unwrap()
+                ),
+                (s.namespace.as_str(), s.name.as_str())
+            );
+            seen.push(format!("{}/{}", s.namespace, s.name));
         }
         if !page.more {
             break;
         }
-        let last = &page.items.last().unwrap().object["metadata"];
-        q.after = Some((
-            last["namespace"].as_str().unwrap().into(),
-            last["name"].as_str().unwrap().into(),
-        ));
+        let last = page.items.last().unwrap();
+        q.after = Some((last.namespace.clone(), last.name.clone()));
     }
     assert_eq!(seen.len(), 10);
     let mut sorted = seen.clone();
@@ -171,7 +174,10 @@ async fn lists_page_and_filter(store: Arc<dyn Store>) {
     ];
     let page = store.list(&q).await.unwrap();
     assert_eq!(page.items.len(), 1);
-    assert_eq!(page.items[0].object["metadata"]["namespace"], "b");
+    assert_eq!(
+        page.items[0].parse().unwrap().object["metadata"]["namespace"],
+        "b"
+    );
 }
 
 async fn label_selectors_match_kubernetes(store: Arc<dyn Store>) {
@@ -188,7 +194,7 @@ async fn label_selectors_match_kubernetes(store: Arc<dyn Store>) {
     ];
     for (name, labels) in &fixtures {
         store
-            .create(&key("sel", name), &cm("sel", name, labels.clone()))
+            .create(&key("sel", name), &cm("sel", name, labels.clone()), false)
             .await
             .unwrap();
     }
@@ -234,7 +240,7 @@ async fn label_selectors_match_kubernetes(store: Arc<dyn Store>) {
 async fn outbox_records_every_change(store: Arc<dyn Store>) {
     let start = store.watermark().await.unwrap();
     let a = store
-        .create(&key("ev", "a"), &cm("ev", "a", json!({"v": "1"})))
+        .create(&key("ev", "a"), &cm("ev", "a", json!({"v": "1"})), false)
         .await
         .unwrap();
     let mut next = a.object.clone();
@@ -267,7 +273,7 @@ async fn secrets_round_trip(store: Arc<dyn Store>) {
         "metadata": {"name": "s", "namespace": "ns", "labels": {"app": "x"},
                      "annotations": {"note": "c3VwZXJzZWNyZXQ="}},
         "data": {"kubeconfig": "c3VwZXJzZWNyZXQ="}});
-    let created = store.create(&k, &secret).await.unwrap();
+    let created = store.create(&k, &secret, false).await.unwrap();
     let got = store.get(&k).await.unwrap().unwrap();
     assert_eq!(got.object["data"]["kubeconfig"], "c3VwZXJzZWNyZXQ=");
     assert_eq!(
@@ -279,7 +285,7 @@ async fn secrets_round_trip(store: Arc<dyn Store>) {
     q.labels = Selector::parse("app=x").unwrap();
     let page = store.list(&q).await.unwrap();
     assert_eq!(
-        page.items[0].object["data"]["kubeconfig"],
+        page.items[0].parse().unwrap().object["data"]["kubeconfig"],
         "c3VwZXJzZWNyZXQ="
     );
     let events = store.events_after(created.rv - 1, 10).await.unwrap();
@@ -288,7 +294,7 @@ async fn secrets_round_trip(store: Arc<dyn Store>) {
 
 async fn concurrent_updates_have_one_winner(store: Arc<dyn Store>) {
     let a = store
-        .create(&key("race", "a"), &cm("race", "a", json!({})))
+        .create(&key("race", "a"), &cm("race", "a", json!({})), false)
         .await
         .unwrap();
     let mut tasks = Vec::new();
@@ -309,6 +315,79 @@ async fn concurrent_updates_have_one_winner(store: Arc<dyn Store>) {
         }
     }
     assert_eq!(ok, 1);
+}
+
+async fn many_concurrent_writers(store: Arc<dyn Store>) {
+    let start = store.watermark().await.unwrap();
+    let mut tasks = Vec::new();
+    // 100 distinct creates, each raced by a duplicate: exactly one of each pair wins.
+    for i in 0..200 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let name = format!("w{}", i % 100);
+            store
+                .create(&key("many", &name), &cm("many", &name, json!({})), false)
+                .await
+        }));
+    }
+    let mut rvs = Vec::new();
+    let mut duplicates = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(s) => rvs.push(s.rv),
+            Err(StoreError::AlreadyExists) => duplicates += 1,
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!((rvs.len(), duplicates), (100, 100));
+    rvs.sort_unstable();
+    rvs.dedup();
+    assert_eq!(rvs.len(), 100, "every write has its own resourceVersion");
+    let events = store.events_after(start, 1000).await.unwrap();
+    assert_eq!(events.len(), 100);
+    assert!(events.windows(2).all(|w| w[0].rv < w[1].rv));
+    assert_eq!(
+        store.list(&query(Some("many"))).await.unwrap().items.len(),
+        100
+    );
+}
+
+async fn creation_needs_an_active_namespace(store: Arc<dyn Store>) {
+    let ns_key = ObjectKey::new("", "namespaces", "", "team");
+    let obj = cm("team", "x", json!({}));
+    assert!(matches!(
+        store.create(&key("team", "x"), &obj, true).await,
+        Err(StoreError::NamespaceNotFound)
+    ));
+    let ns = store
+        .create(
+            &ns_key,
+            &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}}),
+            false,
+        )
+        .await
+        .unwrap();
+    store.create(&key("team", "x"), &obj, true).await.unwrap();
+    assert!(matches!(
+        store.create(&key("team", "x"), &obj, true).await,
+        Err(StoreError::AlreadyExists)
+    ));
+    let mut terminating = ns.object.clone();
+    terminating["metadata"]["deletionTimestamp"] = json!("2024-01-01T00:00:00Z");
+    store.update(&ns_key, &terminating, ns.rv).await.unwrap();
+    assert!(matches!(
+        store.create(&key("team", "y"), &obj, true).await,
+        Err(StoreError::NamespaceTerminating)
+    ));
+    // Without the precondition the store does not care (cluster-scoped objects, internal writes).
+    store
+        .create(
+            &key("elsewhere", "z"),
+            &cm("elsewhere", "z", json!({})),
+            false,
+        )
+        .await
+        .unwrap();
 }
 
 macro_rules! suite {
@@ -355,4 +434,6 @@ suite!(
     outbox_records_every_change,
     secrets_round_trip,
     concurrent_updates_have_one_winner,
+    many_concurrent_writers,
+    creation_needs_an_active_namespace,
 );

@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::Value;
 use syncsets_machinery::meta::{self, Ownership};
+use syncsets_store::StoreError;
 
 use super::Ctx;
 use crate::error::{ApiError, ApiResult};
@@ -20,7 +21,6 @@ pub(crate) async fn create(ctx: &Ctx, body: Bytes) -> ApiResult<Response> {
         .as_str()
         .unwrap_or_default()
         .to_string();
-    ctx.require_namespace(&name).await?;
     let now = meta::now();
     let wctx = ctx.write_context(&now, Ownership::Update(ctx.manager()?), false)?;
     let admitted = meta::admit_create(&wctx, decoded.value, &decoded.duplicates)
@@ -38,17 +38,27 @@ pub(crate) async fn create(ctx: &Ctx, body: Bytes) -> ApiResult<Response> {
 pub(crate) async fn store_new(ctx: &Ctx, name: &str, mut object: Value) -> ApiResult<Value> {
     ctx.to_storage(&mut object);
     if ctx.query.dry_run {
+        ctx.require_namespace(name).await?;
         if ctx.current(name).await?.is_some() {
             return Err(ApiError::already_exists(&ctx.kind, name));
         }
         return Ok(object);
     }
-    let stored = ctx
+    // The namespace check happens in the same transaction as the write.
+    let stored = match ctx
         .state
         .store
-        .create(&ctx.key(name), &object)
+        .create(&ctx.key(name), &object, ctx.kind.namespaced)
         .await
-        .map_err(|e| ApiError::from_store(e, &ctx.kind, name))?;
+    {
+        Ok(stored) => stored,
+        Err(StoreError::NamespaceNotFound | StoreError::NamespaceTerminating) => {
+            // Either way, the namespace read explains it the way Kubernetes does.
+            ctx.require_namespace(name).await?;
+            return Err(ApiError::conflict(&ctx.kind, name));
+        }
+        Err(e) => return Err(ApiError::from_store(e, &ctx.kind, name)),
+    };
     lifecycle::after_write(ctx, &stored.object).await;
     Ok(stored.object)
 }

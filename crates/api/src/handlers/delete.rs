@@ -51,16 +51,16 @@ fn options(ctx: &Ctx, body: &[u8]) -> ApiResult<DeleteOptions> {
             .as_str()
             .map(String::from);
     }
-    if let Some(p) = policy {
-        if !matches!(p.as_str(), "Foreground" | "Background" | "Orphan") {
-            return Err(invalid_options(
-                syncsets_machinery::FieldError::not_supported(
-                    "propagationPolicy",
-                    p.as_str(),
-                    &[json!("Foreground"), json!("Background"), json!("Orphan")],
-                ),
-            ));
-        }
+    if let Some(p) = policy
+        && !matches!(p.as_str(), "Foreground" | "Background" | "Orphan")
+    {
+        return Err(invalid_options(
+            syncsets_machinery::FieldError::not_supported(
+                "propagationPolicy",
+                p.as_str(),
+                &[json!("Foreground"), json!("Background"), json!("Orphan")],
+            ),
+        ));
     }
     Ok(opts)
 }
@@ -96,17 +96,17 @@ fn check_preconditions(
             ));
         }
     }
-    if let Some(rv) = &opts.resource_version {
-        if *rv != current.rv.to_string() {
-            return Err(ApiError::conflict_message(
-                &ctx.kind,
-                name,
-                format!(
-                    "Operation cannot be fulfilled on {resource} \"{name}\": the ResourceVersion in the precondition ({rv}) does not match the ResourceVersion in record ({}). The object might have been modified",
-                    current.rv
-                ),
-            ));
-        }
+    if let Some(rv) = &opts.resource_version
+        && *rv != current.rv.to_string()
+    {
+        return Err(ApiError::conflict_message(
+            &ctx.kind,
+            name,
+            format!(
+                "Operation cannot be fulfilled on {resource} \"{name}\": the ResourceVersion in the precondition ({rv}) does not match the ResourceVersion in record ({}). The object might have been modified",
+                current.rv
+            ),
+        ));
     }
     Ok(())
 }
@@ -211,8 +211,12 @@ pub(crate) async fn delete_collection(ctx: &Ctx, body: Bytes) -> ApiResult<Respo
         .await
         .map_err(|e| ApiError::internal("listing objects", &e))?;
     let mut items = Vec::new();
-    for stored in page.items {
-        let obj = ctx.served(stored.object);
+    for raw in page.items {
+        let obj = ctx.served(
+            raw.parse()
+                .map_err(|e| ApiError::internal("reading listed objects", &e))?
+                .object,
+        );
         if !fields.matches(&obj) {
             continue;
         }

@@ -130,20 +130,44 @@ pub(crate) async fn list(ctx: &Ctx) -> ApiResult<Response> {
         .map_err(|e| ApiError::internal("listing objects", &e))?;
     let rv = first_rv.unwrap_or(page.rv);
     let mut list_meta = json!({"resourceVersion": rv.to_string()});
-    if page.more {
-        if let Some(last) = page.items.last() {
-            let m = &last.object["metadata"];
-            list_meta["continue"] = json!(encode_token(&Token {
-                rv,
-                ns: m["namespace"].as_str().unwrap_or_default().to_string(),
-                name: m["name"].as_str().unwrap_or_default().to_string(),
-            }));
+    if page.more
+        && let Some(last) = page.items.last()
+    {
+        list_meta["continue"] = json!(encode_token(&Token {
+            rv,
+            ns: last.namespace.clone(),
+            name: last.name.clone(),
+        }));
+    }
+    // The common case needs no parsing: stored JSON goes out as it is.
+    let same_version = ctx.kind.version == ctx.kind.storage_version;
+    if ctx.output == Output::Json && fields.other.is_empty() && same_version {
+        let mut body = format!(
+            "{{\"kind\":{},\"apiVersion\":{},\"metadata\":{},\"items\":[",
+            json!(ctx.kind.list_kind),
+            json!(ctx.kind.api_version()),
+            list_meta
+        );
+        for (i, item) in page.items.iter().enumerate() {
+            if i > 0 {
+                body.push(',');
+            }
+            body.push_str(&item.json);
         }
+        body.push_str("]}");
+        return Ok(negotiate::respond_raw(
+            StatusCode::OK,
+            body.into_bytes(),
+            "application/json",
+        ));
     }
     let items: Vec<Value> = page
         .items
+        .iter()
+        .map(|raw| raw.parse().map(|s| ctx.served(s.object)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::internal("reading listed objects", &e))?
         .into_iter()
-        .map(|s| ctx.served(s.object))
         .filter(|o| fields.matches(o))
         .collect();
     let body = match ctx.output {

@@ -271,10 +271,9 @@ impl Ctx {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok())
+            && len > limit
         {
-            if len > limit {
-                return Err(ApiError::too_large(limit));
-            }
+            return Err(ApiError::too_large(limit));
         }
         axum::body::to_bytes(body, limit).await.map_err(|e| {
             let too_large = std::error::Error::source(&e)

@@ -156,10 +156,10 @@ async fn apply_patch(ctx: &Ctx, name: &str, status: bool, body: &[u8]) -> ApiRes
     };
     for _ in 0..MAX_ATTEMPTS {
         let current = ctx.current(name).await?;
-        if let (Some(rv), Some(cur)) = (precondition, &current) {
-            if rv != cur.rv {
-                return Err(ApiError::conflict(&ctx.kind, name));
-            }
+        if let (Some(rv), Some(cur)) = (precondition, &current)
+            && rv != cur.rv
+        {
+            return Err(ApiError::conflict(&ctx.kind, name));
         }
         let (live, managers) = match &current {
             Some(cur) => {
@@ -184,7 +184,6 @@ async fn apply_patch(ctx: &Ctx, name: &str, status: bool, body: &[u8]) -> ApiRes
         managers.encode_into(&mut merged);
         match current {
             None => {
-                ctx.require_namespace(name).await?;
                 let admitted = meta::admit_create(&wctx, merged, &[])
                     .map_err(|e| ApiError::from_machinery(e, &ctx.kind, name))?;
                 match create::store_new(ctx, name, admitted.object).await {

@@ -1,0 +1,355 @@
+//! Group commit. One task owns SQLite's write connection: it takes every write waiting in
+//! its queue (up to [`MAX_BATCH`]), runs them in one transaction and commits once, so
+//! concurrent writers share one `fsync`. Each write checks its preconditions before
+//! writing anything, so a write that fails (exists, stale, missing) leaves nothing to undo
+//! and the others in its batch still commit; a database error fails the whole batch.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sqlx::{Connection, Row, SqliteConnection};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{EventType, ObjectKey, Result, StoreError};
+
+/// Writes taken into one transaction at most.
+const MAX_BATCH: usize = 256;
+
+/// A write.
+pub(super) enum Op {
+    Create {
+        /// The namespace must exist and not be terminating.
+        in_namespace: bool,
+        key: ObjectKey,
+        data: String,
+        sealed: Option<Vec<u8>>,
+        labels: BTreeMap<String, String>,
+    },
+    Update {
+        key: ObjectKey,
+        data: String,
+        sealed: Option<Vec<u8>>,
+        labels: BTreeMap<String, String>,
+        expected: u64,
+    },
+    Delete {
+        key: ObjectKey,
+        expected: Option<u64>,
+    },
+}
+
+/// What a committed write did.
+pub(super) enum Done {
+    /// Created or updated at this resourceVersion.
+    Written(u64),
+    /// Deleted at this resourceVersion; the object's last stored form.
+    Deleted {
+        rv: u64,
+        data: String,
+        sealed: Option<Vec<u8>>,
+    },
+}
+
+struct Job {
+    op: Op,
+    reply: oneshot::Sender<Result<Done>>,
+}
+
+/// The handle writers use.
+#[derive(Clone)]
+pub(super) struct Writer(mpsc::Sender<Job>);
+
+impl Writer {
+    /// Starts the writer task on `conn`; `rv` holds the last committed resourceVersion.
+    pub(super) fn spawn(conn: SqliteConnection, rv: Arc<AtomicU64>) -> Self {
+        let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(run(conn, rx, rv));
+        Self(tx)
+    }
+
+    /// Queues a write and waits for its commit.
+    pub(super) async fn write(&self, op: Op) -> Result<Done> {
+        let (reply, done) = oneshot::channel();
+        self.0
+            .send(Job { op, reply })
+            .await
+            .map_err(|_| StoreError::WriteFailed("the SQLite writer has stopped".into()))?;
+        done.await
+            .map_err(|_| StoreError::WriteFailed("the SQLite writer has stopped".into()))?
+    }
+}
+
+async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, committed: Arc<AtomicU64>) {
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let base = committed.load(Ordering::Acquire);
+        match commit(&mut conn, &jobs, base).await {
+            Ok((results, last)) => {
+                committed.store(last, Ordering::Release);
+                for (job, result) in jobs.into_iter().zip(results) {
+                    let _ = job.reply.send(result);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, writes = jobs.len(), "SQLite commit failed");
+                let message = e.to_string();
+                for job in jobs {
+                    let _ = job
+                        .reply
+                        .send(Err(StoreError::WriteFailed(message.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// Runs a batch in one transaction. The outer error aborts the batch; inner results are
+/// per write.
+async fn commit(
+    conn: &mut SqliteConnection,
+    jobs: &[Job],
+    base: u64,
+) -> Result<(Vec<Result<Done>>, u64), sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    let mut rv = base;
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        results.push(apply(&mut tx, &job.op, &mut rv).await?);
+    }
+    if rv != base {
+        sqlx::query("UPDATE counters SET value = ? WHERE name = 'rv'")
+            .bind(rv as i64)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok((results, rv))
+}
+
+async fn find(
+    tx: &mut SqliteConnection,
+    key: &ObjectKey,
+) -> Result<Option<(i64, i64)>, sqlx::Error> {
+    let row = sqlx::query("SELECT id, rv FROM objects WHERE cluster = ? AND resource = ? AND namespace = ? AND name = ?")
+        .bind(&key.cluster)
+        .bind(&key.resource)
+        .bind(&key.namespace)
+        .bind(&key.name)
+        .fetch_optional(&mut *tx)
+        .await?;
+    Ok(row.map(|r| (r.get("id"), r.get("rv"))))
+}
+
+async fn labels_of(
+    tx: &mut SqliteConnection,
+    id: i64,
+) -> Result<BTreeMap<String, String>, sqlx::Error> {
+    Ok(
+        sqlx::query_as::<_, (String, String)>("SELECT key, value FROM labels WHERE obj_id = ?")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect(),
+    )
+}
+
+async fn insert_labels(
+    tx: &mut SqliteConnection,
+    id: i64,
+    key: &ObjectKey,
+    labels: &BTreeMap<String, String>,
+) -> Result<(), sqlx::Error> {
+    for (k, v) in labels {
+        sqlx::query(
+            "INSERT INTO labels (obj_id, cluster, resource, key, value) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(id)
+        .bind(&key.cluster)
+        .bind(&key.resource)
+        .bind(k)
+        .bind(v)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// One row of the outbox.
+struct Outbox<'a> {
+    rv: u64,
+    key: &'a ObjectKey,
+    kind: EventType,
+    data: &'a str,
+    sealed: Option<&'a [u8]>,
+    labels: &'a BTreeMap<String, String>,
+    prev: Option<&'a BTreeMap<String, String>>,
+}
+
+async fn insert_event(tx: &mut SqliteConnection, e: Outbox<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO events (rv, cluster, resource, namespace, name, type, data, sealed, labels, prev_labels, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(e.rv as i64)
+    .bind(&e.key.cluster)
+    .bind(&e.key.resource)
+    .bind(&e.key.namespace)
+    .bind(&e.key.name)
+    .bind(e.kind.as_str())
+    .bind(e.data)
+    .bind(e.sealed)
+    .bind(serde_json::to_string(e.labels).expect("labels serialise"))
+    .bind(e.prev.map(|p| serde_json::to_string(p).expect("labels serialise")))
+    .bind(jiff::Timestamp::now().as_millisecond())
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+async fn apply(
+    tx: &mut SqliteConnection,
+    op: &Op,
+    rv: &mut u64,
+) -> Result<Result<Done>, sqlx::Error> {
+    match op {
+        Op::Create {
+            in_namespace,
+            key,
+            data,
+            sealed,
+            labels,
+        } => {
+            if *in_namespace {
+                let terminating: Option<bool> = sqlx::query_scalar(
+                    "SELECT json_extract(data, '$.metadata.deletionTimestamp') IS NOT NULL FROM objects \
+                     WHERE cluster = ? AND resource = 'namespaces' AND namespace = '' AND name = ?",
+                )
+                .bind(&key.cluster)
+                .bind(&key.namespace)
+                .fetch_optional(&mut *tx)
+                .await?;
+                match terminating {
+                    None => return Ok(Err(StoreError::NamespaceNotFound)),
+                    Some(true) => return Ok(Err(StoreError::NamespaceTerminating)),
+                    Some(false) => {}
+                }
+            }
+            if find(tx, key).await?.is_some() {
+                return Ok(Err(StoreError::AlreadyExists));
+            }
+            *rv += 1;
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO objects (cluster, resource, namespace, name, rv, data, sealed) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            )
+            .bind(&key.cluster)
+            .bind(&key.resource)
+            .bind(&key.namespace)
+            .bind(&key.name)
+            .bind(*rv as i64)
+            .bind(data)
+            .bind(sealed.as_deref())
+            .fetch_one(&mut *tx)
+            .await?;
+            insert_labels(tx, id, key, labels).await?;
+            let event = Outbox {
+                rv: *rv,
+                key,
+                kind: EventType::Added,
+                data,
+                sealed: sealed.as_deref(),
+                labels,
+                prev: None,
+            };
+            insert_event(tx, event).await?;
+            Ok(Ok(Done::Written(*rv)))
+        }
+        Op::Update {
+            key,
+            data,
+            sealed,
+            labels,
+            expected,
+        } => {
+            let Some((id, current)) = find(tx, key).await? else {
+                return Ok(Err(StoreError::NotFound));
+            };
+            if current as u64 != *expected {
+                return Ok(Err(StoreError::Conflict));
+            }
+            let prev = labels_of(tx, id).await?;
+            *rv += 1;
+            sqlx::query("UPDATE objects SET rv = ?, data = ?, sealed = ? WHERE id = ?")
+                .bind(*rv as i64)
+                .bind(data)
+                .bind(sealed.as_deref())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            if prev != *labels {
+                sqlx::query("DELETE FROM labels WHERE obj_id = ?")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                insert_labels(tx, id, key, labels).await?;
+            }
+            let event = Outbox {
+                rv: *rv,
+                key,
+                kind: EventType::Modified,
+                data,
+                sealed: sealed.as_deref(),
+                labels,
+                prev: Some(&prev),
+            };
+            insert_event(tx, event).await?;
+            Ok(Ok(Done::Written(*rv)))
+        }
+        Op::Delete { key, expected } => {
+            let Some((id, current)) = find(tx, key).await? else {
+                return Ok(Err(StoreError::NotFound));
+            };
+            if expected.is_some_and(|e| e != current as u64) {
+                return Ok(Err(StoreError::Conflict));
+            }
+            let row = sqlx::query("SELECT data, sealed FROM objects WHERE id = ?")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+            let data: String = row.get("data");
+            let sealed: Option<Vec<u8>> = row.get("sealed");
+            let labels = labels_of(tx, id).await?;
+            *rv += 1;
+            sqlx::query("DELETE FROM objects WHERE id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM labels WHERE obj_id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            let event = Outbox {
+                rv: *rv,
+                key,
+                kind: EventType::Deleted,
+                data: &data,
+                sealed: sealed.as_deref(),
+                labels: &labels,
+                prev: None,
+            };
+            insert_event(tx, event).await?;
+            Ok(Ok(Done::Deleted {
+                rv: *rv,
+                data,
+                sealed,
+            }))
+        }
+    }
+}
