@@ -25,6 +25,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use syncsets_types::Selector;
 
@@ -34,7 +35,7 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// Identifies an object.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ObjectKey {
     /// Logical cluster (`""` is the hub).
     pub cluster: String,
@@ -150,7 +151,8 @@ pub struct ListPage {
 }
 
 /// What a change event is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum EventType {
     /// Created.
     Added,
@@ -193,6 +195,78 @@ pub struct ChangeEvent {
     pub object: Value,
     /// Labels before the change (modifications), for selector-filtered watches.
     pub prev_labels: Option<BTreeMap<String, String>>,
+}
+
+/// A change as it leaves the outbox and travels the bus: a Secret's contents stay sealed
+/// (`data` is then a stub with identity and labels), so nothing on the way holds plaintext.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutboxEvent {
+    /// The change's resourceVersion.
+    pub rv: u64,
+    /// What happened.
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    /// The object's key.
+    pub key: ObjectKey,
+    /// The object as stored (without `metadata.resourceVersion`).
+    pub data: Value,
+    /// For Secrets: the whole object, sealed ([`Keyring`]), base64 on the wire.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "sealed_base64"
+    )]
+    pub sealed: Option<Vec<u8>>,
+    /// Labels before the change (modifications).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev_labels: Option<BTreeMap<String, String>>,
+}
+
+mod sealed_base64 {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(bytes) => s.serialize_str(&STANDARD.encode(bytes)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|t| STANDARD.decode(t).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+/// Where the outbox relay stands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutboxState {
+    /// Every event up to this resourceVersion has been published (confirmed by the bus).
+    pub published: u64,
+    /// Events up to this resourceVersion have been compacted away: watching from an older
+    /// version is answered with 410 Gone.
+    pub compacted: u64,
+}
+
+/// How long outbox events are kept once published.
+#[derive(Clone, Copy, Debug)]
+pub struct Retention {
+    /// Published events older than this are removed.
+    pub window: std::time::Duration,
+    /// At most this many published events are kept.
+    pub max_events: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            window: std::time::Duration::from_secs(15 * 60),
+            max_events: 1_000_000,
+        }
+    }
 }
 
 /// Storage errors.
@@ -260,8 +334,41 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn delete(&self, key: &ObjectKey, expected_rv: Option<u64>) -> Result<Stored>;
 
     /// Outbox events with resourceVersion greater than `after`, oldest first, up to `limit`,
-    /// and only up to the watermark.
-    async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<ChangeEvent>>;
+    /// and only up to the watermark, in their travelling (sealed) form.
+    async fn outbox_after(&self, after: u64, limit: usize) -> Result<Vec<OutboxEvent>>;
+
+    /// Opens an outbox event: unseals a Secret and sets the resourceVersion.
+    fn open_event(&self, event: &OutboxEvent) -> Result<ChangeEvent>;
+
+    /// Outbox events after `after`, opened.
+    async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<ChangeEvent>> {
+        self.outbox_after(after, limit)
+            .await?
+            .iter()
+            .map(|e| self.open_event(e))
+            .collect()
+    }
+
+    /// Where the relay stands.
+    async fn outbox_state(&self) -> Result<OutboxState>;
+
+    /// Records that every event up to `rv` has been published (never moves back).
+    async fn mark_published(&self, rv: u64) -> Result<()>;
+
+    /// Removes published events beyond the retention; returns the new state.
+    async fn compact(&self, retention: Retention) -> Result<OutboxState>;
+
+    /// Whether this process may run the outbox relay: with several API servers on one
+    /// database, one relays at a time (the others wait here, and take over when it dies).
+    /// Returns once this process leads.
+    async fn lead_relay(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Whether this process still leads the relay.
+    async fn still_leading(&self) -> bool {
+        true
+    }
 
     /// A resourceVersion up to which every change is settled (committed or abandoned):
     /// lists return it, and watches from it miss nothing.
@@ -397,6 +504,24 @@ fn seal(keyring: Option<&Keyring>, key: &ObjectKey, object: &Value) -> Result<Ro
     Ok(Row {
         data: stub,
         sealed: Some(sealed),
+    })
+}
+
+/// Opens an outbox event with a keyring.
+fn open_event(keyring: Option<&Keyring>, event: &OutboxEvent) -> Result<ChangeEvent> {
+    let object = unseal(
+        keyring,
+        &event.key,
+        event.data.clone(),
+        event.sealed.as_deref(),
+        event.rv,
+    )?;
+    Ok(ChangeEvent {
+        rv: event.rv,
+        kind: event.kind,
+        key: event.key.clone(),
+        object,
+        prev_labels: event.prev_labels.clone(),
     })
 }
 

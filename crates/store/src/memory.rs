@@ -8,8 +8,9 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::{
-    ChangeEvent, EventType, ListPage, ListQuery, ObjectKey, RawObject, Result, Store, StoreError,
-    Stored, fields_match, labels_of, namespace_key, storable, with_rv,
+    ChangeEvent, EventType, ListPage, ListQuery, ObjectKey, OutboxEvent, OutboxState, RawObject,
+    Result, Retention, Store, StoreError, Stored, fields_match, labels_of, namespace_key, storable,
+    with_rv,
 };
 
 /// Events kept for watches; older ones are dropped.
@@ -19,7 +20,8 @@ const EVENT_WINDOW: usize = 100_000;
 struct State {
     rv: u64,
     objects: BTreeMap<ObjectKey, (u64, Value)>,
-    events: VecDeque<ChangeEvent>,
+    events: VecDeque<OutboxEvent>,
+    outbox: OutboxState,
 }
 
 /// The in-memory store.
@@ -37,15 +39,20 @@ impl MemoryStore {
 
 impl State {
     fn record(&mut self, kind: EventType, key: &ObjectKey, object: &Value, prev: Option<&Value>) {
-        self.events.push_back(ChangeEvent {
+        self.events.push_back(OutboxEvent {
             rv: self.rv,
             kind,
             key: key.clone(),
-            object: object.clone(),
+            data: storable(object),
+            sealed: None,
             prev_labels: prev.map(labels_of),
         });
+        // Memory is bounded: beyond the window the oldest events go, published or not (a
+        // memory store does not survive its process anyway).
         while self.events.len() > EVENT_WINDOW {
-            self.events.pop_front();
+            if let Some(e) = self.events.pop_front() {
+                self.outbox.compacted = e.rv;
+            }
         }
     }
 }
@@ -162,7 +169,7 @@ impl Store for MemoryStore {
         Ok(Stored { object: out, rv })
     }
 
-    async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<ChangeEvent>> {
+    async fn outbox_after(&self, after: u64, limit: usize) -> Result<Vec<OutboxEvent>> {
         let state = self.state.lock().expect("store lock");
         let start = state.events.partition_point(|e| e.rv <= after);
         Ok(state
@@ -172,6 +179,36 @@ impl Store for MemoryStore {
             .take(limit)
             .cloned()
             .collect())
+    }
+
+    fn open_event(&self, event: &OutboxEvent) -> Result<ChangeEvent> {
+        crate::open_event(None, event)
+    }
+
+    async fn outbox_state(&self) -> Result<OutboxState> {
+        Ok(self.state.lock().expect("store lock").outbox)
+    }
+
+    async fn mark_published(&self, rv: u64) -> Result<()> {
+        let mut state = self.state.lock().expect("store lock");
+        state.outbox.published = state.outbox.published.max(rv);
+        Ok(())
+    }
+
+    async fn compact(&self, retention: Retention) -> Result<OutboxState> {
+        let mut state = self.state.lock().expect("store lock");
+        let keep = retention.max_events.min(usize::MAX as u64) as usize;
+        while state.events.len() > keep
+            && state
+                .events
+                .front()
+                .is_some_and(|e| e.rv <= state.outbox.published)
+        {
+            if let Some(e) = state.events.pop_front() {
+                state.outbox.compacted = e.rv;
+            }
+        }
+        Ok(state.outbox)
     }
 
     async fn watermark(&self) -> Result<u64> {

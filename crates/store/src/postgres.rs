@@ -23,12 +23,18 @@ use syncsets_types::selector::Operator;
 use tokio::sync::Mutex;
 
 use crate::{
-    ChangeEvent, EventType, Keyring, ListPage, ListQuery, MetaField, ObjectKey, Result, Store,
-    StoreError, Stored, labels_of, raw_object, seal, unseal,
+    ChangeEvent, EventType, Keyring, ListPage, ListQuery, MetaField, ObjectKey, OutboxEvent,
+    OutboxState, Result, Retention, Store, StoreError, Stored, labels_of, raw_object, seal, unseal,
 };
 
 /// How long a computed watermark is reused by lists.
 const WATERMARK_TTL: Duration = Duration::from_millis(20);
+
+/// Events removed by one compaction at most.
+const COMPACT_CHUNK: i64 = 10_000;
+
+/// The advisory lock held by the API server that runs the outbox relay.
+const RELAY_LOCK: i64 = 0x5359_4e43_5345_5453; // "SYNCSETS"
 
 /// PostgreSQL-backed store.
 pub struct PostgresStore {
@@ -38,6 +44,8 @@ pub struct PostgresStore {
     settled_at: Mutex<Option<Instant>>,
     stats: Arc<Statistics>,
     creates: batch::Batcher,
+    /// The connection holding the relay's advisory lock, while this process leads.
+    relay_lock: Mutex<Option<sqlx::PgConnection>>,
 }
 
 /// Keeps planner statistics fresh. Right after a bulk load PostgreSQL knows nothing of the
@@ -120,6 +128,7 @@ impl PostgresStore {
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let store = Self {
             creates: batch::Batcher::spawn(pool.clone()),
+            relay_lock: Mutex::new(None),
             pool,
             keyring,
             watermark: AtomicU64::new(0),
@@ -472,7 +481,7 @@ impl Store for PostgresStore {
         }
     }
 
-    async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<ChangeEvent>> {
+    async fn outbox_after(&self, after: u64, limit: usize) -> Result<Vec<OutboxEvent>> {
         let watermark = self.settle().await?;
         let rows = sqlx::query(
             "SELECT rv, cluster, resource, namespace, name, type, data, sealed, prev_labels FROM events \
@@ -485,25 +494,98 @@ impl Store for PostgresStore {
         .await?;
         rows.into_iter()
             .map(|r| {
-                let key = ObjectKey::new(
-                    r.get("cluster"),
-                    r.get("resource"),
-                    r.get("namespace"),
-                    r.get("name"),
-                );
-                let kind = EventType::parse(r.get("type"))?;
-                let prev_labels = labels_from(r.get("prev_labels"));
-                let stored =
-                    self.decode(key.clone(), r.get("rv"), r.get("data"), r.get("sealed"))?;
-                Ok(ChangeEvent {
-                    rv: stored.rv,
-                    kind,
-                    key,
-                    object: stored.object,
-                    prev_labels,
+                Ok(OutboxEvent {
+                    rv: r.get::<i64, _>("rv") as u64,
+                    kind: EventType::parse(r.get("type"))?,
+                    key: ObjectKey::new(
+                        r.get("cluster"),
+                        r.get("resource"),
+                        r.get("namespace"),
+                        r.get("name"),
+                    ),
+                    data: r.get("data"),
+                    sealed: r.get("sealed"),
+                    prev_labels: labels_from(r.get("prev_labels")),
                 })
             })
             .collect()
+    }
+
+    fn open_event(&self, event: &OutboxEvent) -> Result<ChangeEvent> {
+        crate::open_event(self.keyring.as_deref(), event)
+    }
+
+    async fn outbox_state(&self) -> Result<OutboxState> {
+        let (published, compacted): (i64, i64) =
+            sqlx::query_as("SELECT published, compacted FROM outbox_state WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(OutboxState {
+            published: published as u64,
+            compacted: compacted as u64,
+        })
+    }
+
+    async fn mark_published(&self, rv: u64) -> Result<()> {
+        sqlx::query("UPDATE outbox_state SET published = GREATEST(published, $1) WHERE id = 1")
+            .bind(rv as i64)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn compact(&self, retention: Retention) -> Result<OutboxState> {
+        // One statement: the floor is the newest published event that is either older than
+        // the window or beyond the newest `max_events` (versions may have gaps, so the
+        // count limit keeps at most that many), looking at most one chunk ahead.
+        sqlx::query(
+            "WITH s AS (SELECT published FROM outbox_state WHERE id = 1), \
+             chunk AS (SELECT rv, created_at FROM events ORDER BY rv LIMIT $3), \
+             floor AS (SELECT LEAST((SELECT published FROM s), (SELECT max(rv) FROM chunk), GREATEST( \
+                 COALESCE((SELECT max(rv) FROM chunk WHERE created_at < now() - make_interval(secs => $1)), 0), \
+                 (SELECT COALESCE(max(rv), 0) FROM events) - $2)) AS rv), \
+             d AS (DELETE FROM events WHERE rv <= (SELECT rv FROM floor)) \
+             UPDATE outbox_state SET compacted = GREATEST(compacted, (SELECT rv FROM floor)) \
+             WHERE id = 1 AND (SELECT rv FROM floor) IS NOT NULL",
+        )
+        .bind(retention.window.as_secs_f64())
+        .bind(retention.max_events.min(i64::MAX as u64) as i64)
+        .bind(COMPACT_CHUNK)
+        .execute(&self.pool)
+        .await?;
+        self.outbox_state().await
+    }
+
+    async fn lead_relay(&self) -> Result<()> {
+        let mut lock = self.relay_lock.lock().await;
+        if lock.is_some() {
+            return Ok(());
+        }
+        loop {
+            let mut conn = self.pool.acquire().await?.detach();
+            let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                .bind(RELAY_LOCK)
+                .fetch_one(&mut conn)
+                .await?;
+            if got {
+                *lock = Some(conn);
+                return Ok(());
+            }
+            drop(conn);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    async fn still_leading(&self) -> bool {
+        let mut lock = self.relay_lock.lock().await;
+        let alive = match lock.as_mut() {
+            Some(conn) => sqlx::query("SELECT 1").execute(&mut *conn).await.is_ok(),
+            None => false,
+        };
+        if !alive {
+            *lock = None;
+        }
+        alive
     }
 
     async fn watermark(&self) -> Result<u64> {

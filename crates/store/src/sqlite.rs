@@ -17,8 +17,8 @@ use syncsets_types::selector::Operator;
 use writer::{Done, Op, Writer};
 
 use crate::{
-    ChangeEvent, EventType, Keyring, ListPage, ListQuery, MetaField, ObjectKey, Result, Store,
-    StoreError, Stored, labels_of, raw_object, seal, unseal,
+    ChangeEvent, EventType, Keyring, ListPage, ListQuery, MetaField, ObjectKey, OutboxEvent,
+    OutboxState, Result, Retention, Store, StoreError, Stored, labels_of, raw_object, seal, unseal,
 };
 
 /// SQLite-backed store.
@@ -315,7 +315,7 @@ impl Store for SqliteStore {
                 object: crate::with_rv(crate::storable(object), rv),
                 rv,
             }),
-            Done::Deleted { .. } => Err(StoreError::WriteFailed("unexpected writer reply".into())),
+            _ => Err(StoreError::WriteFailed("unexpected writer reply".into())),
         }
     }
 
@@ -333,7 +333,7 @@ impl Store for SqliteStore {
                 object: crate::with_rv(crate::storable(object), rv),
                 rv,
             }),
-            Done::Deleted { .. } => Err(StoreError::WriteFailed("unexpected writer reply".into())),
+            _ => Err(StoreError::WriteFailed("unexpected writer reply".into())),
         }
     }
 
@@ -346,11 +346,11 @@ impl Store for SqliteStore {
             Done::Deleted { rv, data, sealed } => {
                 self.decode(key.clone(), rv as i64, &data, sealed)
             }
-            Done::Written(_) => Err(StoreError::WriteFailed("unexpected writer reply".into())),
+            _ => Err(StoreError::WriteFailed("unexpected writer reply".into())),
         }
     }
 
-    async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<ChangeEvent>> {
+    async fn outbox_after(&self, after: u64, limit: usize) -> Result<Vec<OutboxEvent>> {
         let watermark = self.rv.load(Ordering::Acquire);
         let rows = sqlx::query(
             "SELECT rv, cluster, resource, namespace, name, type, data, sealed, prev_labels FROM events \
@@ -361,36 +361,57 @@ impl Store for SqliteStore {
         .bind(limit as i64)
         .fetch_all(&self.readers)
         .await?;
+        let json = |text: &str| -> Result<Value> {
+            serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+        };
         rows.into_iter()
             .map(|r| {
-                let key = ObjectKey::new(
-                    r.get("cluster"),
-                    r.get("resource"),
-                    r.get("namespace"),
-                    r.get("name"),
-                );
-                let kind = EventType::parse(r.get("type"))?;
-                let prev: Option<String> = r.get("prev_labels");
-                let prev_labels = prev
-                    .map(|p| {
-                        serde_json::from_str(&p).map_err(|e| StoreError::Corrupt(e.to_string()))
-                    })
-                    .transpose()?;
-                let stored = self.decode(
-                    key.clone(),
-                    r.get("rv"),
-                    r.get::<&str, _>("data"),
-                    r.get("sealed"),
-                )?;
-                Ok(ChangeEvent {
-                    rv: stored.rv,
-                    kind,
-                    key,
-                    object: stored.object,
-                    prev_labels,
+                let prev: Option<&str> = r.get("prev_labels");
+                Ok(OutboxEvent {
+                    rv: r.get::<i64, _>("rv") as u64,
+                    kind: EventType::parse(r.get("type"))?,
+                    key: ObjectKey::new(
+                        r.get("cluster"),
+                        r.get("resource"),
+                        r.get("namespace"),
+                        r.get("name"),
+                    ),
+                    data: json(r.get("data"))?,
+                    sealed: r.get("sealed"),
+                    prev_labels: prev
+                        .map(|p| {
+                            serde_json::from_str(p).map_err(|e| StoreError::Corrupt(e.to_string()))
+                        })
+                        .transpose()?,
                 })
             })
             .collect()
+    }
+
+    fn open_event(&self, event: &OutboxEvent) -> Result<ChangeEvent> {
+        crate::open_event(self.keyring.as_deref(), event)
+    }
+
+    async fn outbox_state(&self) -> Result<OutboxState> {
+        let mut conn = self.readers.acquire().await?;
+        Ok(writer::outbox_state(&mut conn).await?)
+    }
+
+    async fn mark_published(&self, rv: u64) -> Result<()> {
+        self.writer.write(Op::MarkPublished(rv)).await.map(drop)
+    }
+
+    async fn compact(&self, retention: Retention) -> Result<OutboxState> {
+        let cutoff = jiff::Timestamp::now().as_millisecond()
+            - retention.window.as_millis().min(i64::MAX as u128) as i64;
+        let op = Op::Compact {
+            cutoff_ms: cutoff,
+            max_events: retention.max_events,
+        };
+        match self.writer.write(op).await? {
+            Done::Outbox(state) => Ok(state),
+            _ => Err(StoreError::WriteFailed("unexpected writer reply".into())),
+        }
     }
 
     async fn watermark(&self) -> Result<u64> {

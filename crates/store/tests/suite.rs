@@ -3,10 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use syncsets_store::{
-    EventType, FieldMatch, Keyring, ListQuery, MetaField, ObjectKey, Store, StoreError,
+    EventType, FieldMatch, Keyring, ListQuery, MetaField, ObjectKey, Retention, Store, StoreError,
 };
 use syncsets_testkit::TestDb;
 use syncsets_types::Selector;
@@ -267,6 +268,50 @@ async fn outbox_records_every_change(store: Arc<dyn Store>) {
     assert_eq!(store.events_after(start, 1).await.unwrap().len(), 1);
 }
 
+async fn compaction_keeps_unpublished_events(store: Arc<dyn Store>) {
+    let start = store.watermark().await.unwrap();
+    let mut rvs = Vec::new();
+    for i in 0..5 {
+        let name = format!("c{i}");
+        let c = store
+            .create(
+                &key("compact", &name),
+                &cm("compact", &name, json!({})),
+                false,
+            )
+            .await
+            .unwrap();
+        rvs.push(c.rv);
+    }
+    let keep_none = Retention {
+        window: Duration::ZERO,
+        max_events: 0,
+    };
+    // Nothing published yet beyond `start`: compaction may not touch these events.
+    store.mark_published(start).await.unwrap();
+    store.compact(keep_none).await.unwrap();
+    assert_eq!(store.events_after(start, 100).await.unwrap().len(), 5);
+    // Published up to the third: those three go, the rest stay.
+    store.mark_published(rvs[2]).await.unwrap();
+    store.mark_published(rvs[0]).await.unwrap(); // never moves back
+    let state = store.compact(keep_none).await.unwrap();
+    assert_eq!(state.published, rvs[2]);
+    assert_eq!(state.compacted, rvs[2]);
+    let left: Vec<u64> = store
+        .events_after(start, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.rv)
+        .collect();
+    assert_eq!(left, rvs[3..].to_vec());
+    // A generous retention keeps everything that is left.
+    store.mark_published(rvs[4]).await.unwrap();
+    let state = store.compact(Retention::default()).await.unwrap();
+    assert_eq!(state.compacted, rvs[2]);
+    assert_eq!(store.outbox_state().await.unwrap(), state);
+}
+
 async fn secrets_round_trip(store: Arc<dyn Store>) {
     let k = ObjectKey::new("", "secrets", "ns", "s");
     let secret = json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
@@ -432,6 +477,7 @@ suite!(
     lists_page_and_filter,
     label_selectors_match_kubernetes,
     outbox_records_every_change,
+    compaction_keeps_unpublished_events,
     secrets_round_trip,
     concurrent_updates_have_one_winner,
     many_concurrent_writers,

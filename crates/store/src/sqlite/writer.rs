@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sqlx::{Connection, Row, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{EventType, ObjectKey, Result, StoreError};
+use crate::{EventType, ObjectKey, OutboxState, Result, StoreError};
 
 /// Writes taken into one transaction at most.
 const MAX_BATCH: usize = 256;
@@ -37,6 +37,10 @@ pub(super) enum Op {
         key: ObjectKey,
         expected: Option<u64>,
     },
+    /// Every event up to this resourceVersion is published.
+    MarkPublished(u64),
+    /// Removes published events created before `cutoff_ms` or beyond the newest `max_events`.
+    Compact { cutoff_ms: i64, max_events: u64 },
 }
 
 /// What a committed write did.
@@ -49,7 +53,12 @@ pub(super) enum Done {
         data: String,
         sealed: Option<Vec<u8>>,
     },
+    /// The relay's position after an outbox operation.
+    Outbox(OutboxState),
 }
+
+/// Events removed by one compaction at most, so that it never holds up writers for long.
+const COMPACT_CHUNK: i64 = 10_000;
 
 struct Job {
     op: Op,
@@ -351,5 +360,63 @@ async fn apply(
                 sealed,
             }))
         }
+        Op::MarkPublished(published) => {
+            sqlx::query("UPDATE outbox_state SET published = max(published, ?) WHERE id = 1")
+                .bind(*published as i64)
+                .execute(&mut *tx)
+                .await?;
+            Ok(Ok(Done::Outbox(outbox_state(tx).await?)))
+        }
+        Op::Compact {
+            cutoff_ms,
+            max_events,
+        } => {
+            let state = outbox_state(tx).await?;
+            // resourceVersions are gapless here, so the newest rv less `max_events` is the
+            // count limit; the age limit is the last old event of the oldest chunk.
+            let by_count = (*rv as i64).saturating_sub(*max_events as i64);
+            let by_age: Option<i64> = sqlx::query_scalar(
+                "SELECT max(rv) FROM (SELECT rv, created_at FROM events ORDER BY rv LIMIT ?) \
+                 WHERE created_at < ?",
+            )
+            .bind(COMPACT_CHUNK)
+            .bind(cutoff_ms)
+            .fetch_one(&mut *tx)
+            .await?;
+            let oldest: Option<i64> = sqlx::query_scalar("SELECT min(rv) FROM events")
+                .fetch_one(&mut *tx)
+                .await?;
+            let Some(oldest) = oldest else {
+                return Ok(Ok(Done::Outbox(state)));
+            };
+            let floor = by_count
+                .max(by_age.unwrap_or(0))
+                .min(state.published as i64)
+                .min(oldest + COMPACT_CHUNK - 1);
+            if floor < oldest {
+                return Ok(Ok(Done::Outbox(state)));
+            }
+            sqlx::query("DELETE FROM events WHERE rv <= ?")
+                .bind(floor)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE outbox_state SET compacted = max(compacted, ?) WHERE id = 1")
+                .bind(floor)
+                .execute(&mut *tx)
+                .await?;
+            Ok(Ok(Done::Outbox(outbox_state(tx).await?)))
+        }
     }
+}
+
+/// Reads the relay's position.
+pub(super) async fn outbox_state(tx: &mut SqliteConnection) -> Result<OutboxState, sqlx::Error> {
+    let (published, compacted): (i64, i64) =
+        sqlx::query_as("SELECT published, compacted FROM outbox_state WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?;
+    Ok(OutboxState {
+        published: published as u64,
+        compacted: compacted as u64,
+    })
 }
