@@ -463,3 +463,96 @@ async fn server_side_apply_conflicts_with_kubectl() {
         "7"
     );
 }
+
+/// `kubectl get -w` (table, YAML, with events and a selector) and `kubectl wait`, with every
+/// installed kubectl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_work_with_every_kubectl() {
+    for bin in kubectls() {
+        let s = Server::start().await;
+        let k = bin.as_path();
+        let v = bin.display().to_string();
+        s.ok_stdin(k, &["create", "-f", "-"], CM);
+        let watch = |args: &[&str], out: &str| {
+            let file = std::fs::File::create(s.dir.path().join(out)).unwrap();
+            Command::new(k)
+                .arg("--kubeconfig")
+                .arg(&s.kubeconfig)
+                .args(args)
+                .stdout(file)
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        let mut children = vec![
+            watch(&["get", "cm", "-w"], "table.txt"),
+            watch(&["get", "cm", "-w", "-o", "yaml"], "yaml.txt"),
+            watch(
+                &["get", "cm", "-w", "--output-watch-events", "-l", "app=web"],
+                "events.txt",
+            ),
+        ];
+        // `kubectl wait` watches one object until a condition holds.
+        let waiter = Command::new(k)
+            .arg("--kubeconfig")
+            .arg(&s.kubeconfig)
+            .args([
+                "wait",
+                "cm/demo",
+                "--for=jsonpath={.data.a}=2",
+                "--timeout=30s",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        s.ok(k, &["create", "cm", "second", "--from-literal=x=1"]);
+        s.ok(k, &["patch", "cm", "demo", "-p", r#"{"data":{"a":"2"}}"#]);
+        s.ok(k, &["label", "cm", "demo", "app=db", "--overwrite"]);
+        s.ok(k, &["delete", "cm", "second"]);
+        let waited = waiter.wait_with_output().unwrap();
+        assert!(
+            waited.status.success(),
+            "{v}: kubectl wait: {}",
+            String::from_utf8_lossy(&waited.stderr)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        for child in &mut children {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+        let read = |f: &str| std::fs::read_to_string(s.dir.path().join(f)).unwrap();
+        let table = read("table.txt");
+        let rows: Vec<&str> = table.lines().collect();
+        assert!(
+            rows[0].starts_with("NAME") && rows[0].contains("DATA"),
+            "{v}: {table}"
+        );
+        assert_eq!(
+            rows.iter().filter(|l| l.starts_with("NAME")).count(),
+            1,
+            "{v}: one header\n{table}"
+        );
+        let names: Vec<&str> = rows[1..]
+            .iter()
+            .map(|l| l.split_whitespace().next().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["demo", "second", "demo", "demo", "second"],
+            "{v}: {table}"
+        );
+        let yaml = read("yaml.txt");
+        assert_eq!(yaml.matches("kind: ConfigMap").count(), 5, "{v}: {yaml}");
+        assert!(yaml.contains("a: \"2\""), "{v}: {yaml}");
+        let events = read("events.txt");
+        let kinds: Vec<&str> = events
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().next().unwrap())
+            .collect();
+        // demo as listed, its patch, then it leaves the selector.
+        assert_eq!(kinds, ["ADDED", "MODIFIED", "DELETED"], "{v}: {events}");
+    }
+}

@@ -17,6 +17,7 @@ mod clusters;
 mod discovery;
 pub mod error;
 mod handlers;
+pub mod hub;
 mod lifecycle;
 mod negotiate;
 mod openapi;
@@ -28,8 +29,14 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::routing::post;
+use std::time::Duration;
 use syncsets_machinery::registry::{Kinds, Registry};
+
+use syncsets_bus::relay::{Relay, RelayConfig};
+use syncsets_bus::{Bus, LocalBus};
 use syncsets_store::Store;
+
+use crate::hub::Hub;
 use tokio::net::TcpListener;
 
 pub use error::{ApiError, ApiResult};
@@ -39,12 +46,18 @@ pub use error::{ApiError, ApiResult};
 pub struct Config {
     /// Largest request body accepted (Kubernetes: 3 MiB).
     pub body_limit: usize,
+    /// How often watches that allow bookmarks get one.
+    pub bookmark_interval: Duration,
+    /// The outbox relay this server runs (`None`: another process relays).
+    pub relay: Option<RelayConfig>,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
             body_limit: 3 * 1024 * 1024,
+            bookmark_interval: Duration::from_secs(60),
+            relay: Some(RelayConfig::default()),
         }
     }
 }
@@ -57,6 +70,12 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     /// Settings.
     pub config: Config,
+    /// The event bus.
+    pub bus: Arc<dyn Bus>,
+    /// This replica's fan-out of change events to its watches.
+    pub hub: Hub,
+    /// The outbox relay, when this server runs it.
+    pub relay: Option<Relay>,
     ready_clusters: tokio::sync::Mutex<HashSet<String>>,
     openapi_cache: Mutex<HashMap<String, (usize, bytes::Bytes)>>,
     finalizing: Mutex<HashSet<(String, String)>>,
@@ -71,12 +90,32 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// State over a store; prepares the hub cluster (default namespaces, stored CRDs).
+    /// State over a store with the in-process bus.
     pub async fn new(store: Arc<dyn Store>, config: Config) -> ApiResult<Arc<Self>> {
+        Self::with_bus(store, Arc::new(LocalBus::new()), config).await
+    }
+
+    /// State over a store and a bus: starts this replica's hub and (unless configured
+    /// otherwise) the outbox relay, and prepares the hub cluster (default namespaces,
+    /// stored CRDs).
+    pub async fn with_bus(
+        store: Arc<dyn Store>,
+        bus: Arc<dyn Bus>,
+        config: Config,
+    ) -> ApiResult<Arc<Self>> {
+        let hub = Hub::start(store.clone(), bus.as_ref())
+            .await
+            .map_err(|e| ApiError::internal("starting the event hub", &e))?;
+        let relay = config
+            .relay
+            .map(|c| Relay::spawn(store.clone(), bus.clone(), c));
         let state = Arc::new(Self {
             store,
             registry: Arc::new(Registry::new()),
             config,
+            bus,
+            hub,
+            relay,
             ready_clusters: tokio::sync::Mutex::new(HashSet::new()),
             openapi_cache: Mutex::new(HashMap::new()),
             finalizing: Mutex::new(HashSet::new()),

@@ -370,6 +370,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         true
     }
 
+    /// Signalled after writes (a permit is kept when nobody waits), so the outbox relay
+    /// need not poll for this process's own changes.
+    fn writes(&self) -> &tokio::sync::Notify;
+
     /// A resourceVersion up to which every change is settled (committed or abandoned):
     /// lists return it, and watches from it miss nothing.
     async fn watermark(&self) -> Result<u64>;
@@ -592,7 +596,8 @@ fn namespace_key(key: &ObjectKey) -> ObjectKey {
 }
 
 /// Whether a (namespace, name) passes the name/namespace requirements.
-fn fields_match(fields: &[FieldMatch], namespace: &str, name: &str) -> bool {
+/// Whether an object's namespace and name pass field requirements.
+pub fn fields_match(fields: &[FieldMatch], namespace: &str, name: &str) -> bool {
     fields.iter().all(|f| {
         let actual = match f.field {
             MetaField::Name => name,

@@ -28,6 +28,7 @@ struct State {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
+    written: tokio::sync::Notify,
 }
 
 impl MemoryStore {
@@ -133,6 +134,7 @@ impl Store for MemoryStore {
         state.objects.insert(key.clone(), (rv, stored.clone()));
         let out = with_rv(stored, rv);
         state.record(EventType::Added, key, &out, None);
+        self.written.notify_one();
         Ok(Stored { object: out, rv })
     }
 
@@ -149,6 +151,7 @@ impl Store for MemoryStore {
         state.objects.insert(key.clone(), (rv, stored.clone()));
         let out = with_rv(stored, rv);
         state.record(EventType::Modified, key, &out, Some(&prev));
+        self.written.notify_one();
         Ok(Stored { object: out, rv })
     }
 
@@ -166,6 +169,7 @@ impl Store for MemoryStore {
         let rv = state.rv;
         let out = with_rv(v, rv);
         state.record(EventType::Deleted, key, &out, None);
+        self.written.notify_one();
         Ok(Stored { object: out, rv })
     }
 
@@ -209,6 +213,10 @@ impl Store for MemoryStore {
             }
         }
         Ok(state.outbox)
+    }
+
+    fn writes(&self) -> &tokio::sync::Notify {
+        &self.written
     }
 
     async fn watermark(&self) -> Result<u64> {

@@ -46,6 +46,7 @@ pub struct PostgresStore {
     creates: batch::Batcher,
     /// The connection holding the relay's advisory lock, while this process leads.
     relay_lock: Mutex<Option<sqlx::PgConnection>>,
+    written: tokio::sync::Notify,
 }
 
 /// Keeps planner statistics fresh. Right after a bulk load PostgreSQL knows nothing of the
@@ -129,6 +130,7 @@ impl PostgresStore {
         let store = Self {
             creates: batch::Batcher::spawn(pool.clone()),
             relay_lock: Mutex::new(None),
+            written: tokio::sync::Notify::new(),
             pool,
             keyring,
             watermark: AtomicU64::new(0),
@@ -200,6 +202,7 @@ impl PostgresStore {
 
     fn note_writes(&self, writes: u64) {
         self.stats.note(&self.pool, writes);
+        self.written.notify_one();
     }
 
     fn decode(
@@ -586,6 +589,10 @@ impl Store for PostgresStore {
             *lock = None;
         }
         alive
+    }
+
+    fn writes(&self) -> &tokio::sync::Notify {
+        &self.written
     }
 
     async fn watermark(&self) -> Result<u64> {

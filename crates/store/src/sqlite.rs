@@ -27,6 +27,7 @@ pub struct SqliteStore {
     readers: SqlitePool,
     keyring: Option<Arc<Keyring>>,
     rv: Arc<AtomicU64>,
+    written: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -69,8 +70,10 @@ impl SqliteStore {
             .connect_with(opts.read_only(true))
             .await?;
         let rv = Arc::new(AtomicU64::new(rv as u64));
+        let written = Arc::new(tokio::sync::Notify::new());
         Ok(Self {
-            writer: Writer::spawn(writer, rv.clone()),
+            writer: Writer::spawn(writer, rv.clone(), written.clone()),
+            written,
             readers,
             keyring,
             rv,
@@ -412,6 +415,10 @@ impl Store for SqliteStore {
             Done::Outbox(state) => Ok(state),
             _ => Err(StoreError::WriteFailed("unexpected writer reply".into())),
         }
+    }
+
+    fn writes(&self) -> &tokio::sync::Notify {
+        &self.written
     }
 
     async fn watermark(&self) -> Result<u64> {

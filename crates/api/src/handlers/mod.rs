@@ -6,6 +6,7 @@ mod get;
 mod list;
 mod patch;
 mod update;
+mod watch;
 
 use std::sync::Arc;
 
@@ -113,9 +114,7 @@ async fn handle(
 async fn route_resource(ctx: &Ctx, method: Method, body: Body) -> ApiResult<Response> {
     let info = &ctx.info;
     match (info.name.as_deref(), info.subresource.as_deref(), method) {
-        (None, None, Method::GET) if ctx.query.watch => {
-            Err(ApiError::method_not_allowed("watch", &ctx.kind))
-        }
+        (None, None, Method::GET) if ctx.query.watch => watch::watch(ctx).await,
         (None, None, Method::GET) => list::list(ctx).await,
         (None, None, Method::POST) => create::create(ctx, ctx.read_body(body).await?).await,
         (None, None, Method::DELETE) => {

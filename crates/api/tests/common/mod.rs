@@ -44,7 +44,11 @@ impl TestApp {
     async fn start(url: &str, db: Option<TestDb>, dir: tempfile::TempDir) -> Self {
         let keyring = Arc::new(Keyring::new(vec![("k1".into(), vec![3; 32])]).unwrap());
         let store = syncsets_store::open(url, Some(keyring)).await.unwrap();
-        let state = AppState::new(store, Config::default()).await.unwrap();
+        let config = Config {
+            bookmark_interval: std::time::Duration::from_millis(300),
+            ..Config::default()
+        };
+        let state = AppState::new(store, config).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel();
@@ -163,6 +167,67 @@ impl TestApp {
     /// DELETE.
     pub async fn delete(&self, path: &str) -> Reply {
         self.send(Method::DELETE, path, None, "", None).await
+    }
+}
+
+/// A watch stream being read.
+pub struct WatchStream {
+    res: reqwest::Response,
+    buf: Vec<u8>,
+}
+
+impl WatchStream {
+    /// Reads a watch response.
+    pub fn from_response(res: reqwest::Response) -> Self {
+        assert_eq!(res.status(), StatusCode::OK);
+        Self {
+            res,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The next watch event, or None when the stream ended or nothing came within 5 s.
+    pub async fn next(&mut self) -> Option<Value> {
+        self.next_within(std::time::Duration::from_secs(5)).await
+    }
+
+    /// The next watch event within `timeout`.
+    pub async fn next_within(&mut self, timeout: std::time::Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=i).collect();
+                return Some(serde_json::from_slice(&line).expect("a watch event is JSON"));
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.res.chunk())
+                .await
+                .ok()?;
+            self.buf.extend_from_slice(&chunk.ok()??);
+        }
+    }
+
+    /// The next event that is not a BOOKMARK.
+    pub async fn next_change(&mut self) -> Option<Value> {
+        loop {
+            let e = self.next().await?;
+            if e["type"] != "BOOKMARK" {
+                return Some(e);
+            }
+        }
+    }
+}
+
+impl TestApp {
+    /// Starts a watch (`path` carries the query, `watch=true` included); panics unless 200.
+    pub async fn watch(&self, path: &str) -> WatchStream {
+        let res = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "watch {path}");
+        WatchStream::from_response(res)
     }
 }
 

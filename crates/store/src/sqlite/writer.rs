@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sqlx::{Connection, Row, SqliteConnection};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::{EventType, ObjectKey, OutboxState, Result, StoreError};
 
@@ -71,9 +71,9 @@ pub(super) struct Writer(mpsc::Sender<Job>);
 
 impl Writer {
     /// Starts the writer task on `conn`; `rv` holds the last committed resourceVersion.
-    pub(super) fn spawn(conn: SqliteConnection, rv: Arc<AtomicU64>) -> Self {
+    pub(super) fn spawn(conn: SqliteConnection, rv: Arc<AtomicU64>, written: Arc<Notify>) -> Self {
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(run(conn, rx, rv));
+        tokio::spawn(run(conn, rx, rv, written));
         Self(tx)
     }
 
@@ -89,7 +89,12 @@ impl Writer {
     }
 }
 
-async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, committed: Arc<AtomicU64>) {
+async fn run(
+    mut conn: SqliteConnection,
+    mut rx: mpsc::Receiver<Job>,
+    committed: Arc<AtomicU64>,
+    written: Arc<Notify>,
+) {
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
@@ -102,6 +107,7 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, committed:
         match commit(&mut conn, &jobs, base).await {
             Ok((results, last)) => {
                 committed.store(last, Ordering::Release);
+                written.notify_one();
                 for (job, result) in jobs.into_iter().zip(results) {
                     let _ = job.reply.send(result);
                 }

@@ -1,0 +1,151 @@
+//! # syncsets-bus
+//!
+//! How changes leave the database and reach the rest of the system:
+//!
+//! ```text
+//!   store outbox ──relay──▶ Bus::publish ──▶ every API replica's feed ──▶ its watchers
+//!   (same tx as           (confirmed,       (Bus::subscribe)
+//!    the write)            in rv order)
+//!
+//!   controllers ──▶ WorkQueue::enqueue(key) ──▶ WorkQueue::next ──▶ Lease::done / retry
+//! ```
+//!
+//! The relay ([`relay`]) publishes outbox events at least once, in resourceVersion order,
+//! and records how far it got only after the bus confirmed; receivers drop what they have
+//! already seen by resourceVersion. A feed that was interrupted says so
+//! ([`FeedItem::Resumed`]), and its reader catches up from the store.
+//!
+//! Backends: [`local::LocalBus`] (in-process, the default).
+
+pub mod local;
+pub mod relay;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use syncsets_store::OutboxEvent;
+use tokio::sync::mpsc;
+
+pub use local::LocalBus;
+
+/// Bus errors.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// The broker is unreachable or refused the operation.
+    #[error("bus unavailable: {0}")]
+    Unavailable(String),
+    /// The bus has shut down.
+    #[error("bus closed")]
+    Closed,
+}
+
+/// Result with [`BusError`].
+pub type Result<T, E = BusError> = std::result::Result<T, E>;
+
+/// What a replica's feed carries.
+#[derive(Clone, Debug)]
+pub enum FeedItem {
+    /// A change event, in resourceVersion order (duplicates possible).
+    Event(Arc<OutboxEvent>),
+    /// The feed was (re)established: events published meanwhile may be missing, so the
+    /// reader catches up from the store's outbox.
+    Resumed,
+}
+
+/// The change-event bus.
+#[async_trait]
+pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
+    /// Publishes events in order; returns once the bus has accepted (confirmed) all of them.
+    async fn publish(&self, events: &[OutboxEvent]) -> Result<()>;
+
+    /// This replica's feed of every change event published from now on. It starts with
+    /// [`FeedItem::Resumed`].
+    fn subscribe(&self) -> mpsc::Receiver<FeedItem>;
+
+    /// The work queue of that name (created on first use).
+    fn queue(&self, name: &str) -> Arc<dyn WorkQueue>;
+
+    /// The backend's name.
+    fn backend(&self) -> &'static str;
+}
+
+/// A queue of keys to work on: duplicates waiting are coalesced, one key is never handed
+/// out twice at once, and work not acknowledged comes back.
+#[async_trait]
+pub trait WorkQueue: Send + Sync {
+    /// Adds a key (at once).
+    async fn enqueue(&self, key: &str) -> Result<()>;
+
+    /// Adds a key after a delay (backoff, periodic resync).
+    async fn enqueue_after(&self, key: &str, delay: Duration) -> Result<()>;
+
+    /// Waits for the next key. The key is this consumer's until the lease is finished.
+    async fn next(&self) -> Result<Lease>;
+}
+
+/// How a lease ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The work is done.
+    Done,
+    /// Do it again after this delay.
+    Retry(Duration),
+    /// The consumer went away without finishing: the key goes back to the queue.
+    Abandoned,
+}
+
+/// Ends a lease on the queue's side.
+pub trait LeaseEnd: Send {
+    /// Finishes the lease.
+    fn finish(self: Box<Self>, outcome: Outcome);
+}
+
+/// A key handed to one consumer.
+pub struct Lease {
+    key: String,
+    end: Option<Box<dyn LeaseEnd>>,
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease").field("key", &self.key).finish()
+    }
+}
+
+impl Lease {
+    /// A lease of `key`, ended through `end`.
+    pub fn new(key: String, end: Box<dyn LeaseEnd>) -> Self {
+        Self {
+            key,
+            end: Some(end),
+        }
+    }
+
+    /// The key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The work is done.
+    pub fn done(mut self) {
+        self.finish(Outcome::Done);
+    }
+
+    /// Do it again after `delay`.
+    pub fn retry(mut self, delay: Duration) {
+        self.finish(Outcome::Retry(delay));
+    }
+
+    fn finish(&mut self, outcome: Outcome) {
+        if let Some(end) = self.end.take() {
+            end.finish(outcome);
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.finish(Outcome::Abandoned);
+    }
+}

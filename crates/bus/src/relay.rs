@@ -1,0 +1,176 @@
+//! The outbox relay: reads the store's outbox in resourceVersion order and publishes it.
+//!
+//! At least once, never out of order, never skipping: a batch is published (and confirmed
+//! by the bus) before the relay records its position, and a failed publish is retried with
+//! backoff until it succeeds, so a crash or a broker outage can repeat events but not lose
+//! them. The outbox only yields events up to the store's watermark, so an event whose
+//! transaction is still open cannot be overtaken by a later one. With several API servers
+//! on one database, one of them relays ([`Store::lead_relay`]).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use syncsets_store::{Retention, Store};
+use tokio::task::JoinHandle;
+
+use crate::Bus;
+
+/// Relay settings.
+#[derive(Clone, Copy, Debug)]
+pub struct RelayConfig {
+    /// Events read and published at once at most.
+    pub batch: usize,
+    /// How often the outbox is polled when this process has not written (other API servers
+    /// on the same database may have).
+    pub poll: Duration,
+    /// How long published events are kept for watches that resume.
+    pub retention: Retention,
+    /// How often old events are compacted.
+    pub compact_every: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            batch: 1024,
+            poll: Duration::from_millis(10),
+            retention: Retention::default(),
+            compact_every: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The running relay.
+#[derive(Debug)]
+pub struct Relay {
+    task: JoinHandle<()>,
+    published: Arc<AtomicU64>,
+}
+
+impl Relay {
+    /// Starts the relay.
+    pub fn spawn(store: Arc<dyn Store>, bus: Arc<dyn Bus>, config: RelayConfig) -> Self {
+        let published = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(run(store, bus, config, published.clone()));
+        Self { task, published }
+    }
+
+    /// Events published since the relay started.
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+async fn run(store: Arc<dyn Store>, bus: Arc<dyn Bus>, config: RelayConfig, count: Arc<AtomicU64>) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        if let Err(e) = store.lead_relay().await {
+            tracing::warn!(error = %e, "outbox relay: cannot take the lead; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            continue;
+        }
+        let mut position = match store.outbox_state().await {
+            Ok(state) => state.published,
+            Err(e) => {
+                tracing::warn!(error = %e, "outbox relay: cannot read its position; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        tracing::info!(position, bus = bus.backend(), "outbox relay leading");
+        let (mut checked, mut compacted) = (Instant::now(), Instant::now());
+        loop {
+            if checked.elapsed() >= Duration::from_secs(1) {
+                checked = Instant::now();
+                if !store.still_leading().await {
+                    tracing::warn!("outbox relay lost the lead");
+                    break;
+                }
+            }
+            if compacted.elapsed() >= config.compact_every {
+                compacted = Instant::now();
+                if let Err(e) = store.compact(config.retention).await {
+                    tracing::warn!(error = %e, "outbox compaction failed");
+                }
+            }
+            let batch = match store.outbox_after(position, config.batch).await {
+                Ok(batch) => batch,
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox relay: reading the outbox failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            };
+            let Some(last) = batch.last().map(|e| e.rv) else {
+                tokio::select! {
+                    _ = store.writes().notified() => {}
+                    _ = tokio::time::sleep(config.poll) => {}
+                }
+                continue;
+            };
+            let mut retry = Duration::from_millis(50);
+            while let Err(e) = bus.publish(&batch).await {
+                tracing::warn!(error = %e, events = batch.len(), "outbox relay: publishing failed; retrying");
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(MAX_BACKOFF);
+            }
+            position = last;
+            count.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            backoff = Duration::from_millis(50);
+            if let Err(e) = store.mark_published(position).await {
+                // Harmless: the next batch records a later position.
+                tracing::warn!(error = %e, "outbox relay: recording its position failed");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{FeedItem, LocalBus};
+    use serde_json::json;
+    use syncsets_store::{MemoryStore, ObjectKey};
+
+    #[tokio::test]
+    async fn relays_every_write_in_order_and_records_its_position() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let bus = Arc::new(LocalBus::new());
+        let mut feed = bus.subscribe();
+        let _relay = Relay::spawn(store.clone(), bus.clone(), RelayConfig::default());
+        let mut rvs = Vec::new();
+        for i in 0..50 {
+            let key = ObjectKey::new("", "configmaps", "ns", &format!("c{i}"));
+            let obj = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": key.name, "namespace": "ns"}});
+            rvs.push(store.create(&key, &obj, false).await.unwrap().rv);
+        }
+        let mut seen = Vec::new();
+        while seen.len() < rvs.len() {
+            match tokio::time::timeout(Duration::from_secs(5), feed.recv()).await {
+                Ok(Some(FeedItem::Event(e))) => seen.push(e.rv),
+                Ok(Some(FeedItem::Resumed)) => {}
+                other => panic!("feed ended early: {other:?}"),
+            }
+        }
+        assert_eq!(seen, rvs);
+        for _ in 0..100 {
+            if store.outbox_state().await.unwrap().published == *rvs.last().unwrap() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the relay did not record its position");
+    }
+}
