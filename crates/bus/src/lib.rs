@@ -17,6 +17,7 @@
 //!
 //! Backends: [`local::LocalBus`] (in-process, the default).
 
+pub mod amqp;
 pub mod local;
 pub mod relay;
 
@@ -27,6 +28,7 @@ use async_trait::async_trait;
 use syncsets_store::OutboxEvent;
 use tokio::sync::mpsc;
 
+pub use amqp::AmqpBus;
 pub use local::LocalBus;
 
 /// Bus errors.

@@ -8,6 +8,7 @@
 //!   syncsets bench     measure the store and API against raw SQL baselines
 //! ```
 
+mod bus_args;
 mod cmd;
 mod store_args;
 
@@ -15,6 +16,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub use bus_args::BusArgs;
 pub use store_args::StoreArgs;
 
 /// The `syncsets` command.

@@ -15,6 +15,35 @@ pub fn postgres_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
 }
 
+/// The URL of the test RabbitMQ broker (`SYNCSETS_TEST_AMQP` overrides it), or `None`
+/// (after [`unavailable`]) when it does not answer.
+pub fn rabbitmq_url() -> Option<String> {
+    let url = std::env::var("SYNCSETS_TEST_AMQP")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_string());
+    let addr = url
+        .split_once('@')
+        .map_or(url.as_str(), |(_, rest)| rest)
+        .trim_start_matches("amqp://")
+        .split('/')
+        .next()
+        .unwrap_or("127.0.0.1:5672")
+        .to_string();
+    let reachable = addr
+        .parse()
+        .map_err(|e| format!("{addr}: {e}"))
+        .and_then(|a| {
+            std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(2))
+                .map_err(|e| e.to_string())
+        });
+    match reachable {
+        Ok(_) => Some(url),
+        Err(e) => {
+            unavailable("RabbitMQ", &e);
+            None
+        }
+    }
+}
+
 /// Whether the suite runs under CI, where backend tests may not skip.
 pub fn under_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")

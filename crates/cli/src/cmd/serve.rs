@@ -6,13 +6,16 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use syncsets_api::{AppState, Config};
 
-use crate::StoreArgs;
+use crate::{BusArgs, StoreArgs};
 
 /// Arguments of `serve`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     #[command(flatten)]
     store: StoreArgs,
+
+    #[command(flatten)]
+    bus: BusArgs,
 
     /// Address to listen on
     #[arg(long, env = "SYNCSETS_LISTEN", default_value = "127.0.0.1:7070")]
@@ -55,7 +58,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let store = args.store.open().await?;
-    let state = AppState::new(store, Config::default())
+    let bus = args.bus.open().await?;
+    let config = Config {
+        relay: Some(args.bus.relay()),
+        ..Config::default()
+    };
+    let state = AppState::with_bus(store, bus, config)
         .await
         .map_err(|e| anyhow::anyhow!("preparing the server: {}", e.message))?;
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -70,8 +78,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))?;
     tracing::info!(%server, kubeconfig = %path.display(), store = state.store.backend(), "serving");
     println!(
-        "syncsets serving on {server} (store: {}); kubectl --kubeconfig {} get ns",
+        "syncsets serving on {server} (store: {}, bus: {}); kubectl --kubeconfig {} get ns",
         state.store.backend(),
+        state.bus.backend(),
         path.display()
     );
     syncsets_api::run(state, listener, shutdown_signal()).await?;

@@ -1,0 +1,600 @@
+//! The RabbitMQ bus (`--bus amqp://…`).
+//!
+//! ```text
+//!  change events   relay ──▶ exchange syncsets.events (topic) ──▶ one exclusive queue per
+//!                  (confirmed)                                    API replica ──▶ its hub
+//!
+//!  work queue q    enqueue(key) ──▶ syncsets.work.q.<shard>  (durable, single active
+//!                                   consumer: one replica per shard, another takes over
+//!                                   when it dies; a key always hashes to the same shard)
+//!                  enqueue_after ──▶ syncsets.work.q.<shard>.delay.<tier>  (TTL, dead-
+//!                                   lettered into the shard when the delay is over)
+//! ```
+//!
+//! Every connection failure is retried with backoff; meanwhile the feed reports nothing
+//! and, once back, [`FeedItem::Resumed`] (its reader catches up from the outbox), publishes
+//! fail (the relay retries them; writes to the store are unaffected), and unacknowledged
+//! work returns to its queue.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{Acker, BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use syncsets_store::OutboxEvent;
+use tokio::sync::{Notify, mpsc};
+
+use crate::{Bus, BusError, FeedItem, Lease, LeaseEnd, Outcome, Result, WorkQueue};
+
+const EVENTS_EXCHANGE: &str = "syncsets.events";
+const FEED_CAPACITY: usize = 65_536;
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Deliveries a shard consumer holds unacknowledged at most.
+const PREFETCH: u16 = 512;
+
+fn unavailable(e: impl std::fmt::Display) -> BusError {
+    BusError::Unavailable(e.to_string())
+}
+
+/// The RabbitMQ bus.
+pub struct AmqpBus {
+    uri: String,
+    shards: u16,
+    connection: tokio::sync::Mutex<Option<Connection>>,
+    publisher: tokio::sync::Mutex<Option<Channel>>,
+    queues: Mutex<HashMap<String, Arc<AmqpQueue>>>,
+    me: Weak<AmqpBus>,
+}
+
+impl std::fmt::Debug for AmqpBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpBus")
+            .field("shards", &self.shards)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AmqpBus {
+    /// A bus on the broker at `uri` (connected lazily, reconnected as needed); work queues
+    /// are split into `shards`.
+    pub fn new(uri: &str, shards: u16) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
+            uri: uri.to_string(),
+            shards: shards.max(1),
+            connection: tokio::sync::Mutex::new(None),
+            publisher: tokio::sync::Mutex::new(None),
+            queues: Mutex::new(HashMap::new()),
+            me: me.clone(),
+        })
+    }
+
+    /// Connects now (to fail fast on a wrong address).
+    pub async fn check(&self) -> Result<()> {
+        self.channel().await.map(drop)
+    }
+
+    /// Closes the connection (its unacknowledged work returns to the queues); the bus
+    /// reconnects when used again.
+    pub async fn close(&self) {
+        *self.publisher.lock().await = None;
+        if let Some(c) = self.connection.lock().await.take() {
+            let _ = c.close(200, "closing".into()).await;
+        }
+    }
+
+    /// Deletes a work queue's shard queues and their delay queues (tests, tooling).
+    pub async fn delete_work_queue(&self, name: &str, tiers: &[Duration]) -> Result<()> {
+        let ch = self.channel().await?;
+        for shard in 0..self.shards {
+            let queue = format!("syncsets.work.{name}.{shard}");
+            for t in tiers {
+                let delay = format!("{queue}.delay.{}", tier(*t));
+                ch.queue_delete(delay.into(), Default::default())
+                    .await
+                    .map_err(unavailable)?;
+            }
+            ch.queue_delete(queue.into(), Default::default())
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    /// A new channel on the shared connection, reconnecting if it is down.
+    async fn channel(&self) -> Result<Channel> {
+        let mut conn = self.connection.lock().await;
+        if let Some(c) = conn.as_ref()
+            && c.status().connected()
+            && let Ok(ch) = c.create_channel().await
+        {
+            return Ok(ch);
+        }
+        let props = ConnectionProperties::default().with_connection_name("syncsets".into());
+        let c = Connection::connect(&self.uri, props)
+            .await
+            .map_err(unavailable)?;
+        let ch = c.create_channel().await.map_err(unavailable)?;
+        ch.exchange_declare(
+            EVENTS_EXCHANGE.into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(unavailable)?;
+        *conn = Some(c);
+        Ok(ch)
+    }
+
+    async fn publisher(&self) -> Result<Channel> {
+        let mut publisher = self.publisher.lock().await;
+        if let Some(ch) = publisher.as_ref()
+            && ch.status().connected()
+        {
+            return Ok(ch.clone());
+        }
+        let ch = self.channel().await?;
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(unavailable)?;
+        *publisher = Some(ch.clone());
+        Ok(ch)
+    }
+
+    /// Publishes messages and waits for the broker's confirmations.
+    async fn publish_confirmed(
+        &self,
+        messages: Vec<(String, String, Vec<u8>, BasicProperties)>,
+    ) -> Result<()> {
+        let ch = self.publisher().await?;
+        let mut confirms = Vec::with_capacity(messages.len());
+        for (exchange, key, payload, props) in messages {
+            let confirm = ch
+                .basic_publish(
+                    exchange.into(),
+                    key.into(),
+                    BasicPublishOptions::default(),
+                    &payload,
+                    props,
+                )
+                .await;
+            match confirm {
+                Ok(c) => confirms.push(c),
+                Err(e) => {
+                    *self.publisher.lock().await = None;
+                    return Err(unavailable(e));
+                }
+            }
+        }
+        for confirm in confirms {
+            match confirm.await {
+                Ok(c) if c.is_ack() => {}
+                Ok(_) => return Err(BusError::Unavailable("the broker refused a message".into())),
+                Err(e) => {
+                    *self.publisher.lock().await = None;
+                    return Err(unavailable(e));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Bus for AmqpBus {
+    async fn publish(&self, events: &[OutboxEvent]) -> Result<()> {
+        let messages = events
+            .iter()
+            .map(|e| {
+                let payload = serde_json::to_vec(e).expect("events serialise");
+                // Transient: the outbox, not the broker, is the durable copy.
+                let props = BasicProperties::default().with_delivery_mode(1);
+                (
+                    EVENTS_EXCHANGE.to_string(),
+                    e.key.resource.clone(),
+                    payload,
+                    props,
+                )
+            })
+            .collect();
+        self.publish_confirmed(messages).await
+    }
+
+    fn subscribe(&self) -> mpsc::Receiver<FeedItem> {
+        let (tx, rx) = mpsc::channel(FEED_CAPACITY);
+        let me = self.me.clone();
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                let Some(bus) = me.upgrade() else { return };
+                match feed(&bus, &tx).await {
+                    Ok(()) => return, // the reader has gone
+                    Err(e) => tracing::warn!(error = %e, "event feed interrupted; reconnecting"),
+                }
+                drop(bus);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        });
+        rx
+    }
+
+    fn queue(&self, name: &str) -> Arc<dyn WorkQueue> {
+        self.queues
+            .lock()
+            .expect("queues lock")
+            .entry(name.to_string())
+            .or_insert_with(|| AmqpQueue::new(self.me.clone(), name, self.shards))
+            .clone()
+    }
+
+    fn backend(&self) -> &'static str {
+        "rabbitmq"
+    }
+}
+
+/// Runs one connection's worth of feed: an exclusive queue bound to every change event.
+async fn feed(bus: &AmqpBus, tx: &mpsc::Sender<FeedItem>) -> Result<()> {
+    let ch = bus.channel().await?;
+    let queue = ch
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(unavailable)?;
+    ch.queue_bind(
+        queue.name().clone(),
+        EVENTS_EXCHANGE.into(),
+        "#".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .map_err(unavailable)?;
+    let mut consumer = ch
+        .basic_consume(
+            queue.name().clone(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(unavailable)?;
+    // Bound: everything published from here on reaches us; the reader catches up on the rest.
+    if tx.send(FeedItem::Resumed).await.is_err() {
+        return Ok(());
+    }
+    let mut behind = false;
+    while let Some(delivery) = consumer.next().await {
+        let delivery = delivery.map_err(unavailable)?;
+        let event: OutboxEvent = match serde_json::from_slice(&delivery.data) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, "unreadable change event on the bus; skipping it");
+                continue;
+            }
+        };
+        if behind {
+            match tx.try_send(FeedItem::Resumed) {
+                Ok(()) => behind = false,
+                Err(mpsc::error::TrySendError::Full(_)) => continue,
+                Err(mpsc::error::TrySendError::Closed(_)) => return Ok(()),
+            }
+        }
+        match tx.try_send(FeedItem::Event(Arc::new(event))) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => behind = true,
+            Err(mpsc::error::TrySendError::Closed(_)) => return Ok(()),
+        }
+    }
+    Err(BusError::Unavailable(
+        "the event consumer was cancelled".into(),
+    ))
+}
+
+/// The delay tier of a delay: the next power of two in milliseconds. Messages in a tier
+/// queue carry their own expiration; with one delay per use (backoff step, resync period)
+/// they expire in order.
+fn tier(delay: Duration) -> u64 {
+    (delay.as_millis().clamp(1, 1 << 40) as u64).next_power_of_two()
+}
+
+/// Deliveries of one key, to acknowledge when it is done.
+type Ackers = Vec<Acker>;
+
+#[derive(Default)]
+struct QueueState {
+    ready: VecDeque<String>,
+    waiting: HashMap<String, Ackers>,
+    active: HashSet<String>,
+    again: HashMap<String, Ackers>,
+}
+
+/// A sharded, durable work queue.
+pub struct AmqpQueue {
+    bus: Weak<AmqpBus>,
+    name: String,
+    shards: u16,
+    state: Mutex<QueueState>,
+    ready: Notify,
+    consuming: std::sync::Once,
+    declared: tokio::sync::Mutex<HashSet<String>>,
+    me: Weak<AmqpQueue>,
+}
+
+impl AmqpQueue {
+    fn new(bus: Weak<AmqpBus>, name: &str, shards: u16) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
+            bus,
+            name: name.to_string(),
+            shards,
+            state: Mutex::new(QueueState::default()),
+            ready: Notify::new(),
+            consuming: std::sync::Once::new(),
+            declared: tokio::sync::Mutex::new(HashSet::new()),
+            me: me.clone(),
+        })
+    }
+
+    fn shard_queue(&self, shard: u16) -> String {
+        format!("syncsets.work.{}.{shard}", self.name)
+    }
+
+    fn shard_of(&self, key: &str) -> u16 {
+        let mut h = DefaultHasher::new();
+        key.hash(&mut h);
+        (h.finish() % u64::from(self.shards)) as u16
+    }
+
+    fn bus(&self) -> Result<Arc<AmqpBus>> {
+        self.bus.upgrade().ok_or(BusError::Closed)
+    }
+
+    /// Declares a queue once per process.
+    async fn declare(&self, ch: &Channel, name: &str, args: FieldTable) -> Result<()> {
+        let mut declared = self.declared.lock().await;
+        if declared.contains(name) {
+            return Ok(());
+        }
+        ch.queue_declare(
+            name.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            args,
+        )
+        .await
+        .map_err(unavailable)?;
+        declared.insert(name.to_string());
+        Ok(())
+    }
+
+    fn shard_args() -> FieldTable {
+        let mut args = FieldTable::default();
+        args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+        args
+    }
+
+    async fn send(&self, key: &str, delay: Option<Duration>) -> Result<()> {
+        let bus = self.bus()?;
+        let shard = self.shard_queue(self.shard_of(key));
+        let ch = bus.channel().await?;
+        self.declare(&ch, &shard, Self::shard_args()).await?;
+        let mut props = BasicProperties::default().with_delivery_mode(2);
+        let target = match delay {
+            None => shard,
+            Some(delay) => {
+                let tier = tier(delay);
+                let queue = format!("{shard}.delay.{tier}");
+                let mut args = FieldTable::default();
+                args.insert(
+                    "x-dead-letter-exchange".into(),
+                    AMQPValue::LongString(LongString::from("")),
+                );
+                args.insert(
+                    "x-dead-letter-routing-key".into(),
+                    AMQPValue::LongString(LongString::from(shard.as_str())),
+                );
+                self.declare(&ch, &queue, args).await?;
+                props = props.with_expiration(delay.as_millis().max(1).to_string().into());
+                queue
+            }
+        };
+        drop(ch);
+        bus.publish_confirmed(vec![(
+            String::new(),
+            target,
+            key.as_bytes().to_vec(),
+            props,
+        )])
+        .await
+    }
+
+    /// Starts one consumer per shard (once).
+    fn start_consuming(&self) {
+        self.consuming.call_once(|| {
+            for shard in 0..self.shards {
+                let me = self.me.clone();
+                tokio::spawn(async move {
+                    let mut backoff = Duration::from_millis(100);
+                    loop {
+                        let Some(queue) = me.upgrade() else { return };
+                        if let Err(e) = queue.consume(shard).await {
+                            tracing::warn!(queue = %queue.name, shard, error = %e, "work queue consumer interrupted; reconnecting");
+                        }
+                        drop(queue);
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                    }
+                });
+            }
+        });
+    }
+
+    async fn consume(&self, shard: u16) -> Result<()> {
+        let bus = self.bus()?;
+        let ch = bus.channel().await?;
+        let name = self.shard_queue(shard);
+        self.declare(&ch, &name, Self::shard_args()).await?;
+        ch.basic_qos(PREFETCH, BasicQosOptions::default())
+            .await
+            .map_err(unavailable)?;
+        let mut consumer = ch
+            .basic_consume(
+                name.as_str().into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        drop(bus);
+        while let Some(delivery) = consumer.next().await {
+            let delivery = delivery.map_err(unavailable)?;
+            let key = String::from_utf8_lossy(&delivery.data).into_owned();
+            self.arrived(key, delivery.acker);
+        }
+        Err(BusError::Unavailable(
+            "the work consumer was cancelled".into(),
+        ))
+    }
+
+    /// A delivery arrived: coalesce it with a waiting one, park it behind an active one, or
+    /// make it ready.
+    fn arrived(&self, key: String, acker: Acker) {
+        let mut state = self.state.lock().expect("queue lock");
+        if state.active.contains(&key) {
+            state.again.entry(key).or_default().push(acker);
+        } else if let Some(ackers) = state.waiting.get_mut(&key) {
+            ackers.push(acker);
+        } else {
+            state.waiting.insert(key.clone(), vec![acker]);
+            state.ready.push_back(key);
+            self.ready.notify_one();
+        }
+    }
+
+    fn take(&self) -> Option<(String, Ackers)> {
+        let mut state = self.state.lock().expect("queue lock");
+        let key = state.ready.pop_front()?;
+        let ackers = state.waiting.remove(&key).unwrap_or_default();
+        state.active.insert(key.clone());
+        if !state.ready.is_empty() {
+            self.ready.notify_one();
+        }
+        Some((key, ackers))
+    }
+
+    fn finish(&self, key: String, ackers: Ackers, outcome: Outcome) {
+        let again = {
+            let mut state = self.state.lock().expect("queue lock");
+            state.active.remove(&key);
+            state.again.remove(&key)
+        };
+        let me = self.me.clone();
+        tokio::spawn(async move {
+            let Some(queue) = me.upgrade() else { return };
+            let ack = |ackers: Ackers| async move {
+                for a in ackers {
+                    // A failed ack (channel gone) means redelivery: at least once.
+                    let _ = a.ack(BasicAckOptions::default()).await;
+                }
+            };
+            match outcome {
+                Outcome::Done => ack(ackers).await,
+                Outcome::Retry(delay) => {
+                    // The delayed copy is confirmed before the delivery is acknowledged.
+                    let sent = if delay.is_zero() {
+                        queue.send(&key, None).await
+                    } else {
+                        queue.send(&key, Some(delay)).await
+                    };
+                    match sent {
+                        Ok(()) => ack(ackers).await,
+                        Err(e) => {
+                            tracing::warn!(key, error = %e, "re-enqueueing failed; the delivery will come back");
+                            queue.requeue_local(&key, ackers);
+                        }
+                    }
+                }
+                Outcome::Abandoned => queue.requeue_local(&key, ackers),
+            }
+            if let Some(ackers) = again {
+                for a in ackers {
+                    queue.arrived(key.clone(), a);
+                }
+            }
+        });
+    }
+
+    fn requeue_local(&self, key: &str, ackers: Ackers) {
+        for a in ackers {
+            self.arrived(key.to_string(), a);
+        }
+    }
+}
+
+struct AmqpLeaseEnd {
+    queue: Weak<AmqpQueue>,
+    key: String,
+    ackers: Ackers,
+}
+
+impl LeaseEnd for AmqpLeaseEnd {
+    fn finish(self: Box<Self>, outcome: Outcome) {
+        if let Some(queue) = self.queue.upgrade() {
+            queue.finish(self.key, self.ackers, outcome);
+        }
+    }
+}
+
+#[async_trait]
+impl WorkQueue for AmqpQueue {
+    async fn enqueue(&self, key: &str) -> Result<()> {
+        self.send(key, None).await
+    }
+
+    async fn enqueue_after(&self, key: &str, delay: Duration) -> Result<()> {
+        self.send(key, (!delay.is_zero()).then_some(delay)).await
+    }
+
+    async fn next(&self) -> Result<Lease> {
+        self.start_consuming();
+        loop {
+            let notified = self.ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some((key, ackers)) = self.take() {
+                let end = AmqpLeaseEnd {
+                    queue: self.me.clone(),
+                    key: key.clone(),
+                    ackers,
+                };
+                return Ok(Lease::new(key, Box::new(end)));
+            }
+            notified.await;
+        }
+    }
+}
