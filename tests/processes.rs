@@ -86,6 +86,7 @@ async fn watch_names(url: String, want: usize, deadline: Duration) -> BTreeMap<S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_on_one_server_reaches_a_watcher_on_another() {
+    let _turn = BROKER.lock().await;
     let Some(db) = syncsets_testkit::TestDb::create().await else {
         return;
     };
@@ -250,4 +251,91 @@ async fn sigkill_under_write_load_loses_nothing_acknowledged() {
     )
     .await;
     assert_eq!(seen, stored, "after {:?}", started.elapsed());
+}
+
+/// Tests that use the broker take turns: one of them stops it.
+static BROKER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn rabbitmqctl(cmd: &str) {
+    let out = Command::new("rabbitmqctl")
+        .arg(cmd)
+        .output()
+        .expect("rabbitmqctl runs");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_loses_nothing_and_never_fails_a_write() {
+    let _turn = BROKER.lock().await;
+    let Some(db) = syncsets_testkit::TestDb::create().await else {
+        return;
+    };
+    let Some(amqp) = syncsets_testkit::rabbitmq_url() else {
+        return;
+    };
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Server::start(d1.path(), &["--store", &db.url, "--bus", &amqp]);
+    std::fs::copy(
+        d1.path().join("encryption.keys"),
+        d2.path().join("encryption.keys"),
+    )
+    .unwrap();
+    let b = Server::start(d2.path(), &["--store", &db.url, "--bus", &amqp]);
+    let rv = reqwest::get(format!("{}{CM}", b.base))
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (stop, tasks) = write_load(&a.base, 0);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    rabbitmqctl("stop_app");
+    let down = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    rabbitmqctl("start_app");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let _ = stop.send(true);
+    let mut acked = Vec::new();
+    for t in tasks {
+        acked.extend(t.await.unwrap());
+    }
+    // Writers stop at their first failure: they all ran until told to stop.
+    let written = acked.len();
+    assert!(
+        written > 50,
+        "writes went on while the broker was down: {written}"
+    );
+    let last_name = format!(
+        "r0-w0-{}",
+        acked
+            .iter()
+            .filter(|(n, _)| n.starts_with("r0-w0-"))
+            .count()
+            - 1
+    );
+    assert!(acked.iter().any(|(n, _)| *n == last_name));
+    // The watcher on the other server sees every write, the outage's included.
+    let want: BTreeMap<String, String> = acked.into_iter().collect();
+    let seen = watch_names(
+        format!("{}{CM}?watch=true&resourceVersion={rv}", b.base),
+        want.len(),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(
+        seen.len(),
+        want.len(),
+        "{:?} after the outage began",
+        down.elapsed()
+    );
+    assert_eq!(seen, want);
+    drop((a, b));
+    db.drop_db().await;
 }
