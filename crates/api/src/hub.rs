@@ -6,23 +6,112 @@
 //! interrupted ([`FeedItem::Resumed`]) it reads what it may have missed from the store's
 //! outbox before going on.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use bytes::Bytes;
 use syncsets_bus::{Bus, FeedItem};
-use syncsets_store::{ChangeEvent, OutboxEvent, Store};
-use tokio::sync::{broadcast, watch};
+use syncsets_store::{ChangeEvent, EventType, OutboxEvent, Store};
+use tokio::sync::{mpsc, watch};
 
 /// Events a slow watch may fall behind before it is closed (its client then re-watches from
 /// the last version it saw, as Kubernetes clients do).
-const WATCH_BUFFER: usize = 16_384;
+const WATCH_BUFFER: usize = 8_192;
+
+/// A watch's interest: one resource of one logical cluster, in one namespace or all.
+struct Sub {
+    namespace: Option<String>,
+    tx: mpsc::Sender<Arc<HubEvent>>,
+}
+
+/// Watches by (cluster, resource): an event reaches only the watches of its collection, so
+/// watches elsewhere cost it nothing.
+type Subs = Mutex<HashMap<(String, String), HashMap<u64, Sub>>>;
+
+/// An event as passed on to watches, with its object's JSON text, made once however many
+/// watches send it.
+#[derive(Debug)]
+pub struct HubEvent {
+    /// The change.
+    pub event: ChangeEvent,
+    /// Watch event lines: ADDED, MODIFIED, DELETED.
+    lines: [OnceLock<Bytes>; 3],
+}
+
+impl HubEvent {
+    /// Wraps an event.
+    pub fn new(event: ChangeEvent) -> Self {
+        Self {
+            event,
+            lines: Default::default(),
+        }
+    }
+
+    /// The watch event line (`{"type":…,"object":…}` and a newline) of this object as
+    /// stored, for an event type (a selector can turn a modification into ADDED or DELETED).
+    pub fn line(&self, kind: EventType) -> Bytes {
+        let slot = match kind {
+            EventType::Added => 0,
+            EventType::Modified => 1,
+            EventType::Deleted => 2,
+        };
+        self.lines[slot]
+            .get_or_init(|| {
+                let mut line = Vec::with_capacity(1024);
+                line.extend_from_slice(b"{\"type\":\"");
+                line.extend_from_slice(kind.as_str().as_bytes());
+                line.extend_from_slice(b"\",\"object\":");
+                serde_json::to_writer(&mut line, &self.event.object).expect("JSON serialises");
+                line.extend_from_slice(b"}\n");
+                Bytes::from(line)
+            })
+            .clone()
+    }
+}
 
 /// The fan-out point of this replica.
-#[derive(Debug)]
 pub struct Hub {
-    events: broadcast::Sender<Arc<ChangeEvent>>,
+    subs: Arc<Subs>,
+    next_id: AtomicU64,
     position: watch::Receiver<u64>,
     task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("position", &*self.position.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A watch's feed from the hub; ends (returns `None`) if the watch falls too far behind.
+pub struct Subscription {
+    rx: mpsc::Receiver<Arc<HubEvent>>,
+    key: (String, String),
+    id: u64,
+    subs: Arc<Subs>,
+}
+
+impl Subscription {
+    /// The next event of the watched collection.
+    pub async fn recv(&mut self) -> Option<Arc<HubEvent>> {
+        self.rx.recv().await
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut subs = self.subs.lock().expect("hub lock");
+        if let Some(of_key) = subs.get_mut(&self.key) {
+            of_key.remove(&self.id);
+            if of_key.is_empty() {
+                subs.remove(&self.key);
+            }
+        }
+    }
 }
 
 impl Drop for Hub {
@@ -35,20 +124,44 @@ impl Hub {
     /// Starts reading the bus.
     pub async fn start(store: Arc<dyn Store>, bus: &dyn Bus) -> syncsets_store::Result<Self> {
         let start = store.watermark().await?;
-        let (events, _) = broadcast::channel(WATCH_BUFFER);
+        let subs: Arc<Subs> = Arc::default();
         let (position_tx, position) = watch::channel(start);
         let feed = bus.subscribe();
-        let task = tokio::spawn(run(store, feed, events.clone(), position_tx, start));
+        let task = tokio::spawn(run(store, feed, subs.clone(), position_tx, start));
         Ok(Self {
-            events,
+            subs,
+            next_id: AtomicU64::new(0),
             position,
             task,
         })
     }
 
-    /// Events from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<ChangeEvent>> {
-        self.events.subscribe()
+    /// Events of one collection from now on.
+    pub fn subscribe(
+        &self,
+        cluster: &str,
+        resource: &str,
+        namespace: Option<&str>,
+    ) -> Subscription {
+        let (tx, rx) = mpsc::channel(WATCH_BUFFER);
+        let key = (cluster.to_string(), resource.to_string());
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let sub = Sub {
+            namespace: namespace.map(str::to_string),
+            tx,
+        };
+        self.subs
+            .lock()
+            .expect("hub lock")
+            .entry(key.clone())
+            .or_default()
+            .insert(id, sub);
+        Subscription {
+            rx,
+            key,
+            id,
+            subs: self.subs.clone(),
+        }
     }
 
     /// The resourceVersion of the last event passed on (every earlier one was, too).
@@ -68,7 +181,7 @@ impl Hub {
 async fn run(
     store: Arc<dyn Store>,
     mut feed: tokio::sync::mpsc::Receiver<FeedItem>,
-    events: broadcast::Sender<Arc<ChangeEvent>>,
+    subs: Arc<Subs>,
     position: watch::Sender<u64>,
     mut last: u64,
 ) {
@@ -78,15 +191,15 @@ async fn run(
             return;
         }
         *last = event.rv;
+        // Position first: a watch that subscribes after this reads the event from the
+        // outbox (it catches up to the position); one that subscribed before gets it here.
+        position.send_replace(*last);
         match store.open_event(event) {
-            Ok(opened) => {
-                let _ = events.send(Arc::new(opened));
-            }
+            Ok(opened) => dispatch(&subs, Arc::new(HubEvent::new(opened))),
             Err(e) => {
                 tracing::error!(rv = event.rv, error = %e, "cannot open a change event; skipping it");
             }
         }
-        position.send_replace(*last);
     };
     while let Some(item) = feed.recv().await {
         match item {
@@ -107,4 +220,32 @@ async fn run(
             }
         }
     }
+}
+
+/// Hands an event to the watches of its collection; a watch whose buffer is full is
+/// dropped (its stream ends and its client re-watches from the last version it saw).
+fn dispatch(subs: &Subs, event: Arc<HubEvent>) {
+    let key = &event.event.key;
+    let mut subs = subs.lock().expect("hub lock");
+    // Borrowed lookup would need a tuple of references; the clone is two short strings.
+    let Some(of_key) = subs.get_mut(&(key.cluster.clone(), key.resource.clone())) else {
+        return;
+    };
+    of_key.retain(|_, sub| {
+        if sub
+            .namespace
+            .as_ref()
+            .is_some_and(|ns| *ns != key.namespace)
+        {
+            return true;
+        }
+        match sub.tx.try_send(event.clone()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::debug!("a watch fell behind; closing it");
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    });
 }

@@ -10,7 +10,6 @@
 //! (any state will do); `N` → every change after N, or 410 Gone when N was compacted.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -18,12 +17,13 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde_json::{Value, json};
 use syncsets_machinery::table::{self, IncludeObject};
-use syncsets_store::{ChangeEvent, EventType, ListQuery, fields_match, labels_of};
-use tokio::sync::{broadcast, mpsc};
+use syncsets_store::{EventType, ListQuery, fields_match, labels_of};
+use tokio::sync::mpsc;
 
 use super::Ctx;
 use super::list::{self, Fields};
 use crate::error::{ApiError, ApiResult};
+use crate::hub::{HubEvent, Subscription};
 use crate::negotiate::Output;
 
 /// Longest a watch runs without `timeoutSeconds` (kube-apiserver: 30–60 minutes).
@@ -62,7 +62,7 @@ pub(crate) async fn watch(ctx: &Ctx) -> ApiResult<Response> {
         None => start.is_none(),
     };
     let hub = &ctx.state.hub;
-    let events = hub.subscribe();
+    let events = hub.subscribe(&q.cluster, &q.resource, q.namespace.as_deref());
     if let Some(n) = start {
         check_not_compacted(ctx, n).await?;
     }
@@ -141,12 +141,7 @@ struct Watch {
 }
 
 impl Watch {
-    async fn run(
-        mut self,
-        mut events: broadcast::Receiver<Arc<ChangeEvent>>,
-        start: Option<u64>,
-        initial: bool,
-    ) {
+    async fn run(mut self, mut events: Subscription, start: Option<u64>, initial: bool) {
         if let Err(Stop::Error(e)) = self.stream(&mut events, start, initial).await {
             let _ = self.send_line("ERROR", e.status()).await;
         }
@@ -154,7 +149,7 @@ impl Watch {
 
     async fn stream(
         &mut self,
-        events: &mut broadcast::Receiver<Arc<ChangeEvent>>,
+        events: &mut Subscription,
         start: Option<u64>,
         initial: bool,
     ) -> Result<(), Stop> {
@@ -182,10 +177,11 @@ impl Watch {
                 }
             }
         }
-        // Catch up from the outbox: changes after the start that the hub passed on before
-        // this watch subscribed.
+        // Catch up from the outbox on what the hub passed on before this watch subscribed
+        // (up to its position, read after subscribing); the rest arrives by subscription.
         let from = self.sent;
-        loop {
+        let target = self.ctx.state.hub.position();
+        'catch_up: while self.sent < target {
             let batch = store
                 .events_after(self.sent, 1024)
                 .await
@@ -193,8 +189,11 @@ impl Watch {
             if batch.is_empty() {
                 break;
             }
-            for event in &batch {
-                self.deliver(event).await?;
+            for event in batch {
+                if event.rv > target {
+                    break 'catch_up;
+                }
+                self.deliver(&HubEvent::new(event)).await?;
             }
         }
         // Compaction may have raced with the read.
@@ -214,11 +213,10 @@ impl Watch {
         loop {
             tokio::select! {
                 event = events.recv() => match event {
-                    Ok(event) => self.deliver(&event).await?,
-                    // Fell too far behind: end the watch; the client resumes from the last
-                    // version it saw.
-                    Err(broadcast::error::RecvError::Lagged(_)) => return Ok(()),
-                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                    Some(event) => self.deliver(&event).await?,
+                    // Fell too far behind (or the server is stopping): end the watch; the
+                    // client resumes from the last version it saw.
+                    None => return Ok(()),
                 },
                 _ = tick.tick(), if bookmarks => {
                     let at = self.ctx.state.hub.position().max(self.sent);
@@ -230,7 +228,8 @@ impl Watch {
     }
 
     /// Sends an event if it is new and passes the filters.
-    async fn deliver(&mut self, event: &ChangeEvent) -> Result<(), Stop> {
+    async fn deliver(&mut self, hub_event: &HubEvent) -> Result<(), Stop> {
+        let event = &hub_event.event;
         if event.rv <= self.sent {
             return Ok(());
         }
@@ -251,17 +250,24 @@ impl Watch {
         };
         let kind = match (event.kind, before, now) {
             (_, false, false) => return Ok(()),
-            (EventType::Added, _, _) => "ADDED",
-            (EventType::Deleted, _, _) => "DELETED",
-            (EventType::Modified, true, true) => "MODIFIED",
-            (EventType::Modified, false, true) => "ADDED",
-            (EventType::Modified, true, false) => "DELETED",
+            (EventType::Modified, false, true) => EventType::Added,
+            (EventType::Modified, true, false) => EventType::Deleted,
+            (kind, _, _) => kind,
         };
-        let obj = self.ctx.served(event.object.clone());
-        if !self.fields.matches(&obj) {
+        if !self.fields.matches(&event.object) {
             return Ok(());
         }
-        self.send_object(kind, obj).await
+        let as_stored = event.object["apiVersion"].as_str() == Some(&self.ctx.kind.api_version());
+        if as_stored && matches!(self.ctx.output, Output::Json | Output::Yaml) {
+            // The common case: one line made once, sent to every watch.
+            return self
+                .tx
+                .send(hub_event.line(kind))
+                .await
+                .map_err(|_| Stop::Gone);
+        }
+        let obj = self.ctx.served(event.object.clone());
+        self.send_object(kind.as_str(), obj).await
     }
 
     async fn send_object(&mut self, kind: &str, obj: Value) -> Result<(), Stop> {

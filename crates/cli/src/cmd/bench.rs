@@ -8,6 +8,8 @@
 //!   list     label-selector list over a large collection     vs  the raw SQL query, p50
 //! ```
 //!
+//! and the event path ([`super::bench_watch`]): relay throughput, watch latency, fan-out.
+//!
 //! The server runs in-process on 127.0.0.1:0 over a throw-away store: a temporary SQLite
 //! file, or a temporary database on the given PostgreSQL server (dropped afterwards).
 
@@ -18,6 +20,10 @@ use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 use sqlx::{Connection, Executor};
 use syncsets_api::{AppState, Config};
+use syncsets_bus::relay::{Relay, RelayConfig};
+use syncsets_bus::{AmqpBus, Bus, LocalBus};
+
+use super::bench_watch;
 use syncsets_store::{Keyring, ObjectKey, Store};
 use tokio::sync::oneshot;
 
@@ -49,8 +55,24 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 30)]
     samples: usize,
 
+    /// Event bus: `inprocess`, or an amqp:// URL of RabbitMQ
+    #[arg(long, env = "SYNCSETS_BENCH_BUS", default_value = "inprocess")]
+    bus: String,
+
+    /// Writes per second while watch latency is measured
+    #[arg(long, default_value_t = 100)]
+    watch_rate: u32,
+
+    /// Writes while watch latency is measured (each reaches every watcher)
+    #[arg(long, default_value_t = 500)]
+    watch_writes: usize,
+
     /// Benchmarks to run
-    #[arg(long, value_delimiter = ',', default_value = "create,list")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "create,list,relay,watch,fanout"
+    )]
     only: Vec<String>,
 }
 
@@ -123,22 +145,22 @@ impl Backend {
 }
 
 /// A ConfigMap of about 1 KiB.
-fn configmap(name: &str, labels: Value) -> Value {
+pub(super) fn configmap(name: &str, labels: Value) -> Value {
     json!({"apiVersion": "v1", "kind": "ConfigMap",
            "metadata": {"name": name, "namespace": "bench", "labels": labels},
            "data": {"payload": "x".repeat(900)}})
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(super) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[idx.min(sorted.len() - 1)]
 }
 
-fn ms(d: Duration) -> String {
+pub(super) fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
-fn verdict(ok: bool) -> &'static str {
+pub(super) fn verdict(ok: bool) -> &'static str {
     if ok { "PASS" } else { "FAIL" }
 }
 
@@ -156,7 +178,21 @@ async fn run_on(args: &BenchArgs, backend: &Backend) -> anyhow::Result<()> {
         Keyring::generate_key()?,
     )])?);
     let store = syncsets_store::open(&backend.url, Some(keyring)).await?;
-    let state = AppState::new(store.clone(), Config::default())
+    let amqp = args.bus.starts_with("amqp").then_some(args.bus.as_str());
+    let bus: Arc<dyn Bus> = match amqp {
+        Some(url) => {
+            let bus = AmqpBus::new(url, 16);
+            bus.check().await.context("connecting to RabbitMQ")?;
+            bus
+        }
+        None => Arc::new(LocalBus::new()),
+    };
+    // The relay is started below (its own benchmark times it on a backlog).
+    let config = Config {
+        relay: None,
+        ..Config::default()
+    };
+    let state = AppState::with_bus(store.clone(), bus.clone(), config)
         .await
         .map_err(|e| anyhow::anyhow!("{}", e.message))?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -187,6 +223,29 @@ async fn run_on(args: &BenchArgs, backend: &Backend) -> anyhow::Result<()> {
     }
     if args.only.iter().any(|o| o == "list") {
         failed |= !bench_list(args, backend, store.as_ref(), &client, &base).await?;
+    }
+    let _relay = if args.only.iter().any(|o| o == "relay") {
+        let (ok, relay) = bench_watch::bench_relay(store.clone(), bus.clone(), amqp).await?;
+        failed |= !ok;
+        relay
+    } else {
+        Relay::spawn(store.clone(), bus.clone(), RelayConfig::default())
+    };
+    if args.only.iter().any(|o| o == "watch") {
+        let target = Duration::from_millis(if amqp.is_some() { 50 } else { 20 });
+        let bus_name = bus.backend();
+        failed |= !bench_watch::bench_watch(
+            &client,
+            &base,
+            bus_name,
+            target,
+            args.watch_rate,
+            args.watch_writes,
+        )
+        .await?;
+    }
+    if args.only.iter().any(|o| o == "fanout") {
+        failed |= !bench_watch::bench_fanout(&client, &base, args.clients.min(8)).await?;
     }
     let _ = stop.send(());
     let _ = server.await;

@@ -1,5 +1,6 @@
 //! One module per command.
 
 pub mod bench;
+mod bench_watch;
 pub mod migrate;
 pub mod serve;

@@ -1,0 +1,337 @@
+//! The event-path benchmarks of `syncsets bench`:
+//!
+//! ```text
+//!   relay    outbox events/s published (confirmed)     vs  raw publish-with-confirm/s
+//!            through the bus (RabbitMQ only)               of messages of the same size
+//!   watch    request-to-receipt latency p50/p99 of every event delivered to 1, 100 and
+//!            1,000 HTTP watchers at a steady write rate
+//!   fan-out  create throughput with 1,000 watch streams open (each on its own namespace)
+//!            vs with none
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use serde_json::json;
+use syncsets_bus::Bus;
+use syncsets_bus::relay::{Relay, RelayConfig};
+use syncsets_store::{ObjectKey, Store};
+
+use super::bench::{configmap, ms, percentile, verdict};
+
+/// Events the relay benchmark publishes.
+const RELAY_EVENTS: usize = 20_000;
+
+/// Relay throughput on a backlog, beside the broker's raw confirmed publish rate.
+pub async fn bench_relay(
+    store: Arc<dyn Store>,
+    bus: Arc<dyn Bus>,
+    amqp: Option<&str>,
+) -> anyhow::Result<(bool, Relay)> {
+    // A backlog in the outbox, written while no relay runs.
+    let start = store
+        .outbox_state()
+        .await?
+        .published
+        .max(store.watermark().await?);
+    store.mark_published(start).await?;
+    let mut tasks = Vec::new();
+    for c in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..RELAY_EVENTS / 8 {
+                let name = format!("relay-{c}-{i}");
+                let key = ObjectKey::new("", "configmaps", "bench", &name);
+                store
+                    .create(&key, &configmap(&name, json!({})), false)
+                    .await?;
+            }
+            Ok::<_, syncsets_store::StoreError>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let started = Instant::now();
+    let relay = Relay::spawn(store.clone(), bus.clone(), RelayConfig::default());
+    while relay.published() < RELAY_EVENTS as u64 {
+        if started.elapsed() > Duration::from_secs(120) {
+            bail!(
+                "the relay published {} of {RELAY_EVENTS} events in 2 minutes",
+                relay.published()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let relay_rate = RELAY_EVENTS as f64 / started.elapsed().as_secs_f64();
+    let Some(url) = amqp else {
+        println!(
+            "relay      {relay_rate:>8.0} events/s published through the {} bus",
+            bus.backend()
+        );
+        return Ok((true, relay));
+    };
+    let raw_rate = raw_publish_rate(url, store.as_ref()).await?;
+    let ratio = relay_rate / raw_rate;
+    println!(
+        "relay      {relay_rate:>8.0} events/s   raw publish+confirm {raw_rate:>8.0}/s   ratio {ratio:.2}   [{RELAY_EVENTS} events of ~1 KiB]"
+    );
+    Ok((true, relay))
+}
+
+/// Messages/s RabbitMQ accepts with publisher confirms, in batches of the relay's size,
+/// on one channel, to a queue nobody consumes (deleted afterwards).
+async fn raw_publish_rate(url: &str, store: &dyn Store) -> anyhow::Result<f64> {
+    use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+    let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await?;
+    let ch = conn.create_channel().await?;
+    ch.confirm_select(ConfirmSelectOptions::default()).await?;
+    let queue = ch
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await?;
+    let sample = store.outbox_after(0, 1).await?;
+    let payload = serde_json::to_vec(&sample.first().map(|e| e.data.clone()).unwrap_or_default())?;
+    let batch = RelayConfig::default().batch;
+    let started = Instant::now();
+    let mut sent = 0;
+    while sent < RELAY_EVENTS {
+        let mut confirms = Vec::with_capacity(batch);
+        for _ in 0..batch.min(RELAY_EVENTS - sent) {
+            confirms.push(
+                ch.basic_publish(
+                    "".into(),
+                    queue.name().clone(),
+                    BasicPublishOptions::default(),
+                    &payload,
+                    lapin::BasicProperties::default().with_delivery_mode(1),
+                )
+                .await?,
+            );
+        }
+        sent += confirms.len();
+        for c in confirms {
+            if !c.await?.is_ack() {
+                bail!("the broker refused a message");
+            }
+        }
+    }
+    let rate = RELAY_EVENTS as f64 / started.elapsed().as_secs_f64();
+    let _ = conn.close(200, "done".into()).await;
+    Ok(rate)
+}
+
+/// Microseconds since the benchmark's epoch, carried in object names.
+fn micros(epoch: Instant) -> u64 {
+    epoch.elapsed().as_micros() as u64
+}
+
+/// Opens `n` watch streams on `path`; each task returns the latency of every event whose
+/// name carries a send time, until it has `expect` of them or `deadline` passes.
+async fn open_watchers(
+    client: &reqwest::Client,
+    url: impl Fn(usize) -> String,
+    n: usize,
+    expect: usize,
+    epoch: Instant,
+    deadline: Duration,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<Vec<u64>>>> {
+    let responses = futures::future::join_all((0..n).map(|i| client.get(url(i)).send())).await;
+    let mut tasks = Vec::with_capacity(n);
+    for res in responses {
+        let mut res = res?.error_for_status()?;
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(expect.min(1 << 16));
+            let mut buf: Vec<u8> = Vec::new();
+            let end = tokio::time::Instant::now() + deadline;
+            while latencies.len() < expect {
+                let Ok(Ok(Some(chunk))) = tokio::time::timeout_at(end, res.chunk()).await else {
+                    break;
+                };
+                let now = micros(epoch);
+                buf.extend_from_slice(&chunk);
+                while let Some(i) = memchr::memchr(b'\n', &buf) {
+                    if let Some(sent) = sent_at(&buf[..i]) {
+                        latencies.push(now.saturating_sub(sent));
+                    }
+                    buf.drain(..=i);
+                }
+            }
+            latencies
+        }));
+    }
+    Ok(tasks)
+}
+
+/// The send time in a `lat-<micros>-<seq>` name.
+fn sent_at(line: &[u8]) -> Option<u64> {
+    const MARK: &[u8] = b"\"name\":\"lat-";
+    let at = memchr::memmem::find(line, MARK)? + MARK.len();
+    let digits = line[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&line[at..at + digits])
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Watch latency with 1, 100 and 1,000 watchers.
+pub async fn bench_watch(
+    client: &reqwest::Client,
+    base: &str,
+    bus: &str,
+    target: Duration,
+    rate: u32,
+    writes: usize,
+) -> anyhow::Result<bool> {
+    let mut ok = true;
+    let epoch = Instant::now();
+    for n in [1usize, 100, 1000] {
+        let list: serde_json::Value = client
+            .get(format!("{base}/api/v1/namespaces/bench/configmaps?limit=1"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let rv = list["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or("0")
+            .to_string();
+        let url =
+            format!("{base}/api/v1/namespaces/bench/configmaps?watch=true&resourceVersion={rv}");
+        let watchers = open_watchers(
+            client,
+            |_| url.clone(),
+            n,
+            writes,
+            epoch,
+            Duration::from_secs(60),
+        )
+        .await?;
+        let mut tick = tokio::time::interval(Duration::from_secs(1) / rate);
+        for seq in 0..writes {
+            tick.tick().await;
+            let name = format!("lat-{}-{n}-{seq}", micros(epoch));
+            let res = client
+                .post(format!("{base}/api/v1/namespaces/bench/configmaps"))
+                .json(&configmap(&name, json!({})))
+                .send()
+                .await?;
+            if res.status() != reqwest::StatusCode::CREATED {
+                bail!("create failed: {}", res.status());
+            }
+        }
+        let mut all = Vec::with_capacity(n * writes);
+        for w in watchers {
+            all.extend(w.await?);
+        }
+        let delivered = all.len();
+        all.sort_unstable();
+        let as_duration: Vec<Duration> = all.iter().map(|us| Duration::from_micros(*us)).collect();
+        if as_duration.is_empty() {
+            bail!("no watch events arrived");
+        }
+        let (p50, p99) = (
+            percentile(&as_duration, 0.5),
+            percentile(&as_duration, 0.99),
+        );
+        let pass = p99 <= target && delivered == n * writes;
+        ok &= pass;
+        println!(
+            "watch      {n:>5} watchers: p50 {}  p99 {}  (target p99 ≤ {})  {}   [{bus} bus, {writes} writes at {rate}/s, {delivered} of {} deliveries]",
+            ms(p50),
+            ms(p99),
+            ms(target),
+            verdict(pass),
+            n * writes
+        );
+    }
+    Ok(ok)
+}
+
+/// Create throughput with 1,000 watch streams open (each on a namespace of its own, as
+/// users and tools watching their own things) against none.
+pub async fn bench_fanout(
+    client: &reqwest::Client,
+    base: &str,
+    clients: usize,
+) -> anyhow::Result<bool> {
+    const WATCHERS: usize = 1000;
+    let burst = |label: String| {
+        let (client, base) = (client.clone(), base.to_string());
+        async move {
+            let started = Instant::now();
+            let mut tasks = Vec::new();
+            for c in 0..clients {
+                let (client, base, label) = (client.clone(), base.clone(), label.clone());
+                tasks.push(tokio::spawn(async move {
+                    let mut n = 0u64;
+                    while started.elapsed() < Duration::from_secs(3) {
+                        let name = format!("fan-{label}-{c}-{n}");
+                        let res = client
+                            .post(format!("{base}/api/v1/namespaces/bench/configmaps"))
+                            .json(&configmap(&name, json!({})))
+                            .send()
+                            .await?;
+                        res.error_for_status()?.bytes().await?;
+                        n += 1;
+                    }
+                    Ok::<_, anyhow::Error>(n)
+                }));
+            }
+            let mut total = 0;
+            for t in tasks {
+                total += t.await??;
+            }
+            Ok::<_, anyhow::Error>(total as f64 / started.elapsed().as_secs_f64())
+        }
+    };
+    for i in 0..WATCHERS {
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": format!("watch-{i}")}});
+        client
+            .post(format!("{base}/api/v1/namespaces"))
+            .json(&ns)
+            .send()
+            .await?;
+    }
+    let (mut without, mut with) = (Vec::new(), Vec::new());
+    for round in 0..3 {
+        without.push(burst(format!("none{round}")).await?);
+        let watchers = open_watchers(
+            client,
+            |i| {
+                format!(
+                    "{base}/api/v1/namespaces/watch-{i}/configmaps?watch=true&resourceVersion=0"
+                )
+            },
+            WATCHERS,
+            usize::MAX,
+            Instant::now(),
+            Duration::from_secs(5),
+        )
+        .await?;
+        with.push(burst(format!("some{round}")).await?);
+        for w in watchers {
+            w.abort();
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let (a, b) = (median(without), median(with));
+    let slowdown = 1.0 - b / a;
+    let ok = slowdown <= 0.2;
+    println!(
+        "fan-out    creates/s with {WATCHERS} watch streams {b:>7.0}   without {a:>7.0}   slowdown {:.0}% (target ≤ 20%)  {}   [median of 3 alternating rounds, {clients} clients]",
+        slowdown * 100.0,
+        verdict(ok)
+    );
+    Ok(ok)
+}
