@@ -339,3 +339,90 @@ async fn a_broker_restart_loses_nothing_and_never_fails_a_write() {
     drop((a, b));
     db.drop_db().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_cross_the_bus_sealed() {
+    use base64::Engine as _;
+    use futures::StreamExt;
+    use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+
+    let _turn = BROKER.lock().await;
+    let Some(db) = syncsets_testkit::TestDb::create().await else {
+        return;
+    };
+    let Some(amqp) = syncsets_testkit::rabbitmq_url() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--store", &db.url, "--bus", &amqp]);
+    // A raw listener on the events exchange: what anyone with access to the broker sees.
+    let conn = lapin::Connection::connect(&amqp, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let q = ch
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    ch.queue_bind(
+        q.name().clone(),
+        "syncsets.events".into(),
+        "#".into(),
+        QueueBindOptions::default(),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let mut consumer = ch
+        .basic_consume(
+            q.name().clone(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    const MARKER: &str = "bus-plaintext-marker-91c2";
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "kc"},
+        "stringData": {"kubeconfig": MARKER}});
+    let res = reqwest::Client::new()
+        .post(format!("{}/api/v1/namespaces/default/secrets", server.base))
+        .json(&secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(MARKER);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let delivery = tokio::time::timeout_at(deadline, consumer.next())
+            .await
+            .expect("the Secret's event reaches the bus")
+            .unwrap()
+            .unwrap();
+        for needle in [MARKER.as_bytes(), b64.as_bytes()] {
+            assert!(
+                !delivery.data.windows(needle.len()).any(|w| w == needle),
+                "a bus message holds a Secret's plaintext"
+            );
+        }
+        let event: Value = serde_json::from_slice(&delivery.data).unwrap();
+        if event["key"]["resource"] == "secrets" {
+            assert!(event["sealed"].is_string(), "the Secret travels sealed");
+            break;
+        }
+    }
+    let _ = conn.close(200, "done".into()).await;
+    drop(server);
+    db.drop_db().await;
+}
