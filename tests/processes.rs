@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -424,5 +425,102 @@ async fn secrets_cross_the_bus_sealed() {
     }
     let _ = conn.close(200, "done".into()).await;
     drop(server);
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_a_relaying_server_loses_nothing_on_the_bus() {
+    let _turn = BROKER.lock().await;
+    let Some(db) = syncsets_testkit::TestDb::create().await else {
+        return;
+    };
+    let Some(amqp) = syncsets_testkit::rabbitmq_url() else {
+        return;
+    };
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let args = ["--store", db.url.as_str(), "--bus", amqp.as_str()];
+    // The first server to start leads the relay: the one that will be killed.
+    let first = Server::start(d1.path(), &args);
+    std::fs::copy(
+        d1.path().join("encryption.keys"),
+        d2.path().join("encryption.keys"),
+    )
+    .unwrap();
+    let survivor = Server::start(d2.path(), &args);
+    let rv = reqwest::get(format!("{}{CM}", survivor.base))
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A consumer on the surviving server, fed through RabbitMQ, for the whole test.
+    let seen: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
+    let consumer = tokio::spawn({
+        let (seen, url) = (
+            seen.clone(),
+            format!("{}{CM}?watch=true&resourceVersion={rv}", survivor.base),
+        );
+        async move {
+            let mut res = reqwest::get(url).await.unwrap();
+            let mut buf = Vec::new();
+            while let Ok(Some(chunk)) = res.chunk().await {
+                buf.extend_from_slice(&chunk);
+                while let Some(i) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=i).collect();
+                    let e: Value = serde_json::from_slice(&line).unwrap();
+                    let m = &e["object"]["metadata"];
+                    if e["type"] == "ADDED" {
+                        seen.lock().unwrap().insert(
+                            m["name"].as_str().unwrap().to_string(),
+                            m["resourceVersion"].as_str().unwrap().to_string(),
+                        );
+                    }
+                }
+            }
+        }
+    });
+    let mut acked: Acked = Vec::new();
+    let mut server = Some(first);
+    for round in 0..3 {
+        let s = server
+            .take()
+            .unwrap_or_else(|| Server::start(d1.path(), &args));
+        let (stop, tasks) = write_load(&s.base, round);
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        s.kill();
+        let _ = stop.send(true);
+        for t in tasks {
+            acked.extend(t.await.unwrap());
+        }
+    }
+    assert!(
+        acked.len() > 50,
+        "the load wrote something: {}",
+        acked.len()
+    );
+    // The survivor takes over the relay and everything acknowledged reaches the consumer.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let missing: Vec<(String, String, Option<String>)> = acked
+            .iter()
+            .filter(|(n, rv)| seen.lock().unwrap().get(n) != Some(rv))
+            .map(|(n, rv)| (n.clone(), rv.clone(), seen.lock().unwrap().get(n).cloned()))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "{} acknowledged writes never reached the consumer: {missing:?}",
+                missing.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    consumer.abort();
+    drop(survivor);
     db.drop_db().await;
 }

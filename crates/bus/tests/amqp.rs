@@ -152,21 +152,10 @@ async fn a_dead_replicas_work_moves_to_a_living_one() {
             .await
             .expect("work moved")
             .unwrap();
-        assert!(
-            active.lock().unwrap().insert(l.key().to_string()),
-            "overlap on {}",
-            l.key()
-        );
         done.insert(l.key().to_string());
-        active.lock().unwrap().remove(l.key());
         l.done();
     }
-    let missing: Vec<&String> = keys.iter().filter(|k| !done.contains(*k)).collect();
-    assert!(
-        missing.len() <= 1,
-        "only the spawned task's lease may be missing: {missing:?}"
-    );
-    assert!(held_keys.iter().filter(|k| done.contains(*k)).count() >= held_keys.len() - 1);
+    assert!(held_keys.iter().all(|k| done.contains(k)));
     second.delete_work_queue(&name, &[]).await.unwrap();
     second.close().await;
     producer.close().await;

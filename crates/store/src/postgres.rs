@@ -4,9 +4,9 @@
 //!
 //! Sequence values can commit out of order and abandoned ones leave gaps, so "everything up
 //! to rv N is settled" is established by [`PostgresStore::settle`]: read the sequence, then
-//! the running transactions, and wait for those to end. Writers take their transaction id
-//! before their resourceVersion (`syncsets_next_rv()`), so any holder of a version up to N
-//! is among them.
+//! take a fresh transaction id X, and wait until no transaction with an id below X runs.
+//! Writers take their transaction id before their resourceVersion (`syncsets_next_rv()`),
+//! so any holder of a version up to N has an id below X.
 
 mod batch;
 
@@ -145,35 +145,37 @@ impl PostgresStore {
         Ok(store)
     }
 
-    /// Establishes a fresh watermark: every resourceVersion up to it is committed or
-    /// abandoned.
+    /// Establishes a fresh watermark: every resourceVersion up to it is committed (and
+    /// visible to every later snapshot) or abandoned.
     pub async fn settle(&self) -> Result<u64> {
+        let known = self.watermark.load(Ordering::Acquire);
         let (last, called): (i64, bool) =
             sqlx::query_as("SELECT last_value, is_called FROM rv_seq")
                 .fetch_one(&self.pool)
                 .await?;
-        // A later statement, hence a later snapshot: every transaction holding a version up
-        // to `last` took its id before `last` was read, so it is finished or listed here.
-        let running: Vec<String> =
-            sqlx::query_scalar("SELECT x::text FROM pg_snapshot_xip(pg_current_snapshot()) AS x")
-                .fetch_all(&self.pool)
+        if !called || last as u64 <= known {
+            // Nothing handed out since the last settle point.
+            return Ok(known);
+        }
+        let (last, _, xid): (i64, bool, String) =
+            sqlx::query_as("SELECT last, called, xid FROM syncsets_settle_point()")
+                .fetch_one(&self.pool)
                 .await?;
         let mut pause = Duration::from_micros(200);
-        while !running.is_empty() {
-            let still: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM unnest($1::text[]) AS x WHERE pg_xact_status(x::xid8) = 'in progress'",
+        loop {
+            let running: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_snapshot_xip(pg_current_snapshot()) AS x WHERE x < $1::xid8",
             )
-            .bind(&running)
+            .bind(&xid)
             .fetch_one(&self.pool)
             .await?;
-            if still == 0 {
+            if running == 0 {
                 break;
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(50));
         }
-        let w = if called { last as u64 } else { 0 };
-        self.watermark.fetch_max(w, Ordering::AcqRel);
+        self.watermark.fetch_max(last as u64, Ordering::AcqRel);
         Ok(self.watermark.load(Ordering::Acquire))
     }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use serde_json::json;
+use sqlx::Connection as _;
 use syncsets_store::{Keyring, ListQuery, ObjectKey, PostgresStore, SqliteStore, Store};
 use syncsets_testkit::TestDb;
 use syncsets_types::Selector;
@@ -142,5 +143,40 @@ async fn postgres_selectors_use_the_gin_index() {
     let page = store.list(&selector_query("app=web")).await.unwrap();
     assert_eq!(page.items.len(), 200);
     pool.close().await;
+    db.drop_db().await;
+}
+
+/// The PostgreSQL watermark never passes a version whose transaction is still open, even
+/// when that transaction holds the newest id (which a snapshot's running list omits).
+#[tokio::test]
+async fn postgres_watermark_waits_for_the_newest_open_transaction() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let store = Arc::new(PostgresStore::open(&db.url, None).await.unwrap());
+    let before = store.watermark().await.unwrap();
+    let mut writer = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut writer).await.unwrap();
+    let rv: i64 = sqlx::query_scalar("SELECT syncsets_next_rv()")
+        .fetch_one(&mut writer)
+        .await
+        .unwrap();
+    let settling = tokio::spawn({
+        let store = store.clone();
+        async move { store.watermark().await.unwrap() }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !settling.is_finished() || settling.await.unwrap() < rv as u64,
+        "the watermark passed an open transaction's version"
+    );
+    sqlx::query("COMMIT").execute(&mut writer).await.unwrap();
+    let store2 = store.clone();
+    let after = tokio::time::timeout(std::time::Duration::from_secs(5), async move {
+        store2.watermark().await.unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(after >= rv as u64 && rv as u64 > before);
     db.drop_db().await;
 }

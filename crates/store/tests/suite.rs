@@ -268,6 +268,61 @@ async fn outbox_records_every_change(store: Arc<dyn Store>) {
     assert_eq!(store.events_after(start, 1).await.unwrap().len(), 1);
 }
 
+/// What the outbox relay relies on: a reader that follows the outbox while writers run
+/// concurrently sees every committed change, none skipped, in order.
+async fn a_follower_of_the_outbox_misses_nothing(store: Arc<dyn Store>) {
+    const WRITERS: usize = 2;
+    const PER_WRITER: usize = 500;
+    let start = store.watermark().await.unwrap();
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut rvs = Vec::new();
+                for i in 0..PER_WRITER {
+                    let name = format!("f{w}-{i}");
+                    let c = store
+                        .create(
+                            &key("follow", &name),
+                            &cm("follow", &name, json!({})),
+                            false,
+                        )
+                        .await
+                        .unwrap();
+                    rvs.push(c.rv);
+                }
+                rvs
+            })
+        })
+        .collect();
+    let follower = tokio::spawn({
+        let store = store.clone();
+        async move {
+            let (mut position, mut seen) = (start, Vec::new());
+            while seen.len() < WRITERS * PER_WRITER {
+                let batch = store.outbox_after(position, 64).await.unwrap();
+                if let Some(last) = batch.last() {
+                    position = last.rv;
+                }
+                seen.extend(batch.iter().map(|e| e.rv));
+                tokio::task::yield_now().await;
+            }
+            seen
+        }
+    });
+    let mut written: Vec<u64> = Vec::new();
+    for w in writers {
+        written.extend(w.await.unwrap());
+    }
+    written.sort_unstable();
+    let seen = tokio::time::timeout(Duration::from_secs(30), follower)
+        .await
+        .expect("the follower saw every change")
+        .unwrap();
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "in order, once each");
+    assert_eq!(seen, written);
+}
+
 async fn compaction_keeps_unpublished_events(store: Arc<dyn Store>) {
     let start = store.watermark().await.unwrap();
     let mut rvs = Vec::new();
@@ -478,6 +533,7 @@ suite!(
     label_selectors_match_kubernetes,
     outbox_records_every_change,
     compaction_keeps_unpublished_events,
+    a_follower_of_the_outbox_misses_nothing,
     secrets_round_trip,
     concurrent_updates_have_one_winner,
     many_concurrent_writers,
