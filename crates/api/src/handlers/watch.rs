@@ -9,6 +9,7 @@
 //! Start version, as Kubernetes: unset → the current state, then changes; `0` → the same
 //! (any state will do); `N` → every change after N, or 410 Gone when N was compacted.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -76,6 +77,7 @@ pub(crate) async fn watch(ctx: &Ctx) -> ApiResult<Response> {
         fields,
         query: q,
         sent: start.unwrap_or(0),
+        listed: HashMap::new(),
         headers_sent: false,
         tx,
     };
@@ -136,6 +138,9 @@ struct Watch {
     query: ListQuery,
     /// The last resourceVersion sent (or the start).
     sent: u64,
+    /// Objects sent in the initial state, at their versions: a list may include changes
+    /// committed after its resourceVersion, and those are not sent again.
+    listed: HashMap<(String, String), u64>,
     headers_sent: bool,
     tx: mpsc::Sender<Bytes>,
 }
@@ -164,6 +169,10 @@ impl Watch {
             }
             if initial {
                 for raw in &page.items {
+                    if raw.rv > page.rv {
+                        self.listed
+                            .insert((raw.namespace.clone(), raw.name.clone()), raw.rv);
+                    }
                     let stored = raw
                         .parse()
                         .map_err(|e| Stop::Error(ApiError::internal("reading objects", &e)))?;
@@ -234,8 +243,14 @@ impl Watch {
             return Ok(());
         }
         self.sent = event.rv;
-        let q = &self.query;
         let key = &event.key;
+        if !self.listed.is_empty()
+            && let Some(listed) = self.listed.get(&(key.namespace.clone(), key.name.clone()))
+            && event.rv <= *listed
+        {
+            return Ok(());
+        }
+        let q = &self.query;
         if key.cluster != q.cluster
             || key.resource != q.resource
             || q.namespace.as_ref().is_some_and(|ns| *ns != key.namespace)
