@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use syncsets_store::{Retention, Store};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::Bus;
@@ -89,19 +90,18 @@ async fn run(store: Arc<dyn Store>, bus: Arc<dyn Bus>, config: RelayConfig, coun
             }
         };
         tracing::info!(position, bus = bus.backend(), "outbox relay leading");
-        let (mut checked, mut compacted) = (Instant::now(), Instant::now());
+        // Bookkeeping (recording the position, compaction) runs beside the relay, so that
+        // its writes never hold up an event.
+        let (published_tx, published_rx) = watch::channel(position);
+        let keeper = tokio::spawn(keep_books(store.clone(), published_rx, config));
+        let mut checked = Instant::now();
         loop {
             if checked.elapsed() >= Duration::from_secs(1) {
                 checked = Instant::now();
                 if !store.still_leading().await {
                     tracing::warn!("outbox relay lost the lead");
+                    keeper.abort();
                     break;
-                }
-            }
-            if compacted.elapsed() >= config.compact_every {
-                compacted = Instant::now();
-                if let Err(e) = store.compact(config.retention).await {
-                    tracing::warn!(error = %e, "outbox compaction failed");
                 }
             }
             let batch = match store.outbox_after(position, config.batch).await {
@@ -129,11 +129,41 @@ async fn run(store: Arc<dyn Store>, bus: Arc<dyn Bus>, config: RelayConfig, coun
             position = last;
             count.fetch_add(batch.len() as u64, Ordering::Relaxed);
             backoff = Duration::from_millis(50);
+            published_tx.send_replace(position);
+        }
+    }
+}
+
+/// How often the published position is recorded at most. After a crash the relay repeats
+/// what it published since (receivers drop duplicates).
+const RECORD_EVERY: Duration = Duration::from_millis(100);
+
+/// Records the relay's position as it advances, and compacts the outbox now and then.
+async fn keep_books(
+    store: Arc<dyn Store>,
+    mut published: watch::Receiver<u64>,
+    config: RelayConfig,
+) {
+    let mut compacted = Instant::now();
+    loop {
+        let changed = tokio::time::timeout(config.compact_every, published.changed()).await;
+        if matches!(changed, Ok(Err(_))) {
+            return; // the relay stopped
+        }
+        if changed.is_ok() {
+            let position = *published.borrow_and_update();
             if let Err(e) = store.mark_published(position).await {
-                // Harmless: the next batch records a later position.
+                // Harmless: a later position is recorded next.
                 tracing::warn!(error = %e, "outbox relay: recording its position failed");
             }
         }
+        if compacted.elapsed() >= config.compact_every {
+            compacted = Instant::now();
+            if let Err(e) = store.compact(config.retention).await {
+                tracing::warn!(error = %e, "outbox compaction failed");
+            }
+        }
+        tokio::time::sleep(RECORD_EVERY).await;
     }
 }
 
