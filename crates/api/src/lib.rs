@@ -28,6 +28,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
+use axum::serve::ListenerExt as _;
 use axum::routing::post;
 use std::time::Duration;
 use syncsets_machinery::registry::{Kinds, Registry};
@@ -160,6 +161,13 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Watch events are small writes: without TCP_NODELAY, Nagle's algorithm holds one back
+    // until the client acknowledges the previous (tens of milliseconds with delayed ACKs).
+    let listener = listener.tap_io(|stream| {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
