@@ -29,6 +29,10 @@ pub struct RelayConfig {
     pub retention: Retention,
     /// How often old events are compacted.
     pub compact_every: Duration,
+    /// After a batch that was not full, how long events may gather before the next read:
+    /// under a write load this bounds the relay's reads of the outbox (each also settles
+    /// the watermark), which otherwise compete with the writers.
+    pub linger: Duration,
 }
 
 impl Default for RelayConfig {
@@ -38,6 +42,7 @@ impl Default for RelayConfig {
             poll: Duration::from_millis(10),
             retention: Retention::default(),
             compact_every: Duration::from_secs(10),
+            linger: Duration::from_millis(5),
         }
     }
 }
@@ -130,6 +135,9 @@ async fn run(store: Arc<dyn Store>, bus: Arc<dyn Bus>, config: RelayConfig, coun
             count.fetch_add(batch.len() as u64, Ordering::Relaxed);
             backoff = Duration::from_millis(50);
             published_tx.send_replace(position);
+            if batch.len() < config.batch && !config.linger.is_zero() {
+                tokio::time::sleep(config.linger).await;
+            }
         }
     }
 }
