@@ -85,6 +85,35 @@ async fn watch_names(url: String, want: usize, deadline: Duration) -> BTreeMap<S
     seen
 }
 
+/// Two servers sharing PostgreSQL and RabbitMQ, and (as they must) the Secret key; the
+/// first leads the outbox relay. Their data directories come along.
+fn two_servers(db: &str, amqp: &str) -> (Server, Server, [tempfile::TempDir; 2]) {
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let args = ["--store", db, "--bus", amqp];
+    let first = Server::start(dirs[0].path(), &args);
+    std::fs::copy(
+        dirs[0].path().join("encryption.keys"),
+        dirs[1].path().join("encryption.keys"),
+    )
+    .unwrap();
+    let second = Server::start(dirs[1].path(), &args);
+    (first, second, dirs)
+}
+
+/// The resourceVersion of a list of the default namespace's ConfigMaps.
+async fn list_rv(base: &str) -> String {
+    let list: Value = reqwest::get(format!("{base}{CM}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_on_one_server_reaches_a_watcher_on_another() {
     let _turn = BROKER.lock().await;
@@ -94,27 +123,9 @@ async fn a_write_on_one_server_reaches_a_watcher_on_another() {
     let Some(amqp) = syncsets_testkit::rabbitmq_url() else {
         return;
     };
-    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    // Both servers need the same Secret key to read each other's Secrets.
-    let a = Server::start(d1.path(), &["--store", &db.url, "--bus", &amqp]);
-    std::fs::copy(
-        d1.path().join("encryption.keys"),
-        d2.path().join("encryption.keys"),
-    )
-    .unwrap();
-    let b = Server::start(d2.path(), &["--store", &db.url, "--bus", &amqp]);
+    let (a, b, _dirs) = two_servers(&db.url, &amqp);
     let client = reqwest::Client::new();
-    let rv = client
-        .get(format!("{}{CM}", b.base))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap()["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let rv = list_rv(&b.base).await;
     let watcher = tokio::spawn(watch_names(
         format!("{}{CM}?watch=true&resourceVersion={rv}", b.base),
         20,
@@ -278,23 +289,8 @@ async fn a_broker_restart_loses_nothing_and_never_fails_a_write() {
     let Some(amqp) = syncsets_testkit::rabbitmq_url() else {
         return;
     };
-    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = Server::start(d1.path(), &["--store", &db.url, "--bus", &amqp]);
-    std::fs::copy(
-        d1.path().join("encryption.keys"),
-        d2.path().join("encryption.keys"),
-    )
-    .unwrap();
-    let b = Server::start(d2.path(), &["--store", &db.url, "--bus", &amqp]);
-    let rv = reqwest::get(format!("{}{CM}", b.base))
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap()["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (a, b, _dirs) = two_servers(&db.url, &amqp);
+    let rv = list_rv(&b.base).await;
     let (stop, tasks) = write_load(&a.base, 0);
     tokio::time::sleep(Duration::from_millis(800)).await;
     rabbitmqctl("stop_app");
@@ -437,25 +433,10 @@ async fn sigkill_of_a_relaying_server_loses_nothing_on_the_bus() {
     let Some(amqp) = syncsets_testkit::rabbitmq_url() else {
         return;
     };
-    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let args = ["--store", db.url.as_str(), "--bus", amqp.as_str()];
     // The first server to start leads the relay: the one that will be killed.
-    let first = Server::start(d1.path(), &args);
-    std::fs::copy(
-        d1.path().join("encryption.keys"),
-        d2.path().join("encryption.keys"),
-    )
-    .unwrap();
-    let survivor = Server::start(d2.path(), &args);
-    let rv = reqwest::get(format!("{}{CM}", survivor.base))
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap()["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (first, survivor, dirs) = two_servers(&db.url, &amqp);
+    let args = ["--store", db.url.as_str(), "--bus", amqp.as_str()];
+    let rv = list_rv(&survivor.base).await;
     // A consumer on the surviving server, fed through RabbitMQ, for the whole test.
     let seen: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
     let consumer = tokio::spawn({
@@ -487,7 +468,7 @@ async fn sigkill_of_a_relaying_server_loses_nothing_on_the_bus() {
     for round in 0..3 {
         let s = server
             .take()
-            .unwrap_or_else(|| Server::start(d1.path(), &args));
+            .unwrap_or_else(|| Server::start(dirs[0].path(), &args));
         let (stop, tasks) = write_load(&s.base, round);
         tokio::time::sleep(Duration::from_millis(800)).await;
         s.kill();

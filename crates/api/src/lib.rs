@@ -28,8 +28,8 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::serve::ListenerExt as _;
 use axum::routing::post;
+use axum::serve::ListenerExt as _;
 use std::time::Duration;
 use syncsets_machinery::registry::{Kinds, Registry};
 
