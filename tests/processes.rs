@@ -116,11 +116,7 @@ async fn list_rv(base: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_on_one_server_reaches_a_watcher_on_another() {
-    let _turn = BROKER.lock().await;
-    let Some(db) = syncsets_testkit::TestDb::create().await else {
-        return;
-    };
-    let Some(amqp) = syncsets_testkit::rabbitmq_url() else {
+    let Some((_turn, db, amqp)) = backends().await else {
         return;
     };
     let (a, b, _dirs) = two_servers(&db.url, &amqp);
@@ -268,6 +264,19 @@ async fn sigkill_under_write_load_loses_nothing_acknowledged() {
 /// Tests that use the broker take turns: one of them stops it.
 static BROKER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// The broker's turn, a fresh PostgreSQL database and RabbitMQ's URL (`None`: skipped,
+/// outside CI only).
+async fn backends() -> Option<(
+    tokio::sync::MutexGuard<'static, ()>,
+    syncsets_testkit::TestDb,
+    String,
+)> {
+    let turn = BROKER.lock().await;
+    let db = syncsets_testkit::TestDb::create().await?;
+    let amqp = syncsets_testkit::rabbitmq_url()?;
+    Some((turn, db, amqp))
+}
+
 fn rabbitmqctl(cmd: &str) {
     let out = Command::new("rabbitmqctl")
         .arg(cmd)
@@ -282,11 +291,7 @@ fn rabbitmqctl(cmd: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restart_loses_nothing_and_never_fails_a_write() {
-    let _turn = BROKER.lock().await;
-    let Some(db) = syncsets_testkit::TestDb::create().await else {
-        return;
-    };
-    let Some(amqp) = syncsets_testkit::rabbitmq_url() else {
+    let Some((_turn, db, amqp)) = backends().await else {
         return;
     };
     let (a, b, _dirs) = two_servers(&db.url, &amqp);
@@ -343,11 +348,7 @@ async fn secrets_cross_the_bus_sealed() {
     use futures::StreamExt;
     use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
 
-    let _turn = BROKER.lock().await;
-    let Some(db) = syncsets_testkit::TestDb::create().await else {
-        return;
-    };
-    let Some(amqp) = syncsets_testkit::rabbitmq_url() else {
+    let Some((_turn, db, amqp)) = backends().await else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -426,11 +427,7 @@ async fn secrets_cross_the_bus_sealed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_a_relaying_server_loses_nothing_on_the_bus() {
-    let _turn = BROKER.lock().await;
-    let Some(db) = syncsets_testkit::TestDb::create().await else {
-        return;
-    };
-    let Some(amqp) = syncsets_testkit::rabbitmq_url() else {
+    let Some((_turn, db, amqp)) = backends().await else {
         return;
     };
     // The first server to start leads the relay: the one that will be killed.
