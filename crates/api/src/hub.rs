@@ -168,14 +168,6 @@ impl Hub {
     pub fn position(&self) -> u64 {
         *self.position.borrow()
     }
-
-    /// Waits until the hub has passed on everything up to `rv`, or the timeout passes.
-    pub async fn reach(&self, rv: u64, timeout: Duration) -> bool {
-        let mut position = self.position.clone();
-        tokio::time::timeout(timeout, position.wait_for(|p| *p >= rv))
-            .await
-            .is_ok_and(|r| r.is_ok())
-    }
 }
 
 async fn run(

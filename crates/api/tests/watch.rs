@@ -141,7 +141,7 @@ async fn initial_state_bookmarks_and_timeouts(app: &TestApp) {
 
     // The streaming-list protocol: initial events, then a bookmark that says they ended.
     let mut w = app
-        .watch(&format!("{CM}?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true"))
+        .watch(&format!("{CM}?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&resourceVersion=1"))
         .await;
     for _ in 0..3 {
         assert_eq!(w.next().await.unwrap()["type"], "ADDED");
@@ -162,6 +162,12 @@ async fn initial_state_bookmarks_and_timeouts(app: &TestApp) {
             .unwrap()
             .parse::<u64>()
             .is_ok()
+    );
+    // Changes follow the initial state; what it already holds is not replayed.
+    app.post(CM, &cm("i4", "x")).await;
+    assert_eq!(
+        summary(&w.next_change().await.unwrap()),
+        pair("ADDED", "i4")
     );
 
     let bad = app

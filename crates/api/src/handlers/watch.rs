@@ -164,9 +164,8 @@ impl Watch {
                 .list(&self.query)
                 .await
                 .map_err(|e| Stop::Error(ApiError::internal("listing for a watch", &e)))?;
-            if start.is_none() {
-                self.sent = page.rv;
-            }
+            // Changes follow the state sent (or, with no initial state, the current one).
+            self.sent = page.rv;
             if initial {
                 for raw in &page.items {
                     if raw.rv > page.rv {
