@@ -502,3 +502,86 @@ async fn sigkill_of_a_relaying_server_loses_nothing_on_the_bus() {
     drop(survivor);
     db.drop_db().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_sim_registers_clusters_that_kubectl_can_use() {
+    use base64::Engine as _;
+    let hub_dir = tempfile::tempdir().unwrap();
+    let hub = Server::start(hub_dir.path(), &[]);
+    let mut sim = Command::new(env!("CARGO_BIN_EXE_syncsets"))
+        .args([
+            "fleet-sim",
+            "--clusters",
+            "5",
+            "--listen",
+            "127.0.0.1:0",
+            "--labels",
+            "env=prod",
+        ])
+        .args(["--hub", &hub.base])
+        .env("SYNCSETS_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(sim.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("5 registered"), "{line}");
+    let cds: Value = reqwest::get(format!(
+        "{}/apis/hive.openshift.io/v1/namespaces/fleet/clusterdeployments?labelSelector=env%3Dprod,fleet.syncsets.io%2Fgroup%3D3",
+        hub.base
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let items = cds["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{cds}");
+    assert_eq!(items[0]["metadata"]["name"], "sim-00003");
+    assert_eq!(items[0]["spec"]["installed"], true);
+    // The kubeconfig in the hub's Secret reaches the simulated cluster, for kubectl too.
+    let secret_name = items[0]["spec"]["clusterMetadata"]["adminKubeconfigSecretRef"]["name"]
+        .as_str()
+        .unwrap();
+    let secret: Value = reqwest::get(format!(
+        "{}/api/v1/namespaces/fleet/secrets/{secret_name}",
+        hub.base
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let kubeconfig = base64::engine::general_purpose::STANDARD
+        .decode(secret["data"]["kubeconfig"].as_str().unwrap())
+        .unwrap();
+    let path = hub_dir.path().join("member-kubeconfig");
+    std::fs::write(&path, kubeconfig).unwrap();
+    let kubectl = |args: &[&str]| {
+        let out = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&path)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(kubectl(&["get", "ns"]).contains("default"));
+    kubectl(&["create", "configmap", "only-here", "--from-literal=a=1"]);
+    assert!(kubectl(&["get", "cm"]).contains("only-here"));
+    // Another simulated cluster is a separate API.
+    let other = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("sim-00003", "sim-00004");
+    std::fs::write(&path, other).unwrap();
+    assert!(!kubectl(&["get", "cm"]).contains("only-here"));
+    let _ = sim.kill();
+    let _ = sim.wait();
+}

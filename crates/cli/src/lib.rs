@@ -43,6 +43,8 @@ enum Command {
     Migrate(cmd::migrate::MigrateArgs),
     /// Measure throughput and latency beside raw SQL baselines.
     Bench(cmd::bench::BenchArgs),
+    /// Host simulated member clusters and register them with a hub.
+    FleetSim(cmd::fleet_sim::FleetSimArgs),
 }
 
 impl Args {
@@ -68,6 +70,7 @@ impl Args {
                 Command::Serve(a) => cmd::serve::run(a).await,
                 Command::Migrate(a) => cmd::migrate::run(a).await,
                 Command::Bench(a) => cmd::bench::run(a).await,
+                Command::FleetSim(a) => cmd::fleet_sim::run(a).await,
             }
         });
         match result {

@@ -2,5 +2,6 @@
 
 pub mod bench;
 mod bench_watch;
+pub mod fleet_sim;
 pub mod migrate;
 pub mod serve;
