@@ -11,7 +11,7 @@ use kube::runtime::{WatchStreamExt, reflector};
 use syncsets_api::{AppState, Config};
 use syncsets_store::Keyring;
 
-async fn server() -> (kube::Client, tempfile::TempDir) {
+async fn server() -> (kube::Client, String, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
     let keyring = Arc::new(Keyring::new(vec![("k1".into(), vec![6; 32])]).unwrap());
@@ -24,8 +24,9 @@ async fn server() -> (kube::Client, tempfile::TempDir) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(syncsets_api::run(state, listener, std::future::pending()));
-    let config = kube::Config::new(format!("http://{addr}").parse().unwrap());
-    (kube::Client::try_from(config).unwrap(), dir)
+    let url = format!("http://{addr}");
+    let config = kube::Config::new(url.parse().unwrap());
+    (kube::Client::try_from(config).unwrap(), url, dir)
 }
 
 fn cm(name: &str) -> ConfigMap {
@@ -38,7 +39,7 @@ fn cm(name: &str) -> ConfigMap {
 /// Runs a watcher with a short server-side timeout, so it re-watches several times, while
 /// objects change; returns (initial lists seen, errors seen, the reflector's final names).
 async fn watch_through_changes(config: watcher::Config) -> (usize, Vec<String>, Vec<String>) {
-    let (client, _dir) = server().await;
+    let (client, _url, _dir) = server().await;
     let api: Api<ConfigMap> = Api::namespaced(client, "default");
     api.create(&PostParams::default(), &cm("before"))
         .await
@@ -128,4 +129,37 @@ async fn reflector_with_streaming_lists() {
         inits, 1,
         "one initial stream, no relists across watch timeouts"
     );
+}
+
+/// A kube-rs client built from a kubeconfig whose server carries a path, as a simulated
+/// member cluster's does, reaches that logical cluster and only it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_from_a_member_kubeconfig_with_a_path() {
+    let (hub, url, _dir) = server().await;
+    let on_hub: Api<ConfigMap> = Api::namespaced(hub, "default");
+    on_hub
+        .create(&PostParams::default(), &cm("on-the-hub"))
+        .await
+        .unwrap();
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: m\n  cluster:\n    server: {url}/clusters/member-7\ncontexts:\n- name: m\n  context:\n    cluster: m\n    user: m\ncurrent-context: m\nusers:\n- name: m\n  user: {{}}\n"
+    );
+    let kc = kube::config::Kubeconfig::from_yaml(&kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    let member = kube::Client::try_from(config).unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(member, "default");
+    api.create(&PostParams::default(), &cm("on-the-member"))
+        .await
+        .unwrap();
+    let names: Vec<String> = api
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|c| c.metadata.name.unwrap())
+        .collect();
+    assert_eq!(names, ["on-the-member"]);
 }
