@@ -400,7 +400,8 @@ impl AmqpQueue {
     async fn send(&self, key: &str, delay: Option<Duration>) -> Result<()> {
         let bus = self.bus()?;
         let shard = self.shard_queue(self.shard_of(key));
-        let ch = bus.channel().await?;
+        // Declared (once per process) on the publishing channel: no channel per message.
+        let ch = bus.publisher().await?;
         self.declare(&ch, &shard, Self::shard_args()).await?;
         let mut props = BasicProperties::default().with_delivery_mode(2);
         let target = match delay {
