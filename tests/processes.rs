@@ -58,31 +58,40 @@ fn cm(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": name}})
 }
 
-/// Reads watch events until `want` names were seen or the deadline passes.
-async fn watch_names(url: String, want: usize, deadline: Duration) -> BTreeMap<String, String> {
+/// Objects seen ADDED: name → resourceVersion.
+type Seen = Arc<Mutex<BTreeMap<String, String>>>;
+
+/// Follows a watch, recording every object it adds, until the stream ends.
+async fn follow(url: String, seen: Seen) {
     let mut res = reqwest::get(url).await.unwrap();
     assert_eq!(res.status(), 200);
-    let mut seen = BTreeMap::new();
     let mut buf = Vec::new();
-    let end = tokio::time::Instant::now() + deadline;
-    while seen.len() < want {
-        let Ok(Ok(Some(chunk))) = tokio::time::timeout_at(end, res.chunk()).await else {
-            break;
-        };
+    while let Ok(Some(chunk)) = res.chunk().await {
         buf.extend_from_slice(&chunk);
         while let Some(i) = buf.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = buf.drain(..=i).collect();
             let e: Value = serde_json::from_slice(&line).unwrap();
             if e["type"] == "ADDED" {
                 let m = &e["object"]["metadata"];
-                seen.insert(
+                seen.lock().unwrap().insert(
                     m["name"].as_str().unwrap().to_string(),
                     m["resourceVersion"].as_str().unwrap().to_string(),
                 );
             }
         }
     }
-    seen
+}
+
+/// Follows a watch until `want` objects were added or the deadline passes.
+async fn watch_names(url: String, want: usize, deadline: Duration) -> BTreeMap<String, String> {
+    let seen = Seen::default();
+    let watch = tokio::spawn(follow(url, seen.clone()));
+    let end = Instant::now() + deadline;
+    while seen.lock().unwrap().len() < want && Instant::now() < end && !watch.is_finished() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    watch.abort();
+    seen.lock().unwrap().clone()
 }
 
 /// Two servers sharing PostgreSQL and RabbitMQ, and (as they must) the Secret key; the
@@ -156,14 +165,26 @@ async fn a_write_on_one_server_reaches_a_watcher_on_another() {
 /// Acknowledged writes: (name, resourceVersion).
 type Acked = Vec<(String, String)>;
 
-/// Concurrent writers; each task returns the writes acknowledged to it when stopped.
-fn write_load(
-    base: &str,
-    round: usize,
-) -> (
-    tokio::sync::watch::Sender<bool>,
-    Vec<tokio::task::JoinHandle<Acked>>,
-) {
+/// Concurrent writers, each stopping at its first failure or when told to.
+struct Load {
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<Acked>>,
+}
+
+impl Load {
+    /// Stops the writers; returns every write acknowledged to them.
+    async fn finish(self) -> Acked {
+        let _ = self.stop.send(true);
+        let mut acked = Vec::new();
+        for t in self.tasks {
+            acked.extend(t.await.unwrap());
+        }
+        acked
+    }
+}
+
+/// Starts four writers creating ConfigMaps named after the round.
+fn write_load(base: &str, round: usize) -> Load {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
@@ -199,7 +220,7 @@ fn write_load(
             })
         })
         .collect();
-    (stop, tasks)
+    Load { stop, tasks }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -208,13 +229,10 @@ async fn sigkill_under_write_load_loses_nothing_acknowledged() {
     let mut acked: Acked = Vec::new();
     for round in 0..3 {
         let server = Server::start(dir.path(), &[]);
-        let (stop, tasks) = write_load(&server.base, round);
+        let load = write_load(&server.base, round);
         tokio::time::sleep(Duration::from_millis(700 + 300 * round as u64)).await;
         server.kill();
-        let _ = stop.send(true);
-        for t in tasks {
-            acked.extend(t.await.unwrap());
-        }
+        acked.extend(load.finish().await);
     }
     assert!(
         acked.len() > 100,
@@ -296,18 +314,14 @@ async fn a_broker_restart_loses_nothing_and_never_fails_a_write() {
     };
     let (a, b, _dirs) = two_servers(&db.url, &amqp);
     let rv = list_rv(&b.base).await;
-    let (stop, tasks) = write_load(&a.base, 0);
+    let load = write_load(&a.base, 0);
     tokio::time::sleep(Duration::from_millis(800)).await;
     rabbitmqctl("stop_app");
     let down = Instant::now();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     rabbitmqctl("start_app");
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let _ = stop.send(true);
-    let mut acked = Vec::new();
-    for t in tasks {
-        acked.extend(t.await.unwrap());
-    }
+    let acked = load.finish().await;
     // Writers stop at their first failure: they all ran until told to stop.
     let written = acked.len();
     assert!(
@@ -435,44 +449,21 @@ async fn sigkill_of_a_relaying_server_loses_nothing_on_the_bus() {
     let args = ["--store", db.url.as_str(), "--bus", amqp.as_str()];
     let rv = list_rv(&survivor.base).await;
     // A consumer on the surviving server, fed through RabbitMQ, for the whole test.
-    let seen: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
-    let consumer = tokio::spawn({
-        let (seen, url) = (
-            seen.clone(),
-            format!("{}{CM}?watch=true&resourceVersion={rv}", survivor.base),
-        );
-        async move {
-            let mut res = reqwest::get(url).await.unwrap();
-            let mut buf = Vec::new();
-            while let Ok(Some(chunk)) = res.chunk().await {
-                buf.extend_from_slice(&chunk);
-                while let Some(i) = buf.iter().position(|b| *b == b'\n') {
-                    let line: Vec<u8> = buf.drain(..=i).collect();
-                    let e: Value = serde_json::from_slice(&line).unwrap();
-                    let m = &e["object"]["metadata"];
-                    if e["type"] == "ADDED" {
-                        seen.lock().unwrap().insert(
-                            m["name"].as_str().unwrap().to_string(),
-                            m["resourceVersion"].as_str().unwrap().to_string(),
-                        );
-                    }
-                }
-            }
-        }
-    });
+    let seen = Seen::default();
+    let consumer = tokio::spawn(follow(
+        format!("{}{CM}?watch=true&resourceVersion={rv}", survivor.base),
+        seen.clone(),
+    ));
     let mut acked: Acked = Vec::new();
     let mut server = Some(first);
     for round in 0..3 {
         let s = server
             .take()
             .unwrap_or_else(|| Server::start(dirs[0].path(), &args));
-        let (stop, tasks) = write_load(&s.base, round);
+        let load = write_load(&s.base, round);
         tokio::time::sleep(Duration::from_millis(800)).await;
         s.kill();
-        let _ = stop.send(true);
-        for t in tasks {
-            acked.extend(t.await.unwrap());
-        }
+        acked.extend(load.finish().await);
     }
     assert!(
         acked.len() > 50,
