@@ -9,11 +9,11 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
 
 use bytes::Bytes;
+use syncsets_bus::follow::{Followed, follow};
 use syncsets_bus::{Bus, FeedItem};
-use syncsets_store::{ChangeEvent, EventType, OutboxEvent, Store};
+use syncsets_store::{ChangeEvent, EventType, Store};
 use tokio::sync::{mpsc, watch};
 
 /// Events a slow watch may fall behind before it is closed (its client then re-watches from
@@ -172,46 +172,32 @@ impl Hub {
 
 async fn run(
     store: Arc<dyn Store>,
-    mut feed: tokio::sync::mpsc::Receiver<FeedItem>,
+    feed: tokio::sync::mpsc::Receiver<FeedItem>,
     subs: Arc<Subs>,
     position: watch::Sender<u64>,
-    mut last: u64,
+    start: u64,
 ) {
-    // Passes one event on, unless it was passed on already.
-    let pass_on = |event: &OutboxEvent, last: &mut u64| {
-        if event.rv <= *last {
-            return;
-        }
-        *last = event.rv;
-        // Position first: a watch that subscribes after this reads the event from the
-        // outbox (it catches up to the position); one that subscribed before gets it here.
-        position.send_replace(*last);
-        match store.open_event(event) {
-            Ok(opened) => dispatch(&subs, Arc::new(HubEvent::new(opened))),
-            Err(e) => {
-                tracing::error!(rv = event.rv, error = %e, "cannot open a change event; skipping it");
-            }
-        }
-    };
-    while let Some(item) = feed.recv().await {
-        match item {
-            FeedItem::Event(event) => pass_on(&event, &mut last),
-            FeedItem::Resumed => {
-                let mut pause = Duration::from_millis(50);
-                loop {
-                    match store.outbox_after(last, 1024).await {
-                        Ok(batch) if batch.is_empty() => break,
-                        Ok(batch) => batch.iter().for_each(|e| pass_on(e, &mut last)),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "catching up from the outbox failed; retrying");
-                            tokio::time::sleep(pause).await;
-                            pause = (pause * 2).min(Duration::from_secs(5));
-                        }
-                    }
+    let opener = store.clone();
+    follow(store, feed, start, |followed| match followed {
+        Followed::Event(event) => {
+            // Position first: a watch that subscribes after this reads the event from the
+            // outbox (it catches up to the position); one that subscribed before gets it here.
+            position.send_replace(event.rv);
+            match opener.open_event(event) {
+                Ok(opened) => dispatch(&subs, Arc::new(HubEvent::new(opened))),
+                Err(e) => {
+                    tracing::error!(rv = event.rv, error = %e, "cannot open a change event; skipping it");
                 }
             }
         }
-    }
+        Followed::Gap { from } => {
+            // Changes were compacted before this replica read them: end every watch, so
+            // that its client re-watches (and gets 410 Gone if its version is too old).
+            tracing::warn!(from, "change events were compacted before this replica read them; closing watches");
+            subs.lock().expect("hub lock").clear();
+        }
+    })
+    .await;
 }
 
 /// Hands an event to the watches of its collection; a watch whose buffer is full is

@@ -31,6 +31,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Acker, BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use syncsets_store::OutboxEvent;
+use tokio::sync::watch;
 use tokio::sync::{Notify, mpsc};
 
 use crate::{Bus, BusError, FeedItem, Lease, LeaseEnd, Outcome, Result, WorkQueue};
@@ -320,8 +321,31 @@ fn tier(delay: Duration) -> u64 {
     (delay.as_millis().clamp(1, 1 << 40) as u64).next_power_of_two()
 }
 
+/// A delivery of a key: its acknowledgement, and whether the consumer session it came on
+/// has ended (the broker then hands the message to the shard's next consumer, maybe on
+/// another replica, and acknowledging it here is no longer possible).
+struct Delivery {
+    acker: Acker,
+    ended: watch::Receiver<bool>,
+}
+
+impl Delivery {
+    fn live(&self) -> bool {
+        !*self.ended.borrow()
+    }
+}
+
 /// Deliveries of one key, to acknowledge when it is done.
-type Ackers = Vec<Acker>;
+type Ackers = Vec<Delivery>;
+
+/// Marks a consumer session ended when it goes, however it goes.
+struct SessionEnd(watch::Sender<bool>);
+
+impl Drop for SessionEnd {
+    fn drop(&mut self) {
+        self.0.send_replace(true);
+    }
+}
 
 #[derive(Default)]
 struct QueueState {
@@ -472,10 +496,18 @@ impl AmqpQueue {
             .await
             .map_err(unavailable)?;
         drop(bus);
+        let (ended, session) = watch::channel(false);
+        let _end = SessionEnd(ended);
         while let Some(delivery) = consumer.next().await {
             let delivery = delivery.map_err(unavailable)?;
             let key = String::from_utf8_lossy(&delivery.data).into_owned();
-            self.arrived(key, delivery.acker);
+            self.arrived(
+                key,
+                Delivery {
+                    acker: delivery.acker,
+                    ended: session.clone(),
+                },
+            );
         }
         Err(BusError::Unavailable(
             "the work consumer was cancelled".into(),
@@ -484,28 +516,39 @@ impl AmqpQueue {
 
     /// A delivery arrived: coalesce it with a waiting one, park it behind an active one, or
     /// make it ready.
-    fn arrived(&self, key: String, acker: Acker) {
+    fn arrived(&self, key: String, delivery: Delivery) {
+        if !delivery.live() {
+            return; // its session ended: the broker delivers it again
+        }
         let mut state = self.state.lock().expect("queue lock");
         if state.active.contains(&key) {
-            state.again.entry(key).or_default().push(acker);
+            state.again.entry(key).or_default().push(delivery);
         } else if let Some(ackers) = state.waiting.get_mut(&key) {
-            ackers.push(acker);
+            ackers.push(delivery);
         } else {
-            state.waiting.insert(key.clone(), vec![acker]);
+            state.waiting.insert(key.clone(), vec![delivery]);
             state.ready.push_back(key);
             self.ready.notify_one();
         }
     }
 
+    /// The next ready key with its live deliveries. Deliveries of an ended session are
+    /// dropped: another consumer may hold the key now.
     fn take(&self) -> Option<(String, Ackers)> {
         let mut state = self.state.lock().expect("queue lock");
-        let key = state.ready.pop_front()?;
-        let ackers = state.waiting.remove(&key).unwrap_or_default();
-        state.active.insert(key.clone());
-        if !state.ready.is_empty() {
-            self.ready.notify_one();
+        loop {
+            let key = state.ready.pop_front()?;
+            let mut ackers = state.waiting.remove(&key).unwrap_or_default();
+            ackers.retain(Delivery::live);
+            if ackers.is_empty() {
+                continue;
+            }
+            state.active.insert(key.clone());
+            if !state.ready.is_empty() {
+                self.ready.notify_one();
+            }
+            return Some((key, ackers));
         }
-        Some((key, ackers))
     }
 
     fn finish(&self, key: String, ackers: Ackers, outcome: Outcome) {
@@ -520,7 +563,7 @@ impl AmqpQueue {
             let ack = |ackers: Ackers| async move {
                 for a in ackers {
                     // A failed ack (channel gone) means redelivery: at least once.
-                    let _ = a.ack(BasicAckOptions::default()).await;
+                    let _ = a.acker.ack(BasicAckOptions::default()).await;
                 }
             };
             match outcome {
@@ -568,6 +611,10 @@ impl LeaseEnd for AmqpLeaseEnd {
         if let Some(queue) = self.queue.upgrade() {
             queue.finish(self.key, self.ackers, outcome);
         }
+    }
+
+    fn lost(&self) -> Option<watch::Receiver<bool>> {
+        self.ackers.first().map(|d| d.ended.clone())
     }
 }
 

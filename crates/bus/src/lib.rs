@@ -18,6 +18,7 @@
 //! Backends: [`local::LocalBus`] (in-process, the default).
 
 pub mod amqp;
+pub mod follow;
 pub mod local;
 pub mod relay;
 
@@ -98,9 +99,15 @@ pub enum Outcome {
 }
 
 /// Ends a lease on the queue's side.
-pub trait LeaseEnd: Send {
+pub trait LeaseEnd: Send + Sync {
     /// Finishes the lease.
     fn finish(self: Box<Self>, outcome: Outcome);
+
+    /// Turns true when the lease is lost: the key may be handed to another consumer (a
+    /// broker connection ended). `None`: never lost while this process lives.
+    fn lost(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        None
+    }
 }
 
 /// A key handed to one consumer.
@@ -137,6 +144,17 @@ impl Lease {
     /// Do it again after `delay`.
     pub fn retry(mut self, delay: Duration) {
         self.finish(Outcome::Retry(delay));
+    }
+
+    /// Completes when the lease is lost (the key may be handed to another consumer): work
+    /// on it must stop, so that no key is ever worked on twice at once. Never completes
+    /// for leases that cannot be lost.
+    pub async fn lost(&self) {
+        match self.end.as_ref().and_then(|e| e.lost()) {
+            // An error means the session's sender is gone, which ends it too.
+            Some(mut ended) => drop(ended.wait_for(|ended| *ended).await),
+            None => std::future::pending().await,
+        }
     }
 
     fn finish(&mut self, outcome: Outcome) {

@@ -5,13 +5,13 @@
 //! backoff until it succeeds, so a crash or a broker outage can repeat events but not lose
 //! them. The outbox only yields events up to the store's watermark, so an event whose
 //! transaction is still open cannot be overtaken by a later one. With several API servers
-//! on one database, one of them relays ([`Store::lead_relay`]).
+//! on one database, one of them relays ([`Store::lead`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use syncsets_store::{Retention, Store};
+use syncsets_store::{Retention, Role, Store};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -79,7 +79,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 async fn run(store: Arc<dyn Store>, bus: Arc<dyn Bus>, config: RelayConfig, count: Arc<AtomicU64>) {
     let mut backoff = Duration::from_millis(50);
     loop {
-        if let Err(e) = store.lead_relay().await {
+        if let Err(e) = store.lead(Role::Relay).await {
             tracing::warn!(error = %e, "outbox relay: cannot take the lead; retrying");
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -103,7 +103,7 @@ async fn run(store: Arc<dyn Store>, bus: Arc<dyn Bus>, config: RelayConfig, coun
         loop {
             if checked.elapsed() >= Duration::from_secs(1) {
                 checked = Instant::now();
-                if !store.still_leading().await {
+                if !store.still_leading(Role::Relay).await {
                     tracing::warn!("outbox relay lost the lead");
                     keeper.abort();
                     break;

@@ -3,13 +3,15 @@
 //! The `syncsets` command line. Every flag has an environment fallback.
 //!
 //! ```text
-//!   syncsets serve     API server (SQLite under ./data by default), writes ./data/kubeconfig
+//!   syncsets serve       API server and controllers (SQLite under ./data by default)
+//!   syncsets controller  controllers only, against PostgreSQL + RabbitMQ
 //!   syncsets migrate   run the store's migrations
 //!   syncsets bench     measure the store and API against raw SQL baselines
 //! ```
 
 mod bus_args;
 mod cmd;
+mod controller_args;
 mod store_args;
 
 use std::process::ExitCode;
@@ -17,6 +19,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub use bus_args::BusArgs;
+pub use controller_args::ControllerArgs;
 pub use store_args::StoreArgs;
 
 /// The `syncsets` command.
@@ -37,8 +40,10 @@ pub struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the API server.
+    /// Run the API server (and, unless told otherwise, the controllers).
     Serve(cmd::serve::ServeArgs),
+    /// Run controllers only (PostgreSQL and RabbitMQ shared with the API servers).
+    Controller(cmd::controller::ControllerCmdArgs),
     /// Run the store's migrations and exit.
     Migrate(cmd::migrate::MigrateArgs),
     /// Measure throughput and latency beside raw SQL baselines.
@@ -68,6 +73,7 @@ impl Args {
         let result = runtime.block_on(async {
             match args.command {
                 Command::Serve(a) => cmd::serve::run(a).await,
+                Command::Controller(a) => cmd::controller::run(a).await,
                 Command::Migrate(a) => cmd::migrate::run(a).await,
                 Command::Bench(a) => cmd::bench::run(a).await,
                 Command::FleetSim(a) => cmd::fleet_sim::run(a).await,

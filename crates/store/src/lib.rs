@@ -269,6 +269,15 @@ impl Default for Retention {
     }
 }
 
+/// Work one process at a time does when several share a database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Publishing the outbox to the bus (API servers).
+    Relay,
+    /// Turning changes into controller work and summarising rollouts (controllers).
+    Controller,
+}
+
 /// Storage errors.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -358,15 +367,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Removes published events beyond the retention; returns the new state.
     async fn compact(&self, retention: Retention) -> Result<OutboxState>;
 
-    /// Whether this process may run the outbox relay: with several API servers on one
-    /// database, one relays at a time (the others wait here, and take over when it dies).
-    /// Returns once this process leads.
-    async fn lead_relay(&self) -> Result<()> {
+    /// Waits until this process leads `role`: with several processes on one database, one
+    /// at a time does that work (the others wait here, and take over when it dies).
+    async fn lead(&self, role: Role) -> Result<()> {
+        let _ = role;
         Ok(())
     }
 
-    /// Whether this process still leads the relay.
-    async fn still_leading(&self) -> bool {
+    /// Whether this process still leads `role`.
+    async fn still_leading(&self, role: Role) -> bool {
+        let _ = role;
         true
     }
 

@@ -10,7 +10,7 @@
 
 mod batch;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -24,7 +24,8 @@ use tokio::sync::Mutex;
 
 use crate::{
     ChangeEvent, EventType, Keyring, ListPage, ListQuery, MetaField, ObjectKey, OutboxEvent,
-    OutboxState, Result, Retention, Store, StoreError, Stored, labels_of, raw_object, seal, unseal,
+    OutboxState, Result, Retention, Role, Store, StoreError, Stored, labels_of, raw_object, seal,
+    unseal,
 };
 
 /// How long a computed watermark is reused by lists.
@@ -33,8 +34,13 @@ const WATERMARK_TTL: Duration = Duration::from_millis(20);
 /// Events removed by one compaction at most.
 const COMPACT_CHUNK: i64 = 10_000;
 
-/// The advisory lock held by the API server that runs the outbox relay.
-const RELAY_LOCK: i64 = 0x5359_4e43_5345_5453; // "SYNCSETS"
+/// The advisory lock held by the process leading a role.
+fn advisory_lock(role: Role) -> i64 {
+    match role {
+        Role::Relay => 0x5359_4e43_5345_5453,      // "SYNCSETS"
+        Role::Controller => 0x5359_4e43_4354_524c, // "SYNCCTRL"
+    }
+}
 
 /// PostgreSQL-backed store.
 pub struct PostgresStore {
@@ -44,8 +50,8 @@ pub struct PostgresStore {
     settled_at: Mutex<Option<Instant>>,
     stats: Arc<Statistics>,
     creates: batch::Batcher,
-    /// The connection holding the relay's advisory lock, while this process leads.
-    relay_lock: Mutex<Option<sqlx::PgConnection>>,
+    /// The connections holding advisory locks of the roles this process leads.
+    leases: Mutex<HashMap<Role, sqlx::PgConnection>>,
     written: tokio::sync::Notify,
 }
 
@@ -129,7 +135,7 @@ impl PostgresStore {
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let store = Self {
             creates: batch::Batcher::spawn(pool.clone()),
-            relay_lock: Mutex::new(None),
+            leases: Mutex::new(HashMap::new()),
             written: tokio::sync::Notify::new(),
             pool,
             keyring,
@@ -561,34 +567,35 @@ impl Store for PostgresStore {
         self.outbox_state().await
     }
 
-    async fn lead_relay(&self) -> Result<()> {
-        let mut lock = self.relay_lock.lock().await;
-        if lock.is_some() {
-            return Ok(());
-        }
+    async fn lead(&self, role: Role) -> Result<()> {
         loop {
-            let mut conn = self.pool.acquire().await?.detach();
-            let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-                .bind(RELAY_LOCK)
-                .fetch_one(&mut conn)
-                .await?;
-            if got {
-                *lock = Some(conn);
-                return Ok(());
+            {
+                let mut leases = self.leases.lock().await;
+                if leases.contains_key(&role) {
+                    return Ok(());
+                }
+                let mut conn = self.pool.acquire().await?.detach();
+                let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                    .bind(advisory_lock(role))
+                    .fetch_one(&mut conn)
+                    .await?;
+                if got {
+                    leases.insert(role, conn);
+                    return Ok(());
+                }
             }
-            drop(conn);
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 
-    async fn still_leading(&self) -> bool {
-        let mut lock = self.relay_lock.lock().await;
-        let alive = match lock.as_mut() {
+    async fn still_leading(&self, role: Role) -> bool {
+        let mut leases = self.leases.lock().await;
+        let alive = match leases.get_mut(&role) {
             Some(conn) => sqlx::query("SELECT 1").execute(&mut *conn).await.is_ok(),
             None => false,
         };
         if !alive {
-            *lock = None;
+            leases.remove(&role);
         }
         alive
     }

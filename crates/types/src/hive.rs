@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use kube::{CustomResource, CustomResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -149,7 +149,12 @@ pub struct SecretReference {
     namespaced,
     shortname = "ss",
     status = "SyncSetStatus",
-    doc = "SyncSet is the Schema for the SyncSet API"
+    doc = "SyncSet is the Schema for the SyncSet API",
+    printcolumn = r#"{"name":"Clusters","type":"integer","description":"Clusters the set targets","jsonPath":".status.clusters"}"#,
+    printcolumn = r#"{"name":"InSync","type":"integer","description":"Clusters with the current generation applied successfully","jsonPath":".status.inSync"}"#,
+    printcolumn = r#"{"name":"Failing","type":"integer","description":"Clusters where applying the set failed","jsonPath":".status.failing"}"#,
+    printcolumn = r#"{"name":"FailingClusters","type":"string","priority":1,"description":"The first few failing clusters","jsonPath":".status.failingClusters"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SyncSetSpec {
@@ -161,9 +166,36 @@ pub struct SyncSetSpec {
     pub cluster_deployment_refs: Vec<LocalObjectReference>,
 }
 
-/// SyncSetStatus defines the observed state of a SyncSet
+/// SyncSetStatus defines the observed state of a SyncSet. Hive leaves it empty; syncsets
+/// summarises the rollout here (an extension: every field is optional).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct SyncSetStatus {}
+pub struct SyncSetStatus {
+    /// The rollout summary.
+    #[serde(flatten)]
+    pub rollout: RolloutSummary,
+}
+
+/// How far a SyncSet or SelectorSyncSet has rolled out over the clusters it targets
+/// (a syncsets extension of Hive's empty status).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutSummary {
+    /// The generation of the set the counts refer to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Clusters the set targets (installed, not being deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clusters: Option<i64>,
+    /// Clusters where the set's current generation was applied successfully.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_sync: Option<i64>,
+    /// Clusters where applying the set failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing: Option<i64>,
+    /// The first few failing clusters, as namespace/name, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failing_clusters: Vec<String>,
+}
 
 /// SelectorSyncSetSpec defines the SyncSetCommonSpec resources and patches to sync along
 /// with a ClusterDeploymentSelector indicating which clusters the SelectorSyncSet applies
@@ -175,7 +207,12 @@ pub struct SyncSetStatus {}
     kind = "SelectorSyncSet",
     shortname = "sss",
     status = "SelectorSyncSetStatus",
-    doc = "SelectorSyncSet is the Schema for the SelectorSyncSet API"
+    doc = "SelectorSyncSet is the Schema for the SelectorSyncSet API",
+    printcolumn = r#"{"name":"Clusters","type":"integer","description":"Clusters the set targets","jsonPath":".status.clusters"}"#,
+    printcolumn = r#"{"name":"InSync","type":"integer","description":"Clusters with the current generation applied successfully","jsonPath":".status.inSync"}"#,
+    printcolumn = r#"{"name":"Failing","type":"integer","description":"Clusters where applying the set failed","jsonPath":".status.failing"}"#,
+    printcolumn = r#"{"name":"FailingClusters","type":"string","priority":1,"description":"The first few failing clusters","jsonPath":".status.failingClusters"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SelectorSyncSetSpec {
@@ -189,9 +226,14 @@ pub struct SelectorSyncSetSpec {
     pub cluster_deployment_selector: Option<LabelSelector>,
 }
 
-/// SelectorSyncSetStatus defines the observed state of a SelectorSyncSet
+/// SelectorSyncSetStatus defines the observed state of a SelectorSyncSet. Hive leaves it
+/// empty; syncsets summarises the rollout here (an extension: every field is optional).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct SelectorSyncSetStatus {}
+pub struct SelectorSyncSetStatus {
+    /// The rollout summary.
+    #[serde(flatten)]
+    pub rollout: RolloutSummary,
+}
 
 /// ClusterDeploymentSpec defines the desired state of ClusterDeployment. syncsets types the
 /// fields it reads and preserves every other field of Hive's schema as given.
@@ -513,6 +555,23 @@ pub struct ClusterSyncCondition {
     pub message: Option<String>,
 }
 
+/// ClusterSyncLeaseSpec is the specification of a ClusterSyncLease.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "hiveinternal.openshift.io",
+    version = "v1alpha1",
+    kind = "ClusterSyncLease",
+    namespaced,
+    shortname = "csl",
+    doc = "ClusterSyncLease is a record of the last time that SyncSets and SelectorSyncSets were applied to a cluster."
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterSyncLeaseSpec {
+    /// RenewTime is the time when SyncSets and SelectorSyncSets were last applied to the
+    /// cluster.
+    pub renew_time: MicroTime,
+}
+
 /// The CustomResourceDefinitions of the Hive kinds syncsets serves, generated from the
 /// types above and normalised to Hive's conventions (no `nullable`, ClusterDeployment
 /// preserving unknown fields).
@@ -522,6 +581,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         SelectorSyncSet::crd(),
         ClusterDeployment::crd(),
         ClusterSync::crd(),
+        ClusterSyncLease::crd(),
     ];
     for crd in &mut crds {
         crd.spec.names.list_kind = Some(format!("{}List", crd.spec.names.kind));

@@ -2,6 +2,7 @@
 
 pub mod bench;
 mod bench_watch;
+pub mod controller;
 pub mod fleet_sim;
 pub mod migrate;
 pub mod serve;

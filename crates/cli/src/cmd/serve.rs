@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use syncsets_api::{AppState, Config};
 
-use crate::{BusArgs, StoreArgs};
+use crate::{BusArgs, ControllerArgs, StoreArgs};
 
 /// Arguments of `serve`.
 #[derive(Debug, clap::Args)]
@@ -24,6 +24,14 @@ pub struct ServeArgs {
     /// Where to write a kubeconfig for this server [default: <data-dir>/kubeconfig]
     #[arg(long, env = "SYNCSETS_KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
+
+    /// Run the SyncSet controllers in this process (false: API server only, with
+    /// `syncsets controller` processes elsewhere)
+    #[arg(long, env = "SYNCSETS_CONTROLLERS", default_value_t = true, action = clap::ArgAction::Set)]
+    controllers: bool,
+
+    #[command(flatten)]
+    controller: ControllerArgs,
 }
 
 /// A kubeconfig that points kubectl at this server.
@@ -66,6 +74,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let state = AppState::with_bus(store, bus, config)
         .await
         .map_err(|e| anyhow::anyhow!("preparing the server: {}", e.message))?;
+    let _controllers = if args.controllers {
+        Some(
+            syncsets_controller::Controller::start(
+                state.store.clone(),
+                state.bus.clone(),
+                args.controller.config(),
+            )
+            .await
+            .context("starting the controllers")?,
+        )
+    } else {
+        None
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;

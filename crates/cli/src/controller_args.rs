@@ -1,0 +1,123 @@
+//! Controller settings, shared by `serve` (controllers in-process) and `controller`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::bail;
+use syncsets_controller::Config;
+
+/// Controller settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ControllerArgs {
+    /// This replica's ordinal, shown in ClusterSync status as controlledByReplica [default:
+    /// the number ending the host name (a StatefulSet pod's ordinal), else 0]
+    #[arg(long, env = "SYNCSETS_REPLICA")]
+    pub replica: Option<i64>,
+
+    /// Reconciles running at once
+    #[arg(long, env = "SYNCSETS_WORKERS", default_value_t = 64)]
+    pub workers: usize,
+
+    /// How often every set is reapplied to every cluster (drift correction), plus up to
+    /// 10% jitter: e.g. 2h, 30m, 90s
+    #[arg(long, env = "SYNCSETS_REAPPLY_INTERVAL", default_value = "2h", value_parser = parse_duration)]
+    pub reapply_interval: Duration,
+
+    /// Requests per second to one cluster, on average
+    #[arg(long, env = "SYNCSETS_CLUSTER_QPS", default_value_t = 50.0)]
+    pub cluster_qps: f64,
+
+    /// Requests to one cluster beyond the average rate, at once
+    #[arg(long, env = "SYNCSETS_CLUSTER_BURST", default_value_t = 100)]
+    pub cluster_burst: u32,
+
+    /// A request to a cluster gives up after this
+    #[arg(long, env = "SYNCSETS_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// A whole reconcile of one cluster gives up after this (and is retried)
+    #[arg(long, env = "SYNCSETS_RECONCILE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub reconcile_timeout: Duration,
+
+    /// Append a line to this file when a reconcile starts and ends (debugging aid)
+    #[arg(long, env = "SYNCSETS_RECONCILE_JOURNAL")]
+    pub reconcile_journal: Option<PathBuf>,
+}
+
+impl ControllerArgs {
+    /// The controller configuration.
+    pub fn config(&self) -> Config {
+        let mut config = Config {
+            replica: self.replica.unwrap_or_else(ordinal_from_hostname),
+            workers: self.workers,
+            reapply_interval: self.reapply_interval,
+            reconcile_timeout: self.reconcile_timeout,
+            journal: self.reconcile_journal.clone(),
+            ..Config::default()
+        };
+        config.clients.qps = self.cluster_qps;
+        config.clients.burst = self.cluster_burst;
+        config.clients.request_timeout = self.request_timeout;
+        config
+    }
+}
+
+/// The number ending the host name (`syncsets-controller-2` → 2), else 0.
+fn ordinal_from_hostname() -> i64 {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .unwrap_or_default();
+    host.trim()
+        .rsplit('-')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Parses `90s`, `30m`, `2h`, `1h30m`, `500ms`.
+pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
+    let mut total = Duration::ZERO;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        bail!("empty duration");
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            bail!("invalid duration {text:?}: expected a number, e.g. 90s, 30m, 2h");
+        }
+        let n: u64 = rest[..digits].parse()?;
+        rest = &rest[digits..];
+        let unit = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let part = match &rest[..unit] {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n * 60),
+            "h" => Duration::from_secs(n * 3600),
+            other => bail!("invalid duration {text:?}: unknown unit {other:?} (use ms, s, m or h)"),
+        };
+        total += part;
+        rest = &rest[unit..];
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_go_like_durations() {
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert!(parse_duration("2 hours").is_err());
+        assert!(parse_duration("h").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}

@@ -1,0 +1,689 @@
+//! The controller's view of the hub: ClusterDeployments, (Selector)SyncSets, what the
+//! ClusterSyncs say and when each cluster was last fully applied, kept current from the
+//! change events (listed once, then followed on the bus).
+//!
+//! ```text
+//!   store ──list──▶ Cache ◀──follow── bus feed          every replica
+//!                     │ apply(event) ─▶ Effect ─▶ the leader: enqueue clusters,
+//!                     │                             summarise rollouts, schedule reapplies
+//!                     └ sync() before a reconcile: catches up to the store's watermark,
+//!                       so a reconcile sees every change committed before it started
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
+
+use serde_json::Value;
+use syncsets_bus::follow::{Followed, catch_up};
+use syncsets_store::{EventType, ListQuery, ObjectKey, OutboxEvent, Store};
+use syncsets_types::hive::{ClusterSyncStatus, RolloutSummary};
+use tokio::sync::mpsc;
+
+use crate::model::{Cluster, SetDef, SetKind, Targets, cluster_key, resources};
+use crate::{Error, Result};
+
+/// How many failing clusters a rollout summary names.
+pub const FAILING_NAMED: usize = 5;
+
+/// What a change means for the controllers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// A cluster needs reconciling.
+    Enqueue(String),
+    /// Something rollout summaries count changed.
+    Summaries,
+    /// A cluster's last full apply changed (`None`: it has none).
+    Lease(String, Option<i64>),
+    /// A cluster's kubeconfig Secret changed: its client is stale.
+    Kubeconfig(String),
+    /// The view was rebuilt from scratch: everything may have changed.
+    Reloaded,
+}
+
+/// A set's result on one cluster, as its ClusterSync reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct SetResult {
+    kind: SetKind,
+    name: String,
+    generation: i64,
+    success: bool,
+}
+
+#[derive(Default)]
+struct State {
+    /// Every event up to here is reflected.
+    position: u64,
+    clusters: HashMap<String, Arc<Cluster>>,
+    syncsets: HashMap<(String, String), Arc<SetDef>>,
+    /// Cluster key → names of the SyncSets naming it.
+    syncset_refs: HashMap<String, BTreeSet<String>>,
+    selector_syncsets: BTreeMap<String, Arc<SetDef>>,
+    /// Kubeconfig Secret (namespace, name) → clusters using it.
+    kubeconfigs: HashMap<(String, String), BTreeSet<String>>,
+    /// Cluster key → its sets' results.
+    results: HashMap<String, Vec<SetResult>>,
+    /// Cluster key → last full apply (unix seconds).
+    leases: HashMap<String, i64>,
+}
+
+/// The hub as the controllers see it.
+pub struct Cache {
+    store: Arc<dyn Store>,
+    state: RwLock<State>,
+    catching_up: tokio::sync::Mutex<()>,
+    effects: mpsc::UnboundedSender<Effect>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("position", &self.position())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Unix seconds of an RFC 3339 timestamp.
+pub fn unix_seconds(text: &str) -> Option<i64> {
+    text.parse::<jiff::Timestamp>().ok().map(|t| t.as_second())
+}
+
+impl Cache {
+    /// Lists the hub's objects; changes after that reach the cache through
+    /// [`Cache::apply`] (or [`Cache::sync`]). Effects are sent to `effects`.
+    pub async fn load(
+        store: Arc<dyn Store>,
+        effects: mpsc::UnboundedSender<Effect>,
+    ) -> Result<Arc<Self>> {
+        let cache = Arc::new(Self {
+            store,
+            state: RwLock::new(State::default()),
+            catching_up: tokio::sync::Mutex::new(()),
+            effects,
+        });
+        cache.reload().await?;
+        Ok(cache)
+    }
+
+    /// Rebuilds the view from lists.
+    async fn reload(&self) -> Result<()> {
+        let store = &self.store;
+        let position = store.watermark().await.map_err(Error::store)?;
+        let mut state = State {
+            position,
+            ..State::default()
+        };
+        for resource in [
+            resources::CLUSTER_DEPLOYMENTS,
+            resources::SYNCSETS,
+            resources::SELECTOR_SYNCSETS,
+            resources::CLUSTER_SYNCS,
+            resources::CLUSTER_SYNC_LEASES,
+        ] {
+            let q = ListQuery {
+                cluster: String::new(),
+                resource: resource.to_string(),
+                ..ListQuery::default()
+            };
+            let page = store.list(&q).await.map_err(Error::store)?;
+            for raw in page.items {
+                let stored = raw.parse().map_err(Error::store)?;
+                let key = ObjectKey::new("", resource, &raw.namespace, &raw.name);
+                state.put(&key, Some(&stored.object), &mut |_| {});
+            }
+        }
+        *self.state.write().expect("cache lock") = state;
+        let _ = self.effects.send(Effect::Reloaded);
+        Ok(())
+    }
+
+    /// The resourceVersion up to which the view is current.
+    pub fn position(&self) -> u64 {
+        self.state.read().expect("cache lock").position
+    }
+
+    /// Applies a followed change (older or repeated changes are ignored).
+    pub fn apply(&self, followed: Followed<'_>) {
+        match followed {
+            Followed::Event(event) => self.apply_event(event),
+            Followed::Gap { from } => {
+                tracing::warn!(
+                    from,
+                    "changes were compacted before the controller read them; reloading"
+                );
+                // Marked stale: the next sync() reloads.
+                self.state.write().expect("cache lock").position = 0;
+            }
+        }
+    }
+
+    fn apply_event(&self, event: &OutboxEvent) {
+        if !event.key.cluster.is_empty() || !interesting(&event.key.resource) {
+            let mut state = self.state.write().expect("cache lock");
+            state.position = state.position.max(event.rv);
+            return;
+        }
+        let object = match self.store.open_event(event) {
+            Ok(opened) => opened.object,
+            Err(e) => {
+                tracing::error!(rv = event.rv, error = %e, "cannot open a change event");
+                return;
+            }
+        };
+        let mut state = self.state.write().expect("cache lock");
+        if event.rv <= state.position {
+            return;
+        }
+        state.position = event.rv;
+        let live = (event.kind != EventType::Deleted).then_some(&object);
+        let effects = &self.effects;
+        state.put(&event.key, live, &mut |e| {
+            let _ = effects.send(e);
+        });
+    }
+
+    /// Catches up with every change committed before now, so that what follows sees them.
+    pub async fn sync(&self) -> Result<()> {
+        let watermark = self.store.watermark().await.map_err(Error::store)?;
+        if self.position() >= watermark {
+            return Ok(());
+        }
+        let _one_at_a_time = self.catching_up.lock().await;
+        let position = self.position();
+        if position >= watermark {
+            return Ok(());
+        }
+        if position == 0 {
+            return self.reload().await;
+        }
+        let mut gap = false;
+        catch_up(self.store.as_ref(), position, &mut |f| match f {
+            Followed::Event(e) => self.apply_event(e),
+            Followed::Gap { .. } => gap = true,
+        })
+        .await;
+        if gap {
+            return self.reload().await;
+        }
+        let mut state = self.state.write().expect("cache lock");
+        state.position = state.position.max(watermark);
+        Ok(())
+    }
+
+    /// A cluster by key.
+    pub fn cluster(&self, key: &str) -> Option<Arc<Cluster>> {
+        self.state
+            .read()
+            .expect("cache lock")
+            .clusters
+            .get(key)
+            .cloned()
+    }
+
+    /// Every cluster key.
+    pub fn cluster_keys(&self) -> Vec<String> {
+        self.state
+            .read()
+            .expect("cache lock")
+            .clusters
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// The sets that apply to a cluster.
+    pub fn sets_for(&self, cluster: &Cluster) -> Vec<Arc<SetDef>> {
+        let state = self.state.read().expect("cache lock");
+        let key = cluster.key();
+        let mut sets: Vec<Arc<SetDef>> = state
+            .syncset_refs
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .filter_map(|name| {
+                state
+                    .syncsets
+                    .get(&(cluster.namespace.clone(), name.clone()))
+            })
+            .filter(|s| s.applies_to(cluster))
+            .cloned()
+            .collect();
+        sets.extend(
+            state
+                .selector_syncsets
+                .values()
+                .filter(|s| s.applies_to(cluster))
+                .cloned(),
+        );
+        sets
+    }
+
+    /// Last full apply of every cluster that has one (unix seconds).
+    pub fn leases(&self) -> HashMap<String, i64> {
+        self.state.read().expect("cache lock").leases.clone()
+    }
+
+    /// Every set with its rollout summary as of now.
+    pub fn summaries(&self) -> Vec<(Arc<SetDef>, RolloutSummary)> {
+        let state = self.state.read().expect("cache lock");
+        let sets = state
+            .syncsets
+            .values()
+            .chain(state.selector_syncsets.values())
+            .filter(|s| !s.deleting);
+        sets.map(|set| (set.clone(), state.summary(set))).collect()
+    }
+}
+
+/// Resources the controller follows.
+fn interesting(resource: &str) -> bool {
+    matches!(
+        resource,
+        resources::CLUSTER_DEPLOYMENTS
+            | resources::SYNCSETS
+            | resources::SELECTOR_SYNCSETS
+            | resources::CLUSTER_SYNCS
+            | resources::CLUSTER_SYNC_LEASES
+            | resources::SECRETS
+    )
+}
+
+impl State {
+    /// Records an object's new state (`None`: deleted), reporting what that means.
+    fn put(&mut self, key: &ObjectKey, object: Option<&Value>, emit: &mut impl FnMut(Effect)) {
+        let ck = cluster_key(&key.namespace, &key.name);
+        match key.resource.as_str() {
+            resources::CLUSTER_DEPLOYMENTS => {
+                let new = object.map(|o| Arc::new(Cluster::from_object(o)));
+                let old = match &new {
+                    Some(c) => self.clusters.insert(ck.clone(), c.clone()),
+                    None => self.clusters.remove(&ck),
+                };
+                if old.as_ref() == new.as_ref() {
+                    return;
+                }
+                let secret_of = |c: &Option<Arc<Cluster>>| {
+                    c.as_ref()
+                        .and_then(|c| c.kubeconfig_secret.clone())
+                        .map(|s| (key.namespace.clone(), s))
+                };
+                let (old_secret, new_secret) = (secret_of(&old), secret_of(&new));
+                if old_secret != new_secret {
+                    if let Some(s) = &old_secret
+                        && let Some(users) = self.kubeconfigs.get_mut(s)
+                    {
+                        users.remove(&ck);
+                        if users.is_empty() {
+                            self.kubeconfigs.remove(s);
+                        }
+                    }
+                    if let Some(s) = new_secret {
+                        self.kubeconfigs.entry(s).or_default().insert(ck.clone());
+                    }
+                    emit(Effect::Kubeconfig(ck.clone()));
+                }
+                emit(Effect::Enqueue(ck));
+                emit(Effect::Summaries);
+            }
+            resources::SYNCSETS | resources::SELECTOR_SYNCSETS => {
+                let kind = if key.resource == resources::SYNCSETS {
+                    SetKind::SyncSet
+                } else {
+                    SetKind::SelectorSyncSet
+                };
+                let new = object
+                    .and_then(|o| SetDef::from_object(kind, o))
+                    .map(Arc::new);
+                let id = (key.namespace.clone(), key.name.clone());
+                let old = match (&new, kind) {
+                    (Some(s), SetKind::SyncSet) => self.syncsets.insert(id, s.clone()),
+                    (None, SetKind::SyncSet) => self.syncsets.remove(&id),
+                    (Some(s), SetKind::SelectorSyncSet) => {
+                        self.selector_syncsets.insert(key.name.clone(), s.clone())
+                    }
+                    (None, SetKind::SelectorSyncSet) => self.selector_syncsets.remove(&key.name),
+                };
+                if old.as_ref() == new.as_ref() {
+                    return;
+                }
+                if kind == SetKind::SyncSet {
+                    self.index_refs(&key.namespace, &key.name, old.as_deref(), new.as_deref());
+                }
+                // Clusters it applied to before or applies to now.
+                for c in self.clusters.values() {
+                    if old.as_ref().is_some_and(|s| s.applies_to(c))
+                        || new.as_ref().is_some_and(|s| s.applies_to(c))
+                    {
+                        emit(Effect::Enqueue(c.key()));
+                    }
+                }
+                emit(Effect::Summaries);
+            }
+            resources::SECRETS => {
+                let id = (key.namespace.clone(), key.name.clone());
+                if let Some(users) = self.kubeconfigs.get(&id) {
+                    for c in users {
+                        emit(Effect::Kubeconfig(c.clone()));
+                        emit(Effect::Enqueue(c.clone()));
+                    }
+                }
+                // Clusters of the sets that copy it.
+                let sets = self
+                    .syncsets
+                    .values()
+                    .chain(self.selector_syncsets.values());
+                for set in sets.filter(|s| s.source_secrets().any(|src| src == id)) {
+                    for c in self.clusters.values().filter(|c| set.applies_to(c)) {
+                        emit(Effect::Enqueue(c.key()));
+                    }
+                }
+            }
+            resources::CLUSTER_SYNCS => {
+                let results = object.map(results_of).unwrap_or_default();
+                let changed = if results.is_empty() {
+                    self.results.remove(&ck).is_some()
+                } else {
+                    self.results.insert(ck.clone(), results.clone()) != Some(results)
+                };
+                if changed {
+                    emit(Effect::Summaries);
+                }
+                if object.is_none() && self.clusters.contains_key(&ck) {
+                    emit(Effect::Enqueue(ck)); // deleted by someone: recreate it
+                }
+            }
+            resources::CLUSTER_SYNC_LEASES => {
+                let renewed =
+                    object.and_then(|o| o["spec"]["renewTime"].as_str().and_then(unix_seconds));
+                let old = match renewed {
+                    Some(t) => self.leases.insert(ck.clone(), t),
+                    None => self.leases.remove(&ck),
+                };
+                if old != renewed {
+                    emit(Effect::Lease(ck.clone(), renewed));
+                }
+                if object.is_none() && self.clusters.contains_key(&ck) {
+                    // Deleting the lease asks for a full reapply now.
+                    emit(Effect::Enqueue(ck));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn index_refs(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        old: Option<&SetDef>,
+        new: Option<&SetDef>,
+    ) {
+        let refs = |s: Option<&SetDef>| -> Vec<String> {
+            match s.map(|s| &s.targets) {
+                Some(Targets::Refs(r)) => r.clone(),
+                _ => Vec::new(),
+            }
+        };
+        for cd in refs(old) {
+            let ck = cluster_key(namespace, &cd);
+            if let Some(names) = self.syncset_refs.get_mut(&ck) {
+                names.remove(name);
+                if names.is_empty() {
+                    self.syncset_refs.remove(&ck);
+                }
+            }
+        }
+        for cd in refs(new) {
+            self.syncset_refs
+                .entry(cluster_key(namespace, &cd))
+                .or_default()
+                .insert(name.to_string());
+        }
+    }
+
+    /// A set's rollout over the clusters it targets: those that are installed and neither
+    /// paused nor being deleted.
+    fn summary(&self, set: &SetDef) -> RolloutSummary {
+        let (mut clusters, mut in_sync, mut failing) = (0, 0, 0);
+        let mut failing_names = Vec::new();
+        let mut count = |c: &Cluster| {
+            if c.skip_reason().is_some() {
+                return;
+            }
+            clusters += 1;
+            let result = self
+                .results
+                .get(&c.key())
+                .and_then(|rs| rs.iter().find(|r| r.kind == set.kind && r.name == set.name));
+            match result {
+                Some(r) if !r.success => {
+                    failing += 1;
+                    failing_names.push(c.key());
+                }
+                Some(r) if r.generation == set.generation => in_sync += 1,
+                _ => {}
+            }
+        };
+        match &set.targets {
+            Targets::Refs(names) => {
+                for name in names.iter().collect::<BTreeSet<_>>() {
+                    if let Some(c) = self.clusters.get(&cluster_key(&set.namespace, name))
+                        && set.applies_to(c)
+                    {
+                        count(c);
+                    }
+                }
+            }
+            Targets::Selector(_) => {
+                for c in self.clusters.values().filter(|c| set.applies_to(c)) {
+                    count(c);
+                }
+            }
+        }
+        failing_names.sort();
+        failing_names.truncate(FAILING_NAMED);
+        RolloutSummary {
+            observed_generation: Some(set.generation),
+            clusters: Some(clusters),
+            in_sync: Some(in_sync),
+            failing: Some(failing),
+            failing_clusters: failing_names,
+        }
+    }
+}
+
+/// The per-set results of a ClusterSync.
+fn results_of(object: &Value) -> Vec<SetResult> {
+    let Ok(status) = serde_json::from_value::<ClusterSyncStatus>(object["status"].clone()) else {
+        return Vec::new();
+    };
+    let mut results = Vec::new();
+    for (kind, list) in [
+        (SetKind::SyncSet, &status.sync_sets),
+        (SetKind::SelectorSyncSet, &status.selector_sync_sets),
+    ] {
+        results.extend(list.iter().map(|s| SetResult {
+            kind,
+            name: s.name.clone(),
+            generation: s.observed_generation,
+            success: s.result == "Success",
+        }));
+    }
+    results
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use syncsets_store::MemoryStore;
+
+    fn cd(name: &str, env: &str) -> Value {
+        json!({"apiVersion": "hive.openshift.io/v1", "kind": "ClusterDeployment",
+               "metadata": {"name": name, "namespace": "fleet", "labels": {"env": env}},
+               "spec": {"installed": true, "clusterMetadata": {"adminKubeconfigSecretRef": {"name": format!("{name}-kc")}}}})
+    }
+
+    fn sss(name: &str, env: &str, generation: i64) -> Value {
+        json!({"apiVersion": "hive.openshift.io/v1", "kind": "SelectorSyncSet",
+               "metadata": {"name": name, "generation": generation},
+               "spec": {"clusterDeploymentSelector": {"matchLabels": {"env": env}}}})
+    }
+
+    async fn put(store: &dyn Store, resource: &str, ns: &str, obj: Value) {
+        let key = ObjectKey::new("", resource, ns, obj["metadata"]["name"].as_str().unwrap());
+        match store.get(&key).await.unwrap() {
+            Some(cur) => store.update(&key, &obj, cur.rv).await.map(drop).unwrap(),
+            None => store.create(&key, &obj, false).await.map(drop).unwrap(),
+        }
+    }
+
+    fn drain(rx: &mut mpsc::UnboundedReceiver<Effect>) -> Vec<Effect> {
+        let mut out = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            out.push(e);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn follows_changes_and_says_which_clusters_they_touch() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        put(
+            store.as_ref(),
+            resources::CLUSTER_DEPLOYMENTS,
+            "fleet",
+            cd("a", "prod"),
+        )
+        .await;
+        put(
+            store.as_ref(),
+            resources::CLUSTER_DEPLOYMENTS,
+            "fleet",
+            cd("b", "dev"),
+        )
+        .await;
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let cache = Cache::load(store.clone(), tx).await.unwrap();
+        assert_eq!(drain(&mut rx), vec![Effect::Reloaded]);
+        assert_eq!(cache.cluster_keys().len(), 2);
+
+        put(
+            store.as_ref(),
+            resources::SELECTOR_SYNCSETS,
+            "",
+            sss("s", "prod", 1),
+        )
+        .await;
+        cache.sync().await.unwrap();
+        let effects = drain(&mut rx);
+        assert!(effects.contains(&Effect::Enqueue("fleet/a".into())));
+        assert!(!effects.contains(&Effect::Enqueue("fleet/b".into())));
+        let a = cache.cluster("fleet/a").unwrap();
+        assert_eq!(cache.sets_for(&a).len(), 1);
+
+        // Moving the selector touches clusters matched before and after.
+        put(
+            store.as_ref(),
+            resources::SELECTOR_SYNCSETS,
+            "",
+            sss("s", "dev", 2),
+        )
+        .await;
+        cache.sync().await.unwrap();
+        let effects = drain(&mut rx);
+        assert!(effects.contains(&Effect::Enqueue("fleet/a".into())));
+        assert!(effects.contains(&Effect::Enqueue("fleet/b".into())));
+
+        // A kubeconfig Secret change reaches its cluster.
+        let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "b-kc", "namespace": "fleet"}});
+        put(store.as_ref(), resources::SECRETS, "fleet", secret).await;
+        cache.sync().await.unwrap();
+        let effects = drain(&mut rx);
+        assert!(effects.contains(&Effect::Kubeconfig("fleet/b".into())));
+        assert!(effects.contains(&Effect::Enqueue("fleet/b".into())));
+        assert!(!effects.contains(&Effect::Enqueue("fleet/a".into())));
+
+        // Deleting a lease asks for a reapply.
+        let lease = json!({"apiVersion": "hiveinternal.openshift.io/v1alpha1", "kind": "ClusterSyncLease",
+            "metadata": {"name": "a", "namespace": "fleet"}, "spec": {"renewTime": "2026-01-01T00:00:00.000000Z"}});
+        put(
+            store.as_ref(),
+            resources::CLUSTER_SYNC_LEASES,
+            "fleet",
+            lease,
+        )
+        .await;
+        cache.sync().await.unwrap();
+        assert_eq!(
+            drain(&mut rx),
+            vec![Effect::Lease(
+                "fleet/a".into(),
+                unix_seconds("2026-01-01T00:00:00Z")
+            )]
+        );
+        store
+            .delete(
+                &ObjectKey::new("", resources::CLUSTER_SYNC_LEASES, "fleet", "a"),
+                None,
+            )
+            .await
+            .unwrap();
+        cache.sync().await.unwrap();
+        assert_eq!(
+            drain(&mut rx),
+            vec![
+                Effect::Lease("fleet/a".into(), None),
+                Effect::Enqueue("fleet/a".into())
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn summarises_rollouts_from_cluster_syncs() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        for (n, env) in [("a", "prod"), ("b", "prod"), ("c", "prod"), ("d", "dev")] {
+            put(
+                store.as_ref(),
+                resources::CLUSTER_DEPLOYMENTS,
+                "fleet",
+                cd(n, env),
+            )
+            .await;
+        }
+        put(
+            store.as_ref(),
+            resources::SELECTOR_SYNCSETS,
+            "",
+            sss("s", "prod", 2),
+        )
+        .await;
+        let status = |result: &str, generation: i64| {
+            json!({"sync_sets": [], "selectorSyncSets": [{"name": "s", "observedGeneration": generation,
+                "result": result, "lastTransitionTime": "2026-01-01T00:00:00Z"}]})
+        };
+        for (n, result, generation) in [
+            ("a", "Success", 2),
+            ("b", "Failure", 2),
+            ("c", "Success", 1),
+        ] {
+            let cs = json!({"apiVersion": "hiveinternal.openshift.io/v1alpha1", "kind": "ClusterSync",
+                "metadata": {"name": n, "namespace": "fleet"}, "status": status(result, generation)});
+            put(store.as_ref(), resources::CLUSTER_SYNCS, "fleet", cs).await;
+        }
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let cache = Cache::load(store.clone(), tx).await.unwrap();
+        let summaries = cache.summaries();
+        assert_eq!(summaries.len(), 1);
+        assert_eq!(
+            summaries[0].1,
+            RolloutSummary {
+                observed_generation: Some(2),
+                clusters: Some(3),
+                in_sync: Some(1),
+                failing: Some(1),
+                failing_clusters: vec!["fleet/b".into()],
+            },
+            "c is pending: it has the old generation"
+        );
+    }
+}

@@ -1,0 +1,229 @@
+//! What one replica does for all (the one holding the store's controller lock): turns
+//! changes into work items, schedules every cluster's full reapply, and keeps the rollout
+//! summaries of SyncSets and SelectorSyncSets current. Every replica also drops the client
+//! of a cluster whose kubeconfig changed.
+//!
+//! Taking the lead enqueues every cluster once: whatever happened while nobody led (or a
+//! trigger the previous leader did not get to send), each cluster is looked at again, and
+//! one whose sets are all applied at their generation costs two reads.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+use syncsets_bus::WorkQueue;
+use syncsets_store::Role;
+use syncsets_types::hive::RolloutSummary;
+use tokio::sync::{Notify, mpsc};
+
+use crate::Config;
+use crate::cache::Effect;
+use crate::hub::HubKind;
+use crate::model::SetKind;
+use crate::reconcile::{Reconciler, full_reapply_due};
+
+/// Full reapplies, by due time (unix seconds).
+#[derive(Default)]
+struct Schedule {
+    by_time: BTreeSet<(i64, String)>,
+    by_key: HashMap<String, i64>,
+}
+
+impl Schedule {
+    fn set(&mut self, key: &str, due: Option<i64>) {
+        if let Some(old) = self.by_key.remove(key) {
+            self.by_time.remove(&(old, key.to_string()));
+        }
+        if let Some(due) = due {
+            self.by_key.insert(key.to_string(), due);
+            self.by_time.insert((due, key.to_string()));
+        }
+    }
+
+    /// Keys due by `now`, each rescheduled `recheck` later (until its lease moves on).
+    fn due(&mut self, now: i64, recheck: i64) -> Vec<String> {
+        let mut due = Vec::new();
+        while let Some((t, key)) = self.by_time.first().cloned() {
+            if t > now {
+                break;
+            }
+            self.set(&key, Some(now + recheck));
+            due.push(key);
+        }
+        due
+    }
+}
+
+/// Runs until aborted.
+pub async fn run(
+    reconciler: Arc<Reconciler>,
+    queue: Arc<dyn WorkQueue>,
+    mut effects: mpsc::UnboundedReceiver<Effect>,
+    config: Config,
+) {
+    let leading = Arc::new(AtomicBool::new(false));
+    let took_lead = Arc::new(Notify::new());
+    let election = tokio::spawn(elect(
+        reconciler.clone(),
+        leading.clone(),
+        took_lead.clone(),
+    ));
+    let _election = AbortOnDrop(election);
+    let interval = config.reapply_interval;
+    let recheck = (interval.as_secs() as i64 / 10).max(60);
+    let mut schedule = Schedule::default();
+    let mut summaries_dirty = true;
+    let mut written: HashMap<(SetKind, String, String), RolloutSummary> = HashMap::new();
+    let mut tick = tokio::time::interval(config.summary_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let mut enqueue = HashSet::new();
+        tokio::select! {
+            first = effects.recv() => {
+                let Some(first) = first else { return };
+                let mut batch = vec![first];
+                while let Ok(e) = effects.try_recv() {
+                    batch.push(e);
+                }
+                for effect in batch {
+                    match effect {
+                        Effect::Enqueue(key) => {
+                            enqueue.insert(key);
+                        }
+                        Effect::Summaries => summaries_dirty = true,
+                        Effect::Lease(key, renewed) => {
+                            schedule.set(&key, renewed.map(|r| full_reapply_due(&key, r, interval)));
+                        }
+                        Effect::Kubeconfig(key) => reconciler.clients.forget(&key),
+                        Effect::Reloaded => {
+                            enqueue.extend(reconciler.cache.cluster_keys());
+                            schedule = rebuild(&reconciler, interval);
+                            summaries_dirty = true;
+                        }
+                    }
+                }
+            }
+            () = took_lead.notified() => {
+                tracing::info!("leading the controllers: looking at every cluster");
+                enqueue.extend(reconciler.cache.cluster_keys());
+                schedule = rebuild(&reconciler, interval);
+                written.clear();
+                summaries_dirty = true;
+            }
+            _ = tick.tick() => {
+                if leading.load(Ordering::Acquire) {
+                    enqueue.extend(schedule.due(jiff::Timestamp::now().as_second(), recheck));
+                    if summaries_dirty {
+                        summaries_dirty = false;
+                        write_summaries(&reconciler, &mut written).await;
+                    }
+                }
+            }
+        }
+        if !leading.load(Ordering::Acquire) {
+            continue;
+        }
+        for key in enqueue {
+            if let Err(e) = queue.enqueue(&key).await {
+                // The next leader (or this one, once the bus is back) enqueues everything.
+                tracing::warn!(cluster = %key, error = %e, "cannot enqueue a cluster");
+            }
+        }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn rebuild(reconciler: &Reconciler, interval: Duration) -> Schedule {
+    let mut schedule = Schedule::default();
+    for (key, renewed) in reconciler.cache.leases() {
+        schedule.set(&key, Some(full_reapply_due(&key, renewed, interval)));
+    }
+    schedule
+}
+
+/// Takes the store's controller lock, and keeps checking it is still held.
+async fn elect(reconciler: Arc<Reconciler>, leading: Arc<AtomicBool>, took_lead: Arc<Notify>) {
+    let store = reconciler.hub.store().clone();
+    loop {
+        if let Err(e) = store.lead(Role::Controller).await {
+            tracing::warn!(error = %e, "cannot take the controller lead; retrying");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        leading.store(true, Ordering::Release);
+        took_lead.notify_one();
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if !store.still_leading(Role::Controller).await {
+                tracing::warn!("lost the controller lead");
+                leading.store(false, Ordering::Release);
+                break;
+            }
+        }
+    }
+}
+
+/// Writes the rollout summaries that changed since last written.
+async fn write_summaries(
+    reconciler: &Reconciler,
+    written: &mut HashMap<(SetKind, String, String), RolloutSummary>,
+) {
+    let summaries = reconciler.cache.summaries();
+    let live: HashSet<(SetKind, String, String)> = summaries
+        .iter()
+        .map(|(s, _)| (s.kind, s.namespace.clone(), s.name.clone()))
+        .collect();
+    written.retain(|k, _| live.contains(k));
+    for (set, summary) in summaries {
+        let id = (set.kind, set.namespace.clone(), set.name.clone());
+        if written.get(&id) == Some(&summary) {
+            continue;
+        }
+        let kind = match set.kind {
+            SetKind::SyncSet => HubKind::SyncSet,
+            SetKind::SelectorSyncSet => HubKind::SelectorSyncSet,
+        };
+        let status: Value = serde_json::to_value(&summary).expect("summaries serialise");
+        match reconciler
+            .hub
+            .update_status(kind, &set.namespace, &set.name, &status)
+            .await
+        {
+            Ok(()) => {
+                written.insert(id, summary);
+            }
+            Err(e) => tracing::warn!(set = %set.name, error = %e, "cannot write a rollout summary"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn due_reapplies_come_in_time_order_and_are_rechecked() {
+        let mut s = Schedule::default();
+        s.set("b", Some(20));
+        s.set("a", Some(10));
+        s.set("c", Some(30));
+        s.set("c", None);
+        assert_eq!(s.due(5, 100), Vec::<String>::new());
+        assert_eq!(s.due(25, 100), ["a", "b"]);
+        assert_eq!(s.due(50, 100), Vec::<String>::new(), "rescheduled");
+        assert_eq!(
+            s.due(125, 100),
+            ["a", "b"],
+            "rechecked until the lease moves on"
+        );
+    }
+}

@@ -1,0 +1,185 @@
+//! # syncsets-controller
+//!
+//! Keeps every registered cluster in sync with the SyncSets and SelectorSyncSets that
+//! target it, as Hive's clustersync controller does, without a Kubernetes hub:
+//!
+//! ```text
+//!  store ─list/follow─▶ Cache (every replica) ──Effect──▶ leader (one replica, store lock)
+//!                        │                                  ├─ enqueue touched clusters
+//!                        │                                  ├─ schedule full reapplies
+//!                        │                                  └─ write rollout summaries
+//!                        ▼                                           │
+//!   work queue "clustersync" (sharded; one consumer per shard) ◀─────┘
+//!                        │
+//!                        ▼  bounded workers, a timeout each, stopped if the lease is lost
+//!   Reconciler: plan (pure) ─▶ execute (kube-rs ─▶ target cluster) ─▶ fold ─▶ ClusterSync
+//! ```
+//!
+//! The work item is a ClusterDeployment (`namespace/name`). A shard of the queue is
+//! consumed by one replica at a time and a replica never works on a key twice at once, so
+//! no cluster is ever reconciled by two replicas at the same time; a replica that loses its
+//! broker session stops the reconciles of that session before another can start them.
+
+mod cache;
+mod clients;
+mod health;
+mod hub;
+mod leader;
+mod model;
+mod plan;
+mod reconcile;
+mod target;
+mod template;
+mod worker;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use syncsets_bus::Bus;
+use syncsets_bus::follow::follow;
+use syncsets_store::{Store, StoreError};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+pub use cache::{Cache, Effect};
+pub use clients::{ClientSettings, Clients};
+pub use health::{Health, HealthSettings};
+pub use hub::{Hub, HubKind, MANAGER};
+pub use model::{Cluster, ObjRef, SetDef, SetKind, cluster_key};
+pub use reconcile::{
+    APPLIED_INPUTS_ANNOTATION, Next, ReconcileSettings, Reconciler, full_reapply_due,
+};
+pub use target::{FIELD_MANAGER, Failure, Target, TargetError};
+
+/// The work queue of cluster reconciles.
+pub const QUEUE: &str = "clustersync";
+
+/// Controller errors (of the hub side: target failures end up in ClusterSync status).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[source] StoreError),
+    /// A hub write was refused by admission (a bug, or a schema the controller does not
+    /// expect).
+    #[error("admission: {0}")]
+    Admission(String),
+    /// A hub write kept racing other writers.
+    #[error("{0} kept changing while being written")]
+    Conflict(String),
+    /// The bus failed.
+    #[error("bus: {0}")]
+    Bus(#[from] syncsets_bus::BusError),
+}
+
+impl Error {
+    fn store(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+/// Result with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Controller settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This replica's ordinal, recorded in `ClusterSync.status.controlledByReplica`.
+    pub replica: i64,
+    /// Reconciles running at once.
+    pub workers: usize,
+    /// Every set is reapplied to every cluster this often (plus up to 10% jitter).
+    pub reapply_interval: Duration,
+    /// A reconcile taking longer is abandoned (and retried).
+    pub reconcile_timeout: Duration,
+    /// How often rollout summaries are brought up to date.
+    pub summary_interval: Duration,
+    /// Target clients.
+    pub clients: ClientSettings,
+    /// Retries and circuit breakers.
+    pub health: HealthSettings,
+    /// Appends `start`/`end` lines of every reconcile here (a debugging aid; tests use it
+    /// to prove that no cluster is reconciled twice at once).
+    pub journal: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            replica: 0,
+            workers: 64,
+            reapply_interval: Duration::from_secs(2 * 3600),
+            reconcile_timeout: Duration::from_secs(300),
+            summary_interval: Duration::from_secs(1),
+            clients: ClientSettings::default(),
+            health: HealthSettings::default(),
+            journal: None,
+        }
+    }
+}
+
+/// The running controllers of this replica.
+#[derive(Debug)]
+pub struct Controller {
+    reconciler: Arc<Reconciler>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Controller {
+    /// Loads the hub's state and starts following changes, leading (when this replica
+    /// wins the store's lock) and working the queue.
+    pub async fn start(store: Arc<dyn Store>, bus: Arc<dyn Bus>, config: Config) -> Result<Self> {
+        let (effects_tx, effects) = mpsc::unbounded_channel();
+        // Subscribed before listing: nothing committed after the list is missed.
+        let feed = bus.subscribe();
+        let cache = Cache::load(store.clone(), effects_tx).await?;
+        let follower = {
+            let (store, cache) = (store.clone(), cache.clone());
+            let start = cache.position();
+            tokio::spawn(async move {
+                follow(store, feed, start, |f| cache.apply(f)).await;
+            })
+        };
+        let reconciler = Arc::new(Reconciler {
+            cache: cache.clone(),
+            hub: Hub::new(store.clone()),
+            clients: Clients::new(store.clone(), config.clients.clone()),
+            health: Health::new(config.health.clone()),
+            settings: ReconcileSettings {
+                replica: config.replica,
+                reapply_interval: config.reapply_interval,
+            },
+        });
+        let queue = bus.queue(QUEUE);
+        let leader = tokio::spawn(leader::run(
+            reconciler.clone(),
+            queue.clone(),
+            effects,
+            config.clone(),
+        ));
+        let workers = tokio::spawn(worker::run(reconciler.clone(), queue, config));
+        tracing::info!(
+            bus = bus.backend(),
+            store = store.backend(),
+            "controllers started"
+        );
+        Ok(Self {
+            reconciler,
+            tasks: vec![follower, leader, workers],
+        })
+    }
+
+    /// The reconciler (its cache, clients and health), for inspection.
+    pub fn reconciler(&self) -> &Reconciler {
+        &self.reconciler
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}

@@ -1,0 +1,783 @@
+//! Reconciling one cluster, without I/O: what to do ([`plan`]) and, once it was done, the
+//! ClusterSync status it leads to ([`fold`]). The executor in between
+//! ([`crate::reconcile`]) only talks to the target cluster.
+//!
+//! ```text
+//!  (cluster, sets, last status, full?) ─plan─▶ Plan ─execute─▶ Outcomes ─fold─▶ new status
+//! ```
+//!
+//! The rules are Hive's (`shared/docs/syncset-semantics.md`): SyncSets before
+//! SelectorSyncSets, each by name; deletions of sets that no longer apply and of resources
+//! removed from a set before any apply; within a set resources, then secret mappings, then
+//! patches, stopping at the first failure; a template or decode error fails the set before
+//! anything is applied.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde_json::Value;
+use syncsets_types::hive::{
+    ClusterSyncCondition, ClusterSyncStatus, MANAGED_LABEL, SyncObjectPatch, SyncStatus,
+};
+
+use crate::model::{Cluster, ObjRef, SetDef, SetKind};
+use crate::template;
+
+/// How a set's resources are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Behavior {
+    /// Server-side apply: the object becomes what is declared (fields no longer declared
+    /// disappear).
+    Apply,
+    /// Create when absent, otherwise leave it alone.
+    CreateOnly,
+    /// Create when absent, otherwise update the declared fields and keep the others.
+    CreateOrUpdate,
+}
+
+impl Behavior {
+    fn of(set: &SetDef) -> Self {
+        match set.spec.apply_behavior.as_deref() {
+            Some("CreateOnly") => Self::CreateOnly,
+            Some("CreateOrUpdate") => Self::CreateOrUpdate,
+            _ => Self::Apply,
+        }
+    }
+}
+
+/// A patch's type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PatchType {
+    /// Strategic merge patch (the default).
+    Strategic,
+    /// JSON merge patch.
+    Merge,
+    /// JSON patch.
+    Json,
+}
+
+impl PatchType {
+    /// The request's content type.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Strategic => "application/strategic-merge-patch+json",
+            Self::Merge => "application/merge-patch+json",
+            Self::Json => "application/json-patch+json",
+        }
+    }
+}
+
+/// One write to the target cluster.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    /// `resources[index]`, templated and labelled.
+    Resource {
+        /// Position in `spec.resources`.
+        index: usize,
+        /// The object to write.
+        object: Value,
+    },
+    /// `secretMappings[index]`: copy a hub Secret.
+    Secret {
+        /// Position in `spec.secretMappings`.
+        index: usize,
+        /// (namespace, name) of the source on the hub, or why it cannot be read.
+        source: Result<(String, String), String>,
+        /// The Secret to write on the target.
+        target: ObjRef,
+    },
+    /// `patches[index]`.
+    Patch {
+        /// Position in `spec.patches`.
+        index: usize,
+        /// The object patched.
+        target: ObjRef,
+        /// The patch document (templated).
+        patch: String,
+        /// Its type.
+        patch_type: PatchType,
+    },
+}
+
+/// The work of applying one set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Work {
+    /// The writes, in order; `Err` when the set cannot be decoded or templated (nothing is
+    /// written then).
+    pub steps: Result<Vec<Step>, String>,
+    /// How resources and secrets are written.
+    pub behavior: Behavior,
+    /// Objects the set declares now (resources and secret targets).
+    pub declared: Vec<ObjRef>,
+    /// Objects the set applied before and no longer declares (Sync mode): deleted first.
+    pub removed: Vec<ObjRef>,
+}
+
+/// The plan for one set that applies to the cluster.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SetPlan {
+    /// The set.
+    pub set: Arc<SetDef>,
+    /// Its last status on this cluster.
+    pub old: Option<SyncStatus>,
+    /// What to do; `None` keeps the last status (applied at this generation already).
+    pub work: Option<Work>,
+    /// The digest of its inputs beyond its spec (see [`inputs_digest`]).
+    pub digest: String,
+}
+
+/// A set that no longer applies (deleted, or it stopped matching): its tracked objects are
+/// deleted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Retired {
+    /// SyncSet or SelectorSyncSet.
+    pub kind: SetKind,
+    /// Its last status (with `resourcesToDelete`).
+    pub old: SyncStatus,
+    /// The objects to delete (those another applying set declares are kept).
+    pub delete: Vec<ObjRef>,
+}
+
+/// Everything one reconcile does, in order: `retired` deletions, then each set's `removed`
+/// deletions, then each set's steps.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    /// Sets that no longer apply.
+    pub retired: Vec<Retired>,
+    /// The sets that apply, SyncSets first, each kind by name.
+    pub sets: Vec<SetPlan>,
+}
+
+impl Plan {
+    /// Whether the plan talks to the target cluster at all.
+    pub fn has_work(&self) -> bool {
+        self.retired.iter().any(|r| !r.delete.is_empty())
+            || self.sets.iter().any(|s| {
+                s.work.as_ref().is_some_and(|w| {
+                    !w.removed.is_empty() || matches!(&w.steps, Ok(s) if !s.is_empty())
+                })
+            })
+    }
+}
+
+/// What reconciling needs to know besides the cluster and its sets.
+#[derive(Clone, Debug, Default)]
+pub struct Context<'a> {
+    /// The cluster's last ClusterSync status.
+    pub previous: Option<&'a ClusterSyncStatus>,
+    /// A full reapply is due: every set is applied whatever its status.
+    pub full: bool,
+    /// Digests of the sets' other inputs when they were last applied, by set id
+    /// ([`set_id`]).
+    pub applied_digests: Option<&'a BTreeMap<String, String>>,
+    /// resourceVersions of the hub Secrets the sets copy, by (namespace, name).
+    pub secret_versions: Option<&'a BTreeMap<(String, String), u64>>,
+    /// resourceVersion of the cluster's kubeconfig Secret: a new one may point at another
+    /// API server, so every set is applied again.
+    pub kubeconfig_version: Option<u64>,
+}
+
+/// A set's id in digest maps: `SyncSet/ns/name` or `SelectorSyncSet/name`.
+pub fn set_id(kind: SetKind, namespace: &str, name: &str) -> String {
+    if namespace.is_empty() {
+        format!("{kind}/{name}")
+    } else {
+        format!("{kind}/{namespace}/{name}")
+    }
+}
+
+/// A digest of what a set's result depends on beyond its spec: the cluster's kubeconfig,
+/// the cluster labels its templates read and the versions of the Secrets it copies. A
+/// changed digest reapplies the set: a label, Secret or kubeconfig change reaches the
+/// cluster without waiting for the next full reapply.
+pub fn inputs_digest(
+    set: &SetDef,
+    cluster: &Cluster,
+    secret_versions: &BTreeMap<(String, String), u64>,
+    kubeconfig_version: Option<u64>,
+) -> String {
+    let templated = set.spec.enable_resource_templates == Some(true)
+        || set.spec.enable_patch_templates == Some(true);
+    let mut text = format!("k:{};", kubeconfig_version.unwrap_or(0));
+    if templated {
+        for (k, v) in &cluster.labels {
+            text.push_str(&format!("l:{k}={v};"));
+        }
+    }
+    for source in set.source_secrets() {
+        let rv = secret_versions.get(&source).copied().unwrap_or(0);
+        text.push_str(&format!("s:{}/{}={rv};", source.0, source.1));
+    }
+    format!("{:016x}", fnv1a(text.as_bytes()))
+}
+
+/// FNV-1a: stable across processes and releases (unlike `DefaultHasher`).
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+fn old_statuses(previous: Option<&ClusterSyncStatus>, kind: SetKind) -> &[SyncStatus] {
+    match (previous, kind) {
+        (None, _) => &[],
+        (Some(p), SetKind::SyncSet) => &p.sync_sets,
+        (Some(p), SetKind::SelectorSyncSet) => &p.selector_sync_sets,
+    }
+}
+
+/// Plans a reconcile of `cluster` with the sets that apply to it.
+pub fn plan(cluster: &Cluster, sets: &[Arc<SetDef>], ctx: &Context<'_>) -> Plan {
+    let mut sets: Vec<Arc<SetDef>> = sets.to_vec();
+    sets.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+    let no_versions = BTreeMap::new();
+    let versions = ctx.secret_versions.unwrap_or(&no_versions);
+
+    let mut planned: Vec<SetPlan> = sets
+        .iter()
+        .map(|set| {
+            let old = old_statuses(ctx.previous, set.kind)
+                .iter()
+                .find(|s| s.name == set.name)
+                .cloned();
+            let digest = inputs_digest(set, cluster, versions, ctx.kubeconfig_version);
+            let id = set_id(set.kind, &set.namespace, &set.name);
+            let inputs_changed = ctx
+                .applied_digests
+                .is_some_and(|d| d.get(&id) != Some(&digest));
+            let due = ctx.full
+                || inputs_changed
+                || old.as_ref().is_none_or(|o| {
+                    o.result != "Success" || o.observed_generation != set.generation
+                });
+            let work = due.then(|| work_for(cluster, set, old.as_ref()));
+            SetPlan {
+                set: set.clone(),
+                old,
+                work,
+                digest,
+            }
+        })
+        .collect();
+
+    // An object another applying set declares is not deleted: it moved between sets.
+    let declared_anywhere: Vec<ObjRef> = planned
+        .iter()
+        .flat_map(|p| match &p.work {
+            Some(w) => w.declared.clone(),
+            None => declared_of(cluster, &p.set),
+        })
+        .collect();
+    let kept = |r: &ObjRef| declared_anywhere.iter().any(|d| d.covers(r));
+    for p in &mut planned {
+        if let Some(w) = p.work.as_mut() {
+            w.removed.retain(|r| !kept(r));
+        }
+    }
+
+    let mut retired = Vec::new();
+    for kind in [SetKind::SyncSet, SetKind::SelectorSyncSet] {
+        let mut old: Vec<&SyncStatus> = old_statuses(ctx.previous, kind)
+            .iter()
+            .filter(|s| {
+                !sets
+                    .iter()
+                    .any(|set| set.kind == kind && set.name == s.name)
+            })
+            .collect();
+        old.sort_by(|a, b| a.name.cmp(&b.name));
+        for status in old {
+            let delete = status
+                .resources_to_delete
+                .iter()
+                .map(ObjRef::from_status)
+                .filter(|r| !kept(r))
+                .collect();
+            retired.push(Retired {
+                kind,
+                old: status.clone(),
+                delete,
+            });
+        }
+    }
+    Plan {
+        retired,
+        sets: planned,
+    }
+}
+
+/// The objects a set declares, for deciding what not to delete (errors declare nothing).
+fn declared_of(cluster: &Cluster, set: &SetDef) -> Vec<ObjRef> {
+    work_for(cluster, set, None).declared
+}
+
+fn work_for(cluster: &Cluster, set: &SetDef, old: Option<&SyncStatus>) -> Work {
+    let behavior = Behavior::of(set);
+    let (steps, declared) = match steps_for(cluster, set) {
+        Ok((steps, declared)) => (Ok(steps), declared),
+        Err(e) => (Err(e), Vec::new()),
+    };
+    // Sync mode deletes what the set no longer declares; a set that failed to decode
+    // declares nothing, so nothing is deleted for it (it fails before anything is done).
+    let removed = match (set.sync_mode(), old, &steps) {
+        (true, Some(old), Ok(_)) => old
+            .resources_to_delete
+            .iter()
+            .map(ObjRef::from_status)
+            .filter(|r| !declared.iter().any(|d| d.covers(r)))
+            .collect(),
+        _ => Vec::new(),
+    };
+    Work {
+        steps,
+        behavior,
+        declared,
+        removed,
+    }
+}
+
+/// The writes of a set, with the objects it declares.
+fn steps_for(cluster: &Cluster, set: &SetDef) -> Result<(Vec<Step>, Vec<ObjRef>), String> {
+    let spec = &set.spec;
+    let mut steps = Vec::new();
+    let mut declared = Vec::new();
+    let mut decode_errors = Vec::new();
+    for (index, raw) in spec.resources.iter().enumerate() {
+        let mut object = raw.clone();
+        if spec.enable_resource_templates == Some(true)
+            && let Err(e) = template::render_value(&mut object, &cluster.labels)
+        {
+            decode_errors.push(format!("failed to parameterize resource {index}: {e}"));
+            continue;
+        }
+        if let Err(e) = check_object(&object) {
+            decode_errors.push(format!("failed to decode resource {index}: {e}"));
+            continue;
+        }
+        let labels = object["metadata"]
+            .as_object_mut()
+            .expect("checked: metadata is an object")
+            .entry("labels")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if !labels.is_object() {
+            *labels = Value::Object(Default::default());
+        }
+        labels[MANAGED_LABEL] = Value::String("true".into());
+        declared.push(ObjRef::of(&object));
+        steps.push(Step::Resource { index, object });
+    }
+    for (index, mapping) in spec.secret_mappings.iter().enumerate() {
+        let source_ns = mapping
+            .source_ref
+            .namespace
+            .clone()
+            .filter(|ns| !ns.is_empty());
+        let source = match (set.kind, source_ns) {
+            (SetKind::SyncSet, None) => {
+                Ok((set.namespace.clone(), mapping.source_ref.name.clone()))
+            }
+            (SetKind::SyncSet, Some(ns)) if ns != set.namespace => {
+                Err(format!("source in wrong namespace for secret {index}"))
+            }
+            (_, Some(ns)) => Ok((ns, mapping.source_ref.name.clone())),
+            (SetKind::SelectorSyncSet, None) => {
+                Err(format!("source namespace missing for secret {index}"))
+            }
+        };
+        let target = ObjRef {
+            api_version: "v1".into(),
+            kind: "Secret".into(),
+            namespace: mapping.target_ref.namespace.clone().unwrap_or_default(),
+            name: mapping.target_ref.name.clone(),
+        };
+        declared.push(target.clone());
+        steps.push(Step::Secret {
+            index,
+            source,
+            target,
+        });
+    }
+    for (index, patch) in spec.patches.iter().enumerate() {
+        match patch_step(cluster, set, index, patch) {
+            Ok(step) => steps.push(step),
+            Err(e) => decode_errors.push(e),
+        }
+    }
+    match decode_errors.len() {
+        0 => Ok((steps, declared)),
+        1 => Err(decode_errors.remove(0)),
+        _ => Err(format!("[{}]", decode_errors.join(", "))),
+    }
+}
+
+fn patch_step(
+    cluster: &Cluster,
+    set: &SetDef,
+    index: usize,
+    p: &SyncObjectPatch,
+) -> Result<Step, String> {
+    let patch = if set.spec.enable_patch_templates == Some(true) {
+        template::render(&p.patch, &cluster.labels)
+            .map_err(|e| format!("failed to parameterize patch {index}: {e}"))?
+    } else {
+        p.patch.clone()
+    };
+    let patch_type = match p.patch_type.as_deref() {
+        None | Some("" | "strategic") => PatchType::Strategic,
+        Some("merge") => PatchType::Merge,
+        Some("json") => PatchType::Json,
+        Some(other) => {
+            return Err(format!(
+                "failed to apply patch {index}: invalid patch type: {other}. Valid patch types are 'strategic', 'merge' or 'json'"
+            ));
+        }
+    };
+    if let Err(e) = serde_json::from_str::<Value>(&patch) {
+        return Err(format!(
+            "failed to apply patch {index}: the patch is not valid JSON: {e}"
+        ));
+    }
+    Ok(Step::Patch {
+        index,
+        target: ObjRef {
+            api_version: p.api_version.clone(),
+            kind: p.kind.clone(),
+            namespace: p.namespace.clone().unwrap_or_default(),
+            name: p.name.clone(),
+        },
+        patch,
+        patch_type,
+    })
+}
+
+/// A resource must be an object with apiVersion, kind and metadata.name.
+fn check_object(object: &Value) -> Result<(), String> {
+    if !object.is_object() {
+        return Err("a resource must be an object".into());
+    }
+    for (field, value) in [
+        ("apiVersion", &object["apiVersion"]),
+        ("kind", &object["kind"]),
+        ("metadata.name", &object["metadata"]["name"]),
+    ] {
+        if value.as_str().is_none_or(str::is_empty) {
+            return Err(format!("Object '{field}' is missing"));
+        }
+    }
+    if !object["metadata"].is_object() {
+        return Err("Object 'metadata' is not an object".into());
+    }
+    Ok(())
+}
+
+/// What happened when a set's work was done.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SetOutcome {
+    /// Objects written, in order (resources and secret targets).
+    pub applied: Vec<ObjRef>,
+    /// The first failure (the set stopped there).
+    pub failure: Option<String>,
+    /// Removed objects that could not be deleted, with why.
+    pub delete_failures: Vec<(ObjRef, String)>,
+}
+
+/// What happened to a retired set's objects.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RetiredOutcome {
+    /// Objects that could not be deleted, with why.
+    pub delete_failures: Vec<(ObjRef, String)>,
+}
+
+/// The results of executing a plan, index for index.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Outcomes {
+    /// One per [`Plan::retired`].
+    pub retired: Vec<RetiredOutcome>,
+    /// One per [`Plan::sets`] (ignored for sets without work).
+    pub sets: Vec<SetOutcome>,
+    /// The cluster could not be reached: why.
+    pub unreachable: Option<String>,
+}
+
+/// Kubernetes' `utilerrors.NewAggregate` formatting: one message bare, several in brackets.
+fn aggregate(messages: &[String]) -> String {
+    let mut unique: Vec<&String> = Vec::new();
+    for m in messages {
+        if !unique.contains(&m) {
+            unique.push(m);
+        }
+    }
+    match unique.as_slice() {
+        [one] => (*one).clone(),
+        many => format!(
+            "[{}]",
+            many.iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+fn delete_message(failures: &[(ObjRef, String)]) -> Option<String> {
+    (!failures.is_empty()).then(|| {
+        aggregate(
+            &failures
+                .iter()
+                .map(|(r, e)| format!("failed to delete {r}: {e}"))
+                .collect::<Vec<_>>(),
+        )
+    })
+}
+
+fn sort_refs(refs: &mut Vec<ObjRef>) {
+    refs.sort_by(|a, b| {
+        (&a.api_version, &a.kind, &a.namespace, &a.name).cmp(&(
+            &b.api_version,
+            &b.kind,
+            &b.namespace,
+            &b.name,
+        ))
+    });
+    refs.dedup_by(|a, b| a.same_object(b));
+}
+
+/// Keeps `old`'s timestamps when nothing else changed, else marks the transition now.
+fn stamp(mut new: SyncStatus, old: Option<&SyncStatus>, now: &Time) -> SyncStatus {
+    if let Some(old) = old {
+        new.last_transition_time = old.last_transition_time.clone();
+        new.first_success_time = old.first_success_time.clone();
+        if &new != old {
+            new.last_transition_time = now.clone();
+        }
+    }
+    if new.result == "Success" && new.first_success_time.is_none() {
+        new.first_success_time = Some(now.clone());
+    }
+    new
+}
+
+fn set_status(p: &SetPlan, work: &Work, outcome: &SetOutcome, now: &Time) -> SyncStatus {
+    let old = p.old.as_ref();
+    let old_refs: Vec<ObjRef> = old
+        .map(|o| {
+            o.resources_to_delete
+                .iter()
+                .map(ObjRef::from_status)
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut failure = match &work.steps {
+        Err(e) => Some(e.clone()),
+        Ok(_) => outcome.failure.clone(),
+    };
+    let mut tracked = Vec::new();
+    if p.set.sync_mode() {
+        tracked.extend(outcome.applied.iter().cloned());
+        // Declared objects applied before but not reached this time stay tracked.
+        tracked.extend(
+            old_refs
+                .iter()
+                .filter(|r| work.declared.iter().any(|d| d.covers(r)))
+                .filter(|r| !outcome.applied.iter().any(|a| a.same_object(r)))
+                .cloned(),
+        );
+        if work.steps.is_err() {
+            tracked.extend(old_refs.iter().cloned());
+        }
+        // Objects the plan kept (declared by another set) are no longer this set's.
+    }
+    tracked.extend(outcome.delete_failures.iter().map(|(r, _)| r.clone()));
+    if let Some(d) = delete_message(&outcome.delete_failures) {
+        failure = Some(match failure {
+            Some(f) => format!("{f}\n{d}"),
+            None => d,
+        });
+    }
+    sort_refs(&mut tracked);
+    let new = SyncStatus {
+        name: p.set.name.clone(),
+        observed_generation: p.set.generation,
+        resources_to_delete: tracked.iter().map(ObjRef::to_status).collect(),
+        result: if failure.is_some() {
+            "Failure"
+        } else {
+            "Success"
+        }
+        .into(),
+        failure_message: failure,
+        last_transition_time: now.clone(),
+        first_success_time: None,
+    };
+    stamp(new, old, now)
+}
+
+/// The new ClusterSync status after executing `plan` (with `outcomes`), given the previous
+/// one. `replica` is this controller's ordinal, recorded when anything was done.
+pub fn fold(
+    plan: &Plan,
+    outcomes: &Outcomes,
+    previous: Option<&ClusterSyncStatus>,
+    replica: i64,
+    now: &Time,
+) -> ClusterSyncStatus {
+    let mut sync_sets = Vec::new();
+    let mut selector_sync_sets = Vec::new();
+    let list = |kind: SetKind,
+                ss: &mut Vec<SyncStatus>,
+                sss: &mut Vec<SyncStatus>,
+                s: SyncStatus| match kind {
+        SetKind::SyncSet => ss.push(s),
+        SetKind::SelectorSyncSet => sss.push(s),
+    };
+    for (i, r) in plan.retired.iter().enumerate() {
+        let failures = outcomes
+            .retired
+            .get(i)
+            .map(|o| o.delete_failures.clone())
+            .unwrap_or_default();
+        let Some(message) = delete_message(&failures) else {
+            continue; // everything deleted: the set is forgotten
+        };
+        let mut remaining: Vec<ObjRef> = failures.into_iter().map(|(r, _)| r).collect();
+        sort_refs(&mut remaining);
+        let new = SyncStatus {
+            name: r.old.name.clone(),
+            observed_generation: r.old.observed_generation,
+            resources_to_delete: remaining.iter().map(ObjRef::to_status).collect(),
+            result: "Failure".into(),
+            failure_message: Some(message),
+            last_transition_time: now.clone(),
+            first_success_time: None,
+        };
+        list(
+            r.kind,
+            &mut sync_sets,
+            &mut selector_sync_sets,
+            stamp(new, Some(&r.old), now),
+        );
+    }
+    for (i, p) in plan.sets.iter().enumerate() {
+        let status = match (&p.work, &p.old) {
+            (Some(work), _) => {
+                let outcome = outcomes.sets.get(i).cloned().unwrap_or_default();
+                set_status(p, work, &outcome, now)
+            }
+            (None, Some(old)) => old.clone(),
+            (None, None) => unreachable!("a set without a status always has work"),
+        };
+        list(p.set.kind, &mut sync_sets, &mut selector_sync_sets, status);
+    }
+    sync_sets.sort_by(|a, b| a.name.cmp(&b.name));
+    selector_sync_sets.sort_by(|a, b| a.name.cmp(&b.name));
+
+    let did_work = plan.has_work() || plan.sets.iter().any(|s| s.work.is_some());
+    let controlled_by_replica = if did_work {
+        Some(replica)
+    } else {
+        previous.and_then(|p| p.controlled_by_replica)
+    };
+    let condition = failed_condition(
+        &sync_sets,
+        &selector_sync_sets,
+        outcomes.unreachable.as_deref(),
+        previous.and_then(|p| p.conditions.first()),
+        now,
+    );
+    let first_success_time = previous
+        .and_then(|p| p.first_success_time.clone())
+        .or_else(|| first_success(&sync_sets, &selector_sync_sets, now));
+    ClusterSyncStatus {
+        sync_sets,
+        selector_sync_sets,
+        conditions: vec![condition],
+        first_success_time,
+        controlled_by_replica,
+    }
+}
+
+/// When every set has succeeded at least once: the latest of their first successes (now
+/// when there are none).
+fn first_success(ss: &[SyncStatus], sss: &[SyncStatus], now: &Time) -> Option<Time> {
+    let all: Vec<&SyncStatus> = ss.iter().chain(sss).collect();
+    if all.is_empty() {
+        return Some(now.clone());
+    }
+    all.iter()
+        .map(|s| s.first_success_time.clone())
+        .collect::<Option<Vec<Time>>>()?
+        .into_iter()
+        .max()
+}
+
+fn names_for_message(kind: &str, names: &[&str]) -> String {
+    let plural = if names.len() > 1 { "s" } else { "" };
+    format!("{kind}{plural} {}", names.join(", "))
+}
+
+/// Hive's `Failed` condition, with reason `Unreachable` when the cluster could not be
+/// reached. Its timestamps change only when it does.
+fn failed_condition(
+    ss: &[SyncStatus],
+    sss: &[SyncStatus],
+    unreachable: Option<&str>,
+    old: Option<&ClusterSyncCondition>,
+    now: &Time,
+) -> ClusterSyncCondition {
+    let failing = |list: &[SyncStatus]| -> Vec<String> {
+        list.iter()
+            .filter(|s| s.result != "Success")
+            .map(|s| s.name.clone())
+            .collect()
+    };
+    let (f_ss, f_sss) = (failing(ss), failing(sss));
+    let count = f_ss.len() + f_sss.len();
+    let (status, reason, message) = if count == 0 {
+        (
+            "False",
+            "Success",
+            "All SyncSets and SelectorSyncSets have been applied to the cluster".to_string(),
+        )
+    } else {
+        let mut names = Vec::new();
+        if !f_ss.is_empty() {
+            let n: Vec<&str> = f_ss.iter().map(String::as_str).collect();
+            names.push(names_for_message("SyncSet", &n));
+        }
+        if !f_sss.is_empty() {
+            let n: Vec<&str> = f_sss.iter().map(String::as_str).collect();
+            names.push(names_for_message("SelectorSyncSet", &n));
+        }
+        let verb = if count > 1 { "are" } else { "is" };
+        let mut message = format!("{} {verb} failing", names.join(" and "));
+        let reason = match unreachable {
+            Some(why) => {
+                message.push_str(&format!(": the cluster is unreachable: {why}"));
+                "Unreachable"
+            }
+            None => "Failure",
+        };
+        ("True", reason, message)
+    };
+    let unchanged = old.is_some_and(|o| {
+        o.type_ == "Failed"
+            && o.status == status
+            && o.reason.as_deref() == Some(reason)
+            && o.message.as_deref() == Some(message.as_str())
+    });
+    if unchanged {
+        return old.cloned().expect("checked");
+    }
+    ClusterSyncCondition {
+        type_: "Failed".into(),
+        status: status.into(),
+        last_probe_time: Some(now.clone()),
+        last_transition_time: Some(now.clone()),
+        reason: Some(reason.into()),
+        message: Some(message),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,551 @@
+//! One reconcile of one cluster: read (cache, ClusterSync, lease), plan, execute against
+//! the target cluster, fold the results into the ClusterSync status, write what changed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
+use serde_json::{Value, json};
+use syncsets_store::ObjectKey;
+use syncsets_types::hive::{ClusterSyncLeaseSpec, ClusterSyncStatus, MANAGED_LABEL};
+
+use crate::cache::{Cache, unix_seconds};
+use crate::clients::Clients;
+use crate::health::{Admission, Ended, Health};
+use crate::hub::{Hub, HubKind};
+use crate::model::{Cluster, ObjRef, SetDef, resources, split_key};
+use crate::plan::{self, Context, Outcomes, Plan, RetiredOutcome, SetOutcome, Step, fnv1a};
+use crate::target::{Failure, TargetError, Written};
+use crate::{Error, Result};
+
+/// The annotation of a ClusterSyncLease recording the digests of the sets' other inputs
+/// when they were last applied ([`plan::inputs_digest`]).
+pub const APPLIED_INPUTS_ANNOTATION: &str = "syncsets.io/applied-inputs";
+
+/// What to do with the cluster's work item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Nothing until something changes (or the next full reapply).
+    Done,
+    /// Try again after this.
+    Retry(Duration),
+}
+
+/// When a cluster's next full reapply is due (unix seconds), given its last one: the
+/// interval plus up to 10% jitter, drawn from the cluster and the time of its last full
+/// apply so that every replica computes the same instant.
+pub fn full_reapply_due(key: &str, renewed: i64, interval: Duration) -> i64 {
+    let jitter_span = interval.as_secs() / 10;
+    let jitter = if jitter_span == 0 {
+        0
+    } else {
+        fnv1a(format!("{key}@{renewed}").as_bytes()) % jitter_span
+    };
+    renewed + interval.as_secs() as i64 + jitter as i64
+}
+
+/// Settings of reconciles.
+#[derive(Clone, Debug)]
+pub struct ReconcileSettings {
+    /// This replica's ordinal (`status.controlledByReplica`).
+    pub replica: i64,
+    /// Every set is reapplied to every cluster this often (plus up to 10% jitter).
+    pub reapply_interval: Duration,
+}
+
+/// Reconciles clusters.
+#[derive(Debug)]
+pub struct Reconciler {
+    /// The hub as seen from events.
+    pub cache: Arc<Cache>,
+    /// Hub writes.
+    pub hub: Hub,
+    /// Target clients.
+    pub clients: Clients,
+    /// Retry and breaker state.
+    pub health: Health,
+    /// Settings.
+    pub settings: ReconcileSettings,
+}
+
+/// What the lease says.
+struct LeaseState {
+    renewed: Option<i64>,
+    digests: BTreeMap<String, String>,
+}
+
+fn lease_state(lease: Option<&syncsets_store::Stored>) -> LeaseState {
+    let renewed = lease.and_then(|l| {
+        l.object["spec"]["renewTime"]
+            .as_str()
+            .and_then(unix_seconds)
+    });
+    let digests = lease
+        .and_then(|l| l.object["metadata"]["annotations"][APPLIED_INPUTS_ANNOTATION].as_str())
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default();
+    LeaseState { renewed, digests }
+}
+
+fn now_time() -> Time {
+    let now = jiff::Timestamp::now();
+    Time(jiff::Timestamp::from_second(now.as_second()).expect("a valid time"))
+}
+
+impl Reconciler {
+    /// Reconciles the cluster with work-queue key `key`.
+    pub async fn reconcile(&self, key: &str) -> Result<Next> {
+        self.cache.sync().await?;
+        let Some(cluster) = self.cache.cluster(key) else {
+            return self.forget(key).await;
+        };
+        if let Some(reason) = cluster.skip_reason() {
+            tracing::debug!(cluster = key, reason, "not syncing");
+            return Ok(Next::Done);
+        }
+        if let Admission::Wait(delay) = self.health.admit(key) {
+            return Ok(Next::Retry(delay));
+        }
+        let sets = self.cache.sets_for(&cluster);
+        let (ns, name) = (cluster.namespace.as_str(), cluster.name.as_str());
+        let cluster_sync = self.hub.get(HubKind::ClusterSync, ns, name).await?;
+        let lease = self.hub.get(HubKind::ClusterSyncLease, ns, name).await?;
+        let previous: Option<ClusterSyncStatus> = cluster_sync
+            .as_ref()
+            .and_then(|c| c.object.get("status"))
+            .and_then(|s| serde_json::from_value(s.clone()).ok());
+        let lease_state = lease_state(lease.as_ref());
+        let now = now_time();
+        let full = lease_state.renewed.is_none_or(|renewed| {
+            now.0.as_second() >= full_reapply_due(key, renewed, self.settings.reapply_interval)
+        });
+        let secrets = self.source_secrets(&sets).await?;
+        let versions: BTreeMap<(String, String), u64> = secrets
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().map(|(_, rv)| (k.clone(), *rv)))
+            .collect();
+        let plan = plan::plan(
+            &cluster,
+            &sets,
+            &Context {
+                previous: previous.as_ref(),
+                full,
+                applied_digests: lease.is_some().then_some(&lease_state.digests),
+                secret_versions: Some(&versions),
+                kubeconfig_version: self.kubeconfig_version(&cluster).await?,
+            },
+        );
+        let (outcomes, worst) = if plan.has_work() {
+            self.execute(&cluster, &plan, &secrets).await
+        } else {
+            (Outcomes::default(), None)
+        };
+        let status = plan::fold(
+            &plan,
+            &outcomes,
+            previous.as_ref(),
+            self.settings.replica,
+            &now,
+        );
+        let status_json = serde_json::to_value(&status).expect("status serialises");
+        let cluster_sync = if previous.as_ref() != Some(&status) || cluster_sync.is_none() {
+            let object = json!({
+                "apiVersion": "hiveinternal.openshift.io/v1alpha1", "kind": "ClusterSync",
+                "metadata": {"name": name, "namespace": ns, "ownerReferences": [owner(
+                    "hive.openshift.io/v1", "ClusterDeployment", name, &cluster.uid)]},
+                "spec": {},
+            });
+            Some(
+                self.hub
+                    .write_status(HubKind::ClusterSync, &object, &status_json, cluster_sync)
+                    .await?,
+            )
+        } else {
+            cluster_sync
+        };
+        self.record_lease(
+            &cluster,
+            &plan,
+            &status,
+            lease,
+            lease_state,
+            full,
+            &now,
+            cluster_sync.as_ref(),
+        )
+        .await?;
+
+        let failed = status
+            .sync_sets
+            .iter()
+            .chain(&status.selector_sync_sets)
+            .any(|s| s.result != "Success");
+        let ended = match (&outcomes.unreachable, failed) {
+            (Some(_), _) => Ended::Failed(Failure::Unreachable),
+            (None, true) => Ended::Failed(worst.unwrap_or(Failure::Rejected)),
+            (None, false) => Ended::Success,
+        };
+        Ok(match self.health.record(key, ended) {
+            Some(delay) => Next::Retry(delay),
+            None => Next::Done,
+        })
+    }
+
+    /// The cluster is gone: so are its ClusterSync and lease (the objects synced to it stay,
+    /// as with Hive).
+    async fn forget(&self, key: &str) -> Result<Next> {
+        let Some((ns, name)) = split_key(key) else {
+            return Ok(Next::Done);
+        };
+        self.hub.delete(HubKind::ClusterSyncLease, ns, name).await?;
+        self.hub.delete(HubKind::ClusterSync, ns, name).await?;
+        self.clients.forget(key);
+        self.health.forget(key);
+        Ok(Next::Done)
+    }
+
+    /// The resourceVersion of the cluster's kubeconfig Secret.
+    async fn kubeconfig_version(&self, cluster: &Cluster) -> Result<Option<u64>> {
+        let Some(secret) = &cluster.kubeconfig_secret else {
+            return Ok(None);
+        };
+        let key = ObjectKey::new("", resources::SECRETS, &cluster.namespace, secret);
+        Ok(self
+            .hub
+            .store()
+            .get(&key)
+            .await
+            .map_err(Error::store)?
+            .map(|s| s.rv))
+    }
+
+    /// The hub Secrets the sets copy, with their resourceVersions (`None`: missing).
+    async fn source_secrets(
+        &self,
+        sets: &[Arc<SetDef>],
+    ) -> Result<HashMap<(String, String), Option<(Value, u64)>>> {
+        let mut secrets = HashMap::new();
+        for source in sets.iter().flat_map(|s| s.source_secrets()) {
+            if secrets.contains_key(&source) {
+                continue;
+            }
+            let key = ObjectKey::new("", resources::SECRETS, &source.0, &source.1);
+            let stored = self.hub.store().get(&key).await.map_err(Error::store)?;
+            secrets.insert(source, stored.map(|s| (s.object, s.rv)));
+        }
+        Ok(secrets)
+    }
+
+    /// Writes the lease when this was a full reapply or the applied inputs changed.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the reconcile's state, passed once"
+    )]
+    async fn record_lease(
+        &self,
+        cluster: &Cluster,
+        plan: &Plan,
+        status: &ClusterSyncStatus,
+        lease: Option<syncsets_store::Stored>,
+        old: LeaseState,
+        full: bool,
+        now: &Time,
+        cluster_sync: Option<&syncsets_store::Stored>,
+    ) -> Result<()> {
+        let mut digests = BTreeMap::new();
+        for p in &plan.sets {
+            let id = plan::set_id(p.set.kind, &p.set.namespace, &p.set.name);
+            let succeeded = status
+                .sync_sets
+                .iter()
+                .chain(&status.selector_sync_sets)
+                .any(|s| s.name == p.set.name && s.result == "Success");
+            let digest = match (&p.work, succeeded) {
+                (Some(_), true) => Some(p.digest.clone()),
+                _ => old.digests.get(&id).cloned(),
+            };
+            if let Some(d) = digest {
+                digests.insert(id, d);
+            }
+        }
+        if !full && digests == old.digests {
+            return Ok(());
+        }
+        let renewed = if full {
+            MicroTime(jiff::Timestamp::now())
+        } else {
+            match lease
+                .as_ref()
+                .and_then(|l| l.object["spec"]["renewTime"].as_str())
+            {
+                Some(t) => MicroTime(
+                    t.parse()
+                        .map_err(|_| Error::Admission("unreadable lease renewTime".into()))?,
+                ),
+                None => MicroTime(now.0),
+            }
+        };
+        let mut metadata = json!({"name": cluster.name, "namespace": cluster.namespace});
+        if let Some(cs) = cluster_sync {
+            let uid = cs.object["metadata"]["uid"].as_str().unwrap_or_default();
+            metadata["ownerReferences"] = json!([owner(
+                "hiveinternal.openshift.io/v1alpha1",
+                "ClusterSync",
+                &cluster.name,
+                uid
+            )]);
+        }
+        if !digests.is_empty() {
+            metadata["annotations"] = json!({
+                APPLIED_INPUTS_ANNOTATION: serde_json::to_string(&digests).expect("digests serialise")
+            });
+        }
+        let object = json!({
+            "apiVersion": "hiveinternal.openshift.io/v1alpha1", "kind": "ClusterSyncLease",
+            "metadata": metadata,
+            "spec": ClusterSyncLeaseSpec { renew_time: renewed },
+        });
+        self.hub
+            .put(HubKind::ClusterSyncLease, &object, lease)
+            .await?;
+        Ok(())
+    }
+
+    /// Does what the plan says on the target cluster.
+    async fn execute(
+        &self,
+        cluster: &Cluster,
+        plan: &Plan,
+        secrets: &HashMap<(String, String), Option<(Value, u64)>>,
+    ) -> (Outcomes, Option<Failure>) {
+        let mut run = Run {
+            outcomes: Outcomes {
+                retired: vec![RetiredOutcome::default(); plan.retired.len()],
+                sets: vec![SetOutcome::default(); plan.sets.len()],
+                ..Outcomes::default()
+            },
+            worst: None,
+        };
+        let target = match self.clients.target(cluster).await {
+            Ok(t) => t,
+            Err(e) => {
+                run.fail_everything(plan, &e);
+                return run.finish();
+            }
+        };
+        for (i, r) in plan.retired.iter().enumerate() {
+            for obj in &r.delete {
+                if let Err(e) = target.delete(obj).await {
+                    if run.unreachable(plan, &e) {
+                        return run.finish();
+                    }
+                    run.outcomes.retired[i]
+                        .delete_failures
+                        .push((obj.clone(), format!("could not delete resource: {e}")));
+                }
+            }
+        }
+        for (i, p) in plan.sets.iter().enumerate() {
+            for obj in p.work.iter().flat_map(|w| &w.removed) {
+                if let Err(e) = target.delete(obj).await {
+                    if run.unreachable(plan, &e) {
+                        return run.finish();
+                    }
+                    run.outcomes.sets[i]
+                        .delete_failures
+                        .push((obj.clone(), format!("could not delete resource: {e}")));
+                }
+            }
+        }
+        for (i, p) in plan.sets.iter().enumerate() {
+            let Some(work) = &p.work else { continue };
+            let Ok(steps) = &work.steps else { continue };
+            for step in steps {
+                let result = match step {
+                    Step::Resource { index, object } => target
+                        .write(object, work.behavior)
+                        .await
+                        .map(|(written, r)| (written, Some(r)))
+                        .map_err(|e| (format!("failed to apply resource {index}: {e}"), e)),
+                    Step::Secret {
+                        index,
+                        source,
+                        target: to,
+                    } => match source {
+                        Err(message) => {
+                            Err((message.clone(), TargetError::config(message.clone())))
+                        }
+                        Ok(source) => match secrets.get(source).and_then(Option::as_ref) {
+                            None => {
+                                let m = format!(
+                                    "failed to read secret {index}: secrets \"{}\" not found",
+                                    source.1
+                                );
+                                Err((m.clone(), TargetError::config(m)))
+                            }
+                            Some((secret, _)) => target
+                                .write(&copied_secret(secret, to), work.behavior)
+                                .await
+                                .map(|(written, r)| (written, Some(r)))
+                                .map_err(|e| (format!("failed to apply secret {index}: {e}"), e)),
+                        },
+                    },
+                    Step::Patch {
+                        index,
+                        target: obj,
+                        patch,
+                        patch_type,
+                    } => target
+                        .patch(obj, patch, *patch_type)
+                        .await
+                        .map(|()| (Written::Applied, None))
+                        .map_err(|e| (format!("failed to apply patch {index}: {e}"), e)),
+                };
+                match result {
+                    Ok((_, Some(applied))) => run.outcomes.sets[i].applied.push(applied),
+                    Ok((_, None)) => {}
+                    Err((message, e)) => {
+                        if run.unreachable(plan, &e) {
+                            return run.finish();
+                        }
+                        run.note(e.failure);
+                        run.outcomes.sets[i].failure = Some(message);
+                        break;
+                    }
+                }
+            }
+        }
+        drop(target);
+        run.finish()
+    }
+}
+
+/// The outcomes of one execution, as they accumulate.
+struct Run {
+    outcomes: Outcomes,
+    /// The worst failure met (for the retry policy).
+    worst: Option<Failure>,
+}
+
+impl Run {
+    fn finish(self) -> (Outcomes, Option<Failure>) {
+        (self.outcomes, self.worst)
+    }
+
+    fn note(&mut self, failure: Failure) {
+        let rank = |f: Failure| match f {
+            Failure::Unreachable => 3,
+            Failure::Unauthorized => 2,
+            _ => 1,
+        };
+        if self.worst.is_none_or(|w| rank(failure) > rank(w)) {
+            self.worst = Some(failure);
+        }
+    }
+
+    /// Nothing more can be done: every set with work not yet failed fails with `e`.
+    fn fail_everything(&mut self, plan: &Plan, e: &TargetError) {
+        self.note(e.failure);
+        for (i, p) in plan.sets.iter().enumerate() {
+            if p.work.is_some() && self.outcomes.sets[i].failure.is_none() {
+                self.outcomes.sets[i].failure = Some(e.message.clone());
+            }
+        }
+        for (i, r) in plan.retired.iter().enumerate() {
+            if self.outcomes.retired[i].delete_failures.is_empty() {
+                self.outcomes.retired[i].delete_failures = r
+                    .delete
+                    .iter()
+                    .map(|o| (o.clone(), e.message.clone()))
+                    .collect();
+            }
+        }
+    }
+
+    /// When the cluster cannot be reached, stops: the rest would fail the same way, each
+    /// after a timeout.
+    fn unreachable(&mut self, plan: &Plan, e: &TargetError) -> bool {
+        if e.failure != Failure::Unreachable {
+            return false;
+        }
+        self.outcomes.unreachable = Some(e.message.clone());
+        self.fail_everything(plan, e);
+        true
+    }
+}
+
+/// The target copy of a hub Secret: its data and type; of its metadata only labels and
+/// annotations; plus the managed label.
+fn copied_secret(source: &Value, to: &ObjRef) -> Value {
+    let mut labels = source["metadata"]["labels"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    labels.insert(MANAGED_LABEL.into(), json!("true"));
+    let mut metadata = json!({"name": to.name, "labels": labels});
+    if !to.namespace.is_empty() {
+        metadata["namespace"] = json!(to.namespace);
+    }
+    if let Some(a) = source["metadata"]
+        .get("annotations")
+        .filter(|a| a.is_object())
+    {
+        metadata["annotations"] = a.clone();
+    }
+    let mut secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": metadata});
+    for field in ["data", "type", "immutable"] {
+        if let Some(v) = source.get(field) {
+            secret[field] = v.clone();
+        }
+    }
+    secret
+}
+
+fn owner(api_version: &str, kind: &str, name: &str, uid: &str) -> Value {
+    json!({"apiVersion": api_version, "kind": kind, "name": name, "uid": uid, "blockOwnerDeletion": true})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_reapplies_are_spread_over_a_tenth_of_the_interval() {
+        let interval = Duration::from_secs(7200);
+        let dues: Vec<i64> = (0..200)
+            .map(|i| {
+                full_reapply_due(&format!("fleet/c{i}"), 1_000_000, interval) - 1_000_000 - 7200
+            })
+            .collect();
+        assert!(dues.iter().all(|j| (0..720).contains(j)));
+        let distinct: std::collections::BTreeSet<_> = dues.iter().collect();
+        assert!(distinct.len() > 150, "jitter differs between clusters");
+        assert_eq!(
+            full_reapply_due("fleet/c1", 5, interval),
+            full_reapply_due("fleet/c1", 5, interval),
+            "every replica computes the same instant"
+        );
+    }
+
+    #[test]
+    fn secret_copies_keep_data_type_labels_and_annotations_only() {
+        let src = json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": "s", "namespace": "hub", "uid": "u", "resourceVersion": "4",
+                "labels": {"a": "b"}, "annotations": {"c": "d"}},
+            "data": {"tls.crt": "eA==", "tls.key": "eQ=="}});
+        let to = ObjRef {
+            api_version: "v1".into(),
+            kind: "Secret".into(),
+            namespace: "apps".into(),
+            name: "t".into(),
+        };
+        assert_eq!(
+            copied_secret(&src, &to),
+            json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                "metadata": {"name": "t", "namespace": "apps",
+                    "labels": {"a": "b", "hive.openshift.io/managed": "true"}, "annotations": {"c": "d"}},
+                "data": {"tls.crt": "eA==", "tls.key": "eQ=="}})
+        );
+    }
+}

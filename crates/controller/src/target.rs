@@ -1,0 +1,487 @@
+//! Talking to a target cluster through the Kubernetes API with kube-rs: resolving kinds
+//! (one discovery request per group-version, cached), server-side apply, create, merge
+//! update, patches and deletes, under a per-cluster rate limit. Nothing here knows whether
+//! the cluster is real or simulated.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use kube::api::{ApiResource, DynamicObject, PatchParams};
+use kube::core::{GroupVersion, Request, Resource as _};
+use kube::discovery::Scope;
+use serde_json::Value;
+
+use crate::model::ObjRef;
+use crate::plan::{Behavior, PatchType};
+
+/// The field manager of everything syncsets applies to clusters.
+pub const FIELD_MANAGER: &str = "syncsets";
+
+/// Why a request to a cluster failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The cluster could not be reached (connection refused or reset, DNS, TLS, timeout).
+    Unreachable,
+    /// The cluster refused our credentials (401) or their permissions (403).
+    Unauthorized,
+    /// The object (or its kind) does not exist.
+    NotFound,
+    /// The cluster refused the request otherwise.
+    Rejected,
+    /// The kubeconfig cannot be used.
+    Config,
+}
+
+/// A failed request, with a message safe to show (no credentials).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct TargetError {
+    /// What kind of failure.
+    pub failure: Failure,
+    /// The HTTP status the cluster answered with (0: no answer).
+    pub code: u16,
+    /// What happened.
+    pub message: String,
+}
+
+impl TargetError {
+    /// A kubeconfig problem.
+    pub fn config(message: impl Into<String>) -> Self {
+        Self::new(Failure::Config, message)
+    }
+
+    fn new(failure: Failure, message: impl Into<String>) -> Self {
+        Self {
+            failure,
+            code: 0,
+            message: message.into(),
+        }
+    }
+
+    fn not_found(message: impl Into<String>) -> Self {
+        Self::new(Failure::NotFound, message)
+    }
+
+    /// Classifies a kube-rs error and renders it without credentials or response dumps.
+    pub fn from_kube(e: &kube::Error) -> Self {
+        use std::io::ErrorKind;
+        let code = match e {
+            kube::Error::Api(s) => s.code,
+            _ => 0,
+        };
+        let (failure, message) = match e {
+            kube::Error::Api(s) => {
+                let failure = match s.code {
+                    401 | 403 => Failure::Unauthorized,
+                    404 => Failure::NotFound,
+                    _ => Failure::Rejected,
+                };
+                let mut message: String = s.message.chars().take(512).collect();
+                if message.is_empty() {
+                    message = s.reason.clone();
+                }
+                (failure, format!("{} {}: {message}", s.code, s.reason))
+            }
+            kube::Error::Service(_) | kube::Error::HyperError(_) => {
+                let mut chain = Vec::new();
+                let mut failure = Failure::Unreachable;
+                let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+                while let Some(err) = cur {
+                    if let Some(io) = err.downcast_ref::<std::io::Error>()
+                        && io.kind() == ErrorKind::InvalidData
+                    {
+                        failure = Failure::Unreachable; // TLS: this cluster cannot be talked to
+                    }
+                    let text = err.to_string();
+                    if !chain.iter().any(|c: &String| c.contains(&text)) {
+                        chain.push(text);
+                    }
+                    cur = err.source();
+                }
+                (failure, chain.join(": "))
+            }
+            kube::Error::Auth(_) => (
+                Failure::Config,
+                "the kubeconfig's credentials cannot be used".into(),
+            ),
+            kube::Error::InferKubeconfig(_) => (Failure::Config, "invalid kubeconfig".into()),
+            kube::Error::RustlsTls(t) => (Failure::Config, format!("TLS configuration: {t}")),
+            other => (Failure::Rejected, other.to_string()),
+        };
+        Self {
+            failure,
+            code,
+            message,
+        }
+    }
+}
+
+/// A token bucket: `qps` requests a second on average, bursts of `burst`.
+#[derive(Debug)]
+pub struct RateLimiter {
+    qps: f64,
+    burst: f64,
+    state: Mutex<(f64, Instant)>,
+}
+
+impl RateLimiter {
+    /// A full bucket.
+    pub fn new(qps: f64, burst: u32) -> Self {
+        let burst = f64::from(burst.max(1));
+        Self {
+            qps: qps.max(0.001),
+            burst,
+            state: Mutex::new((burst, Instant::now())),
+        }
+    }
+
+    /// Waits for a token.
+    pub async fn acquire(&self) {
+        let wait = {
+            let mut state = self.state.lock().expect("limiter lock");
+            let now = Instant::now();
+            let (tokens, at) = *state;
+            let tokens =
+                (tokens + now.duration_since(at).as_secs_f64() * self.qps).min(self.burst) - 1.0;
+            *state = (tokens, now);
+            if tokens >= 0.0 {
+                None
+            } else {
+                Some(Duration::from_secs_f64(-tokens / self.qps))
+            }
+        };
+        if let Some(wait) = wait {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// A resolved kind.
+#[derive(Clone, Debug)]
+struct Resolved {
+    resource: ApiResource,
+    namespaced: bool,
+}
+
+/// A group-version's kinds as the cluster serves them.
+type GroupVersionKinds = Arc<HashMap<String, Resolved>>;
+
+/// How long a group-version that lacks a kind is trusted before asking again (a CRD may
+/// have been installed since).
+const MISSING_KIND_RECHECK: Duration = Duration::from_secs(10);
+
+/// One target cluster's client.
+pub struct Target {
+    client: kube::Client,
+    limiter: RateLimiter,
+    request_timeout: Duration,
+    discovery: Mutex<HashMap<String, (GroupVersionKinds, Instant)>>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target").finish_non_exhaustive()
+    }
+}
+
+/// What a write did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Written {
+    /// Created or changed (or asserted, for server-side apply).
+    Applied,
+    /// Left as it was (CreateOnly on an existing object).
+    Unchanged,
+}
+
+impl Target {
+    /// A target reached through `client`.
+    pub fn new(client: kube::Client, qps: f64, burst: u32, request_timeout: Duration) -> Self {
+        Self {
+            client,
+            limiter: RateLimiter::new(qps, burst),
+            request_timeout,
+            discovery: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Sends a request (rate limited, with a deadline), returning the response body.
+    async fn send(&self, request: http::Request<Vec<u8>>) -> Result<String, TargetError> {
+        self.limiter.acquire().await;
+        match tokio::time::timeout(self.request_timeout, self.client.request_text(request)).await {
+            Ok(Ok(text)) => Ok(text),
+            Ok(Err(e)) => Err(TargetError::from_kube(&e)),
+            Err(_) => Err(TargetError::new(
+                Failure::Unreachable,
+                format!("no answer within {:?}", self.request_timeout),
+            )),
+        }
+    }
+
+    /// The kinds of a group-version, discovered once.
+    async fn kinds(
+        &self,
+        api_version: &str,
+        refresh: bool,
+    ) -> Result<GroupVersionKinds, TargetError> {
+        if let Some((kinds, at)) = self
+            .discovery
+            .lock()
+            .expect("discovery lock")
+            .get(api_version)
+            .cloned()
+            && (!refresh || at.elapsed() < MISSING_KIND_RECHECK)
+        {
+            return Ok(kinds);
+        }
+        let gv: GroupVersion = api_version
+            .parse()
+            .map_err(|_| TargetError::not_found(format!("invalid apiVersion {api_version:?}")))?;
+        self.limiter.acquire().await;
+        let group = match tokio::time::timeout(
+            self.request_timeout,
+            kube::discovery::pinned_group(&self.client, &gv),
+        )
+        .await
+        {
+            Ok(Ok(group)) => group,
+            Ok(Err(e)) => {
+                let e = TargetError::from_kube(&e);
+                return Err(match e.failure {
+                    Failure::NotFound => {
+                        TargetError::not_found(format!("the server does not serve {api_version}"))
+                    }
+                    _ => e,
+                });
+            }
+            Err(_) => {
+                return Err(TargetError::new(
+                    Failure::Unreachable,
+                    format!("discovery: no answer within {:?}", self.request_timeout),
+                ));
+            }
+        };
+        let kinds: HashMap<String, Resolved> = group
+            .versioned_resources(&gv.version)
+            .into_iter()
+            .map(|(resource, caps)| {
+                let namespaced = caps.scope == Scope::Namespaced;
+                (
+                    resource.kind.clone(),
+                    Resolved {
+                        resource,
+                        namespaced,
+                    },
+                )
+            })
+            .collect();
+        let kinds = Arc::new(kinds);
+        self.discovery
+            .lock()
+            .expect("discovery lock")
+            .insert(api_version.to_string(), (kinds.clone(), Instant::now()));
+        Ok(kinds)
+    }
+
+    /// Resolves a kind, rediscovering its group-version if the kind is missing.
+    async fn resolve(&self, api_version: &str, kind: &str) -> Result<Resolved, TargetError> {
+        for refresh in [false, true] {
+            if let Some(r) = self.kinds(api_version, refresh).await?.get(kind) {
+                return Ok(r.clone());
+            }
+        }
+        Err(TargetError::not_found(format!(
+            "no matches for kind {kind:?} in version {api_version:?}"
+        )))
+    }
+
+    /// The collection path of a kind, in a namespace (a namespaced object without one goes
+    /// to `default`, as kubectl would put it; a cluster-scoped one has none).
+    fn collection(resolved: &Resolved, namespace: &str) -> (String, String) {
+        let ns = if resolved.namespaced {
+            if namespace.is_empty() {
+                "default"
+            } else {
+                namespace
+            }
+        } else {
+            ""
+        };
+        let path = DynamicObject::url_path(&resolved.resource, (!ns.is_empty()).then_some(ns));
+        (path, ns.to_string())
+    }
+
+    /// Writes an object the way `behavior` says. Returns the object's effective reference.
+    pub async fn write(
+        &self,
+        object: &Value,
+        behavior: Behavior,
+    ) -> Result<(Written, ObjRef), TargetError> {
+        let mut r = ObjRef::of(object);
+        let resolved = self.resolve(&r.api_version, &r.kind).await?;
+        let (path, ns) = Self::collection(&resolved, &r.namespace);
+        r.namespace = ns.clone();
+        let mut object = object.clone();
+        if let Some(meta) = object["metadata"].as_object_mut() {
+            if ns.is_empty() {
+                meta.remove("namespace");
+            } else {
+                meta.insert("namespace".into(), Value::String(ns));
+            }
+            for field in [
+                "resourceVersion",
+                "uid",
+                "creationTimestamp",
+                "managedFields",
+            ] {
+                meta.remove(field);
+            }
+        }
+        let req = Request::new(&path);
+        let body = serde_json::to_vec(&object).expect("objects serialise");
+        let build =
+            |e: kube::core::request::Error| TargetError::new(Failure::Rejected, e.to_string());
+        match behavior {
+            Behavior::Apply => {
+                let params = PatchParams::apply(FIELD_MANAGER).force();
+                let request = req
+                    .patch(&r.name, &params, &kube::api::Patch::Apply(&object))
+                    .map_err(build)?;
+                self.send(request).await?;
+                Ok((Written::Applied, r))
+            }
+            Behavior::CreateOnly | Behavior::CreateOrUpdate => {
+                let create = req
+                    .create(
+                        &kube::api::PostParams {
+                            dry_run: false,
+                            field_manager: Some(FIELD_MANAGER.into()),
+                        },
+                        body,
+                    )
+                    .map_err(build)?;
+                match self.send(create).await {
+                    Ok(_) => Ok((Written::Applied, r)),
+                    Err(e) if e.code == 409 => {
+                        if behavior == Behavior::CreateOnly {
+                            return Ok((Written::Unchanged, r));
+                        }
+                        // Update the declared fields; fields others set stay.
+                        let patch = merge_patch_body(&object);
+                        let request = raw_patch(&path, &r.name, PatchType::Merge, patch)?;
+                        self.send(request).await?;
+                        Ok((Written::Applied, r))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    /// Applies a patch to an existing object (a missing object is a failure).
+    pub async fn patch(
+        &self,
+        target: &ObjRef,
+        patch: &str,
+        patch_type: PatchType,
+    ) -> Result<(), TargetError> {
+        let resolved = self.resolve(&target.api_version, &target.kind).await?;
+        let (path, _) = Self::collection(&resolved, &target.namespace);
+        let request = raw_patch(&path, &target.name, patch_type, patch.as_bytes().to_vec())?;
+        self.send(request).await.map(drop)
+    }
+
+    /// Deletes an object; one that does not exist (or whose kind is not served) is gone
+    /// already.
+    pub async fn delete(&self, target: &ObjRef) -> Result<(), TargetError> {
+        let resolved = match self.resolve(&target.api_version, &target.kind).await {
+            Ok(r) => r,
+            Err(e) if e.failure == Failure::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let (path, _) = Self::collection(&resolved, &target.namespace);
+        let request = Request::new(&path)
+            .delete(&target.name, &kube::api::DeleteParams::background())
+            .map_err(|e| TargetError::new(Failure::Rejected, e.to_string()))?;
+        match self.send(request).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.failure == Failure::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Checks that the cluster answers (a circuit breaker's probe): `GET /version`.
+    pub async fn probe(&self) -> Result<(), TargetError> {
+        let request = http::Request::get("/version")
+            .body(Vec::new())
+            .expect("a static request");
+        self.send(request).await.map(drop)
+    }
+}
+
+/// A merge patch that sets what `object` declares (identity and server fields left out).
+fn merge_patch_body(object: &Value) -> Vec<u8> {
+    let mut patch = object.clone();
+    if let Some(o) = patch.as_object_mut() {
+        o.remove("apiVersion");
+        o.remove("kind");
+        o.remove("status");
+    }
+    if let Some(meta) = patch["metadata"].as_object_mut() {
+        meta.remove("name");
+        meta.remove("namespace");
+    }
+    serde_json::to_vec(&patch).expect("objects serialise")
+}
+
+fn raw_patch(
+    path: &str,
+    name: &str,
+    patch_type: PatchType,
+    body: Vec<u8>,
+) -> Result<http::Request<Vec<u8>>, TargetError> {
+    let uri = format!("{path}/{name}?fieldManager={FIELD_MANAGER}");
+    http::Request::patch(uri)
+        .header(http::header::CONTENT_TYPE, patch_type.content_type())
+        .body(body)
+        .map_err(|e| TargetError::new(Failure::Rejected, format!("building the request: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_rate_limiter_allows_a_burst_then_the_rate() {
+        let limiter = RateLimiter::new(10.0, 5);
+        let start = tokio::time::Instant::now();
+        for _ in 0..5 {
+            limiter.acquire().await;
+        }
+        assert!(
+            start.elapsed() < Duration::from_millis(1),
+            "the burst is free"
+        );
+        for _ in 0..10 {
+            limiter.acquire().await;
+        }
+        let waited = start.elapsed();
+        assert!(
+            waited >= Duration::from_millis(950) && waited <= Duration::from_millis(1100),
+            "{waited:?}"
+        );
+    }
+
+    #[test]
+    fn merge_updates_leave_identity_alone() {
+        let obj = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "a", "namespace": "n", "labels": {"x": "y"}}, "data": {"k": "v"}});
+        let patch: Value = serde_json::from_slice(&merge_patch_body(&obj)).unwrap();
+        assert_eq!(
+            patch,
+            serde_json::json!({"metadata": {"labels": {"x": "y"}}, "data": {"k": "v"}})
+        );
+    }
+}

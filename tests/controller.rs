@@ -1,0 +1,719 @@
+//! SyncSet semantics end to end: a hub with controllers, simulated member clusters, Hive
+//! YAML applied with kubectl on the hub and the result checked with kubectl on the members.
+
+mod fleet;
+
+use std::time::Duration;
+
+use fleet::{Fleet, test_config};
+use serde_json::json;
+
+fn sss(name: &str, selector: &str, mode: &str, resources: &str) -> String {
+    format!(
+        "apiVersion: hive.openshift.io/v1\nkind: SelectorSyncSet\nmetadata:\n  name: {name}\nspec:\n  clusterDeploymentSelector:\n    matchLabels:\n      {selector}\n  resourceApplyMode: {mode}\n  resources:\n{resources}"
+    )
+}
+
+fn cm(name: &str, data: &str) -> String {
+    format!(
+        "  - apiVersion: v1\n    kind: ConfigMap\n    metadata:\n      name: {name}\n      namespace: default\n    data:\n      {data}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resources_reach_matching_clusters_with_the_managed_label_and_status() {
+    let fleet = Fleet::start(test_config()).await;
+    fleet.register("prod-1", json!({"env": "prod"})).await;
+    fleet.register("prod-2", json!({"env": "prod"})).await;
+    fleet.register("dev-1", json!({"env": "dev"})).await;
+    fleet
+        .hub_apply(&sss(
+            "baseline",
+            "env: prod",
+            "Upsert",
+            &cm("fleet-settings", "owner: platform"),
+        ))
+        .await;
+    for cluster in ["prod-1", "prod-2"] {
+        let status = fleet
+            .until_set(cluster, "selectorSyncSets", "baseline", "Success")
+            .await;
+        assert_eq!(status["observedGeneration"], 1);
+        let cm = fleet
+            .until_on_member(cluster, &["cm", "fleet-settings", "-n", "default"])
+            .await;
+        assert_eq!(cm["data"]["owner"], "platform");
+        assert_eq!(
+            cm["metadata"]["labels"]["hive.openshift.io/managed"],
+            "true"
+        );
+        let cs = fleet.cluster_sync(cluster).await.unwrap();
+        let condition = &cs["status"]["conditions"][0];
+        assert_eq!(condition["type"], "Failed");
+        assert_eq!(condition["status"], "False");
+        assert_eq!(condition["reason"], "Success");
+        assert_eq!(
+            condition["message"],
+            "All SyncSets and SelectorSyncSets have been applied to the cluster"
+        );
+        assert_eq!(cs["status"]["controlledByReplica"], 0);
+        assert!(cs["status"]["firstSuccessTime"].is_string());
+        assert_eq!(
+            cs["metadata"]["ownerReferences"][0]["kind"],
+            "ClusterDeployment"
+        );
+    }
+    assert!(
+        fleet
+            .member_get("dev-1", &["cm", "fleet-settings", "-n", "default"])
+            .await
+            .is_none()
+    );
+    let dev = fleet
+        .until("dev-1's ClusterSync", || fleet.cluster_sync("dev-1"))
+        .await;
+    assert!(dev["status"].get("selectorSyncSets").is_none());
+
+    // "Did my rollout land?": the summary and kubectl's columns say so.
+    fleet
+        .until("the rollout summary", || async {
+            let s = fleet
+                .hub_get("/apis/hive.openshift.io/v1/selectorsyncsets/baseline")
+                .await?;
+            (s["status"]["inSync"] == 2).then_some(s)
+        })
+        .await;
+    let (ok, out, _) = fleet.hub_kubectl(&["get", "sss", "baseline"]).await;
+    assert!(ok);
+    let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "CLUSTERS", "INSYNC", "FAILING", "AGE"]);
+    let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..4], ["baseline", "2", "2", "0"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_mode_deletes_what_is_removed_unmatched_or_deleted() {
+    let fleet = Fleet::start(test_config()).await;
+    fleet.register("a", json!({"env": "prod"})).await;
+    let two = format!("{}{}", cm("one", "k: v"), cm("two", "k: v"));
+    fleet.hub_apply(&sss("s", "env: prod", "Sync", &two)).await;
+    let status = fleet
+        .until_set("a", "selectorSyncSets", "s", "Success")
+        .await;
+    assert_eq!(status["resourcesToDelete"].as_array().unwrap().len(), 2);
+    fleet.until_on_member("a", &["cm", "two"]).await;
+
+    // Removed from the set: deleted.
+    fleet
+        .hub_apply(&sss("s", "env: prod", "Sync", &cm("one", "k: v")))
+        .await;
+    fleet.until_gone_from_member("a", &["cm", "two"]).await;
+    assert!(fleet.member_get("a", &["cm", "one"]).await.is_some());
+
+    // The cluster stops matching: everything it got is deleted, and the set forgotten.
+    let (ok, _, err) = fleet
+        .hub_kubectl(&["-n", "fleet", "label", "cd", "a", "env=dev", "--overwrite"])
+        .await;
+    assert!(ok, "{err}");
+    fleet.until_gone_from_member("a", &["cm", "one"]).await;
+    fleet
+        .until("the set leaves the status", || async {
+            let cs = fleet.cluster_sync("a").await?;
+            cs["status"].get("selectorSyncSets").is_none().then_some(())
+        })
+        .await;
+
+    // Matching again, then the set is deleted: its objects go too.
+    fleet
+        .hub_kubectl(&["-n", "fleet", "label", "cd", "a", "env=prod", "--overwrite"])
+        .await;
+    fleet.until_on_member("a", &["cm", "one"]).await;
+    let (ok, _, err) = fleet.hub_kubectl(&["delete", "sss", "s"]).await;
+    assert!(ok, "{err}");
+    fleet.until_gone_from_member("a", &["cm", "one"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upsert_mode_and_switching_from_sync_leave_objects_in_place() {
+    let fleet = Fleet::start(test_config()).await;
+    fleet.register("a", json!({"env": "prod"})).await;
+    let two = format!("{}{}", cm("one", "k: v"), cm("two", "k: v"));
+    fleet.hub_apply(&sss("s", "env: prod", "Sync", &two)).await;
+    fleet.until_on_member("a", &["cm", "two"]).await;
+    // Sync → Upsert, removing "two" at once: it is orphaned, not deleted.
+    fleet
+        .hub_apply(&sss("s", "env: prod", "Upsert", &cm("one", "k: v")))
+        .await;
+    fleet
+        .until("the tracked list to clear", || async {
+            let cs = fleet.cluster_sync("a").await?;
+            let s = &cs["status"]["selectorSyncSets"][0];
+            (s["observedGeneration"] == 2 && s.get("resourcesToDelete").is_none()).then_some(())
+        })
+        .await;
+    assert!(fleet.member_get("a", &["cm", "two"]).await.is_some());
+    // Upsert sets leave their objects behind when deleted.
+    fleet.hub_kubectl(&["delete", "sss", "s"]).await;
+    fleet
+        .until("the set to leave the status", || async {
+            let cs = fleet.cluster_sync("a").await?;
+            cs["status"].get("selectorSyncSets").is_none().then_some(())
+        })
+        .await;
+    assert!(fleet.member_get("a", &["cm", "one"]).await.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syncsets_with_patches_and_secret_mappings_from_hives_docs() {
+    let fleet = Fleet::start(test_config()).await;
+    fleet
+        .register("ClusterName".to_lowercase().as_str(), json!({}))
+        .await;
+    // The patch target exists on the cluster already.
+    let (ok, _, err) = fleet
+        .kubectl(
+            &fleet.member_kubeconfig("clustername"),
+            &[
+                "create",
+                "configmap",
+                "foo",
+                "--from-literal=foo=bar",
+                "--from-literal=keep=yes",
+            ],
+            None,
+        )
+        .await;
+    assert!(ok, "{err}");
+    fleet
+        .member_kubectl("clustername", &["create", "namespace", "openshift-config"])
+        .await;
+    // The Group kind is OpenShift's; the member learns it from a CRD.
+    let crd = r#"{"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+      "metadata": {"name": "groups.user.openshift.io"},
+      "spec": {"group": "user.openshift.io", "scope": "Cluster", "names": {"plural": "groups", "singular": "group", "kind": "Group", "listKind": "GroupList"},
+        "versions": [{"name": "v1", "served": true, "storage": true,
+          "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}}"#;
+    let (ok, _, err) = fleet
+        .kubectl(
+            &fleet.member_kubeconfig("clustername"),
+            &["apply", "-f", "-"],
+            Some(crd),
+        )
+        .await;
+    assert!(ok, "{err}");
+    // The mapped secret on the hub, in the SyncSet's namespace (Hive's example says default).
+    let (ok, _, err) = fleet
+        .hub_kubectl(&[
+            "-n",
+            "fleet",
+            "create",
+            "secret",
+            "generic",
+            "ad-bind-password",
+            "--from-literal=bindPassword=s3cret",
+        ])
+        .await;
+    assert!(ok, "{err}");
+    let doc = std::fs::read_to_string(
+        "tests/fixtures/hive/syncset-mygroup-resources-patches-secretmappings.yaml",
+    )
+    .unwrap()
+    .replace("name: ClusterName", "name: clustername")
+    .replace(
+        "namespace: default\n    targetRef",
+        "namespace: fleet\n    targetRef",
+    );
+    let (ok, _, err) = fleet
+        .kubectl(
+            &fleet.hub_kubeconfig(),
+            &["-n", "fleet", "apply", "-f", "-"],
+            Some(&doc),
+        )
+        .await;
+    assert!(ok, "{err}");
+    fleet
+        .until_set("clustername", "syncSets", "mygroup", "Success")
+        .await;
+    let group = fleet
+        .until_on_member("clustername", &["groups.user.openshift.io", "mygroup"])
+        .await;
+    assert_eq!(group["users"], json!(["myuser"]));
+    let foo = fleet
+        .member_get("clustername", &["cm", "foo"])
+        .await
+        .unwrap();
+    assert_eq!(
+        foo["data"],
+        json!({"foo": "new-bar", "keep": "yes"}),
+        "merge patch"
+    );
+    let secret = fleet
+        .member_get(
+            "clustername",
+            &["secret", "ad-bind-password", "-n", "openshift-config"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(secret["data"]["bindPassword"], "czNjcmV0");
+    assert_eq!(secret["type"], "Opaque");
+    assert_eq!(
+        secret["metadata"]["labels"]["hive.openshift.io/managed"],
+        "true"
+    );
+
+    // Strategic and JSON patches too.
+    let patches = r#"apiVersion: hive.openshift.io/v1
+kind: SyncSet
+metadata:
+  name: patches
+  namespace: fleet
+spec:
+  clusterDeploymentRefs:
+  - name: clustername
+  patches:
+  - apiVersion: v1
+    kind: ConfigMap
+    name: foo
+    namespace: default
+    patch: '{"data": {"strategic": "yes"}}'
+  - apiVersion: v1
+    kind: ConfigMap
+    name: foo
+    namespace: default
+    patchType: json
+    patch: '[{"op": "remove", "path": "/data/keep"}]'
+"#;
+    fleet.hub_apply(patches).await;
+    fleet
+        .until_set("clustername", "syncSets", "patches", "Success")
+        .await;
+    let foo = fleet
+        .member_get("clustername", &["cm", "foo"])
+        .await
+        .unwrap();
+    assert_eq!(foo["data"], json!({"foo": "new-bar", "strategic": "yes"}));
+
+    // A changed source Secret reaches the cluster without waiting for a full reapply.
+    let (ok, _, err) = fleet
+        .hub_kubectl(&[
+            "-n",
+            "fleet",
+            "patch",
+            "secret",
+            "ad-bind-password",
+            "-p",
+            r#"{"stringData":{"bindPassword":"n3w"}}"#,
+        ])
+        .await;
+    assert!(ok, "{err}");
+    fleet
+        .until("the new secret on the cluster", || async {
+            let s = fleet
+                .member_get(
+                    "clustername",
+                    &["secret", "ad-bind-password", "-n", "openshift-config"],
+                )
+                .await?;
+            (s["data"]["bindPassword"] == "bjN3").then_some(())
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_behaviors() {
+    let fleet = Fleet::start(test_config()).await;
+    fleet.register("a", json!({"env": "prod"})).await;
+    let set = |behavior: &str, data: &str| {
+        format!(
+            "apiVersion: hive.openshift.io/v1\nkind: SelectorSyncSet\nmetadata:\n  name: {}\nspec:\n  clusterDeploymentSelector:\n    matchLabels:\n      env: prod\n  applyBehavior: {behavior}\n  resources:\n{}",
+            behavior.to_lowercase(),
+            cm(&behavior.to_lowercase(), data)
+        )
+    };
+    for behavior in ["Apply", "CreateOnly", "CreateOrUpdate"] {
+        fleet
+            .hub_apply(&set(behavior, "a: \"1\"\n      b: \"1\""))
+            .await;
+    }
+    for name in ["apply", "createonly", "createorupdate"] {
+        fleet
+            .until_set("a", "selectorSyncSets", name, "Success")
+            .await;
+        // Someone edits each object on the cluster.
+        let (ok, _, err) = fleet
+            .member_kubectl(
+                "a",
+                &["patch", "cm", name, "-p", r#"{"data":{"foreign":"x"}}"#],
+            )
+            .await;
+        assert!(ok, "{err}");
+    }
+    // The sets change: b goes, a becomes 2.
+    for behavior in ["Apply", "CreateOnly", "CreateOrUpdate"] {
+        fleet.hub_apply(&set(behavior, "a: \"2\"")).await;
+    }
+    for name in ["apply", "createonly", "createorupdate"] {
+        fleet
+            .until(&format!("{name} at generation 2"), || async {
+                let cs = fleet.cluster_sync("a").await?;
+                cs["status"]["selectorSyncSets"]
+                    .as_array()?
+                    .iter()
+                    .any(|s| {
+                        s["name"] == name
+                            && s["observedGeneration"] == 2
+                            && s["result"] == "Success"
+                    })
+                    .then_some(())
+            })
+            .await;
+    }
+    let data = |name: &'static str| {
+        let fleet = &fleet;
+        async move { fleet.member_get("a", &["cm", name]).await.unwrap()["data"].clone() }
+    };
+    // Apply: what we stop declaring disappears; what others set stays (not ours).
+    assert_eq!(data("apply").await, json!({"a": "2", "foreign": "x"}));
+    // CreateOnly: left alone once it exists.
+    assert_eq!(
+        data("createonly").await,
+        json!({"a": "1", "b": "1", "foreign": "x"})
+    );
+    // CreateOrUpdate: declared fields updated, nothing removed.
+    assert_eq!(
+        data("createorupdate").await,
+        json!({"a": "2", "b": "1", "foreign": "x"})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn templates_read_cluster_labels_and_follow_label_changes() {
+    let fleet = Fleet::start(test_config()).await;
+    fleet
+        .register(
+            "gcp-1",
+            json!({"hive.openshift.io/cluster-platform": "gcp", "env": "prod"}),
+        )
+        .await;
+    fleet
+        .member_kubectl("gcp-1", &["create", "namespace", "myns"])
+        .await;
+    let fragment = std::fs::read_to_string(
+        "tests/fixtures/hive/syncset-spec-fragment-enableresourcetemplates-fromcdlabel.yaml",
+    )
+    .unwrap();
+    let body: String = fragment
+        .lines()
+        .filter(|l| !l.starts_with('#') && *l != "---")
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let doc = format!(
+        "apiVersion: hive.openshift.io/v1\nkind: SelectorSyncSet\nmetadata:\n  name: templated\nspec:\n  clusterDeploymentSelector:\n    matchLabels:\n      env: prod\n{body}"
+    );
+    fleet.hub_apply(&doc).await;
+    fleet
+        .until_set("gcp-1", "selectorSyncSets", "templated", "Success")
+        .await;
+    let cm = fleet
+        .member_get("gcp-1", &["cm", "mycm", "-n", "myns"])
+        .await
+        .unwrap();
+    let expected: serde_json::Value = serde_norway::from_str(
+        &std::fs::read_to_string("tests/fixtures/hive/configmap-fromcdlabel-rendered-result.yaml")
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(cm["data"], expected["data"], "Hive's documented result");
+    fleet
+        .hub_kubectl(&[
+            "-n",
+            "fleet",
+            "label",
+            "cd",
+            "gcp-1",
+            "hive.openshift.io/cluster-platform=aws",
+            "--overwrite",
+        ])
+        .await;
+    fleet
+        .until("the relabelled value", || async {
+            let cm = fleet
+                .member_get("gcp-1", &["cm", "mycm", "-n", "myns"])
+                .await?;
+            (cm["data"]["platform"] == "the platform is aws").then_some(())
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_set_stops_at_its_first_failure_and_says_why() {
+    let fleet = Fleet::start(test_config()).await;
+    fleet.register("a", json!({"env": "prod"})).await;
+    let resources = format!(
+        "{}  - apiVersion: example.com/v1\n    kind: Widget\n    metadata:\n      name: w\n{}",
+        cm("first", "k: v"),
+        cm("third", "k: v")
+    );
+    fleet
+        .hub_apply(&sss("broken", "env: prod", "Upsert", &resources))
+        .await;
+    fleet
+        .hub_apply(&sss("fine", "env: prod", "Upsert", &cm("other", "k: v")))
+        .await;
+    let status = fleet
+        .until_set("a", "selectorSyncSets", "broken", "Failure")
+        .await;
+    let message = status["failureMessage"].as_str().unwrap();
+    assert!(
+        message.starts_with("failed to apply resource 1: ") && message.contains("example.com/v1"),
+        "{message}"
+    );
+    assert!(
+        fleet.member_get("a", &["cm", "first"]).await.is_some(),
+        "before the failure"
+    );
+    assert!(
+        fleet.member_get("a", &["cm", "third"]).await.is_none(),
+        "after the failure"
+    );
+    fleet
+        .until_set("a", "selectorSyncSets", "fine", "Success")
+        .await;
+    let cs = fleet.cluster_sync("a").await.unwrap();
+    let condition = &cs["status"]["conditions"][0];
+    assert_eq!(condition["status"], "True");
+    assert_eq!(condition["reason"], "Failure");
+    assert_eq!(condition["message"], "SelectorSyncSet broken is failing");
+    let summary = fleet
+        .until("the failing summary", || async {
+            let s = fleet
+                .hub_get("/apis/hive.openshift.io/v1/selectorsyncsets/broken")
+                .await?;
+            (s["status"]["failing"] == 1).then_some(s)
+        })
+        .await;
+    assert_eq!(summary["status"]["failingClusters"], json!(["fleet/a"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_and_uninstalled_clusters_are_skipped() {
+    let fleet = Fleet::start(test_config()).await;
+    fleet.register("paused", json!({"env": "prod"})).await;
+    fleet.register("live", json!({"env": "prod"})).await;
+    fleet
+        .hub_kubectl(&[
+            "-n",
+            "fleet",
+            "annotate",
+            "cd",
+            "paused",
+            "hive.openshift.io/syncset-pause=true",
+        ])
+        .await;
+    fleet
+        .hub_apply(&sss("s", "env: prod", "Upsert", &cm("x", "k: v")))
+        .await;
+    fleet
+        .until_set("live", "selectorSyncSets", "s", "Success")
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(fleet.member_get("paused", &["cm", "x"]).await.is_none());
+    // It may have been reconciled once before the annotation landed, never since.
+    let untouched = fleet.cluster_sync("paused").await;
+    assert!(
+        untouched.is_none_or(|cs| cs["status"].get("selectorSyncSets").is_none()),
+        "a paused cluster's status is left alone"
+    );
+    fleet
+        .hub_kubectl(&[
+            "-n",
+            "fleet",
+            "annotate",
+            "cd",
+            "paused",
+            "hive.openshift.io/syncset-pause-",
+        ])
+        .await;
+    fleet.until_on_member("paused", &["cm", "x"]).await;
+
+    let (ok, _, err) = fleet
+        .hub_kubectl(&[
+            "-n",
+            "fleet",
+            "patch",
+            "cd",
+            "live",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"installed":false}}"#,
+        ])
+        .await;
+    assert!(ok, "{err}");
+    fleet
+        .hub_apply(&sss("s", "env: prod", "Upsert", &cm("second", "k: v")))
+        .await;
+    fleet.until_on_member("paused", &["cm", "second"]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        fleet.member_get("live", &["cm", "second"]).await.is_none(),
+        "not installed: skipped"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_is_corrected_on_reapply_and_on_request() {
+    let mut config = test_config();
+    config.reapply_interval = Duration::from_secs(3);
+    let fleet = Fleet::start(config).await;
+    fleet.register("a", json!({"env": "prod"})).await;
+    fleet
+        .hub_apply(&sss(
+            "s",
+            "env: prod",
+            "Upsert",
+            &cm("guarded", "mode: safe"),
+        ))
+        .await;
+    fleet.until_on_member("a", &["cm", "guarded"]).await;
+    let drift = |value: &'static str| {
+        let fleet = &fleet;
+        async move {
+            let patch = format!(r#"{{"data":{{"mode":"{value}"}}}}"#);
+            let (ok, _, err) = fleet
+                .member_kubectl("a", &["patch", "cm", "guarded", "-p", &patch])
+                .await;
+            assert!(ok, "{err}");
+        }
+    };
+    let restored = || async {
+        let cm = fleet.member_get("a", &["cm", "guarded"]).await?;
+        (cm["data"]["mode"] == "safe").then_some(())
+    };
+    drift("unsafe").await;
+    fleet
+        .until("the periodic reapply to restore it", restored)
+        .await;
+
+    // Asked for now: deleting the lease (what `syncsets resync` does) reapplies at once.
+    let mut config = test_config();
+    config.reapply_interval = Duration::from_secs(3600);
+    drop(fleet);
+    let fleet = Fleet::start(config).await;
+    fleet.register("a", json!({"env": "prod"})).await;
+    fleet
+        .hub_apply(&sss(
+            "s",
+            "env: prod",
+            "Upsert",
+            &cm("guarded", "mode: safe"),
+        ))
+        .await;
+    fleet.until_on_member("a", &["cm", "guarded"]).await;
+    fleet
+        .until("the lease", || {
+            fleet.hub_get(
+                "/apis/hiveinternal.openshift.io/v1alpha1/namespaces/fleet/clustersyncleases/a",
+            )
+        })
+        .await;
+    let (ok, _, err) = fleet
+        .member_kubectl(
+            "a",
+            &[
+                "patch",
+                "cm",
+                "guarded",
+                "-p",
+                r#"{"data":{"mode":"unsafe"}}"#,
+            ],
+        )
+        .await;
+    assert!(ok, "{err}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cm = fleet.member_get("a", &["cm", "guarded"]).await.unwrap();
+    assert_eq!(
+        cm["data"]["mode"], "unsafe",
+        "nothing reapplies before the interval"
+    );
+    let (ok, _, err) = fleet
+        .hub_kubectl(&["-n", "fleet", "delete", "clustersynclease", "a"])
+        .await;
+    assert!(ok, "{err}");
+    fleet
+        .until("the resync to restore it", || async {
+            let cm = fleet.member_get("a", &["cm", "guarded"]).await?;
+            (cm["data"]["mode"] == "safe").then_some(())
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_cluster_is_reported_and_does_not_hold_up_the_fleet() {
+    let fleet = Fleet::start(test_config()).await;
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    fleet
+        .register_at("dead", &dead, json!({"env": "prod"}))
+        .await;
+    for i in 0..5 {
+        fleet
+            .register(&format!("live-{i}"), json!({"env": "prod"}))
+            .await;
+    }
+    fleet
+        .hub_apply(&sss("s", "env: prod", "Upsert", &cm("x", "k: v")))
+        .await;
+    for i in 0..5 {
+        fleet
+            .until_set(&format!("live-{i}"), "selectorSyncSets", "s", "Success")
+            .await;
+    }
+    let status = fleet
+        .until_set("dead", "selectorSyncSets", "s", "Failure")
+        .await;
+    let message = status["failureMessage"].as_str().unwrap();
+    assert!(message.contains("onnect"), "{message}");
+    let cs = fleet.cluster_sync("dead").await.unwrap();
+    assert_eq!(cs["status"]["conditions"][0]["reason"], "Unreachable");
+    assert!(!message.contains("kubeconfig"), "no credentials are echoed");
+    fleet
+        .until("the breaker to open", || async {
+            fleet
+                .controller
+                .as_ref()
+                .unwrap()
+                .reconciler()
+                .health
+                .unreachable("fleet/dead")
+                .then_some(())
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_kubeconfig_takes_effect() {
+    let fleet = Fleet::start(test_config()).await;
+    fleet.register("a", json!({"env": "prod"})).await;
+    fleet
+        .hub_apply(&sss("s", "env: prod", "Upsert", &cm("x", "k: v")))
+        .await;
+    fleet.until_on_member("a", &["cm", "x"]).await;
+    // The cluster moves: its kubeconfig now points at another (simulated) API server.
+    let moved = fleet::kubeconfig(&fleet.cluster_url("a-moved"));
+    let patch = json!({"stringData": {"kubeconfig": moved}}).to_string();
+    let (ok, _, err) = fleet
+        .hub_kubectl(&[
+            "-n",
+            "fleet",
+            "patch",
+            "secret",
+            "a-admin-kubeconfig",
+            "-p",
+            &patch,
+        ])
+        .await;
+    assert!(ok, "{err}");
+    fleet.until_on_member("a-moved", &["cm", "x"]).await;
+}

@@ -1,0 +1,283 @@
+//! A hub (API server + controllers) and a member server hosting simulated clusters, in
+//! this process on ports 0, with kubectl for both sides.
+
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the harness"
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use syncsets_api::{AppState, Config};
+use syncsets_controller::Controller;
+use syncsets_store::Keyring;
+use tokio::sync::oneshot;
+
+/// A running API server.
+pub struct Server {
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    /// Its state.
+    pub state: Arc<AppState>,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Server {
+    /// Serves `url` on 127.0.0.1:0.
+    pub async fn start(url: &str) -> Self {
+        let keyring = Arc::new(Keyring::new(vec![("k1".into(), vec![7; 32])]).unwrap());
+        let store = syncsets_store::open(url, Some(keyring)).await.unwrap();
+        let state = AppState::new(store, Config::default()).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(syncsets_api::run(state.clone(), listener, async {
+            let _ = rx.await;
+        }));
+        Self {
+            base,
+            state,
+            _stop: tx,
+        }
+    }
+}
+
+/// A kubeconfig pointing at `server`.
+pub fn kubeconfig(server: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    namespace: default\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user: {{}}\n"
+    )
+}
+
+/// Hub, controllers and a member server.
+pub struct Fleet {
+    /// The hub.
+    pub hub: Server,
+    /// The member server: one logical cluster per simulated cluster.
+    pub member: Server,
+    /// The controllers.
+    pub controller: Option<Controller>,
+    /// Temporary files (kubeconfigs, the hub's SQLite file).
+    pub dir: tempfile::TempDir,
+    http: reqwest::Client,
+}
+
+/// Controller settings for tests: quick summaries and retries.
+pub fn test_config() -> syncsets_controller::Config {
+    let mut config = syncsets_controller::Config {
+        summary_interval: Duration::from_millis(100),
+        workers: 16,
+        ..Default::default()
+    };
+    config.health.backoff_base = Duration::from_millis(100);
+    config.health.backoff_max = Duration::from_secs(2);
+    config.health.breaker_base = Duration::from_secs(1);
+    config.health.breaker_max = Duration::from_secs(4);
+    config.clients.connect_timeout = Duration::from_secs(2);
+    config.clients.request_timeout = Duration::from_secs(5);
+    config
+}
+
+impl Fleet {
+    /// A hub on SQLite with controllers configured by `config`.
+    pub async fn start(config: syncsets_controller::Config) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = Server::start(&format!("sqlite://{}", dir.path().join("hub.db").display())).await;
+        let member = Server::start("memory://").await;
+        let controller = Controller::start(hub.state.store.clone(), hub.state.bus.clone(), config)
+            .await
+            .unwrap();
+        std::fs::write(dir.path().join("hub.kubeconfig"), kubeconfig(&hub.base)).unwrap();
+        Self {
+            hub,
+            member,
+            controller: Some(controller),
+            dir,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// The hub's kubeconfig file.
+    pub fn hub_kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("hub.kubeconfig")
+    }
+
+    /// The URL of a simulated cluster.
+    pub fn cluster_url(&self, name: &str) -> String {
+        format!("{}/clusters/{name}", self.member.base)
+    }
+
+    /// A kubeconfig file for a simulated cluster.
+    pub fn member_kubeconfig(&self, name: &str) -> PathBuf {
+        let path = self.dir.path().join(format!("{name}.kubeconfig"));
+        if !path.exists() {
+            std::fs::write(&path, kubeconfig(&self.cluster_url(name))).unwrap();
+        }
+        path
+    }
+
+    /// Registers a simulated cluster with the hub (namespace `fleet`).
+    pub async fn register(&self, name: &str, labels: Value) {
+        self.register_at(name, &self.cluster_url(name), labels)
+            .await;
+    }
+
+    /// Registers a cluster whose API is at `server`.
+    pub async fn register_at(&self, name: &str, server: &str, labels: Value) {
+        let body = json!({"name": name, "namespace": "fleet", "kubeconfig": kubeconfig(server), "labels": labels});
+        let res = self
+            .http
+            .post(format!("{}/v1/clusters", self.hub.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    }
+
+    /// Runs kubectl with a kubeconfig; returns (success, stdout, stderr).
+    pub async fn kubectl(
+        &self,
+        kubeconfig: &Path,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> (bool, String, String) {
+        let cache = self.dir.path().join("kubectl-cache");
+        let mut cmd = Command::new("kubectl");
+        cmd.arg("--kubeconfig")
+            .arg(kubeconfig)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(args)
+            .env_remove("KUBECONFIG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let input = stdin.map(str::to_string);
+        tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let mut child = cmd.spawn().expect("kubectl runs");
+            let mut pipe = child.stdin.take().unwrap();
+            if let Some(input) = input {
+                pipe.write_all(input.as_bytes()).unwrap();
+            }
+            drop(pipe);
+            let out = child.wait_with_output().unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+        .await
+        .unwrap()
+    }
+
+    /// `kubectl apply -f -` on the hub; panics on failure.
+    pub async fn hub_apply(&self, yaml: &str) {
+        let (ok, out, err) = self
+            .kubectl(&self.hub_kubeconfig(), &["apply", "-f", "-"], Some(yaml))
+            .await;
+        assert!(ok, "kubectl apply on the hub failed: {out}{err}");
+    }
+
+    /// kubectl on the hub.
+    pub async fn hub_kubectl(&self, args: &[&str]) -> (bool, String, String) {
+        self.kubectl(&self.hub_kubeconfig(), args, None).await
+    }
+
+    /// kubectl on a simulated cluster.
+    pub async fn member_kubectl(&self, cluster: &str, args: &[&str]) -> (bool, String, String) {
+        self.kubectl(&self.member_kubeconfig(cluster), args, None)
+            .await
+    }
+
+    /// An object on a simulated cluster, read with kubectl (`None`: not found).
+    pub async fn member_get(&self, cluster: &str, args: &[&str]) -> Option<Value> {
+        let mut all = vec!["get"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["-o", "json"]);
+        let (ok, out, err) = self.member_kubectl(cluster, &all).await;
+        if !ok {
+            assert!(
+                err.contains("NotFound") || err.contains("not found"),
+                "kubectl get {args:?}: {err}"
+            );
+            return None;
+        }
+        Some(serde_json::from_str(&out).unwrap())
+    }
+
+    /// A hub object over HTTP (`None`: 404).
+    pub async fn hub_get(&self, path: &str) -> Option<Value> {
+        let res = self
+            .http
+            .get(format!("{}{path}", self.hub.base))
+            .send()
+            .await
+            .unwrap();
+        if res.status() == 404 {
+            return None;
+        }
+        assert!(res.status().is_success(), "GET {path}: {}", res.status());
+        Some(res.json().await.unwrap())
+    }
+
+    /// A cluster's ClusterSync.
+    pub async fn cluster_sync(&self, name: &str) -> Option<Value> {
+        self.hub_get(&format!(
+            "/apis/hiveinternal.openshift.io/v1alpha1/namespaces/fleet/clustersyncs/{name}"
+        ))
+        .await
+    }
+
+    /// Waits until `check` returns `Some` (polling every 100 ms, at most 30 s).
+    pub async fn until<T, F, Fut>(&self, what: &str, mut check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(v) = check().await {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until a cluster's ClusterSync reports `name` (a set) with `result` at
+    /// `generation` or later; returns that set's status.
+    pub async fn until_set(&self, cluster: &str, field: &str, name: &str, result: &str) -> Value {
+        self.until(&format!("{cluster}: {name} {result}"), || async {
+            let cs = self.cluster_sync(cluster).await?;
+            cs["status"][field]
+                .as_array()?
+                .iter()
+                .find(|s| s["name"] == name && s["result"] == result)
+                .cloned()
+        })
+        .await
+    }
+
+    /// Waits until a ClusterMap-like object exists on a member (kubectl get).
+    pub async fn until_on_member(&self, cluster: &str, args: &[&str]) -> Value {
+        self.until(&format!("{args:?} on {cluster}"), || {
+            self.member_get(cluster, args)
+        })
+        .await
+    }
+
+    /// Waits until an object is gone from a member.
+    pub async fn until_gone_from_member(&self, cluster: &str, args: &[&str]) {
+        self.until(&format!("{args:?} gone from {cluster}"), || async {
+            self.member_get(cluster, args).await.is_none().then_some(())
+        })
+        .await;
+    }
+}
