@@ -5,6 +5,10 @@
 //! ```text
 //!   syncsets serve       API server and controllers (SQLite under ./data by default)
 //!   syncsets controller  controllers only, against PostgreSQL + RabbitMQ
+//!   syncsets status      per set: clusters in sync / failing (--watch: until converged)
+//!   syncsets resync      reapply everything to clusters now
+//!   syncsets demo        hub + simulated fleet + example set, converging live
+//!   syncsets fleet-sim   a member server of simulated clusters, registered with a hub
 //!   syncsets migrate   run the store's migrations
 //!   syncsets bench     measure the store and API against raw SQL baselines
 //! ```
@@ -50,6 +54,12 @@ enum Command {
     Bench(cmd::bench::BenchArgs),
     /// Host simulated member clusters and register them with a hub.
     FleetSim(cmd::fleet_sim::FleetSimArgs),
+    /// Show, per SyncSet and SelectorSyncSet, how many clusters are in sync or failing.
+    Status(cmd::status::StatusArgs),
+    /// Reapply every set to clusters now (drift correction on demand).
+    Resync(cmd::resync::ResyncArgs),
+    /// Start a hub, a simulated fleet and an example SelectorSyncSet, and watch it converge.
+    Demo(cmd::demo::DemoArgs),
 }
 
 impl Args {
@@ -77,6 +87,9 @@ impl Args {
                 Command::Migrate(a) => cmd::migrate::run(a).await,
                 Command::Bench(a) => cmd::bench::run(a).await,
                 Command::FleetSim(a) => cmd::fleet_sim::run(a).await,
+                Command::Status(a) => cmd::status::run(a).await,
+                Command::Resync(a) => cmd::resync::run(a).await,
+                Command::Demo(a) => cmd::demo::run(a).await,
             }
         });
         match result {

@@ -289,7 +289,26 @@ mod tests {
             false,
             now,
         );
-        assert_eq!(t["rows"][0]["cells"], json!(["s", "1d"]));
+        assert_eq!(
+            t["rows"][0]["cells"],
+            json!(["s", null, null, null, null, "1d"])
+        );
         assert_eq!(t["columnDefinitions"], json!([]));
+        // The rollout summary syncsets adds to Hive's sets.
+        let summarised = json!({"metadata": {"name": "s", "creationTimestamp": "2023-12-31T01:00:00Z"},
+            "status": {"clusters": 3, "inSync": 1, "failing": 2, "failingClusters": ["fleet/a", "fleet/b"]}});
+        let t = render(
+            &ss,
+            &[summarised],
+            IncludeObject::None,
+            json!({}),
+            true,
+            now,
+        );
+        assert_eq!(
+            t["rows"][0]["cells"],
+            json!(["s", 3, 1, 2, "fleet/a fleet/b", "1d"])
+        );
+        assert_eq!(t["columnDefinitions"][4]["priority"], 1);
     }
 }

@@ -153,7 +153,7 @@ pub struct SecretReference {
     printcolumn = r#"{"name":"Clusters","type":"integer","description":"Clusters the set targets","jsonPath":".status.clusters"}"#,
     printcolumn = r#"{"name":"InSync","type":"integer","description":"Clusters with the current generation applied successfully","jsonPath":".status.inSync"}"#,
     printcolumn = r#"{"name":"Failing","type":"integer","description":"Clusters where applying the set failed","jsonPath":".status.failing"}"#,
-    printcolumn = r#"{"name":"FailingClusters","type":"string","priority":1,"description":"The first few failing clusters","jsonPath":".status.failingClusters"}"#,
+    printcolumn = r#"{"name":"FailingClusters","type":"string","priority":1,"description":"The first few failing clusters","jsonPath":".status.failingClusters[*]"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -211,7 +211,7 @@ pub struct RolloutSummary {
     printcolumn = r#"{"name":"Clusters","type":"integer","description":"Clusters the set targets","jsonPath":".status.clusters"}"#,
     printcolumn = r#"{"name":"InSync","type":"integer","description":"Clusters with the current generation applied successfully","jsonPath":".status.inSync"}"#,
     printcolumn = r#"{"name":"Failing","type":"integer","description":"Clusters where applying the set failed","jsonPath":".status.failing"}"#,
-    printcolumn = r#"{"name":"FailingClusters","type":"string","priority":1,"description":"The first few failing clusters","jsonPath":".status.failingClusters"}"#,
+    printcolumn = r#"{"name":"FailingClusters","type":"string","priority":1,"description":"The first few failing clusters","jsonPath":".status.failingClusters[*]"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]

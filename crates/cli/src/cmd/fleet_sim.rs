@@ -53,55 +53,70 @@ pub struct FleetSimArgs {
 }
 
 /// The registration of cluster `i`.
-fn registration(args: &FleetSimArgs, server: &str, i: usize) -> anyhow::Result<Value> {
-    let name = format!("{}-{i:05}", args.prefix);
-    let mut labels = serde_json::Map::new();
-    for l in &args.labels {
+fn registration(
+    prefix: &str,
+    namespace: &str,
+    labels: &[String],
+    server: &str,
+    i: usize,
+) -> anyhow::Result<Value> {
+    let name = format!("{prefix}-{i:05}");
+    let mut all = serde_json::Map::new();
+    for l in labels {
         let (k, v) = l
             .split_once('=')
             .with_context(|| format!("label {l:?} is not k=v"))?;
-        labels.insert(k.to_string(), json!(v));
+        all.insert(k.to_string(), json!(v));
     }
-    labels.insert("fleet.syncsets.io/simulated".into(), json!("true"));
-    labels.insert(
+    all.insert("fleet.syncsets.io/simulated".into(), json!("true"));
+    all.insert(
         "fleet.syncsets.io/group".into(),
         json!((i % 10).to_string()),
     );
     Ok(json!({
         "name": name,
-        "namespace": args.namespace,
+        "namespace": namespace,
         "kubeconfig": kubeconfig(&format!("{server}/clusters/{name}")),
-        "labels": labels,
+        "labels": all,
     }))
 }
 
-/// Runs the member server and registers its clusters; serves until SIGINT or SIGTERM.
-pub async fn run(args: FleetSimArgs) -> anyhow::Result<()> {
-    if !args.listen.ip().is_loopback() {
-        bail!(
-            "refusing to serve plain HTTP on {}: only loopback addresses are allowed",
-            args.listen
-        );
+/// A member server on `listen` (memory store): returns its URL and the serving task,
+/// which stops when `shutdown` completes.
+pub async fn start_member(
+    listen: SocketAddr,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<(String, tokio::task::JoinHandle<std::io::Result<()>>)> {
+    if !listen.ip().is_loopback() {
+        bail!("refusing to serve plain HTTP on {listen}: only loopback addresses are allowed");
     }
     let store = syncsets_store::open("memory://", None).await?;
     let state = AppState::new(store, Config::default())
         .await
         .map_err(|e| anyhow::anyhow!("preparing the member server: {}", e.message))?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("listening on {}", args.listen))?;
+        .with_context(|| format!("listening on {listen}"))?;
     let server = format!("http://{}", listener.local_addr()?);
-    let serving = tokio::spawn(syncsets_api::run(
-        state,
-        listener,
-        super::serve::shutdown_signal(),
-    ));
+    Ok((
+        server,
+        tokio::spawn(syncsets_api::run(state, listener, shutdown)),
+    ))
+}
 
+/// Registers simulated clusters `0..count` of a member server with a hub; returns how
+/// many were new and how many were registered already.
+pub async fn register_all(
+    hub: &str,
+    server: &str,
+    (prefix, namespace, labels): (&str, &str, &[String]),
+    count: usize,
+    concurrency: usize,
+) -> anyhow::Result<(usize, usize)> {
     let client = reqwest::Client::new();
-    let started = Instant::now();
-    let url = format!("{}/v1/clusters", args.hub.trim_end_matches('/'));
-    let bodies = (0..args.clusters)
-        .map(|i| registration(&args, &server, i))
+    let url = format!("{}/v1/clusters", hub.trim_end_matches('/'));
+    let bodies = (0..count)
+        .map(|i| registration(prefix, namespace, labels, server, i))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut results = futures::stream::iter(bodies.into_iter().map(|body| {
         let (client, url) = (client.clone(), url.clone());
@@ -116,7 +131,7 @@ pub async fn run(args: FleetSimArgs) -> anyhow::Result<()> {
             ))
         }
     }))
-    .buffer_unordered(args.concurrency.max(1));
+    .buffer_unordered(concurrency.max(1));
     let (mut registered, mut existing) = (0, 0);
     while let Some(result) = results.next().await {
         let (name, status, text) = result.with_context(|| format!("registering with {url}"))?;
@@ -126,6 +141,21 @@ pub async fn run(args: FleetSimArgs) -> anyhow::Result<()> {
             _ => bail!("registering {name}: {status} {text}"),
         }
     }
+    Ok((registered, existing))
+}
+
+/// Runs the member server and registers its clusters; serves until SIGINT or SIGTERM.
+pub async fn run(args: FleetSimArgs) -> anyhow::Result<()> {
+    let (server, serving) = start_member(args.listen, super::serve::shutdown_signal()).await?;
+    let started = Instant::now();
+    let (registered, existing) = register_all(
+        &args.hub,
+        &server,
+        (&args.prefix, &args.namespace, &args.labels),
+        args.clusters,
+        args.concurrency,
+    )
+    .await?;
     println!(
         "fleet-sim serving {} clusters on {server}: {registered} registered with {} ({existing} already were) in {:.1}s",
         args.clusters,

@@ -3,6 +3,9 @@
 pub mod bench;
 mod bench_watch;
 pub mod controller;
+pub mod demo;
 pub mod fleet_sim;
 pub mod migrate;
+pub mod resync;
 pub mod serve;
+pub mod status;

@@ -41,7 +41,8 @@ pub fn kubeconfig(server: &str) -> String {
     )
 }
 
-fn write_kubeconfig(path: &Path, contents: &str) -> anyhow::Result<()> {
+/// Writes a kubeconfig (mode 0600).
+pub fn write_kubeconfig(path: &Path, contents: &str) -> anyhow::Result<()> {
     use std::io::Write;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;

@@ -1,0 +1,77 @@
+//! `syncsets resync`: reapply every set to clusters now, instead of at their next full
+//! reapply — drift corrected on demand. It deletes the clusters' ClusterSyncLeases (the
+//! record of their last full apply, as in Hive); the controllers see that and reapply.
+//! `kubectl delete clustersynclease` does the same.
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+use kube::api::{Api, DeleteParams, ListParams};
+use syncsets_types::hive::ClusterSyncLease;
+
+/// Arguments of `resync`.
+#[derive(Debug, clap::Args)]
+pub struct ResyncArgs {
+    /// Clusters, as NAMESPACE/NAME (or NAME with --namespace)
+    clusters: Vec<String>,
+
+    /// Namespace of clusters given by name
+    #[arg(long, short = 'n', default_value = "fleet")]
+    namespace: String,
+
+    /// Every cluster
+    #[arg(long)]
+    all: bool,
+
+    /// Kubeconfig of the hub [default: <data-dir>/kubeconfig]
+    #[arg(long, env = "SYNCSETS_KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+
+    /// Data directory of the hub whose kubeconfig to use
+    #[arg(long, env = "SYNCSETS_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+}
+
+/// Runs `resync`.
+pub async fn run(args: ResyncArgs) -> anyhow::Result<()> {
+    if args.all != args.clusters.is_empty() {
+        bail!("name clusters (NAMESPACE/NAME) or pass --all");
+    }
+    let path = args
+        .kubeconfig
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("kubeconfig"));
+    let client = super::status::client(&path).await?;
+    let targets: Vec<(String, String)> = if args.all {
+        Api::<ClusterSyncLease>::all(client.clone())
+            .list(&ListParams::default())
+            .await?
+            .into_iter()
+            .map(|l| {
+                (
+                    l.metadata.namespace.unwrap_or_default(),
+                    l.metadata.name.unwrap_or_default(),
+                )
+            })
+            .collect()
+    } else {
+        args.clusters
+            .iter()
+            .map(|c| match c.split_once('/') {
+                Some((ns, name)) => (ns.to_string(), name.to_string()),
+                None => (args.namespace.clone(), c.clone()),
+            })
+            .collect()
+    };
+    for (ns, name) in &targets {
+        let api: Api<ClusterSyncLease> = Api::namespaced(client.clone(), ns);
+        match api.delete(name, &DeleteParams::default()).await {
+            Ok(_) => println!("{ns}/{name}: full reapply requested"),
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                println!("{ns}/{name}: no full apply recorded yet (one is pending already)")
+            }
+            Err(e) => bail!("{ns}/{name}: {e}"),
+        }
+    }
+    Ok(())
+}
