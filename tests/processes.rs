@@ -576,3 +576,260 @@ async fn fleet_sim_registers_clusters_that_kubectl_can_use() {
     let _ = sim.kill();
     let _ = sim.wait();
 }
+
+/// A process started from the `syncsets` binary, killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `syncsets <args>` and returns it with its first line of output.
+fn start_proc(args: &[&str]) -> (Proc, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_syncsets"))
+        .args(args)
+        .env("SYNCSETS_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("syncsets starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (Proc(child), line)
+}
+
+/// One reconcile as the journal recorded it: which process, when (ns since the epoch).
+#[derive(Debug)]
+struct Span {
+    pid: u32,
+    replica: i64,
+    start: u128,
+    end: u128,
+}
+
+/// The journal's reconciles by cluster; one whose process was killed ends at `killed`.
+fn journal_spans(text: &str, killed: (u32, u128)) -> BTreeMap<String, Vec<Span>> {
+    let mut open: BTreeMap<(u32, String), (i64, u128)> = BTreeMap::new();
+    let mut spans: BTreeMap<String, Vec<Span>> = BTreeMap::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [event, replica, pid, cluster, at] = f[..] else {
+            panic!("bad journal line {line:?}")
+        };
+        let (replica, pid, at): (i64, u32, u128) = (
+            replica.parse().unwrap(),
+            pid.parse().unwrap(),
+            at.parse().unwrap(),
+        );
+        match event {
+            "start" => {
+                let previous = open.insert((pid, cluster.to_string()), (replica, at));
+                assert!(
+                    previous.is_none(),
+                    "process {pid} started {cluster} twice at once"
+                );
+            }
+            "end" => {
+                let (replica, start) = open
+                    .remove(&(pid, cluster.to_string()))
+                    .expect("an end follows a start");
+                spans.entry(cluster.to_string()).or_default().push(Span {
+                    pid,
+                    replica,
+                    start,
+                    end: at,
+                });
+            }
+            other => panic!("unknown journal event {other}"),
+        }
+    }
+    for ((pid, cluster), (replica, start)) in open {
+        assert_eq!(
+            pid, killed.0,
+            "only the killed replica leaves reconciles unfinished"
+        );
+        spans.entry(cluster).or_default().push(Span {
+            pid,
+            replica,
+            start,
+            end: killed.1,
+        });
+    }
+    spans
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_controller_replica_mid_rollout_completes_it_and_no_cluster_is_reconciled_twice_at_once()
+ {
+    let Some((_turn, db, amqp)) = backends().await else {
+        return;
+    };
+    const CLUSTERS: usize = 40;
+    let hub_dir = tempfile::tempdir().unwrap();
+    let data = hub_dir.path().to_str().unwrap();
+    let store_args = [
+        "--store",
+        db.url.as_str(),
+        "--bus",
+        amqp.as_str(),
+        "--data-dir",
+        data,
+    ];
+    let hub = Server::start(
+        hub_dir.path(),
+        &["--store", &db.url, "--bus", &amqp, "--controllers", "false"],
+    );
+    let (_member, line) = start_proc(&[
+        "fleet-sim",
+        "--hub",
+        &hub.base,
+        "--clusters",
+        &CLUSTERS.to_string(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(line.contains(&format!("{CLUSTERS} registered")), "{line}");
+    let journal = hub_dir.path().join("journal");
+    let journal_arg = journal.to_str().unwrap();
+    let mut replicas: Vec<Option<Proc>> = Vec::new();
+    for replica in 0..3 {
+        let mut args = vec!["controller", "--replica"];
+        let ordinal = replica.to_string();
+        args.push(&ordinal);
+        args.extend_from_slice(&store_args);
+        // Slow applies (each cluster takes about two seconds), so the rollout is under
+        // way when a replica dies; a dead replica's share moves after three seconds.
+        args.extend_from_slice(&[
+            "--workers",
+            "4",
+            "--cluster-qps",
+            "5",
+            "--cluster-burst",
+            "1",
+            "--replica-ttl",
+            "3s",
+            "--reconcile-journal",
+            journal_arg,
+        ]);
+        let (proc, line) = start_proc(&args);
+        assert!(
+            line.contains(&format!("replica {replica} running")),
+            "{line}"
+        );
+        replicas.push(Some(proc));
+    }
+    // Let the replicas settle their shares, then start the rollout.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let resources: Vec<Value> = (0..10)
+        .map(|i| json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": format!("rollout-{i}"), "namespace": "default"}, "data": {"i": i.to_string()}}))
+        .collect();
+    let set = json!({"apiVersion": "hive.openshift.io/v1", "kind": "SelectorSyncSet",
+        "metadata": {"name": "rollout"},
+        "spec": {"clusterDeploymentSelector": {"matchLabels": {"fleet.syncsets.io/simulated": "true"}},
+                 "resources": resources}});
+    let client = reqwest::Client::new();
+    let res = client
+        .post(format!(
+            "{}/apis/hive.openshift.io/v1/selectorsyncsets",
+            hub.base
+        ))
+        .json(&set)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let in_sync = || async {
+        let s: Value = client
+            .get(format!(
+                "{}/apis/hive.openshift.io/v1/selectorsyncsets/rollout",
+                hub.base
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        s["status"]["inSync"].as_u64().unwrap_or(0) as usize
+    };
+    let started = Instant::now();
+    while in_sync().await < 6 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the rollout did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let victim = replicas[1].take().unwrap();
+    let pid = victim.0.id();
+    let killed_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    drop(victim); // SIGKILL
+    let progress_at_kill = in_sync().await;
+    assert!(
+        progress_at_kill < CLUSTERS,
+        "killed mid-rollout ({progress_at_kill} of {CLUSTERS} done)"
+    );
+    while in_sync().await < CLUSTERS {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the rollout did not complete: {} of {CLUSTERS}",
+            in_sync().await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Every cluster has the ten objects.
+    let syncs: Value = client
+        .get(format!(
+            "{}/apis/hiveinternal.openshift.io/v1alpha1/namespaces/fleet/clustersyncs",
+            hub.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let owners: std::collections::BTreeSet<i64> = syncs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|cs| cs["status"]["controlledByReplica"].as_i64().unwrap())
+        .collect();
+    assert!(
+        owners.len() >= 2,
+        "the work was spread over replicas: {owners:?}"
+    );
+    // No cluster was ever reconciled by two replicas at once.
+    let spans = journal_spans(
+        &std::fs::read_to_string(&journal).unwrap(),
+        (pid, killed_at),
+    );
+    assert!(spans.len() >= CLUSTERS, "every cluster was reconciled");
+    assert!(
+        spans.values().flatten().any(|s| s.pid == pid),
+        "the killed replica had been working"
+    );
+    for (cluster, list) in &spans {
+        for (i, a) in list.iter().enumerate() {
+            for b in &list[i + 1..] {
+                let overlap = a.pid != b.pid && a.start < b.end && b.start < a.end;
+                assert!(
+                    !overlap,
+                    "{cluster} reconciled at once by replicas {} and {}: {a:?} {b:?}",
+                    a.replica, b.replica
+                );
+            }
+        }
+    }
+    drop(replicas);
+    db.drop_db().await;
+}

@@ -6,7 +6,9 @@
 //!
 //!  work queue q    enqueue(key) ──▶ syncsets.work.q.<shard>  (durable, single active
 //!                                   consumer: one replica per shard, another takes over
-//!                                   when it dies; a key always hashes to the same shard)
+//!                                   when it dies; a key always hashes to the same shard;
+//!                                   `assign` picks this process's shards, and a shard
+//!                                   given up is released only after its leases stop)
 //!                  enqueue_after ──▶ syncsets.work.q.<shard>.delay.<tier>  (TTL, dead-
 //!                                   lettered into the shard when the delay is over)
 //! ```
@@ -19,6 +21,7 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -326,14 +329,46 @@ fn tier(delay: Duration) -> u64 {
 /// another replica, and acknowledging it here is no longer possible).
 struct Delivery {
     acker: Acker,
-    ended: watch::Receiver<bool>,
+    session: Session,
 }
 
 impl Delivery {
     fn live(&self) -> bool {
-        !*self.ended.borrow()
+        !*self.session.ended.borrow()
     }
 }
+
+/// A consumer session of one shard: whether it has ended, and how many of its keys are
+/// being worked on (a shard given up is released only once they have stopped).
+#[derive(Clone)]
+struct Session {
+    ended: watch::Receiver<bool>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// Counts a lease as in flight in its session until dropped.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn new(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::AcqRel);
+        Self(counter.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Completes once `stop` turns true (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// How long a shard being given up waits for its work in flight to stop.
+const RELEASE_WAIT: Duration = Duration::from_secs(30);
 
 /// Deliveries of one key, to acknowledge when it is done.
 type Ackers = Vec<Delivery>;
@@ -362,7 +397,8 @@ pub struct AmqpQueue {
     shards: u16,
     state: Mutex<QueueState>,
     ready: Notify,
-    consuming: std::sync::Once,
+    /// The shards this process consumes, each with the signal that gives it up.
+    consumers: Mutex<Option<HashMap<u16, watch::Sender<bool>>>>,
     declared: tokio::sync::Mutex<HashSet<String>>,
     me: Weak<AmqpQueue>,
 }
@@ -375,7 +411,7 @@ impl AmqpQueue {
             shards,
             state: Mutex::new(QueueState::default()),
             ready: Notify::new(),
-            consuming: std::sync::Once::new(),
+            consumers: Mutex::new(None),
             declared: tokio::sync::Mutex::new(HashSet::new()),
             me: me.clone(),
         })
@@ -457,28 +493,61 @@ impl AmqpQueue {
         .await
     }
 
-    /// Starts one consumer per shard (once).
+    /// Starts consuming every shard, unless told which ([`WorkQueue::assign`]).
     fn start_consuming(&self) {
-        self.consuming.call_once(|| {
-            for shard in 0..self.shards {
-                let me = self.me.clone();
-                tokio::spawn(async move {
-                    let mut backoff = Duration::from_millis(100);
-                    loop {
-                        let Some(queue) = me.upgrade() else { return };
-                        if let Err(e) = queue.consume(shard).await {
-                            tracing::warn!(queue = %queue.name, shard, error = %e, "work queue consumer interrupted; reconnecting");
-                        }
-                        drop(queue);
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
-                    }
-                });
-            }
-        });
+        let unassigned = self.consumers.lock().expect("consumers lock").is_none();
+        if unassigned {
+            let all: Vec<u16> = (0..self.shards).collect();
+            self.consume_shards(&all);
+        }
     }
 
-    async fn consume(&self, shard: u16) -> Result<()> {
+    /// Consumes exactly these shards: starts the missing consumers, gives up the others.
+    fn consume_shards(&self, shards: &[u16]) {
+        let mut consumers = self.consumers.lock().expect("consumers lock");
+        let consumers = consumers.get_or_insert_with(HashMap::new);
+        consumers.retain(|shard, stop| {
+            let keep = shards.contains(shard);
+            if !keep {
+                stop.send_replace(true);
+            }
+            keep
+        });
+        for &shard in shards {
+            if shard >= self.shards || consumers.contains_key(&shard) {
+                continue;
+            }
+            let (stop_tx, stop) = watch::channel(false);
+            consumers.insert(shard, stop_tx);
+            let me = self.me.clone();
+            tokio::spawn(async move {
+                let mut backoff = Duration::from_millis(100);
+                let mut stop = stop;
+                loop {
+                    let Some(queue) = me.upgrade() else { return };
+                    match queue.consume(shard, &mut stop).await {
+                        Ok(()) => return, // given up
+                        Err(e) => {
+                            tracing::warn!(queue = %queue.name, shard, error = %e, "work queue consumer interrupted; reconnecting");
+                        }
+                    }
+                    drop(queue);
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = stopped(&mut stop) => return,
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            });
+        }
+    }
+
+    /// Consumes one shard until its session fails (`Err`) or it is given up (`Ok`).
+    async fn consume(&self, shard: u16, stop: &mut watch::Receiver<bool>) -> Result<()> {
+        let given_up = *stop.borrow();
+        if given_up {
+            return Ok(());
+        }
         let bus = self.bus()?;
         let ch = bus.channel().await?;
         let name = self.shard_queue(shard);
@@ -496,18 +565,40 @@ impl AmqpQueue {
             .await
             .map_err(unavailable)?;
         drop(bus);
-        let (ended, session) = watch::channel(false);
-        let _end = SessionEnd(ended);
-        while let Some(delivery) = consumer.next().await {
-            let delivery = delivery.map_err(unavailable)?;
-            let key = String::from_utf8_lossy(&delivery.data).into_owned();
-            self.arrived(
-                key,
-                Delivery {
-                    acker: delivery.acker,
-                    ended: session.clone(),
-                },
-            );
+        let (ended, ended_rx) = watch::channel(false);
+        let end = SessionEnd(ended);
+        let session = Session {
+            ended: ended_rx,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+        };
+        loop {
+            tokio::select! {
+                delivery = consumer.next() => {
+                    let Some(delivery) = delivery else { break };
+                    let delivery = delivery.map_err(unavailable)?;
+                    let key = String::from_utf8_lossy(&delivery.data).into_owned();
+                    self.arrived(
+                        key,
+                        Delivery {
+                            acker: delivery.acker,
+                            session: session.clone(),
+                        },
+                    );
+                }
+                () = stopped(stop) => {
+                    // Given up: stop the work in flight first, then hand the shard over
+                    // (closing the channel returns its unacknowledged messages to the queue,
+                    // and the broker activates the shard's next consumer).
+                    drop(end);
+                    let waited = tokio::time::Instant::now();
+                    while session.in_flight.load(Ordering::Acquire) > 0 && waited.elapsed() < RELEASE_WAIT {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    let _ = ch.close(200, "shard given up".into()).await;
+                    tracing::info!(queue = %self.name, shard, "gave up a work queue shard");
+                    return Ok(());
+                }
+            }
         }
         Err(BusError::Unavailable(
             "the work consumer was cancelled".into(),
@@ -604,6 +695,7 @@ struct AmqpLeaseEnd {
     queue: Weak<AmqpQueue>,
     key: String,
     ackers: Ackers,
+    _in_flight: InFlight,
 }
 
 impl LeaseEnd for AmqpLeaseEnd {
@@ -614,7 +706,7 @@ impl LeaseEnd for AmqpLeaseEnd {
     }
 
     fn lost(&self) -> Option<watch::Receiver<bool>> {
-        self.ackers.first().map(|d| d.ended.clone())
+        self.ackers.first().map(|d| d.session.ended.clone())
     }
 }
 
@@ -628,6 +720,15 @@ impl WorkQueue for AmqpQueue {
         self.send(key, (!delay.is_zero()).then_some(delay)).await
     }
 
+    fn shards(&self) -> u16 {
+        self.shards
+    }
+
+    async fn assign(&self, shards: &[u16]) -> Result<()> {
+        self.consume_shards(shards);
+        Ok(())
+    }
+
     async fn next(&self) -> Result<Lease> {
         self.start_consuming();
         loop {
@@ -635,10 +736,12 @@ impl WorkQueue for AmqpQueue {
             tokio::pin!(notified);
             notified.as_mut().enable();
             if let Some((key, ackers)) = self.take() {
+                let in_flight = InFlight::new(&ackers[0].session.in_flight);
                 let end = AmqpLeaseEnd {
                     queue: self.me.clone(),
                     key: key.clone(),
                     ackers,
+                    _in_flight: in_flight,
                 };
                 return Ok(Lease::new(key, Box::new(end)));
             }

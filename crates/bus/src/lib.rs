@@ -85,6 +85,19 @@ pub trait WorkQueue: Send + Sync {
 
     /// Waits for the next key. The key is this consumer's until the lease is finished.
     async fn next(&self) -> Result<Lease>;
+
+    /// Shards of the queue: a key always hashes to the same one, and one consumer at a
+    /// time takes each.
+    fn shards(&self) -> u16 {
+        1
+    }
+
+    /// Takes only these shards from now on (by default, every shard). A shard given up is
+    /// released once its leases in flight have been told they are lost and have ended.
+    async fn assign(&self, shards: &[u16]) -> Result<()> {
+        let _ = shards;
+        Ok(())
+    }
 }
 
 /// How a lease ended.

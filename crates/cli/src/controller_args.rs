@@ -39,6 +39,11 @@ pub struct ControllerArgs {
     #[arg(long, env = "SYNCSETS_RECONCILE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     pub reconcile_timeout: Duration,
 
+    /// A replica silent for this long is considered gone, and its share of the work moves
+    /// to the others (heartbeats are sent five times as often)
+    #[arg(long, env = "SYNCSETS_REPLICA_TTL", default_value = "10s", value_parser = parse_duration)]
+    pub replica_ttl: Duration,
+
     /// Append a line to this file when a reconcile starts and ends (debugging aid)
     #[arg(long, env = "SYNCSETS_RECONCILE_JOURNAL")]
     pub reconcile_journal: Option<PathBuf>,
@@ -58,6 +63,8 @@ impl ControllerArgs {
         config.clients.qps = self.cluster_qps;
         config.clients.burst = self.cluster_burst;
         config.clients.request_timeout = self.request_timeout;
+        config.membership.ttl = self.replica_ttl;
+        config.membership.heartbeat = self.replica_ttl / 5;
         config
     }
 }

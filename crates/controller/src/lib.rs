@@ -25,6 +25,7 @@ mod clients;
 mod health;
 mod hub;
 mod leader;
+mod membership;
 mod model;
 mod plan;
 mod reconcile;
@@ -46,6 +47,7 @@ pub use cache::{Cache, Effect};
 pub use clients::{ClientSettings, Clients};
 pub use health::{Health, HealthSettings};
 pub use hub::{Hub, HubKind, MANAGER};
+pub use membership::{MembershipSettings, owned_shards};
 pub use model::{Cluster, ObjRef, SetDef, SetKind, cluster_key};
 pub use reconcile::{
     APPLIED_INPUTS_ANNOTATION, Next, ReconcileSettings, Reconciler, full_reapply_due,
@@ -99,6 +101,8 @@ pub struct Config {
     pub clients: ClientSettings,
     /// Retries and circuit breakers.
     pub health: HealthSettings,
+    /// Heartbeats that spread the queue's shards over the live replicas.
+    pub membership: MembershipSettings,
     /// Appends `start`/`end` lines of every reconcile here (a debugging aid; tests use it
     /// to prove that no cluster is reconciled twice at once).
     pub journal: Option<PathBuf>,
@@ -114,6 +118,7 @@ impl Default for Config {
             summary_interval: Duration::from_secs(1),
             clients: ClientSettings::default(),
             health: HealthSettings::default(),
+            membership: MembershipSettings::default(),
             journal: None,
         }
     }
@@ -123,6 +128,8 @@ impl Default for Config {
 #[derive(Debug)]
 pub struct Controller {
     reconciler: Arc<Reconciler>,
+    store: Arc<dyn Store>,
+    member: Option<String>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -152,6 +159,24 @@ impl Controller {
             },
         });
         let queue = bus.queue(QUEUE);
+        let mut tasks = vec![follower];
+        // With a sharded queue, the live replicas share its shards (before any work is
+        // taken, so that this replica only ever consumes its own).
+        let member = if queue.shards() > 1 {
+            let member = membership::Member::join(
+                store.clone(),
+                queue.clone(),
+                config.replica,
+                config.membership.clone(),
+            )
+            .await
+            .map_err(Error::store)?;
+            let id = member.id.clone();
+            tasks.push(tokio::spawn(member.run()));
+            Some(id)
+        } else {
+            None
+        };
         let leader = tokio::spawn(leader::run(
             reconciler.clone(),
             queue.clone(),
@@ -159,6 +184,7 @@ impl Controller {
             config.clone(),
         ));
         let workers = tokio::spawn(worker::run(reconciler.clone(), queue, config));
+        tasks.extend([leader, workers]);
         tracing::info!(
             bus = bus.backend(),
             store = store.backend(),
@@ -166,8 +192,21 @@ impl Controller {
         );
         Ok(Self {
             reconciler,
-            tasks: vec![follower, leader, workers],
+            store,
+            member,
+            tasks,
         })
+    }
+
+    /// Stops, leaving the membership at once (the other replicas take this one's shards
+    /// without waiting for its heartbeat to expire).
+    pub async fn shutdown(mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        if let Some(id) = self.member.take() {
+            membership::leave(self.store.as_ref(), &id).await;
+        }
     }
 
     /// The reconciler (its cache, clients and health), for inspection.

@@ -33,7 +33,7 @@ pub async fn run(args: ControllerCmdArgs) -> anyhow::Result<()> {
     let bus = args.bus.open().await?;
     let config = args.controller.config();
     let replica = config.replica;
-    let _controllers = syncsets_controller::Controller::start(store.clone(), bus.clone(), config)
+    let controllers = syncsets_controller::Controller::start(store.clone(), bus.clone(), config)
         .await
         .context("starting the controllers")?;
     println!(
@@ -42,6 +42,7 @@ pub async fn run(args: ControllerCmdArgs) -> anyhow::Result<()> {
         bus.backend()
     );
     super::serve::shutdown_signal().await;
+    controllers.shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }
