@@ -717,3 +717,78 @@ async fn a_new_kubeconfig_takes_effect() {
     assert!(ok, "{err}");
     fleet.until_on_member("a-moved", &["cm", "x"]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_sets_are_refused_at_admission_and_nothing_is_stored() {
+    let fleet = Fleet::start(test_config()).await;
+    let bad = r#"apiVersion: hive.openshift.io/v1
+kind: SelectorSyncSet
+metadata:
+  name: bad
+spec:
+  resourceApplyMode: Replace
+  resources:
+  - apiVersion: v1
+    kind: ConfigMap
+    metadata:
+      namespace: default
+  patches:
+  - apiVersion: v1
+    kind: ConfigMap
+    name: x
+    patch: '{}'
+    patchType: yaml
+"#;
+    let (ok, _, err) = fleet
+        .kubectl(&fleet.hub_kubeconfig(), &["apply", "-f", "-"], Some(bad))
+        .await;
+    assert!(!ok);
+    assert!(
+        err.contains(r#"The SelectorSyncSet "bad" is invalid"#),
+        "{err}"
+    );
+    assert!(
+        err.contains(r#"spec.resourceApplyMode: Unsupported value: "Replace""#),
+        "{err}"
+    );
+    assert!(
+        err.contains(r#"spec.patches[0].patchType: Unsupported value: "yaml""#),
+        "{err}"
+    );
+    assert!(
+        err.contains("spec.resources[0].metadata.name: Required value"),
+        "{err}"
+    );
+    let cross_namespace = r#"apiVersion: hive.openshift.io/v1
+kind: SyncSet
+metadata:
+  name: bad
+  namespace: fleet
+spec:
+  clusterDeploymentRefs:
+  - name: a
+  secretMappings:
+  - sourceRef:
+      name: creds
+      namespace: kube-system
+    targetRef:
+      name: creds
+      namespace: default
+"#;
+    let (ok, _, err) = fleet
+        .kubectl(
+            &fleet.hub_kubeconfig(),
+            &["apply", "-f", "-"],
+            Some(cross_namespace),
+        )
+        .await;
+    assert!(!ok);
+    assert!(
+        err.contains("source secret reference must be in same namespace as SyncSet"),
+        "{err}"
+    );
+    for (kind, ns) in [("sss", "default"), ("ss", "fleet")] {
+        let (ok, _, err) = fleet.hub_kubectl(&["-n", ns, "get", kind, "bad"]).await;
+        assert!(!ok && err.contains("NotFound"), "nothing stored: {err}");
+    }
+}

@@ -833,3 +833,179 @@ async fn killing_a_controller_replica_mid_rollout_completes_it_and_no_cluster_is
     drop(replicas);
     db.drop_db().await;
 }
+
+/// Runs `syncsets <args>` to completion: (success, stdout).
+fn run_syncsets(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_syncsets"))
+        .args(args)
+        .env("SYNCSETS_LOG", "warn")
+        .output()
+        .expect("syncsets runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_default_syncs_a_simulated_fleet_and_reports_it() {
+    let hub_dir = tempfile::tempdir().unwrap();
+    let hub = Server::start(hub_dir.path(), &[]);
+    let (_member, line) = start_proc(&[
+        "fleet-sim",
+        "--hub",
+        &hub.base,
+        "--clusters",
+        "5",
+        "--listen",
+        "127.0.0.1:0",
+        "--labels",
+        "env=prod",
+    ]);
+    assert!(line.contains("5 registered"), "{line}");
+    let member = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .trim_end_matches(':')
+        .to_string();
+    let set = json!({"apiVersion": "hive.openshift.io/v1", "kind": "SelectorSyncSet", "metadata": {"name": "prod-baseline"},
+        "spec": {"clusterDeploymentSelector": {"matchLabels": {"env": "prod"}},
+                 "resources": [{"apiVersion": "v1", "kind": "ConfigMap",
+                                "metadata": {"name": "fleet-settings", "namespace": "default"}, "data": {"mode": "safe"}}]}});
+    let res = reqwest::Client::new()
+        .post(format!(
+            "{}/apis/hive.openshift.io/v1/selectorsyncsets",
+            hub.base
+        ))
+        .json(&set)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let kubeconfig = hub_dir.path().join("kubeconfig");
+    let kubeconfig = kubeconfig.to_str().unwrap();
+    let (ok, out) = run_syncsets(&[
+        "status",
+        "--watch",
+        "--timeout",
+        "60s",
+        "--interval",
+        "200ms",
+        "--kubeconfig",
+        kubeconfig,
+    ]);
+    assert!(ok, "{out}");
+    assert!(
+        out.ends_with("All targeted clusters are in sync.\n"),
+        "{out}"
+    );
+    let last_table: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("SelectorSyncSet/prod-baseline"))
+        .collect();
+    let columns: Vec<&str> = last_table.last().unwrap().split_whitespace().collect();
+    assert_eq!(
+        &columns[..5],
+        ["SelectorSyncSet/prod-baseline", "5", "5", "0", "0"],
+        "{out}"
+    );
+
+    // Drift on one cluster, corrected on request.
+    let member_kubeconfig = hub_dir.path().join("sim-00002.kubeconfig");
+    std::fs::write(
+        &member_kubeconfig,
+        format!("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {member}/clusters/sim-00002\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user: {{}}\n"),
+    )
+    .unwrap();
+    let kubectl = |args: &[&str]| {
+        let out = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&member_kubeconfig)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    kubectl(&[
+        "-n",
+        "default",
+        "patch",
+        "cm",
+        "fleet-settings",
+        "-p",
+        r#"{"data":{"mode":"unsafe"}}"#,
+    ]);
+    let (ok, out) = run_syncsets(&["resync", "--kubeconfig", kubeconfig, "fleet/sim-00002"]);
+    assert!(
+        ok && out.contains("fleet/sim-00002: full reapply requested"),
+        "{out}"
+    );
+    let started = Instant::now();
+    while kubectl(&[
+        "-n",
+        "default",
+        "get",
+        "cm",
+        "fleet-settings",
+        "-o",
+        "jsonpath={.data.mode}",
+    ]) != "safe"
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the resync did not restore the object"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_converges() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_syncsets"))
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--clusters",
+            "5",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .env("SYNCSETS_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let converged = tokio::task::spawn_blocking(move || {
+        let mut seen = String::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.starts_with("Converged.") {
+                return Ok(seen);
+            }
+        }
+        Err(seen)
+    });
+    let result = tokio::time::timeout(Duration::from_secs(60), converged).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let seen = result
+        .expect("the demo converges within a minute")
+        .unwrap()
+        .unwrap_or_else(|s| panic!("{s}"));
+    assert!(
+        seen.contains("SelectorSyncSet/demo-baseline         5        5        0        0"),
+        "{seen}"
+    );
+    assert!(data.join("kubeconfig").exists() && data.join("sim-00000.kubeconfig").exists());
+}

@@ -493,6 +493,21 @@ impl AmqpQueue {
         .await
     }
 
+    /// Sends keys now, confirmed together (one round trip to the broker, not one each).
+    async fn send_all(&self, keys: &[String]) -> Result<()> {
+        let bus = self.bus()?;
+        let ch = bus.publisher().await?;
+        let mut messages = Vec::with_capacity(keys.len());
+        for key in keys {
+            let shard = self.shard_queue(self.shard_of(key));
+            self.declare(&ch, &shard, Self::shard_args()).await?;
+            let props = BasicProperties::default().with_delivery_mode(2);
+            messages.push((String::new(), shard, key.as_bytes().to_vec(), props));
+        }
+        drop(ch);
+        bus.publish_confirmed(messages).await
+    }
+
     /// Starts consuming every shard, unless told which ([`WorkQueue::assign`]).
     fn start_consuming(&self) {
         let unassigned = self.consumers.lock().expect("consumers lock").is_none();
@@ -718,6 +733,13 @@ impl WorkQueue for AmqpQueue {
 
     async fn enqueue_after(&self, key: &str, delay: Duration) -> Result<()> {
         self.send(key, (!delay.is_zero()).then_some(delay)).await
+    }
+
+    async fn enqueue_all(&self, keys: &[String]) -> Result<()> {
+        for chunk in keys.chunks(1024) {
+            self.send_all(chunk).await?;
+        }
+        Ok(())
     }
 
     fn shards(&self) -> u16 {

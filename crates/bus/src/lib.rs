@@ -83,6 +83,14 @@ pub trait WorkQueue: Send + Sync {
     /// Adds a key after a delay (backoff, periodic resync).
     async fn enqueue_after(&self, key: &str, delay: Duration) -> Result<()>;
 
+    /// Adds many keys at once.
+    async fn enqueue_all(&self, keys: &[String]) -> Result<()> {
+        for key in keys {
+            self.enqueue(key).await?;
+        }
+        Ok(())
+    }
+
     /// Waits for the next key. The key is this consumer's until the lease is finished.
     async fn next(&self) -> Result<Lease>;
 

@@ -24,11 +24,11 @@ pub struct ControllerArgs {
     pub reapply_interval: Duration,
 
     /// Requests per second to one cluster, on average
-    #[arg(long, env = "SYNCSETS_CLUSTER_QPS", default_value_t = 50.0)]
+    #[arg(long, env = "SYNCSETS_CLUSTER_QPS", default_value_t = 100.0)]
     pub cluster_qps: f64,
 
     /// Requests to one cluster beyond the average rate, at once
-    #[arg(long, env = "SYNCSETS_CLUSTER_BURST", default_value_t = 100)]
+    #[arg(long, env = "SYNCSETS_CLUSTER_BURST", default_value_t = 200)]
     pub cluster_burst: u32,
 
     /// A request to a cluster gives up after this

@@ -55,8 +55,8 @@ impl Default for ClientSettings {
         Self {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
-            qps: 50.0,
-            burst: 100,
+            qps: 100.0,
+            burst: 200,
             cache_size: 2048,
         }
     }
@@ -145,7 +145,7 @@ impl Clients {
             }
         }
         let kubeconfig = self.kubeconfig(cluster).await?;
-        let target = Arc::new(self.build(&kubeconfig).await?);
+        let target = Arc::new(self.for_kubeconfig(&kubeconfig).await?);
         let mut cache = self.cache.lock().expect("client cache");
         let (map, clock) = &mut *cache;
         if map.len() >= self.settings.cache_size
@@ -192,7 +192,8 @@ impl Clients {
             .map_err(|_| TargetError::config(format!("Secret {secret}: kubeconfig is not UTF-8")))
     }
 
-    async fn build(&self, text: &str) -> Result<Target, TargetError> {
+    /// A client for the cluster a kubeconfig (YAML text) points at.
+    pub async fn for_kubeconfig(&self, text: &str) -> Result<Target, TargetError> {
         // Parse errors quote the YAML (credentials included): say only that it is invalid.
         let kubeconfig =
             Kubeconfig::from_yaml(text).map_err(|_| TargetError::config("invalid kubeconfig"))?;
@@ -345,8 +346,14 @@ mod tests {
     async fn clusters_with_the_same_tls_settings_share_a_transport() {
         let store: Arc<dyn Store> = Arc::new(syncsets_store::MemoryStore::new());
         let clients = Clients::new(store, ClientSettings::default());
-        let a = clients.build(&kubeconfig("    token: a\n")).await.unwrap();
-        let b = clients.build(&kubeconfig("    token: b\n")).await.unwrap();
+        let a = clients
+            .for_kubeconfig(&kubeconfig("    token: a\n"))
+            .await
+            .unwrap();
+        let b = clients
+            .for_kubeconfig(&kubeconfig("    token: b\n"))
+            .await
+            .unwrap();
         assert_eq!(clients.transports.lock().unwrap().len(), 1);
         drop((a, b));
         let err = clients

@@ -78,8 +78,9 @@ pub async fn run(
     let mut written: HashMap<(SetKind, String, String), RolloutSummary> = HashMap::new();
     let mut tick = tokio::time::interval(config.summary_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Clusters to enqueue (kept when the bus refuses them, and tried again).
+    let mut enqueue: HashSet<String> = HashSet::new();
     loop {
-        let mut enqueue = HashSet::new();
         tokio::select! {
             first = effects.recv() => {
                 let Some(first) = first else { return };
@@ -123,13 +124,18 @@ pub async fn run(
             }
         }
         if !leading.load(Ordering::Acquire) {
+            // Whoever leads next enqueues every cluster.
+            enqueue.clear();
             continue;
         }
-        for key in enqueue {
-            if let Err(e) = queue.enqueue(&key).await {
-                // The next leader (or this one, once the bus is back) enqueues everything.
-                tracing::warn!(cluster = %key, error = %e, "cannot enqueue a cluster");
-            }
+        if enqueue.is_empty() {
+            continue;
+        }
+        let keys: Vec<String> = enqueue.iter().cloned().collect();
+        match queue.enqueue_all(&keys).await {
+            Ok(()) => enqueue.clear(),
+            // Kept, and tried again with the next change or tick.
+            Err(e) => tracing::warn!(clusters = keys.len(), error = %e, "cannot enqueue clusters"),
         }
     }
 }

@@ -49,6 +49,7 @@ pub use health::{Health, HealthSettings};
 pub use hub::{Hub, HubKind, MANAGER};
 pub use membership::{MembershipSettings, owned_shards};
 pub use model::{Cluster, ObjRef, SetDef, SetKind, cluster_key};
+pub use plan::Behavior;
 pub use reconcile::{
     APPLIED_INPUTS_ANNOTATION, Next, ReconcileSettings, Reconciler, full_reapply_due,
 };

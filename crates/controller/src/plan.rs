@@ -71,12 +71,13 @@ impl PatchType {
 /// One write to the target cluster.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Step {
-    /// `resources[index]`, templated and labelled.
+    /// `resources[index]`: the object to write is [`object_to_apply`] (made when it is
+    /// written, so that a plan does not hold a copy of every object).
     Resource {
         /// Position in `spec.resources`.
         index: usize,
-        /// The object to write.
-        object: Value,
+        /// The templated object, when templates apply (else the set's own is used).
+        rendered: Option<Value>,
     },
     /// `secretMappings[index]`: copy a hub Secret.
     Secret {
@@ -124,7 +125,7 @@ pub struct SetPlan {
     /// What to do; `None` keeps the last status (applied at this generation already).
     pub work: Option<Work>,
     /// The digest of its inputs beyond its spec (see [`inputs_digest`]).
-    pub digest: String,
+    pub digest: Option<String>,
 }
 
 /// A set that no longer applies (deleted, or it stopped matching): its tracked objects are
@@ -173,9 +174,6 @@ pub struct Context<'a> {
     pub applied_digests: Option<&'a BTreeMap<String, String>>,
     /// resourceVersions of the hub Secrets the sets copy, by (namespace, name).
     pub secret_versions: Option<&'a BTreeMap<(String, String), u64>>,
-    /// resourceVersion of the cluster's kubeconfig Secret: a new one may point at another
-    /// API server, so every set is applied again.
-    pub kubeconfig_version: Option<u64>,
 }
 
 /// A set's id in digest maps: `SyncSet/ns/name` or `SelectorSyncSet/name`.
@@ -187,19 +185,21 @@ pub fn set_id(kind: SetKind, namespace: &str, name: &str) -> String {
     }
 }
 
-/// A digest of what a set's result depends on beyond its spec: the cluster's kubeconfig,
-/// the cluster labels its templates read and the versions of the Secrets it copies. A
-/// changed digest reapplies the set: a label, Secret or kubeconfig change reaches the
+/// A digest of what a set's result depends on beyond its spec: the cluster labels its
+/// templates read and the versions of the Secrets it copies; `None` when it depends on
+/// neither. A changed digest reapplies the set: a label or Secret change reaches the
 /// cluster without waiting for the next full reapply.
 pub fn inputs_digest(
     set: &SetDef,
     cluster: &Cluster,
     secret_versions: &BTreeMap<(String, String), u64>,
-    kubeconfig_version: Option<u64>,
-) -> String {
+) -> Option<String> {
     let templated = set.spec.enable_resource_templates == Some(true)
         || set.spec.enable_patch_templates == Some(true);
-    let mut text = format!("k:{};", kubeconfig_version.unwrap_or(0));
+    if !templated && set.spec.secret_mappings.is_empty() {
+        return None;
+    }
+    let mut text = String::new();
     if templated {
         for (k, v) in &cluster.labels {
             text.push_str(&format!("l:{k}={v};"));
@@ -209,7 +209,7 @@ pub fn inputs_digest(
         let rv = secret_versions.get(&source).copied().unwrap_or(0);
         text.push_str(&format!("s:{}/{}={rv};", source.0, source.1));
     }
-    format!("{:016x}", fnv1a(text.as_bytes()))
+    Some(format!("{:016x}", fnv1a(text.as_bytes())))
 }
 
 /// FNV-1a: stable across processes and releases (unlike `DefaultHasher`).
@@ -241,11 +241,12 @@ pub fn plan(cluster: &Cluster, sets: &[Arc<SetDef>], ctx: &Context<'_>) -> Plan 
                 .iter()
                 .find(|s| s.name == set.name)
                 .cloned();
-            let digest = inputs_digest(set, cluster, versions, ctx.kubeconfig_version);
+            let digest = inputs_digest(set, cluster, versions);
             let id = set_id(set.kind, &set.namespace, &set.name);
-            let inputs_changed = ctx
-                .applied_digests
-                .is_some_and(|d| d.get(&id) != Some(&digest));
+            let inputs_changed = digest.is_some()
+                && ctx
+                    .applied_digests
+                    .is_some_and(|d| d.get(&id) != digest.as_ref());
             let due = ctx.full
                 || inputs_changed
                 || old.as_ref().is_none_or(|o| {
@@ -344,28 +345,23 @@ fn steps_for(cluster: &Cluster, set: &SetDef) -> Result<(Vec<Step>, Vec<ObjRef>)
     let mut declared = Vec::new();
     let mut decode_errors = Vec::new();
     for (index, raw) in spec.resources.iter().enumerate() {
-        let mut object = raw.clone();
-        if spec.enable_resource_templates == Some(true)
-            && let Err(e) = template::render_value(&mut object, &cluster.labels)
-        {
-            decode_errors.push(format!("failed to parameterize resource {index}: {e}"));
-            continue;
-        }
-        if let Err(e) = check_object(&object) {
+        let rendered = if spec.enable_resource_templates == Some(true) {
+            let mut object = raw.clone();
+            if let Err(e) = template::render_value(&mut object, &cluster.labels) {
+                decode_errors.push(format!("failed to parameterize resource {index}: {e}"));
+                continue;
+            }
+            Some(object)
+        } else {
+            None
+        };
+        let object = rendered.as_ref().unwrap_or(raw);
+        if let Err(e) = check_object(object) {
             decode_errors.push(format!("failed to decode resource {index}: {e}"));
             continue;
         }
-        let labels = object["metadata"]
-            .as_object_mut()
-            .expect("checked: metadata is an object")
-            .entry("labels")
-            .or_insert_with(|| Value::Object(Default::default()));
-        if !labels.is_object() {
-            *labels = Value::Object(Default::default());
-        }
-        labels[MANAGED_LABEL] = Value::String("true".into());
-        declared.push(ObjRef::of(&object));
-        steps.push(Step::Resource { index, object });
+        declared.push(ObjRef::of(object));
+        steps.push(Step::Resource { index, rendered });
     }
     for (index, mapping) in spec.secret_mappings.iter().enumerate() {
         let source_ns = mapping
@@ -449,6 +445,22 @@ fn patch_step(
         patch,
         patch_type,
     })
+}
+
+/// The object a [`Step::Resource`] writes: the set's resource (or its templated form)
+/// with the managed label.
+pub fn object_to_apply(set: &SetDef, index: usize, rendered: Option<&Value>) -> Value {
+    let mut object = rendered.unwrap_or(&set.spec.resources[index]).clone();
+    if let Some(meta) = object["metadata"].as_object_mut() {
+        let labels = meta
+            .entry("labels")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if !labels.is_object() {
+            *labels = Value::Object(Default::default());
+        }
+        labels[MANAGED_LABEL] = Value::String("true".into());
+    }
+    object
 }
 
 /// A resource must be an object with apiVersion, kind and metadata.name.

@@ -23,6 +23,11 @@ use crate::{Error, Result};
 /// when they were last applied ([`plan::inputs_digest`]).
 pub const APPLIED_INPUTS_ANNOTATION: &str = "syncsets.io/applied-inputs";
 
+/// The annotation of a ClusterSyncLease recording the resourceVersion of the kubeconfig
+/// Secret at the last full apply: a new kubeconfig (maybe another API server) is applied
+/// to in full.
+pub const APPLIED_KUBECONFIG_ANNOTATION: &str = "syncsets.io/applied-kubeconfig";
+
 /// What to do with the cluster's work item.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Next {
@@ -73,6 +78,7 @@ pub struct Reconciler {
 struct LeaseState {
     renewed: Option<i64>,
     digests: BTreeMap<String, String>,
+    kubeconfig: Option<u64>,
 }
 
 fn lease_state(lease: Option<&syncsets_store::Stored>) -> LeaseState {
@@ -81,11 +87,19 @@ fn lease_state(lease: Option<&syncsets_store::Stored>) -> LeaseState {
             .as_str()
             .and_then(unix_seconds)
     });
-    let digests = lease
-        .and_then(|l| l.object["metadata"]["annotations"][APPLIED_INPUTS_ANNOTATION].as_str())
+    let annotations = lease.map(|l| &l.object["metadata"]["annotations"]);
+    let digests = annotations
+        .and_then(|a| a[APPLIED_INPUTS_ANNOTATION].as_str())
         .and_then(|s| serde_json::from_str(s).ok())
         .unwrap_or_default();
-    LeaseState { renewed, digests }
+    let kubeconfig = annotations
+        .and_then(|a| a[APPLIED_KUBECONFIG_ANNOTATION].as_str())
+        .and_then(|s| s.parse().ok());
+    LeaseState {
+        renewed,
+        digests,
+        kubeconfig,
+    }
 }
 
 fn now_time() -> Time {
@@ -117,9 +131,11 @@ impl Reconciler {
             .and_then(|s| serde_json::from_value(s.clone()).ok());
         let lease_state = lease_state(lease.as_ref());
         let now = now_time();
-        let full = lease_state.renewed.is_none_or(|renewed| {
-            now.0.as_second() >= full_reapply_due(key, renewed, self.settings.reapply_interval)
-        });
+        let kubeconfig = self.kubeconfig_version(&cluster).await?;
+        let full = lease_state.kubeconfig != kubeconfig
+            || lease_state.renewed.is_none_or(|renewed| {
+                now.0.as_second() >= full_reapply_due(key, renewed, self.settings.reapply_interval)
+            });
         let secrets = self.source_secrets(&sets).await?;
         let versions: BTreeMap<(String, String), u64> = secrets
             .iter()
@@ -133,7 +149,6 @@ impl Reconciler {
                 full,
                 applied_digests: lease.is_some().then_some(&lease_state.digests),
                 secret_versions: Some(&versions),
-                kubeconfig_version: self.kubeconfig_version(&cluster).await?,
             },
         );
         let (outcomes, worst) = if plan.has_work() {
@@ -170,7 +185,7 @@ impl Reconciler {
             &status,
             lease,
             lease_state,
-            full,
+            full.then_some(kubeconfig),
             &now,
             cluster_sync.as_ref(),
         )
@@ -237,7 +252,8 @@ impl Reconciler {
         Ok(secrets)
     }
 
-    /// Writes the lease when this was a full reapply or the applied inputs changed.
+    /// Writes the lease when this was a full reapply (`full`: with the kubeconfig's
+    /// version then) or the applied inputs changed.
     #[expect(
         clippy::too_many_arguments,
         reason = "the reconcile's state, passed once"
@@ -249,7 +265,7 @@ impl Reconciler {
         status: &ClusterSyncStatus,
         lease: Option<syncsets_store::Stored>,
         old: LeaseState,
-        full: bool,
+        full: Option<Option<u64>>,
         now: &Time,
         cluster_sync: Option<&syncsets_store::Stored>,
     ) -> Result<()> {
@@ -262,17 +278,17 @@ impl Reconciler {
                 .chain(&status.selector_sync_sets)
                 .any(|s| s.name == p.set.name && s.result == "Success");
             let digest = match (&p.work, succeeded) {
-                (Some(_), true) => Some(p.digest.clone()),
+                (Some(_), true) => p.digest.clone(),
                 _ => old.digests.get(&id).cloned(),
             };
             if let Some(d) = digest {
                 digests.insert(id, d);
             }
         }
-        if !full && digests == old.digests {
+        if full.is_none() && digests == old.digests {
             return Ok(());
         }
-        let renewed = if full {
+        let renewed = if full.is_some() {
             MicroTime(jiff::Timestamp::now())
         } else {
             match lease
@@ -296,10 +312,19 @@ impl Reconciler {
                 uid
             )]);
         }
+        let mut annotations = serde_json::Map::new();
         if !digests.is_empty() {
-            metadata["annotations"] = json!({
-                APPLIED_INPUTS_ANNOTATION: serde_json::to_string(&digests).expect("digests serialise")
-            });
+            let text = serde_json::to_string(&digests).expect("digests serialise");
+            annotations.insert(APPLIED_INPUTS_ANNOTATION.into(), json!(text));
+        }
+        if let Some(kubeconfig) = full.unwrap_or(old.kubeconfig) {
+            annotations.insert(
+                APPLIED_KUBECONFIG_ANNOTATION.into(),
+                json!(kubeconfig.to_string()),
+            );
+        }
+        if !annotations.is_empty() {
+            metadata["annotations"] = Value::Object(annotations);
         }
         let object = json!({
             "apiVersion": "hiveinternal.openshift.io/v1alpha1", "kind": "ClusterSyncLease",
@@ -363,8 +388,11 @@ impl Reconciler {
             let Ok(steps) = &work.steps else { continue };
             for step in steps {
                 let result = match step {
-                    Step::Resource { index, object } => target
-                        .write(object, work.behavior)
+                    Step::Resource { index, rendered } => target
+                        .write(
+                            plan::object_to_apply(&p.set, *index, rendered.as_ref()),
+                            work.behavior,
+                        )
                         .await
                         .map(|(written, r)| (written, Some(r)))
                         .map_err(|e| (format!("failed to apply resource {index}: {e}"), e)),
@@ -385,7 +413,7 @@ impl Reconciler {
                                 Err((m.clone(), TargetError::config(m)))
                             }
                             Some((secret, _)) => target
-                                .write(&copied_secret(secret, to), work.behavior)
+                                .write(copied_secret(secret, to), work.behavior)
                                 .await
                                 .map(|(written, r)| (written, Some(r)))
                                 .map_err(|e| (format!("failed to apply secret {index}: {e}"), e)),

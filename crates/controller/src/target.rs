@@ -316,14 +316,13 @@ impl Target {
     /// Writes an object the way `behavior` says. Returns the object's effective reference.
     pub async fn write(
         &self,
-        object: &Value,
+        mut object: Value,
         behavior: Behavior,
     ) -> Result<(Written, ObjRef), TargetError> {
-        let mut r = ObjRef::of(object);
+        let mut r = ObjRef::of(&object);
         let resolved = self.resolve(&r.api_version, &r.kind).await?;
         let (path, ns) = Self::collection(&resolved, &r.namespace);
         r.namespace = ns.clone();
-        let mut object = object.clone();
         if let Some(meta) = object["metadata"].as_object_mut() {
             if ns.is_empty() {
                 meta.remove("namespace");

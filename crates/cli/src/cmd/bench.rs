@@ -23,7 +23,7 @@ use syncsets_api::{AppState, Config};
 use syncsets_bus::relay::{Relay, RelayConfig};
 use syncsets_bus::{AmqpBus, Bus, LocalBus};
 
-use super::bench_watch;
+use super::{bench_fleet, bench_watch};
 use syncsets_store::{Keyring, ObjectKey, Store};
 use tokio::sync::oneshot;
 
@@ -67,13 +67,17 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 500)]
     watch_writes: usize,
 
-    /// Benchmarks to run
+    /// Benchmarks to run (`fleet`, convergence of a simulated fleet, takes minutes and
+    /// runs only when asked for)
     #[arg(
         long,
         value_delimiter = ',',
         default_value = "create,list,relay,watch,fanout"
     )]
     only: Vec<String>,
+
+    #[command(flatten)]
+    fleet: bench_fleet::FleetArgs,
 }
 
 /// A temporary backend.
@@ -166,9 +170,20 @@ pub(super) fn verdict(ok: bool) -> &'static str {
 
 /// Runs the benchmarks.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let backend = Backend::prepare(&args.store).await?;
-    let result = run_on(&args, &backend).await;
-    backend.cleanup().await;
+    let mut result = Ok(());
+    if args.only.iter().any(|o| o != "fleet") {
+        let backend = Backend::prepare(&args.store).await?;
+        result = run_on(&args, &backend).await;
+        backend.cleanup().await;
+    }
+    if args.only.iter().any(|o| o == "fleet") {
+        let backend = Backend::prepare(&args.store).await?;
+        let fleet = bench_fleet::run(&args.fleet, &backend.url, &args.bus).await;
+        backend.cleanup().await;
+        if !fleet? {
+            bail!("a fleet benchmark missed its target");
+        }
+    }
     result
 }
 

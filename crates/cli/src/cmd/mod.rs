@@ -1,6 +1,7 @@
 //! One module per command.
 
 pub mod bench;
+mod bench_fleet;
 mod bench_watch;
 pub mod controller;
 pub mod demo;

@@ -247,12 +247,11 @@ fn changed_inputs_reapply_a_set() {
     let sets = arc(vec![set]);
     let cluster = mk_cluster();
     let prev = previous(vec![], vec![mk_status("s", 1, "Success", &[])]);
-    let digest = inputs_digest(&sets[0], &cluster, &BTreeMap::new(), Some(7));
+    let digest = inputs_digest(&sets[0], &cluster, &BTreeMap::new()).unwrap();
     let applied = BTreeMap::from([("SelectorSyncSet/s".to_string(), digest)]);
     let ctx = Context {
         previous: Some(&prev),
         applied_digests: Some(&applied),
-        kubeconfig_version: Some(7),
         ..Context::default()
     };
     assert!(
@@ -265,23 +264,8 @@ fn changed_inputs_reapply_a_set() {
         plan(&relabelled, &sets, &ctx).sets[0].work.is_some(),
         "a label the template reads changed"
     );
-    let moved = Context {
-        kubeconfig_version: Some(8),
-        ..ctx.clone()
-    };
-    assert!(
-        plan(&cluster, &sets, &moved).sets[0].work.is_some(),
-        "a new kubeconfig"
-    );
     let untemplated = arc(vec![mk_set(SetKind::SelectorSyncSet, "s", vec![cm("a")])]);
-    let applied = BTreeMap::from([(
-        "SelectorSyncSet/s".to_string(),
-        inputs_digest(&untemplated[0], &cluster, &BTreeMap::new(), Some(7)),
-    )]);
-    let ctx = Context {
-        applied_digests: Some(&applied),
-        ..ctx
-    };
+    assert!(inputs_digest(&untemplated[0], &cluster, &BTreeMap::new()).is_none());
     assert!(
         plan(&relabelled, &untemplated, &ctx).sets[0].work.is_none(),
         "labels matter to templates only"

@@ -1,0 +1,446 @@
+//! The fleet benchmark of `syncsets bench --only fleet`: convergence from cold.
+//!
+//! ```text
+//!   bench ──spawns──▶ syncsets serve      hub: API + controllers (the product as shipped)
+//!         ──spawns──▶ syncsets fleet-sim  member server: N simulated clusters, registered
+//!   1. ceiling   server-side applies/s the member takes from the bench itself, through the
+//!                controller's own client stack, as many at once as the controller runs
+//!   2. rollout   the workload's sets created on the hub; time until every set reports
+//!                every targeted cluster in sync; applies/s; hub + controller peak RSS
+//! ```
+//!
+//! Workloads: `hive` is Hive's scale test (hack/scaletest: 60 SelectorSyncSets × 10
+//! ConfigMaps of about 1 KiB, resourceApplyMode Sync) over 1,000 clusters; `wide` is one
+//! such set over 10,000 clusters.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::process::{Child, Command};
+
+use super::bench::verdict;
+use super::serve::kubeconfig;
+
+/// Hive's scale-test workload (`hack/scaletest/syncset-template.yaml`).
+const HIVE_TEMPLATE: &str = include_str!(
+    "../../../../tests/fixtures/hive/template-selectorsyncset-scaletest-resourceapplymode-sync.yaml"
+);
+
+/// The label the scale-test sets select (hiveutil sets it on the clusters it creates).
+const SCALETEST_LABEL: &str = "hive.openshift.io/hiveutil-created=true";
+
+/// Arguments of the fleet benchmark.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FleetArgs {
+    /// Fleet workloads: `hive` (60 sets × 10 ConfigMaps) and/or `wide` (1 set × 10)
+    #[arg(long, value_delimiter = ',', default_value = "hive,wide")]
+    fleet_workload: Vec<String>,
+
+    /// Clusters [default: 1,000 for hive, 10,000 for wide]
+    #[arg(long)]
+    fleet_clusters: Option<usize>,
+
+    /// Concurrent reconciles of the controller (and applies of the ceiling measurement)
+    #[arg(long, default_value_t = 64)]
+    fleet_workers: usize,
+}
+
+/// A workload.
+struct Workload {
+    name: &'static str,
+    sets: usize,
+    clusters: usize,
+    target: Duration,
+}
+
+/// The SelectorSyncSets of Hive's scale test, `count` of them.
+fn scaletest_sets(count: usize) -> anyhow::Result<Vec<Value>> {
+    let body: String = HIVE_TEMPLATE
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    (0..count)
+        .map(|i| {
+            let doc: Value =
+                serde_norway::from_str(&body.replace("${RESOURCE_INDEX}", &i.to_string()))
+                    .context("reading Hive's scale-test template")?;
+            Ok(doc["objects"][0].clone())
+        })
+        .collect()
+}
+
+/// A child process, killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.start_kill();
+    }
+}
+
+/// Starts `syncsets <args>` and waits for its first line of output.
+async fn spawn(args: &[String], first_line_within: Duration) -> anyhow::Result<(Proc, String)> {
+    let exe = std::env::current_exe()?;
+    let mut child = Command::new(exe)
+        .args(args)
+        .env("SYNCSETS_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = child.stdout.take().expect("piped");
+    let proc = Proc(child);
+    let mut line = String::new();
+    tokio::time::timeout(
+        first_line_within,
+        BufReader::new(stdout).read_line(&mut line),
+    )
+    .await
+    .with_context(|| format!("`syncsets {}` did not start", args[0]))??;
+    Ok((proc, line))
+}
+
+fn url_in(line: &str) -> anyhow::Result<String> {
+    line.split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .map(|w| w.trim_end_matches([':', ',']).to_string())
+        .with_context(|| format!("no address in {line:?}"))
+}
+
+/// Peak and current resident memory of a process, in MiB.
+fn rss_mib(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+async fn get_json(client: &reqwest::Client, url: &str) -> anyhow::Result<Value> {
+    Ok(client
+        .get(url)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?)
+}
+
+/// How many items a list has.
+async fn count(client: &reqwest::Client, url: &str) -> anyhow::Result<usize> {
+    Ok(get_json(client, url).await?["items"]
+        .as_array()
+        .map_or(0, Vec::len))
+}
+
+/// Server-side applies/s the member takes from `workers` concurrent appliers through the
+/// controller's client stack, unthrottled, over `duration`, in the rollout's pattern: each
+/// applier takes a fresh cluster (a new client, discovery, the cluster's first requests),
+/// applies every one of `objects` to it, and moves on.
+async fn ceiling(
+    member: &str,
+    workers: usize,
+    duration: Duration,
+    objects: &[Value],
+) -> anyhow::Result<f64> {
+    let store: Arc<dyn syncsets_store::Store> = Arc::new(syncsets_store::MemoryStore::new());
+    let settings = syncsets_controller::ClientSettings {
+        qps: 1e9,
+        burst: u32::MAX,
+        ..Default::default()
+    };
+    let clients = Arc::new(syncsets_controller::Clients::new(store, settings));
+    let applied = Arc::new(AtomicU64::new(0));
+    let objects = Arc::new(objects.to_vec());
+    let deadline = Instant::now() + duration;
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let (applied, objects, clients, member) = (
+            applied.clone(),
+            objects.clone(),
+            clients.clone(),
+            member.to_string(),
+        );
+        tasks.push(tokio::spawn(async move {
+            // Logical clusters nobody registered: the rollout's clusters stay untouched.
+            for j in 0.. {
+                let cluster = format!("ceiling-{w}-{j}");
+                let target = clients
+                    .for_kubeconfig(&kubeconfig(&format!("{member}/clusters/{cluster}")))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                for object in objects.iter() {
+                    if Instant::now() >= deadline {
+                        return Ok(());
+                    }
+                    target
+                        .write(object.clone(), syncsets_controller::Behavior::Apply)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    applied.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    let started = Instant::now();
+    for t in tasks {
+        t.await??;
+    }
+    Ok(applied.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Runs the fleet benchmark on `store` (a URL) and `bus`; returns whether every target
+/// was met.
+pub async fn run(args: &FleetArgs, store: &str, bus: &str) -> anyhow::Result<bool> {
+    let mut ok = true;
+    for name in &args.fleet_workload {
+        let workload = match name.as_str() {
+            "hive" => Workload {
+                name: "hive",
+                sets: 60,
+                clusters: args.fleet_clusters.unwrap_or(1_000),
+                target: Duration::from_secs(300),
+            },
+            "wide" => Workload {
+                name: "wide",
+                sets: 1,
+                clusters: args.fleet_clusters.unwrap_or(10_000),
+                target: Duration::from_secs(120),
+            },
+            other => bail!("unknown fleet workload {other:?}: use hive or wide"),
+        };
+        ok &= run_workload(args, &workload, store, bus).await?;
+    }
+    Ok(ok)
+}
+
+async fn run_workload(
+    args: &FleetArgs,
+    w: &Workload,
+    store: &str,
+    bus: &str,
+) -> anyhow::Result<bool> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().to_string_lossy().into_owned();
+    let store = if store.starts_with("sqlite") {
+        format!("sqlite://{}", Path::new(&data).join("hub.db").display())
+    } else {
+        store.to_string()
+    };
+    let applies = w.sets * 10 * w.clusters;
+    println!(
+        "\nfleet {}: {} clusters × {} set(s) × 10 ConfigMaps = {applies} applies (hub store {}, bus {bus})",
+        w.name,
+        w.clusters,
+        w.sets,
+        store.split("://").next().unwrap_or_default()
+    );
+    let s = |v: &str| v.to_string();
+    // With a shared bus the controllers run as their own process (as in production), and
+    // their memory is measured alone; on the embedded default they live in the hub.
+    let separate = bus.starts_with("amqp");
+    let workers = args.fleet_workers.to_string();
+    let (hub_proc, line) = spawn(
+        &[
+            s("serve"),
+            s("--listen"),
+            s("127.0.0.1:0"),
+            s("--data-dir"),
+            data.clone(),
+            s("--store"),
+            store.clone(),
+            s("--bus"),
+            s(bus),
+            s("--workers"),
+            workers.clone(),
+            s("--controllers"),
+            separate.then_some("false").unwrap_or("true").into(),
+        ],
+        Duration::from_secs(60),
+    )
+    .await?;
+    let controller_proc = if separate {
+        let (proc, _) = spawn(
+            &[
+                s("controller"),
+                s("--data-dir"),
+                data.clone(),
+                s("--store"),
+                store.clone(),
+                s("--bus"),
+                s(bus),
+                s("--workers"),
+                workers.clone(),
+            ],
+            Duration::from_secs(60),
+        )
+        .await?;
+        Some(proc)
+    } else {
+        None
+    };
+    let hub = url_in(&line)?;
+    let hub_pid = hub_proc.0.id().unwrap_or_default();
+    let controller_pid = controller_proc
+        .as_ref()
+        .map_or(hub_pid, |p| p.0.id().unwrap_or_default());
+    let registering = Instant::now();
+    let (_member_proc, line) = spawn(
+        &[
+            s("fleet-sim"),
+            s("--hub"),
+            hub.clone(),
+            s("--clusters"),
+            w.clusters.to_string(),
+            s("--listen"),
+            s("127.0.0.1:0"),
+            s("--labels"),
+            s(SCALETEST_LABEL),
+            s("--concurrency"),
+            s("32"),
+        ],
+        Duration::from_secs(1800),
+    )
+    .await?;
+    let member = url_in(&line)?;
+    println!(
+        "  registered in {:.1}s",
+        registering.elapsed().as_secs_f64()
+    );
+
+    // The controllers look at every new cluster once (no sets yet): wait until they are done.
+    let client = reqwest::Client::new();
+    let syncs = format!("{hub}/apis/hiveinternal.openshift.io/v1alpha1/clustersyncs");
+    let settling = Instant::now();
+    while count(&client, &syncs).await? < w.clusters {
+        if settling.elapsed() > Duration::from_secs(600) {
+            bail!("the controllers did not look at every cluster within 10 minutes");
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let sets = scaletest_sets(w.sets)?;
+    let objects: Vec<Value> = sets
+        .iter()
+        .flat_map(|set| {
+            set["spec"]["resources"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect();
+    let ceiling = ceiling(
+        &member,
+        args.fleet_workers,
+        Duration::from_secs(15),
+        &objects,
+    )
+    .await?;
+    println!(
+        "  member ceiling: {ceiling:.0} server-side applies/s ({} appliers, unthrottled, {} objects per fresh cluster)",
+        args.fleet_workers,
+        objects.len()
+    );
+
+    let started = Instant::now();
+    for set in &sets {
+        client
+            .post(format!("{hub}/apis/hive.openshift.io/v1/selectorsyncsets"))
+            .json(set)
+            .send()
+            .await?
+            .error_for_status()?;
+    }
+    let give_up = w.target * 3;
+    let mut peak_rss = 0.0f64;
+    let mut last_report = Instant::now();
+    let elapsed = loop {
+        let list = get_json(
+            &client,
+            &format!("{hub}/apis/hive.openshift.io/v1/selectorsyncsets"),
+        )
+        .await?;
+        let items = list["items"].as_array().cloned().unwrap_or_default();
+        let in_sync: u64 = items
+            .iter()
+            .map(|s| s["status"]["inSync"].as_u64().unwrap_or(0))
+            .sum();
+        let failing: u64 = items
+            .iter()
+            .map(|s| s["status"]["failing"].as_u64().unwrap_or(0))
+            .sum();
+        let done = items.len() == w.sets
+            && items
+                .iter()
+                .all(|s| s["status"]["inSync"].as_u64() == Some(w.clusters as u64));
+        peak_rss = peak_rss.max(rss_mib(controller_pid).0);
+        if done {
+            break started.elapsed();
+        }
+        if last_report.elapsed() >= Duration::from_secs(10) {
+            last_report = Instant::now();
+            println!(
+                "  … {:>4.0}s: {in_sync} of {} (set, cluster) pairs in sync, {failing} failing",
+                started.elapsed().as_secs_f64(),
+                w.sets * w.clusters
+            );
+        }
+        if started.elapsed() > give_up {
+            println!(
+                "  gave up after {give_up:?}: {in_sync} of {} in sync",
+                w.sets * w.clusters
+            );
+            break give_up;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let rate = applies as f64 / elapsed.as_secs_f64();
+    let (hwm, _) = rss_mib(controller_pid);
+    let peak = peak_rss.max(hwm);
+    let hub_peak = rss_mib(hub_pid).0;
+    let in_time = elapsed <= w.target;
+    let ratio = rate / ceiling;
+    println!(
+        "  converged in {:.1}s (target ≤ {}s) {}",
+        elapsed.as_secs_f64(),
+        w.target.as_secs(),
+        verdict(in_time)
+    );
+    println!(
+        "  {rate:.0} applies/s = {ratio:.2} × the member's ceiling (target ≥ 0.70) {}",
+        verdict(ratio >= 0.7)
+    );
+    let memory_target = w.clusters >= 10_000;
+    let target_note = if memory_target {
+        format!(
+            " (target ≤ 200 MB at 10,000 clusters) {}",
+            verdict(peak <= 200.0)
+        )
+    } else {
+        String::new()
+    };
+    if separate {
+        println!(
+            "  controller peak RSS {peak:.0} MiB{target_note}; the API server's {hub_peak:.0} MiB"
+        );
+    } else {
+        println!(
+            "  hub + controllers peak RSS {peak:.0} MiB, SQLite's page cache included{target_note}"
+        );
+    }
+    Ok(in_time && ratio >= 0.7 && (!memory_target || peak <= 200.0))
+}
