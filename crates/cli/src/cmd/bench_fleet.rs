@@ -267,7 +267,7 @@ async fn run_workload(
             s("--workers"),
             workers.clone(),
             s("--controllers"),
-            separate.then_some("false").unwrap_or("true").into(),
+            (!separate).to_string(),
         ],
         Duration::from_secs(60),
     )
