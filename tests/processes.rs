@@ -279,6 +279,22 @@ async fn sigkill_under_write_load_loses_nothing_acknowledged() {
     assert_eq!(seen, stored, "after {:?}", started.elapsed());
 }
 
+/// Runs kubectl with a kubeconfig, which must succeed; returns its output.
+fn kubectl_at(kubeconfig: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Tests that use the broker take turns: one of them stops it.
 static BROKER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -550,20 +566,7 @@ async fn fleet_sim_registers_clusters_that_kubectl_can_use() {
         .unwrap();
     let path = hub_dir.path().join("member-kubeconfig");
     std::fs::write(&path, kubeconfig).unwrap();
-    let kubectl = |args: &[&str]| {
-        let out = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&path)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let kubectl = |args: &[&str]| kubectl_at(&path, args);
     assert!(kubectl(&["get", "ns"]).contains("default"));
     kubectl(&["create", "configmap", "only-here", "--from-literal=a=1"]);
     assert!(kubectl(&["get", "cm"]).contains("only-here"));
@@ -918,20 +921,7 @@ async fn the_embedded_default_syncs_a_simulated_fleet_and_reports_it() {
         format!("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {member}/clusters/sim-00002\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user: {{}}\n"),
     )
     .unwrap();
-    let kubectl = |args: &[&str]| {
-        let out = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&member_kubeconfig)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let kubectl = |args: &[&str]| kubectl_at(&member_kubeconfig, args);
     kubectl(&[
         "-n",
         "default",

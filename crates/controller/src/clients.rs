@@ -357,7 +357,7 @@ mod tests {
         assert_eq!(clients.transports.lock().unwrap().len(), 1);
         drop((a, b));
         let err = clients
-            .build("clusters: [ {{ token: hunter2")
+            .for_kubeconfig("clusters: [ {{ token: hunter2")
             .await
             .unwrap_err();
         assert_eq!(

@@ -109,60 +109,29 @@ impl Hub {
         }
     }
 
-    /// Creates `object` (its status included), or replaces the status of the current one.
-    /// `current` is what the caller read; a race with another writer re-reads and retries.
-    pub async fn write_status(
+    /// Writes one object from what is stored now, retrying when another writer got in
+    /// between: `make` gets the current object (`None`: absent) and returns the admitted
+    /// object to store, or `None` to leave things as they are.
+    async fn write(
         &self,
         kind: HubKind,
-        object: &Value,
-        status: &Value,
+        namespace: &str,
+        name: &str,
         mut current: Option<Stored>,
-    ) -> Result<Stored> {
+        make: impl Fn(&KindInfo, Option<&Stored>, &str) -> Result<Option<Value>>,
+    ) -> Result<Option<Stored>> {
         let info = self.kind(kind);
-        let namespace = object["metadata"]["namespace"].as_str().unwrap_or_default();
-        let name = object["metadata"]["name"].as_str().unwrap_or_default();
         let key = self.key(kind, namespace, name);
         for _ in 0..ATTEMPTS {
-            let now = meta::now();
+            let Some(object) = make(&info, current.as_ref(), &meta::now())? else {
+                return Ok(current);
+            };
             let result = match &current {
-                None => {
-                    let created = meta::admit_create(
-                        &self.context(&info, namespace, &now, false),
-                        object.clone(),
-                        &[],
-                    )
-                    .map_err(|e| Error::Admission(e.to_string()))?;
-                    let mut with_status = created.object.clone();
-                    with_status["status"] = status.clone();
-                    let admitted = meta::admit_update(
-                        &self.context(&info, namespace, &now, true),
-                        with_status,
-                        &created.object,
-                        &[],
-                    )
-                    .map_err(|e| Error::Admission(e.to_string()))?;
-                    self.store
-                        .create(&key, &admitted.object, info.namespaced)
-                        .await
-                }
-                Some(cur) => {
-                    if cur.object.get("status") == Some(status) {
-                        return Ok(cur.clone());
-                    }
-                    let mut new = cur.object.clone();
-                    new["status"] = status.clone();
-                    let admitted = meta::admit_update(
-                        &self.context(&info, namespace, &now, true),
-                        new,
-                        &cur.object,
-                        &[],
-                    )
-                    .map_err(|e| Error::Admission(e.to_string()))?;
-                    self.store.update(&key, &admitted.object, cur.rv).await
-                }
+                None => self.store.create(&key, &object, info.namespaced).await,
+                Some(cur) => self.store.update(&key, &object, cur.rv).await,
             };
             match result {
-                Ok(stored) => return Ok(stored),
+                Ok(stored) => return Ok(Some(stored)),
                 Err(StoreError::Conflict | StoreError::AlreadyExists | StoreError::NotFound) => {
                     current = self.store.get(&key).await.map_err(Error::store)?;
                 }
@@ -170,6 +139,68 @@ impl Hub {
             }
         }
         Err(Error::Conflict(format!("{}/{name}", info.kind)))
+    }
+
+    /// `current` with `status` through the status subresource's admission; `None` if it
+    /// has that status already.
+    fn with_status(
+        &self,
+        info: &KindInfo,
+        current: &Stored,
+        status: &Value,
+        now: &str,
+    ) -> Result<Option<Value>> {
+        if current.object.get("status") == Some(status) {
+            return Ok(None);
+        }
+        let mut new = current.object.clone();
+        new["status"] = status.clone();
+        let namespace = current.object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default();
+        let admitted = meta::admit_update(
+            &self.context(info, namespace, now, true),
+            new,
+            &current.object,
+            &[],
+        )
+        .map_err(|e| Error::Admission(e.to_string()))?;
+        Ok(Some(admitted.object))
+    }
+
+    /// Creates `object` (its status included), or replaces the status of the current one.
+    /// `current` is what the caller read.
+    pub async fn write_status(
+        &self,
+        kind: HubKind,
+        object: &Value,
+        status: &Value,
+        current: Option<Stored>,
+    ) -> Result<Stored> {
+        let namespace = object["metadata"]["namespace"].as_str().unwrap_or_default();
+        let name = object["metadata"]["name"].as_str().unwrap_or_default();
+        let written = self
+            .write(kind, namespace, name, current, |info, cur, now| match cur {
+                Some(cur) => self.with_status(info, cur, status, now),
+                None => {
+                    let created = meta::admit_create(
+                        &self.context(info, namespace, now, false),
+                        object.clone(),
+                        &[],
+                    )
+                    .map_err(|e| Error::Admission(e.to_string()))?;
+                    let stored = Stored {
+                        object: created.object,
+                        rv: 0,
+                    };
+                    Ok(Some(
+                        self.with_status(info, &stored, status, now)?
+                            .unwrap_or(stored.object),
+                    ))
+                }
+            })
+            .await?;
+        Ok(written.expect("written, or it exists already"))
     }
 
     /// Replaces the status of an existing object; nothing if it is gone.
@@ -180,32 +211,16 @@ impl Hub {
         name: &str,
         status: &Value,
     ) -> Result<()> {
-        let info = self.kind(kind);
-        let key = self.key(kind, namespace, name);
-        for _ in 0..ATTEMPTS {
-            let Some(cur) = self.store.get(&key).await.map_err(Error::store)? else {
-                return Ok(());
-            };
-            if cur.object.get("status") == Some(status) {
-                return Ok(());
-            }
-            let now = meta::now();
-            let mut new = cur.object.clone();
-            new["status"] = status.clone();
-            let admitted = meta::admit_update(
-                &self.context(&info, namespace, &now, true),
-                new,
-                &cur.object,
-                &[],
-            )
-            .map_err(|e| Error::Admission(e.to_string()))?;
-            match self.store.update(&key, &admitted.object, cur.rv).await {
-                Ok(_) => return Ok(()),
-                Err(StoreError::Conflict | StoreError::NotFound) => {}
-                Err(e) => return Err(Error::store(e)),
-            }
+        let current = self.get(kind, namespace, name).await?;
+        if current.is_none() {
+            return Ok(());
         }
-        Err(Error::Conflict(format!("{}/{name}", info.kind)))
+        self.write(kind, namespace, name, current, |info, cur, now| match cur {
+            Some(cur) => self.with_status(info, cur, status, now),
+            None => Ok(None), // deleted meanwhile
+        })
+        .await
+        .map(drop)
     }
 
     /// Creates or replaces a main resource (not its status).
@@ -213,48 +228,26 @@ impl Hub {
         &self,
         kind: HubKind,
         object: &Value,
-        mut current: Option<Stored>,
+        current: Option<Stored>,
     ) -> Result<Stored> {
-        let info = self.kind(kind);
         let namespace = object["metadata"]["namespace"].as_str().unwrap_or_default();
         let name = object["metadata"]["name"].as_str().unwrap_or_default();
-        let key = self.key(kind, namespace, name);
-        for _ in 0..ATTEMPTS {
-            let now = meta::now();
-            let result = match &current {
-                None => {
-                    let admitted = meta::admit_create(
-                        &self.context(&info, namespace, &now, false),
-                        object.clone(),
-                        &[],
-                    )
-                    .map_err(|e| Error::Admission(e.to_string()))?;
-                    self.store
-                        .create(&key, &admitted.object, info.namespaced)
-                        .await
-                }
-                Some(cur) => {
-                    let mut new = object.clone();
-                    new["metadata"]["resourceVersion"] = json!(cur.rv.to_string());
-                    let admitted = meta::admit_update(
-                        &self.context(&info, namespace, &now, false),
-                        new,
-                        &cur.object,
-                        &[],
-                    )
-                    .map_err(|e| Error::Admission(e.to_string()))?;
-                    self.store.update(&key, &admitted.object, cur.rv).await
-                }
-            };
-            match result {
-                Ok(stored) => return Ok(stored),
-                Err(StoreError::Conflict | StoreError::AlreadyExists | StoreError::NotFound) => {
-                    current = self.store.get(&key).await.map_err(Error::store)?;
-                }
-                Err(e) => return Err(Error::store(e)),
-            }
-        }
-        Err(Error::Conflict(format!("{}/{name}", info.kind)))
+        let written = self
+            .write(kind, namespace, name, current, |info, cur, now| {
+                let wctx = self.context(info, namespace, now, false);
+                let admitted = match cur {
+                    None => meta::admit_create(&wctx, object.clone(), &[]),
+                    Some(cur) => {
+                        let mut new = object.clone();
+                        new["metadata"]["resourceVersion"] = json!(cur.rv.to_string());
+                        meta::admit_update(&wctx, new, &cur.object, &[])
+                    }
+                };
+                let admitted = admitted.map_err(|e| Error::Admission(e.to_string()))?;
+                Ok(Some(admitted.object))
+            })
+            .await?;
+        Ok(written.expect("put always writes"))
     }
 
     /// Deletes an object if it exists.

@@ -155,9 +155,16 @@ fn within_a_set_resources_then_secrets_then_patches_all_labelled() {
     }];
     let plan = plan(&mk_cluster(), &arc(vec![set]), &Context::default());
     let steps = steps(&plan.sets[0]);
-    assert!(
-        matches!(&steps[0], Step::Resource { index: 0, object } if object["metadata"]["labels"][MANAGED_LABEL] == "true")
-    );
+    assert!(matches!(
+        &steps[0],
+        Step::Resource {
+            index: 0,
+            rendered: None
+        }
+    ));
+    let first = object_to_apply(&plan.sets[0].set, 0, None);
+    assert_eq!(first["metadata"]["labels"][MANAGED_LABEL], "true");
+    assert_eq!(first["data"]["k"], "a");
     assert!(matches!(&steps[1], Step::Resource { index: 1, .. }));
     assert!(
         matches!(&steps[2], Step::Secret { index: 0, source: Ok((ns, n)), .. } if ns == "fleet" && n == "src")
@@ -293,7 +300,7 @@ fn templates_render_from_cluster_labels() {
     let plan = plan(&mk_cluster(), &arc(vec![set]), &Context::default());
     let steps = steps(&plan.sets[0]);
     assert!(
-        matches!(&steps[0], Step::Resource { object, .. } if object["metadata"]["name"] == "cm-eu" && object["data"]["r"] == "eu")
+        matches!(&steps[0], Step::Resource { rendered: Some(object), .. } if object["metadata"]["name"] == "cm-eu" && object["data"]["r"] == "eu")
     );
     assert!(matches!(&steps[1], Step::Patch { patch, .. } if patch == r#"{"data":{"r":"eu"}}"#));
 }
