@@ -219,15 +219,14 @@ impl Cache {
             .cloned()
     }
 
-    /// Every cluster key.
+    /// The key of every cluster, and of every ClusterSync or lease whose cluster is gone
+    /// (reconciling those removes them).
     pub fn cluster_keys(&self) -> Vec<String> {
-        self.state
-            .read()
-            .expect("cache lock")
-            .clusters
-            .keys()
-            .cloned()
-            .collect()
+        let state = self.state.read().expect("cache lock");
+        let mut keys: BTreeSet<&String> = state.clusters.keys().collect();
+        keys.extend(state.results.keys());
+        keys.extend(state.leases.keys());
+        keys.into_iter().cloned().collect()
     }
 
     /// The sets that apply to a cluster.
