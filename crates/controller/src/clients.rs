@@ -24,7 +24,7 @@ use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use kube::client::ConfigExt as _;
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::config::KubeConfigOptions;
 use syncsets_store::{ObjectKey, Store};
 use tower::ServiceBuilder;
 
@@ -64,7 +64,36 @@ impl Default for ClientSettings {
 
 struct Cached {
     target: Arc<Target>,
+    /// The resourceVersion of the Secret it was built from.
+    version: Option<u64>,
     used: u64,
+}
+
+/// A cluster's kubeconfig, as read from its Secret (in memory only).
+#[derive(Clone)]
+pub struct Kubeconfig {
+    /// The Secret's resourceVersion (`None`: there is none).
+    pub version: Option<u64>,
+    /// The kubeconfig's YAML, or why there is none to use.
+    pub text: Result<String, TargetError>,
+}
+
+impl std::fmt::Debug for Kubeconfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the kubeconfig itself: it holds credentials.
+        f.debug_struct("Kubeconfig")
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Kubeconfig {
+    fn unusable(why: &str) -> Self {
+        Self {
+            version: None,
+            text: Err(TargetError::config(why)),
+        }
+    }
 }
 
 /// Builds and caches target clients.
@@ -132,23 +161,31 @@ impl Clients {
         self.cache.lock().expect("client cache").0.len()
     }
 
-    /// The client of a cluster, built on first use.
-    pub async fn target(&self, cluster: &Cluster) -> Result<Arc<Target>, TargetError> {
+    /// The client of a cluster, built from its kubeconfig Secret as read (`kubeconfig`)
+    /// unless one from the same version of the Secret is cached.
+    pub async fn target(
+        &self,
+        cluster: &Cluster,
+        kubeconfig: &Kubeconfig,
+    ) -> Result<Arc<Target>, TargetError> {
         let key = cluster.key();
         {
             let mut cache = self.cache.lock().expect("client cache");
             let (map, clock) = &mut *cache;
             *clock += 1;
-            if let Some(c) = map.get_mut(&key) {
+            if let Some(c) = map.get_mut(&key)
+                && c.version == kubeconfig.version
+            {
                 c.used = *clock;
                 return Ok(c.target.clone());
             }
         }
-        let kubeconfig = self.kubeconfig(cluster).await?;
-        let target = Arc::new(self.for_kubeconfig(&kubeconfig).await?);
+        let text = kubeconfig.text.as_ref().map_err(Clone::clone)?;
+        let target = Arc::new(self.for_kubeconfig(text).await?);
         let mut cache = self.cache.lock().expect("client cache");
         let (map, clock) = &mut *cache;
         if map.len() >= self.settings.cache_size
+            && !map.contains_key(&key)
             && let Some(oldest) = map
                 .iter()
                 .min_by_key(|(_, c)| c.used)
@@ -160,43 +197,56 @@ impl Clients {
             key,
             Cached {
                 target: target.clone(),
+                version: kubeconfig.version,
                 used: *clock,
             },
         );
         Ok(target)
     }
 
-    /// The kubeconfig text of a cluster's Secret (key `kubeconfig`).
-    async fn kubeconfig(&self, cluster: &Cluster) -> Result<String, TargetError> {
-        let secret = cluster.kubeconfig_secret.as_deref().ok_or_else(|| {
-            TargetError::config("the ClusterDeployment names no admin kubeconfig Secret")
-        })?;
+    /// Reads a cluster's kubeconfig Secret (key `kubeconfig`). A store failure is an
+    /// error; a missing or unusable kubeconfig is reported in [`Kubeconfig::text`].
+    pub async fn kubeconfig(
+        &self,
+        cluster: &Cluster,
+    ) -> Result<Kubeconfig, syncsets_store::StoreError> {
+        let Some(secret) = cluster.kubeconfig_secret.as_deref() else {
+            return Ok(Kubeconfig::unusable(
+                "the ClusterDeployment names no admin kubeconfig Secret",
+            ));
+        };
         let key = ObjectKey::new("", resources::SECRETS, &cluster.namespace, secret);
-        let stored = self
-            .store
-            .get(&key)
-            .await
-            .map_err(|e| TargetError::config(format!("reading Secret {secret}: {e}")))?
-            .ok_or_else(|| TargetError::config(format!("Secret {secret} not found")))?;
-        let data = stored.object["data"]["kubeconfig"]
+        let Some(stored) = self.store.get(&key).await? else {
+            return Ok(Kubeconfig::unusable(&format!("Secret {secret} not found")));
+        };
+        let text = stored.object["data"]["kubeconfig"]
             .as_str()
             .ok_or_else(|| {
                 TargetError::config(format!("Secret {secret} has no key \"kubeconfig\""))
-            })?;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(data)
-            .map_err(|_| {
-                TargetError::config(format!("Secret {secret}: kubeconfig is not base64"))
-            })?;
-        String::from_utf8(bytes)
-            .map_err(|_| TargetError::config(format!("Secret {secret}: kubeconfig is not UTF-8")))
+            })
+            .and_then(|data| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(data)
+                    .map_err(|_| {
+                        TargetError::config(format!("Secret {secret}: kubeconfig is not base64"))
+                    })
+            })
+            .and_then(|bytes| {
+                String::from_utf8(bytes).map_err(|_| {
+                    TargetError::config(format!("Secret {secret}: kubeconfig is not UTF-8"))
+                })
+            });
+        Ok(Kubeconfig {
+            version: Some(stored.rv),
+            text,
+        })
     }
 
     /// A client for the cluster a kubeconfig (YAML text) points at.
     pub async fn for_kubeconfig(&self, text: &str) -> Result<Target, TargetError> {
         // Parse errors quote the YAML (credentials included): say only that it is invalid.
-        let kubeconfig =
-            Kubeconfig::from_yaml(text).map_err(|_| TargetError::config("invalid kubeconfig"))?;
+        let kubeconfig = kube::config::Kubeconfig::from_yaml(text)
+            .map_err(|_| TargetError::config("invalid kubeconfig"))?;
         refuse_host_access(&kubeconfig)?;
         let mut config =
             kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
@@ -286,7 +336,7 @@ impl Clients {
 }
 
 /// Refuses kubeconfigs that would make the hub read its own files or run commands.
-fn refuse_host_access(kubeconfig: &Kubeconfig) -> Result<(), TargetError> {
+fn refuse_host_access(kubeconfig: &kube::config::Kubeconfig) -> Result<(), TargetError> {
     for named in &kubeconfig.clusters {
         if let Some(c) = &named.cluster {
             if c.certificate_authority.is_some() {
@@ -335,10 +385,10 @@ mod tests {
             "    tokenFile: /etc/shadow\n",
             "    client-certificate: /root/cert.pem\n",
         ] {
-            let kc = Kubeconfig::from_yaml(&kubeconfig(user)).unwrap();
+            let kc = kube::config::Kubeconfig::from_yaml(&kubeconfig(user)).unwrap();
             assert!(refuse_host_access(&kc).is_err(), "{user}");
         }
-        let kc = Kubeconfig::from_yaml(&kubeconfig("    token: abc\n")).unwrap();
+        let kc = kube::config::Kubeconfig::from_yaml(&kubeconfig("    token: abc\n")).unwrap();
         assert!(refuse_host_access(&kc).is_ok());
     }
 

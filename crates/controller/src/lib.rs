@@ -44,7 +44,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 pub use cache::{Cache, Effect};
-pub use clients::{ClientSettings, Clients};
+pub use clients::{ClientSettings, Clients, Kubeconfig};
 pub use health::{Health, HealthSettings};
 pub use hub::{Hub, HubKind, MANAGER};
 pub use membership::{MembershipSettings, owned_shards};

@@ -11,7 +11,7 @@ use syncsets_store::ObjectKey;
 use syncsets_types::hive::{ClusterSyncLeaseSpec, ClusterSyncStatus, MANAGED_LABEL};
 
 use crate::cache::{Cache, unix_seconds};
-use crate::clients::Clients;
+use crate::clients::{Clients, Kubeconfig};
 use crate::health::{Admission, Ended, Health};
 use crate::hub::{Hub, HubKind};
 use crate::model::{Cluster, ObjRef, SetDef, resources, split_key};
@@ -131,7 +131,12 @@ impl Reconciler {
             .and_then(|s| serde_json::from_value(s.clone()).ok());
         let lease_state = lease_state(lease.as_ref());
         let now = now_time();
-        let kubeconfig = self.kubeconfig_version(&cluster).await?;
+        let kubeconfig_source = self
+            .clients
+            .kubeconfig(&cluster)
+            .await
+            .map_err(Error::store)?;
+        let kubeconfig = kubeconfig_source.version;
         let full = lease_state.kubeconfig != kubeconfig
             || lease_state.renewed.is_none_or(|renewed| {
                 now.0.as_second() >= full_reapply_due(key, renewed, self.settings.reapply_interval)
@@ -152,7 +157,8 @@ impl Reconciler {
             },
         );
         let (outcomes, worst) = if plan.has_work() {
-            self.execute(&cluster, &plan, &secrets).await
+            self.execute(&cluster, &kubeconfig_source, &plan, &secrets)
+                .await
         } else {
             (Outcomes::default(), None)
         };
@@ -218,21 +224,6 @@ impl Reconciler {
         self.clients.forget(key);
         self.health.forget(key);
         Ok(Next::Done)
-    }
-
-    /// The resourceVersion of the cluster's kubeconfig Secret.
-    async fn kubeconfig_version(&self, cluster: &Cluster) -> Result<Option<u64>> {
-        let Some(secret) = &cluster.kubeconfig_secret else {
-            return Ok(None);
-        };
-        let key = ObjectKey::new("", resources::SECRETS, &cluster.namespace, secret);
-        Ok(self
-            .hub
-            .store()
-            .get(&key)
-            .await
-            .map_err(Error::store)?
-            .map(|s| s.rv))
     }
 
     /// The hub Secrets the sets copy, with their resourceVersions (`None`: missing).
@@ -341,6 +332,7 @@ impl Reconciler {
     async fn execute(
         &self,
         cluster: &Cluster,
+        kubeconfig: &Kubeconfig,
         plan: &Plan,
         secrets: &HashMap<(String, String), Option<(Value, u64)>>,
     ) -> (Outcomes, Option<Failure>) {
@@ -352,7 +344,7 @@ impl Reconciler {
             },
             worst: None,
         };
-        let target = match self.clients.target(cluster).await {
+        let target = match self.clients.target(cluster, kubeconfig).await {
             Ok(t) => t,
             Err(e) => {
                 run.fail_everything(plan, &e);

@@ -49,7 +49,7 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(30))
-            .pragma("cache_size", "-65536");
+            .pragma("cache_size", "-8192");
         if let Some(dir) = opts.get_filename().parent()
             && !dir.as_os_str().is_empty()
         {
