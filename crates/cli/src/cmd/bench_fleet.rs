@@ -114,6 +114,19 @@ fn url_in(line: &str) -> anyhow::Result<String> {
         .with_context(|| format!("no address in {line:?}"))
 }
 
+/// How long each ceiling sample lasts.
+const CEILING_SAMPLE: Duration = Duration::from_secs(15);
+
+/// CPU time (user and system) a process has used, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command (which may hold spaces) in parentheses: utime is 14th, stime 15th.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// Peak and current resident memory of a process, in MiB.
 fn rss_mib(pid: u32) -> (f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -298,7 +311,7 @@ async fn run_workload(
         .as_ref()
         .map_or(hub_pid, |p| p.0.id().unwrap_or_default());
     let registering = Instant::now();
-    let (_member_proc, line) = spawn(
+    let (member_proc, line) = spawn(
         &[
             s("fleet-sim"),
             s("--hub"),
@@ -343,18 +356,18 @@ async fn run_workload(
                 .unwrap_or_default()
         })
         .collect();
-    let ceiling = ceiling(
-        &member,
-        args.fleet_workers,
-        Duration::from_secs(15),
-        &objects,
-    )
-    .await?;
+    let member_pid = member_proc.0.id().unwrap_or_default();
+    let member_cpu = cpu_seconds(member_pid);
+    let ceiling_before = ceiling(&member, args.fleet_workers, CEILING_SAMPLE, &objects).await?;
+    let ceiling_cpu = (cpu_seconds(member_pid) - member_cpu) / CEILING_SAMPLE.as_secs_f64();
     println!(
-        "  member ceiling: {ceiling:.0} server-side applies/s ({} appliers, unthrottled, {} objects per fresh cluster)",
+        "  member ceiling: {ceiling_before:.0} server-side applies/s ({} appliers, unthrottled, {} objects per fresh cluster; member CPU {:.0}%)",
         args.fleet_workers,
-        objects.len()
+        objects.len(),
+        ceiling_cpu * 100.0
     );
+    let (hub_cpu, member_cpu) = (cpu_seconds(hub_pid), cpu_seconds(member_pid));
+    let controller_cpu = cpu_seconds(controller_pid);
 
     let started = Instant::now();
     for set in &sets {
@@ -409,9 +422,17 @@ async fn run_workload(
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     let rate = applies as f64 / elapsed.as_secs_f64();
+    let secs = elapsed.as_secs_f64();
+    let used = |pid: u32, before: f64| (cpu_seconds(pid) - before) / secs * 100.0;
+    let (member_use, controller_use) = (used(member_pid, member_cpu), used(controller_pid, controller_cpu));
+    let hub_use = if controller_pid == hub_pid { 0.0 } else { used(hub_pid, hub_cpu) };
     let (hwm, _) = rss_mib(controller_pid);
     let peak = peak_rss.max(hwm);
     let hub_peak = rss_mib(hub_pid).0;
+    // The ceiling again, after the rollout: the machine is shared, so take the mean.
+    let ceiling_after = ceiling(&member, args.fleet_workers, CEILING_SAMPLE, &objects).await?;
+    let ceiling = (ceiling_before + ceiling_after) / 2.0;
+    println!("  member ceiling after the rollout: {ceiling_after:.0} applies/s; mean {ceiling:.0}");
     let in_time = elapsed <= w.target;
     let ratio = rate / ceiling;
     println!(
@@ -423,6 +444,11 @@ async fn run_workload(
     println!(
         "  {rate:.0} applies/s = {ratio:.2} × the member's ceiling (target ≥ 0.70) {}",
         verdict(ratio >= 0.7)
+    );
+    let controller_what = if separate { "controller" } else { "hub + controllers" };
+    let hub_note = if separate { format!(", API server {hub_use:.0}%") } else { String::new() };
+    println!(
+        "  CPU during the rollout (of 200%): member {member_use:.0}%, {controller_what} {controller_use:.0}%{hub_note}"
     );
     let memory_target = w.clusters >= 10_000;
     let target_note = if memory_target {
