@@ -657,11 +657,24 @@ async fn an_unreachable_cluster_is_reported_and_does_not_hold_up_the_fleet() {
     fleet
         .register_at("dead", &dead, json!({"env": "prod"}))
         .await;
+    // A server that accepts connections and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}", silent.local_addr().unwrap());
+    let _silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    fleet
+        .register_at("silent", &silent_url, json!({"env": "prod"}))
+        .await;
     for i in 0..5 {
         fleet
             .register(&format!("live-{i}"), json!({"env": "prod"}))
             .await;
     }
+    let started = std::time::Instant::now();
     fleet
         .hub_apply(&sss("s", "env: prod", "Upsert", &cm("x", "k: v")))
         .await;
@@ -670,6 +683,18 @@ async fn an_unreachable_cluster_is_reported_and_does_not_hold_up_the_fleet() {
             .until_set(&format!("live-{i}"), "selectorSyncSets", "s", "Success")
             .await;
     }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the fleet did not wait for the silent cluster's timeout"
+    );
+    let silent_status = fleet
+        .until_set("silent", "selectorSyncSets", "s", "Failure")
+        .await;
+    let message = silent_status["failureMessage"].as_str().unwrap();
+    assert!(
+        message.contains("no answer within") || message.contains("imed out"),
+        "{message}"
+    );
     let status = fleet
         .until_set("dead", "selectorSyncSets", "s", "Failure")
         .await;

@@ -167,7 +167,7 @@ struct Resolved {
 }
 
 /// A group-version's kinds as the cluster serves them.
-type GroupVersionKinds = Arc<HashMap<String, Resolved>>;
+type GroupVersionKinds = Arc<HashMap<String, Arc<Resolved>>>;
 
 /// How long a group-version that lacks a kind is trusted before asking again (a CRD may
 /// have been installed since).
@@ -263,17 +263,17 @@ impl Target {
                 ));
             }
         };
-        let kinds: HashMap<String, Resolved> = group
+        let kinds: HashMap<String, Arc<Resolved>> = group
             .versioned_resources(&gv.version)
             .into_iter()
             .map(|(resource, caps)| {
                 let namespaced = caps.scope == Scope::Namespaced;
                 (
                     resource.kind.clone(),
-                    Resolved {
+                    Arc::new(Resolved {
                         resource,
                         namespaced,
-                    },
+                    }),
                 )
             })
             .collect();
@@ -286,7 +286,7 @@ impl Target {
     }
 
     /// Resolves a kind, rediscovering its group-version if the kind is missing.
-    async fn resolve(&self, api_version: &str, kind: &str) -> Result<Resolved, TargetError> {
+    async fn resolve(&self, api_version: &str, kind: &str) -> Result<Arc<Resolved>, TargetError> {
         for refresh in [false, true] {
             if let Some(r) = self.kinds(api_version, refresh).await?.get(kind) {
                 return Ok(r.clone());
@@ -339,7 +339,6 @@ impl Target {
             }
         }
         let req = Request::new(&path);
-        let body = serde_json::to_vec(&object).expect("objects serialise");
         let build =
             |e: kube::core::request::Error| TargetError::new(Failure::Rejected, e.to_string());
         match behavior {
@@ -358,7 +357,7 @@ impl Target {
                             dry_run: false,
                             field_manager: Some(FIELD_MANAGER.into()),
                         },
-                        body,
+                        serde_json::to_vec(&object).expect("objects serialise"),
                     )
                     .map_err(build)?;
                 match self.send(create).await {

@@ -123,7 +123,12 @@ fn cpu_seconds(pid: u32) -> f64 {
     // Fields after the command (which may hold spaces) in parentheses: utime is 14th, stime 15th.
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (ticks(11) + ticks(12)) / 100.0
 }
 
@@ -424,8 +429,15 @@ async fn run_workload(
     let rate = applies as f64 / elapsed.as_secs_f64();
     let secs = elapsed.as_secs_f64();
     let used = |pid: u32, before: f64| (cpu_seconds(pid) - before) / secs * 100.0;
-    let (member_use, controller_use) = (used(member_pid, member_cpu), used(controller_pid, controller_cpu));
-    let hub_use = if controller_pid == hub_pid { 0.0 } else { used(hub_pid, hub_cpu) };
+    let (member_use, controller_use) = (
+        used(member_pid, member_cpu),
+        used(controller_pid, controller_cpu),
+    );
+    let hub_use = if controller_pid == hub_pid {
+        0.0
+    } else {
+        used(hub_pid, hub_cpu)
+    };
     let (hwm, _) = rss_mib(controller_pid);
     let peak = peak_rss.max(hwm);
     let hub_peak = rss_mib(hub_pid).0;
@@ -445,8 +457,16 @@ async fn run_workload(
         "  {rate:.0} applies/s = {ratio:.2} × the member's ceiling (target ≥ 0.70) {}",
         verdict(ratio >= 0.7)
     );
-    let controller_what = if separate { "controller" } else { "hub + controllers" };
-    let hub_note = if separate { format!(", API server {hub_use:.0}%") } else { String::new() };
+    let controller_what = if separate {
+        "controller"
+    } else {
+        "hub + controllers"
+    };
+    let hub_note = if separate {
+        format!(", API server {hub_use:.0}%")
+    } else {
+        String::new()
+    };
     println!(
         "  CPU during the rollout (of 200%): member {member_use:.0}%, {controller_what} {controller_use:.0}%{hub_note}"
     );
