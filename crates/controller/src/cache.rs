@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use serde_json::Value;
 use syncsets_bus::follow::{Followed, catch_up};
@@ -71,8 +72,14 @@ pub struct Cache {
     store: Arc<dyn Store>,
     state: RwLock<State>,
     catching_up: tokio::sync::Mutex<()>,
+    /// The position, for those waiting for the follower to reach one.
+    advanced: tokio::sync::watch::Sender<u64>,
     effects: mpsc::UnboundedSender<Effect>,
 }
+
+/// How long a reconcile waits for the follower to reach the store's watermark before it
+/// reads the outbox itself.
+const FOLLOW_WAIT: Duration = Duration::from_millis(250);
 
 impl std::fmt::Debug for Cache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -98,6 +105,7 @@ impl Cache {
             store,
             state: RwLock::new(State::default()),
             catching_up: tokio::sync::Mutex::new(()),
+            advanced: tokio::sync::watch::channel(0).0,
             effects,
         });
         cache.reload().await?;
@@ -132,6 +140,7 @@ impl Cache {
             }
         }
         *self.state.write().expect("cache lock") = state;
+        self.advanced.send_replace(position);
         let _ = self.effects.send(Effect::Reloaded);
         Ok(())
     }
@@ -152,6 +161,7 @@ impl Cache {
                 );
                 // Marked stale: the next sync() reloads.
                 self.state.write().expect("cache lock").position = 0;
+                self.advanced.send_replace(0);
             }
         }
     }
@@ -159,7 +169,10 @@ impl Cache {
     fn apply_event(&self, event: &OutboxEvent) {
         if !event.key.cluster.is_empty() || !interesting(&event.key.resource) {
             let mut state = self.state.write().expect("cache lock");
-            state.position = state.position.max(event.rv);
+            if event.rv > state.position {
+                state.position = event.rv;
+                self.advanced.send_replace(event.rv);
+            }
             return;
         }
         let object = match self.store.open_event(event) {
@@ -174,6 +187,7 @@ impl Cache {
             return;
         }
         state.position = event.rv;
+        self.advanced.send_replace(event.rv);
         let live = (event.kind != EventType::Deleted).then_some(&object);
         let effects = &self.effects;
         state.put(&event.key, live, &mut |e| {
@@ -181,10 +195,17 @@ impl Cache {
         });
     }
 
-    /// Catches up with every change committed before now, so that what follows sees them.
+    /// Catches up with every change committed before now, so that what follows sees them:
+    /// usually by waiting for the follower (a few milliseconds behind), else by reading the
+    /// outbox.
     pub async fn sync(&self) -> Result<()> {
         let watermark = self.store.watermark().await.map_err(Error::store)?;
         if self.position() >= watermark {
+            return Ok(());
+        }
+        let mut advanced = self.advanced.subscribe();
+        let reached = async { advanced.wait_for(|p| *p >= watermark).await.is_ok() };
+        if tokio::time::timeout(FOLLOW_WAIT, reached).await == Ok(true) {
             return Ok(());
         }
         let _one_at_a_time = self.catching_up.lock().await;
@@ -206,6 +227,7 @@ impl Cache {
         }
         let mut state = self.state.write().expect("cache lock");
         state.position = state.position.max(watermark);
+        self.advanced.send_replace(state.position);
         Ok(())
     }
 
