@@ -16,10 +16,17 @@ struct Server {
 }
 
 impl Server {
-    /// Starts `syncsets serve` on a free port and waits until it serves.
+    /// Starts `syncsets serve` on a free port, plain HTTP (these tests are about other
+    /// things; tests/security.rs covers TLS), and waits until it serves.
     fn start(data: &std::path::Path, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_syncsets"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "serve",
+                "--insecure-http",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(data)
             .args(extra)
             .env("SYNCSETS_LOG", "warn")

@@ -13,6 +13,7 @@
 //!
 //! [`run`] takes a bound listener and a shutdown future, so tests serve on port 0.
 
+pub mod authn;
 mod clusters;
 mod discovery;
 pub mod error;
@@ -22,6 +23,7 @@ mod lifecycle;
 mod negotiate;
 mod openapi;
 mod request;
+pub mod tls;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -29,7 +31,6 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::routing::post;
-use axum::serve::ListenerExt as _;
 use std::time::Duration;
 use syncsets_machinery::registry::{Kinds, Registry};
 
@@ -51,6 +52,9 @@ pub struct Config {
     pub bookmark_interval: Duration,
     /// The outbox relay this server runs (`None`: another process relays).
     pub relay: Option<RelayConfig>,
+    /// Who may call (`None`: no authentication, for servers only this process talks to:
+    /// tests, benchmarks, the fleet simulator's members).
+    pub authenticator: Option<Arc<authn::Authenticator>>,
 }
 
 impl Default for Config {
@@ -59,6 +63,7 @@ impl Default for Config {
             body_limit: 3 * 1024 * 1024,
             bookmark_interval: Duration::from_secs(60),
             relay: Some(RelayConfig::default()),
+            authenticator: None,
         }
     }
 }
@@ -151,24 +156,35 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/clusters", post(clusters::register))
         .fallback(handlers::dispatch)
-        .with_state(state)
+        .with_state(state.clone())
         .merge(docs)
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            authn::authenticate,
+        ))
 }
 
-/// Serves until `shutdown` completes, then drains in-flight requests.
+/// Serves plain HTTP until `shutdown` completes, then drains in-flight requests.
 pub async fn run(
     state: Arc<AppState>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // Watch events are small writes: without TCP_NODELAY, Nagle's algorithm holds one back
-    // until the client acknowledges the previous (tens of milliseconds with delayed ACKs).
-    let listener = listener.tap_io(|stream| {
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, router(state))
+    let app = router(state).into_make_service_with_connect_info::<tls::ConnInfo>();
+    axum::serve(tls::PlainListener(listener), app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Serves HTTPS until `shutdown` completes, then drains in-flight requests. Client
+/// certificates the acceptor verified authenticate their requests.
+pub async fn run_tls(
+    state: Arc<AppState>,
+    listener: tls::TlsListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state).into_make_service_with_connect_info::<tls::ConnInfo>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -16,6 +16,7 @@
 mod bus_args;
 mod cmd;
 mod controller_args;
+pub mod pki;
 mod store_args;
 
 use std::process::ExitCode;

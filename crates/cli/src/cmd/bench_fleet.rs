@@ -274,6 +274,7 @@ async fn run_workload(
     let (hub_proc, line) = spawn(
         &[
             s("serve"),
+            s("--insecure-http"),
             s("--listen"),
             s("127.0.0.1:0"),
             s("--data-dir"),

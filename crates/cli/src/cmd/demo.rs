@@ -11,7 +11,7 @@ use serde_json::json;
 use syncsets_api::{AppState, Config};
 
 use super::fleet_sim::{register_all, start_member};
-use super::serve::{kubeconfig, shutdown_signal, write_kubeconfig};
+use super::serve::{SecurityArgs, kubeconfig, shutdown_signal, write_kubeconfig};
 use crate::StoreArgs;
 
 /// Arguments of `demo`.
@@ -63,8 +63,24 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         postgres_params: None,
         data_dir: args.data_dir.clone(),
     };
+    let security = SecurityArgs {
+        insecure_http: false,
+        tls_cert_file: None,
+        tls_private_key_file: None,
+        client_ca_file: None,
+        token_auth_file: None,
+        tls_sans: Vec::new(),
+    };
     let store = store_args.open().await?;
-    let state = AppState::new(store, Config::default())
+    let config = Config {
+        authenticator: security.authenticator()?,
+        ..Config::default()
+    };
+    let bound = security
+        .bind(&args.data_dir, args.listen)
+        .await
+        .with_context(|| format!("is `syncsets serve` running on {}?", args.listen))?;
+    let state = AppState::new(store, config)
         .await
         .map_err(|e| anyhow::anyhow!("preparing the hub: {}", e.message))?;
     let _controllers = syncsets_controller::Controller::start(
@@ -74,22 +90,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     )
     .await
     .context("starting the controllers")?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "listening on {} (is `syncsets serve` running?)",
-                args.listen
-            )
-        })?;
-    let hub = format!("http://{}", listener.local_addr()?);
+    let hub = bound.url.clone();
     let hub_kubeconfig = args.data_dir.join("kubeconfig");
-    write_kubeconfig(&hub_kubeconfig, &kubeconfig(&hub))?;
+    write_kubeconfig(&hub_kubeconfig, &bound.kubeconfig)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let serving = tokio::spawn(syncsets_api::run(state, listener, stopped(stop_rx.clone())));
+    let serving = tokio::spawn(bound.serve(state, stopped(stop_rx.clone())));
+    let client = super::status::client(&hub_kubeconfig).await?;
 
     println!(
         "syncsets demo — hub on {hub} (SQLite under {})",
@@ -97,7 +106,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     let (member, member_serving) = start_member("127.0.0.1:0".parse()?, stopped(stop_rx)).await?;
     let (registered, _) =
-        register_all(&hub, &member, ("sim", "fleet", &[]), args.clusters, 16).await?;
+        register_all(&client, &member, ("sim", "fleet", &[]), args.clusters, 16).await?;
     println!("{registered} simulated clusters registered (member server {member})");
     let member_kubeconfig = args.data_dir.join("sim-00000.kubeconfig");
     write_kubeconfig(
@@ -105,22 +114,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         &kubeconfig(&format!("{member}/clusters/sim-00000")),
     )?;
 
-    let res = reqwest::Client::new()
-        .post(format!("{hub}/apis/hive.openshift.io/v1/selectorsyncsets"))
-        .json(&example())
-        .send()
-        .await?;
-    anyhow::ensure!(
-        res.status().is_success(),
-        "creating the example set: {}",
-        res.text().await?
-    );
+    let sets: kube::Api<syncsets_types::hive::SelectorSyncSet> = kube::Api::all(client.clone());
+    let example: syncsets_types::hive::SelectorSyncSet = serde_json::from_value(example())?;
+    sets.create(&kube::api::PostParams::default(), &example)
+        .await
+        .context("creating the example set")?;
     println!(
         "SelectorSyncSet demo-baseline created: a namespace and a templated ConfigMap for every cluster\n"
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let client = super::status::client(&hub_kubeconfig).await?;
     super::status::watch(
         &client,
         Duration::from_millis(300),

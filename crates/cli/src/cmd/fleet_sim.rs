@@ -7,7 +7,9 @@
 //! ```
 //!
 //! Each simulated cluster is a logical cluster of the member server: its own namespaces,
-//! discovery and objects. Whoever reads the kubeconfig sees an ordinary API server.
+//! discovery and objects. Whoever reads the kubeconfig sees an ordinary API server. The
+//! member server is a simulator: it serves plain HTTP, on loopback only, and asks for no
+//! credentials. The hub is reached with its kubeconfig (TLS and the admin certificate).
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -22,9 +24,19 @@ use super::serve::kubeconfig;
 /// Arguments of `fleet-sim`.
 #[derive(Debug, clap::Args)]
 pub struct FleetSimArgs {
-    /// The hub that adopts the simulated clusters
-    #[arg(long, env = "SYNCSETS_HUB", default_value = "http://127.0.0.1:7070")]
-    hub: String,
+    /// Kubeconfig of the hub that adopts the simulated clusters [default:
+    /// <data-dir>/kubeconfig, the one `serve` writes]
+    #[arg(long, env = "SYNCSETS_KUBECONFIG")]
+    kubeconfig: Option<std::path::PathBuf>,
+
+    /// Data directory of that hub
+    #[arg(long, env = "SYNCSETS_DATA_DIR", default_value = "data")]
+    data_dir: std::path::PathBuf,
+
+    /// The hub's URL instead, for a hub serving plain HTTP (--insecure-http) without
+    /// credentials
+    #[arg(long, env = "SYNCSETS_HUB", conflicts_with = "kubeconfig")]
+    hub: Option<String>,
 
     /// How many clusters to simulate
     #[arg(long, default_value_t = 10)]
@@ -104,41 +116,48 @@ pub async fn start_member(
     ))
 }
 
-/// Registers simulated clusters `0..count` of a member server with a hub; returns how
-/// many were new and how many were registered already.
+/// A client of the hub: from its kubeconfig, or a plain URL.
+pub async fn hub_client(
+    url: Option<&str>,
+    kubeconfig: &std::path::Path,
+) -> anyhow::Result<kube::Client> {
+    match url {
+        Some(url) => {
+            let config =
+                kube::Config::new(url.parse().with_context(|| format!("hub URL {url:?}"))?);
+            Ok(kube::Client::try_from(config)?)
+        }
+        None => super::status::client(kubeconfig).await,
+    }
+}
+
+/// Registers simulated clusters `0..count` of a member server with a hub
+/// (`POST /v1/clusters`); returns how many were new and how many were registered already.
 pub async fn register_all(
-    hub: &str,
+    hub: &kube::Client,
     server: &str,
     (prefix, namespace, labels): (&str, &str, &[String]),
     count: usize,
     concurrency: usize,
 ) -> anyhow::Result<(usize, usize)> {
-    let client = reqwest::Client::new();
-    let url = format!("{}/v1/clusters", hub.trim_end_matches('/'));
     let bodies = (0..count)
         .map(|i| registration(prefix, namespace, labels, server, i))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut results = futures::stream::iter(bodies.into_iter().map(|body| {
-        let (client, url) = (client.clone(), url.clone());
-        async move {
-            let res = client.post(&url).json(&body).send().await?;
-            let status = res.status();
-            let text = res.text().await.unwrap_or_default();
-            Ok::<_, anyhow::Error>((
-                body["name"].as_str().unwrap_or_default().to_string(),
-                status,
-                text,
-            ))
-        }
+    let mut results = futures::stream::iter(bodies.into_iter().map(|body| async move {
+        let name = body["name"].as_str().unwrap_or_default().to_string();
+        let request = http::Request::post("/v1/clusters")
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(serde_json::to_vec(&body)?)?;
+        Ok::<_, anyhow::Error>((name, hub.request_text(request).await))
     }))
     .buffer_unordered(concurrency.max(1));
     let (mut registered, mut existing) = (0, 0);
     while let Some(result) = results.next().await {
-        let (name, status, text) = result.with_context(|| format!("registering with {url}"))?;
-        match status.as_u16() {
-            201 => registered += 1,
-            409 => existing += 1,
-            _ => bail!("registering {name}: {status} {text}"),
+        let (name, answer) = result?;
+        match answer {
+            Ok(_) => registered += 1,
+            Err(kube::Error::Api(s)) if s.code == 409 => existing += 1,
+            Err(e) => bail!("registering {name} with the hub: {e}"),
         }
     }
     Ok((registered, existing))
@@ -146,10 +165,15 @@ pub async fn register_all(
 
 /// Runs the member server and registers its clusters; serves until SIGINT or SIGTERM.
 pub async fn run(args: FleetSimArgs) -> anyhow::Result<()> {
+    let kubeconfig = args
+        .kubeconfig
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("kubeconfig"));
+    let hub = hub_client(args.hub.as_deref(), &kubeconfig).await?;
     let (server, serving) = start_member(args.listen, super::serve::shutdown_signal()).await?;
     let started = Instant::now();
     let (registered, existing) = register_all(
-        &args.hub,
+        &hub,
         &server,
         (&args.prefix, &args.namespace, &args.labels),
         args.clusters,
@@ -157,9 +181,8 @@ pub async fn run(args: FleetSimArgs) -> anyhow::Result<()> {
     )
     .await?;
     println!(
-        "fleet-sim serving {} clusters on {server}: {registered} registered with {} ({existing} already were) in {:.1}s",
+        "fleet-sim serving {} clusters on {server}: {registered} registered with the hub ({existing} already were) in {:.1}s",
         args.clusters,
-        args.hub,
         started.elapsed().as_secs_f64()
     );
     serving.await??;

@@ -3,10 +3,13 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use syncsets_api::authn::Authenticator;
 use syncsets_api::{AppState, Config};
 
-use crate::{BusArgs, ControllerArgs, StoreArgs};
+use crate::{BusArgs, ControllerArgs, StoreArgs, pki};
 
 /// Arguments of `serve`.
 #[derive(Debug, clap::Args)]
@@ -25,6 +28,9 @@ pub struct ServeArgs {
     #[arg(long, env = "SYNCSETS_KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
 
+    #[command(flatten)]
+    security: SecurityArgs,
+
     /// Run the SyncSet controllers in this process (false: API server only, with
     /// `syncsets controller` processes elsewhere)
     #[arg(long, env = "SYNCSETS_CONTROLLERS", default_value_t = true, action = clap::ArgAction::Set)]
@@ -34,14 +40,165 @@ pub struct ServeArgs {
     controller: ControllerArgs,
 }
 
-/// A kubeconfig that points kubectl at this server.
+/// How the server is reached and who may call it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SecurityArgs {
+    /// Serve plain HTTP, on loopback addresses only, for development and tests: no TLS,
+    /// and no authentication unless --token-auth-file is given
+    #[arg(long, env = "SYNCSETS_INSECURE_HTTP")]
+    pub insecure_http: bool,
+
+    /// Serving certificate chain, PEM [default: made under <data-dir>/pki]
+    #[arg(
+        long,
+        env = "SYNCSETS_TLS_CERT_FILE",
+        requires = "tls_private_key_file"
+    )]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// The serving certificate's private key, PEM
+    #[arg(
+        long,
+        env = "SYNCSETS_TLS_PRIVATE_KEY_FILE",
+        requires = "tls_cert_file"
+    )]
+    pub tls_private_key_file: Option<PathBuf>,
+
+    /// More CA certificates (PEM) whose client certificates authenticate (user = CN,
+    /// groups = O); the data directory's own CA always does
+    #[arg(long, env = "SYNCSETS_CLIENT_CA_FILE")]
+    pub client_ca_file: Option<PathBuf>,
+
+    /// Bearer tokens, in kube-apiserver's --token-auth-file form:
+    /// token,user,uid,"group1,group2" per line
+    #[arg(long, env = "SYNCSETS_TOKEN_AUTH_FILE")]
+    pub token_auth_file: Option<PathBuf>,
+
+    /// More names (DNS names or IP addresses) for the generated serving certificate
+    #[arg(long = "tls-san", env = "SYNCSETS_TLS_SANS", value_delimiter = ',')]
+    pub tls_sans: Vec<String>,
+}
+
+/// A bound server, before it serves.
+pub struct Bound {
+    listener: Listening,
+    /// Its URL.
+    pub url: String,
+    /// A kubeconfig for it, with the admin credential (TLS) or none (plain HTTP).
+    pub kubeconfig: String,
+}
+
+enum Listening {
+    Plain(tokio::net::TcpListener),
+    Tls(syncsets_api::tls::TlsListener),
+}
+
+impl Bound {
+    /// Serves until `shutdown` completes.
+    pub async fn serve(
+        self,
+        state: std::sync::Arc<AppState>,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        match self.listener {
+            Listening::Plain(l) => syncsets_api::run(state, l, shutdown).await,
+            Listening::Tls(l) => syncsets_api::run_tls(state, l, shutdown).await,
+        }
+    }
+}
+
+impl SecurityArgs {
+    /// Who may call: client certificates and the token file's tokens over TLS; over plain
+    /// HTTP only the tokens, if any (else no authentication at all).
+    pub fn authenticator(&self) -> anyhow::Result<Option<Arc<Authenticator>>> {
+        let tokens = match &self.token_auth_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                Some(
+                    Authenticator::from_token_file(&text)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+                )
+            }
+            None => None,
+        };
+        Ok(match (self.insecure_http, tokens) {
+            (true, None) => None,
+            (_, tokens) => Some(Arc::new(tokens.unwrap_or_default())),
+        })
+    }
+
+    /// Binds `addr`: TLS with this installation's certificates (made under
+    /// `<data_dir>/pki` on first start) unless plain HTTP was asked for.
+    pub async fn bind(&self, data_dir: &Path, addr: SocketAddr) -> anyhow::Result<Bound> {
+        if self.insecure_http && !addr.ip().is_loopback() {
+            bail!("refusing to serve plain HTTP on {addr}: only loopback addresses are allowed");
+        }
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening on {addr}"))?;
+        let local = listener.local_addr()?;
+        let host = if local.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            local.ip().to_string()
+        };
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host
+        };
+        if self.insecure_http {
+            let url = format!("http://{host}:{}", local.port());
+            return Ok(Bound {
+                listener: Listening::Plain(listener),
+                kubeconfig: kubeconfig(&url),
+                url,
+            });
+        }
+        let mut names = self.tls_sans.clone();
+        if !local.ip().is_unspecified() {
+            names.push(local.ip().to_string());
+        }
+        let mut pki = pki::ensure(&data_dir.join("pki"), &names)?;
+        let mut trusted = pki.ca.clone();
+        if let (Some(cert), Some(key)) = (&self.tls_cert_file, &self.tls_private_key_file) {
+            let read = |p: &PathBuf| {
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+            };
+            pki.server = pki::Credential {
+                cert: read(cert)?,
+                key: read(key)?,
+            };
+            // The kubeconfig trusts the supplied chain too (include its CA in the file).
+            trusted.push_str(&pki.server.cert);
+        }
+        if let Some(path) = &self.client_ca_file {
+            let extra = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            pki.client_cas.push('\n');
+            pki.client_cas.push_str(&extra);
+        }
+        let config = pki::server_config(&pki.server, &pki.client_cas)?;
+        let tls =
+            syncsets_api::tls::TlsListener::new(listener, tokio_rustls::TlsAcceptor::from(config))?;
+        let url = format!("https://{host}:{}", local.port());
+        Ok(Bound {
+            listener: Listening::Tls(tls),
+            kubeconfig: pki::kubeconfig(&url, &trusted, &pki.admin),
+            url,
+        })
+    }
+}
+
+/// A kubeconfig that points kubectl at a plain-HTTP server (no credentials).
 pub fn kubeconfig(server: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: syncsets\n  cluster:\n    server: {server}\ncontexts:\n- name: syncsets\n  context:\n    cluster: syncsets\n    namespace: default\n    user: syncsets\ncurrent-context: syncsets\nusers:\n- name: syncsets\n  user: {{}}\n"
     )
 }
 
-/// Writes a kubeconfig (mode 0600).
+/// Writes a kubeconfig, or any file only its owner may read (mode 0600).
 pub fn write_kubeconfig(path: &Path, contents: &str) -> anyhow::Result<()> {
     use std::io::Write;
     #[cfg(unix)]
@@ -60,18 +217,17 @@ pub fn write_kubeconfig(path: &Path, contents: &str) -> anyhow::Result<()> {
 
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    if !args.listen.ip().is_loopback() {
-        anyhow::bail!(
-            "refusing to serve plain HTTP on {}: only loopback addresses are allowed",
-            args.listen
-        );
-    }
     let store = args.store.open().await?;
     let bus = args.bus.open().await?;
     let config = Config {
         relay: Some(args.bus.relay()),
+        authenticator: args.security.authenticator()?,
         ..Config::default()
     };
+    let bound = args
+        .security
+        .bind(&args.store.data_dir, args.listen)
+        .await?;
     let state = AppState::with_bus(store, bus, config)
         .await
         .map_err(|e| anyhow::anyhow!("preparing the server: {}", e.message))?;
@@ -88,16 +244,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("listening on {}", args.listen))?;
-    let addr = listener.local_addr()?;
-    let server = format!("http://{addr}");
     let path = args
         .kubeconfig
         .unwrap_or_else(|| args.store.data_dir.join("kubeconfig"));
-    write_kubeconfig(&path, &kubeconfig(&server))
+    write_kubeconfig(&path, &bound.kubeconfig)
         .with_context(|| format!("writing {}", path.display()))?;
+    let server = bound.url.clone();
     tracing::info!(%server, kubeconfig = %path.display(), store = state.store.backend(), "serving");
     println!(
         "syncsets serving on {server} (store: {}, bus: {}); kubectl --kubeconfig {} get ns",
@@ -105,7 +257,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         state.bus.backend(),
         path.display()
     );
-    syncsets_api::run(state, listener, shutdown_signal()).await?;
+    bound.serve(state, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -231,11 +231,19 @@ pub fn render(report: &Report) -> String {
 
 /// A client for the hub from a kubeconfig file.
 pub async fn client(path: &std::path::Path) -> anyhow::Result<kube::Client> {
-    let kubeconfig = kube::config::Kubeconfig::read_from(path)
+    let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the kubeconfig {}", path.display()))?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+    client_for(&text)
         .await
-        .with_context(|| format!("using the kubeconfig {}", path.display()))?;
+        .with_context(|| format!("using the kubeconfig {}", path.display()))
+}
+
+/// A client for the hub from a kubeconfig's text.
+pub async fn client_for(kubeconfig: &str) -> anyhow::Result<kube::Client> {
+    // Parse errors would quote the kubeconfig, credentials included.
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(kubeconfig)
+        .map_err(|_| anyhow::anyhow!("not a valid kubeconfig"))?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
     Ok(kube::Client::try_from(config)?)
 }
 

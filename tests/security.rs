@@ -1,0 +1,289 @@
+//! Security of the served API, with the real binary and kubectl: TLS by default with a
+//! kubeconfig that just works, client certificates and bearer tokens, anonymous requests
+//! refused (but health), plain HTTP only when asked for and only on loopback.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use base64::Engine as _;
+
+/// A `syncsets serve` process, killed when dropped.
+struct Serve {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(data: &Path, extra: &[&str]) -> Serve {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_syncsets"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--controllers",
+            "false",
+            "--data-dir",
+        ])
+        .arg(data)
+        .args(extra)
+        .env("SYNCSETS_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("https://") || w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    Serve { child, url }
+}
+
+/// kubectl with a kubeconfig: (success, stdout, stderr).
+fn kubectl(kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .env_remove("KUBECONFIG")
+        // On a 401 kubectl asks for a user name on its input: it gets none.
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The CA data of a kubeconfig `serve` wrote.
+fn ca_data(kubeconfig: &Path) -> String {
+    let text = std::fs::read_to_string(kubeconfig).unwrap();
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("certificate-authority-data: "))
+        .unwrap()
+        .to_string()
+}
+
+/// A kubeconfig for `url` trusting `ca` (base64 PEM), with these user fields.
+fn kubeconfig_with(dir: &Path, name: &str, url: &str, ca: &str, user: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {url}\n    certificate-authority-data: {ca}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user: {user}\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn tls_by_default_with_an_admin_kubeconfig_and_nobody_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.csv");
+    std::fs::write(&tokens, "t0ken-alice,alice,1001,\"dev,ops\"\n").unwrap();
+    let server = serve(dir.path(), &["--token-auth-file", tokens.to_str().unwrap()]);
+    assert!(
+        server.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+    let admin = dir.path().join("kubeconfig");
+    #[cfg(unix)]
+    for private in [
+        "kubeconfig",
+        "pki/ca.key",
+        "pki/server.key",
+        "pki/admin.key",
+        "encryption.keys",
+    ] {
+        assert_eq!(mode(&dir.path().join(private)), 0o600, "{private}");
+    }
+
+    // The written kubeconfig just works.
+    let (ok, out, err) = kubectl(&admin, &["get", "ns"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("default"), "{out}");
+
+    // Without credentials: health and version only (curl: kubectl would ask for a user).
+    let curl = |path: &str| {
+        let out = Command::new("curl")
+            .args(["-s", "-w", " %{http_code}", "--cacert"])
+            .arg(dir.path().join("pki/ca.crt"))
+            .arg(format!("{}{path}", server.url))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(curl("/healthz"), "ok 200");
+    assert!(curl("/version").ends_with(" 200"));
+    for path in [
+        "/api",
+        "/api/v1/namespaces",
+        "/openapi/v2",
+        "/v1/clusters",
+        "/clusters/x/api",
+    ] {
+        assert_eq!(
+            curl(path),
+            r#"{"apiVersion":"v1","code":401,"kind":"Status","message":"Unauthorized","metadata":{},"reason":"Unauthorized","status":"Failure"} 401"#,
+            "{path}"
+        );
+    }
+    let ca = ca_data(&admin);
+
+    // Bearer tokens from the token file; an unknown token is refused, not anonymous.
+    let alice = kubeconfig_with(
+        dir.path(),
+        "alice",
+        &server.url,
+        &ca,
+        "\n    token: t0ken-alice",
+    );
+    let (ok, _, err) = kubectl(&alice, &["get", "ns"]);
+    assert!(ok, "{err}");
+    let wrong = kubeconfig_with(
+        dir.path(),
+        "wrong",
+        &server.url,
+        &ca,
+        "\n    token: guessed",
+    );
+    let (ok, _, err) = kubectl(&wrong, &["get", "--raw", "/healthz"]);
+    assert!(!ok && err.contains("Unauthorized"), "{err}");
+
+    // A client certificate from another CA is refused at the handshake.
+    let foreign = dir.path().join("foreign");
+    std::fs::create_dir(&foreign).unwrap();
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .current_dir(&foreign)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "cert.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=syncsets-admin/O=system:masters",
+    ]);
+    let b64 = |f: &str| {
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(foreign.join(f)).unwrap())
+    };
+    let impostor = kubeconfig_with(
+        dir.path(),
+        "impostor",
+        &server.url,
+        &ca,
+        &format!(
+            "\n    client-certificate-data: {}\n    client-key-data: {}",
+            b64("cert.pem"),
+            b64("key.pem")
+        ),
+    );
+    assert!(
+        !kubectl(&impostor, &["get", "ns"]).0,
+        "a foreign certificate is not trusted"
+    );
+
+    // The server's certificate is checked by clients: one that trusts another CA fails.
+    let other_ca = b64("cert.pem");
+    let mistrusting = kubeconfig_with(
+        dir.path(),
+        "mistrusting",
+        &server.url,
+        &other_ca,
+        "\n    token: t0ken-alice",
+    );
+    let (ok, _, err) = kubectl(&mistrusting, &["get", "--raw", "/healthz"]);
+    assert!(!ok && err.contains("certificate"), "{err}");
+
+    // The status command speaks TLS with the kubeconfig too.
+    let out = Command::new(env!("CARGO_BIN_EXE_syncsets"))
+        .args(["status", "--kubeconfig"])
+        .arg(&admin)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("No SyncSets or SelectorSyncSets yet."));
+}
+
+#[test]
+fn certificates_survive_restarts_and_plain_http_stays_on_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = serve(dir.path(), &[]);
+    let ca = std::fs::read(dir.path().join("pki/ca.crt")).unwrap();
+    let server_cert = std::fs::read(dir.path().join("pki/server.crt")).unwrap();
+    drop(first);
+    let second = serve(dir.path(), &[]);
+    assert_eq!(
+        std::fs::read(dir.path().join("pki/ca.crt")).unwrap(),
+        ca,
+        "the CA is kept"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("pki/server.crt")).unwrap(),
+        server_cert
+    );
+    assert!(kubectl(&dir.path().join("kubeconfig"), &["get", "ns"]).0);
+    drop(second);
+
+    let out = Command::new(env!("CARGO_BIN_EXE_syncsets"))
+        .args([
+            "serve",
+            "--insecure-http",
+            "--listen",
+            "0.0.0.0:0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("only loopback addresses are allowed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plain = serve(dir.path(), &["--insecure-http"]);
+    assert!(plain.url.starts_with("http://127.0.0.1:"), "{}", plain.url);
+}
