@@ -158,8 +158,14 @@ fn tls_by_default_with_an_admin_kubeconfig_and_nobody_else() {
         &ca,
         "\n    token: t0ken-alice",
     );
-    let (ok, _, err) = kubectl(&alice, &["get", "ns"]);
+    // Authenticated (discovery is open to every authenticated user), but not authorized.
+    let (ok, _, err) = kubectl(&alice, &["get", "--raw", "/api"]);
     assert!(ok, "{err}");
+    let (ok, _, err) = kubectl(&alice, &["get", "ns"]);
+    assert!(
+        !ok && err.contains(r#"User "alice" cannot list resource "namespaces""#),
+        "{err}"
+    );
     let wrong = kubeconfig_with(
         dir.path(),
         "wrong",
@@ -286,4 +292,219 @@ fn certificates_survive_restarts_and_plain_http_stays_on_loopback() {
     );
     let plain = serve(dir.path(), &["--insecure-http"]);
     assert!(plain.url.starts_with("http://127.0.0.1:"), "{}", plain.url);
+}
+
+/// kubectl with a kubeconfig, expecting success; returns stdout.
+fn ok(kubeconfig: &Path, args: &[&str]) -> String {
+    let (ok, out, err) = kubectl(kubeconfig, args);
+    assert!(ok, "kubectl {args:?}: {err}");
+    out
+}
+
+/// kubectl with a kubeconfig, expecting a refusal; returns stderr.
+fn refused(kubeconfig: &Path, args: &[&str]) -> String {
+    let (ok, out, err) = kubectl(kubeconfig, args);
+    assert!(!ok, "kubectl {args:?} should fail: {out}");
+    err
+}
+
+#[test]
+fn rbac_confines_a_user_to_what_it_was_granted() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.csv");
+    std::fs::write(&tokens, "t-alice,alice,1\nt-bob,bob,2\n").unwrap();
+    let server = serve(dir.path(), &["--token-auth-file", tokens.to_str().unwrap()]);
+    let admin = dir.path().join("kubeconfig");
+    let ca = ca_data(&admin);
+    let alice = kubeconfig_with(
+        dir.path(),
+        "alice",
+        &server.url,
+        &ca,
+        "\n    token: t-alice",
+    );
+    let bob = kubeconfig_with(dir.path(), "bob", &server.url, &ca, "\n    token: t-bob");
+    for ns in ["team-a", "team-b"] {
+        ok(&admin, &["create", "namespace", ns]);
+        ok(
+            &admin,
+            &[
+                "-n",
+                ns,
+                "create",
+                "configmap",
+                "settings",
+                "--from-literal=k=v",
+            ],
+        );
+        ok(
+            &admin,
+            &[
+                "-n",
+                ns,
+                "create",
+                "secret",
+                "generic",
+                "creds",
+                "--from-literal=password=hunter2",
+            ],
+        );
+    }
+    ok(
+        &admin,
+        &[
+            "-n",
+            "team-a",
+            "create",
+            "rolebinding",
+            "alice-edit",
+            "--clusterrole=edit",
+            "--user=alice",
+        ],
+    );
+    // The default roles are there, as in Kubernetes.
+    let roles = ok(&admin, &["get", "clusterroles"]);
+    for role in ["cluster-admin", "admin", "edit", "view", "system:discovery"] {
+        assert!(roles.contains(role), "{roles}");
+    }
+
+    // In team-a, what edit grants.
+    assert!(ok(&alice, &["-n", "team-a", "get", "cm"]).contains("settings"));
+    assert!(
+        ok(
+            &alice,
+            &["-n", "team-a", "get", "secret", "creds", "-o", "name"]
+        )
+        .contains("creds")
+    );
+    ok(
+        &alice,
+        &[
+            "-n",
+            "team-a",
+            "create",
+            "configmap",
+            "mine",
+            "--from-literal=a=b",
+        ],
+    );
+    // In team-b nothing: not read, not listed, not watched, no Secret.
+    let err = refused(&alice, &["-n", "team-b", "get", "cm", "settings"]);
+    assert!(
+        err.contains(r#"configmaps "settings" is forbidden: User "alice" cannot get resource "configmaps" in API group "" in the namespace "team-b""#),
+        "{err}"
+    );
+    assert!(refused(&alice, &["-n", "team-b", "get", "cm"]).contains("Forbidden"));
+    assert!(
+        refused(
+            &alice,
+            &[
+                "-n",
+                "team-b",
+                "get",
+                "cm",
+                "--watch",
+                "--request-timeout=5s"
+            ]
+        )
+        .contains("forbidden")
+    );
+    assert!(refused(&alice, &["-n", "team-b", "get", "secret", "creds"]).contains("forbidden"));
+    assert!(refused(&alice, &["get", "cm", "-A"]).contains("at the cluster scope"));
+    assert!(
+        refused(
+            &alice,
+            &["get", "--raw", "/api/v1/watch/namespaces/team-b/configmaps"]
+        )
+        .contains("Forbidden")
+    );
+    // Nor anything for bob, who has no binding.
+    assert!(refused(&bob, &["-n", "team-a", "get", "cm"]).contains("forbidden"));
+
+    // kubectl auth can-i asks the server (SelfSubjectAccessReview).
+    assert_eq!(
+        ok(
+            &alice,
+            &["auth", "can-i", "list", "configmaps", "-n", "team-a"]
+        ),
+        "yes\n"
+    );
+    let (allowed, out, _) = kubectl(&alice, &["auth", "can-i", "get", "secrets", "-n", "team-b"]);
+    assert!(!allowed && out.starts_with("no"), "{out}");
+    assert_eq!(
+        ok(&admin, &["auth", "can-i", "delete", "namespaces"]),
+        "yes\n"
+    );
+    let list = ok(&alice, &["auth", "can-i", "--list", "-n", "team-a"]);
+    assert!(
+        list.contains("configmaps") && list.contains("secrets"),
+        "{list}"
+    );
+
+    // No escalation: an admin of team-b may grant view there, not cluster-admin.
+    ok(
+        &admin,
+        &[
+            "-n",
+            "team-b",
+            "create",
+            "rolebinding",
+            "alice-admin",
+            "--clusterrole=admin",
+            "--user=alice",
+        ],
+    );
+    ok(
+        &alice,
+        &[
+            "-n",
+            "team-b",
+            "create",
+            "rolebinding",
+            "bob-view",
+            "--clusterrole=view",
+            "--user=bob",
+        ],
+    );
+    assert!(ok(&bob, &["-n", "team-b", "get", "cm"]).contains("settings"));
+    assert!(
+        refused(&bob, &["-n", "team-b", "get", "secrets"]).contains("forbidden"),
+        "view has no Secrets"
+    );
+    let err = refused(
+        &alice,
+        &[
+            "-n",
+            "team-b",
+            "create",
+            "rolebinding",
+            "bob-root",
+            "--clusterrole=cluster-admin",
+            "--user=bob",
+        ],
+    );
+    assert!(
+        err.contains("is attempting to grant RBAC permissions not currently held"),
+        "{err}"
+    );
+    let err = refused(
+        &alice,
+        &[
+            "-n",
+            "team-b",
+            "create",
+            "role",
+            "wide",
+            "--verb=*",
+            "--resource=*",
+        ],
+    );
+    assert!(
+        err.contains("is attempting to grant RBAC permissions not currently held"),
+        "{err}"
+    );
+    // A refused write stores nothing.
+    assert!(
+        refused(&admin, &["-n", "team-b", "get", "rolebinding", "bob-root"]).contains("NotFound")
+    );
 }

@@ -155,6 +155,19 @@ impl ApiError {
         e
     }
 
+    /// 403 Forbidden with a message and details of one's own (authorization denials).
+    pub fn forbidden_with(message: String, details: Value) -> Self {
+        let mut e = Self::new(StatusCode::FORBIDDEN, "Forbidden", message);
+        e.details = Some(details);
+        e
+    }
+
+    /// The same error with another message.
+    pub fn with_message(mut self, message: String) -> Self {
+        self.message = message;
+        self
+    }
+
     /// 405 MethodNotAllowed.
     pub fn method_not_allowed(what: &str, kind: &KindInfo) -> Self {
         let mut e = Self::new(

@@ -122,12 +122,16 @@ impl Drop for Hub {
 
 impl Hub {
     /// Starts reading the bus.
-    pub async fn start(store: Arc<dyn Store>, bus: &dyn Bus) -> syncsets_store::Result<Self> {
+    pub async fn start(
+        store: Arc<dyn Store>,
+        bus: &dyn Bus,
+        rbac: Arc<crate::authz::RbacCache>,
+    ) -> syncsets_store::Result<Self> {
         let start = store.watermark().await?;
         let subs: Arc<Subs> = Arc::default();
         let (position_tx, position) = watch::channel(start);
         let feed = bus.subscribe();
-        let task = tokio::spawn(run(store, feed, subs.clone(), position_tx, start));
+        let task = tokio::spawn(run(store, feed, subs.clone(), position_tx, start, rbac));
         Ok(Self {
             subs,
             next_id: AtomicU64::new(0),
@@ -176,6 +180,7 @@ async fn run(
     subs: Arc<Subs>,
     position: watch::Sender<u64>,
     start: u64,
+    rbac: Arc<crate::authz::RbacCache>,
 ) {
     let opener = store.clone();
     follow(store, feed, start, |followed| match followed {
@@ -183,6 +188,10 @@ async fn run(
             // Position first: a watch that subscribes after this reads the event from the
             // outbox (it catches up to the position); one that subscribed before gets it here.
             position.send_replace(event.rv);
+            // A change of RBAC objects (maybe by another replica) changes the policy.
+            if crate::authz::is_rbac(&event.key.resource) {
+                rbac.invalidate(&event.key.cluster);
+            }
             match opener.open_event(event) {
                 Ok(opened) => dispatch(&subs, Arc::new(HubEvent::new(opened))),
                 Err(e) => {

@@ -14,6 +14,7 @@
 //! [`run`] takes a bound listener and a shutdown future, so tests serve on port 0.
 
 pub mod authn;
+pub mod authz;
 mod clusters;
 mod discovery;
 pub mod error;
@@ -22,6 +23,7 @@ pub mod hub;
 mod lifecycle;
 mod negotiate;
 mod openapi;
+pub mod rbac;
 mod request;
 pub mod tls;
 
@@ -82,6 +84,8 @@ pub struct AppState {
     pub hub: Hub,
     /// The outbox relay, when this server runs it.
     pub relay: Option<Relay>,
+    /// Each logical cluster's RBAC policy.
+    pub rbac: Arc<authz::RbacCache>,
     ready_clusters: tokio::sync::Mutex<HashSet<String>>,
     openapi_cache: Mutex<HashMap<String, (usize, bytes::Bytes)>>,
     finalizing: Mutex<HashSet<(String, String)>>,
@@ -109,7 +113,8 @@ impl AppState {
         bus: Arc<dyn Bus>,
         config: Config,
     ) -> ApiResult<Arc<Self>> {
-        let hub = Hub::start(store.clone(), bus.as_ref())
+        let rbac = Arc::new(authz::RbacCache::default());
+        let hub = Hub::start(store.clone(), bus.as_ref(), rbac.clone())
             .await
             .map_err(|e| ApiError::internal("starting the event hub", &e))?;
         let relay = config
@@ -122,6 +127,7 @@ impl AppState {
             bus,
             hub,
             relay,
+            rbac,
             ready_clusters: tokio::sync::Mutex::new(HashSet::new()),
             openapi_cache: Mutex::new(HashMap::new()),
             finalizing: Mutex::new(HashSet::new()),
@@ -158,6 +164,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(handlers::dispatch)
         .with_state(state.clone())
         .merge(docs)
+        // Outermost first: authentication, then authorization.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authz::authorize,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state,
             authn::authenticate,

@@ -55,6 +55,9 @@ pub async fn prepare_cluster(state: &AppState, cluster: &str) -> ApiResult<()> {
         ownership: Ownership::Update("syncsets".into()),
         status: false,
     };
+    if state.config.authenticator.is_some() {
+        bootstrap_rbac(state, cluster, &now).await?;
+    }
     for name in DEFAULT_NAMESPACES {
         let key = ObjectKey::new(cluster, "namespaces", "", name);
         let exists = state
@@ -76,8 +79,56 @@ pub async fn prepare_cluster(state: &AppState, cluster: &str) -> ApiResult<()> {
     Ok(())
 }
 
-/// Keeps the registry in step with a written CRD.
+/// Creates the default ClusterRoles and ClusterRoleBindings that are missing (as
+/// kube-apiserver does at start; existing ones, maybe edited, are kept).
+async fn bootstrap_rbac(state: &AppState, cluster: &str, now: &str) -> ApiResult<()> {
+    let kinds = state.registry.kinds(cluster);
+    let (roles, bindings) = crate::rbac::bootstrap();
+    for (plural, objects) in [("clusterroles", roles), ("clusterrolebindings", bindings)] {
+        let kind = kinds
+            .get(crate::authz::RBAC_GROUP, "v1", plural)
+            .expect("RBAC kinds are built in")
+            .clone();
+        let wctx = WriteContext {
+            kind: &kind,
+            meta_schema: state.registry.meta_schema(),
+            namespace: None,
+            now,
+            field_validation: FieldValidation::Strict,
+            ownership: Ownership::Update("syncsets".into()),
+            status: false,
+        };
+        for object in objects {
+            let name = object["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let key = ObjectKey::new(cluster, &kind.group_resource(), "", &name);
+            let exists = state
+                .store
+                .get(&key)
+                .await
+                .map_err(|e| ApiError::internal("reading RBAC defaults", &e))?;
+            if exists.is_some() {
+                continue;
+            }
+            let admitted = meta::admit_create(&wctx, object, &[])
+                .map_err(|e| ApiError::from_machinery(e, &kind, &name))?;
+            match state.store.create(&key, &admitted.object, false).await {
+                Ok(_) | Err(StoreError::AlreadyExists) => {}
+                Err(e) => return Err(ApiError::internal("creating RBAC defaults", &e)),
+            }
+        }
+    }
+    state.rbac.invalidate(cluster);
+    Ok(())
+}
+
+/// Keeps the registry in step with a written CRD, and the RBAC policy with RBAC objects.
 pub async fn after_write(ctx: &Ctx, obj: &Value) {
+    if crate::authz::is_rbac(&ctx.kind.group_resource()) {
+        ctx.state.rbac.invalidate(&ctx.info.cluster);
+    }
     if is_crd(ctx)
         && let Err(e) = ctx.state.registry.install_crd(&ctx.info.cluster, obj)
     {
@@ -85,8 +136,12 @@ pub async fn after_write(ctx: &Ctx, obj: &Value) {
     }
 }
 
-/// After an object is gone: a deleted CRD takes its custom resources with it.
+/// After an object is gone: a deleted CRD takes its custom resources with it; a deleted
+/// RBAC object changes the policy.
 pub async fn after_delete(ctx: &Ctx, obj: &Value) {
+    if crate::authz::is_rbac(&ctx.kind.group_resource()) {
+        ctx.state.rbac.invalidate(&ctx.info.cluster);
+    }
     if !is_crd(ctx) {
         return;
     }

@@ -1,11 +1,14 @@
 //! Built-in kinds: core `v1` Namespace, ConfigMap, Secret and Event, apiextensions
-//! CustomResourceDefinition (schemas from the k8s-openapi Rust types), and Hive's kinds
-//! (schemas from syncsets-types). Their strategies live in `strategies`.
+//! CustomResourceDefinition, RBAC's Role, ClusterRole, RoleBinding and ClusterRoleBinding
+//! and the authorization reviews (schemas from the k8s-openapi Rust types), and Hive's
+//! kinds (schemas from syncsets-types). Their strategies live in `strategies`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use k8s_openapi::api::authorization::v1::{SelfSubjectAccessReview, SelfSubjectRulesReview};
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Secret};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Value, json};
@@ -160,8 +163,106 @@ fn core_kind(k: CoreKind) -> KindInfo {
         columns: k.columns,
         storage_version: "v1".into(),
         crd_name: None,
+        review: false,
         strategy: k.strategy,
     }
+}
+
+/// RBAC's four kinds (`rbac.authorization.k8s.io/v1`) and the reviews of
+/// `authorization.k8s.io/v1` that `kubectl auth can-i` posts.
+fn rbac_kinds() -> Vec<KindInfo> {
+    let created_at = || PrinterColumn {
+        name: "Created At".into(),
+        type_: "date".into(),
+        format: String::new(),
+        description: CREATION_TIMESTAMP_DOC.into(),
+        priority: 0,
+        source: ColumnSource::CreatedAt,
+    };
+    let role_column = || {
+        column(
+            "Role",
+            "The role the binding grants.",
+            path(".roleRef.name"),
+        )
+    };
+    let rbac = [
+        (
+            "Role",
+            "roles",
+            true,
+            vec![created_at()],
+            schema_of::<Role>(),
+        ),
+        (
+            "ClusterRole",
+            "clusterroles",
+            false,
+            vec![created_at()],
+            schema_of::<ClusterRole>(),
+        ),
+        (
+            "RoleBinding",
+            "rolebindings",
+            true,
+            vec![role_column(), age()],
+            schema_of::<RoleBinding>(),
+        ),
+        (
+            "ClusterRoleBinding",
+            "clusterrolebindings",
+            false,
+            vec![role_column(), age()],
+            schema_of::<ClusterRoleBinding>(),
+        ),
+    ];
+    let mut kinds: Vec<KindInfo> = rbac
+        .into_iter()
+        .map(|(kind, plural, namespaced, columns, schema)| {
+            let mut info = core_kind(CoreKind {
+                kind,
+                plural,
+                short_names: &[],
+                namespaced,
+                status: false,
+                name_rule: NameRule::Path,
+                columns,
+                strategy: Arc::new(strategies::RbacStrategy),
+                schema,
+            });
+            info.group = "rbac.authorization.k8s.io".into();
+            info.strategic_merge = false;
+            info
+        })
+        .collect();
+    for (kind, plural, schema) in [
+        (
+            "SelfSubjectAccessReview",
+            "selfsubjectaccessreviews",
+            schema_of::<SelfSubjectAccessReview>(),
+        ),
+        (
+            "SelfSubjectRulesReview",
+            "selfsubjectrulesreviews",
+            schema_of::<SelfSubjectRulesReview>(),
+        ),
+    ] {
+        let mut info = core_kind(CoreKind {
+            kind,
+            plural,
+            short_names: &[],
+            namespaced: false,
+            status: false,
+            name_rule: NameRule::Path,
+            columns: Vec::new(),
+            strategy: Arc::new(crate::registry::DefaultStrategy),
+            schema,
+        });
+        info.group = "authorization.k8s.io".into();
+        info.review = true;
+        kinds.push(info);
+    }
+    kinds
 }
 
 /// Replaces `$ref` nodes by schemas that keep any value, for compilation.
@@ -296,6 +397,8 @@ pub fn kinds() -> Vec<Arc<KindInfo>> {
     crd.tracks_generation = true;
     crd.strategic_merge = false;
     kinds.push(crd);
+
+    kinds.extend(rbac_kinds());
 
     for definition in syncsets_types::hive::crds() {
         let value = serde_json::to_value(&definition).expect("CRD serialises");

@@ -487,6 +487,7 @@ fn validate_meta(kind: &KindInfo, obj: &Value, old: Option<&Value>) -> Vec<Field
         let mut msgs = match kind.name_rule {
             NameRule::Label => names::validate_dns1123_label(name),
             NameRule::Subdomain => names::validate_dns1123_subdomain(name),
+            NameRule::Path => Vec::new(),
         };
         msgs.extend(names::validate_path_segment(name));
         for msg in msgs {

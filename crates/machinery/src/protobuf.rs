@@ -1,6 +1,7 @@
 //! Decoding of Kubernetes protobuf request bodies (`application/vnd.kubernetes.protobuf`)
 //! into JSON, for the built-in kinds typed clients send that way: kubectl ≥ 1.32 creates
-//! Namespaces, ConfigMaps and Secrets in protobuf, and typed deletes send DeleteOptions.
+//! Namespaces, ConfigMaps, Secrets, Roles and bindings in protobuf, `kubectl auth can-i`
+//! posts its reviews so, and typed deletes send DeleteOptions.
 //!
 //! ```text
 //!   "k8s\0" ‖ runtime.Unknown{ typeMeta{apiVersion=1, kind=2}=1, raw=2, contentEncoding=3, contentType=4 }
@@ -165,8 +166,107 @@ const DELETE_OPTIONS: Desc = &[
     ),
 ];
 
+const POLICY_RULE: Desc = &[
+    (1, "verbs", F::RepStr),
+    (2, "apiGroups", F::RepStr),
+    (3, "resources", F::RepStr),
+    (4, "resourceNames", F::RepStr),
+    (5, "nonResourceURLs", F::RepStr),
+];
+
+const LABEL_SELECTOR: Desc = &[
+    (1, "matchLabels", F::MapStrStr),
+    (
+        2,
+        "matchExpressions",
+        F::RepMsg(&[
+            (1, "key", F::Str),
+            (2, "operator", F::Str),
+            (3, "values", F::RepStr),
+        ]),
+    ),
+];
+
+const ROLE: Desc = &[
+    (1, "metadata", F::Msg(OBJECT_META)),
+    (2, "rules", F::RepMsg(POLICY_RULE)),
+];
+
+const CLUSTER_ROLE: Desc = &[
+    (1, "metadata", F::Msg(OBJECT_META)),
+    (2, "rules", F::RepMsg(POLICY_RULE)),
+    (
+        3,
+        "aggregationRule",
+        F::Msg(&[(1, "clusterRoleSelectors", F::RepMsg(LABEL_SELECTOR))]),
+    ),
+];
+
+const ROLE_BINDING: Desc = &[
+    (1, "metadata", F::Msg(OBJECT_META)),
+    (
+        2,
+        "subjects",
+        F::RepMsg(&[
+            (1, "kind", F::Str),
+            (2, "apiGroup", F::Str),
+            (3, "name", F::Str),
+            (4, "namespace", F::Str),
+        ]),
+    ),
+    (
+        3,
+        "roleRef",
+        F::Msg(&[
+            (1, "apiGroup", F::Str),
+            (2, "kind", F::Str),
+            (3, "name", F::Str),
+        ]),
+    ),
+];
+
+const SELF_SUBJECT_ACCESS_REVIEW: Desc = &[
+    (1, "metadata", F::Msg(OBJECT_META)),
+    (
+        2,
+        "spec",
+        F::Msg(&[
+            (
+                1,
+                "resourceAttributes",
+                F::Msg(&[
+                    (1, "namespace", F::Str),
+                    (2, "verb", F::Str),
+                    (3, "group", F::Str),
+                    (4, "version", F::Str),
+                    (5, "resource", F::Str),
+                    (6, "subresource", F::Str),
+                    (7, "name", F::Str),
+                ]),
+            ),
+            (
+                2,
+                "nonResourceAttributes",
+                F::Msg(&[(1, "path", F::Str), (2, "verb", F::Str)]),
+            ),
+        ]),
+    ),
+];
+
+const SELF_SUBJECT_RULES_REVIEW: Desc = &[
+    (1, "metadata", F::Msg(OBJECT_META)),
+    (2, "spec", F::Msg(&[(1, "namespace", F::Str)])),
+];
+
 fn descriptor(api_version: &str, kind: &str) -> Option<Desc> {
     match (api_version, kind) {
+        ("rbac.authorization.k8s.io/v1", "Role") => Some(ROLE),
+        ("rbac.authorization.k8s.io/v1", "ClusterRole") => Some(CLUSTER_ROLE),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding" | "ClusterRoleBinding") => {
+            Some(ROLE_BINDING)
+        }
+        ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => Some(SELF_SUBJECT_ACCESS_REVIEW),
+        ("authorization.k8s.io/v1", "SelfSubjectRulesReview") => Some(SELF_SUBJECT_RULES_REVIEW),
         ("v1", "Namespace") => Some(NAMESPACE),
         ("v1", "ConfigMap") => Some(CONFIG_MAP),
         ("v1", "Secret") => Some(SECRET),

@@ -83,6 +83,8 @@ pub enum NameRule {
     Subdomain,
     /// RFC 1123 label (Namespaces).
     Label,
+    /// Any valid path segment (RBAC kinds: `system:discovery`).
+    Path,
 }
 
 /// Everything the server knows about one served kind in one version.
@@ -127,6 +129,8 @@ pub struct KindInfo {
     pub storage_version: String,
     /// The CRD this kind comes from, if any.
     pub crd_name: Option<String>,
+    /// A review (SelfSubjectAccessReview…): only `create`, answered and never stored.
+    pub review: bool,
     /// Per-kind behaviour.
     pub strategy: Arc<dyn Strategy>,
 }
@@ -161,6 +165,9 @@ impl KindInfo {
 
     /// Verbs served for the main resource.
     pub fn verbs(&self) -> Vec<&'static str> {
+        if self.review {
+            return vec!["create"];
+        }
         vec![
             "create",
             "delete",
@@ -476,6 +483,7 @@ pub fn from_crd(
             columns,
             storage_version: storage_version.clone(),
             crd_name: crd["metadata"]["name"].as_str().map(String::from),
+            review: false,
             strategy: strategy.clone(),
         });
     }

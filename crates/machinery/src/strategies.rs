@@ -486,6 +486,109 @@ fn structural(schema: &Value, path: &str, root: bool, errors: &mut Vec<FieldErro
     }
 }
 
+/// RBAC kinds: Kubernetes' validation of PolicyRules, role references and subjects.
+#[derive(Debug)]
+pub struct RbacStrategy;
+
+impl Strategy for RbacStrategy {
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        let kind = obj["kind"].as_str().unwrap_or_default();
+        let namespaced = matches!(kind, "Role" | "RoleBinding");
+        for (i, rule) in obj["rules"].as_array().into_iter().flatten().enumerate() {
+            let path = format!("rules[{i}]");
+            let list = |f: &str| rule[f].as_array().map_or(0, Vec::len);
+            if list("verbs") == 0 {
+                errors.push(FieldError::required(
+                    format!("{path}.verbs"),
+                    "verbs must contain at least one value",
+                ));
+            }
+            if list("nonResourceURLs") > 0 {
+                if namespaced {
+                    errors.push(FieldError::invalid(
+                        format!("{path}.nonResourceURLs"),
+                        rule["nonResourceURLs"].clone(),
+                        "namespaced rules cannot apply to non-resource URLs",
+                    ));
+                }
+                if list("apiGroups") > 0 || list("resources") > 0 {
+                    errors.push(FieldError::invalid(
+                        format!("{path}.nonResourceURLs"),
+                        rule["nonResourceURLs"].clone(),
+                        "rules cannot apply to both regular resources and non-resource URLs",
+                    ));
+                }
+            } else {
+                if list("apiGroups") == 0 {
+                    errors.push(FieldError::required(
+                        format!("{path}.apiGroups"),
+                        "resource rules must supply at least one api group",
+                    ));
+                }
+                if list("resources") == 0 {
+                    errors.push(FieldError::required(
+                        format!("{path}.resources"),
+                        "resource rules must supply at least one resource",
+                    ));
+                }
+            }
+        }
+        if kind.ends_with("Binding") {
+            let role_kind = obj["roleRef"]["kind"].as_str().unwrap_or_default();
+            let allowed: &[&str] = if namespaced {
+                &["Role", "ClusterRole"]
+            } else {
+                &["ClusterRole"]
+            };
+            if !allowed.contains(&role_kind) {
+                errors.push(FieldError::not_supported(
+                    "roleRef.kind",
+                    role_kind,
+                    &allowed.iter().map(|k| json!(k)).collect::<Vec<_>>(),
+                ));
+            }
+            if obj["roleRef"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .is_empty()
+            {
+                errors.push(FieldError::required("roleRef.name", ""));
+            }
+            if let Some(old) = old
+                && old.get("roleRef") != obj.get("roleRef")
+            {
+                errors.push(FieldError::invalid(
+                    "roleRef",
+                    obj["roleRef"].clone(),
+                    "cannot change roleRef",
+                ));
+            }
+            for (i, subject) in obj["subjects"].as_array().into_iter().flatten().enumerate() {
+                let path = format!("subjects[{i}]");
+                if subject["name"].as_str().unwrap_or_default().is_empty() {
+                    errors.push(FieldError::required(format!("{path}.name"), ""));
+                }
+                match subject["kind"].as_str().unwrap_or_default() {
+                    "User" | "Group" => {}
+                    "ServiceAccount"
+                        if namespaced
+                            || subject["namespace"].as_str().is_some_and(|n| !n.is_empty()) => {}
+                    "ServiceAccount" => {
+                        errors.push(FieldError::required(format!("{path}.namespace"), ""))
+                    }
+                    other => errors.push(FieldError::not_supported(
+                        format!("{path}.kind"),
+                        other,
+                        &[json!("ServiceAccount"), json!("User"), json!("Group")],
+                    )),
+                }
+            }
+        }
+        errors
+    }
+}
+
 /// SyncSets and SelectorSyncSets: the admission checks of Hive's webhook
 /// (`shared/docs/syncset-semantics.md`, "Validation").
 #[derive(Debug)]

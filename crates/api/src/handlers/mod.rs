@@ -21,6 +21,7 @@ use syncsets_machinery::registry::KindInfo;
 use syncsets_store::{ObjectKey, StoreError, Stored};
 
 use crate::AppState;
+use crate::authn::UserInfo;
 use crate::discovery;
 use crate::error::{ApiError, ApiResult};
 use crate::lifecycle;
@@ -33,12 +34,14 @@ const MAX_ATTEMPTS: usize = 16;
 /// Entry point for everything but `/v1/clusters` and `/docs`.
 pub async fn dispatch(
     State(state): State<Arc<AppState>>,
+    user: Option<axum::Extension<UserInfo>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match handle(&state, method, &uri, headers, body).await {
+    let user = user.map(|axum::Extension(u)| u);
+    match handle(&state, user, method, &uri, headers, body).await {
         Ok(res) => res,
         Err(e) => e.into_response(),
     }
@@ -46,6 +49,7 @@ pub async fn dispatch(
 
 async fn handle(
     state: &Arc<AppState>,
+    user: Option<UserInfo>,
     method: Method,
     uri: &Uri,
     headers: HeaderMap,
@@ -104,6 +108,7 @@ async fn handle(
                 info,
                 query,
                 headers,
+                user,
             };
             ctx.check_scope()?;
             route_resource(&ctx, method, body).await
@@ -113,6 +118,12 @@ async fn handle(
 
 async fn route_resource(ctx: &Ctx, method: Method, body: Body) -> ApiResult<Response> {
     let info = &ctx.info;
+    if ctx.kind.review {
+        return match (info.name.as_deref(), method) {
+            (None, Method::POST) => crate::authz::review(ctx, &ctx.read_body(body).await?).await,
+            _ => Err(ApiError::method_not_allowed_here()),
+        };
+    }
     match (info.name.as_deref(), info.subresource.as_deref(), method) {
         (None, None, Method::GET) if ctx.query.watch => watch::watch(ctx).await,
         (None, None, Method::GET) => list::list(ctx).await,
@@ -143,6 +154,8 @@ pub(crate) struct Ctx {
     pub query: Query,
     pub headers: HeaderMap,
     pub output: Output,
+    /// Who asked (`None`: the server itself, or a server without authentication).
+    pub user: Option<UserInfo>,
 }
 
 impl Ctx {
@@ -168,6 +181,7 @@ impl Ctx {
             query: Query::default(),
             headers: HeaderMap::new(),
             output: Output::Json,
+            user: None,
         }
     }
 
@@ -391,6 +405,7 @@ impl Ctx {
         admitted: Admitted,
     ) -> ApiResult<Option<Value>> {
         let mut obj = admitted.object;
+        crate::authz::check_escalation(self, &obj).await?;
         self.to_storage(&mut obj);
         let mut unchanged = current.object.clone();
         if let Some(m) = unchanged["metadata"].as_object_mut() {
