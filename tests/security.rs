@@ -508,3 +508,225 @@ fn rbac_confines_a_user_to_what_it_was_granted() {
         refused(&admin, &["-n", "team-b", "get", "rolebinding", "bob-root"]).contains("NotFound")
     );
 }
+
+/// curl against `server` as `who` (a bearer token, or `admin` for the admin certificate):
+/// (HTTP status, response headers and body).
+fn curl(server: &Serve, data: &Path, who: &str, args: &[&str], path: &str) -> (u16, String) {
+    let pki = data.join("pki");
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-i", "-w", "\n%{http_code}", "--cacert"])
+        .arg(pki.join("ca.crt"));
+    if who == "admin" {
+        cmd.arg("--cert")
+            .arg(pki.join("admin.crt"))
+            .arg("--key")
+            .arg(pki.join("admin.key"));
+    } else {
+        cmd.args(["-H", &format!("Authorization: Bearer {who}")]);
+    }
+    let out = cmd
+        .args(args)
+        .arg(format!("{}{path}", server.url))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+#[test]
+fn limits_keep_one_client_from_starving_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let tokens = data.join("tokens.csv");
+    std::fs::write(&tokens, "t-bob,bob,1\nt-carol,carol,2\n").unwrap();
+    let server = serve(
+        data,
+        &[
+            "--token-auth-file",
+            tokens.to_str().unwrap(),
+            "--client-qps",
+            "1",
+            "--client-burst",
+            "3",
+            "--max-watches-per-client",
+            "2",
+        ],
+    );
+    let admin = data.join("kubeconfig");
+
+    // Rate: a burst of 3, then 429 with Retry-After; other clients are not affected.
+    for _ in 0..3 {
+        assert_eq!(curl(&server, data, "t-bob", &[], "/api").0, 200);
+    }
+    let (code, throttled) = curl(&server, data, "t-bob", &[], "/api");
+    assert_eq!(code, 429, "{throttled}");
+    assert!(
+        throttled.to_lowercase().contains("retry-after: 1\r\n"),
+        "{throttled}"
+    );
+    assert!(
+        throttled.contains(r#""reason":"TooManyRequests""#)
+            && throttled.contains(r#""retryAfterSeconds":1"#),
+        "{throttled}"
+    );
+    assert_eq!(curl(&server, data, "t-carol", &[], "/api").0, 200);
+    // kubectl waits as Retry-After asks, and gets its answer.
+    let ca = ca_data(&admin);
+    let bob = kubeconfig_with(data, "bob", &server.url, &ca, "\n    token: t-bob");
+    assert!(ok(&bob, &["get", "--raw", "/api"]).contains("APIVersions"));
+    // system:masters is exempt, as API Priority and Fairness exempts it.
+    for _ in 0..20 {
+        assert_eq!(curl(&server, data, "admin", &[], "/api").0, 200);
+    }
+
+    // Watches: at most 2 open per client.
+    let watch = |seconds: u32| {
+        let pki = data.join("pki");
+        Command::new("curl")
+            .args([
+                "-s",
+                "-N",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--cacert",
+            ])
+            .arg(pki.join("ca.crt"))
+            .arg("--cert")
+            .arg(pki.join("admin.crt"))
+            .arg("--key")
+            .arg(pki.join("admin.key"))
+            .arg(format!(
+                "{}/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds={seconds}",
+                server.url
+            ))
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let watch_code = |child: Child| {
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let mut first = watch(60);
+    let mut second = watch(60);
+    // Once both are open, a third is refused.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let refused = loop {
+        let (code, body) = curl(
+            &server,
+            data,
+            "admin",
+            &[],
+            "/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=1",
+        );
+        if code == 429 {
+            break body;
+        }
+        assert_eq!(code, 200, "{body}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "two watches never open"
+        );
+    };
+    assert!(refused.contains("Too many watches"), "{refused}");
+    // Another client's watches are counted apart (and its grants decide the rest).
+    assert_eq!(
+        curl(
+            &server,
+            data,
+            "t-carol",
+            &[],
+            "/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=1"
+        )
+        .0,
+        403
+    );
+    // A closed watch gives its slot back.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let code = watch_code(watch(1));
+        if code == "200" {
+            break;
+        }
+        assert_eq!(code, "429");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the closed watch's slot never came back"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    second.kill().unwrap();
+    second.wait().unwrap();
+}
+
+#[test]
+fn a_request_past_its_deadline_gets_504_and_still_completes() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let server = serve(data, &["--request-timeout", "2s"]);
+    // Another process holds SQLite's write lock, so writes wait.
+    let mut lock = Command::new("sqlite3")
+        .arg(data.join("syncsets.db"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut sql = lock.stdin.take().unwrap();
+    sql.write_all(b"BEGIN IMMEDIATE;\nSELECT 'locked';\n")
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(lock.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "locked");
+
+    let post = |name: &str, query: &str| {
+        let body =
+            format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{name}"}}}}"#);
+        let path = format!("/api/v1/namespaces/default/configmaps{query}");
+        let args = [
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &body,
+        ];
+        curl(&server, data, "admin", &args, &path)
+    };
+    // The client's own ?timeout= (kubectl --request-timeout sends it), then the server's.
+    for (name, query) in [("asked", "?timeout=1s"), ("server", "")] {
+        let (code, body) = post(name, query);
+        assert_eq!(code, 504, "{body}");
+        assert!(
+            body.contains(r#""reason":"Timeout""#)
+                && body.contains("request did not complete within the allotted timeout"),
+            "{body}"
+        );
+    }
+    // Reads go on meanwhile.
+    assert_eq!(
+        curl(&server, data, "admin", &[], "/api/v1/namespaces").0,
+        200
+    );
+    sql.write_all(b"COMMIT;\n").unwrap();
+    drop(sql);
+    lock.wait().unwrap();
+    // The handlers ran to completion: a 504 did not cut the writes in half.
+    let admin = data.join("kubeconfig");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (done, names, _) = kubectl(&admin, &["get", "cm", "-o", "name"]);
+        if done && names.contains("configmap/asked") && names.contains("configmap/server") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "writes lost: {names}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}

@@ -232,6 +232,22 @@ impl ApiError {
         )
     }
 
+    /// 429 TooManyRequests, to retry after `seconds`.
+    pub fn too_many_requests(message: impl Into<String>, seconds: u64) -> Self {
+        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", message);
+        e.retry_after = Some(seconds.max(1));
+        e
+    }
+
+    /// 504 Timeout: the request ran past its deadline (it may still complete).
+    pub fn timeout() -> Self {
+        Self::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "Timeout",
+            "Timeout: request did not complete within the allotted timeout",
+        )
+    }
+
     /// 503 ServiceUnavailable.
     pub fn unavailable(message: impl Into<String>) -> Self {
         let mut e = Self::new(

@@ -21,6 +21,7 @@ pub mod error;
 mod handlers;
 pub mod hub;
 mod lifecycle;
+pub mod limits;
 mod negotiate;
 mod openapi;
 pub mod rbac;
@@ -57,6 +58,8 @@ pub struct Config {
     /// Who may call (`None`: no authentication, for servers only this process talks to:
     /// tests, benchmarks, the fleet simulator's members).
     pub authenticator: Option<Arc<authn::Authenticator>>,
+    /// Request timeout, per-client rate and watch limits.
+    pub limits: limits::Limits,
 }
 
 impl Default for Config {
@@ -66,6 +69,7 @@ impl Default for Config {
             bookmark_interval: Duration::from_secs(60),
             relay: Some(RelayConfig::default()),
             authenticator: None,
+            limits: limits::Limits::default(),
         }
     }
 }
@@ -86,6 +90,8 @@ pub struct AppState {
     pub relay: Option<Relay>,
     /// Each logical cluster's RBAC policy.
     pub rbac: Arc<authz::RbacCache>,
+    /// Per-client rate buckets and open watches.
+    pub limits: limits::Tracker,
     ready_clusters: tokio::sync::Mutex<HashSet<String>>,
     openapi_cache: Mutex<HashMap<String, (usize, bytes::Bytes)>>,
     finalizing: Mutex<HashSet<(String, String)>>,
@@ -128,6 +134,7 @@ impl AppState {
             hub,
             relay,
             rbac,
+            limits: limits::Tracker::default(),
             ready_clusters: tokio::sync::Mutex::new(HashSet::new()),
             openapi_cache: Mutex::new(HashMap::new()),
             finalizing: Mutex::new(HashSet::new()),
@@ -164,10 +171,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(handlers::dispatch)
         .with_state(state.clone())
         .merge(docs)
-        // Outermost first: authentication, then authorization.
+        // Outermost first: authentication, limits, then authorization.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authz::authorize,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::limit,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state,

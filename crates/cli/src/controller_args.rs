@@ -32,8 +32,8 @@ pub struct ControllerArgs {
     pub cluster_burst: u32,
 
     /// A request to a cluster gives up after this
-    #[arg(long, env = "SYNCSETS_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
-    pub request_timeout: Duration,
+    #[arg(long, env = "SYNCSETS_CLUSTER_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub cluster_request_timeout: Duration,
 
     /// A whole reconcile of one cluster gives up after this (and is retried)
     #[arg(long, env = "SYNCSETS_RECONCILE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
@@ -62,7 +62,7 @@ impl ControllerArgs {
         };
         config.clients.qps = self.cluster_qps;
         config.clients.burst = self.cluster_burst;
-        config.clients.request_timeout = self.request_timeout;
+        config.clients.request_timeout = self.cluster_request_timeout;
         config.membership.ttl = self.replica_ttl;
         config.membership.heartbeat = self.replica_ttl / 5;
         config
@@ -82,36 +82,12 @@ fn ordinal_from_hostname() -> i64 {
         .unwrap_or(0)
 }
 
-/// Parses `90s`, `30m`, `2h`, `1h30m`, `500ms`.
+/// Parses a Go duration: `90s`, `30m`, `2h`, `1h30m`, `500ms`.
 pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
-    let mut total = Duration::ZERO;
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        bail!("empty duration");
+    match syncsets_api::limits::parse_go_duration(text.trim()) {
+        Some(d) => Ok(d),
+        None => bail!("invalid duration {text:?}: expected e.g. 500ms, 90s, 30m, 2h or 1h30m"),
     }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            bail!("invalid duration {text:?}: expected a number, e.g. 90s, 30m, 2h");
-        }
-        let n: u64 = rest[..digits].parse()?;
-        rest = &rest[digits..];
-        let unit = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let part = match &rest[..unit] {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n * 60),
-            "h" => Duration::from_secs(n * 3600),
-            other => bail!("invalid duration {text:?}: unknown unit {other:?} (use ms, s, m or h)"),
-        };
-        total += part;
-        rest = &rest[unit..];
-    }
-    Ok(total)
 }
 
 #[cfg(test)]

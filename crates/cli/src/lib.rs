@@ -46,7 +46,7 @@ pub struct Args {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the API server (and, unless told otherwise, the controllers).
-    Serve(cmd::serve::ServeArgs),
+    Serve(Box<cmd::serve::ServeArgs>),
     /// Run controllers only (PostgreSQL and RabbitMQ shared with the API servers).
     Controller(cmd::controller::ControllerCmdArgs),
     /// Run the store's migrations and exit.
@@ -83,7 +83,7 @@ impl Args {
         };
         let result = runtime.block_on(async {
             match args.command {
-                Command::Serve(a) => cmd::serve::run(a).await,
+                Command::Serve(a) => cmd::serve::run(*a).await,
                 Command::Controller(a) => cmd::controller::run(a).await,
                 Command::Migrate(a) => cmd::migrate::run(a).await,
                 Command::Bench(a) => cmd::bench::run(a).await,

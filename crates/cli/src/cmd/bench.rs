@@ -205,6 +205,11 @@ async fn run_on(args: &BenchArgs, backend: &Backend) -> anyhow::Result<()> {
     // The relay is started below (its own benchmark times it on a backlog).
     let config = Config {
         relay: None,
+        // The watch benchmark holds 1,000 watches from this one client.
+        limits: syncsets_api::limits::Limits {
+            max_watches: 0,
+            ..Default::default()
+        },
         ..Config::default()
     };
     let state = AppState::with_bus(store.clone(), bus.clone(), config)

@@ -31,6 +31,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     security: SecurityArgs,
 
+    #[command(flatten)]
+    limits: LimitArgs,
+
     /// Run the SyncSet controllers in this process (false: API server only, with
     /// `syncsets controller` processes elsewhere)
     #[arg(long, env = "SYNCSETS_CONTROLLERS", default_value_t = true, action = clap::ArgAction::Set)]
@@ -77,6 +80,42 @@ pub struct SecurityArgs {
     /// More names (DNS names or IP addresses) for the generated serving certificate
     #[arg(long = "tls-san", env = "SYNCSETS_TLS_SANS", value_delimiter = ',')]
     pub tls_sans: Vec<String>,
+}
+
+/// What one client may ask of the server.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LimitArgs {
+    /// Deadline of every request but watches (Go duration: 60s, 1m30s); clients may ask
+    /// for less with ?timeout=
+    #[arg(long, env = "SYNCSETS_REQUEST_TIMEOUT", default_value = "60s", value_parser = crate::controller_args::parse_duration)]
+    pub request_timeout: std::time::Duration,
+
+    /// Sustained requests per second per client, beyond which it gets 429 with Retry-After
+    /// (0: unlimited; system:masters is exempt)
+    #[arg(long, env = "SYNCSETS_CLIENT_QPS", default_value_t = 100.0)]
+    pub client_qps: f64,
+
+    /// Requests a client may send in a burst
+    #[arg(long, env = "SYNCSETS_CLIENT_BURST", default_value_t = 200)]
+    pub client_burst: u32,
+
+    /// Watch streams one client may hold open (0: unlimited)
+    #[arg(long, env = "SYNCSETS_MAX_WATCHES_PER_CLIENT", default_value_t = 100)]
+    pub max_watches_per_client: usize,
+}
+
+impl LimitArgs {
+    /// The server's limits.
+    pub fn limits(&self) -> syncsets_api::limits::Limits {
+        syncsets_api::limits::Limits {
+            request_timeout: self
+                .request_timeout
+                .max(std::time::Duration::from_millis(1)),
+            client_qps: self.client_qps.max(0.0),
+            client_burst: self.client_burst,
+            max_watches: self.max_watches_per_client,
+        }
+    }
 }
 
 /// A bound server, before it serves.
@@ -222,6 +261,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config {
         relay: Some(args.bus.relay()),
         authenticator: args.security.authenticator()?,
+        limits: args.limits.limits(),
         ..Config::default()
     };
     let bound = args

@@ -132,7 +132,10 @@ async fn commit(
     jobs: &[Job],
     base: u64,
 ) -> Result<(Vec<Result<Done>>, u64), sqlx::Error> {
-    let mut tx = conn.begin().await?;
+    // IMMEDIATE takes the write lock up front, so another holder of it (a backup, an
+    // operator's sqlite3 shell) is waited for (busy_timeout) rather than failing the batch
+    // when a deferred transaction would upgrade.
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     let mut rv = base;
     let mut results = Vec::with_capacity(jobs.len());
     for job in jobs {

@@ -1,0 +1,327 @@
+//! Request limits, applied after authentication and before authorization:
+//!
+//! - every request but a watch has a deadline (`--request-timeout`, shortened by the
+//!   `timeout` query parameter kubectl's `--request-timeout` sends); past it the client gets
+//!   504 `Timeout` while the handler runs to completion, as in kube-apiserver, so a write is
+//!   never cut in half;
+//! - each client (its user, or its address when anonymous) has a token bucket; an empty one
+//!   answers 429 `TooManyRequests` with `Retry-After`, which client-go and kubectl honour.
+//!   Members of `system:masters` are exempt, as API Priority and Fairness exempts them, and so
+//!   is everyone on a server without authentication (only its own process talks to it);
+//! - each client holds at most so many watch streams at once (429 beyond).
+//!
+//! The body-size limit is enforced where bodies are read (`handlers`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt as _;
+
+use crate::authn::UserInfo;
+use crate::tls::ConnInfo;
+use crate::{ApiError, AppState};
+
+/// Limits on what one client may ask of the server.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Deadline of every request but watches (kube-apiserver: 60 s).
+    pub request_timeout: Duration,
+    /// Sustained requests per second per client (0: unlimited).
+    pub client_qps: f64,
+    /// Requests a client may send at once after being idle.
+    pub client_burst: u32,
+    /// Watch streams one client may hold open (0: unlimited).
+    pub max_watches: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(60),
+            client_qps: 100.0,
+            client_burst: 200,
+            max_watches: 100,
+        }
+    }
+}
+
+/// Buckets beyond which idle (full) ones are forgotten.
+const TRACKED_CLIENTS: usize = 10_000;
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// Per-client state of the limits.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    buckets: Mutex<HashMap<String, Bucket>>,
+    watches: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Tracker {
+    /// Takes one token from `client`'s bucket, or says how long until one is there.
+    fn take(&self, limits: &Limits, client: &str, now: Instant) -> Result<(), Duration> {
+        if limits.client_qps <= 0.0 {
+            return Ok(());
+        }
+        let burst = f64::from(limits.client_burst.max(1));
+        let mut buckets = self.buckets.lock().expect("rate buckets");
+        if buckets.len() >= TRACKED_CLIENTS && !buckets.contains_key(client) {
+            buckets.retain(|_, b| {
+                b.tokens + now.duration_since(b.at).as_secs_f64() * limits.client_qps < burst
+            });
+        }
+        let bucket = buckets.entry(client.to_string()).or_insert(Bucket {
+            tokens: burst,
+            at: now,
+        });
+        let refill = now.duration_since(bucket.at).as_secs_f64() * limits.client_qps;
+        bucket.tokens = (bucket.tokens + refill).min(burst);
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64(
+                (1.0 - bucket.tokens) / limits.client_qps,
+            ))
+        }
+    }
+
+    /// Opens a watch slot for `client`, released when the guard is dropped.
+    fn watch(&self, limits: &Limits, client: &str) -> Option<WatchSlot> {
+        let mut watches = self.watches.lock().expect("watch counts");
+        let open = watches.entry(client.to_string()).or_default();
+        if limits.max_watches > 0 && *open >= limits.max_watches {
+            return None;
+        }
+        *open += 1;
+        Some(WatchSlot {
+            watches: self.watches.clone(),
+            client: client.to_string(),
+        })
+    }
+
+    /// Watch streams `client` holds open.
+    pub fn open_watches(&self, client: &str) -> usize {
+        let watches = self.watches.lock().expect("watch counts");
+        watches.get(client).copied().unwrap_or(0)
+    }
+}
+
+/// One open watch stream of a client.
+struct WatchSlot {
+    watches: Arc<Mutex<HashMap<String, usize>>>,
+    client: String,
+}
+
+impl Drop for WatchSlot {
+    fn drop(&mut self) {
+        let mut watches = self.watches.lock().expect("watch counts");
+        if let Some(open) = watches.get_mut(&self.client) {
+            *open -= 1;
+            if *open == 0 {
+                watches.remove(&self.client);
+            }
+        }
+    }
+}
+
+/// Parses a Go duration (`30s`, `1m30s`, `500ms`, `1.5h`); `None` if it is not one.
+pub fn parse_go_duration(s: &str) -> Option<Duration> {
+    if s == "0" {
+        return Some(Duration::ZERO);
+    }
+    let mut rest = s;
+    let mut total = 0f64;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .filter(|&n| n > 0)?;
+        let value: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += value * scale;
+    }
+    Duration::try_from_secs_f64(total).ok()
+}
+
+/// Who a request counts against: its user, or its address when anonymous.
+fn client_of(request: &Request) -> (String, bool) {
+    if let Some(user) = request.extensions().get::<UserInfo>()
+        && !user.is_anonymous()
+    {
+        let exempt = user.groups.iter().any(|g| g == "system:masters");
+        return (format!("user:{}", user.name), exempt);
+    }
+    let addr = request
+        .extensions()
+        .get::<ConnectInfo<ConnInfo>>()
+        .map(|c| c.0.remote.ip().to_string())
+        .unwrap_or_default();
+    (format!("addr:{addr}"), false)
+}
+
+fn is_watch(request: &Request) -> bool {
+    let Ok((_, path)) = crate::request::split_cluster(request.uri().path()) else {
+        return false;
+    };
+    crate::authz::attributes(request.method(), &path, request.uri().query()).verb == "watch"
+}
+
+/// The deadline the request asks for with `?timeout=`, if shorter than the server's.
+fn requested_timeout(request: &Request, limit: Duration) -> Duration {
+    let asked = request.uri().query().and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "timeout")
+            .and_then(|(_, v)| parse_go_duration(&v))
+    });
+    match asked {
+        Some(d) if !d.is_zero() => d.min(limit),
+        _ => limit,
+    }
+}
+
+/// The middleware.
+pub async fn limit(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let limits = &state.config.limits;
+    let (client, exempt) = client_of(&request);
+    let exempt = exempt || state.config.authenticator.is_none();
+    if !exempt && let Err(wait) = state.limits.take(limits, &client, Instant::now()) {
+        tracing::debug!(%client, "rate limited");
+        return ApiError::too_many_requests(
+            "Too many requests, please try again later.",
+            wait.as_secs_f64().ceil() as u64,
+        )
+        .into_response();
+    }
+    if is_watch(&request) {
+        let Some(slot) = state.limits.watch(limits, &client) else {
+            return ApiError::too_many_requests(
+                format!(
+                    "Too many watches: at most {} open watch streams per client",
+                    limits.max_watches
+                ),
+                5,
+            )
+            .into_response();
+        };
+        let response = next.run(request).await;
+        let (parts, body) = response.into_parts();
+        // The slot is held by the body's stream and released when the stream ends.
+        let body = Body::from_stream(body.into_data_stream().map(move |chunk| {
+            let _held = &slot;
+            chunk
+        }));
+        return Response::from_parts(parts, body);
+    }
+    let deadline = requested_timeout(&request, limits.request_timeout);
+    let mut handler = tokio::spawn(next.run(request));
+    match tokio::time::timeout(deadline, &mut handler).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) => ApiError::internal("handling the request", &e).into_response(),
+        Err(_) => {
+            tracing::warn!(%client, ?deadline, "request timed out");
+            ApiError::timeout().into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        let d = |s| parse_go_duration(s);
+        assert_eq!(d("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(d("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(d("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(d("1.5h"), Some(Duration::from_secs(5400)));
+        assert_eq!(d("0"), Some(Duration::ZERO));
+        for bad in ["", "s", "10", "10x", "-1s", "1s2", "ms10"] {
+            assert_eq!(d(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_bucket_refills_at_the_clients_rate() {
+        let limits = Limits {
+            client_qps: 10.0,
+            client_burst: 3,
+            ..Limits::default()
+        };
+        let t = Tracker::default();
+        let now = Instant::now();
+        for _ in 0..3 {
+            assert!(t.take(&limits, "a", now).is_ok());
+        }
+        let wait = t.take(&limits, "a", now).unwrap_err();
+        assert!(wait > Duration::ZERO && wait <= Duration::from_millis(100));
+        assert!(t.take(&limits, "b", now).is_ok(), "buckets are per client");
+        assert!(
+            t.take(&limits, "a", now + Duration::from_millis(100))
+                .is_ok()
+        );
+        assert!(
+            t.take(&limits, "a", now + Duration::from_millis(100))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn idle_clients_are_forgotten_when_many_are_tracked() {
+        let limits = Limits {
+            client_qps: 1.0,
+            client_burst: 1,
+            ..Limits::default()
+        };
+        let t = Tracker::default();
+        let now = Instant::now();
+        for i in 0..TRACKED_CLIENTS {
+            t.take(&limits, &i.to_string(), now).unwrap();
+        }
+        let later = now + Duration::from_secs(2);
+        t.take(&limits, "new", later).unwrap();
+        assert_eq!(t.buckets.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn watch_slots_are_counted_per_client_and_released() {
+        let limits = Limits {
+            max_watches: 2,
+            ..Limits::default()
+        };
+        let t = Tracker::default();
+        let a = t.watch(&limits, "a").unwrap();
+        let _b = t.watch(&limits, "a").unwrap();
+        assert!(t.watch(&limits, "a").is_none());
+        assert!(t.watch(&limits, "other").is_some());
+        drop(a);
+        assert_eq!(t.open_watches("a"), 1);
+        assert!(t.watch(&limits, "a").is_some());
+    }
+}
