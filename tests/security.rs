@@ -22,7 +22,19 @@ impl Drop for Serve {
 }
 
 fn serve(data: &Path, extra: &[&str]) -> Serve {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_syncsets"))
+    serve_logging(data, extra, None)
+}
+
+/// `serve`, its debug log going to `log` when given.
+fn serve_logging(data: &Path, extra: &[&str], log: Option<&Path>) -> Serve {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_syncsets"));
+    match log {
+        Some(path) => cmd
+            .env("SYNCSETS_LOG", "debug")
+            .stderr(std::fs::File::create(path).unwrap()),
+        None => cmd.env("SYNCSETS_LOG", "warn"),
+    };
+    let mut child = cmd
         .args([
             "serve",
             "--listen",
@@ -33,7 +45,6 @@ fn serve(data: &Path, extra: &[&str]) -> Serve {
         ])
         .arg(data)
         .args(extra)
-        .env("SYNCSETS_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -728,5 +739,166 @@ fn a_request_past_its_deadline_gets_504_and_still_completes() {
         }
         assert!(std::time::Instant::now() < deadline, "writes lost: {names}");
         std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// Whether `needle` occurs in any file under `dir`.
+fn found_in(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut hits = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            hits.extend(found_in(&path, needle));
+        } else if std::fs::read(&path)
+            .unwrap()
+            .windows(needle.len())
+            .any(|w| w == needle)
+        {
+            hits.push(path);
+        }
+    }
+    hits
+}
+
+/// Key ids of the sealed values in the SQLite file (objects, then the outbox).
+fn sealed_key_ids(db: &Path) -> String {
+    let out = Command::new("sqlite3")
+        .arg(db)
+        .arg(
+            "SELECT 'objects', group_concat(DISTINCT CAST(substr(sealed, 3, 2) AS TEXT)) FROM objects WHERE sealed IS NOT NULL; \
+             SELECT 'events', group_concat(DISTINCT CAST(substr(sealed, 3, 2) AS TEXT)) FROM events WHERE sealed IS NOT NULL;",
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .replace('\n', " ")
+}
+
+#[test]
+fn secrets_stay_sealed_at_rest_and_keys_rotate_while_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("serve.log");
+    let tokens = dir.path().join("tokens.csv");
+    let token = "t0ken-n3ver-in-logs";
+    std::fs::write(&tokens, format!("{token},robot,9,system:masters\n")).unwrap();
+    let mut server = serve_logging(
+        &data,
+        &["--token-auth-file", tokens.to_str().unwrap()],
+        Some(&log),
+    );
+    let admin = data.join("kubeconfig");
+    let robot = kubeconfig_with(
+        dir.path(),
+        "robot",
+        &server.url,
+        &ca_data(&admin),
+        &format!("\n    token: {token}"),
+    );
+    let plaintext = "pl41ntext-kubeconfig-credential";
+    ok(
+        &robot,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "kubeconfig",
+            &format!("--from-literal=kubeconfig={plaintext}"),
+        ],
+    );
+    ok(&robot, &["label", "secret", "kubeconfig", "rotated=no"]);
+    let read = |who: &Path| {
+        ok(
+            who,
+            &[
+                "get",
+                "secret",
+                "kubeconfig",
+                "-o",
+                "jsonpath={.data.kubeconfig}",
+            ],
+        )
+    };
+    // The search below does see what is stored in the clear.
+    ok(
+        &robot,
+        &[
+            "create",
+            "configmap",
+            "visible",
+            "--from-literal=v=cl34r-marker",
+        ],
+    );
+    let encoded = base64::engine::general_purpose::STANDARD.encode(plaintext);
+    assert_eq!(read(&admin), encoded);
+    let db = data.join("syncsets.db");
+    assert_eq!(sealed_key_ids(&db), "objects|k1 events|k1");
+
+    // Rotate while the server runs, and drop the old key.
+    let out = Command::new(env!("CARGO_BIN_EXE_syncsets"))
+        .args(["rotate-keys", "--drop-old", "--data-dir"])
+        .arg(&data)
+        .env("SYNCSETS_LOG", "warn")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("new key k2"), "{said}");
+    assert!(said.contains("dropped keys k1"), "{said}");
+    assert_eq!(sealed_key_ids(&db), "objects|k2 events|k2");
+    let keys = std::fs::read_to_string(data.join("encryption.keys")).unwrap();
+    assert_eq!(keys.lines().count(), 1);
+    assert!(keys.starts_with("k2 "));
+    #[cfg(unix)]
+    assert_eq!(mode(&data.join("encryption.keys")), 0o600);
+
+    // The running server reads and writes with the new key, and so does a restarted one.
+    assert_eq!(read(&admin), encoded);
+    ok(
+        &robot,
+        &[
+            "label",
+            "--overwrite",
+            "secret",
+            "kubeconfig",
+            "rotated=yes",
+        ],
+    );
+    assert_eq!(sealed_key_ids(&db), "objects|k2 events|k2");
+    drop(server);
+    server = serve_logging(
+        &data,
+        &["--token-auth-file", tokens.to_str().unwrap()],
+        None,
+    );
+    let admin_now = data.join("kubeconfig");
+    assert_eq!(read(&admin_now), encoded);
+    drop(server);
+
+    // Nothing at rest holds the plaintext, nor its base64: not the database file, its WAL
+    // (the objects and the outbox), nor anything else in the data directory. The debug log
+    // holds neither the Secret nor the bearer token.
+    for needle in [plaintext, encoded.as_str(), token] {
+        assert_eq!(
+            found_in(&data, needle.as_bytes()),
+            Vec::<PathBuf>::new(),
+            "{needle}"
+        );
+    }
+    assert!(!found_in(&data, b"cl34r-marker").is_empty());
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("DEBUG"), "the log is at debug level");
+    for needle in [plaintext, encoded.as_str(), token] {
+        assert!(!logged.contains(needle), "{needle} in the log");
     }
 }

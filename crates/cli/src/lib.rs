@@ -59,6 +59,8 @@ enum Command {
     Status(cmd::status::StatusArgs),
     /// Reapply every set to clusters now (drift correction on demand).
     Resync(cmd::resync::ResyncArgs),
+    /// Put a new Secret encryption key first and seal every stored Secret with it.
+    RotateKeys(cmd::rotate_keys::RotateKeysArgs),
     /// Start a hub, a simulated fleet and an example SelectorSyncSet, and watch it converge.
     Demo(cmd::demo::DemoArgs),
 }
@@ -84,6 +86,7 @@ impl Args {
         let result = runtime.block_on(async {
             match args.command {
                 Command::Serve(a) => cmd::serve::run(*a).await,
+                Command::RotateKeys(a) => cmd::rotate_keys::run(a).await,
                 Command::Controller(a) => cmd::controller::run(a).await,
                 Command::Migrate(a) => cmd::migrate::run(a).await,
                 Command::Bench(a) => cmd::bench::run(a).await,

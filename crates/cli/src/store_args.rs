@@ -37,9 +37,14 @@ impl StoreArgs {
         ))
     }
 
+    /// The file of Secret encryption keys.
+    pub fn key_file(&self) -> PathBuf {
+        self.data_dir.join("encryption.keys")
+    }
+
     /// The Secret encryption keys (created with a new key on first start).
     pub fn keyring(&self) -> anyhow::Result<Arc<Keyring>> {
-        let path = self.data_dir.join("encryption.keys");
+        let path = self.key_file();
         Ok(Arc::new(
             Keyring::load_or_create(&path)
                 .with_context(|| format!("loading {}", path.display()))?,

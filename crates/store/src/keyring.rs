@@ -4,8 +4,14 @@
 //!
 //! Sealed value: `0x01 | len(key id) | key id | nonce (12) | ciphertext ‖ tag (16)`.
 //! Key file: one `<id> <base64 key>` line per key, the first line being the key used to seal.
+//!
+//! A keyring loaded from a file follows it: `syncsets rotate-keys` puts a new key first
+//! while servers run, and each picks it up within [`REFRESH`] for sealing, at once for
+//! opening (a value sealed with a key it does not know makes it read the file again).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine as _;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
@@ -15,16 +21,30 @@ use crate::{Result, StoreError};
 
 const FORMAT: u8 = 1;
 
+/// How often a keyring looks at its file for a new primary key.
+pub const REFRESH: Duration = Duration::from_secs(2);
+
+/// Keys in order, the first sealing.
+struct Keys(Vec<(String, LessSafeKey)>);
+
+/// The file a keyring follows, and what it last saw of it.
+struct Source {
+    path: PathBuf,
+    seen: Mutex<(Instant, Option<(SystemTime, u64)>)>,
+}
+
 /// The encryption keys of a store.
 pub struct Keyring {
-    keys: Vec<(String, LessSafeKey)>,
+    keys: RwLock<Arc<Keys>>,
+    source: Option<Source>,
     rng: SystemRandom,
 }
 
 impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ids: Vec<&str> = self.keys.iter().map(|(id, _)| id.as_str()).collect();
-        f.debug_struct("Keyring").field("key_ids", &ids).finish()
+        f.debug_struct("Keyring")
+            .field("key_ids", &self.ids())
+            .finish()
     }
 }
 
@@ -32,25 +52,62 @@ fn crypto(msg: impl Into<String>) -> StoreError {
     StoreError::Crypto(msg.into())
 }
 
+fn b64() -> base64::engine::GeneralPurpose {
+    base64::engine::general_purpose::STANDARD
+}
+
+fn build(keys: Vec<(String, Vec<u8>)>) -> Result<Keys> {
+    if keys.is_empty() {
+        return Err(crypto("a keyring needs at least one key"));
+    }
+    let mut built: Vec<(String, LessSafeKey)> = Vec::with_capacity(keys.len());
+    for (id, bytes) in keys {
+        if id.is_empty() || id.len() > 255 || id.contains(char::is_whitespace) {
+            return Err(crypto(format!("invalid key id {id:?}")));
+        }
+        if built.iter().any(|(k, _)| *k == id) {
+            return Err(crypto(format!("key id {id:?} appears twice")));
+        }
+        let unbound = UnboundKey::new(&AES_256_GCM, &bytes)
+            .map_err(|_| crypto(format!("key {id:?} must be 32 bytes")))?;
+        built.push((id, LessSafeKey::new(unbound)));
+    }
+    Ok(Keys(built))
+}
+
+/// The `(id, key)` pairs of a key file, in order.
+fn read_file(path: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| crypto(format!("reading key file {}: {e}", path.display())))?;
+    let mut keys = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let at = || format!("{}:{}", path.display(), n + 1);
+        let (id, key) = line
+            .split_once(char::is_whitespace)
+            .ok_or_else(|| crypto(format!("{}: expected `<id> <base64 key>`", at())))?;
+        let key = b64()
+            .decode(key.trim())
+            .map_err(|_| crypto(format!("{}: key is not base64", at())))?;
+        keys.push((id.to_string(), key));
+    }
+    Ok(keys)
+}
+
+fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
 impl Keyring {
     /// A keyring from `(id, 32-byte key)` pairs; the first one seals.
     pub fn new(keys: Vec<(String, Vec<u8>)>) -> Result<Self> {
-        if keys.is_empty() {
-            return Err(crypto("a keyring needs at least one key"));
-        }
-        let keys = keys
-            .into_iter()
-            .map(|(id, bytes)| {
-                if id.is_empty() || id.len() > 255 || id.contains(char::is_whitespace) {
-                    return Err(crypto(format!("invalid key id {id:?}")));
-                }
-                let unbound = UnboundKey::new(&AES_256_GCM, &bytes)
-                    .map_err(|_| crypto(format!("key {id:?} must be 32 bytes")))?;
-                Ok((id, LessSafeKey::new(unbound)))
-            })
-            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            keys,
+            keys: RwLock::new(Arc::new(build(keys)?)),
+            source: None,
             rng: SystemRandom::new(),
         })
     }
@@ -68,48 +125,105 @@ impl Keyring {
     pub fn load_or_create(path: &Path) -> Result<Self> {
         if !path.exists() {
             let key = Self::generate_key()?;
-            let line = format!(
-                "k1 {}\n",
-                base64::engine::general_purpose::STANDARD.encode(&key)
-            );
+            let line = format!("k1 {}\n", b64().encode(&key));
             write_private(path, line.as_bytes())?;
         }
         Self::load(path)
     }
 
-    /// Loads a key file.
+    /// Loads a key file, and follows it from then on.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| crypto(format!("reading key file {}: {e}", path.display())))?;
-        let mut keys = Vec::new();
-        for (n, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
+        let seen = stamp(path);
+        let keys = build(read_file(path)?)?;
+        Ok(Self {
+            keys: RwLock::new(Arc::new(keys)),
+            source: Some(Source {
+                path: path.to_path_buf(),
+                seen: Mutex::new((Instant::now(), seen)),
+            }),
+            rng: SystemRandom::new(),
+        })
+    }
+
+    /// Puts a new random key first in a key file (atomically, mode 0600) and returns its id;
+    /// the others stay, to open what they sealed.
+    pub fn add_primary(path: &Path) -> Result<String> {
+        let keys = read_file(path)?;
+        let next = keys
+            .iter()
+            .filter_map(|(id, _)| id.strip_prefix('k')?.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let id = format!("k{next}");
+        let mut all = vec![(id.clone(), Self::generate_key()?)];
+        all.extend(keys);
+        build(all.clone())?;
+        replace_file(path, &all)?;
+        Ok(id)
+    }
+
+    /// Removes from a key file every key but `keep` (atomically). The first key stays first.
+    pub fn retain(path: &Path, keep: &[String]) -> Result<Vec<String>> {
+        let keys = read_file(path)?;
+        let (kept, dropped): (Vec<_>, Vec<_>) = keys
+            .into_iter()
+            .enumerate()
+            .partition(|(n, (id, _))| *n == 0 || keep.contains(id));
+        let kept: Vec<_> = kept.into_iter().map(|(_, k)| k).collect();
+        build(kept.clone())?;
+        replace_file(path, &kept)?;
+        Ok(dropped.into_iter().map(|(_, (id, _))| id).collect())
+    }
+
+    fn current(&self) -> Arc<Keys> {
+        self.keys.read().expect("keyring").clone()
+    }
+
+    /// Reads the key file again if it changed, looking at most once per [`REFRESH`]
+    /// (`force`: now, whatever its time stamp says).
+    fn refresh(&self, force: bool) {
+        let Some(source) = &self.source else { return };
+        {
+            let mut seen = source.seen.lock().expect("keyring source");
+            let now = Instant::now();
+            if now.duration_since(seen.0) < REFRESH && !force {
+                return;
             }
-            let (id, key) = line.split_once(char::is_whitespace).ok_or_else(|| {
-                crypto(format!(
-                    "{}:{}: expected `<id> <base64 key>`",
-                    path.display(),
-                    n + 1
-                ))
-            })?;
-            let key = base64::engine::general_purpose::STANDARD
-                .decode(key.trim())
-                .map_err(|_| crypto(format!("{}:{}: key is not base64", path.display(), n + 1)))?;
-            keys.push((id.to_string(), key));
+            let stamp = stamp(&source.path);
+            if stamp == seen.1 && !force {
+                seen.0 = now;
+                return;
+            }
+            *seen = (now, stamp);
         }
-        Self::new(keys)
+        match read_file(&source.path).and_then(build) {
+            Ok(keys) => *self.keys.write().expect("keyring") = Arc::new(keys),
+            Err(e) => tracing::warn!(error = %e, "key file unreadable; keeping the keys loaded"),
+        }
+    }
+
+    /// Reads the key file now (keyrings made from a file).
+    pub fn reload(&self) {
+        self.refresh(true);
+    }
+
+    /// The ids of the keys, the sealing one first.
+    pub fn ids(&self) -> Vec<String> {
+        self.current().0.iter().map(|(id, _)| id.clone()).collect()
     }
 
     /// The id of the key that seals new values.
-    pub fn primary_id(&self) -> &str {
-        &self.keys[0].0
+    pub fn primary_id(&self) -> String {
+        self.refresh(false);
+        self.current().0[0].0.clone()
     }
 
     /// Encrypts with the primary key.
     pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
-        let (id, key) = &self.keys[0];
+        self.refresh(false);
+        let keys = self.current();
+        let (id, key) = &keys.0[0];
         let mut nonce = [0u8; NONCE_LEN];
         self.rng
             .fill(&mut nonce)
@@ -149,14 +263,18 @@ impl Keyring {
         let nonce: [u8; NONCE_LEN] = rest[id_len..id_len + NONCE_LEN]
             .try_into()
             .expect("length checked");
-        let key = &self
-            .keys
-            .iter()
-            .find(|(k, _)| k == id)
-            .ok_or_else(|| crypto(format!("value sealed with unknown key {id:?}")))?
-            .1;
+        let find = |keys: &Keys| keys.0.iter().position(|(k, _)| k == id);
+        let mut keys = self.current();
+        if find(&keys).is_none() {
+            // Another process may have rotated the keys.
+            self.refresh(true);
+            keys = self.current();
+        }
+        let n =
+            find(&keys).ok_or_else(|| crypto(format!("value sealed with unknown key {id:?}")))?;
         let mut buf = rest[id_len + NONCE_LEN..].to_vec();
-        let plain = key
+        let plain = keys.0[n]
+            .1
             .open_in_place(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(aad),
@@ -166,11 +284,33 @@ impl Keyring {
         Ok(plain.to_vec())
     }
 
+    /// The same value sealed with the primary key, or `None` if it already is.
+    pub fn reseal(&self, sealed: &[u8], aad: &[u8]) -> Result<Option<Vec<u8>>> {
+        let primary = self.primary_id();
+        if Self::key_id_of(sealed) == Some(primary.as_str()) {
+            return Ok(None);
+        }
+        let plain = self.open(sealed, aad)?;
+        self.seal(&plain, aad).map(Some)
+    }
+
     /// The key id a sealed value names.
     pub fn key_id_of(sealed: &[u8]) -> Option<&str> {
         let id_len = *sealed.get(1)? as usize;
         std::str::from_utf8(sealed.get(2..2 + id_len)?).ok()
     }
+}
+
+/// Replaces a key file by one holding `keys`, through a private temporary file and a rename.
+fn replace_file(path: &Path, keys: &[(String, Vec<u8>)]) -> Result<()> {
+    let text: String = keys
+        .iter()
+        .map(|(id, key)| format!("{id} {}\n", b64().encode(key)))
+        .collect();
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    write_private(&tmp, text.as_bytes())?;
+    std::fs::rename(&tmp, path).map_err(|e| crypto(format!("replacing {}: {e}", path.display())))
 }
 
 /// Writes a file readable by its owner only.
@@ -235,5 +375,39 @@ mod tests {
         let again = Keyring::load_or_create(&path).unwrap();
         let sealed = ring.seal(b"v", b"").unwrap();
         assert_eq!(again.open(&sealed, b"").unwrap(), b"v");
+    }
+
+    #[test]
+    fn a_rotated_key_file_is_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys");
+        let ring = Keyring::load_or_create(&path).unwrap();
+        let old = ring.seal(b"old", b"x").unwrap();
+        let k2 = Keyring::add_primary(&path).unwrap();
+        assert_eq!(k2, "k2");
+        // Another process seals with the new key: this one opens it at once.
+        let other = Keyring::load(&path).unwrap();
+        assert_eq!(other.primary_id(), "k2");
+        let new = other.seal(b"new", b"x").unwrap();
+        assert_eq!(ring.open(&new, b"x").unwrap(), b"new");
+        assert_eq!(ring.primary_id(), "k2", "opening reloaded the file");
+        // Resealing moves a value to the primary key.
+        let moved = ring.reseal(&old, b"x").unwrap().unwrap();
+        assert_eq!(Keyring::key_id_of(&moved), Some("k2"));
+        assert_eq!(ring.open(&moved, b"x").unwrap(), b"old");
+        assert!(ring.reseal(&moved, b"x").unwrap().is_none());
+        // Dropping the old key: what it sealed no longer opens; the primary stays.
+        assert_eq!(Keyring::retain(&path, &[]).unwrap(), vec!["k1".to_string()]);
+        let fresh = Keyring::load(&path).unwrap();
+        assert_eq!(fresh.ids(), vec!["k2".to_string()]);
+        assert!(fresh.open(&old, b"x").is_err());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
     }
 }

@@ -35,7 +35,7 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// Identifies an object.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ObjectKey {
     /// Logical cluster (`""` is the hub).
     pub cluster: String,
@@ -390,6 +390,47 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// The backend's name, for logs and benchmarks.
     fn backend(&self) -> &'static str;
+
+    /// Seals every stored Secret, in objects and in the outbox, with the keyring's primary
+    /// key (after a rotation). Values changed meanwhile are left to their writer, and found
+    /// by [`Store::sealed_keys`]. Nothing is at rest in the memory store: nothing to do.
+    async fn reseal(&self) -> Result<Resealed> {
+        Ok(Resealed::default())
+    }
+
+    /// How many stored values (objects and outbox) each key id seals.
+    async fn sealed_keys(&self) -> Result<BTreeMap<String, u64>> {
+        Ok(BTreeMap::new())
+    }
+}
+
+/// What [`Store::reseal`] rewrote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Resealed {
+    /// Objects (Secrets) sealed again.
+    pub objects: u64,
+    /// Outbox events sealed again.
+    pub events: u64,
+}
+
+/// Rows read per page when resealing.
+const RESEAL_PAGE: i64 = 256;
+
+/// A sealed value of `key` sealed with the primary key, or `None` if it already is.
+fn reseal_value(
+    keyring: Option<&Keyring>,
+    key: &ObjectKey,
+    sealed: &[u8],
+) -> Result<Option<Vec<u8>>> {
+    let keyring = keyring
+        .ok_or_else(|| StoreError::Crypto("no encryption key configured for Secrets".into()))?;
+    keyring.reseal(sealed, aad(key).as_bytes())
+}
+
+/// Counts a sealed value's key id (its first bytes are enough).
+fn count_key(counts: &mut BTreeMap<String, u64>, prefix: &[u8]) {
+    let id = Keyring::key_id_of(prefix).unwrap_or("(unreadable)");
+    *counts.entry(id.to_string()).or_default() += 1;
 }
 
 /// Opens a store from a URL: `sqlite://path`, `postgres://…`, `memory://`.

@@ -24,8 +24,8 @@ use tokio::sync::Mutex;
 
 use crate::{
     ChangeEvent, EventType, Keyring, ListPage, ListQuery, MetaField, ObjectKey, OutboxEvent,
-    OutboxState, Result, Retention, Role, Store, StoreError, Stored, labels_of, raw_object, seal,
-    unseal,
+    OutboxState, RESEAL_PAGE, Resealed, Result, Retention, Role, Store, StoreError, Stored,
+    count_key, labels_of, raw_object, reseal_value, seal, unseal,
 };
 
 /// How long a computed watermark is reused by lists.
@@ -610,5 +610,100 @@ impl Store for PostgresStore {
 
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+
+    async fn reseal(&self) -> Result<Resealed> {
+        let keyring = self.keyring.as_deref();
+        // Seal with the file's first key as it is now.
+        keyring.inspect(|k| k.reload());
+        let mut done = Resealed::default();
+        let key = |r: &sqlx::postgres::PgRow| ObjectKey {
+            cluster: r.get("cluster"),
+            resource: r.get("resource"),
+            namespace: r.get("namespace"),
+            name: r.get("name"),
+        };
+        // Objects, in primary-key order; a value is replaced only if its object is unchanged.
+        let mut after = ObjectKey::default();
+        loop {
+            let rows = sqlx::query(
+                "SELECT cluster, resource, namespace, name, rv, sealed FROM objects \
+                 WHERE sealed IS NOT NULL AND (cluster, resource, namespace, name) > ($1, $2, $3, $4) \
+                 ORDER BY cluster, resource, namespace, name LIMIT $5",
+            )
+            .bind(&after.cluster)
+            .bind(&after.resource)
+            .bind(&after.namespace)
+            .bind(&after.name)
+            .bind(RESEAL_PAGE)
+            .fetch_all(&self.pool)
+            .await?;
+            let Some(last) = rows.last() else { break };
+            after = key(last);
+            let mut tx = self.pool.begin().await?;
+            for r in &rows {
+                let k = key(r);
+                let Some(new) = reseal_value(keyring, &k, r.get("sealed"))? else {
+                    continue;
+                };
+                let updated = sqlx::query(
+                    "UPDATE objects SET sealed = $1 WHERE cluster = $2 AND resource = $3 \
+                     AND namespace = $4 AND name = $5 AND rv = $6",
+                )
+                .bind(new)
+                .bind(&k.cluster)
+                .bind(&k.resource)
+                .bind(&k.namespace)
+                .bind(&k.name)
+                .bind(r.get::<i64, _>("rv"))
+                .execute(&mut *tx)
+                .await?;
+                done.objects += updated.rows_affected();
+            }
+            tx.commit().await?;
+        }
+        // The outbox: events never change, so only compaction can race (and then it wins).
+        let mut after = 0i64;
+        loop {
+            let rows = sqlx::query(
+                "SELECT rv, cluster, resource, namespace, name, sealed FROM events \
+                 WHERE sealed IS NOT NULL AND rv > $1 ORDER BY rv LIMIT $2",
+            )
+            .bind(after)
+            .bind(RESEAL_PAGE)
+            .fetch_all(&self.pool)
+            .await?;
+            let Some(last) = rows.last() else { break };
+            after = last.get("rv");
+            let mut tx = self.pool.begin().await?;
+            for r in &rows {
+                let Some(new) = reseal_value(keyring, &key(r), r.get("sealed"))? else {
+                    continue;
+                };
+                let updated = sqlx::query("UPDATE events SET sealed = $1 WHERE rv = $2")
+                    .bind(new)
+                    .bind(r.get::<i64, _>("rv"))
+                    .execute(&mut *tx)
+                    .await?;
+                done.events += updated.rows_affected();
+            }
+            tx.commit().await?;
+        }
+        Ok(done)
+    }
+
+    async fn sealed_keys(&self) -> Result<BTreeMap<String, u64>> {
+        use futures::TryStreamExt as _;
+        let mut counts = BTreeMap::new();
+        for sql in [
+            "SELECT substring(sealed from 1 for 260) AS head FROM objects WHERE sealed IS NOT NULL",
+            "SELECT substring(sealed from 1 for 260) AS head FROM events WHERE sealed IS NOT NULL",
+        ] {
+            let mut rows = sqlx::query(sql).fetch(&self.pool);
+            while let Some(r) = rows.try_next().await? {
+                count_key(&mut counts, r.get::<&[u8], _>("head"));
+            }
+        }
+        Ok(counts)
     }
 }

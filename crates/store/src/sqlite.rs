@@ -18,7 +18,8 @@ use writer::{Done, Op, Writer};
 
 use crate::{
     ChangeEvent, EventType, Keyring, ListPage, ListQuery, MetaField, ObjectKey, OutboxEvent,
-    OutboxState, Result, Retention, Store, StoreError, Stored, labels_of, raw_object, seal, unseal,
+    OutboxState, RESEAL_PAGE, Resealed, Result, Retention, Store, StoreError, Stored, count_key,
+    labels_of, raw_object, reseal_value, seal, unseal,
 };
 
 /// SQLite-backed store.
@@ -427,5 +428,79 @@ impl Store for SqliteStore {
 
     fn backend(&self) -> &'static str {
         "sqlite"
+    }
+
+    async fn reseal(&self) -> Result<Resealed> {
+        let keyring = self.keyring.as_deref();
+        // Seal with the file's first key as it is now.
+        keyring.inspect(|k| k.reload());
+        let mut done = Resealed::default();
+        let key = |r: &sqlx::sqlite::SqliteRow| ObjectKey {
+            cluster: r.get("cluster"),
+            resource: r.get("resource"),
+            namespace: r.get("namespace"),
+            name: r.get("name"),
+        };
+        for table in ["objects", "events"] {
+            let (cursor, sql) = if table == "objects" {
+                (
+                    "id",
+                    "SELECT id, rv, cluster, resource, namespace, name, sealed FROM objects WHERE sealed IS NOT NULL AND id > ? ORDER BY id LIMIT ?",
+                )
+            } else {
+                (
+                    "rv",
+                    "SELECT rv, cluster, resource, namespace, name, sealed FROM events WHERE sealed IS NOT NULL AND rv > ? ORDER BY rv LIMIT ?",
+                )
+            };
+            let mut after = 0i64;
+            loop {
+                let rows = sqlx::query(sql)
+                    .bind(after)
+                    .bind(RESEAL_PAGE)
+                    .fetch_all(&self.readers)
+                    .await?;
+                let Some(last) = rows.last() else { break };
+                after = last.get(cursor);
+                let (mut objects, mut events) = (Vec::new(), Vec::new());
+                for r in &rows {
+                    let sealed: Vec<u8> = r.get("sealed");
+                    let Some(new) = reseal_value(keyring, &key(r), &sealed)? else {
+                        continue;
+                    };
+                    if table == "objects" {
+                        objects.push((r.get("id"), r.get("rv"), new));
+                    } else {
+                        events.push((r.get("rv"), new));
+                    }
+                }
+                if objects.is_empty() && events.is_empty() {
+                    continue;
+                }
+                match self.writer.write(Op::Reseal { objects, events }).await? {
+                    Done::Resealed(o, e) => {
+                        done.objects += o;
+                        done.events += e;
+                    }
+                    _ => return Err(StoreError::WriteFailed("unexpected writer reply".into())),
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    async fn sealed_keys(&self) -> Result<std::collections::BTreeMap<String, u64>> {
+        use futures::TryStreamExt as _;
+        let mut counts = std::collections::BTreeMap::new();
+        for sql in [
+            "SELECT substr(sealed, 1, 260) AS head FROM objects WHERE sealed IS NOT NULL",
+            "SELECT substr(sealed, 1, 260) AS head FROM events WHERE sealed IS NOT NULL",
+        ] {
+            let mut rows = sqlx::query(sql).fetch(&self.readers);
+            while let Some(r) = rows.try_next().await? {
+                count_key(&mut counts, r.get::<&[u8], _>("head"));
+            }
+        }
+        Ok(counts)
     }
 }

@@ -180,3 +180,64 @@ async fn postgres_watermark_waits_for_the_newest_open_transaction() {
     assert!(after >= rv as u64 && rv as u64 > before);
     db.drop_db().await;
 }
+
+/// A rotation as `syncsets rotate-keys` does it, on one store: a new key first in the file,
+/// every sealed value (objects and outbox) moved to it, the old key no longer needed.
+async fn keys_rotate(store: &dyn Store, file: &std::path::Path) {
+    churn_secret(store).await;
+    let before = store.sealed_keys().await.unwrap();
+    assert_eq!(before.keys().collect::<Vec<_>>(), ["k1"]);
+    let total: u64 = before.values().sum();
+    assert!(
+        total >= 4,
+        "objects and outbox both hold sealed values: {before:?}"
+    );
+
+    assert_eq!(Keyring::add_primary(file).unwrap(), "k2");
+    let done = store.reseal().await.unwrap();
+    assert_eq!(done.objects, 1, "the Secret that stays");
+    assert_eq!(done.objects + done.events, total);
+    assert_eq!(
+        store.sealed_keys().await.unwrap(),
+        [("k2".to_string(), total)].into()
+    );
+    assert_eq!(store.reseal().await.unwrap().objects, 0, "nothing left");
+
+    // Without the old key, everything still opens.
+    Keyring::retain(file, &[]).unwrap();
+    let key = ObjectKey::new("", "secrets", "fleet", "kept");
+    let kept = store.get(&key).await.unwrap().unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(MARKER);
+    assert_eq!(kept.object["data"]["token"], json!(b64));
+    let events = store.events_after(0, 100).await.unwrap();
+    assert!(events.iter().any(|e| e.key.resource == "secrets"));
+    let only_new = Keyring::load(file).unwrap();
+    assert_eq!(only_new.ids(), ["k2"]);
+}
+
+fn key_file(dir: &std::path::Path) -> (std::path::PathBuf, Arc<Keyring>) {
+    let file = dir.join("encryption.keys");
+    let ring = Arc::new(Keyring::load_or_create(&file).unwrap());
+    (file, ring)
+}
+
+#[tokio::test]
+async fn sqlite_keys_rotate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, ring) = key_file(dir.path());
+    let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
+    let store = SqliteStore::open(&url, Some(ring)).await.unwrap();
+    keys_rotate(&store, &file).await;
+}
+
+#[tokio::test]
+async fn postgres_keys_rotate() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (file, ring) = key_file(dir.path());
+    let store = PostgresStore::open(&db.url, Some(ring)).await.unwrap();
+    keys_rotate(&store, &file).await;
+    db.drop_db().await;
+}

@@ -8,5 +8,6 @@ pub mod demo;
 pub mod fleet_sim;
 pub mod migrate;
 pub mod resync;
+pub mod rotate_keys;
 pub mod serve;
 pub mod status;

@@ -41,6 +41,12 @@ pub(super) enum Op {
     MarkPublished(u64),
     /// Removes published events created before `cutoff_ms` or beyond the newest `max_events`.
     Compact { cutoff_ms: i64, max_events: u64 },
+    /// Replaces sealed values: objects `(id, rv it must still have, value)` and events
+    /// `(rv, value)`. Does not change any resourceVersion.
+    Reseal {
+        objects: Vec<(i64, i64, Vec<u8>)>,
+        events: Vec<(i64, Vec<u8>)>,
+    },
 }
 
 /// What a committed write did.
@@ -55,6 +61,8 @@ pub(super) enum Done {
     },
     /// The relay's position after an outbox operation.
     Outbox(OutboxState),
+    /// Rows resealed: objects, events.
+    Resealed(u64, u64),
 }
 
 /// Events removed by one compaction at most, so that it never holds up writers for long.
@@ -375,6 +383,27 @@ async fn apply(
                 .execute(&mut *tx)
                 .await?;
             Ok(Ok(Done::Outbox(outbox_state(tx).await?)))
+        }
+        Op::Reseal { objects, events } => {
+            let mut done = (0, 0);
+            for (id, expected, sealed) in objects {
+                let r = sqlx::query("UPDATE objects SET sealed = ? WHERE id = ? AND rv = ?")
+                    .bind(sealed)
+                    .bind(id)
+                    .bind(expected)
+                    .execute(&mut *tx)
+                    .await?;
+                done.0 += r.rows_affected();
+            }
+            for (rv, sealed) in events {
+                let r = sqlx::query("UPDATE events SET sealed = ? WHERE rv = ?")
+                    .bind(sealed)
+                    .bind(rv)
+                    .execute(&mut *tx)
+                    .await?;
+                done.1 += r.rows_affected();
+            }
+            Ok(Ok(Done::Resealed(done.0, done.1)))
         }
         Op::Compact {
             cutoff_ms,
