@@ -288,6 +288,11 @@ impl ApiError {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", m)
             }
             MachineryError::Forbidden(m) => Self::forbidden(kind, name, &m),
+            MachineryError::TooLarge(m) => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestEntityTooLarge",
+                format!("Request entity too large: {m}"),
+            ),
         }
     }
 

@@ -48,11 +48,15 @@ pub enum Route {
     Other(String),
 }
 
+/// A path segment, percent-decoded; control characters (NUL included) are no part of any
+/// name, and PostgreSQL text cannot hold NUL.
 fn decode(seg: &str) -> ApiResult<String> {
     percent_encoding::percent_decode_str(seg)
         .decode_utf8()
+        .ok()
+        .filter(|s| !s.chars().any(char::is_control))
         .map(|s| s.into_owned())
-        .map_err(|_| ApiError::bad_request(format!("invalid path segment {seg:?}")))
+        .ok_or_else(|| ApiError::bad_request(format!("invalid path segment {seg:?}")))
 }
 
 /// Splits `/clusters/{name}` off a path.
@@ -218,6 +222,11 @@ impl Query {
             .into_owned()
             .collect();
         for (k, v) in pairs {
+            if v.contains('\0') {
+                return Err(ApiError::bad_request(format!(
+                    "invalid value for {k}: NUL character"
+                )));
+            }
             match k.as_str() {
                 "labelSelector" => q.label_selector = v,
                 "fieldSelector" => q.field_selector = v,

@@ -33,9 +33,17 @@ pub fn json(bytes: &[u8]) -> Result<Decoded, String> {
     })
 }
 
+/// Deepest nesting accepted in a body, as serde_json's limit for JSON.
+const MAX_DEPTH: usize = 128;
+
 /// Decodes one YAML document (a JSON document is valid YAML).
 pub fn yaml(bytes: &[u8]) -> Result<Decoded, String> {
     let text = std::str::from_utf8(bytes).map_err(|e| format!("invalid UTF-8: {e}"))?;
+    // The YAML parser takes time quadratic in the nesting of flow collections (100,000
+    // levels: most of a minute), so deep nesting is refused before it parses.
+    if flow_depth(text) > MAX_DEPTH {
+        return Err(format!("exceeded max depth of {MAX_DEPTH}"));
+    }
     let dups = RefCell::new(Vec::new());
     let value = ValueSeed {
         path: String::new(),
@@ -43,13 +51,62 @@ pub fn yaml(bytes: &[u8]) -> Result<Decoded, String> {
     }
     .deserialize(serde_norway::Deserializer::from_str(text))
     .map_err(|e| e.to_string())?;
-    if depth(&value) > 128 {
-        return Err("exceeded max depth of 128".into());
+    if depth(&value) > MAX_DEPTH {
+        return Err(format!("exceeded max depth of {MAX_DEPTH}"));
     }
     Ok(Decoded {
         value,
         duplicates: dups.into_inner(),
     })
+}
+
+/// The deepest nesting of `[` and `{` in YAML text, outside quotes and comments (an upper
+/// bound: brackets inside plain scalars count too, which only matters past the limit).
+fn flow_depth(text: &str) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    let mut chars = text.chars().peekable();
+    let mut prev = '\n';
+    while let Some(c) = chars.next() {
+        match c {
+            '[' | '{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            ']' | '}' => depth = depth.saturating_sub(1),
+            '"' => {
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+            }
+            '\'' => {
+                while let Some(c) = chars.next() {
+                    if c == '\'' {
+                        if chars.peek() == Some(&'\'') {
+                            chars.next();
+                        } else {
+                            break;
+                        }
+                    }
+                }
+            }
+            '#' if prev.is_whitespace() => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            _ => {}
+        }
+        prev = c;
+    }
+    max
 }
 
 fn depth(v: &Value) -> usize {
@@ -167,5 +224,29 @@ mod tests {
         );
         assert!(yaml(b"a: 1\n---\nb: 2\n").is_err());
         assert_eq!(yaml(b"a: {b: [1, 2]}").unwrap().value["a"]["b"][1], 2);
+    }
+
+    #[test]
+    fn deep_yaml_is_refused_before_parsing() {
+        let deep = format!("a: {}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(
+            yaml(deep.as_bytes()).unwrap_err(),
+            "exceeded max depth of 128"
+        );
+        // Brackets in quotes and comments are text.
+        let quoted = format!(
+            "a: \"{}\"\nb: '{}'\n# {}\nc: [1]\n",
+            "[".repeat(500),
+            "{".repeat(500),
+            "[".repeat(500)
+        );
+        assert_eq!(yaml(quoted.as_bytes()).unwrap().value["c"][0], 1);
+        // Block nesting as deep as a body can hold parses and is refused by depth.
+        let mut block = String::new();
+        for level in 0..2_000 {
+            block.push_str(&" ".repeat(level));
+            block.push_str("a:\n");
+        }
+        assert!(yaml(block.as_bytes()).is_err());
     }
 }

@@ -221,6 +221,9 @@ pub enum Error {
     /// The request is not allowed (403).
     #[error("{0}")]
     Forbidden(String),
+    /// The request asks for more work than is allowed (413).
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 /// Result with the machinery's error.

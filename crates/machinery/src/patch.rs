@@ -12,10 +12,19 @@ use serde_json::{Map, Value};
 use crate::errors::{Error, Result};
 use crate::schema::{ListType, Schema};
 
+/// Operations one JSON patch may hold (kube-apiserver's limit).
+pub const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
+
 /// Applies an RFC 6902 JSON patch.
 pub fn json_patch(doc: &Value, patch: &[u8]) -> Result<Value> {
     let ops: json_patch::Patch =
         serde_json::from_slice(patch).map_err(|e| Error::BadRequest(e.to_string()))?;
+    if ops.0.len() > MAX_JSON_PATCH_OPERATIONS {
+        return Err(Error::TooLarge(format!(
+            "The allowed operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, but found {}",
+            ops.0.len()
+        )));
+    }
     let mut out = doc.clone();
     json_patch::patch(&mut out, &ops).map_err(|e| Error::Unprocessable(e.to_string()))?;
     Ok(out)
