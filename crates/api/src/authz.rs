@@ -43,13 +43,33 @@ pub fn is_rbac(resource: &str) -> bool {
 /// one of them changes (on this replica at once; on others when the change event arrives).
 #[derive(Debug, Default)]
 pub struct RbacCache {
-    policies: Mutex<HashMap<String, Arc<Policy>>>,
+    policies: Mutex<Policies>,
 }
+
+#[derive(Debug, Default)]
+struct Policies {
+    by_cluster: HashMap<String, Arc<Policy>>,
+    /// Bumped by every invalidation: a policy built from reads that an invalidation
+    /// overtook is not kept.
+    generation: u64,
+}
+
+/// Policies kept at most (requests can name any logical cluster).
+const CACHED_POLICIES: usize = 4096;
 
 impl RbacCache {
     /// Forgets a cluster's policy.
     pub fn invalidate(&self, cluster: &str) {
-        self.policies.lock().expect("rbac cache").remove(cluster);
+        let mut p = self.policies.lock().expect("rbac cache");
+        p.generation += 1;
+        p.by_cluster.remove(cluster);
+    }
+
+    /// Forgets every policy.
+    pub fn clear(&self) {
+        let mut p = self.policies.lock().expect("rbac cache");
+        p.generation += 1;
+        p.by_cluster.clear();
     }
 
     /// A cluster's policy.
@@ -58,9 +78,13 @@ impl RbacCache {
         store: &dyn Store,
         cluster: &str,
     ) -> Result<Arc<Policy>, StoreError> {
-        if let Some(p) = self.policies.lock().expect("rbac cache").get(cluster) {
-            return Ok(p.clone());
-        }
+        let generation = {
+            let p = self.policies.lock().expect("rbac cache");
+            if let Some(policy) = p.by_cluster.get(cluster) {
+                return Ok(policy.clone());
+            }
+            p.generation
+        };
         let mut lists: Vec<Vec<Value>> = Vec::new();
         for resource in RBAC_RESOURCES {
             let q = ListQuery {
@@ -77,10 +101,13 @@ impl RbacCache {
             );
         }
         let policy = Arc::new(Policy::new(&lists[0], &lists[1], &lists[2], &lists[3]));
-        self.policies
-            .lock()
-            .expect("rbac cache")
-            .insert(cluster.to_string(), policy.clone());
+        let mut p = self.policies.lock().expect("rbac cache");
+        if p.generation == generation {
+            if p.by_cluster.len() >= CACHED_POLICIES {
+                p.by_cluster.clear();
+            }
+            p.by_cluster.insert(cluster.to_string(), policy.clone());
+        }
         Ok(policy)
     }
 }
@@ -93,11 +120,20 @@ pub fn attributes(method: &Method, path: &str, query: Option<&str>) -> Attribute
         path: Some(path.to_string()),
         ..Attributes::default()
     };
-    let parts: Vec<&str> = path
-        .trim_matches('/')
+    // Segments as routing reads them: percent-decoded, empty ones kept (routing refuses
+    // those, so they can never be authorized as one thing and served as another).
+    let decoded: Vec<String> = path
+        .trim_start_matches('/')
+        .strip_suffix('/')
+        .unwrap_or(path.trim_start_matches('/'))
         .split('/')
-        .filter(|p| !p.is_empty())
+        .map(|p| {
+            percent_encoding::percent_decode_str(p)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
         .collect();
+    let parts: Vec<&str> = decoded.iter().map(String::as_str).collect();
     if parts.len() < 3
         || !matches!(parts[0], "api" | "apis")
         || (parts[0] == "apis" && parts.len() < 4)
@@ -131,19 +167,14 @@ pub fn attributes(method: &Method, path: &str, query: Option<&str>) -> Attribute
     }
     let at = |i: usize| rest.get(i).copied().unwrap_or_default().to_string();
     let (resource, mut name, subresource) = (at(0), at(1), at(2));
-    let pairs: Vec<(String, String)> =
-        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-            .into_owned()
-            .collect();
+    // The query as the handlers read it (a query they refuse is refused whatever this says).
+    let q = crate::request::Query::parse(query).unwrap_or_default();
     if name.is_empty() && verb == "get" {
-        let watching = pairs
-            .iter()
-            .any(|(k, v)| k == "watch" && v != "false" && v != "0");
-        verb = if watching { "watch" } else { "list" }.into();
+        verb = if q.watch { "watch" } else { "list" }.into();
     }
     if name.is_empty() && matches!(verb.as_str(), "list" | "watch") {
         // A field selector on exactly one name authorizes as that name.
-        if let Some((_, selector)) = pairs.iter().find(|(k, _)| k == "fieldSelector") {
+        if let Some(selector) = Some(&q.field_selector).filter(|s| !s.is_empty()) {
             let one = selector
                 .strip_prefix("metadata.name==")
                 .or_else(|| selector.strip_prefix("metadata.name="));
@@ -405,12 +436,24 @@ pub(crate) async fn check_escalation(ctx: &Ctx, obj: &Value) -> ApiResult<()> {
         if allowed_to("escalate", &ctx.kind.plural, &name) {
             return Ok(());
         }
-        obj["rules"]
+        let mut rules: Vec<Rule> = obj["rules"]
             .as_array()
             .into_iter()
             .flatten()
             .map(Rule::from_value)
-            .collect()
+            .collect();
+        // An aggregating ClusterRole takes the rules of whatever its selectors match (the
+        // bootstrap cluster-admin included): as in Kubernetes, only full authority may write
+        // one.
+        if !obj["aggregationRule"].is_null() {
+            rules.push(Rule::from_value(
+                &json!({"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}),
+            ));
+            rules.push(Rule::from_value(
+                &json!({"verbs": ["*"], "nonResourceURLs": ["*"]}),
+            ));
+        }
+        rules
     };
     let held = policy.rules_for(user, &namespace);
     let missing: Vec<String> = granted

@@ -204,6 +204,8 @@ async fn run(
             // that its client re-watches (and gets 410 Gone if its version is too old).
             tracing::warn!(from, "change events were compacted before this replica read them; closing watches");
             subs.lock().expect("hub lock").clear();
+            // RBAC changes may be among the lost events.
+            rbac.clear();
         }
     })
     .await;

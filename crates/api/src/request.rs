@@ -7,8 +7,6 @@
 //!      …/namespaces/{ns}/{resource}[/{name}[/{subresource}]]
 //! ```
 
-use std::collections::HashMap;
-
 use crate::error::{ApiError, ApiResult};
 
 /// What a resource path names.
@@ -74,8 +72,13 @@ pub fn split_cluster(path: &str) -> ApiResult<(String, String)> {
 
 /// Classifies a path (without cluster prefix).
 pub fn route(cluster: &str, path: &str) -> ApiResult<Route> {
-    let trimmed = path.trim_end_matches('/');
+    let trimmed = path.strip_suffix('/').unwrap_or(path);
     let segs: Vec<&str> = trimmed.split('/').skip(1).collect();
+    // `/apis//v1/…` is no group's path: an empty segment names nothing (and authorization
+    // must never read such a path differently from routing).
+    if matches!(segs.first(), Some(&"api" | &"apis")) && segs.iter().any(|s| s.is_empty()) {
+        return Err(ApiError::no_route());
+    }
     let (group, version, rest, core) = match segs.as_slice() {
         ["api"] => {
             return Ok(Route::Discovery {
@@ -218,8 +221,12 @@ impl Query {
     pub fn parse(raw: Option<&str>) -> ApiResult<Self> {
         let mut q = Query::default();
         let Some(raw) = raw else { return Ok(q) };
-        let pairs: HashMap<String, String> = url::form_urlencoded::parse(raw.as_bytes())
+        // The first value of a repeated parameter counts, as Go's `url.Values.Get` reads it
+        // (and as authorization reads it).
+        let mut seen = std::collections::HashSet::new();
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(raw.as_bytes())
             .into_owned()
+            .filter(|(k, _)| seen.insert(k.clone()))
             .collect();
         for (k, v) in pairs {
             if v.contains('\0') {

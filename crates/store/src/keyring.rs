@@ -184,21 +184,23 @@ impl Keyring {
     /// (`force`: now, whatever its time stamp says).
     fn refresh(&self, force: bool) {
         let Some(source) = &self.source else { return };
-        {
-            let mut seen = source.seen.lock().expect("keyring source");
-            let now = Instant::now();
-            if now.duration_since(seen.0) < REFRESH && !force {
-                return;
-            }
-            let stamp = stamp(&source.path);
-            if stamp == seen.1 && !force {
-                seen.0 = now;
-                return;
-            }
-            *seen = (now, stamp);
+        // Held across look, read and swap, so two refreshes never install keys out of order.
+        let mut seen = source.seen.lock().expect("keyring source");
+        let now = Instant::now();
+        if now.duration_since(seen.0) < REFRESH && !force {
+            return;
+        }
+        seen.0 = now;
+        let stamp = stamp(&source.path);
+        if stamp == seen.1 && !force {
+            return;
         }
         match read_file(&source.path).and_then(build) {
-            Ok(keys) => *self.keys.write().expect("keyring") = Arc::new(keys),
+            Ok(keys) => {
+                *self.keys.write().expect("keyring") = Arc::new(keys);
+                // Only a file read whole counts as seen; a failed read is tried again.
+                seen.1 = stamp;
+            }
             Err(e) => tracing::warn!(error = %e, "key file unreadable; keeping the keys loaded"),
         }
     }
@@ -310,7 +312,16 @@ fn replace_file(path: &Path, keys: &[(String, Vec<u8>)]) -> Result<()> {
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     write_private(&tmp, text.as_bytes())?;
-    std::fs::rename(&tmp, path).map_err(|e| crypto(format!("replacing {}: {e}", path.display())))
+    std::fs::rename(&tmp, path)
+        .map_err(|e| crypto(format!("replacing {}: {e}", path.display())))?;
+    // The rename itself must survive a crash: servers may seal with the new key at once.
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| crypto(format!("syncing {}: {e}", dir.display())))
 }
 
 /// Writes a file readable by its owner only.

@@ -47,7 +47,6 @@ pub async fn run(args: RotateKeysArgs) -> anyhow::Result<()> {
             path.display()
         );
     }
-    let changed = std::time::Instant::now();
     if !args.reseal_only {
         let id = Keyring::add_primary(&path)
             .with_context(|| format!("adding a key to {}", path.display()))?;
@@ -61,8 +60,12 @@ pub async fn run(args: RotateKeysArgs) -> anyhow::Result<()> {
         redact(&args.store.url()?)
     );
     // Before an old key is dropped, every server must have moved to the new one (they look
-    // at the file every REFRESH) and what they sealed before must have been found.
-    let settled = || args.reseal_only || !args.drop_old || changed.elapsed() > 2 * REFRESH;
+    // at the file every REFRESH) and what they sealed before must have been found: the file
+    // must have been as it is for a while (whoever changed it, this command or an operator).
+    let changed = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .with_context(|| format!("reading {}", path.display()))?;
+    let settled = || !args.drop_old || changed.elapsed().is_ok_and(|age| age > 2 * REFRESH);
     let mut left;
     let mut pass = 0;
     loop {
