@@ -186,6 +186,14 @@ fn client_of(request: &Request) -> (String, bool) {
 }
 
 fn is_watch(request: &Request) -> bool {
+    // Only a GET naming `watch` in its path or query (maybe percent-encoded) can be one:
+    // the others skip the parse.
+    let uri = request.uri();
+    let may_name = |s: &str| s.contains("watch") || s.contains('%');
+    let named = may_name(uri.path()) || uri.query().is_some_and(may_name);
+    if request.method() != axum::http::Method::GET || !named {
+        return false;
+    }
     let Ok((_, path)) = crate::request::split_cluster(request.uri().path()) else {
         return false;
     };
