@@ -148,6 +148,7 @@ impl Keyring {
     /// Puts a new random key first in a key file (atomically, mode 0600) and returns its id;
     /// the others stay, to open what they sealed.
     pub fn add_primary(path: &Path) -> Result<String> {
+        let _lock = lock_file(path)?;
         let keys = read_file(path)?;
         let next = keys
             .iter()
@@ -165,6 +166,7 @@ impl Keyring {
 
     /// Removes from a key file every key but `keep` (atomically). The first key stays first.
     pub fn retain(path: &Path, keep: &[String]) -> Result<Vec<String>> {
+        let _lock = lock_file(path)?;
         let keys = read_file(path)?;
         let (kept, dropped): (Vec<_>, Vec<_>) = keys
             .into_iter()
@@ -301,6 +303,21 @@ impl Keyring {
         let id_len = *sealed.get(1)? as usize;
         std::str::from_utf8(sealed.get(2..2 + id_len)?).ok()
     }
+}
+
+/// Holds an exclusive lock beside a key file while it is read, changed and replaced, so
+/// that two rotations at once cannot lose a key (released when dropped).
+fn lock_file(path: &Path) -> Result<std::fs::File> {
+    let lock = path.with_extension("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock)
+        .map_err(|e| crypto(format!("opening {}: {e}", lock.display())))?;
+    file.lock()
+        .map_err(|e| crypto(format!("locking {}: {e}", lock.display())))?;
+    Ok(file)
 }
 
 /// Replaces a key file by one holding `keys`, through a private temporary file and a rename.
