@@ -53,8 +53,8 @@ fn json_case(method: &'static str, target: impl Into<String>, body: &Value) -> C
     with(method, target, "application/json", body.to_string())
 }
 
-/// Sends a request as raw bytes; (status, body).
-fn send(base: &str, c: &Case) -> (u16, Vec<u8>) {
+/// Sends a request as raw bytes (with a bearer token when given); (status, body).
+fn send(base: &str, token: Option<&str>, c: &Case) -> (u16, Vec<u8>) {
     let addr = base.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
     stream
@@ -66,6 +66,9 @@ fn send(base: &str, c: &Case) -> (u16, Vec<u8>) {
         c.target,
         c.body.len()
     );
+    if let Some(token) = token {
+        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
     if let Some(ct) = c.content_type {
         head.push_str(&format!("Content-Type: {ct}\r\n"));
     }
@@ -613,6 +616,7 @@ async fn corpus_changes_nothing(app: &TestApp) {
     let objects_before = app.get(CM).await.body["items"].clone();
 
     let base = app.base.clone();
+    let token = app.token.clone();
     let cases = corpus();
     let n = cases.len();
     let results = tokio::task::spawn_blocking(move || {
@@ -620,7 +624,7 @@ async fn corpus_changes_nothing(app: &TestApp) {
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                let (status, body) = send(&base, c);
+                let (status, body) = send(&base, token.as_deref(), c);
                 (
                     format!(
                         "#{i} {} {} ({:?}, {} bytes)",
@@ -684,3 +688,15 @@ async fn corpus_changes_nothing(app: &TestApp) {
 }
 
 per_backend!(corpus_changes_nothing);
+
+/// The corpus through authentication, limits and RBAC too (as a member of system:masters,
+/// so that every request reaches its handler).
+#[tokio::test]
+async fn corpus_changes_nothing_with_authorization() {
+    let app = TestApp::sqlite_as("t-root,root,1,system:masters").await;
+    let base = app.base.clone();
+    let anonymous = tokio::task::spawn_blocking(move || send(&base, None, &case("GET", CM)).0);
+    assert_eq!(anonymous.await.unwrap(), 401, "authentication is on");
+    corpus_changes_nothing(&app).await;
+    app.stop().await;
+}

@@ -22,6 +22,8 @@ pub struct TestApp {
     /// The server's state (store, registry).
     pub state: Arc<AppState>,
     client: reqwest::Client,
+    /// The bearer token every request carries (servers with authentication).
+    pub token: Option<String>,
     shutdown: Option<oneshot::Sender<()>>,
     db: Option<TestDb>,
     _dir: tempfile::TempDir,
@@ -42,10 +44,25 @@ pub struct Reply {
 
 impl TestApp {
     async fn start(url: &str, db: Option<TestDb>, dir: tempfile::TempDir) -> Self {
+        Self::start_as(url, db, dir, None).await
+    }
+
+    /// A server with authentication (and so RBAC and rate limits), called as the user of
+    /// `token_line` (a `--token-auth-file` line, whose first field is the token).
+    async fn start_as(
+        url: &str,
+        db: Option<TestDb>,
+        dir: tempfile::TempDir,
+        token_line: Option<&str>,
+    ) -> Self {
         let keyring = Arc::new(Keyring::new(vec![("k1".into(), vec![3; 32])]).unwrap());
         let store = syncsets_store::open(url, Some(keyring)).await.unwrap();
+        let authenticator = token_line.map(|line| {
+            Arc::new(syncsets_api::authn::Authenticator::from_token_file(line).unwrap())
+        });
         let config = Config {
             bookmark_interval: std::time::Duration::from_millis(300),
+            authenticator,
             ..Config::default()
         };
         let state = AppState::new(store, config).await.unwrap();
@@ -59,6 +76,7 @@ impl TestApp {
             base,
             state,
             client: reqwest::Client::new(),
+            token: token_line.map(|l| l.split(',').next().unwrap_or_default().to_string()),
             shutdown: Some(tx),
             db,
             _dir: dir,
@@ -77,6 +95,13 @@ impl TestApp {
         let db = TestDb::create().await?;
         let url = db.url.clone();
         Some(Self::start(&url, Some(db), tempfile::tempdir().unwrap()).await)
+    }
+
+    /// Over a temporary SQLite file, with authentication, called as `token_line`'s user.
+    pub async fn sqlite_as(token_line: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
+        Self::start_as(&url, None, dir, Some(token_line)).await
     }
 
     /// Over the in-memory store.
@@ -104,6 +129,9 @@ impl TestApp {
         accept: Option<&str>,
     ) -> Reply {
         let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
         if let Some(b) = body {
             req = req.header(CONTENT_TYPE, content_type).body(b);
         }
