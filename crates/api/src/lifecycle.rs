@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use syncsets_machinery::meta::{self, FieldValidation, Ownership, WriteContext};
+use syncsets_machinery::registry::KindInfo;
 use syncsets_store::{ListQuery, ObjectKey, StoreError};
 
 use crate::AppState;
@@ -41,86 +42,67 @@ pub async fn prepare_cluster(state: &AppState, cluster: &str) -> ApiResult<()> {
         }
     }
     let kinds = state.registry.kinds(cluster);
+    let now = meta::now();
+    if state.config.authenticator.is_some() {
+        let (roles, bindings) = crate::rbac::bootstrap();
+        for (plural, objects) in [("clusterroles", roles), ("clusterrolebindings", bindings)] {
+            let kind = kinds
+                .get(crate::authz::RBAC_GROUP, "v1", plural)
+                .expect("RBAC kinds are built in");
+            create_missing(state, cluster, kind, &now, objects).await?;
+        }
+        state.rbac.invalidate(cluster);
+    }
     let ns_kind = kinds
         .get("", "v1", "namespaces")
-        .expect("namespaces are built in")
-        .clone();
-    let now = meta::now();
+        .expect("namespaces are built in");
+    let namespaces = DEFAULT_NAMESPACES
+        .iter()
+        .map(|name| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}))
+        .collect();
+    create_missing(state, cluster, ns_kind, &now, namespaces).await
+}
+
+/// Creates those of a cluster's default objects (of one cluster-scoped kind) that are
+/// missing, as kube-apiserver does at start; existing ones, maybe edited, are kept: the
+/// default namespaces, and with authentication the bootstrap ClusterRoles and bindings.
+async fn create_missing(
+    state: &AppState,
+    cluster: &str,
+    kind: &KindInfo,
+    now: &str,
+    objects: Vec<Value>,
+) -> ApiResult<()> {
     let wctx = WriteContext {
-        kind: &ns_kind,
+        kind,
         meta_schema: state.registry.meta_schema(),
         namespace: None,
-        now: &now,
+        now,
         field_validation: FieldValidation::Strict,
         ownership: Ownership::Update("syncsets".into()),
         status: false,
     };
-    if state.config.authenticator.is_some() {
-        bootstrap_rbac(state, cluster, &now).await?;
-    }
-    for name in DEFAULT_NAMESPACES {
-        let key = ObjectKey::new(cluster, "namespaces", "", name);
+    for object in objects {
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let key = ObjectKey::new(cluster, &kind.group_resource(), "", &name);
         let exists = state
             .store
             .get(&key)
             .await
-            .map_err(|e| ApiError::internal("reading namespaces", &e))?;
+            .map_err(|e| ApiError::internal("reading default objects", &e))?;
         if exists.is_some() {
             continue;
         }
-        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-        let admitted = meta::admit_create(&wctx, ns, &[])
-            .map_err(|e| ApiError::from_machinery(e, &ns_kind, name))?;
+        let admitted = meta::admit_create(&wctx, object, &[])
+            .map_err(|e| ApiError::from_machinery(e, kind, &name))?;
         match state.store.create(&key, &admitted.object, false).await {
             Ok(_) | Err(StoreError::AlreadyExists) => {}
-            Err(e) => return Err(ApiError::internal("creating default namespaces", &e)),
+            Err(e) => return Err(ApiError::internal("creating default objects", &e)),
         }
     }
-    Ok(())
-}
-
-/// Creates the default ClusterRoles and ClusterRoleBindings that are missing (as
-/// kube-apiserver does at start; existing ones, maybe edited, are kept).
-async fn bootstrap_rbac(state: &AppState, cluster: &str, now: &str) -> ApiResult<()> {
-    let kinds = state.registry.kinds(cluster);
-    let (roles, bindings) = crate::rbac::bootstrap();
-    for (plural, objects) in [("clusterroles", roles), ("clusterrolebindings", bindings)] {
-        let kind = kinds
-            .get(crate::authz::RBAC_GROUP, "v1", plural)
-            .expect("RBAC kinds are built in")
-            .clone();
-        let wctx = WriteContext {
-            kind: &kind,
-            meta_schema: state.registry.meta_schema(),
-            namespace: None,
-            now,
-            field_validation: FieldValidation::Strict,
-            ownership: Ownership::Update("syncsets".into()),
-            status: false,
-        };
-        for object in objects {
-            let name = object["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            let key = ObjectKey::new(cluster, &kind.group_resource(), "", &name);
-            let exists = state
-                .store
-                .get(&key)
-                .await
-                .map_err(|e| ApiError::internal("reading RBAC defaults", &e))?;
-            if exists.is_some() {
-                continue;
-            }
-            let admitted = meta::admit_create(&wctx, object, &[])
-                .map_err(|e| ApiError::from_machinery(e, &kind, &name))?;
-            match state.store.create(&key, &admitted.object, false).await {
-                Ok(_) | Err(StoreError::AlreadyExists) => {}
-                Err(e) => return Err(ApiError::internal("creating RBAC defaults", &e)),
-            }
-        }
-    }
-    state.rbac.invalidate(cluster);
     Ok(())
 }
 
