@@ -122,10 +122,10 @@ pub fn attributes(method: &Method, path: &str, query: Option<&str>) -> Attribute
     };
     // Segments as routing reads them: percent-decoded, empty ones kept (routing refuses
     // those, so they can never be authorized as one thing and served as another).
-    let decoded: Vec<String> = path
-        .trim_start_matches('/')
+    let trimmed = path.trim_start_matches('/');
+    let decoded: Vec<String> = trimmed
         .strip_suffix('/')
-        .unwrap_or(path.trim_start_matches('/'))
+        .unwrap_or(trimmed)
         .split('/')
         .map(|p| {
             percent_encoding::percent_decode_str(p)

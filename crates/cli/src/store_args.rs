@@ -53,8 +53,13 @@ impl StoreArgs {
 
     /// Opens the store (running migrations).
     pub async fn open(&self) -> anyhow::Result<Arc<dyn Store>> {
+        self.open_with(self.keyring()?).await
+    }
+
+    /// Opens the store (running migrations) with a keyring already loaded.
+    pub async fn open_with(&self, keyring: Arc<Keyring>) -> anyhow::Result<Arc<dyn Store>> {
         let url = self.url()?;
-        syncsets_store::open(&url, Some(self.keyring()?))
+        syncsets_store::open(&url, Some(keyring))
             .await
             .with_context(|| format!("opening the store {}", redact(&url)))
     }

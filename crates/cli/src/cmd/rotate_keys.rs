@@ -52,8 +52,8 @@ pub async fn run(args: RotateKeysArgs) -> anyhow::Result<()> {
             .with_context(|| format!("adding a key to {}", path.display()))?;
         println!("new key {id} is first in {}", path.display());
     }
-    let store = args.store.open().await?;
     let keyring = args.store.keyring()?;
+    let store = args.store.open_with(keyring.clone()).await?;
     let primary = keyring.primary_id();
     println!(
         "sealing every Secret in {} with key {primary}",
