@@ -4,12 +4,19 @@
 //!
 //! ```text
 //!   cluster ─▶ Target (kube::Client: base URL, credentials, rate limit, discovery cache)
-//!                 └─▶ Transport (hyper connection pool + TLS), shared by every cluster
-//!                     with the same TLS settings (CA, client certificate, server name)
+//!                 └─▶ Transport (hyper connection pool + TLS), shared only by clusters
+//!                     whose kubeconfigs carry exactly the same endpoint and credentials
 //! ```
 //!
-//! Clusters with distinct CAs (real clusters) get their own transport; many clusters
-//! behind one endpoint share connections instead of holding one pool each.
+//! The hub holds an admin credential for every cluster, and whoever may write a Secret
+//! and a ClusterDeployment in a namespace chooses what such a kubeconfig says. So nothing
+//! built from one cluster's kubeconfig is ever used for another's unless every credential
+//! in them is equal: a transport is keyed by a SHA-256 digest of the endpoint, the CAs, the
+//! TLS options and the whole user entry (client certificate *and key*, token, basic auth,
+//! impersonation); a cached client is checked against a digest of the kubeconfig it was
+//! built from. Real clusters, each with its own credentials, get their own transport;
+//! simulated clusters behind one endpoint with one credential share connections instead
+//! of holding one pool each.
 //!
 //! A kubeconfig may only carry data: one that would read local files, run a command
 //! (`exec`, `auth-provider`) or use a proxy is refused, since the hub must not do what
@@ -29,7 +36,6 @@ use syncsets_store::{ObjectKey, Store};
 use tower::ServiceBuilder;
 
 use crate::model::{Cluster, resources};
-use crate::plan::fnv1a;
 use crate::target::{Target, TargetError};
 
 type Connector = hyper_timeout::TimeoutConnector<hyper_rustls::HttpsConnector<HttpConnector>>;
@@ -64,9 +70,18 @@ impl Default for ClientSettings {
 
 struct Cached {
     target: Arc<Target>,
-    /// The resourceVersion of the Secret it was built from.
-    version: Option<u64>,
+    /// SHA-256 of the kubeconfig it was built from.
+    digest: Digest,
     used: u64,
+}
+
+/// A SHA-256 digest.
+type Digest = [u8; 32];
+
+fn sha256(bytes: &[u8]) -> Digest {
+    let mut out = [0; 32];
+    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref());
+    out
 }
 
 /// A cluster's kubeconfig, as read from its Secret (in memory only).
@@ -101,7 +116,7 @@ pub struct Clients {
     store: Arc<dyn Store>,
     settings: ClientSettings,
     cache: Mutex<(HashMap<String, Cached>, u64)>,
-    transports: Mutex<HashMap<u64, Weak<Transport>>>,
+    transports: Mutex<HashMap<TransportKey, Weak<Transport>>>,
 }
 
 impl std::fmt::Debug for Clients {
@@ -162,25 +177,26 @@ impl Clients {
     }
 
     /// The client of a cluster, built from its kubeconfig Secret as read (`kubeconfig`)
-    /// unless one from the same version of the Secret is cached.
+    /// unless one built from exactly the same kubeconfig is cached for this cluster.
     pub async fn target(
         &self,
         cluster: &Cluster,
         kubeconfig: &Kubeconfig,
     ) -> Result<Arc<Target>, TargetError> {
         let key = cluster.key();
+        let text = kubeconfig.text.as_ref().map_err(Clone::clone)?;
+        let digest = sha256(text.as_bytes());
         {
             let mut cache = self.cache.lock().expect("client cache");
             let (map, clock) = &mut *cache;
             *clock += 1;
             if let Some(c) = map.get_mut(&key)
-                && c.version == kubeconfig.version
+                && c.digest == digest
             {
                 c.used = *clock;
                 return Ok(c.target.clone());
             }
         }
-        let text = kubeconfig.text.as_ref().map_err(Clone::clone)?;
         let target = Arc::new(self.for_kubeconfig(text).await?);
         let mut cache = self.cache.lock().expect("client cache");
         let (map, clock) = &mut *cache;
@@ -197,7 +213,7 @@ impl Clients {
             key,
             Cached {
                 target: target.clone(),
-                version: kubeconfig.version,
+                digest,
                 used: *clock,
             },
         );
@@ -244,27 +260,7 @@ impl Clients {
 
     /// A client for the cluster a kubeconfig (YAML text) points at.
     pub async fn for_kubeconfig(&self, text: &str) -> Result<Target, TargetError> {
-        // Parse errors quote the YAML (credentials included): say only that it is invalid.
-        let kubeconfig = kube::config::Kubeconfig::from_yaml(text)
-            .map_err(|_| TargetError::config("invalid kubeconfig"))?;
-        refuse_host_access(&kubeconfig)?;
-        let mut config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .map_err(|_| TargetError::config("invalid kubeconfig"))?;
-        config.proxy_url = None;
-        config.default_retry = false;
-        config.connect_timeout = Some(self.settings.connect_timeout);
-        config.read_timeout = Some(self.settings.request_timeout);
-        config.write_timeout = Some(self.settings.request_timeout);
-        config.reset_reader_on_write = true;
-        config.headers.push((
-            http::header::USER_AGENT,
-            http::HeaderValue::from_static(concat!(
-                "syncsets-controller/",
-                env!("CARGO_PKG_VERSION")
-            )),
-        ));
+        let config = self.config(text).await?;
         let transport = self.transport(&config)?;
         let auth = config
             .auth_layer()
@@ -287,35 +283,51 @@ impl Clients {
         ))
     }
 
-    /// The shared transport for a config's TLS settings.
+    /// The client configuration a kubeconfig (YAML text) describes, with our settings.
+    async fn config(&self, text: &str) -> Result<kube::Config, TargetError> {
+        // Parse errors quote the YAML (credentials included): say only that it is invalid.
+        let kubeconfig = kube::config::Kubeconfig::from_yaml(text)
+            .map_err(|_| TargetError::config("invalid kubeconfig"))?;
+        refuse_host_access(&kubeconfig)?;
+        let mut config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .map_err(|_| TargetError::config("invalid kubeconfig"))?;
+        config.proxy_url = None;
+        config.default_retry = false;
+        config.connect_timeout = Some(self.settings.connect_timeout);
+        config.read_timeout = Some(self.settings.request_timeout);
+        config.write_timeout = Some(self.settings.request_timeout);
+        config.reset_reader_on_write = true;
+        config.headers.push((
+            http::header::USER_AGENT,
+            http::HeaderValue::from_static(concat!(
+                "syncsets-controller/",
+                env!("CARGO_PKG_VERSION")
+            )),
+        ));
+        Ok(config)
+    }
+
+    /// The transport for a config: shared with another cluster's only when both stand for
+    /// the same endpoint and credentials ([`TransportKey`]).
     fn transport(&self, config: &kube::Config) -> Result<Arc<Transport>, TargetError> {
-        let mut identity = Vec::new();
-        for cert in config.root_cert.iter().flatten() {
-            identity.extend_from_slice(b"ca:");
-            identity.extend_from_slice(cert);
-        }
-        identity.extend_from_slice(format!("insecure:{};", config.accept_invalid_certs).as_bytes());
-        identity.extend_from_slice(format!("sni:{:?};", config.tls_server_name).as_bytes());
-        // The certificate identifies the key: the (secret) key itself is not needed here.
-        identity.extend_from_slice(b"cert:");
-        identity.extend_from_slice(
-            config
-                .auth_info
-                .client_certificate_data
-                .as_deref()
-                .unwrap_or("")
-                .as_bytes(),
-        );
-        let id = fnv1a(&identity);
+        let key = TransportKey::of(config)?;
         let mut transports = self.transports.lock().expect("transports");
-        if let Some(t) = transports.get(&id).and_then(Weak::upgrade) {
+        if let Some(t) = transports.get(&key).and_then(Weak::upgrade) {
             return Ok(t);
         }
         let https = config.rustls_https_connector().map_err(|e| {
-            TargetError::config(format!(
-                "TLS configuration: {}",
-                TargetError::from_kube(&e).message
-            ))
+            let detail = TargetError::from_kube(&e).message;
+            // rustls says "private key does not match certificate" (or similar) when a
+            // kubeconfig pairs someone's certificate with another key.
+            if detail.contains("private key") || detail.contains("KeyMismatch") {
+                TargetError::config(
+                    "the kubeconfig's client-key-data does not belong to its client-certificate-data",
+                )
+            } else {
+                TargetError::config(format!("TLS configuration: {detail}"))
+            }
         })?;
         let mut connector = hyper_timeout::TimeoutConnector::new(https);
         connector.set_connect_timeout(config.connect_timeout);
@@ -330,8 +342,60 @@ impl Clients {
                 .build(connector),
         );
         transports.retain(|_, t| t.strong_count() > 0);
-        transports.insert(id, Arc::downgrade(&transport));
+        transports.insert(key, Arc::downgrade(&transport));
         Ok(transport)
+    }
+}
+
+/// What a transport stands for: a SHA-256 digest of everything that decides where its
+/// connections go and whose they are — the endpoint, the CAs, the TLS options and the
+/// whole user entry (client certificate and key, token, basic auth, impersonation, even
+/// what we refuse), plus the headers sent. Two configs that differ in any of it never share
+/// a transport, hence never a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct TransportKey(Digest);
+
+impl TransportKey {
+    fn of(config: &kube::Config) -> Result<Self, TargetError> {
+        let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+        // Each field tagged and length-prefixed, so no two configs encode alike.
+        let mut field = |tag: u8, bytes: &[u8]| {
+            digest.update(&[tag]);
+            digest.update(&(bytes.len() as u64).to_be_bytes());
+            digest.update(bytes);
+        };
+        let url = &config.cluster_url;
+        field(1, url.scheme_str().unwrap_or_default().as_bytes());
+        field(
+            2,
+            url.authority()
+                .map(|a| a.as_str())
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        for cert in config.root_cert.iter().flatten() {
+            field(3, cert);
+        }
+        field(4, &[u8::from(config.accept_invalid_certs)]);
+        match &config.tls_server_name {
+            Some(name) => field(5, name.as_bytes()),
+            None => field(6, &[]),
+        }
+        // Every user field, secrets included: serialised here only to be digested.
+        let user = serde_json::to_vec(&config.auth_info)
+            .map_err(|_| TargetError::config("the kubeconfig's user cannot be read"))?;
+        field(7, &user);
+        for (name, value) in &config.headers {
+            field(8, name.as_str().as_bytes());
+            field(9, value.as_bytes());
+        }
+        field(10, &[u8::from(config.disable_compression)]);
+        if let Some(proxy) = &config.proxy_url {
+            field(11, proxy.to_string().as_bytes());
+        }
+        let mut out = [0; 32];
+        out.copy_from_slice(digest.finish().as_ref());
+        Ok(Self(out))
     }
 }
 
@@ -369,50 +433,4 @@ fn refuse_host_access(kubeconfig: &kube::config::Kubeconfig) -> Result<(), Targe
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn kubeconfig(user: &str) -> String {
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:1\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n{user}"
-        )
-    }
-
-    #[test]
-    fn refuses_kubeconfigs_that_touch_the_host() {
-        for user in [
-            "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: /bin/sh\n",
-            "    tokenFile: /etc/shadow\n",
-            "    client-certificate: /root/cert.pem\n",
-        ] {
-            let kc = kube::config::Kubeconfig::from_yaml(&kubeconfig(user)).unwrap();
-            assert!(refuse_host_access(&kc).is_err(), "{user}");
-        }
-        let kc = kube::config::Kubeconfig::from_yaml(&kubeconfig("    token: abc\n")).unwrap();
-        assert!(refuse_host_access(&kc).is_ok());
-    }
-
-    #[tokio::test]
-    async fn clusters_with_the_same_tls_settings_share_a_transport() {
-        let store: Arc<dyn Store> = Arc::new(syncsets_store::MemoryStore::new());
-        let clients = Clients::new(store, ClientSettings::default());
-        let a = clients
-            .for_kubeconfig(&kubeconfig("    token: a\n"))
-            .await
-            .unwrap();
-        let b = clients
-            .for_kubeconfig(&kubeconfig("    token: b\n"))
-            .await
-            .unwrap();
-        assert_eq!(clients.transports.lock().unwrap().len(), 1);
-        drop((a, b));
-        let err = clients
-            .for_kubeconfig("clusters: [ {{ token: hunter2")
-            .await
-            .unwrap_err();
-        assert_eq!(
-            err.message, "invalid kubeconfig",
-            "never quotes the kubeconfig"
-        );
-    }
-}
+mod tests;
