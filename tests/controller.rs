@@ -6,7 +6,7 @@ mod fleet;
 use std::time::Duration;
 
 use fleet::{Fleet, test_config};
-use serde_json::json;
+use serde_json::{Value, json};
 
 fn sss(name: &str, selector: &str, mode: &str, resources: &str) -> String {
     format!(
@@ -816,4 +816,73 @@ spec:
         let (ok, _, err) = fleet.hub_kubectl(&["-n", ns, "get", kind, "bad"]).await;
         assert!(!ok && err.contains("NotFound"), "nothing stored: {err}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_an_earlier_cluster_of_the_same_name_left_is_never_acted_on() {
+    let fleet = Fleet::start(test_config()).await;
+    // On the cluster about to be registered, an object that is not ours.
+    let (ok, _, err) = fleet
+        .member_kubectl(
+            "b",
+            &[
+                "-n",
+                "default",
+                "create",
+                "configmap",
+                "victim",
+                "--from-literal=k=v",
+            ],
+        )
+        .await;
+    assert!(ok, "{err}");
+    // The ClusterSync an earlier ClusterDeployment "b" (another uid, another cluster) left
+    // behind: in Sync mode, a set that is gone now tracked a ConfigMap "victim".
+    fleet
+        .hub_apply(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: fleet\n---\napiVersion: hiveinternal.openshift.io/v1alpha1\nkind: ClusterSync\nmetadata:\n  name: b\n  namespace: fleet\n  ownerReferences:\n  - apiVersion: hive.openshift.io/v1\n    kind: ClusterDeployment\n    name: b\n    uid: 00000000-0000-0000-0000-00000000dead\nspec: {}\n",
+        )
+        .await;
+    let status = json!({"status": {"syncSets": [{
+        "name": "gone", "observedGeneration": 1, "result": "Success",
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+        "resourcesToDelete": [{"apiVersion": "v1", "kind": "ConfigMap", "namespace": "default", "name": "victim"}]}]}});
+    let (ok, _, err) = fleet
+        .hub_kubectl(&[
+            "-n",
+            "fleet",
+            "patch",
+            "csync",
+            "b",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &status.to_string(),
+        ])
+        .await;
+    assert!(ok, "{err}");
+
+    fleet.register("b", json!({})).await;
+    let cd = fleet
+        .hub_get("/apis/hive.openshift.io/v1/namespaces/fleet/clusterdeployments/b")
+        .await
+        .unwrap();
+    let uid = cd["metadata"]["uid"].clone();
+    // Once b is reconciled, what the other cluster's state named is still there...
+    let cs = fleet
+        .until("b reconciled", || async {
+            let cs = fleet.cluster_sync("b").await?;
+            cs["status"]["conditions"].is_array().then_some(cs)
+        })
+        .await;
+    assert!(
+        fleet
+            .member_get("b", &["-n", "default", "cm", "victim"])
+            .await
+            .is_some(),
+        "{cs}"
+    );
+    // ...and b's ClusterSync is its own, started afresh.
+    assert_eq!(cs["metadata"]["ownerReferences"][0]["uid"], uid, "{cs}");
+    assert_eq!(cs["status"]["syncSets"], Value::Null, "{cs}");
 }

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde_json::Value;
+use syncsets_types::Selector;
 use syncsets_types::hive::{
     PAUSE_ANNOTATION, SelectorSyncSetSpec, SyncResourceReference, SyncSetCommonSpec, SyncSetSpec,
 };
-use syncsets_types::{LabelSelector, Selector};
 
 /// Hive's annotation that marks a cluster being relocated to another hub.
 pub const RELOCATE_ANNOTATION: &str = "hive.openshift.io/relocate";
@@ -196,8 +196,7 @@ impl SetDef {
             }
             SetKind::SelectorSyncSet => {
                 let spec: SelectorSyncSetSpec = serde_json::from_value(spec).ok()?;
-                let selector = selector_of(spec.cluster_deployment_selector.as_ref());
-                (Targets::Selector(selector), spec.common)
+                (Targets::Selector(spec.selector()), spec.common)
             }
         };
         Some(Self {
@@ -229,25 +228,35 @@ impl SetDef {
         self.spec.resource_apply_mode.as_deref() == Some("Sync")
     }
 
-    /// Secrets on the hub this set copies to its clusters, as (namespace, name): a
-    /// SyncSet's sources default to its own namespace.
+    /// Secrets on the hub this set copies to its clusters, as (namespace, name); mappings
+    /// that may not be read ([`Self::secret_source`]) are left out.
     pub fn source_secrets(&self) -> impl Iterator<Item = (String, String)> + '_ {
-        self.spec.secret_mappings.iter().filter_map(|m| {
-            let ns = m
-                .source_ref
-                .namespace
-                .clone()
-                .filter(|ns| !ns.is_empty())
-                .or_else(|| (self.kind == SetKind::SyncSet).then(|| self.namespace.clone()))?;
-            Some((ns, m.source_ref.name.clone()))
-        })
+        (0..self.spec.secret_mappings.len()).filter_map(|i| self.secret_source(i).ok())
     }
-}
 
-/// A label selector as Hive reads it: `LabelSelectorAsSelector`, with a selector that does
-/// not compile matching nothing.
-fn selector_of(selector: Option<&LabelSelector>) -> Selector {
-    Selector::from_label_selector(selector).unwrap_or_else(|_| Selector::nothing())
+    /// The hub Secret (namespace, name) a set's secret mapping `index` copies, or why it may
+    /// not: a SyncSet reads only its own namespace (its source namespace defaults to it),
+    /// a SelectorSyncSet must name one. Admission refuses such sets; this holds for any
+    /// that were stored before.
+    pub fn secret_source(&self, index: usize) -> Result<(String, String), String> {
+        let mapping = &self.spec.secret_mappings[index];
+        let name = mapping.source_ref.name.clone();
+        let source_ns = mapping
+            .source_ref
+            .namespace
+            .clone()
+            .filter(|ns| !ns.is_empty());
+        match (self.kind, source_ns) {
+            (SetKind::SyncSet, None) => Ok((self.namespace.clone(), name)),
+            (SetKind::SyncSet, Some(ns)) if ns != self.namespace => {
+                Err(format!("source in wrong namespace for secret {index}"))
+            }
+            (_, Some(ns)) => Ok((ns, name)),
+            (SetKind::SelectorSyncSet, None) => {
+                Err(format!("source namespace missing for secret {index}"))
+            }
+        }
+    }
 }
 
 /// An object on a target cluster, as recorded in `resourcesToDelete`.

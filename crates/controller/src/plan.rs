@@ -209,7 +209,15 @@ pub fn inputs_digest(
         let rv = secret_versions.get(&source).copied().unwrap_or(0);
         text.push_str(&format!("s:{}/{}={rv};", source.0, source.1));
     }
-    Some(format!("{:016x}", fnv1a(text.as_bytes())))
+    // A cryptographic digest: the labels are the cluster owner's to choose, and a collision
+    // would let them keep a set from being reapplied.
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    Some(
+        digest.as_ref()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+    )
 }
 
 /// FNV-1a: stable across processes and releases (unlike `DefaultHasher`).
@@ -364,23 +372,7 @@ fn steps_for(cluster: &Cluster, set: &SetDef) -> Result<(Vec<Step>, Vec<ObjRef>)
         steps.push(Step::Resource { index, rendered });
     }
     for (index, mapping) in spec.secret_mappings.iter().enumerate() {
-        let source_ns = mapping
-            .source_ref
-            .namespace
-            .clone()
-            .filter(|ns| !ns.is_empty());
-        let source = match (set.kind, source_ns) {
-            (SetKind::SyncSet, None) => {
-                Ok((set.namespace.clone(), mapping.source_ref.name.clone()))
-            }
-            (SetKind::SyncSet, Some(ns)) if ns != set.namespace => {
-                Err(format!("source in wrong namespace for secret {index}"))
-            }
-            (_, Some(ns)) => Ok((ns, mapping.source_ref.name.clone())),
-            (SetKind::SelectorSyncSet, None) => {
-                Err(format!("source namespace missing for secret {index}"))
-            }
-        };
+        let source = set.secret_source(index);
         let target = ObjRef {
             api_version: "v1".into(),
             kind: "Secret".into(),

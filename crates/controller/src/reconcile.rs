@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use serde_json::{Value, json};
-use syncsets_store::ObjectKey;
+use syncsets_store::{ObjectKey, Stored};
 use syncsets_types::hive::{ClusterSyncLeaseSpec, ClusterSyncStatus, MANAGED_LABEL};
 
 use crate::cache::{Cache, unix_seconds};
 use crate::clients::{Clients, Kubeconfig};
 use crate::health::{Admission, Ended, Health};
 use crate::hub::{Hub, HubKind};
-use crate::model::{Cluster, ObjRef, SetDef, resources, split_key};
+use crate::model::{Cluster, ObjRef, SetDef, SetKind, resources, split_key};
 use crate::plan::{self, Context, Outcomes, Plan, RetiredOutcome, SetOutcome, Step, fnv1a};
 use crate::target::{Failure, TargetError, Written};
 use crate::{Error, Result};
@@ -118,13 +118,12 @@ impl Reconciler {
             tracing::debug!(cluster = key, reason, "not syncing");
             return Ok(Next::Done);
         }
+        let (cluster_sync, lease) = self.own_state(&cluster).await?;
         if let Admission::Wait(delay) = self.health.admit(key) {
             return Ok(Next::Retry(delay));
         }
         let sets = self.cache.sets_for(&cluster);
         let (ns, name) = (cluster.namespace.as_str(), cluster.name.as_str());
-        let cluster_sync = self.hub.get(HubKind::ClusterSync, ns, name).await?;
-        let lease = self.hub.get(HubKind::ClusterSyncLease, ns, name).await?;
         let previous: Option<ClusterSyncStatus> = cluster_sync
             .as_ref()
             .and_then(|c| c.object.get("status"))
@@ -213,6 +212,40 @@ impl Reconciler {
         })
     }
 
+    /// The cluster's ClusterSync and lease — unless they were written for an earlier
+    /// ClusterDeployment of the same name (their owner is another uid, or none): those are
+    /// deleted, as Kubernetes' garbage collector would have, and so is what this replica
+    /// kept of it (client, breaker), so nothing recorded for one cluster — the objects to
+    /// delete in Sync mode above all — is ever acted on for another.
+    async fn own_state(&self, cluster: &Cluster) -> Result<(Option<Stored>, Option<Stored>)> {
+        let (ns, name) = (cluster.namespace.as_str(), cluster.name.as_str());
+        let cluster_sync = self.hub.get(HubKind::ClusterSync, ns, name).await?;
+        let lease = self.hub.get(HubKind::ClusterSyncLease, ns, name).await?;
+        let sync_ok = cluster_sync
+            .as_ref()
+            .is_none_or(|c| owner_uid(&c.object) == Some(cluster.uid.as_str()));
+        let lease_ok = lease.as_ref().is_none_or(|l| {
+            cluster_sync.as_ref().is_some_and(|c| {
+                sync_ok && owner_uid(&l.object) == c.object["metadata"]["uid"].as_str()
+            })
+        });
+        if sync_ok && lease_ok {
+            return Ok((cluster_sync, lease));
+        }
+        tracing::info!(
+            cluster = %cluster.key(),
+            "dropping the ClusterSync state of an earlier ClusterDeployment of this name"
+        );
+        self.hub.delete(HubKind::ClusterSyncLease, ns, name).await?;
+        if !sync_ok {
+            self.hub.delete(HubKind::ClusterSync, ns, name).await?;
+            self.clients.forget(&cluster.key());
+            self.health.forget(&cluster.key());
+            return Ok((None, None));
+        }
+        Ok((cluster_sync, None))
+    }
+
     /// The cluster is gone: so are its ClusterSync and lease (the objects synced to it stay,
     /// as with Hive).
     async fn forget(&self, key: &str) -> Result<Next> {
@@ -263,10 +296,12 @@ impl Reconciler {
         let mut digests = BTreeMap::new();
         for p in &plan.sets {
             let id = plan::set_id(p.set.kind, &p.set.namespace, &p.set.name);
-            let succeeded = status
-                .sync_sets
+            let results = match p.set.kind {
+                SetKind::SyncSet => &status.sync_sets,
+                SetKind::SelectorSyncSet => &status.selector_sync_sets,
+            };
+            let succeeded = results
                 .iter()
-                .chain(&status.selector_sync_sets)
                 .any(|s| s.name == p.set.name && s.result == "Success");
             let digest = match (&p.work, succeeded) {
                 (Some(_), true) => p.digest.clone(),
@@ -520,6 +555,11 @@ fn copied_secret(source: &Value, to: &ObjRef) -> Value {
         }
     }
     secret
+}
+
+/// The uid of an object's first owner.
+fn owner_uid(obj: &Value) -> Option<&str> {
+    obj["metadata"]["ownerReferences"][0]["uid"].as_str()
 }
 
 fn owner(api_version: &str, kind: &str, name: &str, uid: &str) -> Value {

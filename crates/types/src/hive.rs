@@ -226,6 +226,15 @@ pub struct SelectorSyncSetSpec {
     pub cluster_deployment_selector: Option<LabelSelector>,
 }
 
+impl SelectorSyncSetSpec {
+    /// The clusters this set selects: its `clusterDeploymentSelector`, a missing or invalid
+    /// one matching nothing. The controllers and admission both decide by this.
+    pub fn selector(&self) -> crate::Selector {
+        crate::Selector::from_label_selector(self.cluster_deployment_selector.as_ref())
+            .unwrap_or_else(|_| crate::Selector::nothing())
+    }
+}
+
 /// SelectorSyncSetStatus defines the observed state of a SelectorSyncSet. Hive leaves it
 /// empty; syncsets summarises the rollout here (an extension: every field is optional).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
