@@ -283,17 +283,21 @@ pub async fn authorize(
     next.run(request).await
 }
 
+/// The RBAC policy of the request's logical cluster.
+pub(crate) async fn policy(ctx: &Ctx) -> ApiResult<Arc<Policy>> {
+    ctx.state
+        .rbac
+        .policy(ctx.state.store.as_ref(), &ctx.info.cluster)
+        .await
+        .map_err(|e| ApiError::internal("reading RBAC policy", &e))
+}
+
 /// Answers a SelfSubjectAccessReview or SelfSubjectRulesReview for the requesting user.
 pub(crate) async fn review(ctx: &Ctx, body: &[u8]) -> ApiResult<Response> {
     let mut review = ctx.decode_object(body)?.value;
     let user = ctx.user.clone().unwrap_or_else(UserInfo::anonymous);
     let enforcing = ctx.state.config.authenticator.is_some();
-    let policy = ctx
-        .state
-        .rbac
-        .policy(ctx.state.store.as_ref(), &ctx.info.cluster)
-        .await
-        .map_err(|e| ApiError::internal("reading RBAC policy", &e))?;
+    let policy = policy(ctx).await?;
     let invalid = |field: &str, value: Value, msg: &str| {
         ApiError::invalid(
             &ctx.kind.qualified_kind(),
@@ -377,10 +381,18 @@ pub(crate) async fn review(ctx: &Ctx, body: &[u8]) -> ApiResult<Response> {
     Ok((StatusCode::CREATED, axum::Json(review)).into_response())
 }
 
+/// The policy checks of a write beyond its verb, run before it is stored (`old`: the
+/// object it replaces): RBAC escalation, and attaching clusters to SelectorSyncSets
+/// ([`crate::attach`]).
+pub(crate) async fn check_write(ctx: &Ctx, old: Option<&Value>, new: &Value) -> ApiResult<()> {
+    check_escalation(ctx, new).await?;
+    crate::attach::check(ctx, old, new).await
+}
+
 /// Refuses a write of a Role, ClusterRole, RoleBinding or ClusterRoleBinding that would
 /// grant the writer permissions it does not hold, unless it may `escalate` (roles) or
 /// `bind` (bindings), as Kubernetes does.
-pub(crate) async fn check_escalation(ctx: &Ctx, obj: &Value) -> ApiResult<()> {
+async fn check_escalation(ctx: &Ctx, obj: &Value) -> ApiResult<()> {
     let Some(user) = &ctx.user else { return Ok(()) };
     if ctx.kind.group != RBAC_GROUP || ctx.state.config.authenticator.is_none() {
         return Ok(());
@@ -388,12 +400,7 @@ pub(crate) async fn check_escalation(ctx: &Ctx, obj: &Value) -> ApiResult<()> {
     if user.groups.iter().any(|g| g == rbac::MASTERS) {
         return Ok(());
     }
-    let policy = ctx
-        .state
-        .rbac
-        .policy(ctx.state.store.as_ref(), &ctx.info.cluster)
-        .await
-        .map_err(|e| ApiError::internal("reading RBAC policy", &e))?;
+    let policy = policy(ctx).await?;
     let namespace = ctx.namespace().to_string();
     let name = obj["metadata"]["name"]
         .as_str()

@@ -1,6 +1,12 @@
 //! Seed compatibility: `POST /v1/clusters {"name","namespace","kubeconfig"}` adopts a
 //! cluster the way Hive does — the namespace (created if needed), a Secret holding the
 //! admin kubeconfig, and an installed ClusterDeployment referring to it.
+//!
+//! It never replaces what exists: a ClusterDeployment or kubeconfig Secret of that name is
+//! a 409, unless it is what this very request would write (the request is repeated, say
+//! after a lost answer, or after a failure between the two writes). Attaching the new
+//! cluster to SelectorSyncSets by its labels needs `use` on them ([`crate::attach`]),
+//! checked before anything is written.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,6 +21,7 @@ use serde_json::{Value, json};
 use syncsets_machinery::meta::{self, Ownership};
 
 use crate::AppState;
+use crate::authn::UserInfo;
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::{Ctx, store_new};
 
@@ -30,14 +37,24 @@ pub struct Registration {
 }
 
 /// `POST /v1/clusters`.
-pub async fn register(State(state): State<Arc<AppState>>, body: axum::body::Bytes) -> Response {
-    match adopt(&state, &body).await {
-        Ok(cd) => (StatusCode::CREATED, Json(cd)).into_response(),
+pub async fn register(
+    State(state): State<Arc<AppState>>,
+    user: Option<axum::Extension<UserInfo>>,
+    body: axum::body::Bytes,
+) -> Response {
+    match adopt(&state, user.map(|axum::Extension(u)| u), &body).await {
+        Ok((cd, true)) => (StatusCode::CREATED, Json(cd)).into_response(),
+        Ok((cd, false)) => (StatusCode::OK, Json(cd)).into_response(),
         Err(e) => e.into_response(),
     }
 }
 
-async fn adopt(state: &Arc<AppState>, body: &[u8]) -> ApiResult<Value> {
+/// Registers the cluster; returns its ClusterDeployment and whether it is new.
+async fn adopt(
+    state: &Arc<AppState>,
+    user: Option<UserInfo>,
+    body: &[u8],
+) -> ApiResult<(Value, bool)> {
     let reg: Registration = serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request(format!(
             "expected {{\"name\", \"namespace\", \"kubeconfig\"[, \"labels\"]}}: {e}"
@@ -54,10 +71,49 @@ async fn adopt(state: &Arc<AppState>, body: &[u8]) -> ApiResult<Value> {
     let now = meta::now();
     let manager = Ownership::Update("syncsets-cluster-registration".into());
 
-    let cd_ctx = Ctx::internal(state, cd_kind.clone(), "", Some(&reg.namespace));
-    if cd_ctx.current(&reg.name).await?.is_some() {
-        return Err(ApiError::already_exists(&cd_kind, &reg.name));
+    let secret_name = format!("{}-admin-kubeconfig", reg.name);
+    let encoded = base64::engine::general_purpose::STANDARD.encode(reg.kubeconfig.as_bytes());
+    let secret_ctx = Ctx::internal(state, secret_kind.clone(), "", Some(&reg.namespace));
+    let existing_secret = secret_ctx.current(&secret_name).await?;
+    let same_secret = existing_secret
+        .as_ref()
+        .map(|s| s.object["data"]["kubeconfig"].as_str() == Some(encoded.as_str()));
+    if same_secret == Some(false) {
+        return Err(ApiError::already_exists(&secret_kind, &secret_name));
     }
+    let cd_ctx = Ctx {
+        user,
+        ..Ctx::internal(state, cd_kind.clone(), "", Some(&reg.namespace))
+    };
+    if let Some(existing) = cd_ctx.current(&reg.name).await? {
+        let same = same_secret == Some(true)
+            && existing.object["metadata"]["labels"] == json!(reg.labels)
+            && existing.object["spec"]["clusterMetadata"]["adminKubeconfigSecretRef"]["name"]
+                == json!(secret_name);
+        return if same {
+            Ok((cd_ctx.served(existing.object), false))
+        } else {
+            Err(ApiError::already_exists(&cd_kind, &reg.name))
+        };
+    }
+    let cd = json!({
+        "apiVersion": "hive.openshift.io/v1", "kind": "ClusterDeployment",
+        "metadata": {"name": reg.name, "namespace": reg.namespace, "labels": reg.labels},
+        "spec": {
+            "clusterName": reg.name,
+            "baseDomain": "",
+            "platform": {},
+            "installed": true,
+            "clusterMetadata": {
+                "clusterID": uuid::Uuid::new_v4().to_string(),
+                "infraID": reg.name,
+                "adminKubeconfigSecretRef": {"name": secret_name},
+            },
+        },
+    });
+    // Whether the registrant may attach this cluster to the sets its labels select, before
+    // anything is written.
+    crate::attach::check(&cd_ctx, None, &cd).await?;
 
     let ns_ctx = Ctx::internal(state, ns_kind.clone(), "", None);
     if ns_ctx.current(&reg.namespace).await?.is_none() {
@@ -76,58 +132,25 @@ async fn adopt(state: &Arc<AppState>, body: &[u8]) -> ApiResult<Value> {
         }
     }
 
-    let secret_name = format!("{}-admin-kubeconfig", reg.name);
-    let secret_ctx = Ctx::internal(state, secret_kind.clone(), "", Some(&reg.namespace));
-    let secret = json!({
-        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-        "metadata": {"name": secret_name, "namespace": reg.namespace,
-                     "labels": {"hive.openshift.io/cluster-deployment-name": reg.name}},
-        "data": {"kubeconfig": base64::engine::general_purpose::STANDARD.encode(reg.kubeconfig.as_bytes())},
-    });
-    let admitted = meta::admit_create(
-        &secret_ctx.write_context(&now, manager.clone(), false)?,
-        secret,
-        &[],
-    )
-    .map_err(|e| ApiError::from_machinery(e, &secret_kind, &secret_name))?;
-    match store_new(&secret_ctx, &secret_name, admitted.object.clone()).await {
-        Ok(_) => {}
-        // Re-registration after a failed attempt replaces the kubeconfig.
-        Err(e) if e.reason == "AlreadyExists" => {
-            let current = secret_ctx
-                .current(&secret_name)
-                .await?
-                .ok_or_else(|| ApiError::not_found(&secret_kind, &secret_name))?;
-            let replaced = meta::admit_update(
-                &secret_ctx.write_context(&now, manager.clone(), false)?,
-                admitted.object,
-                &current.object,
-                &[],
-            )
-            .map_err(|e| ApiError::from_machinery(e, &secret_kind, &secret_name))?;
-            secret_ctx
-                .commit_update(&secret_name, &current, replaced)
-                .await?;
-        }
-        Err(e) => return Err(e),
+    if existing_secret.is_none() {
+        let secret = json!({
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": secret_name, "namespace": reg.namespace,
+                         "labels": {"hive.openshift.io/cluster-deployment-name": reg.name}},
+            "data": {"kubeconfig": encoded},
+        });
+        let admitted = meta::admit_create(
+            &secret_ctx.write_context(&now, manager.clone(), false)?,
+            secret,
+            &[],
+        )
+        .map_err(|e| ApiError::from_machinery(e, &secret_kind, &secret_name))?;
+        // A concurrent registration that got there first wrote this very Secret or another:
+        // either way it is not replaced (409).
+        store_new(&secret_ctx, &secret_name, admitted.object).await?;
     }
 
-    let cd = json!({
-        "apiVersion": "hive.openshift.io/v1", "kind": "ClusterDeployment",
-        "metadata": {"name": reg.name, "namespace": reg.namespace, "labels": reg.labels},
-        "spec": {
-            "clusterName": reg.name,
-            "baseDomain": "",
-            "platform": {},
-            "installed": true,
-            "clusterMetadata": {
-                "clusterID": uuid::Uuid::new_v4().to_string(),
-                "infraID": reg.name,
-                "adminKubeconfigSecretRef": {"name": secret_name},
-            },
-        },
-    });
     let admitted = meta::admit_create(&cd_ctx.write_context(&now, manager, false)?, cd, &[])
         .map_err(|e| ApiError::from_machinery(e, &cd_kind, &reg.name))?;
-    store_new(&cd_ctx, &reg.name, admitted.object).await
+    Ok((store_new(&cd_ctx, &reg.name, admitted.object).await?, true))
 }

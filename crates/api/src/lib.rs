@@ -13,6 +13,7 @@
 //!
 //! [`run`] takes a bound listener and a shutdown future, so tests serve on port 0.
 
+mod attach;
 pub mod authn;
 pub mod authz;
 mod clusters;
@@ -93,7 +94,7 @@ pub struct AppState {
     /// Per-client rate buckets and open watches.
     pub limits: limits::Tracker,
     ready_clusters: tokio::sync::Mutex<HashSet<String>>,
-    openapi_cache: Mutex<HashMap<String, (usize, bytes::Bytes)>>,
+    openapi_cache: Mutex<HashMap<String, (std::sync::Weak<Kinds>, bytes::Bytes)>>,
     finalizing: Mutex<HashSet<(String, String)>>,
 }
 

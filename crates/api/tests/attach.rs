@@ -1,0 +1,332 @@
+//! Attaching a cluster to a SelectorSyncSet needs the verb `use` on it: a namespace editor
+//! cannot make a ClusterDeployment match an administrator's set (creating, relabelling or
+//! repointing it, or rewriting the kubeconfig it uses), and `POST /v1/clusters` neither
+//! attaches without `use` nor replaces what exists.
+
+mod common;
+
+use common::TestApp;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const TOKENS: &str = "t-admin,admin,1,system:masters\nt-mallory,mallory,2\n";
+const CDS: &str = "/apis/hive.openshift.io/v1/namespaces/team-a/clusterdeployments";
+const SECRETS: &str = "/api/v1/namespaces/team-a/secrets";
+const MERGE: &str = "application/merge-patch+json";
+
+fn cd(name: &str, labels: Value, secret: &str) -> Value {
+    json!({"apiVersion": "hive.openshift.io/v1", "kind": "ClusterDeployment",
+           "metadata": {"name": name, "labels": labels},
+           "spec": {"clusterName": name, "baseDomain": "example.com", "platform": {}, "installed": true,
+                    "clusterMetadata": {"clusterID": "x", "infraID": name,
+                                        "adminKubeconfigSecretRef": {"name": secret}}}})
+}
+
+fn kubeconfig_secret(name: &str, server: &str) -> Value {
+    let kc = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\nusers:\n- name: u\n  user: {{token: t}}\n"
+    );
+    json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
+           "stringData": {"kubeconfig": kc}})
+}
+
+/// A RoleBinding or ClusterRoleBinding of `role` to mallory.
+fn binding(kind: &str, name: &str, role_kind: &str, role: &str) -> Value {
+    json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": {"name": name},
+           "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role},
+           "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "mallory"}]})
+}
+
+fn as_admin(app: &mut TestApp) {
+    app.token = Some("t-admin".into());
+}
+
+fn as_mallory(app: &mut TestApp) {
+    app.token = Some("t-mallory".into());
+}
+
+/// A 403 naming the sets the write would attach to.
+#[track_caller]
+fn refused(reply: &common::Reply, sets: &[&str]) {
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{:?}", reply.body);
+    let message = reply.body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(r#"User "mallory" cannot use resource "selectorsyncsets""#),
+        "{message}"
+    );
+    for set in sets {
+        assert!(message.contains(&format!("{set:?}")), "{message}");
+    }
+}
+
+/// Sets a ClusterDeployment's `env` label (merge patch).
+async fn relabel(app: &TestApp, name: &str, env: &str) -> common::Reply {
+    let patch = json!({"metadata": {"labels": {"env": env}}}).to_string();
+    app.patch(&format!("{CDS}/{name}"), MERGE, &patch).await
+}
+
+async fn labels_of(app: &TestApp, name: &str) -> Value {
+    app.get(&format!("{CDS}/{name}")).await.body["metadata"]["labels"].clone()
+}
+
+#[tokio::test]
+async fn attaching_a_cluster_to_a_selector_sync_set_needs_use_on_it() {
+    let mut app = TestApp::sqlite_as(TOKENS).await;
+    as_admin(&mut app);
+    let created = |r: common::Reply| assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    created(
+        app.post(
+            "/api/v1/namespaces",
+            &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}}),
+        )
+        .await,
+    );
+    created(
+        app.post(
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/team-a/rolebindings",
+            &binding("RoleBinding", "mallory-edit", "ClusterRole", "edit"),
+        )
+        .await,
+    );
+    for (name, env) in [("platform", "prod"), ("staging", "staging")] {
+        created(app.post("/apis/hive.openshift.io/v1/selectorsyncsets", &json!({
+            "apiVersion": "hive.openshift.io/v1", "kind": "SelectorSyncSet",
+            "metadata": {"name": name},
+            "spec": {"clusterDeploymentSelector": {"matchLabels": {"env": env}},
+                     "secretMappings": [{"sourceRef": {"name": "pull", "namespace": "platform"},
+                                         "targetRef": {"name": "pull", "namespace": "kube-system"}}]}})).await);
+    }
+    // The administrator attaches freely (Hive's YAML as is).
+    created(
+        app.post(CDS, &cd("prod-1", json!({"env": "prod"}), "prod-1-kc"))
+            .await,
+    );
+
+    as_mallory(&mut app);
+    // Creating a matching ClusterDeployment: refused, nothing stored (dry run alike).
+    let r = app
+        .post(CDS, &cd("mine", json!({"env": "prod"}), "mine-kc"))
+        .await;
+    refused(&r, &["platform"]);
+    let r = app
+        .post(
+            &format!("{CDS}?dryRun=All"),
+            &cd("mine", json!({"env": "prod"}), "mine-kc"),
+        )
+        .await;
+    refused(&r, &["platform"]);
+    assert_eq!(
+        app.get(&format!("{CDS}/mine")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    // One matching nothing is the editor's own business.
+    created(
+        app.post(CDS, &cd("mine", json!({"env": "test"}), "mine-kc"))
+            .await,
+    );
+    created(
+        app.post(
+            SECRETS,
+            &kubeconfig_secret("mine-kc", "https://127.0.0.1:1"),
+        )
+        .await,
+    );
+    // Relabelling it into a set, by merge patch, update or server-side apply: refused.
+    let r = relabel(&app, "mine", "prod").await;
+    refused(&r, &["platform"]);
+    let mut current = app.get(&format!("{CDS}/mine")).await.body;
+    current["metadata"]["labels"] = json!({"env": "staging"});
+    refused(
+        &app.put(&format!("{CDS}/mine"), &current).await,
+        &["staging"],
+    );
+    let r = app
+        .patch(
+            &format!("{CDS}/mine?fieldManager=mallory&force=true"),
+            "application/apply-patch+yaml",
+            &cd("mine", json!({"env": "prod"}), "mine-kc").to_string(),
+        )
+        .await;
+    refused(&r, &["platform"]);
+    assert_eq!(labels_of(&app, "mine").await, json!({"env": "test"}));
+
+    // Taking over a cluster that is attached: its kubeconfig Secret, or its reference.
+    refused(
+        &app.post(
+            SECRETS,
+            &kubeconfig_secret("prod-1-kc", "https://127.0.0.1:2"),
+        )
+        .await,
+        &["platform"],
+    );
+    refused(
+        &app.patch(
+            &format!("{CDS}/prod-1"),
+            MERGE,
+            r#"{"spec":{"clusterMetadata":{"adminKubeconfigSecretRef":{"name":"mine-kc"}}}}"#,
+        )
+        .await,
+        &["platform"],
+    );
+    // An edit that attaches nothing new is allowed.
+    let r = app
+        .patch(
+            &format!("{CDS}/prod-1"),
+            MERGE,
+            r#"{"metadata":{"labels":{"owner":"team-a"}}}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+
+    // Once granted `use` on one set in this namespace, that set (and only it) is open.
+    as_admin(&mut app);
+    created(
+        app.post(
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/team-a/roles",
+            &json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "use-platform"},
+        "rules": [{"apiGroups": ["hive.openshift.io"], "resources": ["selectorsyncsets"],
+                   "resourceNames": ["platform"], "verbs": ["use"]}]}),
+        )
+        .await,
+    );
+    created(
+        app.post(
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/team-a/rolebindings",
+            &binding(
+                "RoleBinding",
+                "mallory-use-platform",
+                "Role",
+                "use-platform",
+            ),
+        )
+        .await,
+    );
+    as_mallory(&mut app);
+    let r = relabel(&app, "mine", "prod").await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    refused(&relabel(&app, "mine", "staging").await, &["staging"]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn registration_needs_use_and_never_replaces_what_exists() {
+    let mut app = TestApp::sqlite_as(TOKENS).await;
+    as_admin(&mut app);
+    let kc = |server: &str| {
+        kubeconfig_secret("x", server)["stringData"]["kubeconfig"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let register = |name: &str, server: &str, labels: Value| json!({"name": name, "namespace": "fleet", "kubeconfig": kc(server), "labels": labels});
+    let r = app.post("/apis/hive.openshift.io/v1/selectorsyncsets", &json!({
+        "apiVersion": "hive.openshift.io/v1", "kind": "SelectorSyncSet", "metadata": {"name": "platform"},
+        "spec": {"clusterDeploymentSelector": {"matchLabels": {"env": "prod"}}}})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+
+    // Registered, then the same request again: the same cluster, 200.
+    let first = register("c1", "https://127.0.0.1:1", json!({"env": "prod"}));
+    let r = app.post("/v1/clusters", &first).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let r = app.post("/v1/clusters", &first).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["metadata"]["name"], "c1");
+    // Another kubeconfig or other labels for that name: 409, nothing replaced.
+    for other in [
+        register("c1", "https://127.0.0.1:666", json!({"env": "prod"})),
+        register("c1", "https://127.0.0.1:1", json!({"env": "dev"})),
+    ] {
+        let r = app.post("/v1/clusters", &other).await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+    }
+    let secret = app
+        .get("/api/v1/namespaces/fleet/secrets/c1-admin-kubeconfig")
+        .await;
+    let stored = secret.body["data"]["kubeconfig"].as_str().unwrap();
+    use base64::Engine as _;
+    let stored = base64::engine::general_purpose::STANDARD
+        .decode(stored)
+        .unwrap();
+    assert!(String::from_utf8(stored).unwrap().contains("127.0.0.1:1\n"));
+    assert_eq!(
+        labels_of_cd(&app, "fleet", "c1").await,
+        json!({"env": "prod"})
+    );
+    // A Secret of that name that holds another kubeconfig is not taken over either.
+    let r = app
+        .post(
+            "/api/v1/namespaces/fleet/secrets",
+            &kubeconfig_secret("c2-admin-kubeconfig", "https://127.0.0.1:2"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let r = app
+        .post(
+            "/v1/clusters",
+            &register("c2", "https://127.0.0.1:3", json!({})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("c2-admin-kubeconfig"),
+        "{:?}",
+        r.body
+    );
+    // ...but one holding this very kubeconfig (a registration cut short) is completed.
+    let r = app
+        .post(
+            "/v1/clusters",
+            &register("c2", "https://127.0.0.1:2", json!({})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+
+    // A registrant allowed to POST /v1/clusters but not to use the set: 403, and nothing
+    // written, not even the namespace.
+    let r = app
+        .post(
+            "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+            &json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                "metadata": {"name": "registrar"},
+                "rules": [{"nonResourceURLs": ["/v1/clusters"], "verbs": ["post"]}]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let r = app
+        .post(
+            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+            &binding(
+                "ClusterRoleBinding",
+                "registrar",
+                "ClusterRole",
+                "registrar",
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    as_mallory(&mut app);
+    let mut theirs = register("m1", "https://127.0.0.1:4", json!({"env": "prod"}));
+    theirs["namespace"] = json!("mallory-ns");
+    refused(&app.post("/v1/clusters", &theirs).await, &["platform"]);
+    as_admin(&mut app);
+    assert_eq!(
+        app.get("/api/v1/namespaces/mallory-ns").await.status,
+        StatusCode::NOT_FOUND
+    );
+    app.stop().await;
+}
+
+async fn labels_of_cd(app: &TestApp, namespace: &str, name: &str) -> Value {
+    app.get(&format!(
+        "/apis/hive.openshift.io/v1/namespaces/{namespace}/clusterdeployments/{name}"
+    ))
+    .await
+    .body["metadata"]["labels"]
+        .clone()
+}
