@@ -23,13 +23,14 @@ fn cached(
     build: impl FnOnce() -> Option<Bytes>,
 ) -> Option<Bytes> {
     let cache_key = format!("{cluster}\u{0}{key}");
-    let generation = Arc::as_ptr(kinds) as usize;
-    if let Some((g, doc)) = state
+    // A document is good for the very kinds it was built from. The weak reference keeps
+    // their allocation, so no later registry can be mistaken for them by address.
+    if let Some((built_from, doc)) = state
         .openapi_cache
         .lock()
         .expect("cache lock")
         .get(&cache_key)
-        && *g == generation
+        && std::ptr::eq(built_from.as_ptr(), Arc::as_ptr(kinds))
     {
         return Some(doc.clone());
     }
@@ -38,7 +39,7 @@ fn cached(
         .openapi_cache
         .lock()
         .expect("cache lock")
-        .insert(cache_key, (generation, doc.clone()));
+        .insert(cache_key, (Arc::downgrade(kinds), doc.clone()));
     Some(doc)
 }
 
