@@ -22,11 +22,16 @@ impl Drop for Serve {
 }
 
 fn serve(data: &Path, extra: &[&str]) -> Serve {
-    serve_logging(data, extra, None)
+    start(data, extra, None, false)
 }
 
 /// `serve`, its debug log going to `log` when given.
 fn serve_logging(data: &Path, extra: &[&str], log: Option<&Path>) -> Serve {
+    start(data, extra, log, false)
+}
+
+/// `serve` with or without its controllers.
+fn start(data: &Path, extra: &[&str], log: Option<&Path>, controllers: bool) -> Serve {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_syncsets"));
     match log {
         Some(path) => cmd
@@ -35,14 +40,9 @@ fn serve_logging(data: &Path, extra: &[&str], log: Option<&Path>) -> Serve {
         None => cmd.env("SYNCSETS_LOG", "warn"),
     };
     let mut child = cmd
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--controllers",
-            "false",
-            "--data-dir",
-        ])
+        .args(["serve", "--listen", "127.0.0.1:0", "--controllers"])
+        .arg(controllers.to_string())
+        .arg("--data-dir")
         .arg(data)
         .args(extra)
         .stdout(Stdio::piped())
@@ -305,6 +305,24 @@ fn certificates_survive_restarts_and_plain_http_stays_on_loopback() {
     assert!(plain.url.starts_with("http://127.0.0.1:"), "{}", plain.url);
 }
 
+/// Binds `user` to the `edit` role in `namespace`.
+fn editor_of(namespace: &str, admin: &Path, user: &str) {
+    let binding = format!("{user}-edit");
+    let user = format!("--user={user}");
+    ok(
+        admin,
+        &[
+            "-n",
+            namespace,
+            "create",
+            "rolebinding",
+            &binding,
+            "--clusterrole=edit",
+            &user,
+        ],
+    );
+}
+
 /// kubectl with a kubeconfig, expecting success; returns stdout.
 fn ok(kubeconfig: &Path, args: &[&str]) -> String {
     let (ok, out, err) = kubectl(kubeconfig, args);
@@ -361,18 +379,7 @@ fn rbac_confines_a_user_to_what_it_was_granted() {
             ],
         );
     }
-    ok(
-        &admin,
-        &[
-            "-n",
-            "team-a",
-            "create",
-            "rolebinding",
-            "alice-edit",
-            "--clusterrole=edit",
-            "--user=alice",
-        ],
-    );
+    editor_of("team-a", &admin, "alice");
     // The default roles are there, as in Kubernetes.
     let roles = ok(&admin, &["get", "clusterroles"]);
     for role in ["cluster-admin", "admin", "edit", "view", "system:discovery"] {
@@ -975,4 +982,172 @@ fn secrets_stay_sealed_at_rest_and_keys_rotate_while_serving() {
     for needle in [plaintext, encoded.as_str(), token] {
         assert!(!logged.contains(needle), "{needle} in the log");
     }
+}
+
+/// `kubectl apply -f` of a manifest (written to `dir/name`), expecting success.
+fn apply(kubeconfig: &Path, dir: &Path, name: &str, yaml: &str) {
+    let path = dir.join(name);
+    std::fs::write(&path, yaml).unwrap();
+    ok(kubeconfig, &["apply", "-f", path.to_str().unwrap()]);
+}
+
+/// Polls `f` until it returns `Some`, for at most `secs` seconds.
+fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
+/// The security review's attack, end to end: the hub registered as one of its own clusters
+/// (as "local-cluster" is in Hive), and a user with only `edit` in one namespace who writes
+/// a kubeconfig holding the hub admin's (public) client certificate with a key of their
+/// own, and a SyncSet that would make them cluster-admin. The controllers must never use
+/// the admin's TLS identity for it: the set fails, saying why, and nothing is applied.
+#[test]
+fn a_namespace_editor_never_acts_with_another_clusters_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.csv");
+    std::fs::write(&tokens, "t-mallory,mallory,2\n").unwrap();
+    let server = start(
+        dir.path(),
+        &["--token-auth-file", tokens.to_str().unwrap()],
+        None,
+        true,
+    );
+    let admin = dir.path().join("kubeconfig");
+    let admin_text = std::fs::read_to_string(&admin).unwrap();
+    let ca = ca_data(&admin);
+    let mallory = kubeconfig_with(
+        dir.path(),
+        "mallory",
+        &server.url,
+        &ca,
+        "\n    token: t-mallory",
+    );
+
+    // The hub manages itself, and an admin set proves its client is up (and cached).
+    let registration = dir.path().join("local.json");
+    std::fs::write(
+        &registration,
+        serde_json::json!({"name": "local-cluster", "namespace": "hub",
+                           "kubeconfig": admin_text, "labels": {"env": "hub"}})
+        .to_string(),
+    )
+    .unwrap();
+    ok(
+        &admin,
+        &[
+            "create",
+            "--raw",
+            "/v1/clusters",
+            "-f",
+            registration.to_str().unwrap(),
+        ],
+    );
+    apply(
+        &admin,
+        dir.path(),
+        "baseline.yaml",
+        "apiVersion: hive.openshift.io/v1\nkind: SelectorSyncSet\nmetadata:\n  name: hub-baseline\nspec:\n  clusterDeploymentSelector:\n    matchLabels:\n      env: hub\n  resources:\n  - apiVersion: v1\n    kind: ConfigMap\n    metadata:\n      name: hub-marker\n      namespace: default\n    data:\n      applied: \"yes\"\n",
+    );
+    eventually(60, "the admin set applied to the hub", || {
+        kubectl(&admin, &["-n", "default", "get", "cm", "hub-marker"])
+            .0
+            .then_some(())
+    });
+
+    ok(&admin, &["create", "namespace", "team-a"]);
+    editor_of("team-a", &admin, "mallory");
+
+    // The admin's certificate (public) with a key of mallory's own.
+    let cert = admin_text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("client-certificate-data: "))
+        .unwrap()
+        .to_string();
+    let key = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .output()
+        .unwrap();
+    assert!(key.status.success());
+    let key = base64::engine::general_purpose::STANDARD.encode(&key.stdout);
+    let forged = kubeconfig_with(
+        dir.path(),
+        "forged",
+        &server.url,
+        &ca,
+        &format!("\n    client-certificate-data: {cert}\n    client-key-data: {key}"),
+    );
+    ok(
+        &mallory,
+        &[
+            "-n",
+            "team-a",
+            "create",
+            "secret",
+            "generic",
+            "mine-kubeconfig",
+            &format!("--from-file=kubeconfig={}", forged.display()),
+        ],
+    );
+    apply(
+        &mallory,
+        dir.path(),
+        "attack.yaml",
+        "apiVersion: hive.openshift.io/v1\nkind: ClusterDeployment\nmetadata:\n  name: mine\n  namespace: team-a\nspec:\n  baseDomain: example.com\n  clusterName: mine\n  installed: true\n  platform: {}\n  clusterMetadata:\n    clusterID: mine\n    infraID: mine\n    adminKubeconfigSecretRef:\n      name: mine-kubeconfig\n---\napiVersion: hive.openshift.io/v1\nkind: SyncSet\nmetadata:\n  name: escalate\n  namespace: team-a\nspec:\n  clusterDeploymentRefs:\n  - name: mine\n  resources:\n  - apiVersion: rbac.authorization.k8s.io/v1\n    kind: ClusterRoleBinding\n    metadata:\n      name: mallory-is-admin\n    roleRef:\n      apiGroup: rbac.authorization.k8s.io\n      kind: ClusterRole\n      name: cluster-admin\n    subjects:\n    - apiGroup: rbac.authorization.k8s.io\n      kind: User\n      name: mallory\n",
+    );
+
+    // The set fails, and says why.
+    let failure = eventually(90, "the hijacking SyncSet's result", || {
+        let (found, out, _) = kubectl(
+            &admin,
+            &[
+                "-n",
+                "team-a",
+                "get",
+                "csync",
+                "mine",
+                "-o",
+                "jsonpath={.status.syncSets[?(@.name==\"escalate\")].result} {.status.syncSets[?(@.name==\"escalate\")].failureMessage}",
+            ],
+        );
+        (found && !out.trim().is_empty()).then_some(out)
+    });
+    assert_eq!(
+        failure,
+        "Failure the kubeconfig's client-key-data does not belong to its client-certificate-data"
+    );
+    // Nothing was applied, and mallory is still only an editor of team-a.
+    let err = refused(&admin, &["get", "clusterrolebinding", "mallory-is-admin"]);
+    assert!(err.contains("NotFound"), "{err}");
+    let err = refused(&mallory, &["get", "secrets", "-A"]);
+    assert!(
+        err.contains(r#"User "mallory" cannot list resource "secrets""#),
+        "{err}"
+    );
+    // The hub's own cluster is still synced with its own credentials.
+    let (_, out, _) = kubectl(
+        &admin,
+        &[
+            "-n",
+            "hub",
+            "get",
+            "csync",
+            "local-cluster",
+            "-o",
+            "jsonpath={.status.selectorSyncSets[*].result}",
+        ],
+    );
+    assert_eq!(out, "Success");
 }
