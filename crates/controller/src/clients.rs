@@ -373,6 +373,8 @@ impl TransportKey {
                 .unwrap_or_default()
                 .as_bytes(),
         );
+        // No CA (the system's roots) is not an empty list of CAs (none trusted).
+        field(12, &[u8::from(config.root_cert.is_some())]);
         for cert in config.root_cert.iter().flatten() {
             field(3, cert);
         }

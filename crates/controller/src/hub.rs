@@ -252,9 +252,21 @@ impl Hub {
 
     /// Deletes an object if it exists.
     pub async fn delete(&self, kind: HubKind, namespace: &str, name: &str) -> Result<()> {
+        self.delete_at(kind, namespace, name, None).await
+    }
+
+    /// Deletes an object if it exists and, with `rv`, is still at that resourceVersion
+    /// (else a conflict error: it was written since it was read).
+    pub async fn delete_at(
+        &self,
+        kind: HubKind,
+        namespace: &str,
+        name: &str,
+        rv: Option<u64>,
+    ) -> Result<()> {
         match self
             .store
-            .delete(&self.key(kind, namespace, name), None)
+            .delete(&self.key(kind, namespace, name), rv)
             .await
         {
             Ok(_) | Err(StoreError::NotFound) => Ok(()),

@@ -236,9 +236,19 @@ impl Reconciler {
             cluster = %cluster.key(),
             "dropping the ClusterSync state of an earlier ClusterDeployment of this name"
         );
-        self.hub.delete(HubKind::ClusterSyncLease, ns, name).await?;
-        if !sync_ok {
-            self.hub.delete(HubKind::ClusterSync, ns, name).await?;
+        // At the versions read: state another replica wrote since is not lost (the
+        // conflict makes this reconcile read again).
+        if let Some(l) = &lease {
+            let rv = Some(l.rv);
+            self.hub
+                .delete_at(HubKind::ClusterSyncLease, ns, name, rv)
+                .await?;
+        }
+        if let Some(c) = cluster_sync.as_ref().filter(|_| !sync_ok) {
+            let rv = Some(c.rv);
+            self.hub
+                .delete_at(HubKind::ClusterSync, ns, name, rv)
+                .await?;
             self.clients.forget(&cluster.key());
             self.health.forget(&cluster.key());
             return Ok((None, None));
