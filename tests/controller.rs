@@ -886,3 +886,59 @@ async fn what_an_earlier_cluster_of_the_same_name_left_is_never_acted_on() {
     assert_eq!(cs["metadata"]["ownerReferences"][0]["uid"], uid, "{cs}");
     assert_eq!(cs["status"]["syncSets"], Value::Null, "{cs}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_gets_only_the_selector_sync_sets_recorded_as_usable_for_it() {
+    let fleet = Fleet::start(test_config()).await;
+    fleet.register("a", json!({"env": "prod"})).await;
+    fleet.register("b", json!({"env": "prod"})).await;
+    // b was labelled by someone who may use only "other" (the API server's record).
+    let (ok, _, err) = fleet
+        .hub_kubectl(&[
+            "-n",
+            "fleet",
+            "annotate",
+            "cd",
+            "b",
+            "syncsets.io/usable-selectorsyncsets=other",
+        ])
+        .await;
+    assert!(ok, "{err}");
+    fleet
+        .hub_apply(&sss(
+            "platform",
+            "env: prod",
+            "Upsert",
+            &cm("from-platform", "k: v"),
+        ))
+        .await;
+    fleet
+        .hub_apply(&sss(
+            "other",
+            "env: prod",
+            "Upsert",
+            &cm("from-other", "k: v"),
+        ))
+        .await;
+    fleet.until_on_member("a", &["cm", "from-platform"]).await;
+    fleet.until_on_member("a", &["cm", "from-other"]).await;
+    // b is reconciled with "other" (as it would have been with "platform", made first)...
+    fleet
+        .until_set("b", "selectorSyncSets", "other", "Success")
+        .await;
+    let cs = fleet.cluster_sync("b").await.unwrap();
+    let sets: Vec<&str> = cs["status"]["selectorSyncSets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(sets, ["other"], "{cs}");
+    // ...and holds nothing of "platform".
+    assert!(
+        fleet
+            .member_get("b", &["cm", "from-platform"])
+            .await
+            .is_none()
+    );
+}

@@ -9,119 +9,212 @@
 //! Here a user may attach a cluster to a SelectorSyncSet only with the RBAC verb `use` on
 //! that set (`selectorsyncsets.hive.openshift.io`, by name), evaluated in the
 //! ClusterDeployment's namespace — as Kubernetes once did for PodSecurityPolicies — so an
-//! administrator can grant it cluster-wide or to one namespace. A write attaches a cluster
-//! to a set when, after it:
+//! administrator can grant it cluster-wide or to one namespace. A write attaches when,
+//! after it:
 //!
-//! - a ClusterDeployment matches the set and did not before (it is created, or relabelled);
-//! - a ClusterDeployment that matches the set points at another kubeconfig Secret;
-//! - a Secret's `kubeconfig` that a matching ClusterDeployment uses is created or changed.
+//! - a ClusterDeployment is new, or its labels changed, or it names another kubeconfig
+//!   Secret: it may then be attached only to sets its writer may use. Those it matches
+//!   now and may not use are refused (403, naming them); for sets made later, the server
+//!   records the writer's sets in [`USABLE_SETS_ANNOTATION`] and the controllers attach
+//!   the cluster to no other (an administrator's write removes the annotation);
+//! - a Secret's `kubeconfig`, that a ClusterDeployment matching a set uses, is written.
 //!
-//! Otherwise the write is refused with 403 naming the sets. Every SelectorSyncSet counts,
-//! with or without secretMappings: its resources are the administrator's too. The checks do
-//! not apply to `system:masters` (the hub's own admin), to the server's own writes, or on a
-//! server without authentication; `cluster-admin` passes them through RBAC (`*` verbs).
-//! SyncSets need no such rule: a SyncSet only reaches ClusterDeployments of its own
-//! namespace, and only Secrets of that namespace.
+//! Every SelectorSyncSet counts, with or without secretMappings: its resources are the
+//! administrator's too. `system:masters`, the server's own writes and servers without
+//! authentication are exempt; `cluster-admin` passes through RBAC (`*` verbs). Users
+//! cannot set the annotation themselves. SyncSets need no such rule: a SyncSet only
+//! reaches ClusterDeployments of its own namespace, and only Secrets of that namespace.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 use syncsets_store::ListQuery;
-use syncsets_types::hive::SelectorSyncSetSpec;
+use syncsets_types::hive::{SelectorSyncSetSpec, USABLE_SETS_ANNOTATION, UsableSets};
 
+use crate::authn::UserInfo;
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::Ctx;
-use crate::rbac::{self, Attributes};
+use crate::rbac::{self, Policy};
 
 const HIVE: &str = "hive.openshift.io";
 const SELECTOR_SYNCSETS: &str = "selectorsyncsets";
 const KUBECONFIG_KEY: &str = "kubeconfig";
 
-/// Refuses a write of a ClusterDeployment or Secret (`old` → `new`; `old` is `None` for a
-/// create) that attaches a cluster to a SelectorSyncSet the writer may not `use`.
-pub(crate) async fn check(ctx: &Ctx, old: Option<&Value>, new: &Value) -> ApiResult<()> {
-    let Some(user) = &ctx.user else { return Ok(()) };
-    if ctx.state.config.authenticator.is_none() || user.groups.iter().any(|g| g == rbac::MASTERS) {
+/// Checks a write of a ClusterDeployment or Secret (`old` → `new`; `old` is `None` for a
+/// create) for attaching a cluster to a SelectorSyncSet its writer may not `use`, and
+/// records on a ClusterDeployment which sets it may be attached to.
+pub(crate) async fn check(ctx: &Ctx, old: Option<&Value>, new: &mut Value) -> ApiResult<()> {
+    let writer = writer(ctx);
+    match (ctx.kind.group.as_str(), ctx.kind.kind.as_str()) {
+        (HIVE, "ClusterDeployment") => cluster_deployment(ctx, writer, old, new).await,
+        ("", "Secret") => match writer {
+            Some(user) => kubeconfig_secret(ctx, user, old, new).await,
+            None => Ok(()),
+        },
+        _ => Ok(()),
+    }
+}
+
+/// The user whose writes are checked (`None`: exempt).
+fn writer(ctx: &Ctx) -> Option<&UserInfo> {
+    let user = ctx.user.as_ref()?;
+    let exempt =
+        ctx.state.config.authenticator.is_none() || user.groups.iter().any(|g| g == rbac::MASTERS);
+    (!exempt).then_some(user)
+}
+
+async fn cluster_deployment(
+    ctx: &Ctx,
+    writer: Option<&UserInfo>,
+    old: Option<&Value>,
+    new: &mut Value,
+) -> ApiResult<()> {
+    let repointed = !kubeconfig_ref(new).is_null()
+        && old.is_none_or(|o| kubeconfig_ref(o) != kubeconfig_ref(new));
+    let relabelled = old.is_none_or(|o| labels(o) != labels(new));
+    if !repointed && !relabelled {
+        // Nothing attaches: the record stays as it was, unless an administrator edits it.
+        if writer.is_some() {
+            let kept = old.map_or(UsableSets::Any, |o| {
+                UsableSets::of(&o["metadata"]["annotations"])
+            });
+            record(new, &kept);
+        }
         return Ok(());
     }
-    let attached: Vec<Value> = match (ctx.kind.group.as_str(), ctx.kind.kind.as_str()) {
-        (HIVE, "ClusterDeployment") => {
-            let relabelled_only = old.is_some_and(|o| kubeconfig_ref(o) == kubeconfig_ref(new));
-            let sets = selector_sync_sets(ctx).await?;
-            sets.into_iter()
-                .filter(|(_, spec)| {
-                    let selector = spec.selector();
-                    selector.matches(&labels(new))
-                        && !(relabelled_only && old.is_some_and(|o| selector.matches(&labels(o))))
-                })
-                .map(|(name, _)| Value::String(name))
-                .collect()
-        }
-        ("", "Secret") => {
-            let data = |o: &Value| o["data"][KUBECONFIG_KEY].clone();
-            if old.is_some_and(|o| data(o) == data(new)) || data(new).is_null() {
-                return Ok(());
-            }
-            let users = kubeconfig_users(ctx, name(new)).await?;
-            if users.is_empty() {
-                return Ok(());
-            }
-            let sets = selector_sync_sets(ctx).await?;
-            sets.into_iter()
-                .filter(|(_, spec)| {
-                    let selector = spec.selector();
-                    users.iter().any(|cd| selector.matches(&labels(cd)))
-                })
-                .map(|(name, _)| Value::String(name))
-                .collect()
-        }
-        _ => return Ok(()),
+    let Some(user) = writer else {
+        record(new, &UsableSets::Any);
+        return Ok(());
     };
-    if attached.is_empty() {
+    let usable = usable_sets(&*crate::authz::policy(ctx).await?, user, ctx.namespace());
+    // Sets it was attached to, under the same kubeconfig, stay attached while they match.
+    let attached_before = |name: &str, selector: &syncsets_types::Selector| {
+        !repointed
+            && old.is_some_and(|o| {
+                selector.matches(&labels(o))
+                    && UsableSets::of(&o["metadata"]["annotations"]).allows(name)
+            })
+    };
+    let (mut kept, mut refused) = (BTreeSet::new(), Vec::new());
+    for (name, spec) in selector_sync_sets(ctx).await? {
+        let selector = spec.selector();
+        if !selector.matches(&labels(new)) || usable.allows(&name) {
+            continue;
+        }
+        if attached_before(&name, &selector) {
+            kept.insert(name);
+        } else {
+            refused.push(name);
+        }
+    }
+    if !refused.is_empty() {
+        return Err(forbidden(
+            ctx,
+            user,
+            new,
+            "this ClusterDeployment would be matched by",
+            &refused,
+        ));
+    }
+    let record_of = match usable {
+        UsableSets::Any => UsableSets::Any,
+        UsableSets::Only(names) => UsableSets::Only(names.into_iter().chain(kept).collect()),
+    };
+    record(new, &record_of);
+    Ok(())
+}
+
+async fn kubeconfig_secret(
+    ctx: &Ctx,
+    user: &UserInfo,
+    old: Option<&Value>,
+    new: &Value,
+) -> ApiResult<()> {
+    let data = |o: &Value| o["data"][KUBECONFIG_KEY].clone();
+    if old.is_some_and(|o| data(o) == data(new)) || data(new).is_null() {
         return Ok(());
     }
-    let policy = crate::authz::policy(ctx).await?;
-    let refused: Vec<&str> = attached
-        .iter()
-        .filter_map(Value::as_str)
-        .filter(|set| {
-            !policy
-                .authorize(
-                    user,
-                    &Attributes {
-                        verb: "use".into(),
-                        namespace: ctx.namespace().to_string(),
-                        api_group: HIVE.into(),
-                        resource: SELECTOR_SYNCSETS.into(),
-                        name: (*set).to_string(),
-                        ..Attributes::default()
-                    },
-                )
-                .allowed
+    let users = kubeconfig_users(ctx, name(new)).await?;
+    if users.is_empty() {
+        return Ok(());
+    }
+    let usable = usable_sets(&*crate::authz::policy(ctx).await?, user, ctx.namespace());
+    let refused: Vec<String> = selector_sync_sets(ctx)
+        .await?
+        .into_iter()
+        .filter(|(name, spec)| {
+            let selector = spec.selector();
+            !usable.allows(name)
+                && users.iter().any(|cd| {
+                    selector.matches(&labels(cd))
+                        && UsableSets::of(&cd["metadata"]["annotations"]).allows(name)
+                })
         })
+        .map(|(name, _)| name)
         .collect();
     if refused.is_empty() {
         return Ok(());
     }
-    let what = if ctx.kind.kind == "Secret" {
-        "this kubeconfig would be used for clusters matched by"
-    } else {
-        "this ClusterDeployment would be matched by"
-    };
-    let sets = refused
+    Err(forbidden(
+        ctx,
+        user,
+        new,
+        "this kubeconfig would be used for clusters matched by",
+        &refused,
+    ))
+}
+
+/// The SelectorSyncSets `user` may `use` in `namespace`: any (a rule without
+/// `resourceNames`), or those its rules name.
+fn usable_sets(policy: &Policy, user: &UserInfo, namespace: &str) -> UsableSets {
+    let mut names = BTreeSet::new();
+    let any = |list: &[String], what: &str| list.iter().any(|v| v == what || v == "*");
+    for rule in policy.rules_for(user, namespace) {
+        if !(any(&rule.verbs, "use")
+            && any(&rule.api_groups, HIVE)
+            && any(&rule.resources, SELECTOR_SYNCSETS))
+        {
+            continue;
+        }
+        if rule.resource_names.is_empty() {
+            return UsableSets::Any;
+        }
+        names.extend(rule.resource_names);
+    }
+    UsableSets::Only(names)
+}
+
+/// Sets (or removes) a ClusterDeployment's record of the sets it may be attached to.
+fn record(cd: &mut Value, usable: &UsableSets) {
+    let meta = &mut cd["metadata"];
+    match usable.annotation() {
+        Some(value) => meta["annotations"][USABLE_SETS_ANNOTATION] = Value::String(value),
+        None => {
+            if let Some(annotations) = meta["annotations"].as_object_mut() {
+                annotations.remove(USABLE_SETS_ANNOTATION);
+                if annotations.is_empty() {
+                    meta.as_object_mut().map(|m| m.remove("annotations"));
+                }
+            }
+        }
+    }
+}
+
+fn forbidden(ctx: &Ctx, user: &UserInfo, obj: &Value, what: &str, sets: &[String]) -> ApiError {
+    let sets = sets
         .iter()
         .map(|s| format!("{s:?}"))
         .collect::<Vec<_>>()
         .join(", ");
-    Err(ApiError::forbidden(
+    ApiError::forbidden(
         &ctx.kind,
-        name(new),
+        name(obj),
         &format!(
-            "User {:?} cannot use resource \"selectorsyncsets\" in API group \"{HIVE}\" in the namespace {:?}: {what} SelectorSyncSet {sets}, and attaching a cluster to a set needs the verb \"use\" on it",
+            "User {:?} cannot use resource \"{SELECTOR_SYNCSETS}\" in API group \"{HIVE}\" in the namespace {:?}: {what} SelectorSyncSet {sets}, and attaching a cluster to a set needs the verb \"use\" on it",
             user.name,
             ctx.namespace(),
         ),
-    ))
+    )
 }
 
 fn name(obj: &Value) -> &str {

@@ -6,7 +6,9 @@
 //! a 409, unless it is what this very request would write (the request is repeated, say
 //! after a lost answer, or after a failure between the two writes). Attaching the new
 //! cluster to SelectorSyncSets by its labels needs `use` on them ([`crate::attach`]),
-//! checked before anything is written.
+//! checked before anything is written, and so is RBAC for what it creates: the registrant
+//! needs `create` on Secrets and ClusterDeployments in the namespace (and on namespaces
+//! when it is new), besides `post` on `/v1/clusters`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,6 +26,7 @@ use crate::AppState;
 use crate::authn::UserInfo;
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::{Ctx, store_new};
+use crate::rbac::Attributes;
 
 /// The registration request.
 #[derive(Debug, Deserialize)]
@@ -96,7 +99,7 @@ async fn adopt(
             Err(ApiError::already_exists(&cd_kind, &reg.name))
         };
     }
-    let cd = json!({
+    let mut cd = json!({
         "apiVersion": "hive.openshift.io/v1", "kind": "ClusterDeployment",
         "metadata": {"name": reg.name, "namespace": reg.namespace, "labels": reg.labels},
         "spec": {
@@ -111,12 +114,15 @@ async fn adopt(
             },
         },
     });
-    // Whether the registrant may attach this cluster to the sets its labels select, before
-    // anything is written.
-    crate::attach::check(&cd_ctx, None, &cd).await?;
-
+    // Whether the registrant may do what this does, before anything is written: create
+    // the namespace (if new), the Secret and the ClusterDeployment, and attach the cluster
+    // to the sets its labels select.
     let ns_ctx = Ctx::internal(state, ns_kind.clone(), "", None);
-    if ns_ctx.current(&reg.namespace).await?.is_none() {
+    let new_namespace = ns_ctx.current(&reg.namespace).await?.is_none();
+    authorize(&cd_ctx, &reg.namespace, new_namespace).await?;
+    crate::attach::check(&cd_ctx, None, &mut cd).await?;
+
+    if new_namespace {
         let ns =
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": reg.namespace}});
         let admitted = meta::admit_create(
@@ -152,5 +158,54 @@ async fn adopt(
 
     let admitted = meta::admit_create(&cd_ctx.write_context(&now, manager, false)?, cd, &[])
         .map_err(|e| ApiError::from_machinery(e, &cd_kind, &reg.name))?;
-    Ok((store_new(&cd_ctx, &reg.name, admitted.object).await?, true))
+    let created = store_new(&cd_ctx, &reg.name, admitted.object).await?;
+    // Until the ClusterDeployment existed, whoever may write Secrets in the namespace could
+    // rewrite this one unchecked (afterwards that needs `use` on its sets): a kubeconfig
+    // that is no longer the registered one undoes the registration.
+    let now_secret = secret_ctx.current(&secret_name).await?;
+    if now_secret.is_none_or(|s| s.object["data"]["kubeconfig"].as_str() != Some(&encoded)) {
+        let key = cd_ctx.key(&reg.name);
+        if let Ok(gone) = state.store.delete(&key, None).await {
+            crate::lifecycle::after_delete(&cd_ctx, &gone.object).await;
+        }
+        return Err(ApiError::conflict_message(
+            &secret_kind,
+            &secret_name,
+            format!(
+                "Secret {secret_name:?} was changed by someone else during registration; nothing was registered"
+            ),
+        ));
+    }
+    Ok((created, true))
+}
+
+/// The registrant may create what registration creates in `namespace` (and the namespace,
+/// if it is new), as if it wrote them itself.
+async fn authorize(ctx: &Ctx, namespace: &str, new_namespace: bool) -> ApiResult<()> {
+    let Some(user) = &ctx.user else { return Ok(()) };
+    if ctx.state.config.authenticator.is_none() {
+        return Ok(());
+    }
+    let policy = crate::authz::policy(ctx).await?;
+    let mut wanted = vec![
+        ("", "secrets", namespace),
+        ("hive.openshift.io", "clusterdeployments", namespace),
+    ];
+    if new_namespace {
+        wanted.insert(0, ("", "namespaces", ""));
+    }
+    for (group, resource, namespace) in wanted {
+        let attributes = Attributes {
+            verb: "create".into(),
+            namespace: namespace.into(),
+            api_group: group.into(),
+            resource: resource.into(),
+            ..Attributes::default()
+        };
+        let decision = policy.authorize(user, &attributes);
+        if !decision.allowed {
+            return Err(crate::authz::forbidden(user, &attributes, &decision.reason));
+        }
+    }
+    Ok(())
 }

@@ -207,7 +207,49 @@ async fn attaching_a_cluster_to_a_selector_sync_set_needs_use_on_it() {
     let r = relabel(&app, "mine", "prod").await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     refused(&relabel(&app, "mine", "staging").await, &["staging"]);
+    assert_eq!(usable_of(&app, "mine").await, json!("platform"));
+
+    // Labels set ahead of a set that does not exist yet: the cluster is recorded as usable
+    // only for the sets its labeller may use, so a set made later does not attach it.
+    let r = app
+        .post(CDS, &cd("early", json!({"env": "later"}), "early-kc"))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(usable_of(&app, "early").await, json!("platform"));
+    // The record is the server's: a user's own value is not taken.
+    let forged = json!({"metadata": {"annotations": {USABLE: "later,staging"}}}).to_string();
+    let r = app.patch(&format!("{CDS}/early"), MERGE, &forged).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(usable_of(&app, "early").await, json!("platform"));
+    // An edit by someone who may use fewer sets keeps the sets the cluster had.
+    as_admin(&mut app);
+    let r = app
+        .delete("/apis/rbac.authorization.k8s.io/v1/namespaces/team-a/rolebindings/mallory-use-platform")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    as_mallory(&mut app);
+    let r = app
+        .patch(
+            &format!("{CDS}/mine"),
+            MERGE,
+            r#"{"metadata":{"labels":{"owner":"mallory"}}}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(usable_of(&app, "mine").await, json!("platform"));
+    // An administrator's relabelling vouches for every set; their edits are taken as is.
+    as_admin(&mut app);
+    let r = relabel(&app, "early", "prod").await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(usable_of(&app, "early").await, Value::Null);
     app.stop().await;
+}
+
+const USABLE: &str = "syncsets.io/usable-selectorsyncsets";
+
+/// A ClusterDeployment's record of the sets it may be attached to.
+async fn usable_of(app: &TestApp, name: &str) -> Value {
+    app.get(&format!("{CDS}/{name}")).await.body["metadata"]["annotations"][USABLE].clone()
 }
 
 #[tokio::test]
@@ -286,15 +328,18 @@ async fn registration_needs_use_and_never_replaces_what_exists() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
 
-    // A registrant allowed to POST /v1/clusters but not to use the set: 403, and nothing
-    // written, not even the namespace.
+    // A registrant allowed to POST /v1/clusters must also be allowed to create what it
+    // makes, in that namespace, and to use the sets the labels select: else 403, and
+    // nothing written, not even the namespace.
+    let registrar = |rules: Value| {
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+               "metadata": {"name": "registrar"}, "rules": rules})
+    };
+    let post_only = json!([{"nonResourceURLs": ["/v1/clusters"], "verbs": ["post"]}]);
     let r = app
         .post(
             "/apis/rbac.authorization.k8s.io/v1/clusterroles",
-            &json!({
-                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-                "metadata": {"name": "registrar"},
-                "rules": [{"nonResourceURLs": ["/v1/clusters"], "verbs": ["post"]}]}),
+            &registrar(post_only.clone()),
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
@@ -313,6 +358,30 @@ async fn registration_needs_use_and_never_replaces_what_exists() {
     as_mallory(&mut app);
     let mut theirs = register("m1", "https://127.0.0.1:4", json!({"env": "prod"}));
     theirs["namespace"] = json!("mallory-ns");
+    let r = app.post("/v1/clusters", &theirs).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap()
+            .contains(r#"User "mallory" cannot create resource "namespaces""#),
+        "{:?}",
+        r.body
+    );
+    as_admin(&mut app);
+    let mut creator = post_only.as_array().unwrap().clone();
+    creator.push(
+        json!({"apiGroups": ["", "hive.openshift.io"], "verbs": ["create"],
+                        "resources": ["namespaces", "secrets", "clusterdeployments"]}),
+    );
+    let r = app
+        .put(
+            "/apis/rbac.authorization.k8s.io/v1/clusterroles/registrar",
+            &registrar(Value::Array(creator)),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    as_mallory(&mut app);
     refused(&app.post("/v1/clusters", &theirs).await, &["platform"]);
     as_admin(&mut app);
     assert_eq!(

@@ -8,6 +8,7 @@ use serde_json::Value;
 use syncsets_types::Selector;
 use syncsets_types::hive::{
     PAUSE_ANNOTATION, SelectorSyncSetSpec, SyncResourceReference, SyncSetCommonSpec, SyncSetSpec,
+    UsableSets,
 };
 
 /// Hive's annotation that marks a cluster being relocated to another hub.
@@ -67,6 +68,8 @@ pub struct Cluster {
     pub relocating: bool,
     /// The Secret (same namespace) holding the admin kubeconfig.
     pub kubeconfig_secret: Option<String>,
+    /// The SelectorSyncSets it may be attached to (whoever labelled it may `use` them).
+    pub usable_sets: UsableSets,
 }
 
 impl Cluster {
@@ -89,6 +92,7 @@ impl Cluster {
                 .as_str()
                 .filter(|s| !s.is_empty())
                 .map(str::to_string),
+            usable_sets: UsableSets::of(&meta["annotations"]),
         }
     }
 
@@ -219,7 +223,9 @@ impl SetDef {
             Targets::Refs(names) => {
                 self.namespace == cluster.namespace && names.contains(&cluster.name)
             }
-            Targets::Selector(selector) => selector.matches(&cluster.labels),
+            Targets::Selector(selector) => {
+                selector.matches(&cluster.labels) && cluster.usable_sets.allows(&self.name)
+            }
         }
     }
 
@@ -350,6 +356,7 @@ impl fmt::Display for ObjRef {
 mod tests {
     use super::*;
     use serde_json::json;
+    use syncsets_types::hive::USABLE_SETS_ANNOTATION;
 
     #[test]
     fn reads_cluster_deployments_as_hive_does() {
@@ -401,6 +408,19 @@ mod tests {
             "an empty selector matches all"
         );
         assert!(!sss(Value::Null).applies_to(&c), "no selector matches none");
+        // A cluster labelled by someone who may use only some sets gets only those.
+        let only = |annotation: &str| Cluster {
+            usable_sets: UsableSets::of(&json!({USABLE_SETS_ANNOTATION: annotation})),
+            ..c.clone()
+        };
+        let prod = sss(json!({"matchLabels": {"env": "prod"}}));
+        assert!(!prod.applies_to(&only("")));
+        assert!(!prod.applies_to(&only("y,z")));
+        assert!(prod.applies_to(&only("w,x")));
+        assert!(
+            ss.applies_to(&only("")),
+            "a SyncSet names its clusters itself"
+        );
     }
 
     #[test]

@@ -22,6 +22,55 @@ pub const HIVE_INTERNAL_GROUP: &str = "hiveinternal.openshift.io";
 pub const MANAGED_LABEL: &str = "hive.openshift.io/managed";
 /// Annotation on a ClusterDeployment that pauses syncing to it.
 pub const PAUSE_ANNOTATION: &str = "hive.openshift.io/syncset-pause";
+/// Annotation on a ClusterDeployment naming the SelectorSyncSets it may be attached to
+/// (comma-separated): set by the API server from the `use` grants of whoever last changed
+/// its labels or kubeconfig reference. Absent: any set (an administrator's write).
+pub const USABLE_SETS_ANNOTATION: &str = "syncsets.io/usable-selectorsyncsets";
+
+/// Which SelectorSyncSets a ClusterDeployment may be attached to, from its annotations.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum UsableSets {
+    /// Any (no [`USABLE_SETS_ANNOTATION`]).
+    #[default]
+    Any,
+    /// Only these names.
+    Only(std::collections::BTreeSet<String>),
+}
+
+impl UsableSets {
+    /// Reads [`USABLE_SETS_ANNOTATION`] from an object's `metadata.annotations`.
+    pub fn of(annotations: &Value) -> Self {
+        match annotations
+            .get(USABLE_SETS_ANNOTATION)
+            .and_then(Value::as_str)
+        {
+            None => Self::Any,
+            Some(list) => Self::Only(
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Whether a set of this name may be attached.
+    pub fn allows(&self, set: &str) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Only(names) => names.contains(set),
+        }
+    }
+
+    /// The annotation's value (`None`: no annotation).
+    pub fn annotation(&self) -> Option<String> {
+        match self {
+            Self::Any => None,
+            Self::Only(names) => Some(names.iter().cloned().collect::<Vec<_>>().join(",")),
+        }
+    }
+}
 
 /// A reference to an object in the same namespace, by name.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -36,7 +36,7 @@ pub(crate) async fn create(ctx: &Ctx, body: Bytes) -> ApiResult<Response> {
 
 /// Stores an admitted new object (or pretends to, for dry runs).
 pub(crate) async fn store_new(ctx: &Ctx, name: &str, mut object: Value) -> ApiResult<Value> {
-    crate::authz::check_write(ctx, None, &object).await?;
+    crate::authz::check_write(ctx, None, &mut object).await?;
     ctx.to_storage(&mut object);
     if ctx.query.dry_run {
         ctx.require_namespace(name).await?;

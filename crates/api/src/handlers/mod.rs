@@ -405,7 +405,7 @@ impl Ctx {
         admitted: Admitted,
     ) -> ApiResult<Option<Value>> {
         let mut obj = admitted.object;
-        crate::authz::check_write(self, Some(&current.object), &obj).await?;
+        crate::authz::check_write(self, Some(&current.object), &mut obj).await?;
         self.to_storage(&mut obj);
         let mut unchanged = current.object.clone();
         if let Some(m) = unchanged["metadata"].as_object_mut() {

@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use futures::StreamExt as _;
+use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use syncsets_api::{AppState, Config};
 
@@ -147,17 +148,30 @@ pub async fn register_all(
         let name = body["name"].as_str().unwrap_or_default().to_string();
         let request = http::Request::post("/v1/clusters")
             .header(http::header::CONTENT_TYPE, "application/json")
-            .body(serde_json::to_vec(&body)?)?;
-        Ok::<_, anyhow::Error>((name, hub.request_text(request).await))
+            .body(kube::client::Body::from(serde_json::to_vec(&body)?))?;
+        let response = hub
+            .send(request)
+            .await
+            .with_context(|| format!("registering {name} with the hub"))?;
+        let status = response.status();
+        if status.is_success() || status == http::StatusCode::CONFLICT {
+            return Ok::<_, anyhow::Error>(status == http::StatusCode::CREATED);
+        }
+        let body = response.into_body().collect().await?.to_bytes();
+        bail!(
+            "registering {name} with the hub: {status}: {}",
+            String::from_utf8_lossy(&body)
+        )
     }))
     .buffer_unordered(concurrency.max(1));
+    // 201: registered now; 200 (the same registration again) or 409 (another one of that
+    // name): registered already.
     let (mut registered, mut existing) = (0, 0);
-    while let Some(result) = results.next().await {
-        let (name, answer) = result?;
-        match answer {
-            Ok(_) => registered += 1,
-            Err(kube::Error::Api(s)) if s.code == 409 => existing += 1,
-            Err(e) => bail!("registering {name} with the hub: {e}"),
+    while let Some(new) = results.next().await {
+        if new? {
+            registered += 1;
+        } else {
+            existing += 1;
         }
     }
     Ok((registered, existing))
