@@ -892,18 +892,22 @@ async fn a_cluster_gets_only_the_selector_sync_sets_recorded_as_usable_for_it() 
     let fleet = Fleet::start(test_config()).await;
     fleet.register("a", json!({"env": "prod"})).await;
     fleet.register("b", json!({"env": "prod"})).await;
-    // b was labelled by someone who may use only "other" (the API server's record).
-    let (ok, _, err) = fleet
-        .hub_kubectl(&[
-            "-n",
-            "fleet",
-            "annotate",
-            "cd",
-            "b",
-            "syncsets.io/usable-selectorsyncsets=other",
-        ])
-        .await;
-    assert!(ok, "{err}");
+    fleet.register("c", json!({"env": "prod"})).await;
+    // b was labelled, and c's kubeconfig written, by someone who may use only "other"
+    // (the API server's records).
+    for (kind, name) in [("cd", "b"), ("secret", "c-admin-kubeconfig")] {
+        let (ok, _, err) = fleet
+            .hub_kubectl(&[
+                "-n",
+                "fleet",
+                "annotate",
+                kind,
+                name,
+                "syncsets.io/usable-selectorsyncsets=other",
+            ])
+            .await;
+        assert!(ok, "{err}");
+    }
     fleet
         .hub_apply(&sss(
             "platform",
@@ -922,23 +926,26 @@ async fn a_cluster_gets_only_the_selector_sync_sets_recorded_as_usable_for_it() 
         .await;
     fleet.until_on_member("a", &["cm", "from-platform"]).await;
     fleet.until_on_member("a", &["cm", "from-other"]).await;
-    // b is reconciled with "other" (as it would have been with "platform", made first)...
-    fleet
-        .until_set("b", "selectorSyncSets", "other", "Success")
-        .await;
-    let cs = fleet.cluster_sync("b").await.unwrap();
-    let sets: Vec<&str> = cs["status"]["selectorSyncSets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|s| s["name"].as_str())
-        .collect();
-    assert_eq!(sets, ["other"], "{cs}");
-    // ...and holds nothing of "platform".
-    assert!(
+    // b and c are reconciled with "other" (as they would have been with "platform", made
+    // first)...
+    for cluster in ["b", "c"] {
         fleet
-            .member_get("b", &["cm", "from-platform"])
-            .await
-            .is_none()
-    );
+            .until_set(cluster, "selectorSyncSets", "other", "Success")
+            .await;
+        let cs = fleet.cluster_sync(cluster).await.unwrap();
+        let sets: Vec<&str> = cs["status"]["selectorSyncSets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["name"].as_str())
+            .collect();
+        assert_eq!(sets, ["other"], "{cs}");
+        // ...and hold nothing of "platform".
+        assert!(
+            fleet
+                .member_get(cluster, &["cm", "from-platform"])
+                .await
+                .is_none()
+        );
+    }
 }

@@ -17,7 +17,10 @@
 //!   now and may not use are refused (403, naming them); for sets made later, the server
 //!   records the writer's sets in [`USABLE_SETS_ANNOTATION`] and the controllers attach
 //!   the cluster to no other (an administrator's write removes the annotation);
-//! - a Secret's `kubeconfig`, that a ClusterDeployment matching a set uses, is written.
+//! - a Secret's `kubeconfig`, that a ClusterDeployment matching a set uses, is written:
+//!   refused likewise. The Secret records its writer's sets too, and a cluster is attached
+//!   only to sets both records allow — an editor can neither make a Secret ahead of an
+//!   administrator's ClusterDeployment that names it, nor rewrite one before a set exists.
 //!
 //! Every SelectorSyncSet counts, with or without secretMappings: its resources are the
 //! administrator's too. `system:masters`, the server's own writes and servers without
@@ -28,7 +31,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
-use syncsets_store::ListQuery;
+use syncsets_store::{ListQuery, ObjectKey};
 use syncsets_types::hive::{SelectorSyncSetSpec, USABLE_SETS_ANNOTATION, UsableSets};
 
 use crate::authn::UserInfo;
@@ -47,10 +50,7 @@ pub(crate) async fn check(ctx: &Ctx, old: Option<&Value>, new: &mut Value) -> Ap
     let writer = writer(ctx);
     match (ctx.kind.group.as_str(), ctx.kind.kind.as_str()) {
         (HIVE, "ClusterDeployment") => cluster_deployment(ctx, writer, old, new).await,
-        ("", "Secret") => match writer {
-            Some(user) => kubeconfig_secret(ctx, user, old, new).await,
-            None => Ok(()),
-        },
+        ("", "Secret") => kubeconfig_secret(ctx, writer, old, new).await,
         _ => Ok(()),
     }
 }
@@ -82,11 +82,15 @@ async fn cluster_deployment(
         }
         return Ok(());
     }
-    let Some(user) = writer else {
-        record(new, &UsableSets::Any);
-        return Ok(());
+    // A kubeconfig Secret written by a user bounds what the cluster may be attached to,
+    // whoever writes the ClusterDeployment (an administrator's may name a Secret that an
+    // editor made first): the controllers read its record as well; here a set it does not
+    // allow is refused, to say so at once.
+    let secret = kubeconfig_record(ctx, new).await?;
+    let usable = match writer {
+        Some(user) => usable_sets(&*crate::authz::policy(ctx).await?, user, ctx.namespace()),
+        None => UsableSets::Any,
     };
-    let usable = usable_sets(&*crate::authz::policy(ctx).await?, user, ctx.namespace());
     // Sets it was attached to, under the same kubeconfig, stay attached while they match.
     let attached_before = |name: &str, selector: &syncsets_types::Selector| {
         !repointed
@@ -95,25 +99,40 @@ async fn cluster_deployment(
                     && UsableSets::of(&o["metadata"]["annotations"]).allows(name)
             })
     };
-    let (mut kept, mut refused) = (BTreeSet::new(), Vec::new());
+    let (mut kept, mut by_writer, mut by_secret) = (BTreeSet::new(), Vec::new(), Vec::new());
     for (name, spec) in selector_sync_sets(ctx).await? {
         let selector = spec.selector();
-        if !selector.matches(&labels(new)) || usable.allows(&name) {
+        if !selector.matches(&labels(new)) {
             continue;
         }
         if attached_before(&name, &selector) {
             kept.insert(name);
-        } else {
-            refused.push(name);
+        } else if !usable.allows(&name) {
+            by_writer.push(name);
+        } else if !secret.allows(&name) {
+            by_secret.push(name);
         }
     }
-    if !refused.is_empty() {
+    if let Some(user) = writer
+        && !by_writer.is_empty()
+    {
         return Err(forbidden(
             ctx,
             user,
             new,
             "this ClusterDeployment would be matched by",
-            &refused,
+            &by_writer,
+        ));
+    }
+    if !by_secret.is_empty() {
+        let secret_name = kubeconfig_ref(new).as_str().unwrap_or_default();
+        return Err(ApiError::forbidden(
+            &ctx.kind,
+            name(new),
+            &format!(
+                "its kubeconfig Secret {secret_name:?} was written by a user who may not use SelectorSyncSet {} (annotation {USABLE_SETS_ANNOTATION} on the Secret): write the Secret again as someone who may, or remove that annotation, to attach this cluster",
+                quoted(&by_secret)
+            ),
         ));
     }
     let record_of = match usable {
@@ -124,44 +143,78 @@ async fn cluster_deployment(
     Ok(())
 }
 
+/// What the kubeconfig Secret a ClusterDeployment names records (any, if it has no record
+/// or does not exist yet: then writing it is checked against this ClusterDeployment).
+async fn kubeconfig_record(ctx: &Ctx, cd: &Value) -> ApiResult<UsableSets> {
+    let Some(secret) = kubeconfig_ref(cd).as_str() else {
+        return Ok(UsableSets::Any);
+    };
+    let key = ObjectKey::new(&ctx.info.cluster, "secrets", ctx.namespace(), secret);
+    let stored = ctx
+        .state
+        .store
+        .get(&key)
+        .await
+        .map_err(|e| ApiError::internal("reading the kubeconfig Secret", &e))?;
+    Ok(stored.map_or(UsableSets::Any, |s| {
+        UsableSets::of(&s.object["metadata"]["annotations"])
+    }))
+}
+
 async fn kubeconfig_secret(
     ctx: &Ctx,
-    user: &UserInfo,
+    writer: Option<&UserInfo>,
     old: Option<&Value>,
-    new: &Value,
+    new: &mut Value,
 ) -> ApiResult<()> {
     let data = |o: &Value| o["data"][KUBECONFIG_KEY].clone();
-    if old.is_some_and(|o| data(o) == data(new)) || data(new).is_null() {
+    if data(new).is_null() {
         return Ok(());
     }
-    let users = kubeconfig_users(ctx, name(new)).await?;
-    if users.is_empty() {
+    if old.is_some_and(|o| data(o) == data(new)) {
+        // The kubeconfig stays: so does the record, unless an administrator edits it.
+        if writer.is_some() {
+            let kept = old.map_or(UsableSets::Any, |o| {
+                UsableSets::of(&o["metadata"]["annotations"])
+            });
+            record(new, &kept);
+        }
         return Ok(());
     }
+    let Some(user) = writer else {
+        record(new, &UsableSets::Any);
+        return Ok(());
+    };
     let usable = usable_sets(&*crate::authz::policy(ctx).await?, user, ctx.namespace());
-    let refused: Vec<String> = selector_sync_sets(ctx)
-        .await?
-        .into_iter()
-        .filter(|(name, spec)| {
-            let selector = spec.selector();
-            !usable.allows(name)
-                && users.iter().any(|cd| {
-                    selector.matches(&labels(cd))
-                        && UsableSets::of(&cd["metadata"]["annotations"]).allows(name)
-                })
-        })
-        .map(|(name, _)| name)
-        .collect();
-    if refused.is_empty() {
-        return Ok(());
+    let users = kubeconfig_users(ctx, name(new)).await?;
+    let refused: Vec<String> = if users.is_empty() {
+        Vec::new()
+    } else {
+        selector_sync_sets(ctx)
+            .await?
+            .into_iter()
+            .filter(|(name, spec)| {
+                let selector = spec.selector();
+                !usable.allows(name)
+                    && users.iter().any(|cd| {
+                        selector.matches(&labels(cd))
+                            && UsableSets::of(&cd["metadata"]["annotations"]).allows(name)
+                    })
+            })
+            .map(|(name, _)| name)
+            .collect()
+    };
+    if !refused.is_empty() {
+        return Err(forbidden(
+            ctx,
+            user,
+            new,
+            "this kubeconfig would be used for clusters matched by",
+            &refused,
+        ));
     }
-    Err(forbidden(
-        ctx,
-        user,
-        new,
-        "this kubeconfig would be used for clusters matched by",
-        &refused,
-    ))
+    record(new, &usable);
+    Ok(())
 }
 
 /// The SelectorSyncSets `user` may `use` in `namespace`: any (a rule without
@@ -184,7 +237,8 @@ fn usable_sets(policy: &Policy, user: &UserInfo, namespace: &str) -> UsableSets 
     UsableSets::Only(names)
 }
 
-/// Sets (or removes) a ClusterDeployment's record of the sets it may be attached to.
+/// Sets (or removes) the record of the sets a ClusterDeployment (or one using this
+/// kubeconfig Secret) may be attached to.
 fn record(cd: &mut Value, usable: &UsableSets) {
     let meta = &mut cd["metadata"];
     match usable.annotation() {
@@ -200,12 +254,16 @@ fn record(cd: &mut Value, usable: &UsableSets) {
     }
 }
 
-fn forbidden(ctx: &Ctx, user: &UserInfo, obj: &Value, what: &str, sets: &[String]) -> ApiError {
-    let sets = sets
-        .iter()
+/// Set names, quoted, for a message.
+fn quoted(sets: &[String]) -> String {
+    sets.iter()
         .map(|s| format!("{s:?}"))
         .collect::<Vec<_>>()
-        .join(", ");
+        .join(", ")
+}
+
+fn forbidden(ctx: &Ctx, user: &UserInfo, obj: &Value, what: &str, sets: &[String]) -> ApiError {
+    let sets = quoted(sets);
     ApiError::forbidden(
         &ctx.kind,
         name(obj),

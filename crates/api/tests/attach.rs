@@ -204,6 +204,21 @@ async fn attaching_a_cluster_to_a_selector_sync_set_needs_use_on_it() {
         .await,
     );
     as_mallory(&mut app);
+    // Her kubeconfig Secret was written before the grant: it must be written again.
+    let r = relabel(&app, "mine", "prod").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+    let message = r.body["message"].as_str().unwrap();
+    assert!(
+        message.contains(r#"its kubeconfig Secret "mine-kc" was written by a user who may not use SelectorSyncSet "platform""#),
+        "{message}"
+    );
+    let r = app
+        .put(
+            &format!("{SECRETS}/mine-kc"),
+            &kubeconfig_secret("mine-kc", "https://127.0.0.1:5"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     let r = relabel(&app, "mine", "prod").await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     refused(&relabel(&app, "mine", "staging").await, &["staging"]);
@@ -242,6 +257,41 @@ async fn attaching_a_cluster_to_a_selector_sync_set_needs_use_on_it() {
     let r = relabel(&app, "early", "prod").await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(usable_of(&app, "early").await, Value::Null);
+
+    // A kubeconfig Secret an editor makes ahead of an administrator's ClusterDeployment
+    // that names it: that cluster may be attached only to what the editor may use.
+    as_mallory(&mut app);
+    created(
+        app.post(
+            SECRETS,
+            &kubeconfig_secret("ahead-kc", "https://127.0.0.1:9"),
+        )
+        .await,
+    );
+    as_admin(&mut app);
+    let r = app
+        .post(CDS, &cd("ahead", json!({"env": "prod"}), "ahead-kc"))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap()
+            .contains(r#"kubeconfig Secret "ahead-kc" was written by a user who may not use SelectorSyncSet "platform""#),
+        "{:?}",
+        r.body
+    );
+    // The administrator vouches for the Secret by removing its record.
+    let unrecord = json!({"metadata": {"annotations": {USABLE: null}}}).to_string();
+    let r = app
+        .patch(&format!("{SECRETS}/ahead-kc"), MERGE, &unrecord)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    created(
+        app.post(CDS, &cd("ahead", json!({"env": "prod"}), "ahead-kc"))
+            .await,
+    );
+    assert_eq!(usable_of(&app, "ahead").await, Value::Null);
     app.stop().await;
 }
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde_json::Value;
 use syncsets_bus::follow::{Followed, catch_up};
 use syncsets_store::{EventType, ListQuery, ObjectKey, OutboxEvent, Store};
-use syncsets_types::hive::{ClusterSyncStatus, RolloutSummary};
+use syncsets_types::hive::{ClusterSyncStatus, RolloutSummary, UsableSets};
 use tokio::sync::mpsc;
 
 use crate::model::{Cluster, SetDef, SetKind, Targets, cluster_key, resources};
@@ -61,6 +61,9 @@ struct State {
     selector_syncsets: BTreeMap<String, Arc<SetDef>>,
     /// Kubeconfig Secret (namespace, name) → clusters using it.
     kubeconfigs: HashMap<(String, String), BTreeSet<String>>,
+    /// Secret (namespace, name) → the SelectorSyncSets its writer may use, for Secrets
+    /// that record it (see [`UsableSets`]).
+    secret_records: HashMap<(String, String), UsableSets>,
     /// Cluster key → its sets' results.
     results: HashMap<String, Vec<SetResult>>,
     /// Cluster key → last full apply (unix seconds).
@@ -314,7 +317,16 @@ impl State {
         let ck = cluster_key(&key.namespace, &key.name);
         match key.resource.as_str() {
             resources::CLUSTER_DEPLOYMENTS => {
-                let new = object.map(|o| Arc::new(Cluster::from_object(o)));
+                let new = object.map(|o| {
+                    let mut cluster = Cluster::from_object(o);
+                    cluster.kubeconfig_usable_sets = cluster
+                        .kubeconfig_secret
+                        .as_ref()
+                        .and_then(|s| self.secret_records.get(&(key.namespace.clone(), s.clone())))
+                        .cloned()
+                        .unwrap_or_default();
+                    Arc::new(cluster)
+                });
                 let old = match &new {
                     Some(c) => self.clusters.insert(ck.clone(), c.clone()),
                     None => self.clusters.remove(&ck),
@@ -381,6 +393,23 @@ impl State {
             }
             resources::SECRETS => {
                 let id = (key.namespace.clone(), key.name.clone());
+                let record = object
+                    .map(|o| UsableSets::of(&o["metadata"]["annotations"]))
+                    .unwrap_or_default();
+                let old_record = match record {
+                    UsableSets::Any => self.secret_records.remove(&id),
+                    ref only => self.secret_records.insert(id.clone(), only.clone()),
+                }
+                .unwrap_or_default();
+                if old_record != record {
+                    // The sets its users may be attached to changed.
+                    for c in self.kubeconfigs.get(&id).into_iter().flatten() {
+                        if let Some(cluster) = self.clusters.get_mut(c) {
+                            Arc::make_mut(cluster).kubeconfig_usable_sets = record.clone();
+                        }
+                    }
+                    emit(Effect::Summaries);
+                }
                 if let Some(users) = self.kubeconfigs.get(&id) {
                     for c in users {
                         emit(Effect::Kubeconfig(c.clone()));

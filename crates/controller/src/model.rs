@@ -70,6 +70,9 @@ pub struct Cluster {
     pub kubeconfig_secret: Option<String>,
     /// The SelectorSyncSets it may be attached to (whoever labelled it may `use` them).
     pub usable_sets: UsableSets,
+    /// The SelectorSyncSets whoever wrote its kubeconfig Secret may `use` (from the Secret,
+    /// filled in by the cache).
+    pub kubeconfig_usable_sets: UsableSets,
 }
 
 impl Cluster {
@@ -93,6 +96,7 @@ impl Cluster {
                 .filter(|s| !s.is_empty())
                 .map(str::to_string),
             usable_sets: UsableSets::of(&meta["annotations"]),
+            kubeconfig_usable_sets: UsableSets::Any,
         }
     }
 
@@ -224,7 +228,9 @@ impl SetDef {
                 self.namespace == cluster.namespace && names.contains(&cluster.name)
             }
             Targets::Selector(selector) => {
-                selector.matches(&cluster.labels) && cluster.usable_sets.allows(&self.name)
+                selector.matches(&cluster.labels)
+                    && cluster.usable_sets.allows(&self.name)
+                    && cluster.kubeconfig_usable_sets.allows(&self.name)
             }
         }
     }

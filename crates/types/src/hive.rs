@@ -25,6 +25,8 @@ pub const PAUSE_ANNOTATION: &str = "hive.openshift.io/syncset-pause";
 /// Annotation on a ClusterDeployment naming the SelectorSyncSets it may be attached to
 /// (comma-separated): set by the API server from the `use` grants of whoever last changed
 /// its labels or kubeconfig reference. Absent: any set (an administrator's write).
+/// Kubeconfig Secrets carry it too, for whoever wrote their `kubeconfig`: a cluster is
+/// attached only to sets both allow.
 pub const USABLE_SETS_ANNOTATION: &str = "syncsets.io/usable-selectorsyncsets";
 
 /// Which SelectorSyncSets a ClusterDeployment may be attached to, from its annotations.
