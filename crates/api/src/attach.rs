@@ -168,11 +168,9 @@ async fn kubeconfig_secret(
     new: &mut Value,
 ) -> ApiResult<()> {
     let data = |o: &Value| o["data"][KUBECONFIG_KEY].clone();
-    if data(new).is_null() {
-        return Ok(());
-    }
-    if old.is_some_and(|o| data(o) == data(new)) {
-        // The kubeconfig stays: so does the record, unless an administrator edits it.
+    if data(new).is_null() || old.is_some_and(|o| data(o) == data(new)) {
+        // No kubeconfig written: the record stays as it was (none, for a Secret without
+        // one), unless an administrator edits it.
         if writer.is_some() {
             let kept = old.map_or(UsableSets::Any, |o| {
                 UsableSets::of(&o["metadata"]["annotations"])
@@ -242,7 +240,13 @@ fn usable_sets(policy: &Policy, user: &UserInfo, namespace: &str) -> UsableSets 
 fn record(cd: &mut Value, usable: &UsableSets) {
     let meta = &mut cd["metadata"];
     match usable.annotation() {
-        Some(value) => meta["annotations"][USABLE_SETS_ANNOTATION] = Value::String(value),
+        Some(value) => {
+            // Admission has refused annotations that are not a map.
+            if !meta["annotations"].is_object() {
+                meta["annotations"] = Value::Object(serde_json::Map::new());
+            }
+            meta["annotations"][USABLE_SETS_ANNOTATION] = Value::String(value);
+        }
         None => {
             if let Some(annotations) = meta["annotations"].as_object_mut() {
                 annotations.remove(USABLE_SETS_ANNOTATION);

@@ -76,7 +76,11 @@ async fn adopt(
 
     let secret_name = format!("{}-admin-kubeconfig", reg.name);
     let encoded = base64::engine::general_purpose::STANDARD.encode(reg.kubeconfig.as_bytes());
-    let secret_ctx = Ctx::internal(state, secret_kind.clone(), "", Some(&reg.namespace));
+    // Written as the registrant, so the Secret records the sets they may use.
+    let secret_ctx = Ctx {
+        user: user.clone(),
+        ..Ctx::internal(state, secret_kind.clone(), "", Some(&reg.namespace))
+    };
     let existing_secret = secret_ctx.current(&secret_name).await?;
     let same_secret = existing_secret
         .as_ref()

@@ -438,6 +438,21 @@ async fn registration_needs_use_and_never_replaces_what_exists() {
         app.get("/api/v1/namespaces/mallory-ns").await.status,
         StatusCode::NOT_FOUND
     );
+    // A cluster they may register is recorded as theirs: its ClusterDeployment and its
+    // kubeconfig Secret both name the sets they may use (none).
+    as_mallory(&mut app);
+    let mut theirs = register("m2", "https://127.0.0.1:4", json!({"env": "test"}));
+    theirs["namespace"] = json!("mallory-ns");
+    let r = app.post("/v1/clusters", &theirs).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    as_admin(&mut app);
+    for path in [
+        "/apis/hive.openshift.io/v1/namespaces/mallory-ns/clusterdeployments/m2",
+        "/api/v1/namespaces/mallory-ns/secrets/m2-admin-kubeconfig",
+    ] {
+        let annotations = app.get(path).await.body["metadata"]["annotations"].clone();
+        assert_eq!(annotations[USABLE], json!(""), "{path}: {annotations}");
+    }
     app.stop().await;
 }
 

@@ -219,6 +219,22 @@ fn corpus() -> Vec<Case> {
                 "x".repeat(300 << 10)
             ),
         ),
+        // Labels and annotations that are not maps of strings.
+        json_case(
+            "POST",
+            CM,
+            &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "annotations": "a=b"}}),
+        ),
+        json_case(
+            "POST",
+            CM,
+            &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "labels": ["a"]}}),
+        ),
+        json_case(
+            "POST",
+            CM,
+            &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "annotations": {"a": {"b": "c"}}}}),
+        ),
         // Invalid names.
         json_case("POST", CM, &cm_named("UPPER")),
         json_case("POST", CM, &cm_named("a_b")),

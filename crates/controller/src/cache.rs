@@ -129,6 +129,8 @@ impl Cache {
             resources::SELECTOR_SYNCSETS,
             resources::CLUSTER_SYNCS,
             resources::CLUSTER_SYNC_LEASES,
+            // For the SelectorSyncSets their writers may use (kubeconfigs).
+            resources::SECRETS,
         ] {
             let q = ListQuery {
                 cluster: String::new(),
@@ -594,6 +596,70 @@ mod tests {
         }
         out
     }
+
+    /// A kubeconfig Secret's record of the sets its writer may use, as loaded from lists
+    /// (start, failover, a gap) and as followed.
+    #[tokio::test]
+    async fn a_kubeconfig_secret_record_limits_its_clusters_sets_after_a_reload_too() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let secret = |record: Option<&str>| {
+            let mut s = json!({"apiVersion": "v1", "kind": "Secret",
+                               "metadata": {"name": "a-kc", "namespace": "fleet"}});
+            if let Some(r) = record {
+                s["metadata"]["annotations"] = json!({USABLE: r});
+            }
+            s
+        };
+        put(
+            store.as_ref(),
+            resources::SECRETS,
+            "fleet",
+            secret(Some("other")),
+        )
+        .await;
+        put(
+            store.as_ref(),
+            resources::CLUSTER_DEPLOYMENTS,
+            "fleet",
+            cd("a", "prod"),
+        )
+        .await;
+        for name in ["platform", "other"] {
+            put(
+                store.as_ref(),
+                resources::SELECTOR_SYNCSETS,
+                "",
+                sss(name, "prod", 1),
+            )
+            .await;
+        }
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let cache = Cache::load(store.clone(), tx).await.unwrap();
+        let names = |cache: &Cache| {
+            let a = cache.cluster("fleet/a").unwrap();
+            cache
+                .sets_for(&a)
+                .iter()
+                .map(|s| s.name.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&cache), ["other"]);
+        // An administrator vouches for the Secret: every set.
+        put(store.as_ref(), resources::SECRETS, "fleet", secret(None)).await;
+        cache.sync().await.unwrap();
+        assert_eq!(names(&cache), ["other", "platform"]);
+        put(
+            store.as_ref(),
+            resources::SECRETS,
+            "fleet",
+            secret(Some("")),
+        )
+        .await;
+        cache.sync().await.unwrap();
+        assert_eq!(names(&cache), Vec::<String>::new());
+    }
+
+    const USABLE: &str = syncsets_types::hive::USABLE_SETS_ANNOTATION;
 
     #[tokio::test]
     async fn follows_changes_and_says_which_clusters_they_touch() {

@@ -33,6 +33,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use kube::client::ConfigExt as _;
 use kube::config::KubeConfigOptions;
 use syncsets_store::{ObjectKey, Store};
+use syncsets_types::hive::UsableSets;
 use tower::ServiceBuilder;
 
 use crate::model::{Cluster, resources};
@@ -91,6 +92,8 @@ pub struct Kubeconfig {
     pub version: Option<u64>,
     /// The kubeconfig's YAML, or why there is none to use.
     pub text: Result<String, TargetError>,
+    /// The SelectorSyncSets its writer may use, as the same Secret records them.
+    pub usable: UsableSets,
 }
 
 impl std::fmt::Debug for Kubeconfig {
@@ -107,6 +110,7 @@ impl Kubeconfig {
         Self {
             version: None,
             text: Err(TargetError::config(why)),
+            usable: UsableSets::Any,
         }
     }
 }
@@ -255,6 +259,7 @@ impl Clients {
         Ok(Kubeconfig {
             version: Some(stored.rv),
             text,
+            usable: UsableSets::of(&stored.object["metadata"]["annotations"]),
         })
     }
 

@@ -135,6 +135,12 @@ impl Reconciler {
             .kubeconfig(&cluster)
             .await
             .map_err(Error::store)?;
+        // The cache decided which sets apply from the Secret's record as it last saw it;
+        // the kubeconfig used is the one read now, so its own record has the last word.
+        let sets: Vec<_> = sets
+            .into_iter()
+            .filter(|s| s.kind == SetKind::SyncSet || kubeconfig_source.usable.allows(&s.name))
+            .collect();
         let kubeconfig = kubeconfig_source.version;
         let full = lease_state.kubeconfig != kubeconfig
             || lease_state.renewed.is_none_or(|renewed| {

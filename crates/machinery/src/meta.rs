@@ -494,6 +494,16 @@ fn validate_meta(kind: &KindInfo, obj: &Value, old: Option<&Value>) -> Vec<Field
             errors.push(FieldError::invalid("metadata.name", name, msg));
         }
     }
+    // Kubernetes decodes both as map[string]string: anything else is refused.
+    for field in ["labels", "annotations"] {
+        if let Some(v) = meta.get(field).filter(|v| !v.is_null() && !v.is_object()) {
+            errors.push(FieldError::invalid(
+                format!("metadata.{field}"),
+                v.clone(),
+                "must be a map of strings",
+            ));
+        }
+    }
     if let Some(labels) = meta.get("labels").and_then(Value::as_object) {
         for (k, v) in labels {
             for msg in names::validate_qualified_name(k) {
@@ -518,6 +528,13 @@ fn validate_meta(kind: &KindInfo, obj: &Value, old: Option<&Value>) -> Vec<Field
         for (k, v) in annotations {
             for msg in names::validate_qualified_name(&k.to_lowercase()) {
                 errors.push(FieldError::invalid("metadata.annotations", k.as_str(), msg));
+            }
+            if !v.is_string() {
+                errors.push(FieldError::invalid(
+                    "metadata.annotations",
+                    v.clone(),
+                    "annotation values must be strings",
+                ));
             }
             total += k.len() + v.as_str().map_or(0, str::len);
         }
