@@ -111,6 +111,15 @@ fn tls_by_default_with_an_admin_kubeconfig_and_nobody_else() {
     let dir = tempfile::tempdir().unwrap();
     let tokens = dir.path().join("tokens.csv");
     std::fs::write(&tokens, "t0ken-alice,alice,1001,\"dev,ops\"\n").unwrap();
+    // A kubeconfig left world-readable (by an older version, or by hand) does not stay so
+    // once it holds the admin's key.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let old = dir.path().join("kubeconfig");
+        std::fs::write(&old, "apiVersion: v1\nkind: Config\n").unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
     let server = serve(dir.path(), &["--token-auth-file", tokens.to_str().unwrap()]);
     assert!(
         server.url.starts_with("https://127.0.0.1:"),

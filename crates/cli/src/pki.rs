@@ -52,16 +52,11 @@ pub struct Pki {
     pub admin: Credential,
 }
 
-/// Writes a file only its owner can read (replacing one that exists).
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    super::cmd::serve::write_kubeconfig(path, text)
-        .with_context(|| format!("writing {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    }
-    Ok(())
+/// Writes a file only its owner can read — a key, or a kubeconfig carrying one —
+/// replacing one that exists ([`syncsets_store::private_file::replace`]).
+pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    syncsets_store::private_file::replace(path, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn read(path: &Path) -> anyhow::Result<String> {

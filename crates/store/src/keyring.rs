@@ -126,7 +126,9 @@ impl Keyring {
         if !path.exists() {
             let key = Self::generate_key()?;
             let line = format!("k1 {}\n", b64().encode(&key));
-            write_private(path, line.as_bytes())?;
+            // Another process creating it at the same moment wins: its key is loaded.
+            crate::private_file::create(path, line.as_bytes())
+                .map_err(|e| crypto(format!("creating {}: {e}", path.display())))?;
         }
         Self::load(path)
     }
@@ -320,47 +322,15 @@ fn lock_file(path: &Path) -> Result<std::fs::File> {
     Ok(file)
 }
 
-/// Replaces a key file by one holding `keys`, through a private temporary file and a rename.
+/// Replaces a key file by one holding `keys` ([`crate::private_file::replace`]: the rename
+/// is synced, since servers may seal with the new key at once).
 fn replace_file(path: &Path, keys: &[(String, Vec<u8>)]) -> Result<()> {
     let text: String = keys
         .iter()
         .map(|(id, key)| format!("{id} {}\n", b64().encode(key)))
         .collect();
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    write_private(&tmp, text.as_bytes())?;
-    std::fs::rename(&tmp, path)
-        .map_err(|e| crypto(format!("replacing {}: {e}", path.display())))?;
-    // The rename itself must survive a crash: servers may seal with the new key at once.
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| crypto(format!("syncing {}: {e}", dir.display())))
-}
-
-/// Writes a file readable by its owner only.
-pub fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
-    use std::io::Write;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| crypto(format!("creating {}: {e}", dir.display())))?;
-    }
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    opts.mode(0o600);
-    let mut f = opts
-        .open(path)
-        .map_err(|e| crypto(format!("creating {}: {e}", path.display())))?;
-    f.write_all(contents)
-        .map_err(|e| crypto(format!("writing {}: {e}", path.display())))?;
-    f.sync_all()
-        .map_err(|e| crypto(format!("syncing {}: {e}", path.display())))
+    crate::private_file::replace(path, text.as_bytes())
+        .map_err(|e| crypto(format!("replacing {}: {e}", path.display())))
 }
 
 #[cfg(test)]

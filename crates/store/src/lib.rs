@@ -18,6 +18,7 @@
 pub mod keyring;
 mod memory;
 mod postgres;
+pub mod private_file;
 mod rawjson;
 mod sqlite;
 

@@ -11,8 +11,9 @@ use serde_json::json;
 use syncsets_api::{AppState, Config};
 
 use super::fleet_sim::{register_all, start_member};
-use super::serve::{SecurityArgs, kubeconfig, shutdown_signal, write_kubeconfig};
+use super::serve::{SecurityArgs, kubeconfig, shutdown_signal};
 use crate::StoreArgs;
+use crate::pki::write_private;
 
 /// Arguments of `demo`.
 #[derive(Debug, clap::Args)]
@@ -92,7 +93,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     .context("starting the controllers")?;
     let hub = bound.url.clone();
     let hub_kubeconfig = args.data_dir.join("kubeconfig");
-    write_kubeconfig(&hub_kubeconfig, &bound.kubeconfig)?;
+    write_private(&hub_kubeconfig, &bound.kubeconfig)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -109,7 +110,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         register_all(&client, &member, ("sim", "fleet", &[]), args.clusters, 16).await?;
     println!("{registered} simulated clusters registered (member server {member})");
     let member_kubeconfig = args.data_dir.join("sim-00000.kubeconfig");
-    write_kubeconfig(
+    write_private(
         &member_kubeconfig,
         &kubeconfig(&format!("{member}/clusters/sim-00000")),
     )?;

@@ -237,23 +237,6 @@ pub fn kubeconfig(server: &str) -> String {
     )
 }
 
-/// Writes a kubeconfig, or any file only its owner may read (mode 0600).
-pub fn write_kubeconfig(path: &Path, contents: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    opts.mode(0o600);
-    let mut f = opts.open(path)?;
-    f.write_all(contents.as_bytes())?;
-    Ok(())
-}
-
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store = args.store.open().await?;
@@ -287,8 +270,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let path = args
         .kubeconfig
         .unwrap_or_else(|| args.store.data_dir.join("kubeconfig"));
-    write_kubeconfig(&path, &bound.kubeconfig)
-        .with_context(|| format!("writing {}", path.display()))?;
+    crate::pki::write_private(&path, &bound.kubeconfig)?;
     let server = bound.url.clone();
     tracing::info!(%server, kubeconfig = %path.display(), store = state.store.backend(), "serving");
     println!(
