@@ -127,6 +127,7 @@ impl AppState {
         let relay = config
             .relay
             .map(|c| Relay::spawn(store.clone(), bus.clone(), c));
+        let limits = limits::Tracker::new(&config.limits);
         let state = Arc::new(Self {
             store,
             registry: Arc::new(Registry::new()),
@@ -135,7 +136,7 @@ impl AppState {
             hub,
             relay,
             rbac,
-            limits: limits::Tracker::default(),
+            limits,
             ready_clusters: tokio::sync::Mutex::new(HashSet::new()),
             openapi_cache: Mutex::new(HashMap::new()),
             finalizing: Mutex::new(HashSet::new()),

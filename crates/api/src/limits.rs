@@ -4,8 +4,9 @@
 //!   `timeout` query parameter kubectl's `--request-timeout` sends); past it the client gets
 //!   504 `Timeout` while the handler runs to completion, as in kube-apiserver, so a write is
 //!   never cut in half;
-//! - each client (its user, or its address when anonymous) has a token bucket; an empty one
-//!   answers 429 `TooManyRequests` with `Retry-After`, which client-go and kubectl honour.
+//! - each client (its user, or its address when anonymous) is held to a rate with bursts
+//!   (`governor`'s GCRA, the token bucket's exact twin); beyond it the client gets 429
+//!   `TooManyRequests` with `Retry-After`, which client-go and kubectl honour.
 //!   Members of `system:masters` are exempt, as API Priority and Fairness exempts them, and so
 //!   is everyone on a server without authentication (only its own process talks to it);
 //! - each client holds at most so many watch streams at once (429 beyond).
@@ -14,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -50,50 +51,68 @@ impl Default for Limits {
     }
 }
 
-/// Buckets beyond which idle (full) ones are forgotten.
-const TRACKED_CLIENTS: usize = 10_000;
-
-#[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
+/// `qps` requests a second with bursts of `burst`; `None` (no limit) for `qps` ≤ 0.
+fn quota(qps: f64, burst: u32) -> Option<governor::Quota> {
+    if qps.is_nan() || qps <= 0.0 {
+        return None;
+    }
+    let burst = std::num::NonZeroU32::new(burst.max(1)).expect("at least one");
+    governor::Quota::with_period(Duration::from_secs_f64(1.0 / qps)).map(|q| q.allow_burst(burst))
 }
 
+/// Clients tracked beyond which idle ones (back to a full burst) are forgotten.
+const TRACKED_CLIENTS: usize = 10_000;
+
+type ClientLimiter<C> = governor::RateLimiter<
+    String,
+    governor::state::keyed::DefaultKeyedStateStore<String>,
+    C,
+    governor::middleware::NoOpMiddleware<<C as governor::clock::Clock>::Instant>,
+>;
+
 /// Per-client state of the limits.
-#[derive(Debug, Default)]
-pub struct Tracker {
-    buckets: Mutex<HashMap<String, Bucket>>,
+pub struct Tracker<C: governor::clock::Clock = governor::clock::DefaultClock> {
+    /// `None`: no rate limit.
+    rates: Option<ClientLimiter<C>>,
+    clock: C,
     watches: Arc<Mutex<HashMap<String, usize>>>,
 }
 
+impl std::fmt::Debug for Tracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracker").finish_non_exhaustive()
+    }
+}
+
 impl Tracker {
-    /// Takes one token from `client`'s bucket, or says how long until one is there.
-    fn take(&self, limits: &Limits, client: &str, now: Instant) -> Result<(), Duration> {
-        if limits.client_qps <= 0.0 {
+    /// The state for these limits.
+    pub fn new(limits: &Limits) -> Self {
+        Self::with_clock(limits, governor::clock::DefaultClock::default())
+    }
+}
+
+impl<C: governor::clock::Clock + Clone> Tracker<C> {
+    fn with_clock(limits: &Limits, clock: C) -> Self {
+        let rates = quota(limits.client_qps, limits.client_burst)
+            .map(|q| governor::RateLimiter::new(q, Default::default(), clock.clone()));
+        Self {
+            rates,
+            clock,
+            watches: Arc::default(),
+        }
+    }
+
+    /// Counts one request of `client`, or says how long until it may send one.
+    fn take(&self, client: &str) -> Result<(), Duration> {
+        let Some(rates) = &self.rates else {
             return Ok(());
+        };
+        if rates.len() >= TRACKED_CLIENTS {
+            rates.retain_recent();
         }
-        let burst = f64::from(limits.client_burst.max(1));
-        let mut buckets = self.buckets.lock().expect("rate buckets");
-        if buckets.len() >= TRACKED_CLIENTS && !buckets.contains_key(client) {
-            buckets.retain(|_, b| {
-                b.tokens + now.duration_since(b.at).as_secs_f64() * limits.client_qps < burst
-            });
-        }
-        let bucket = buckets.entry(client.to_string()).or_insert(Bucket {
-            tokens: burst,
-            at: now,
-        });
-        let refill = now.duration_since(bucket.at).as_secs_f64() * limits.client_qps;
-        bucket.tokens = (bucket.tokens + refill).min(burst);
-        bucket.at = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64(
-                (1.0 - bucket.tokens) / limits.client_qps,
-            ))
-        }
+        rates
+            .check_key(&client.to_string())
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
     }
 
     /// Opens a watch slot for `client`, released when the guard is dropped.
@@ -218,7 +237,7 @@ pub async fn limit(State(state): State<Arc<AppState>>, request: Request, next: N
     let limits = &state.config.limits;
     let (client, exempt) = client_of(&request);
     let exempt = exempt || state.config.authenticator.is_none();
-    if !exempt && let Err(wait) = state.limits.take(limits, &client, Instant::now()) {
+    if !exempt && let Err(wait) = state.limits.take(&client) {
         tracing::debug!(%client, "rate limited");
         return ApiError::too_many_requests(
             "Too many requests, please try again later.",
@@ -260,6 +279,8 @@ pub async fn limit(State(state): State<Arc<AppState>>, request: Request, next: N
 
 #[cfg(test)]
 mod tests {
+    use governor::clock::FakeRelativeClock;
+
     use super::*;
 
     #[test]
@@ -275,46 +296,41 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_bucket_refills_at_the_clients_rate() {
+    fn tracker(qps: f64, burst: u32) -> (Tracker<FakeRelativeClock>, FakeRelativeClock) {
         let limits = Limits {
-            client_qps: 10.0,
-            client_burst: 3,
+            client_qps: qps,
+            client_burst: burst,
             ..Limits::default()
         };
-        let t = Tracker::default();
-        let now = Instant::now();
+        let clock = FakeRelativeClock::default();
+        (Tracker::with_clock(&limits, clock.clone()), clock)
+    }
+
+    #[test]
+    fn a_client_gets_its_burst_then_its_rate() {
+        let (t, clock) = tracker(10.0, 3);
         for _ in 0..3 {
-            assert!(t.take(&limits, "a", now).is_ok());
+            assert!(t.take("a").is_ok());
         }
-        let wait = t.take(&limits, "a", now).unwrap_err();
+        let wait = t.take("a").unwrap_err();
         assert!(wait > Duration::ZERO && wait <= Duration::from_millis(100));
-        assert!(t.take(&limits, "b", now).is_ok(), "buckets are per client");
-        assert!(
-            t.take(&limits, "a", now + Duration::from_millis(100))
-                .is_ok()
-        );
-        assert!(
-            t.take(&limits, "a", now + Duration::from_millis(100))
-                .is_err()
-        );
+        assert!(t.take("b").is_ok(), "each client has its own");
+        clock.advance(Duration::from_millis(100));
+        assert!(t.take("a").is_ok());
+        assert!(t.take("a").is_err());
+        let (unlimited, _) = tracker(0.0, 1);
+        assert!((0..10_000).all(|_| unlimited.take("a").is_ok()));
     }
 
     #[test]
     fn idle_clients_are_forgotten_when_many_are_tracked() {
-        let limits = Limits {
-            client_qps: 1.0,
-            client_burst: 1,
-            ..Limits::default()
-        };
-        let t = Tracker::default();
-        let now = Instant::now();
+        let (t, clock) = tracker(1.0, 1);
         for i in 0..TRACKED_CLIENTS {
-            t.take(&limits, &i.to_string(), now).unwrap();
+            t.take(&i.to_string()).unwrap();
         }
-        let later = now + Duration::from_secs(2);
-        t.take(&limits, "new", later).unwrap();
-        assert_eq!(t.buckets.lock().unwrap().len(), 1);
+        clock.advance(Duration::from_secs(2));
+        t.take("new").unwrap();
+        assert_eq!(t.rates.as_ref().unwrap().len(), 1);
     }
 
     #[test]
@@ -323,7 +339,7 @@ mod tests {
             max_watches: 2,
             ..Limits::default()
         };
-        let t = Tracker::default();
+        let t = Tracker::new(&limits);
         let a = t.watch(&limits, "a").unwrap();
         let _b = t.watch(&limits, "a").unwrap();
         assert!(t.watch(&limits, "a").is_none());
