@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use syncsets_machinery::meta::{self, FieldValidation, Ownership, WriteContext};
 use syncsets_machinery::registry::KindInfo;
+use syncsets_retry::Backoff;
 use syncsets_store::{ListQuery, ObjectKey, StoreError};
 
 use crate::AppState;
@@ -248,10 +249,9 @@ async fn finalize(state: &Arc<AppState>, cluster: &str, namespace: &str) {
     }
     let state = state.clone();
     tokio::spawn(async move {
-        let mut pause = Duration::from_millis(200);
+        let mut pause = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         loop {
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(5));
+            pause.wait().await;
             if finalize_pass(&state, &key.0, &key.1).await {
                 break;
             }

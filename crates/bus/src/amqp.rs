@@ -33,6 +33,7 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Acker, BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use syncsets_retry::Backoff;
 use syncsets_store::OutboxEvent;
 use tokio::sync::watch;
 use tokio::sync::{Notify, mpsc};
@@ -41,6 +42,7 @@ use crate::{Bus, BusError, FeedItem, Lease, LeaseEnd, Outcome, Result, WorkQueue
 
 const EVENTS_EXCHANGE: &str = "syncsets.events";
 const FEED_CAPACITY: usize = 65_536;
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Deliveries a shard consumer holds unacknowledged at most.
 const PREFETCH: u16 = 512;
@@ -220,7 +222,7 @@ impl Bus for AmqpBus {
         let (tx, rx) = mpsc::channel(FEED_CAPACITY);
         let me = self.me.clone();
         tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(100);
+            let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
             loop {
                 let Some(bus) = me.upgrade() else { return };
                 match feed(&bus, &tx).await {
@@ -228,8 +230,7 @@ impl Bus for AmqpBus {
                     Err(e) => tracing::warn!(error = %e, "event feed interrupted; reconnecting"),
                 }
                 drop(bus);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                backoff.wait().await;
             }
         });
         rx
@@ -536,7 +537,7 @@ impl AmqpQueue {
             consumers.insert(shard, stop_tx);
             let me = self.me.clone();
             tokio::spawn(async move {
-                let mut backoff = Duration::from_millis(100);
+                let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
                 let mut stop = stop;
                 loop {
                     let Some(queue) = me.upgrade() else { return };
@@ -548,10 +549,9 @@ impl AmqpQueue {
                     }
                     drop(queue);
                     tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
+                        () = backoff.wait() => {}
                         () = stopped(&mut stop) => return,
                     }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             });
         }

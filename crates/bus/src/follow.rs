@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use syncsets_retry::Backoff;
 use syncsets_store::{OutboxEvent, Store};
 use tokio::sync::mpsc;
 
@@ -53,7 +54,7 @@ pub async fn follow(
 /// Hands on every outbox event after `last` (up to the store's watermark); returns the new
 /// position. Retries a failing store until it answers.
 pub async fn catch_up(store: &dyn Store, mut last: u64, on: &mut impl FnMut(Followed<'_>)) -> u64 {
-    let mut pause = Duration::from_millis(50);
+    let mut pause = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
     let mut checked_gap = false;
     loop {
         if !checked_gap {
@@ -67,8 +68,7 @@ pub async fn catch_up(store: &dyn Store, mut last: u64, on: &mut impl FnMut(Foll
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "reading the outbox state failed; retrying");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(5));
+                    pause.wait().await;
                     continue;
                 }
             }
@@ -87,8 +87,7 @@ pub async fn catch_up(store: &dyn Store, mut last: u64, on: &mut impl FnMut(Foll
             }
             Err(e) => {
                 tracing::warn!(error = %e, "catching up from the outbox failed; retrying");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(5));
+                pause.wait().await;
             }
         }
     }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use syncsets_retry::Backoff;
 use syncsets_store::{Retention, Role, Store};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -74,23 +75,22 @@ impl Drop for Relay {
     }
 }
 
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 async fn run(store: Arc<dyn Store>, bus: Arc<dyn Bus>, config: RelayConfig, count: Arc<AtomicU64>) {
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
     loop {
         if let Err(e) = store.lead(Role::Relay).await {
             tracing::warn!(error = %e, "outbox relay: cannot take the lead; retrying");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            backoff.wait().await;
             continue;
         }
         let mut position = match store.outbox_state().await {
             Ok(state) => state.published,
             Err(e) => {
                 tracing::warn!(error = %e, "outbox relay: cannot read its position; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                backoff.wait().await;
                 continue;
             }
         };
@@ -113,8 +113,7 @@ async fn run(store: Arc<dyn Store>, bus: Arc<dyn Bus>, config: RelayConfig, coun
                 Ok(batch) => batch,
                 Err(e) => {
                     tracing::warn!(error = %e, "outbox relay: reading the outbox failed");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    backoff.wait().await;
                     continue;
                 }
             };
@@ -125,15 +124,14 @@ async fn run(store: Arc<dyn Store>, bus: Arc<dyn Bus>, config: RelayConfig, coun
                 }
                 continue;
             };
-            let mut retry = Duration::from_millis(50);
+            let mut retry = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
             while let Err(e) = bus.publish(&batch).await {
                 tracing::warn!(error = %e, events = batch.len(), "outbox relay: publishing failed; retrying");
-                tokio::time::sleep(retry).await;
-                retry = (retry * 2).min(MAX_BACKOFF);
+                retry.wait().await;
             }
             position = last;
             count.fetch_add(batch.len() as u64, Ordering::Relaxed);
-            backoff = Duration::from_millis(50);
+            backoff.reset();
             published_tx.send_replace(position);
             if batch.len() < config.batch && !config.linger.is_zero() {
                 tokio::time::sleep(config.linger).await;

@@ -19,6 +19,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
+use syncsets_retry::Backoff;
 use syncsets_types::selector::Operator;
 use tokio::sync::Mutex;
 
@@ -167,7 +168,7 @@ impl PostgresStore {
             sqlx::query_as("SELECT last, called, xid FROM syncsets_settle_point()")
                 .fetch_one(&self.pool)
                 .await?;
-        let mut pause = Duration::from_micros(200);
+        let mut pause = Backoff::new(Duration::from_micros(200), Duration::from_millis(50));
         loop {
             let running: i64 = sqlx::query_scalar(
                 "SELECT count(*) FROM pg_snapshot_xip(pg_current_snapshot()) AS x WHERE x < $1::xid8",
@@ -178,8 +179,7 @@ impl PostgresStore {
             if running == 0 {
                 break;
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(50));
+            pause.wait().await;
         }
         self.watermark.fetch_max(last as u64, Ordering::AcqRel);
         Ok(self.watermark.load(Ordering::Acquire))
