@@ -64,15 +64,12 @@ async fn sqlite_files_hold_no_secret_plaintext() {
     assert!(files >= 2, "database and WAL are both checked");
 }
 
-#[tokio::test]
-async fn postgres_dump_holds_no_secret_plaintext() {
-    let Some(db) = TestDb::create().await else {
-        return;
-    };
-    let store = PostgresStore::open(&db.url, Some(keyring())).await.unwrap();
-    churn_secret(&store).await;
+/// What a PostgreSQL database holds: a data-only dump (live rows), and the raw pages of
+/// every table, TOAST table and index (dead row versions too, as they sit on disk until
+/// vacuumed).
+async fn postgres_contents(url: &str) -> (Vec<u8>, Vec<u8>) {
     let out = std::process::Command::new("pg_dump")
-        .args(["--data-only", &db.url])
+        .args(["--data-only", url])
         .output()
         .expect("pg_dump runs");
     assert!(
@@ -81,7 +78,64 @@ async fn postgres_dump_holds_no_secret_plaintext() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.stdout.len() > 100, "the dump has the tables");
-    assert_no_marker(&out.stdout, "the PostgreSQL dump");
+    let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::query("CREATE EXTENSION IF NOT EXISTS pageinspect")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let relations: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT c.oid::regclass::text, pg_relation_size(c.oid) / current_setting('block_size')::bigint
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND c.relkind IN ('r', 't', 'i')",
+    )
+    .fetch_all(&mut c)
+    .await
+    .unwrap();
+    assert!(relations.iter().any(|(_, blocks)| *blocks > 0));
+    let mut pages = Vec::new();
+    for (relation, blocks) in relations {
+        for block in 0..blocks {
+            let page: Vec<u8> = sqlx::query_scalar("SELECT get_raw_page($1, $2::int)")
+                .bind(&relation)
+                .bind(block)
+                .fetch_one(&mut c)
+                .await
+                .unwrap();
+            pages.extend(page);
+        }
+    }
+    (out.stdout, pages)
+}
+
+fn holds_marker(haystack: &[u8]) -> bool {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(MARKER);
+    [MARKER.as_bytes(), b64.as_bytes()]
+        .iter()
+        .any(|needle| haystack.windows(needle.len()).any(|w| w == *needle))
+}
+
+#[tokio::test]
+async fn postgres_holds_no_secret_plaintext_in_rows_or_pages() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let store = PostgresStore::open(&db.url, Some(keyring())).await.unwrap();
+    churn_secret(&store).await;
+    let (dump, pages) = postgres_contents(&db.url).await;
+    assert_no_marker(&dump, "the PostgreSQL dump");
+    assert_no_marker(&pages, "the PostgreSQL pages (dead rows included)");
+    // The check sees plaintext where there is some: the same marker in a ConfigMap (not
+    // sealed), written and deleted.
+    let key = ObjectKey::new("", "configmaps", "fleet", "plain");
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": "plain", "namespace": "fleet"}, "data": {"k": MARKER}});
+    let created = store.create(&key, &cm, false).await.unwrap();
+    store.delete(&key, Some(created.rv)).await.unwrap();
+    let (dump, pages) = postgres_contents(&db.url).await;
+    assert!(
+        holds_marker(&dump) && holds_marker(&pages),
+        "positive control"
+    );
     db.drop_db().await;
 }
 
@@ -166,11 +220,27 @@ async fn postgres_watermark_waits_for_the_newest_open_transaction() {
         async move { store.watermark().await.unwrap() }
     });
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(
-        !settling.is_finished() || settling.await.unwrap() < rv as u64,
-        "the watermark passed an open transaction's version"
-    );
+    // While the transaction is open the watermark either waits or stays below it...
+    let answered_early = settling.is_finished();
+    let settling = if answered_early {
+        let early = settling.await.unwrap();
+        assert!(
+            early < rv as u64,
+            "the watermark passed an open transaction's version"
+        );
+        None
+    } else {
+        Some(settling)
+    };
     sqlx::query("COMMIT").execute(&mut writer).await.unwrap();
+    // ...and a call that waited answers once it commits, at or past its version.
+    if let Some(settling) = settling {
+        let settled = tokio::time::timeout(std::time::Duration::from_secs(5), settling)
+            .await
+            .expect("the waiting watermark answers once the transaction commits")
+            .unwrap();
+        assert!(settled >= rv as u64, "{settled} < {rv}");
+    }
     let store2 = store.clone();
     let after = tokio::time::timeout(std::time::Duration::from_secs(5), async move {
         store2.watermark().await.unwrap()

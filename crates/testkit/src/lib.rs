@@ -54,7 +54,10 @@ pub fn unavailable(what: &str, why: &str) {
     if under_ci() {
         panic!("{what} is required under CI but unavailable: {why}");
     }
-    eprintln!("SKIPPED: {what} unavailable ({why})");
+    // Written to the process's stderr itself, past libtest's capture (which hides what a
+    // passing test prints), so that a skip shows in `cargo test`'s output.
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {what} unavailable ({why})");
 }
 
 /// A database created for one test and dropped by [`TestDb::drop_db`].
