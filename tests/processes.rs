@@ -169,6 +169,83 @@ async fn a_write_on_one_server_reaches_a_watcher_on_another() {
     db.drop_db().await;
 }
 
+/// A CustomResourceDefinition written through one replica is served by the others at once,
+/// and once deleted there, by none (no replica keeps storing objects of a gone kind).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crd_written_through_one_server_is_served_by_the_other() {
+    let Some((_turn, db, amqp)) = backends().await else {
+        return;
+    };
+    let (a, b, _dirs) = two_servers(&db.url, &amqp);
+    let client = reqwest::Client::new();
+    let crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+    let crd = serde_json::json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "widgets", "kind": "Widget"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}});
+    let r = client
+        .post(format!("{}{crds}", a.base))
+        .json(&crd)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let widgets = format!("{}/apis/example.com/v1/namespaces/default/widgets", b.base);
+    let status_on_b = || async {
+        client
+            .get(widgets.as_str())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let until = |want: u16| async move {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = status_on_b().await;
+            if got == want {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the other server answers {got}, not {want}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    until(200).await;
+    let widget = serde_json::json!({"apiVersion": "example.com/v1", "kind": "Widget",
+                                    "metadata": {"name": "w1"}, "spec": {"size": 1}});
+    let r = client
+        .post(widgets.as_str())
+        .json(&widget)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    let r = client
+        .delete(format!("{}{crds}/widgets.example.com", a.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    until(404).await;
+    let r = client
+        .post(widgets.as_str())
+        .json(&widget)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "a gone kind is stored nowhere");
+    drop((a, b));
+    db.drop_db().await;
+}
+
 /// Acknowledged writes: (name, resourceVersion).
 type Acked = Vec<(String, String)>;
 

@@ -13,7 +13,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use bytes::Bytes;
 use syncsets_bus::follow::{Followed, follow};
 use syncsets_bus::{Bus, FeedItem};
-use syncsets_store::{ChangeEvent, EventType, Store};
+use syncsets_machinery::registry::Registry;
+use syncsets_store::{ChangeEvent, EventType, ListQuery, ObjectKey, Store};
+
+use crate::lifecycle::CRD_RESOURCE;
 use tokio::sync::{mpsc, watch};
 
 /// Events a slow watch may fall behind before it is closed (its client then re-watches from
@@ -126,12 +129,14 @@ impl Hub {
         store: Arc<dyn Store>,
         bus: &dyn Bus,
         rbac: Arc<crate::authz::RbacCache>,
+        registry: Arc<Registry>,
     ) -> syncsets_store::Result<Self> {
         let start = store.watermark().await?;
         let subs: Arc<Subs> = Arc::default();
         let (position_tx, position) = watch::channel(start);
         let feed = bus.subscribe();
-        let task = tokio::spawn(run(store, feed, subs.clone(), position_tx, start, rbac));
+        let caches = Caches { rbac, registry };
+        let task = tokio::spawn(run(store, feed, subs.clone(), position_tx, start, caches));
         Ok(Self {
             subs,
             next_id: AtomicU64::new(0),
@@ -174,13 +179,73 @@ impl Hub {
     }
 }
 
+/// What every replica derives from the objects and keeps in step from the change feed,
+/// whichever replica served the write.
+struct Caches {
+    /// RBAC policies.
+    rbac: Arc<crate::authz::RbacCache>,
+    /// The kinds served: a CRD written through any replica is served (or no longer) by all.
+    registry: Arc<Registry>,
+}
+
+impl Caches {
+    /// Before the event is opened (whether or not it can be).
+    fn changing(&self, key: &ObjectKey) {
+        if crate::authz::is_rbac(&key.resource) {
+            self.rbac.invalidate(&key.cluster);
+        }
+    }
+
+    /// With the opened event.
+    fn changed(&self, event: &ChangeEvent) {
+        if event.key.resource == CRD_RESOURCE {
+            let cluster = &event.key.cluster;
+            if event.kind == EventType::Deleted {
+                self.registry.remove_crd(cluster, &event.key.name);
+            } else if let Err(e) = self.registry.install_crd(cluster, &event.object) {
+                tracing::warn!(cluster, crd = %event.key.name, error = %e, "CRD stored but not served");
+            }
+        }
+    }
+
+    /// Changes were lost: forget the policies, and read every served cluster's CRDs again.
+    fn lost(&self, store: &Arc<dyn Store>) {
+        self.rbac.clear();
+        let (store, registry) = (store.clone(), self.registry.clone());
+        tokio::spawn(async move {
+            for cluster in registry.clusters_with_crds() {
+                let q = ListQuery {
+                    cluster: cluster.clone(),
+                    resource: CRD_RESOURCE.to_string(),
+                    ..ListQuery::default()
+                };
+                let crds: Vec<_> = match store.list(&q).await {
+                    Ok(page) => page
+                        .items
+                        .iter()
+                        .filter_map(|r| r.parse().ok())
+                        .map(|s| s.object)
+                        .collect(),
+                    Err(e) => {
+                        tracing::error!(cluster, error = %e, "reloading CRDs after lost changes");
+                        continue;
+                    }
+                };
+                for (crd, e) in registry.set_crds(&cluster, &crds) {
+                    tracing::warn!(cluster, crd, error = %e, "stored CRD does not compile; not served");
+                }
+            }
+        });
+    }
+}
+
 async fn run(
     store: Arc<dyn Store>,
     feed: tokio::sync::mpsc::Receiver<FeedItem>,
     subs: Arc<Subs>,
     position: watch::Sender<u64>,
     start: u64,
-    rbac: Arc<crate::authz::RbacCache>,
+    caches: Caches,
 ) {
     let opener = store.clone();
     follow(store, feed, start, |followed| match followed {
@@ -188,12 +253,14 @@ async fn run(
             // Position first: a watch that subscribes after this reads the event from the
             // outbox (it catches up to the position); one that subscribed before gets it here.
             position.send_replace(event.rv);
-            // A change of RBAC objects (maybe by another replica) changes the policy.
-            if crate::authz::is_rbac(&event.key.resource) {
-                rbac.invalidate(&event.key.cluster);
-            }
+            // RBAC objects and CRDs changed through any replica change this one's policy
+            // and kinds.
+            caches.changing(&event.key);
             match opener.open_event(event) {
-                Ok(opened) => dispatch(&subs, Arc::new(HubEvent::new(opened))),
+                Ok(opened) => {
+                    caches.changed(&opened);
+                    dispatch(&subs, Arc::new(HubEvent::new(opened)));
+                }
                 Err(e) => {
                     tracing::error!(rv = event.rv, error = %e, "cannot open a change event; skipping it");
                 }
@@ -204,8 +271,8 @@ async fn run(
             // that its client re-watches (and gets 410 Gone if its version is too old).
             tracing::warn!(from, "change events were compacted before this replica read them; closing watches");
             subs.lock().expect("hub lock").clear();
-            // RBAC changes may be among the lost events.
-            rbac.clear();
+            // RBAC and CRD changes may be among the lost events.
+            caches.lost(&opener);
         }
     })
     .await;

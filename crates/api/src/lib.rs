@@ -121,7 +121,8 @@ impl AppState {
         config: Config,
     ) -> ApiResult<Arc<Self>> {
         let rbac = Arc::new(authz::RbacCache::default());
-        let hub = Hub::start(store.clone(), bus.as_ref(), rbac.clone())
+        let registry = Arc::new(Registry::new());
+        let hub = Hub::start(store.clone(), bus.as_ref(), rbac.clone(), registry.clone())
             .await
             .map_err(|e| ApiError::internal("starting the event hub", &e))?;
         let relay = config
@@ -130,7 +131,7 @@ impl AppState {
         let limits = limits::Tracker::new(&config.limits);
         let state = Arc::new(Self {
             store,
-            registry: Arc::new(Registry::new()),
+            registry,
             config,
             bus,
             hub,

@@ -15,7 +15,7 @@ use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::Ctx;
 
-const CRD_RESOURCE: &str = "customresourcedefinitions.apiextensions.k8s.io";
+pub(crate) const CRD_RESOURCE: &str = "customresourcedefinitions.apiextensions.k8s.io";
 const DEFAULT_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
 
 fn is_crd(ctx: &Ctx) -> bool {

@@ -363,6 +363,36 @@ impl Registry {
         Ok(())
     }
 
+    /// The logical clusters with CRDs registered.
+    pub fn clusters_with_crds(&self) -> Vec<String> {
+        let clusters = self.clusters.read().expect("registry lock");
+        clusters.keys().cloned().collect()
+    }
+
+    /// Registers exactly these CRDs in a cluster (replacing any others); the names of those
+    /// that do not compile.
+    pub fn set_crds(&self, cluster: &str, crds: &[Value]) -> Vec<(String, SchemaError)> {
+        let mut compiled = BTreeMap::new();
+        let mut failed = Vec::new();
+        for crd in crds {
+            let name = crd["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            match from_crd(crd, None) {
+                Ok(infos) => {
+                    compiled.insert(name, infos.into_iter().map(Arc::new).collect());
+                }
+                Err(e) => failed.push((name, e)),
+            }
+        }
+        let mut clusters = self.clusters.write().expect("registry lock");
+        let entry = clusters.entry(cluster.to_string()).or_default();
+        entry.snapshot = Arc::new(self.snapshot(&compiled));
+        entry.crds = compiled;
+        failed
+    }
+
     /// Unregisters the kinds of a CRD.
     pub fn remove_crd(&self, cluster: &str, name: &str) {
         let mut clusters = self.clusters.write().expect("registry lock");
