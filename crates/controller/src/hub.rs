@@ -45,18 +45,18 @@ impl HubKind {
 }
 
 /// Writes hub objects.
-pub struct Hub {
+pub struct HubWriter {
     store: Arc<dyn Store>,
     registry: Registry,
 }
 
-impl std::fmt::Debug for Hub {
+impl std::fmt::Debug for HubWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hub").finish_non_exhaustive()
+        f.debug_struct("HubWriter").finish_non_exhaustive()
     }
 }
 
-impl Hub {
+impl HubWriter {
     /// Writes through `store`.
     pub fn new(store: Arc<dyn Store>) -> Self {
         Self {

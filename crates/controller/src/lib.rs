@@ -46,7 +46,7 @@ use tokio::task::JoinHandle;
 pub use cache::{Cache, Effect};
 pub use clients::{ClientSettings, Clients, Kubeconfig};
 pub use health::{Health, HealthSettings};
-pub use hub::{Hub, HubKind, MANAGER};
+pub use hub::{HubKind, HubWriter, MANAGER};
 pub use membership::{MembershipSettings, owned_shards};
 pub use model::{Cluster, ObjRef, SetDef, SetKind, cluster_key};
 pub use plan::Behavior;
@@ -151,7 +151,7 @@ impl Controller {
         };
         let reconciler = Arc::new(Reconciler {
             cache: cache.clone(),
-            hub: Hub::new(store.clone()),
+            hub: HubWriter::new(store.clone()),
             clients: Clients::new(store.clone(), config.clients.clone()),
             health: Health::new(config.health.clone()),
             settings: ReconcileSettings {

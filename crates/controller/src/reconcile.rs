@@ -13,7 +13,7 @@ use syncsets_types::hive::{ClusterSyncLeaseSpec, ClusterSyncStatus, MANAGED_LABE
 use crate::cache::{Cache, unix_seconds};
 use crate::clients::{Clients, Kubeconfig};
 use crate::health::{Admission, Ended, Health};
-use crate::hub::{Hub, HubKind};
+use crate::hub::{HubKind, HubWriter};
 use crate::model::{Cluster, ObjRef, SetDef, SetKind, resources, split_key};
 use crate::plan::{self, Context, Outcomes, Plan, RetiredOutcome, SetOutcome, Step, fnv1a};
 use crate::target::{Failure, TargetError, Written};
@@ -65,7 +65,7 @@ pub struct Reconciler {
     /// The hub as seen from events.
     pub cache: Arc<Cache>,
     /// Hub writes.
-    pub hub: Hub,
+    pub hub: HubWriter,
     /// Target clients.
     pub clients: Clients,
     /// Retry and breaker state.
