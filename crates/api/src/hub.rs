@@ -201,7 +201,7 @@ impl Caches {
         if event.key.resource == CRD_RESOURCE {
             let cluster = &event.key.cluster;
             if event.kind == EventType::Deleted {
-                self.registry.remove_crd(cluster, &event.key.name);
+                self.registry.remove_crd(cluster, &event.key.name, event.rv);
             } else if let Err(e) = self.registry.install_crd(cluster, &event.object) {
                 tracing::warn!(cluster, crd = %event.key.name, error = %e, "CRD stored but not served");
             }
@@ -219,19 +219,22 @@ impl Caches {
                     resource: CRD_RESOURCE.to_string(),
                     ..ListQuery::default()
                 };
-                let crds: Vec<_> = match store.list(&q).await {
-                    Ok(page) => page
-                        .items
-                        .iter()
-                        .filter_map(|r| r.parse().ok())
-                        .map(|s| s.object)
-                        .collect(),
+                let (crds, listed_at): (Vec<_>, u64) = match store.list(&q).await {
+                    Ok(page) => (
+                        page.items
+                            .iter()
+                            .filter_map(|r| r.parse().ok())
+                            .map(|s| s.object)
+                            .collect(),
+                        page.rv,
+                    ),
                     Err(e) => {
                         tracing::error!(cluster, error = %e, "reloading CRDs after lost changes");
                         continue;
                     }
                 };
-                for (crd, e) in registry.set_crds(&cluster, &crds) {
+                // Changes observed meanwhile are newer than the list, and are kept.
+                for (crd, e) in registry.reconcile_crds(&cluster, &crds, listed_at) {
                     tracing::warn!(cluster, crd, error = %e, "stored CRD does not compile; not served");
                 }
             }

@@ -91,7 +91,7 @@ pub struct AppState {
     pub relay: Option<Relay>,
     /// Each logical cluster's RBAC policy.
     pub rbac: Arc<authz::RbacCache>,
-    /// Per-client rate buckets and open watches.
+    /// Per-client request rates and open watches.
     pub limits: limits::Tracker,
     ready_clusters: tokio::sync::Mutex<HashSet<String>>,
     openapi_cache: Mutex<HashMap<String, (std::sync::Weak<Kinds>, bytes::Bytes)>>,

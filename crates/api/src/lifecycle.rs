@@ -146,7 +146,11 @@ pub async fn after_delete(ctx: &Ctx, obj: &Value) {
         }
         Err(e) => tracing::warn!(error = %e, "listing custom resources of a deleted CRD"),
     }
-    ctx.state.registry.remove_crd(cluster, name);
+    let rv = obj["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    ctx.state.registry.remove_crd(cluster, name, rv);
 }
 
 /// Deletes a terminating namespace's contents; once none are left, the namespace itself.

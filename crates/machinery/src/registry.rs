@@ -303,7 +303,31 @@ pub struct Registry {
 #[derive(Debug, Default)]
 struct ClusterKinds {
     crds: BTreeMap<String, Vec<Arc<KindInfo>>>,
+    /// CRD name → the newest resourceVersion observed of it, created, changed or deleted:
+    /// CRDs are observed from the write that served them and from the change feed, in
+    /// either order, and an older observation never undoes a newer one.
+    seen: HashMap<String, u64>,
     snapshot: Arc<Kinds>,
+}
+
+impl ClusterKinds {
+    /// Records an observation at `rv`; false if a newer one was seen already.
+    fn observe(&mut self, name: &str, rv: u64) -> bool {
+        let seen = self.seen.entry(name.to_string()).or_default();
+        if rv < *seen {
+            return false;
+        }
+        *seen = rv;
+        true
+    }
+}
+
+/// An object's `metadata.resourceVersion` (0: none).
+fn resource_version(obj: &Value) -> u64 {
+    obj["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 impl Default for Registry {
@@ -346,8 +370,9 @@ impl Registry {
             .unwrap_or_else(|| self.empty.clone())
     }
 
-    /// Registers (or re-registers) the kinds of a CRD object. A CRD naming a resource that a
-    /// built-in kind already serves is stored but does not replace the built-in.
+    /// Registers (or re-registers) the kinds of a CRD object, unless a newer version of it
+    /// (or its deletion) was observed already. A CRD naming a resource that a built-in kind
+    /// already serves is stored but does not replace the built-in.
     pub fn install_crd(&self, cluster: &str, crd: &Value) -> Result<(), SchemaError> {
         let infos = from_crd(crd, None)?;
         let name = crd["metadata"]["name"]
@@ -356,6 +381,9 @@ impl Registry {
             .to_string();
         let mut clusters = self.clusters.write().expect("registry lock");
         let entry = clusters.entry(cluster.to_string()).or_default();
+        if !entry.observe(&name, resource_version(crd)) {
+            return Ok(());
+        }
         entry
             .crds
             .insert(name, infos.into_iter().map(Arc::new).collect());
@@ -369,35 +397,52 @@ impl Registry {
         clusters.keys().cloned().collect()
     }
 
-    /// Registers exactly these CRDs in a cluster (replacing any others); the names of those
-    /// that do not compile.
-    pub fn set_crds(&self, cluster: &str, crds: &[Value]) -> Vec<(String, SchemaError)> {
-        let mut compiled = BTreeMap::new();
+    /// Brings a cluster's CRDs in line with a list of them made at `listed_at` (every
+    /// change up to it reflected): listed ones are installed, and registered ones missing
+    /// from it removed, unless observed after it. Returns those that do not compile.
+    pub fn reconcile_crds(
+        &self,
+        cluster: &str,
+        crds: &[Value],
+        listed_at: u64,
+    ) -> Vec<(String, SchemaError)> {
         let mut failed = Vec::new();
         for crd in crds {
-            let name = crd["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            match from_crd(crd, None) {
-                Ok(infos) => {
-                    compiled.insert(name, infos.into_iter().map(Arc::new).collect());
-                }
-                Err(e) => failed.push((name, e)),
+            if let Err(e) = self.install_crd(cluster, crd) {
+                let name = crd["metadata"]["name"].as_str().unwrap_or_default();
+                failed.push((name.to_string(), e));
             }
         }
-        let mut clusters = self.clusters.write().expect("registry lock");
-        let entry = clusters.entry(cluster.to_string()).or_default();
-        entry.snapshot = Arc::new(self.snapshot(&compiled));
-        entry.crds = compiled;
+        let listed: Vec<&str> = crds
+            .iter()
+            .filter_map(|c| c["metadata"]["name"].as_str())
+            .collect();
+        let gone: Vec<String> = {
+            let clusters = self.clusters.read().expect("registry lock");
+            clusters
+                .get(cluster)
+                .map(|e| {
+                    e.crds
+                        .keys()
+                        .filter(|n| !listed.contains(&n.as_str()))
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        for name in gone {
+            self.remove_crd(cluster, &name, listed_at);
+        }
         failed
     }
 
-    /// Unregisters the kinds of a CRD.
-    pub fn remove_crd(&self, cluster: &str, name: &str) {
+    /// Unregisters the kinds of a CRD deleted at `rv`, unless it was observed after that.
+    pub fn remove_crd(&self, cluster: &str, name: &str, rv: u64) {
         let mut clusters = self.clusters.write().expect("registry lock");
-        if let Some(entry) = clusters.get_mut(cluster) {
-            entry.crds.remove(name);
+        if let Some(entry) = clusters.get_mut(cluster)
+            && entry.observe(name, rv)
+            && entry.crds.remove(name).is_some()
+        {
             entry.snapshot = Arc::new(self.snapshot(&entry.crds));
         }
     }
@@ -558,6 +603,45 @@ fn crd_columns(spec: Option<&Value>) -> Vec<PrinterColumn> {
 mod tests {
     use super::*;
 
+    fn widget_crd(rv: u64) -> Value {
+        json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+               "metadata": {"name": "widgets.example.com", "resourceVersion": rv.to_string()},
+               "spec": {"group": "example.com", "scope": "Namespaced",
+                        "names": {"plural": "widgets", "kind": "Widget"},
+                        "versions": [{"name": "v1", "served": true, "storage": true,
+                            "schema": {"openAPIV3Schema": {"type": "object"}}}]}})
+    }
+
+    /// CRDs are observed from the write and from the change feed, in either order: an
+    /// older observation never undoes a newer one.
+    #[test]
+    fn crd_observations_apply_in_version_order() {
+        let r = Registry::new();
+        let served = |r: &Registry| r.kinds("c").get("example.com", "v1", "widgets").is_some();
+        r.install_crd("c", &widget_crd(5)).unwrap();
+        assert!(served(&r));
+        r.install_crd("c", &widget_crd(3)).unwrap();
+        r.remove_crd("c", "widgets.example.com", 4);
+        assert!(
+            served(&r),
+            "late observations of older versions are ignored"
+        );
+        r.remove_crd("c", "widgets.example.com", 6);
+        assert!(!served(&r));
+        r.install_crd("c", &widget_crd(5)).unwrap();
+        assert!(
+            !served(&r),
+            "a version older than the deletion does not come back"
+        );
+        r.install_crd("c", &widget_crd(7)).unwrap();
+        assert!(served(&r), "created again");
+        // A list made before a newer observation neither removes nor downgrades it.
+        assert!(r.reconcile_crds("c", &[], 6).is_empty());
+        assert!(served(&r));
+        r.reconcile_crds("c", &[], 8);
+        assert!(!served(&r), "missing from a newer list: gone");
+    }
+
     #[test]
     fn version_priority() {
         let mut v = vec![
@@ -635,7 +719,7 @@ mod tests {
         let groups = r.kinds("member-1").groups();
         let g = groups.iter().find(|g| g.name == "example.com").unwrap();
         assert_eq!(g.versions, vec!["v1", "v1beta1"]);
-        r.remove_crd("member-1", "widgets.example.com");
+        r.remove_crd("member-1", "widgets.example.com", 1);
         assert!(
             r.kinds("member-1")
                 .get("example.com", "v1", "widgets")
