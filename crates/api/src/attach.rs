@@ -37,7 +37,7 @@ use syncsets_types::hive::{SelectorSyncSetSpec, USABLE_SETS_ANNOTATION, UsableSe
 use crate::authn::UserInfo;
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::Ctx;
-use crate::rbac::{self, Policy};
+use crate::rbac::Policy;
 
 const HIVE: &str = "hive.openshift.io";
 const SELECTOR_SYNCSETS: &str = "selectorsyncsets";
@@ -47,20 +47,12 @@ const KUBECONFIG_KEY: &str = "kubeconfig";
 /// create) for attaching a cluster to a SelectorSyncSet its writer may not `use`, and
 /// records on a ClusterDeployment which sets it may be attached to.
 pub(crate) async fn check(ctx: &Ctx, old: Option<&Value>, new: &mut Value) -> ApiResult<()> {
-    let writer = writer(ctx);
+    let writer = crate::authz::checked_user(ctx);
     match (ctx.kind.group.as_str(), ctx.kind.kind.as_str()) {
         (HIVE, "ClusterDeployment") => cluster_deployment(ctx, writer, old, new).await,
         ("", "Secret") => kubeconfig_secret(ctx, writer, old, new).await,
         _ => Ok(()),
     }
-}
-
-/// The user whose writes are checked (`None`: exempt).
-fn writer(ctx: &Ctx) -> Option<&UserInfo> {
-    let user = ctx.user.as_ref()?;
-    let exempt =
-        ctx.state.config.authenticator.is_none() || user.groups.iter().any(|g| g == rbac::MASTERS);
-    (!exempt).then_some(user)
 }
 
 async fn cluster_deployment(

@@ -283,6 +283,16 @@ pub async fn authorize(
     next.run(request).await
 }
 
+/// The user whose write the policy checks beyond RBAC (escalation, attaching clusters)
+/// apply to: `None` for the server's own writes, on a server without authentication, and
+/// for `system:masters`, which Kubernetes exempts as well.
+pub(crate) fn checked_user(ctx: &Ctx) -> Option<&UserInfo> {
+    let user = ctx.user.as_ref()?;
+    let exempt =
+        ctx.state.config.authenticator.is_none() || user.groups.iter().any(|g| g == rbac::MASTERS);
+    (!exempt).then_some(user)
+}
+
 /// The RBAC policy of the request's logical cluster.
 pub(crate) async fn policy(ctx: &Ctx) -> ApiResult<Arc<Policy>> {
     ctx.state
@@ -393,13 +403,12 @@ pub(crate) async fn check_write(ctx: &Ctx, old: Option<&Value>, new: &mut Value)
 /// grant the writer permissions it does not hold, unless it may `escalate` (roles) or
 /// `bind` (bindings), as Kubernetes does.
 async fn check_escalation(ctx: &Ctx, obj: &Value) -> ApiResult<()> {
-    let Some(user) = &ctx.user else { return Ok(()) };
-    if ctx.kind.group != RBAC_GROUP || ctx.state.config.authenticator.is_none() {
+    if ctx.kind.group != RBAC_GROUP {
         return Ok(());
     }
-    if user.groups.iter().any(|g| g == rbac::MASTERS) {
+    let Some(user) = checked_user(ctx) else {
         return Ok(());
-    }
+    };
     let policy = policy(ctx).await?;
     let namespace = ctx.namespace().to_string();
     let name = obj["metadata"]["name"]

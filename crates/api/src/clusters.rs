@@ -186,10 +186,9 @@ async fn adopt(
 /// The registrant may create what registration creates in `namespace` (and the namespace,
 /// if it is new), as if it wrote them itself.
 async fn authorize(ctx: &Ctx, namespace: &str, new_namespace: bool) -> ApiResult<()> {
-    let Some(user) = &ctx.user else { return Ok(()) };
-    if ctx.state.config.authenticator.is_none() {
+    let Some(user) = crate::authz::checked_user(ctx) else {
         return Ok(());
-    }
+    };
     let policy = crate::authz::policy(ctx).await?;
     let mut wanted = vec![
         ("", "secrets", namespace),
