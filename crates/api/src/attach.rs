@@ -66,12 +66,7 @@ async fn cluster_deployment(
     let relabelled = old.is_none_or(|o| labels(o) != labels(new));
     if !repointed && !relabelled {
         // Nothing attaches: the record stays as it was, unless an administrator edits it.
-        if writer.is_some() {
-            let kept = old.map_or(UsableSets::Any, |o| {
-                UsableSets::of(&o["metadata"]["annotations"])
-            });
-            record(new, &kept);
-        }
+        keep_record(writer, old, new);
         return Ok(());
     }
     // A kubeconfig Secret written by a user bounds what the cluster may be attached to,
@@ -90,11 +85,7 @@ async fn cluster_deployment(
     }
     // Sets it was attached to, under the same kubeconfig, stay attached while they match.
     let attached_before = |name: &str, selector: &syncsets_types::Selector| {
-        !repointed
-            && old.is_some_and(|o| {
-                selector.matches(&labels(o))
-                    && UsableSets::of(&o["metadata"]["annotations"]).allows(name)
-            })
+        !repointed && old.is_some_and(|o| selector.matches(&labels(o)) && recorded(o).allows(name))
     };
     let (mut kept, mut by_writer, mut by_secret) = (BTreeSet::new(), Vec::new(), Vec::new());
     for (name, spec) in selector_sync_sets(ctx).await? {
@@ -153,9 +144,7 @@ async fn kubeconfig_record(ctx: &Ctx, cd: &Value) -> ApiResult<UsableSets> {
         .get(&key)
         .await
         .map_err(|e| ApiError::internal("reading the kubeconfig Secret", &e))?;
-    Ok(stored.map_or(UsableSets::Any, |s| {
-        UsableSets::of(&s.object["metadata"]["annotations"])
-    }))
+    Ok(stored.map_or(UsableSets::Any, |s| recorded(&s.object)))
 }
 
 async fn kubeconfig_secret(
@@ -168,12 +157,7 @@ async fn kubeconfig_secret(
     if data(new).is_null() || old.is_some_and(|o| data(o) == data(new)) {
         // No kubeconfig written: the record stays as it was (none, for a Secret without
         // one), unless an administrator edits it.
-        if writer.is_some() {
-            let kept = old.map_or(UsableSets::Any, |o| {
-                UsableSets::of(&o["metadata"]["annotations"])
-            });
-            record(new, &kept);
-        }
+        keep_record(writer, old, new);
         return Ok(());
     }
     let Some(user) = writer else {
@@ -195,10 +179,9 @@ async fn kubeconfig_secret(
             .filter(|(name, spec)| {
                 let selector = spec.selector();
                 !usable.allows(name)
-                    && users.iter().any(|cd| {
-                        selector.matches(&labels(cd))
-                            && UsableSets::of(&cd["metadata"]["annotations"]).allows(name)
-                    })
+                    && users
+                        .iter()
+                        .any(|cd| selector.matches(&labels(cd)) && recorded(cd).allows(name))
             })
             .map(|(name, _)| name)
             .collect()
@@ -234,6 +217,19 @@ fn usable_sets(policy: &Policy, user: &UserInfo, namespace: &str) -> UsableSets 
         names.extend(rule.resource_names);
     }
     UsableSets::Only(names)
+}
+
+/// What an object records of the sets it may be attached to.
+fn recorded(obj: &Value) -> UsableSets {
+    UsableSets::of(&obj["metadata"]["annotations"])
+}
+
+/// A write that attaches nothing: the record stays as it was (none, for a new object),
+/// whatever a user wrote; an exempt writer's edit of it is taken as written.
+fn keep_record(writer: Option<&UserInfo>, old: Option<&Value>, new: &mut Value) {
+    if writer.is_some() {
+        record(new, &old.map_or(UsableSets::Any, recorded));
+    }
 }
 
 /// Sets (or removes) the record of the sets a ClusterDeployment (or one using this

@@ -77,9 +77,9 @@ struct Cached {
 }
 
 /// A SHA-256 digest.
-type Digest = [u8; 32];
+pub(crate) type Digest = [u8; 32];
 
-fn sha256(bytes: &[u8]) -> Digest {
+pub(crate) fn sha256(bytes: &[u8]) -> Digest {
     let mut out = [0; 32];
     out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref());
     out

@@ -211,13 +211,8 @@ pub fn inputs_digest(
     }
     // A cryptographic digest: the labels are the cluster owner's to choose, and a collision
     // would let them keep a set from being reapplied.
-    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
-    Some(
-        digest.as_ref()[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
-    )
+    let digest = crate::clients::sha256(text.as_bytes());
+    Some(digest[..16].iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// FNV-1a: stable across processes and releases (unlike `DefaultHasher`).
