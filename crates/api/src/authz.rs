@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -112,91 +112,6 @@ impl RbacCache {
     }
 }
 
-/// A request's authorizer attributes (kube-apiserver's `RequestInfo`), for a path without
-/// its logical-cluster prefix.
-pub fn attributes(method: &Method, path: &str, query: Option<&str>) -> Attributes {
-    let non_resource = || Attributes {
-        verb: method.as_str().to_lowercase(),
-        path: Some(path.to_string()),
-        ..Attributes::default()
-    };
-    // Segments as routing reads them: percent-decoded, empty ones kept (routing refuses
-    // those, so they can never be authorized as one thing and served as another).
-    let trimmed = path.trim_start_matches('/');
-    let decoded: Vec<String> = trimmed
-        .strip_suffix('/')
-        .unwrap_or(trimmed)
-        .split('/')
-        .map(|p| {
-            percent_encoding::percent_decode_str(p)
-                .decode_utf8_lossy()
-                .into_owned()
-        })
-        .collect();
-    let parts: Vec<&str> = decoded.iter().map(String::as_str).collect();
-    if parts.len() < 3
-        || !matches!(parts[0], "api" | "apis")
-        || (parts[0] == "apis" && parts.len() < 4)
-    {
-        return non_resource();
-    }
-    let (group, mut rest) = if parts[0] == "api" {
-        ("", &parts[2..])
-    } else {
-        (parts[1], &parts[3..])
-    };
-    let mut verb = match *method {
-        Method::POST => "create",
-        Method::GET | Method::HEAD => "get",
-        Method::PUT => "update",
-        Method::PATCH => "patch",
-        Method::DELETE => "delete",
-        _ => return non_resource(),
-    }
-    .to_string();
-    if rest.first() == Some(&"watch") {
-        verb = "watch".into();
-        rest = &rest[1..];
-    }
-    let mut namespace = String::new();
-    if rest.first() == Some(&"namespaces") && rest.len() > 1 {
-        namespace = rest[1].to_string();
-        if rest.len() > 2 && !matches!(rest[2], "status" | "finalize") {
-            rest = &rest[2..];
-        }
-    }
-    let at = |i: usize| rest.get(i).copied().unwrap_or_default().to_string();
-    let (resource, mut name, subresource) = (at(0), at(1), at(2));
-    // The query as the handlers read it (a query they refuse is refused whatever this says).
-    let q = crate::request::Query::parse(query).unwrap_or_default();
-    if name.is_empty() && verb == "get" {
-        verb = if q.watch { "watch" } else { "list" }.into();
-    }
-    if name.is_empty() && matches!(verb.as_str(), "list" | "watch") {
-        // A field selector on exactly one name authorizes as that name.
-        if let Some(selector) = Some(&q.field_selector).filter(|s| !s.is_empty()) {
-            let one = selector
-                .strip_prefix("metadata.name==")
-                .or_else(|| selector.strip_prefix("metadata.name="));
-            if let Some(n) = one.filter(|n| !n.contains([',', '/', '%']) && !n.is_empty()) {
-                name = n.to_string();
-            }
-        }
-    }
-    if name.is_empty() && verb == "delete" {
-        verb = "deletecollection".into();
-    }
-    Attributes {
-        verb,
-        namespace,
-        api_group: group.to_string(),
-        resource,
-        subresource,
-        name,
-        path: None,
-    }
-}
-
 fn quoted_groups(user: &UserInfo) -> String {
     user.groups
         .iter()
@@ -267,18 +182,26 @@ pub async fn authorize(
     let Some(user) = request.extensions().get::<UserInfo>().cloned() else {
         return next.run(request).await;
     };
-    let Ok((cluster, path)) = crate::request::split_cluster(request.uri().path()) else {
-        return next.run(request).await; // not a path: the handlers say so
+    let Some(parsed) = request
+        .extensions()
+        .get::<Arc<crate::request::Parsed>>()
+        .cloned()
+    else {
+        return ApiError::internal("authorizing", &"the request was not parsed").into_response();
     };
-    let attrs = attributes(request.method(), &path, request.uri().query());
-    let policy = match state.rbac.policy(state.store.as_ref(), &cluster).await {
+    let attrs = &parsed.attributes;
+    let policy = match state
+        .rbac
+        .policy(state.store.as_ref(), &parsed.cluster)
+        .await
+    {
         Ok(p) => p,
         Err(e) => return ApiError::internal("reading RBAC policy", &e).into_response(),
     };
-    let decision = policy.authorize(&user, &attrs);
+    let decision = policy.authorize(&user, attrs);
     if !decision.allowed {
         tracing::debug!(user = %user.name, verb = %attrs.verb, resource = %attrs.resource, path = ?attrs.path, "forbidden");
-        return forbidden(&user, &attrs, &decision.reason).into_response();
+        return forbidden(&user, attrs, &decision.reason).into_response();
     }
     next.run(request).await
 }
@@ -495,9 +418,11 @@ async fn check_escalation(ctx: &Ctx, obj: &Value) -> ApiResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::Method;
 
     fn attrs(method: Method, path: &str, query: &str) -> Attributes {
-        attributes(&method, path, Some(query))
+        let uri: axum::http::Uri = format!("{path}?{query}").parse().expect("a test URI");
+        crate::request::Parsed::new(&method, &uri).attributes
     }
 
     #[test]

@@ -27,6 +27,7 @@ use crate::authn::UserInfo;
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::{Ctx, store_new};
 use crate::rbac::Attributes;
+use syncsets_write::Proposal;
 
 /// The registration request.
 #[derive(Debug, Deserialize)]
@@ -129,13 +130,8 @@ async fn adopt(
     if new_namespace {
         let ns =
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": reg.namespace}});
-        let admitted = meta::admit_create(
-            &ns_ctx.write_context(&now, manager.clone(), false)?,
-            ns,
-            &[],
-        )
-        .map_err(|e| ApiError::from_machinery(e, &ns_kind, &reg.namespace))?;
-        match store_new(&ns_ctx, &reg.namespace, admitted.object).await {
+        let wctx = ns_ctx.write_context(&now, manager.clone(), false)?;
+        match store_new(&ns_ctx, &reg.namespace, wctx, &[], ns).await {
             Ok(_) => {}
             Err(e) if e.reason == "AlreadyExists" => {}
             Err(e) => return Err(e),
@@ -149,28 +145,24 @@ async fn adopt(
                          "labels": {"hive.openshift.io/cluster-deployment-name": reg.name}},
             "data": {"kubeconfig": encoded},
         });
-        let admitted = meta::admit_create(
-            &secret_ctx.write_context(&now, manager.clone(), false)?,
-            secret,
-            &[],
-        )
-        .map_err(|e| ApiError::from_machinery(e, &secret_kind, &secret_name))?;
+        let wctx = secret_ctx.write_context(&now, manager.clone(), false)?;
         // A concurrent registration that got there first wrote this very Secret or another:
         // either way it is not replaced (409).
-        store_new(&secret_ctx, &secret_name, admitted.object).await?;
+        store_new(&secret_ctx, &secret_name, wctx, &[], secret).await?;
     }
 
-    let admitted = meta::admit_create(&cd_ctx.write_context(&now, manager, false)?, cd, &[])
-        .map_err(|e| ApiError::from_machinery(e, &cd_kind, &reg.name))?;
-    let created = store_new(&cd_ctx, &reg.name, admitted.object).await?;
+    let wctx = cd_ctx.write_context(&now, manager, false)?;
+    let created = store_new(&cd_ctx, &reg.name, wctx, &[], cd).await?.object;
     // Until the ClusterDeployment existed, whoever may write Secrets in the namespace could
     // rewrite this one unchecked (afterwards that needs `use` on its sets): a kubeconfig
     // that is no longer the registered one undoes the registration.
     let now_secret = secret_ctx.current(&secret_name).await?;
     if now_secret.is_none_or(|s| s.object["data"]["kubeconfig"].as_str() != Some(&encoded)) {
-        let key = cd_ctx.key(&reg.name);
-        if let Ok(gone) = state.store.delete(&key, None).await {
-            crate::lifecycle::after_delete(&cd_ctx, &gone.object).await;
+        let undo = cd_ctx
+            .write(&reg.name, None, &[], |_| Ok(Proposal::Delete))
+            .await;
+        if let Err(e) = undo {
+            tracing::warn!(cluster = %reg.name, error = %e.message, "cannot undo a registration");
         }
         return Err(ApiError::conflict_message(
             &secret_kind,

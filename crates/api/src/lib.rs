@@ -46,6 +46,7 @@ use crate::hub::Hub;
 use tokio::net::TcpListener;
 
 pub use error::{ApiError, ApiResult};
+pub use request::parse_go_duration;
 
 /// Server settings.
 #[derive(Clone, Debug)]
@@ -174,7 +175,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(handlers::dispatch)
         .with_state(state.clone())
         .merge(docs)
-        // Outermost first: authentication, limits, then authorization.
+        // Outermost last: parsing, authentication, limits, then authorization.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authz::authorize,
@@ -187,6 +188,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             state,
             authn::authenticate,
         ))
+        // First of all: the one parse of the request every layer after it reads.
+        .layer(axum::middleware::from_fn(request::parse))
 }
 
 /// Serves plain HTTP until `shutdown` completes, then drains in-flight requests.

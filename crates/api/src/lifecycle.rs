@@ -2,6 +2,7 @@
 //! namespaces and stored CRDs), keeping the registry in step with CRD objects, and
 //! terminating namespaces (contents first, then the namespace itself).
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +10,8 @@ use serde_json::{Value, json};
 use syncsets_machinery::meta::{self, FieldValidation, Ownership, WriteContext};
 use syncsets_machinery::registry::KindInfo;
 use syncsets_retry::Backoff;
-use syncsets_store::{ListQuery, ObjectKey, StoreError};
+use syncsets_store::{ListQuery, ObjectKey};
+use syncsets_write::{Change, Plain, Proposal, Write, WriteError};
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
@@ -89,22 +91,32 @@ async fn create_missing(
             .unwrap_or_default()
             .to_string();
         let key = ObjectKey::new(cluster, &kind.group_resource(), "", &name);
-        let exists = state
-            .store
-            .get(&key)
+        Write::new(state.store.as_ref(), key, wctx.clone())
+            .run(&Plain, |current| {
+                Ok(match current {
+                    Some(_) => Proposal::Keep,
+                    None => Proposal::Write(object.clone()),
+                })
+            })
             .await
-            .map_err(|e| ApiError::internal("reading default objects", &e))?;
-        if exists.is_some() {
-            continue;
-        }
-        let admitted = meta::admit_create(&wctx, object, &[])
-            .map_err(|e| ApiError::from_machinery(e, kind, &name))?;
-        match state.store.create(&key, &admitted.object, false).await {
-            Ok(_) | Err(StoreError::AlreadyExists) => {}
-            Err(e) => return Err(ApiError::internal("creating default objects", &e)),
-        }
+            .map_err(|e| internal_write_error("creating default objects", kind, &name, e))?;
     }
     Ok(())
+}
+
+/// A failed write the server made itself.
+fn internal_write_error(
+    doing: &str,
+    kind: &KindInfo,
+    name: &str,
+    e: WriteError<Infallible>,
+) -> ApiError {
+    match e {
+        WriteError::Invalid(e) => ApiError::from_machinery(e, kind, name),
+        WriteError::Store(e) => ApiError::internal(doing, &e),
+        WriteError::Conflict => ApiError::conflict(kind, name),
+        WriteError::Refused(never) => match never {},
+    }
 }
 
 /// Keeps the registry in step with a written CRD, and the RBAC policy with RBAC objects.
@@ -139,7 +151,12 @@ pub async fn after_delete(ctx: &Ctx, obj: &Value) {
         Ok(page) => {
             for item in page.items {
                 let key = ObjectKey::new(cluster, name, &item.namespace, &item.name);
-                if let Err(e) = ctx.state.store.delete(&key, None).await {
+                if let Err(e) = Write::removal(ctx.state.store.as_ref(), key, &ctx.kind)
+                    .run(&Plain, |current| {
+                        Ok(current.map_or(Proposal::Keep, |_| Proposal::Delete))
+                    })
+                    .await
+                {
                     tracing::warn!(error = %e, "deleting a custom resource of a deleted CRD");
                 }
             }
@@ -183,10 +200,11 @@ pub async fn resume_namespace_finalizers(state: &Arc<AppState>, cluster: &str) -
 }
 
 /// One pass over a terminating namespace. Returns true when the namespace is gone.
-async fn finalize_pass(state: &AppState, cluster: &str, namespace: &str) -> bool {
+async fn finalize_pass(state: &Arc<AppState>, cluster: &str, namespace: &str) -> bool {
     let kinds = state.registry.kinds(cluster);
     let mut remaining = false;
     let mut seen = std::collections::HashSet::new();
+    let now = meta::now();
     for kind in kinds.all().iter().filter(|k| k.namespaced) {
         let resource = kind.group_resource();
         if !seen.insert(resource.clone()) {
@@ -202,37 +220,51 @@ async fn finalize_pass(state: &AppState, cluster: &str, namespace: &str) -> bool
             remaining = true;
             continue;
         };
+        let ctx = Ctx::internal(state, kind.clone(), cluster, Some(namespace));
         for raw in page.items {
-            let Ok(item) = raw.parse() else {
-                remaining = true;
-                continue;
-            };
-            let key = ObjectKey::new(cluster, &resource, namespace, &raw.name);
-            let has_finalizers = item.object["metadata"]["finalizers"]
-                .as_array()
-                .is_some_and(|f| !f.is_empty());
-            if has_finalizers {
-                remaining = true;
-                if item.object["metadata"].get("deletionTimestamp").is_none() {
-                    let mut obj = item.object.clone();
-                    meta::mark_deleting(&mut obj, &meta::now(), kind.tracks_generation);
-                    let _ = state.store.update(&key, &obj, item.rv).await;
-                }
-            } else if let Err(e) = state.store.delete(&key, Some(item.rv)).await
-                && !matches!(e, StoreError::NotFound)
-            {
-                remaining = true;
+            // Objects with finalizers are marked and wait for their owners; others go.
+            let written = ctx
+                .write(&raw.name, None, &[], |current| {
+                    let Some(current) = current else {
+                        return Ok(Proposal::Keep);
+                    };
+                    let meta = &current.object["metadata"];
+                    if meta["finalizers"].as_array().is_none_or(|f| f.is_empty()) {
+                        return Ok(Proposal::Delete);
+                    }
+                    if meta.get("deletionTimestamp").is_some() {
+                        return Ok(Proposal::Keep);
+                    }
+                    let mut obj = current.object.clone();
+                    meta::mark_deleting(&mut obj, &now, kind.tracks_generation);
+                    Ok(Proposal::Mark(obj))
+                })
+                .await;
+            match written {
+                Ok(w) if w.change == Change::Deleted || w.object.is_null() => {}
+                _ => remaining = true,
             }
         }
     }
     if remaining {
         return false;
     }
-    let key = ObjectKey::new(cluster, "namespaces", "", namespace);
-    match state.store.delete(&key, None).await {
-        Ok(_) | Err(StoreError::NotFound) => true,
+    let ctx = Ctx::internal(
+        state,
+        kinds
+            .get("", "v1", "namespaces")
+            .cloned()
+            .expect("namespaces are built in"),
+        cluster,
+        None,
+    );
+    match ctx
+        .write(namespace, None, &[], |_| Ok(Proposal::Delete))
+        .await
+    {
+        Ok(_) => true,
         Err(e) => {
-            tracing::warn!(namespace, error = %e, "removing a finalized namespace");
+            tracing::warn!(namespace, error = %e.message, "removing a finalized namespace");
             false
         }
     }

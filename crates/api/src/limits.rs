@@ -154,40 +154,6 @@ impl Drop for WatchSlot {
     }
 }
 
-/// Parses a Go duration (`30s`, `1m30s`, `500ms`, `1.5h`); `None` if it is not one.
-pub fn parse_go_duration(s: &str) -> Option<Duration> {
-    if s == "0" {
-        return Some(Duration::ZERO);
-    }
-    let mut rest = s;
-    let mut total = 0f64;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .filter(|&n| n > 0)?;
-        let value: f64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += value * scale;
-    }
-    Duration::try_from_secs_f64(total).ok()
-}
-
 /// Who a request counts against: its user, or its address when anonymous.
 fn client_of(request: &Request) -> (String, bool) {
     if let Some(user) = request.extensions().get::<UserInfo>()
@@ -204,28 +170,19 @@ fn client_of(request: &Request) -> (String, bool) {
     (format!("addr:{addr}"), false)
 }
 
-fn is_watch(request: &Request) -> bool {
-    // Only a GET naming `watch` in its path or query (maybe percent-encoded) can be one:
-    // the others skip the parse.
-    let uri = request.uri();
-    let may_name = |s: &str| s.contains("watch") || s.contains('%');
-    let named = may_name(uri.path()) || uri.query().is_some_and(may_name);
-    if request.method() != axum::http::Method::GET || !named {
-        return false;
-    }
-    let Ok((_, path)) = crate::request::split_cluster(request.uri().path()) else {
-        return false;
-    };
-    crate::authz::attributes(request.method(), &path, request.uri().query()).verb == "watch"
+/// The request as the first middleware parsed it.
+fn parsed(request: &Request) -> Option<&crate::request::Parsed> {
+    request
+        .extensions()
+        .get::<Arc<crate::request::Parsed>>()
+        .map(Arc::as_ref)
 }
 
 /// The deadline the request asks for with `?timeout=`, if shorter than the server's.
 fn requested_timeout(request: &Request, limit: Duration) -> Duration {
-    let asked = request.uri().query().and_then(|q| {
-        url::form_urlencoded::parse(q.as_bytes())
-            .find(|(k, _)| k == "timeout")
-            .and_then(|(_, v)| parse_go_duration(&v))
-    });
+    let asked = parsed(request)
+        .and_then(|p| p.query.as_ref().ok())
+        .and_then(|q| q.timeout);
     match asked {
         Some(d) if !d.is_zero() => d.min(limit),
         _ => limit,
@@ -245,7 +202,7 @@ pub async fn limit(State(state): State<Arc<AppState>>, request: Request, next: N
         )
         .into_response();
     }
-    if is_watch(&request) {
+    if parsed(&request).is_some_and(|p| p.attributes.verb == "watch") {
         let Some(slot) = state.limits.watch(limits, &client) else {
             return ApiError::too_many_requests(
                 format!(
@@ -285,7 +242,7 @@ mod tests {
 
     #[test]
     fn go_durations() {
-        let d = |s| parse_go_duration(s);
+        let d = |s| crate::request::parse_go_duration(s);
         assert_eq!(d("30s"), Some(Duration::from_secs(30)));
         assert_eq!(d("1m30s"), Some(Duration::from_secs(90)));
         assert_eq!(d("500ms"), Some(Duration::from_millis(500)));

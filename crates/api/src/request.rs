@@ -7,7 +7,121 @@
 //!      …/namespaces/{ns}/{resource}[/{name}[/{subresource}]]
 //! ```
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::http::{Method, Uri};
+use axum::middleware::Next;
+use axum::response::Response;
+
 use crate::error::{ApiError, ApiResult};
+use crate::rbac::Attributes;
+
+/// A request as every layer reads it: parsed once, by the first middleware (kube-apiserver's
+/// `WithRequestInfo`), and handed on as a request extension to authorization, the limits
+/// and the handlers.
+#[derive(Clone, Debug)]
+pub struct Parsed {
+    /// The logical cluster the path names (`""`: the hub).
+    pub cluster: String,
+    /// What the path names, or why it names nothing.
+    pub route: ApiResult<Route>,
+    /// The query, or why it is refused.
+    pub query: ApiResult<Query>,
+    /// What authorization checks: the attributes of the resource or non-resource request.
+    pub attributes: Attributes,
+}
+
+impl Parsed {
+    /// Parses a request's method, path and query.
+    pub fn new(method: &Method, uri: &Uri) -> Self {
+        let (cluster, path, route) = match split_cluster(uri.path()) {
+            Ok((cluster, path)) => {
+                let route = route(&cluster, &path);
+                (cluster, path, route)
+            }
+            Err(e) => (String::new(), uri.path().to_string(), Err(e)),
+        };
+        let query = Query::parse(uri.query());
+        // A query the handlers refuse is refused whatever the attributes say.
+        let attributes = attributes(
+            method,
+            &path,
+            route.as_ref().ok(),
+            query.as_ref().unwrap_or(&Query::default()),
+        );
+        Self {
+            cluster,
+            route,
+            query,
+            attributes,
+        }
+    }
+}
+
+/// The first middleware: parses the request once for every layer after it.
+pub async fn parse(mut request: Request, next: Next) -> Response {
+    let parsed = Parsed::new(request.method(), request.uri());
+    request.extensions_mut().insert(Arc::new(parsed));
+    next.run(request).await
+}
+
+/// The authorizer attributes of a request (kube-apiserver's `RequestInfo`): a resource
+/// request's verb, namespace, group, resource, subresource and name; for anything else the
+/// path and the method as verb.
+fn attributes(method: &Method, path: &str, route: Option<&Route>, query: &Query) -> Attributes {
+    let non_resource = || Attributes {
+        verb: method.as_str().to_lowercase(),
+        path: Some(path.to_string()),
+        ..Attributes::default()
+    };
+    let Some(Route::Resource(info)) = route else {
+        return non_resource();
+    };
+    let mut verb = match *method {
+        Method::POST => "create",
+        Method::GET | Method::HEAD => "get",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE => "delete",
+        _ => return non_resource(),
+    };
+    let mut name = info.name.clone().unwrap_or_default();
+    if info.watch || (name.is_empty() && verb == "get" && query.watch) {
+        verb = "watch";
+    } else if name.is_empty() && verb == "get" {
+        verb = "list";
+    }
+    if name.is_empty() && matches!(verb, "list" | "watch") {
+        // A field selector on exactly one name authorizes as that name.
+        let one = query
+            .field_selector
+            .strip_prefix("metadata.name==")
+            .or_else(|| query.field_selector.strip_prefix("metadata.name="));
+        if let Some(n) = one.filter(|n| !n.contains([',', '/', '%']) && !n.is_empty()) {
+            name = n.to_string();
+        }
+    }
+    if name.is_empty() && verb == "delete" {
+        verb = "deletecollection";
+    }
+    // A namespace is its own namespace.
+    let namespace = match &info.namespace {
+        Some(ns) => ns.clone(),
+        None if info.resource == "namespaces" => info.name.clone().unwrap_or_default(),
+        None => String::new(),
+    };
+    Attributes {
+        verb: verb.to_string(),
+        namespace,
+        api_group: info.group.clone(),
+        resource: info.resource.clone(),
+        subresource: info.subresource.clone().unwrap_or_default(),
+        name,
+        path: None,
+    }
+}
 
 /// What a resource path names.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -26,10 +140,12 @@ pub struct RequestInfo {
     pub name: Option<String>,
     /// Subresource (`status`).
     pub subresource: Option<String>,
+    /// The legacy watch path (`…/{v}/watch/…`): a watch whatever the query says.
+    pub watch: bool,
 }
 
 /// A path after its cluster prefix has been removed.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Route {
     /// A resource path.
     Resource(RequestInfo),
@@ -121,6 +237,10 @@ pub fn route(cluster: &str, path: &str) -> ApiResult<Route> {
     };
     let _ = core;
     let mut rest: Vec<String> = rest.iter().map(|s| decode(s)).collect::<ApiResult<_>>()?;
+    let watch = rest.first().is_some_and(|s| s == "watch");
+    if watch {
+        rest.remove(0);
+    }
     let mut namespace = None;
     // `namespaces/{ns}/{resource}…`, except the namespace subresources status and finalize.
     if rest.len() >= 3 && rest[0] == "namespaces" && rest[2] != "status" && rest[2] != "finalize" {
@@ -153,6 +273,7 @@ pub fn route(cluster: &str, path: &str) -> ApiResult<Route> {
         group,
         version,
         namespace,
+        watch,
         ..info
     }))
 }
@@ -196,6 +317,8 @@ pub struct Query {
     pub propagation_policy: Option<String>,
     /// `orphanDependents`
     pub orphan_dependents: Option<bool>,
+    /// `timeout`: the deadline the client asks for (an unreadable one is ignored).
+    pub timeout: Option<Duration>,
 }
 
 fn parse_bool(name: &str, v: &str) -> ApiResult<bool> {
@@ -264,11 +387,46 @@ impl Query {
                 "gracePeriodSeconds" => q.grace_period_seconds = Some(parse_num(&k, &v)?),
                 "propagationPolicy" => q.propagation_policy = Some(v),
                 "orphanDependents" => q.orphan_dependents = Some(parse_bool(&k, &v)?),
+                "timeout" => q.timeout = parse_go_duration(&v),
                 _ => {}
             }
         }
         Ok(q)
     }
+}
+
+/// Parses a Go duration (`30s`, `1m30s`, `500ms`, `1.5h`); `None` if it is not one.
+pub fn parse_go_duration(s: &str) -> Option<Duration> {
+    if s == "0" {
+        return Some(Duration::ZERO);
+    }
+    let mut rest = s;
+    let mut total = 0f64;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .filter(|&n| n > 0)?;
+        let value: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += value * scale;
+    }
+    Duration::try_from_secs_f64(total).ok()
 }
 
 #[cfg(test)]

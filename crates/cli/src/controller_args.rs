@@ -84,7 +84,7 @@ fn ordinal_from_hostname() -> i64 {
 
 /// Parses a Go duration: `90s`, `30m`, `2h`, `1h30m`, `500ms`.
 pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
-    match syncsets_api::limits::parse_go_duration(text.trim()) {
+    match syncsets_api::parse_go_duration(text.trim()) {
         Some(d) => Ok(d),
         None => bail!("invalid duration {text:?}: expected e.g. 500ms, 90s, 30m, 2h or 1h30m"),
     }

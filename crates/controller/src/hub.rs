@@ -1,22 +1,20 @@
 //! The controller's writes to the hub: ClusterSyncs, ClusterSyncLeases and the rollout
-//! summaries of (Selector)SyncSets. They go through the same admission as API requests
-//! (uid, timestamps, managedFields, validation) and straight into the store, so they land
-//! in the outbox like any other change.
+//! summaries of (Selector)SyncSets. They take the API's one write path (`syncsets-write`:
+//! admission — uid, timestamps, managedFields, validation — and conflict retries), so
+//! they land in the outbox like any other change.
 
 use std::sync::Arc;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use syncsets_machinery::meta::{self, FieldValidation, Ownership, WriteContext};
 use syncsets_machinery::registry::{KindInfo, Registry};
-use syncsets_store::{ObjectKey, Store, StoreError, Stored};
+use syncsets_store::{ObjectKey, Store, Stored};
+use syncsets_write::{Effects, Proposal, Write, WriteError, Written};
 
 use crate::{Error, Result};
 
 /// The field manager of the controller's hub writes.
 pub const MANAGER: &str = "syncsets-controller";
-
-/// Attempts of a write that races another writer.
-const ATTEMPTS: usize = 8;
 
 /// A hub kind the controller writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,66 +107,31 @@ impl HubWriter {
         }
     }
 
-    /// Writes one object from what is stored now, retrying when another writer got in
-    /// between: `make` gets the current object (`None`: absent) and returns the admitted
-    /// object to store, or `None` to leave things as they are.
+    /// Writes one object through the one write path (admission included), starting from
+    /// `current` as the caller read it: `propose` gets what is stored and says what it
+    /// should become.
     async fn write(
         &self,
         kind: HubKind,
         namespace: &str,
         name: &str,
-        mut current: Option<Stored>,
-        make: impl Fn(&KindInfo, Option<&Stored>, &str) -> Result<Option<Value>>,
-    ) -> Result<Option<Stored>> {
+        status: bool,
+        current: Option<Option<Stored>>,
+        propose: impl FnMut(Option<&Stored>) -> Result<Proposal>,
+    ) -> Result<Written> {
         let info = self.kind(kind);
-        let key = self.key(kind, namespace, name);
-        for _ in 0..ATTEMPTS {
-            let Some(object) = make(&info, current.as_ref(), &meta::now())? else {
-                return Ok(current);
-            };
-            let result = match &current {
-                None => self.store.create(&key, &object, info.namespaced).await,
-                Some(cur) => self.store.update(&key, &object, cur.rv).await,
-            };
-            match result {
-                Ok(stored) => return Ok(Some(stored)),
-                Err(StoreError::Conflict | StoreError::AlreadyExists | StoreError::NotFound) => {
-                    current = self.store.get(&key).await.map_err(Error::store)?;
-                }
-                Err(e) => return Err(Error::store(e)),
-            }
-        }
-        Err(Error::Conflict(format!("{}/{name}", info.kind)))
-    }
-
-    /// `current` with `status` through the status subresource's admission; `None` if it
-    /// has that status already.
-    fn with_status(
-        &self,
-        info: &KindInfo,
-        current: &Stored,
-        status: &Value,
-        now: &str,
-    ) -> Result<Option<Value>> {
-        if current.object.get("status") == Some(status) {
-            return Ok(None);
-        }
-        let mut new = current.object.clone();
-        new["status"] = status.clone();
-        let namespace = current.object["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or_default();
-        let admitted = meta::admit_update(
-            &self.context(info, namespace, now, true),
-            new,
-            &current.object,
-            &[],
+        let now = meta::now();
+        Write::new(
+            self.store.as_ref(),
+            self.key(kind, namespace, name),
+            self.context(&info, namespace, &now, status),
         )
-        .map_err(|e| Error::Admission(e.to_string()))?;
-        Ok(Some(admitted.object))
+        .run_from(current, self, propose)
+        .await
+        .map_err(|e| write_error(&info, name, e))
     }
 
-    /// Creates `object` (its status included), or replaces the status of the current one.
+    /// Creates `object` with `status`, or replaces the status of the current one.
     /// `current` is what the caller read.
     pub async fn write_status(
         &self,
@@ -180,27 +143,11 @@ impl HubWriter {
         let namespace = object["metadata"]["namespace"].as_str().unwrap_or_default();
         let name = object["metadata"]["name"].as_str().unwrap_or_default();
         let written = self
-            .write(kind, namespace, name, current, |info, cur, now| match cur {
-                Some(cur) => self.with_status(info, cur, status, now),
-                None => {
-                    let created = meta::admit_create(
-                        &self.context(info, namespace, now, false),
-                        object.clone(),
-                        &[],
-                    )
-                    .map_err(|e| Error::Admission(e.to_string()))?;
-                    let stored = Stored {
-                        object: created.object,
-                        rv: 0,
-                    };
-                    Ok(Some(
-                        self.with_status(info, &stored, status, now)?
-                            .unwrap_or(stored.object),
-                    ))
-                }
+            .write(kind, namespace, name, true, Some(current), |cur| {
+                Ok(with_status(cur.map_or(object, |c| &c.object), status))
             })
             .await?;
-        Ok(written.expect("written, or it exists already"))
+        stored(written)
     }
 
     /// Replaces the status of an existing object; nothing if it is gone.
@@ -211,13 +158,8 @@ impl HubWriter {
         name: &str,
         status: &Value,
     ) -> Result<()> {
-        let current = self.get(kind, namespace, name).await?;
-        if current.is_none() {
-            return Ok(());
-        }
-        self.write(kind, namespace, name, current, |info, cur, now| match cur {
-            Some(cur) => self.with_status(info, cur, status, now),
-            None => Ok(None), // deleted meanwhile
+        self.write(kind, namespace, name, true, None, |cur| {
+            Ok(cur.map_or(Proposal::Keep, |c| with_status(&c.object, status)))
         })
         .await
         .map(drop)
@@ -233,21 +175,11 @@ impl HubWriter {
         let namespace = object["metadata"]["namespace"].as_str().unwrap_or_default();
         let name = object["metadata"]["name"].as_str().unwrap_or_default();
         let written = self
-            .write(kind, namespace, name, current, |info, cur, now| {
-                let wctx = self.context(info, namespace, now, false);
-                let admitted = match cur {
-                    None => meta::admit_create(&wctx, object.clone(), &[]),
-                    Some(cur) => {
-                        let mut new = object.clone();
-                        new["metadata"]["resourceVersion"] = json!(cur.rv.to_string());
-                        meta::admit_update(&wctx, new, &cur.object, &[])
-                    }
-                };
-                let admitted = admitted.map_err(|e| Error::Admission(e.to_string()))?;
-                Ok(Some(admitted.object))
+            .write(kind, namespace, name, false, Some(current), |_| {
+                Ok(Proposal::Write(object.clone()))
             })
             .await?;
-        Ok(written.expect("put always writes"))
+        stored(written)
     }
 
     /// Deletes an object if it exists.
@@ -264,13 +196,62 @@ impl HubWriter {
         name: &str,
         rv: Option<u64>,
     ) -> Result<()> {
-        match self
-            .store
-            .delete(&self.key(kind, namespace, name), rv)
+        let info = self.kind(kind);
+        Write::removal(self.store.as_ref(), self.key(kind, namespace, name), &info)
+            .run(self, |cur| match cur {
+                None => Ok(Proposal::Keep),
+                Some(c) if rv.is_some_and(|rv| rv != c.rv) => {
+                    Err(Error::Conflict(format!("{}/{name}", info.kind)))
+                }
+                Some(_) => Ok(Proposal::Delete),
+            })
             .await
-        {
-            Ok(_) | Err(StoreError::NotFound) => Ok(()),
-            Err(e) => Err(Error::store(e)),
-        }
+            .map(drop)
+            .map_err(|e| write_error(&info, name, e))
     }
+}
+
+fn write_error(info: &KindInfo, name: &str, e: WriteError<Error>) -> Error {
+    match e {
+        WriteError::Refused(e) => e,
+        WriteError::Invalid(e) => Error::Admission(e.to_string()),
+        WriteError::Store(e) => Error::store(e),
+        WriteError::Conflict => Error::Conflict(format!("{}/{name}", info.kind)),
+    }
+}
+
+/// `object` with `status`, as a status write proposes it; kept if it has that status.
+fn with_status(object: &Value, status: &Value) -> Proposal {
+    if object.get("status") == Some(status) {
+        return Proposal::Keep;
+    }
+    let mut new = object.clone();
+    new["status"] = status.clone();
+    Proposal::Write(new)
+}
+
+/// What a write that stores an object stored.
+fn stored(written: Written) -> Result<Stored> {
+    let rv = written.object["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|rv| rv.parse().ok())
+        .ok_or_else(|| Error::Admission("a stored object without a resourceVersion".into()))?;
+    Ok(Stored {
+        object: written.object,
+        rv,
+    })
+}
+
+/// The controller's hub writes have no policy (they are the server's own) and no
+/// after-write effects here: API replicas act on them from the change feed.
+impl Effects for HubWriter {
+    type Error = Error;
+
+    async fn check(&self, _old: Option<&Value>, _new: &mut Value) -> Result<()> {
+        Ok(())
+    }
+
+    async fn written(&self, _object: &Value) {}
+
+    async fn deleted(&self, _object: &Value) {}
 }

@@ -52,6 +52,7 @@ pub enum Ownership {
 }
 
 /// The context of one write.
+#[derive(Clone)]
 pub struct WriteContext<'a> {
     /// The kind written.
     pub kind: &'a KindInfo,

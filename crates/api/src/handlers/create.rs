@@ -4,12 +4,11 @@ use axum::body::Bytes;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::Value;
-use syncsets_machinery::meta::{self, Ownership};
-use syncsets_store::StoreError;
+use syncsets_machinery::meta::{self, Ownership, WriteContext};
+use syncsets_write::{Proposal, Written};
 
 use super::Ctx;
 use crate::error::{ApiError, ApiResult};
-use crate::lifecycle;
 
 /// Creates an object.
 pub(crate) async fn create(ctx: &Ctx, body: Bytes) -> ApiResult<Response> {
@@ -17,49 +16,45 @@ pub(crate) async fn create(ctx: &Ctx, body: Bytes) -> ApiResult<Response> {
         return Err(ApiError::method_not_allowed_here());
     }
     let decoded = ctx.decode_object(&body)?;
-    let name = decoded.value["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let mut object = decoded.value;
+    // The name is known before admission (generateName picks one now).
+    let name = match object["metadata"]["name"].as_str() {
+        Some(name) if !name.is_empty() => name.to_string(),
+        _ => match object["metadata"]["generateName"].as_str() {
+            Some(base) if !base.is_empty() => {
+                let name = meta::generate_name(base);
+                object["metadata"]["name"] = Value::String(name.clone());
+                name
+            }
+            _ => String::new(),
+        },
+    };
     let now = meta::now();
     let wctx = ctx.write_context(&now, Ownership::Update(ctx.manager()?), false)?;
-    let admitted = meta::admit_create(&wctx, decoded.value, &decoded.duplicates)
-        .map_err(|e| ApiError::from_machinery(e, &ctx.kind, &name))?;
-    let (object, warnings) = (admitted.object, admitted.warnings);
-    let name = object["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let stored = store_new(ctx, &name, object).await?;
-    ctx.respond(StatusCode::CREATED, stored, &warnings)
+    let written = store_new(ctx, &name, wctx, &decoded.duplicates, object).await?;
+    ctx.respond(StatusCode::CREATED, written.object, &written.warnings)
 }
 
-/// Stores an admitted new object (or pretends to, for dry runs).
-pub(crate) async fn store_new(ctx: &Ctx, name: &str, mut object: Value) -> ApiResult<Value> {
-    crate::authz::check_write(ctx, None, &mut object).await?;
-    ctx.to_storage(&mut object);
-    if ctx.query.dry_run {
-        ctx.require_namespace(name).await?;
-        if ctx.current(name).await?.is_some() {
-            return Err(ApiError::already_exists(&ctx.kind, name));
-        }
-        return Ok(object);
-    }
-    // The namespace check happens in the same transaction as the write.
-    let stored = match ctx
-        .state
-        .store
-        .create(&ctx.key(name), &object, ctx.kind.namespaced)
-        .await
-    {
-        Ok(stored) => stored,
-        Err(StoreError::NamespaceNotFound | StoreError::NamespaceTerminating) => {
-            // Either way, the namespace read explains it the way Kubernetes does.
-            ctx.require_namespace(name).await?;
-            return Err(ApiError::conflict(&ctx.kind, name));
-        }
-        Err(e) => return Err(ApiError::from_store(e, &ctx.kind, name)),
-    };
-    lifecycle::after_write(ctx, &stored.object).await;
-    Ok(stored.object)
+/// Admits and stores a new object (or pretends to, for dry runs); an existing one of that
+/// name is a conflict.
+pub(crate) async fn store_new(
+    ctx: &Ctx,
+    name: &str,
+    admission: WriteContext<'_>,
+    duplicates: &[String],
+    object: Value,
+) -> ApiResult<Written> {
+    // Assumed absent: the store refuses a second object of that name, and the write then
+    // reads what is there.
+    ctx.write_from(
+        name,
+        Some(admission),
+        duplicates,
+        Some(None),
+        |current| match current {
+            Some(_) => Err(ApiError::already_exists(&ctx.kind, name)),
+            None => Ok(Proposal::Write(object.clone())),
+        },
+    )
+    .await
 }

@@ -7,10 +7,11 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Value, json};
 use syncsets_machinery::meta;
-use syncsets_store::{StoreError, Stored};
+use syncsets_store::Stored;
+use syncsets_write::{Change, Proposal};
 
+use super::Ctx;
 use super::list::{fields, store_query};
-use super::{Ctx, MAX_ATTEMPTS};
 use crate::error::{ApiError, ApiResult};
 use crate::lifecycle;
 use crate::negotiate;
@@ -121,59 +122,39 @@ pub(crate) enum Deleted {
 
 /// Deletes or marks one object, retrying races.
 pub(crate) async fn delete_one(ctx: &Ctx, name: &str, opts: &DeleteOptions) -> ApiResult<Deleted> {
-    let key = ctx.key(name);
-    for _ in 0..MAX_ATTEMPTS {
-        let current = ctx
-            .current(name)
-            .await?
-            .ok_or_else(|| ApiError::not_found(&ctx.kind, name))?;
-        check_preconditions(ctx, name, &current, opts)?;
-        let finalizers = current.object["metadata"]["finalizers"]
-            .as_array()
-            .is_some_and(|f| !f.is_empty());
-        let is_namespace = ctx.kind.group.is_empty() && ctx.kind.plural == "namespaces";
-        if finalizers || is_namespace {
+    let is_namespace = ctx.kind.group.is_empty() && ctx.kind.plural == "namespaces";
+    let now = meta::now();
+    let written = ctx
+        .write(name, None, &[], |current| {
+            let current = current.ok_or_else(|| ApiError::not_found(&ctx.kind, name))?;
+            check_preconditions(ctx, name, current, opts)?;
+            let finalizers = current.object["metadata"]["finalizers"]
+                .as_array()
+                .is_some_and(|f| !f.is_empty());
+            if !(finalizers || is_namespace) {
+                return Ok(Proposal::Delete);
+            }
             if current.object["metadata"]
                 .get("deletionTimestamp")
                 .is_some()
             {
-                if is_namespace && !ctx.query.dry_run {
-                    lifecycle::finalize_namespace(ctx, name).await;
-                }
-                return Ok(Deleted::Terminating(current.object));
+                return Ok(Proposal::Keep);
             }
             let mut obj = current.object.clone();
-            meta::mark_deleting(&mut obj, &meta::now(), ctx.kind.tracks_generation);
+            meta::mark_deleting(&mut obj, &now, ctx.kind.tracks_generation);
             if is_namespace {
                 obj["status"]["phase"] = json!("Terminating");
             }
-            if ctx.query.dry_run {
-                return Ok(Deleted::Terminating(obj));
-            }
-            match ctx.state.store.update(&key, &obj, current.rv).await {
-                Ok(stored) => {
-                    if is_namespace {
-                        lifecycle::finalize_namespace(ctx, name).await;
-                    }
-                    return Ok(Deleted::Terminating(stored.object));
-                }
-                Err(StoreError::Conflict) => continue,
-                Err(e) => return Err(ApiError::from_store(e, &ctx.kind, name)),
-            }
-        }
-        if ctx.query.dry_run {
-            return Ok(Deleted::Gone(current.object));
-        }
-        match ctx.state.store.delete(&key, Some(current.rv)).await {
-            Ok(gone) => {
-                lifecycle::after_delete(ctx, &gone.object).await;
-                return Ok(Deleted::Gone(gone.object));
-            }
-            Err(StoreError::Conflict) => continue,
-            Err(e) => return Err(ApiError::from_store(e, &ctx.kind, name)),
-        }
+            Ok(Proposal::Mark(obj))
+        })
+        .await?;
+    if written.change == Change::Deleted {
+        return Ok(Deleted::Gone(written.object));
     }
-    Err(ApiError::conflict(&ctx.kind, name))
+    if is_namespace && !ctx.query.dry_run {
+        lifecycle::finalize_namespace(ctx, name).await;
+    }
+    Ok(Deleted::Terminating(written.object))
 }
 
 /// Deletes one object.

@@ -12,13 +12,14 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use syncsets_machinery::decode::{self, Decoded};
-use syncsets_machinery::meta::{self, Admitted, FieldValidation, Ownership, WriteContext};
+use syncsets_machinery::meta::{FieldValidation, Ownership, WriteContext};
 use syncsets_machinery::registry::KindInfo;
 use syncsets_store::{ObjectKey, StoreError, Stored};
+use syncsets_write::{Effects, Proposal, Write, WriteError, Written};
 
 use crate::AppState;
 use crate::authn::UserInfo;
@@ -26,22 +27,19 @@ use crate::discovery;
 use crate::error::{ApiError, ApiResult};
 use crate::lifecycle;
 use crate::negotiate::{self, BodyFormat, Output};
-use crate::request::{self, Query, RequestInfo, Route};
-
-/// How many times a write is retried when it races another writer (no client precondition).
-const MAX_ATTEMPTS: usize = 16;
+use crate::request::{Parsed, Query, RequestInfo, Route};
 
 /// Entry point for everything but `/v1/clusters` and `/docs`.
 pub async fn dispatch(
     State(state): State<Arc<AppState>>,
     user: Option<axum::Extension<UserInfo>>,
+    axum::Extension(parsed): axum::Extension<Arc<Parsed>>,
     method: Method,
-    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let user = user.map(|axum::Extension(u)| u);
-    match handle(&state, user, method, &uri, headers, body).await {
+    match handle(&state, user, &parsed, method, headers, body).await {
         Ok(res) => res,
         Err(e) => e.into_response(),
     }
@@ -50,13 +48,13 @@ pub async fn dispatch(
 async fn handle(
     state: &Arc<AppState>,
     user: Option<UserInfo>,
+    parsed: &Parsed,
     method: Method,
-    uri: &Uri,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let (cluster, path) = request::split_cluster(uri.path())?;
-    match request::route(&cluster, &path)? {
+    let cluster = &parsed.cluster;
+    match parsed.route.clone()? {
         Route::Discovery {
             group,
             version,
@@ -65,7 +63,7 @@ async fn handle(
             if method != Method::GET {
                 return Err(ApiError::method_not_allowed_here());
             }
-            let kinds = state.kinds(&cluster).await?;
+            let kinds = state.kinds(cluster).await?;
             let host = headers
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok())
@@ -88,14 +86,16 @@ async fn handle(
                 "/healthz" | "/livez" => Ok(discovery::health(true)),
                 "/readyz" => Ok(discovery::health(state.store.watermark().await.is_ok())),
                 other => {
-                    let kinds = state.kinds(&cluster).await?;
-                    crate::openapi::serve(state, &cluster, &kinds, other, &headers)
+                    let kinds = state.kinds(cluster).await?;
+                    crate::openapi::serve(state, cluster, &kinds, other, &headers)
                         .unwrap_or_else(|| Err(ApiError::no_route()))
                 }
             }
         }
         Route::Resource(info) => {
-            let query = Query::parse(uri.query())?;
+            let mut query = parsed.query.clone()?;
+            // The legacy watch path watches whatever the query says.
+            query.watch |= info.watch;
             let kinds = state.kinds(&info.cluster).await?;
             let kind = kinds
                 .get(&info.group, &info.version, &info.resource)
@@ -176,6 +176,7 @@ impl Ctx {
                 resource: kind.plural.clone(),
                 name: None,
                 subresource: None,
+                watch: false,
             },
             kind,
             query: Query::default(),
@@ -330,44 +331,21 @@ impl Ctx {
         obj
     }
 
-    /// An object as stored (at the kind's storage version).
-    pub fn to_storage(&self, obj: &mut Value) {
-        if self.kind.storage_version != self.kind.version {
-            let gv = if self.kind.group.is_empty() {
-                self.kind.storage_version.clone()
-            } else {
-                format!("{}/{}", self.kind.group, self.kind.storage_version)
-            };
-            obj["apiVersion"] = Value::String(gv);
-        }
-    }
-
-    /// Creation of namespaced objects needs an existing namespace that is not terminating.
-    pub async fn require_namespace(&self, name: &str) -> ApiResult<()> {
-        if !self.kind.namespaced {
-            return Ok(());
-        }
+    /// Why nothing can be created in this request's namespace: it is terminating.
+    fn terminating(&self, name: &str) -> ApiError {
         let ns = self.namespace();
-        let key = ObjectKey::new(&self.info.cluster, "namespaces", "", ns);
-        match self.state.store.get(&key).await {
-            Ok(None) => Err(ApiError::namespace_not_found(ns)),
-            Ok(Some(stored)) if stored.object["metadata"].get("deletionTimestamp").is_some() => {
-                let mut e = ApiError::forbidden(
-                    &self.kind,
-                    name,
-                    &format!(
-                        "unable to create new content in namespace {ns} because it is being terminated"
-                    ),
-                );
-                if let Some(d) = e.details.as_mut() {
-                    d["causes"] = serde_json::json!([{"reason": "NamespaceTerminating",
-                        "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]);
-                }
-                Err(e)
-            }
-            Ok(Some(_)) => Ok(()),
-            Err(e) => Err(ApiError::internal("reading the namespace", &e)),
+        let mut e = ApiError::forbidden(
+            &self.kind,
+            name,
+            &format!(
+                "unable to create new content in namespace {ns} because it is being terminated"
+            ),
+        );
+        if let Some(d) = e.details.as_mut() {
+            d["causes"] = serde_json::json!([{"reason": "NamespaceTerminating",
+                "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]);
         }
+        e
     }
 
     /// Writes an object in the negotiated form.
@@ -396,49 +374,53 @@ impl Ctx {
         Ok(negotiate::respond(code, &body, self.output, warnings))
     }
 
-    /// Stores an admitted replacement of `current`. Returns `None` when `current` is stale
-    /// (another writer won the race), so the caller can re-read and retry.
-    pub async fn commit_update(
+    /// Writes an object through the one write path, with this request's policy checks
+    /// and after-write effects, retrying races; `propose` says what the object read
+    /// should become.
+    pub async fn write(
         &self,
         name: &str,
-        current: &Stored,
-        admitted: Admitted,
-    ) -> ApiResult<Option<Value>> {
-        let mut obj = admitted.object;
-        crate::authz::check_write(self, Some(&current.object), &mut obj).await?;
-        self.to_storage(&mut obj);
-        let mut unchanged = current.object.clone();
-        if let Some(m) = unchanged["metadata"].as_object_mut() {
-            m.remove("resourceVersion");
-        }
-        if obj == unchanged {
-            return Ok(Some(current.object.clone()));
-        }
+        admission: Option<WriteContext<'_>>,
+        duplicates: &[String],
+        propose: impl FnMut(Option<&Stored>) -> ApiResult<Proposal>,
+    ) -> ApiResult<Written> {
+        self.write_from(name, admission, duplicates, None, propose)
+            .await
+    }
+
+    /// [`Self::write`], starting from `known` (`Some(None)`: assumed absent, as for a
+    /// create, which then reaches the store only once admitted) instead of a first read.
+    pub async fn write_from(
+        &self,
+        name: &str,
+        admission: Option<WriteContext<'_>>,
+        duplicates: &[String],
+        known: Option<Option<Stored>>,
+        propose: impl FnMut(Option<&Stored>) -> ApiResult<Proposal>,
+    ) -> ApiResult<Written> {
         let key = self.key(name);
-        if meta::should_finalize(&obj) {
-            if self.query.dry_run {
-                return Ok(Some(obj));
+        let write = match admission {
+            Some(admission) => Write::new(self.state.store.as_ref(), key, admission),
+            None => Write::removal(self.state.store.as_ref(), key, &self.kind),
+        };
+        write
+            .duplicates(duplicates)
+            .dry_run(self.query.dry_run)
+            .run_from(known, self, propose)
+            .await
+            .map_err(|e| self.write_error(name, e))
+    }
+
+    fn write_error(&self, name: &str, e: WriteError<ApiError>) -> ApiError {
+        match e {
+            WriteError::Refused(e) => e,
+            WriteError::Invalid(e) => ApiError::from_machinery(e, &self.kind, name),
+            WriteError::Store(StoreError::NamespaceNotFound) => {
+                ApiError::namespace_not_found(self.namespace())
             }
-            return match self.state.store.delete(&key, Some(current.rv)).await {
-                Ok(gone) => {
-                    lifecycle::after_delete(self, &gone.object).await;
-                    Ok(Some(obj))
-                }
-                Err(StoreError::Conflict) => Ok(None),
-                Err(e) => Err(ApiError::from_store(e, &self.kind, name)),
-            };
-        }
-        if self.query.dry_run {
-            obj["metadata"]["resourceVersion"] = Value::String(current.rv.to_string());
-            return Ok(Some(obj));
-        }
-        match self.state.store.update(&key, &obj, current.rv).await {
-            Ok(stored) => {
-                lifecycle::after_write(self, &stored.object).await;
-                Ok(Some(stored.object))
-            }
-            Err(StoreError::Conflict) => Ok(None),
-            Err(e) => Err(ApiError::from_store(e, &self.kind, name)),
+            WriteError::Store(StoreError::NamespaceTerminating) => self.terminating(name),
+            WriteError::Store(e) => ApiError::from_store(e, &self.kind, name),
+            WriteError::Conflict => ApiError::conflict(&self.kind, name),
         }
     }
 
@@ -477,3 +459,21 @@ pub(crate) fn body_rv(obj: &Value, ctx: &Ctx, name: &str) -> ApiResult<Option<u6
 }
 
 pub(crate) use create::store_new;
+
+/// An API request writes with its user's policy checks and the serving replica's
+/// after-write effects (every replica also runs those from the change feed).
+impl Effects for Ctx {
+    type Error = ApiError;
+
+    async fn check(&self, old: Option<&Value>, new: &mut Value) -> ApiResult<()> {
+        crate::authz::check_write(self, old, new).await
+    }
+
+    async fn written(&self, object: &Value) {
+        lifecycle::after_write(self, object).await;
+    }
+
+    async fn deleted(&self, object: &Value) {
+        lifecycle::after_delete(self, object).await;
+    }
+}

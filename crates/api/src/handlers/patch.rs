@@ -8,8 +8,9 @@ use syncsets_machinery::apply::{self, Managers, Schemas, Writer};
 use syncsets_machinery::meta::{self, Ownership};
 use syncsets_machinery::patch::{self as patches, StrategicSchemas};
 use syncsets_machinery::{FieldError, decode};
+use syncsets_write::{Change, Proposal};
 
-use super::{Ctx, MAX_ATTEMPTS, body_rv, create};
+use super::{Ctx, body_rv};
 use crate::error::{ApiError, ApiResult};
 use crate::negotiate;
 
@@ -65,42 +66,34 @@ pub(crate) async fn patch(ctx: &Ctx, name: &str, status: bool, body: Bytes) -> A
     }
     let now = meta::now();
     let wctx = ctx.write_context(&now, Ownership::Update(ctx.manager()?), status)?;
-    for _ in 0..MAX_ATTEMPTS {
-        let current = ctx
-            .current(name)
-            .await?
-            .ok_or_else(|| ApiError::not_found(&ctx.kind, name))?;
-        let base = ctx.served(current.object.clone());
-        let patched = match kind {
-            Kind::Json => patches::json_patch(&base, &body),
-            Kind::Merge => patches::merge_patch(&base, &body),
-            Kind::Strategic => patches::strategic_merge_patch(
-                &base,
-                &body,
-                StrategicSchemas {
-                    root: &ctx.kind.schema,
-                    meta: ctx.state.registry.meta_schema(),
-                    lists: ctx.kind.strategic_merge,
-                },
-            ),
-            Kind::Apply => unreachable!("handled above"),
-        }
-        .map_err(|e| ApiError::from_machinery(e, &ctx.kind, name))?;
-        // A resourceVersion in the patch is a precondition.
-        let precondition = body_rv(&patched, ctx, name)?;
-        if precondition.is_some_and(|rv| rv != current.rv) {
-            return Err(ApiError::conflict(&ctx.kind, name));
-        }
-        let admitted = meta::admit_update(&wctx, patched, &current.object, &[])
+    let written = ctx
+        .write(name, Some(wctx), &[], |current| {
+            let current = current.ok_or_else(|| ApiError::not_found(&ctx.kind, name))?;
+            let base = ctx.served(current.object.clone());
+            let patched = match kind {
+                Kind::Json => patches::json_patch(&base, &body),
+                Kind::Merge => patches::merge_patch(&base, &body),
+                Kind::Strategic => patches::strategic_merge_patch(
+                    &base,
+                    &body,
+                    StrategicSchemas {
+                        root: &ctx.kind.schema,
+                        meta: ctx.state.registry.meta_schema(),
+                        lists: ctx.kind.strategic_merge,
+                    },
+                ),
+                Kind::Apply => unreachable!("handled above"),
+            }
             .map_err(|e| ApiError::from_machinery(e, &ctx.kind, name))?;
-        let warnings = admitted.warnings.clone();
-        match ctx.commit_update(name, &current, admitted).await? {
-            Some(obj) => return ctx.respond(StatusCode::OK, obj, &warnings),
-            None if precondition.is_some() => return Err(ApiError::conflict(&ctx.kind, name)),
-            None => continue,
-        }
-    }
-    Err(ApiError::conflict(&ctx.kind, name))
+            // A resourceVersion in the patch is a precondition.
+            let precondition = body_rv(&patched, ctx, name)?;
+            if precondition.is_some_and(|rv| rv != current.rv) {
+                return Err(ApiError::conflict(&ctx.kind, name));
+            }
+            Ok(Proposal::Write(patched))
+        })
+        .await?;
+    ctx.respond(StatusCode::OK, written.object, &written.warnings)
 }
 
 /// Server-side apply: merges the applied configuration, tracks field ownership, reports
@@ -154,59 +147,38 @@ async fn apply_patch(ctx: &Ctx, name: &str, status: bool, body: &[u8]) -> ApiRes
         now: &now,
         ignored: &ignored,
     };
-    for _ in 0..MAX_ATTEMPTS {
-        let current = ctx.current(name).await?;
-        if let (Some(rv), Some(cur)) = (precondition, &current)
-            && rv != cur.rv
-        {
-            return Err(ApiError::conflict(&ctx.kind, name));
-        }
-        let (live, managers) = match &current {
-            Some(cur) => {
-                let mut live = ctx.served(cur.object.clone());
-                let managers = Managers::decode(&live).map_err(ApiError::bad_request)?;
-                if let Some(m) = live["metadata"].as_object_mut() {
-                    m.remove("managedFields");
-                    m.remove("resourceVersion");
-                }
-                (live, managers)
+    let written = ctx
+        .write(name, Some(wctx), &[], |current| {
+            if let (Some(rv), Some(cur)) = (precondition, current)
+                && rv != cur.rv
+            {
+                return Err(ApiError::conflict(&ctx.kind, name));
             }
-            None => {
-                if status {
-                    return Err(ApiError::not_found(&ctx.kind, name));
-                }
-                (serde_json::json!({}), Managers::default())
-            }
-        };
-        let (mut merged, managers) =
-            apply::apply(&live, &config, managers, &schemas, writer, force)
-                .map_err(|e| ApiError::from_machinery(e, &ctx.kind, name))?;
-        managers.encode_into(&mut merged);
-        match current {
-            None => {
-                let admitted = meta::admit_create(&wctx, merged, &[])
-                    .map_err(|e| ApiError::from_machinery(e, &ctx.kind, name))?;
-                match create::store_new(ctx, name, admitted.object).await {
-                    Ok(obj) => return ctx.respond(StatusCode::CREATED, obj, &admitted.warnings),
-                    Err(e) if e.reason == "AlreadyExists" => continue,
-                    Err(e) => return Err(e),
-                }
-            }
-            Some(cur) => {
-                let admitted = meta::admit_update(&wctx, merged, &cur.object, &[])
-                    .map_err(|e| ApiError::from_machinery(e, &ctx.kind, name))?;
-                let warnings = admitted.warnings.clone();
-                match ctx.commit_update(name, &cur, admitted).await? {
-                    Some(obj) => return ctx.respond(StatusCode::OK, obj, &warnings),
-                    None if precondition.is_some() => {
-                        return Err(ApiError::conflict(&ctx.kind, name));
+            let (live, managers) = match current {
+                Some(cur) => {
+                    let mut live = ctx.served(cur.object.clone());
+                    let managers = Managers::decode(&live).map_err(ApiError::bad_request)?;
+                    if let Some(m) = live["metadata"].as_object_mut() {
+                        m.remove("managedFields");
+                        m.remove("resourceVersion");
                     }
-                    None => continue,
+                    (live, managers)
                 }
-            }
-        }
-    }
-    Err(ApiError::conflict(&ctx.kind, name))
+                None if status => return Err(ApiError::not_found(&ctx.kind, name)),
+                None => (serde_json::json!({}), Managers::default()),
+            };
+            let (mut merged, managers) =
+                apply::apply(&live, &config, managers, &schemas, writer, force)
+                    .map_err(|e| ApiError::from_machinery(e, &ctx.kind, name))?;
+            managers.encode_into(&mut merged);
+            Ok(Proposal::Write(merged))
+        })
+        .await?;
+    let code = match written.change {
+        Change::Created => StatusCode::CREATED,
+        _ => StatusCode::OK,
+    };
+    ctx.respond(code, written.object, &written.warnings)
 }
 
 fn check_apply_config(ctx: &Ctx, name: &str, config: &Value) -> ApiResult<()> {

@@ -4,8 +4,9 @@ use axum::body::Bytes;
 use axum::http::StatusCode;
 use axum::response::Response;
 use syncsets_machinery::meta::{self, Ownership};
+use syncsets_write::Proposal;
 
-use super::{Ctx, MAX_ATTEMPTS, body_rv};
+use super::{Ctx, body_rv};
 use crate::error::{ApiError, ApiResult};
 
 /// Replaces an object. With `metadata.resourceVersion` set, a stale version is a 409;
@@ -20,27 +21,14 @@ pub(crate) async fn update(
     let precondition = body_rv(&decoded.value, ctx, name)?;
     let now = meta::now();
     let wctx = ctx.write_context(&now, Ownership::Update(ctx.manager()?), status)?;
-    for _ in 0..MAX_ATTEMPTS {
-        let current = ctx
-            .current(name)
-            .await?
-            .ok_or_else(|| ApiError::not_found(&ctx.kind, name))?;
-        if precondition.is_some_and(|rv| rv != current.rv) {
-            return Err(ApiError::conflict(&ctx.kind, name));
-        }
-        let admitted = meta::admit_update(
-            &wctx,
-            decoded.value.clone(),
-            &current.object,
-            &decoded.duplicates,
-        )
-        .map_err(|e| ApiError::from_machinery(e, &ctx.kind, name))?;
-        let warnings = admitted.warnings.clone();
-        match ctx.commit_update(name, &current, admitted).await? {
-            Some(obj) => return ctx.respond(StatusCode::OK, obj, &warnings),
-            None if precondition.is_some() => return Err(ApiError::conflict(&ctx.kind, name)),
-            None => continue,
-        }
-    }
-    Err(ApiError::conflict(&ctx.kind, name))
+    let written = ctx
+        .write(name, Some(wctx), &decoded.duplicates, |current| {
+            let current = current.ok_or_else(|| ApiError::not_found(&ctx.kind, name))?;
+            if precondition.is_some_and(|rv| rv != current.rv) {
+                return Err(ApiError::conflict(&ctx.kind, name));
+            }
+            Ok(Proposal::Write(decoded.value.clone()))
+        })
+        .await?;
+    ctx.respond(StatusCode::OK, written.object, &written.warnings)
 }
