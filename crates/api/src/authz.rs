@@ -187,7 +187,8 @@ pub async fn authorize(
         .get::<Arc<crate::request::Parsed>>()
         .cloned()
     else {
-        return ApiError::internal("authorizing", &"the request was not parsed").into_response();
+        let missing = std::io::Error::other("the request was not parsed");
+        return ApiError::internal("authorizing", &missing).into_response();
     };
     let attrs = &parsed.attributes;
     let policy = match state

@@ -223,8 +223,8 @@ impl ApiError {
     }
 
     /// 500 InternalError; the cause is logged, not returned.
-    pub fn internal(context: &str, err: &dyn std::fmt::Display) -> Self {
-        tracing::error!(error = %err, "{context}");
+    pub fn internal(context: &str, err: &dyn std::error::Error) -> Self {
+        tracing::error!(error = %syncsets_store::Chain(err), "{context}");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "InternalError",

@@ -203,7 +203,7 @@ impl Caches {
             if event.kind == EventType::Deleted {
                 self.registry.remove_crd(cluster, &event.key.name, event.rv);
             } else if let Err(e) = self.registry.install_crd(cluster, &event.object) {
-                tracing::warn!(cluster, crd = %event.key.name, error = %e, "CRD stored but not served");
+                tracing::warn!(cluster, crd = %event.key.name, error = %syncsets_store::Chain(&e), "CRD stored but not served");
             }
         }
     }
@@ -229,13 +229,13 @@ impl Caches {
                         page.rv,
                     ),
                     Err(e) => {
-                        tracing::error!(cluster, error = %e, "reloading CRDs after lost changes");
+                        tracing::error!(cluster, error = %syncsets_store::Chain(&e), "reloading CRDs after lost changes");
                         continue;
                     }
                 };
                 // Changes observed meanwhile are newer than the list, and are kept.
                 for (crd, e) in registry.reconcile_crds(&cluster, &crds, listed_at) {
-                    tracing::warn!(cluster, crd, error = %e, "stored CRD does not compile; not served");
+                    tracing::warn!(cluster, crd, error = %syncsets_store::Chain(&e), "stored CRD does not compile; not served");
                 }
             }
         });
@@ -265,7 +265,7 @@ async fn run(
                     dispatch(&subs, Arc::new(HubEvent::new(opened)));
                 }
                 Err(e) => {
-                    tracing::error!(rv = event.rv, error = %e, "cannot open a change event; skipping it");
+                    tracing::error!(rv = event.rv, error = %syncsets_store::Chain(&e), "cannot open a change event; skipping it");
                 }
             }
         }

@@ -41,7 +41,7 @@ pub async fn prepare_cluster(state: &AppState, cluster: &str) -> ApiResult<()> {
             .parse()
             .map_err(|e| ApiError::internal("reading CustomResourceDefinitions", &e))?;
         if let Err(e) = state.registry.install_crd(cluster, &crd.object) {
-            tracing::warn!(cluster, crd = %raw.name, error = %e, "stored CRD does not compile; not served");
+            tracing::warn!(cluster, crd = %raw.name, error = %syncsets_store::Chain(&e), "stored CRD does not compile; not served");
         }
     }
     let kinds = state.registry.kinds(cluster);
@@ -127,7 +127,7 @@ pub async fn after_write(ctx: &Ctx, obj: &Value) {
     if is_crd(ctx)
         && let Err(e) = ctx.state.registry.install_crd(&ctx.info.cluster, obj)
     {
-        tracing::warn!(crd = %obj["metadata"]["name"], error = %e, "CRD stored but not served");
+        tracing::warn!(crd = %obj["metadata"]["name"], error = %syncsets_store::Chain(&e), "CRD stored but not served");
     }
 }
 
@@ -157,11 +157,13 @@ pub async fn after_delete(ctx: &Ctx, obj: &Value) {
                     })
                     .await
                 {
-                    tracing::warn!(error = %e, "deleting a custom resource of a deleted CRD");
+                    tracing::warn!(error = %syncsets_store::Chain(&e), "deleting a custom resource of a deleted CRD");
                 }
             }
         }
-        Err(e) => tracing::warn!(error = %e, "listing custom resources of a deleted CRD"),
+        Err(e) => {
+            tracing::warn!(error = %syncsets_store::Chain(&e), "listing custom resources of a deleted CRD")
+        }
     }
     let rv = obj["metadata"]["resourceVersion"]
         .as_str()

@@ -67,7 +67,7 @@ pub struct ConnInfo {
 
 fn nodelay(stream: &TcpStream) {
     if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        tracing::debug!(error = %syncsets_store::Chain(&e), "cannot set TCP_NODELAY");
     }
 }
 
@@ -139,7 +139,9 @@ impl TlsListener {
                         Ok(Ok(tls)) => {
                             let _ = tx.send((tls, peer)).await;
                         }
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %syncsets_store::Chain(&e), "TLS handshake failed")
+                        }
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 });

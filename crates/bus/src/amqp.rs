@@ -227,7 +227,9 @@ impl Bus for AmqpBus {
                 let Some(bus) = me.upgrade() else { return };
                 match feed(&bus, &tx).await {
                     Ok(()) => return, // the reader has gone
-                    Err(e) => tracing::warn!(error = %e, "event feed interrupted; reconnecting"),
+                    Err(e) => {
+                        tracing::warn!(error = %syncsets_store::Chain(&e), "event feed interrupted; reconnecting")
+                    }
                 }
                 drop(bus);
                 backoff.wait().await;
@@ -296,7 +298,7 @@ async fn feed(bus: &AmqpBus, tx: &mpsc::Sender<FeedItem>) -> Result<()> {
         let event: OutboxEvent = match serde_json::from_slice(&delivery.data) {
             Ok(e) => e,
             Err(e) => {
-                tracing::error!(error = %e, "unreadable change event on the bus; skipping it");
+                tracing::error!(error = %syncsets_store::Chain(&e), "unreadable change event on the bus; skipping it");
                 continue;
             }
         };
@@ -544,7 +546,7 @@ impl AmqpQueue {
                     match queue.consume(shard, &mut stop).await {
                         Ok(()) => return, // given up
                         Err(e) => {
-                            tracing::warn!(queue = %queue.name, shard, error = %e, "work queue consumer interrupted; reconnecting");
+                            tracing::warn!(queue = %queue.name, shard, error = %syncsets_store::Chain(&e), "work queue consumer interrupted; reconnecting");
                         }
                     }
                     drop(queue);
@@ -684,7 +686,7 @@ impl AmqpQueue {
                     match sent {
                         Ok(()) => ack(ackers).await,
                         Err(e) => {
-                            tracing::warn!(key, error = %e, "re-enqueueing failed; the delivery will come back");
+                            tracing::warn!(key, error = %syncsets_store::Chain(&e), "re-enqueueing failed; the delivery will come back");
                             queue.requeue_local(&key, ackers);
                         }
                     }

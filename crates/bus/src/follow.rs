@@ -67,7 +67,7 @@ pub async fn catch_up(store: &dyn Store, mut last: u64, on: &mut impl FnMut(Foll
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "reading the outbox state failed; retrying");
+                    tracing::warn!(error = %syncsets_store::Chain(&e), "reading the outbox state failed; retrying");
                     pause.wait().await;
                     continue;
                 }
@@ -86,7 +86,7 @@ pub async fn catch_up(store: &dyn Store, mut last: u64, on: &mut impl FnMut(Foll
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "catching up from the outbox failed; retrying");
+                tracing::warn!(error = %syncsets_store::Chain(&e), "catching up from the outbox failed; retrying");
                 pause.wait().await;
             }
         }

@@ -82,14 +82,14 @@ async fn run(store: Arc<dyn Store>, bus: Arc<dyn Bus>, config: RelayConfig, coun
     let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
     loop {
         if let Err(e) = store.lead(Role::Relay).await {
-            tracing::warn!(error = %e, "outbox relay: cannot take the lead; retrying");
+            tracing::warn!(error = %syncsets_store::Chain(&e), "outbox relay: cannot take the lead; retrying");
             backoff.wait().await;
             continue;
         }
         let mut position = match store.outbox_state().await {
             Ok(state) => state.published,
             Err(e) => {
-                tracing::warn!(error = %e, "outbox relay: cannot read its position; retrying");
+                tracing::warn!(error = %syncsets_store::Chain(&e), "outbox relay: cannot read its position; retrying");
                 backoff.wait().await;
                 continue;
             }
@@ -112,7 +112,7 @@ async fn run(store: Arc<dyn Store>, bus: Arc<dyn Bus>, config: RelayConfig, coun
             let batch = match store.outbox_after(position, config.batch).await {
                 Ok(batch) => batch,
                 Err(e) => {
-                    tracing::warn!(error = %e, "outbox relay: reading the outbox failed");
+                    tracing::warn!(error = %syncsets_store::Chain(&e), "outbox relay: reading the outbox failed");
                     backoff.wait().await;
                     continue;
                 }
@@ -126,7 +126,7 @@ async fn run(store: Arc<dyn Store>, bus: Arc<dyn Bus>, config: RelayConfig, coun
             };
             let mut retry = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
             while let Err(e) = bus.publish(&batch).await {
-                tracing::warn!(error = %e, events = batch.len(), "outbox relay: publishing failed; retrying");
+                tracing::warn!(error = %syncsets_store::Chain(&e), events = batch.len(), "outbox relay: publishing failed; retrying");
                 retry.wait().await;
             }
             position = last;
@@ -160,13 +160,13 @@ async fn keep_books(
             let position = *published.borrow_and_update();
             if let Err(e) = store.mark_published(position).await {
                 // Harmless: a later position is recorded next.
-                tracing::warn!(error = %e, "outbox relay: recording its position failed");
+                tracing::warn!(error = %syncsets_store::Chain(&e), "outbox relay: recording its position failed");
             }
         }
         if compacted.elapsed() >= config.compact_every {
             compacted = Instant::now();
             if let Err(e) = store.compact(config.retention).await {
-                tracing::warn!(error = %e, "outbox compaction failed");
+                tracing::warn!(error = %syncsets_store::Chain(&e), "outbox compaction failed");
             }
         }
         tokio::time::sleep(RECORD_EVERY).await;

@@ -37,7 +37,7 @@ impl BusArgs {
                 let bus = AmqpBus::new(url, self.bus_shards);
                 if let Err(e) = bus.check().await {
                     // The server keeps working without the broker and catches up later.
-                    tracing::warn!(error = %e, "RabbitMQ is not reachable yet; will retry");
+                    tracing::warn!(error = %syncsets_store::Chain(&e), "RabbitMQ is not reachable yet; will retry");
                 }
                 Ok(bus)
             }

@@ -183,7 +183,7 @@ impl Cache {
         let object = match self.store.open_event(event) {
             Ok(opened) => opened.object,
             Err(e) => {
-                tracing::error!(rv = event.rv, error = %e, "cannot open a change event");
+                tracing::error!(rv = event.rv, error = %syncsets_store::Chain(&e), "cannot open a change event");
                 return;
             }
         };

@@ -135,7 +135,9 @@ pub async fn run(
         match queue.enqueue_all(&keys).await {
             Ok(()) => enqueue.clear(),
             // Kept, and tried again with the next change or tick.
-            Err(e) => tracing::warn!(clusters = keys.len(), error = %e, "cannot enqueue clusters"),
+            Err(e) => {
+                tracing::warn!(clusters = keys.len(), error = %syncsets_store::Chain(&e), "cannot enqueue clusters")
+            }
         }
     }
 }
@@ -161,7 +163,7 @@ async fn elect(reconciler: Arc<Reconciler>, leading: Arc<AtomicBool>, took_lead:
     let store = reconciler.hub.store().clone();
     loop {
         if let Err(e) = store.lead(Role::Controller).await {
-            tracing::warn!(error = %e, "cannot take the controller lead; retrying");
+            tracing::warn!(error = %syncsets_store::Chain(&e), "cannot take the controller lead; retrying");
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         }
@@ -207,7 +209,9 @@ async fn write_summaries(
             Ok(()) => {
                 written.insert(id, summary);
             }
-            Err(e) => tracing::warn!(set = %set.name, error = %e, "cannot write a rollout summary"),
+            Err(e) => {
+                tracing::warn!(set = %set.name, error = %syncsets_store::Chain(&e), "cannot write a rollout summary")
+            }
         }
     }
 }

@@ -62,7 +62,7 @@ pub const QUEUE: &str = "clustersync";
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The store failed.
-    #[error("store: {0}")]
+    #[error("store")]
     Store(#[source] StoreError),
     /// A hub write was refused by admission (a bug, or a schema the controller does not
     /// expect).
@@ -72,7 +72,7 @@ pub enum Error {
     #[error("{0} kept changing while being written")]
     Conflict(String),
     /// The bus failed.
-    #[error("bus: {0}")]
+    #[error("bus")]
     Bus(#[from] syncsets_bus::BusError),
 }
 

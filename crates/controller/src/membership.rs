@@ -161,7 +161,9 @@ impl Member {
             tracing::info!(replicas = members.len(), shards = ?mine, "work queue shards assigned to this replica");
             match self.queue.assign(&mine).await {
                 Ok(()) => self.owned = Some(mine),
-                Err(e) => tracing::warn!(error = %e, "cannot take the assigned shards"),
+                Err(e) => {
+                    tracing::warn!(error = %syncsets_store::Chain(&e), "cannot take the assigned shards")
+                }
             }
         }
         Ok(())
@@ -172,7 +174,7 @@ impl Member {
         loop {
             tokio::time::sleep(self.settings.heartbeat).await;
             if let Err(e) = self.round().await {
-                tracing::warn!(error = %e, "controller heartbeat failed");
+                tracing::warn!(error = %syncsets_store::Chain(&e), "controller heartbeat failed");
             }
         }
     }
@@ -182,7 +184,9 @@ impl Member {
 pub async fn leave(store: &dyn Store, id: &str) {
     match store.delete(&key(id), None).await {
         Ok(_) | Err(StoreError::NotFound) => {}
-        Err(e) => tracing::warn!(error = %e, "cannot remove the controller heartbeat"),
+        Err(e) => {
+            tracing::warn!(error = %syncsets_store::Chain(&e), "cannot remove the controller heartbeat")
+        }
     }
 }
 

@@ -27,7 +27,7 @@ pub async fn run(reconciler: Arc<Reconciler>, queue: Arc<dyn WorkQueue>, config:
             match queue.next().await {
                 Ok(lease) => break lease,
                 Err(e) => {
-                    tracing::warn!(error = %e, "work queue unavailable; retrying");
+                    tracing::warn!(error = %syncsets_store::Chain(&e), "work queue unavailable; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
@@ -57,7 +57,7 @@ async fn work(reconciler: &Reconciler, lease: Lease, config: &Config) {
         Some(Ok(Ok(Next::Done))) => lease.done(),
         Some(Ok(Ok(Next::Retry(delay)))) => lease.retry(delay),
         Some(Ok(Err(e))) => {
-            tracing::warn!(cluster = %key, error = %e, "reconcile failed");
+            tracing::warn!(cluster = %key, error = %syncsets_store::Chain(&e), "reconcile failed");
             let delay = reconciler
                 .health
                 .record(&key, Ended::Failed(Failure::Rejected));
@@ -87,6 +87,6 @@ fn note(journal: Option<&Path>, event: &str, replica: i64, key: &str) {
         .open(path)
         .and_then(|mut f| f.write_all(line.as_bytes()));
     if let Err(e) = written {
-        tracing::warn!(path = %path.display(), error = %e, "cannot write the reconcile journal");
+        tracing::warn!(path = %path.display(), error = %syncsets_store::Chain(&e), "cannot write the reconcile journal");
     }
 }

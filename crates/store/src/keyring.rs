@@ -49,7 +49,7 @@ impl std::fmt::Debug for Keyring {
 }
 
 fn crypto(msg: impl Into<String>) -> StoreError {
-    StoreError::Crypto(msg.into())
+    StoreError::crypto(msg.into())
 }
 
 fn b64() -> base64::engine::GeneralPurpose {
@@ -205,7 +205,9 @@ impl Keyring {
                 // Only a file read whole counts as seen; a failed read is tried again.
                 seen.1 = stamp;
             }
-            Err(e) => tracing::warn!(error = %e, "key file unreadable; keeping the keys loaded"),
+            Err(e) => {
+                tracing::warn!(error = %crate::Chain(&e), "key file unreadable; keeping the keys loaded")
+            }
         }
     }
 

@@ -130,8 +130,7 @@ pub struct RawObject {
 impl RawObject {
     /// Parses the object.
     pub fn parse(&self) -> Result<Stored> {
-        let object =
-            serde_json::from_str(&self.json).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let object = serde_json::from_str(&self.json).map_err(StoreError::corrupt)?;
         Ok(Stored {
             object,
             rv: self.rv,
@@ -178,7 +177,7 @@ impl EventType {
             "ADDED" => Ok(Self::Added),
             "MODIFIED" => Ok(Self::Modified),
             "DELETED" => Ok(Self::Deleted),
-            other => Err(StoreError::Corrupt(format!("unknown event type {other:?}"))),
+            other => Err(StoreError::corrupt(format!("unknown event type {other:?}"))),
         }
     }
 }
@@ -298,23 +297,65 @@ pub enum StoreError {
     #[error("object has been modified")]
     Conflict,
     /// The database failed.
-    #[error("database error: {0}")]
+    #[error("database error")]
     Database(#[from] sqlx::Error),
     /// Migrations failed.
-    #[error("migration error: {0}")]
+    #[error("migrating the database schema")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// A write could not be committed.
-    #[error("write failed: {0}")]
-    WriteFailed(String),
+    #[error("write failed")]
+    WriteFailed(#[source] Cause),
     /// Stored data could not be read back.
-    #[error("corrupt stored data: {0}")]
-    Corrupt(String),
+    #[error("corrupt stored data")]
+    Corrupt(#[source] Cause),
     /// Sealing or unsealing a Secret failed.
-    #[error("secret encryption: {0}")]
-    Crypto(String),
+    #[error("secret encryption")]
+    Crypto(#[source] Cause),
     /// The store URL or options are invalid.
-    #[error("invalid store configuration: {0}")]
-    Config(String),
+    #[error("invalid store configuration")]
+    Config(#[source] Cause),
+}
+
+/// What caused a [`StoreError`]; shared, because one failed commit fails every write it
+/// carried.
+pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
+
+impl StoreError {
+    /// A write failed because of `cause`.
+    pub fn write_failed(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::WriteFailed(Arc::from(cause.into()))
+    }
+
+    /// Stored data is unreadable, because of `cause`.
+    pub fn corrupt(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Corrupt(Arc::from(cause.into()))
+    }
+
+    /// Sealing or unsealing failed, because of `cause`.
+    pub fn crypto(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Crypto(Arc::from(cause.into()))
+    }
+
+    /// The configuration is invalid, because of `cause`.
+    pub fn config(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Config(Arc::from(cause.into()))
+    }
+}
+
+/// An error and its causes, `outer: inner: innermost`: how logs and messages show errors
+/// (each error's own message says only what it adds).
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'a));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(e) = cause {
+            write!(f, ": {e}")?;
+            cause = e.source();
+        }
+        Ok(())
+    }
 }
 
 /// Result with [`StoreError`].
@@ -423,8 +464,8 @@ fn reseal_value(
     key: &ObjectKey,
     sealed: &[u8],
 ) -> Result<Option<Vec<u8>>> {
-    let keyring = keyring
-        .ok_or_else(|| StoreError::Crypto("no encryption key configured for Secrets".into()))?;
+    let keyring =
+        keyring.ok_or_else(|| StoreError::crypto("no encryption key configured for Secrets"))?;
     keyring.reseal(sealed, aad(key).as_bytes())
 }
 
@@ -443,7 +484,7 @@ pub async fn open(url: &str, keyring: Option<Arc<Keyring>>) -> Result<Arc<dyn St
     } else if url.starts_with("memory:") {
         Ok(Arc::new(MemoryStore::new()))
     } else {
-        Err(StoreError::Config(format!(
+        Err(StoreError::config(format!(
             "unsupported store URL {url:?}: expected sqlite://, postgres:// or memory://"
         )))
     }
@@ -471,7 +512,7 @@ pub fn postgres_url_from_params(params: &str) -> Result<String> {
     let mut extra = Vec::new();
     for part in params.split_whitespace() {
         let (k, v) = part.split_once('=').ok_or_else(|| {
-            StoreError::Config(format!("POSTGRES_PARAMS: expected key=value, got {part:?}"))
+            StoreError::config(format!("POSTGRES_PARAMS: expected key=value, got {part:?}"))
         })?;
         let v = v.trim_matches('\'');
         match k {
@@ -482,7 +523,7 @@ pub fn postgres_url_from_params(params: &str) -> Result<String> {
             "dbname" => dbname = v.into(),
             "sslmode" | "application_name" | "connect_timeout" => extra.push(format!("{k}={v}")),
             other => {
-                return Err(StoreError::Config(format!(
+                return Err(StoreError::config(format!(
                     "POSTGRES_PARAMS: unsupported key {other:?}"
                 )));
             }
@@ -547,9 +588,9 @@ fn seal(keyring: Option<&Keyring>, key: &ObjectKey, object: &Value) -> Result<Ro
     if !key.is_secret() {
         return Ok(Row { data, sealed: None });
     }
-    let keyring = keyring
-        .ok_or_else(|| StoreError::Crypto("no encryption key configured for Secrets".into()))?;
-    let plaintext = serde_json::to_vec(&data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let keyring =
+        keyring.ok_or_else(|| StoreError::crypto("no encryption key configured for Secrets"))?;
+    let plaintext = serde_json::to_vec(&data).map_err(StoreError::corrupt)?;
     let sealed = keyring.seal(&plaintext, aad(key).as_bytes())?;
     // Only what listing needs stays readable: identity and labels.
     let meta = &data["metadata"];
@@ -591,11 +632,10 @@ fn unseal(
     let object = match sealed {
         None => data,
         Some(bytes) => {
-            let keyring = keyring.ok_or_else(|| {
-                StoreError::Crypto("no encryption key configured for Secrets".into())
-            })?;
+            let keyring = keyring
+                .ok_or_else(|| StoreError::crypto("no encryption key configured for Secrets"))?;
             let plain = keyring.open(bytes, aad(key).as_bytes())?;
-            serde_json::from_slice(&plain).map_err(|e| StoreError::Corrupt(e.to_string()))?
+            serde_json::from_slice(&plain).map_err(StoreError::corrupt)?
         }
     };
     Ok(with_rv(object, rv))
@@ -613,16 +653,15 @@ fn raw_object(
     let text = match sealed {
         None => data,
         Some(bytes) => {
-            let keyring = keyring.ok_or_else(|| {
-                StoreError::Crypto("no encryption key configured for Secrets".into())
-            })?;
+            let keyring = keyring
+                .ok_or_else(|| StoreError::crypto("no encryption key configured for Secrets"))?;
             opened = String::from_utf8(keyring.open(bytes, aad(&key).as_bytes())?)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                .map_err(StoreError::corrupt)?;
             &opened
         }
     };
     let json = rawjson::with_resource_version(text, rv).ok_or_else(|| {
-        StoreError::Corrupt(format!(
+        StoreError::corrupt(format!(
             "stored object {}/{} has no metadata",
             key.namespace, key.name
         ))
@@ -673,5 +712,30 @@ mod tests {
             .unwrap(),
             "postgres://postgres:helloworld@localhost:5432/syncsets?sslmode=disable"
         );
+    }
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::*;
+
+    #[test]
+    fn an_error_chain_says_each_cause_once() {
+        let database = StoreError::Database(sqlx::Error::PoolTimedOut);
+        let shown = Chain(&database).to_string();
+        assert_eq!(
+            shown,
+            format!("database error: {}", sqlx::Error::PoolTimedOut)
+        );
+        // One failed commit fails every write it carried, each with the cause.
+        let batch = StoreError::WriteFailed(Arc::new(database));
+        assert_eq!(Chain(&batch).to_string(), format!("write failed: {shown}"));
+        let corrupt = StoreError::corrupt(serde_json::from_str::<Value>("{").unwrap_err());
+        let text = Chain(&corrupt).to_string();
+        assert!(
+            text.starts_with("corrupt stored data: EOF while parsing"),
+            "{text}"
+        );
+        assert!(std::error::Error::source(&corrupt).is_some());
     }
 }

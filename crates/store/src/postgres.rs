@@ -90,7 +90,7 @@ impl Statistics {
                     let tenth = rows.map_or(0, |r| (r.max(0.0) / 10.0) as u64);
                     me.threshold.store(tenth.max(1000), Ordering::Release);
                 }
-                Err(e) => tracing::warn!(error = %e, "ANALYZE objects failed"),
+                Err(e) => tracing::warn!(error = %crate::Chain(&e), "ANALYZE objects failed"),
             }
             me.running.store(false, Ordering::Release);
         });

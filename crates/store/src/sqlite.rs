@@ -41,8 +41,8 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `sqlite://path` and runs migrations.
     pub async fn open(url: &str, keyring: Option<Arc<Keyring>>) -> Result<Self> {
         if url.contains(":memory:") || url.contains("mode=memory") {
-            return Err(StoreError::Config(
-                "in-memory SQLite gives every pooled connection its own database; use memory:// or a file".into(),
+            return Err(StoreError::config(
+                "in-memory SQLite gives every pooled connection its own database; use memory:// or a file",
             ));
         }
         let opts = SqliteConnectOptions::from_str(url)?
@@ -55,7 +55,7 @@ impl SqliteStore {
             && !dir.as_os_str().is_empty()
         {
             std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::Config(format!("creating {}: {e}", dir.display())))?;
+                .map_err(|e| StoreError::config(format!("creating {}: {e}", dir.display())))?;
         }
         let mut writer = SqliteConnection::connect_with(&opts).await?;
         sqlx::migrate!("./migrations/sqlite")
@@ -104,8 +104,7 @@ impl SqliteStore {
         data: &str,
         sealed: Option<Vec<u8>>,
     ) -> Result<Stored> {
-        let data: Value =
-            serde_json::from_str(data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let data: Value = serde_json::from_str(data).map_err(StoreError::corrupt)?;
         let object = unseal(
             self.keyring.as_deref(),
             &key,
@@ -319,7 +318,7 @@ impl Store for SqliteStore {
                 object: crate::with_rv(crate::storable(object), rv),
                 rv,
             }),
-            _ => Err(StoreError::WriteFailed("unexpected writer reply".into())),
+            _ => Err(StoreError::write_failed("unexpected writer reply")),
         }
     }
 
@@ -337,7 +336,7 @@ impl Store for SqliteStore {
                 object: crate::with_rv(crate::storable(object), rv),
                 rv,
             }),
-            _ => Err(StoreError::WriteFailed("unexpected writer reply".into())),
+            _ => Err(StoreError::write_failed("unexpected writer reply")),
         }
     }
 
@@ -350,7 +349,7 @@ impl Store for SqliteStore {
             Done::Deleted { rv, data, sealed } => {
                 self.decode(key.clone(), rv as i64, &data, sealed)
             }
-            _ => Err(StoreError::WriteFailed("unexpected writer reply".into())),
+            _ => Err(StoreError::write_failed("unexpected writer reply")),
         }
     }
 
@@ -366,7 +365,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.readers)
         .await?;
         let json = |text: &str| -> Result<Value> {
-            serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+            serde_json::from_str(text).map_err(StoreError::corrupt)
         };
         rows.into_iter()
             .map(|r| {
@@ -383,9 +382,7 @@ impl Store for SqliteStore {
                     data: json(r.get("data"))?,
                     sealed: r.get("sealed"),
                     prev_labels: prev
-                        .map(|p| {
-                            serde_json::from_str(p).map_err(|e| StoreError::Corrupt(e.to_string()))
-                        })
+                        .map(|p| serde_json::from_str(p).map_err(StoreError::corrupt))
                         .transpose()?,
                 })
             })
@@ -414,7 +411,7 @@ impl Store for SqliteStore {
         };
         match self.writer.write(op).await? {
             Done::Outbox(state) => Ok(state),
-            _ => Err(StoreError::WriteFailed("unexpected writer reply".into())),
+            _ => Err(StoreError::write_failed("unexpected writer reply")),
         }
     }
 
@@ -482,7 +479,7 @@ impl Store for SqliteStore {
                         done.objects += o;
                         done.events += e;
                     }
-                    _ => return Err(StoreError::WriteFailed("unexpected writer reply".into())),
+                    _ => return Err(StoreError::write_failed("unexpected writer reply")),
                 }
             }
         }

@@ -55,7 +55,7 @@ impl Batcher {
 
     /// Creates one object; returns its resourceVersion.
     pub(super) async fn create(&self, create: Create) -> Result<u64> {
-        let stopped = || StoreError::WriteFailed("the PostgreSQL writer has stopped".into());
+        let stopped = || StoreError::write_failed("the PostgreSQL writer has stopped");
         let (reply, done) = oneshot::channel();
         self.queue
             .send(Job { create, reply })
@@ -93,12 +93,10 @@ async fn work(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, creates = batch.len(), "batched create failed");
-                let message = e.to_string();
+                tracing::error!(error = %crate::Chain(&e), creates = batch.len(), "batched create failed");
+                let cause: crate::Cause = Arc::new(e);
                 for job in batch {
-                    let _ = job
-                        .reply
-                        .send(Err(StoreError::WriteFailed(message.clone())));
+                    let _ = job.reply.send(Err(StoreError::WriteFailed(cause.clone())));
                 }
             }
         }

@@ -91,9 +91,9 @@ impl Writer {
         self.0
             .send(Job { op, reply })
             .await
-            .map_err(|_| StoreError::WriteFailed("the SQLite writer has stopped".into()))?;
+            .map_err(|_| StoreError::write_failed("the SQLite writer has stopped"))?;
         done.await
-            .map_err(|_| StoreError::WriteFailed("the SQLite writer has stopped".into()))?
+            .map_err(|_| StoreError::write_failed("the SQLite writer has stopped"))?
     }
 }
 
@@ -121,12 +121,10 @@ async fn run(
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, writes = jobs.len(), "SQLite commit failed");
-                let message = e.to_string();
+                tracing::error!(error = %crate::Chain(&e), writes = jobs.len(), "SQLite commit failed");
+                let cause: crate::Cause = Arc::new(e);
                 for job in jobs {
-                    let _ = job
-                        .reply
-                        .send(Err(StoreError::WriteFailed(message.clone())));
+                    let _ = job.reply.send(Err(StoreError::WriteFailed(cause.clone())));
                 }
             }
         }
