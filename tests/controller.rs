@@ -5,7 +5,7 @@ mod fleet;
 
 use std::time::Duration;
 
-use fleet::{Fleet, test_config};
+use fleet::{Fleet, Hub, test_config};
 use serde_json::{Value, json};
 
 fn sss(name: &str, selector: &str, mode: &str, resources: &str) -> String {
@@ -20,9 +20,10 @@ fn cm(name: &str, data: &str) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn resources_reach_matching_clusters_with_the_managed_label_and_status() {
-    let fleet = Fleet::start(test_config()).await;
+async fn resources_reach_matching_clusters_with_the_managed_label_and_status(hub: Hub) {
+    let Some(fleet) = Fleet::start(hub, test_config()).await else {
+        return;
+    };
     fleet.register("prod-1", json!({"env": "prod"})).await;
     fleet.register("prod-2", json!({"env": "prod"})).await;
     fleet.register("dev-1", json!({"env": "dev"})).await;
@@ -91,9 +92,10 @@ async fn resources_reach_matching_clusters_with_the_managed_label_and_status() {
     assert_eq!(&row[..4], ["baseline", "2", "2", "0"]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sync_mode_deletes_what_is_removed_unmatched_or_deleted() {
-    let fleet = Fleet::start(test_config()).await;
+async fn sync_mode_deletes_what_is_removed_unmatched_or_deleted(hub: Hub) {
+    let Some(fleet) = Fleet::start(hub, test_config()).await else {
+        return;
+    };
     fleet.register("a", json!({"env": "prod"})).await;
     let two = format!("{}{}", cm("one", "k: v"), cm("two", "k: v"));
     fleet.hub_apply(&sss("s", "env: prod", "Sync", &two)).await;
@@ -133,9 +135,10 @@ async fn sync_mode_deletes_what_is_removed_unmatched_or_deleted() {
     fleet.until_gone_from_member("a", &["cm", "one"]).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upsert_mode_and_switching_from_sync_leave_objects_in_place() {
-    let fleet = Fleet::start(test_config()).await;
+async fn upsert_mode_and_switching_from_sync_leave_objects_in_place(hub: Hub) {
+    let Some(fleet) = Fleet::start(hub, test_config()).await else {
+        return;
+    };
     fleet.register("a", json!({"env": "prod"})).await;
     let two = format!("{}{}", cm("one", "k: v"), cm("two", "k: v"));
     fleet.hub_apply(&sss("s", "env: prod", "Sync", &two)).await;
@@ -163,9 +166,10 @@ async fn upsert_mode_and_switching_from_sync_leave_objects_in_place() {
     assert!(fleet.member_get("a", &["cm", "one"]).await.is_some());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn syncsets_with_patches_and_secret_mappings_from_hives_docs() {
-    let fleet = Fleet::start(test_config()).await;
+async fn syncsets_with_patches_and_secret_mappings_from_hives_docs(hub: Hub) {
+    let Some(fleet) = Fleet::start(hub, test_config()).await else {
+        return;
+    };
     fleet
         .register("ClusterName".to_lowercase().as_str(), json!({}))
         .await;
@@ -238,12 +242,12 @@ async fn syncsets_with_patches_and_secret_mappings_from_hives_docs() {
         .until_on_member("clustername", &["groups.user.openshift.io", "mygroup"])
         .await;
     assert_eq!(group["users"], json!(["myuser"]));
-    let foo = fleet
+    let patched = fleet
         .member_get("clustername", &["cm", "foo"])
         .await
         .unwrap();
     assert_eq!(
-        foo["data"],
+        patched["data"],
         json!({"foo": "new-bar", "keep": "yes"}),
         "merge patch"
     );
@@ -287,11 +291,14 @@ spec:
     fleet
         .until_set("clustername", "syncSets", "patches", "Success")
         .await;
-    let foo = fleet
+    let patched = fleet
         .member_get("clustername", &["cm", "foo"])
         .await
         .unwrap();
-    assert_eq!(foo["data"], json!({"foo": "new-bar", "strategic": "yes"}));
+    assert_eq!(
+        patched["data"],
+        json!({"foo": "new-bar", "strategic": "yes"})
+    );
 
     // A changed source Secret reaches the cluster without waiting for a full reapply.
     let (ok, _, err) = fleet
@@ -319,9 +326,10 @@ spec:
         .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn apply_behaviors() {
-    let fleet = Fleet::start(test_config()).await;
+async fn apply_behaviors(hub: Hub) {
+    let Some(fleet) = Fleet::start(hub, test_config()).await else {
+        return;
+    };
     fleet.register("a", json!({"env": "prod"})).await;
     let set = |behavior: &str, data: &str| {
         format!(
@@ -386,9 +394,10 @@ async fn apply_behaviors() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn templates_read_cluster_labels_and_follow_label_changes() {
-    let fleet = Fleet::start(test_config()).await;
+async fn templates_read_cluster_labels_and_follow_label_changes(hub: Hub) {
+    let Some(fleet) = Fleet::start(hub, test_config()).await else {
+        return;
+    };
     fleet
         .register(
             "gcp-1",
@@ -445,9 +454,10 @@ async fn templates_read_cluster_labels_and_follow_label_changes() {
         .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_set_stops_at_its_first_failure_and_says_why() {
-    let fleet = Fleet::start(test_config()).await;
+async fn a_set_stops_at_its_first_failure_and_says_why(hub: Hub) {
+    let Some(fleet) = Fleet::start(hub, test_config()).await else {
+        return;
+    };
     fleet.register("a", json!({"env": "prod"})).await;
     let resources = format!(
         "{}  - apiVersion: example.com/v1\n    kind: Widget\n    metadata:\n      name: w\n{}",
@@ -495,9 +505,10 @@ async fn a_set_stops_at_its_first_failure_and_says_why() {
     assert_eq!(summary["status"]["failingClusters"], json!(["fleet/a"]));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn paused_and_uninstalled_clusters_are_skipped() {
-    let fleet = Fleet::start(test_config()).await;
+async fn paused_and_uninstalled_clusters_are_skipped(hub: Hub) {
+    let Some(fleet) = Fleet::start(hub, test_config()).await else {
+        return;
+    };
     fleet.register("paused", json!({"env": "prod"})).await;
     fleet.register("live", json!({"env": "prod"})).await;
     fleet
@@ -560,11 +571,12 @@ async fn paused_and_uninstalled_clusters_are_skipped() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drift_is_corrected_on_reapply_and_on_request() {
+async fn drift_is_corrected_on_reapply_and_on_request(hub: Hub) {
     let mut config = test_config();
     config.reapply_interval = Duration::from_secs(3);
-    let fleet = Fleet::start(config).await;
+    let Some(fleet) = Fleet::start(hub, config).await else {
+        return;
+    };
     fleet.register("a", json!({"env": "prod"})).await;
     fleet
         .hub_apply(&sss(
@@ -598,7 +610,9 @@ async fn drift_is_corrected_on_reapply_and_on_request() {
     let mut config = test_config();
     config.reapply_interval = Duration::from_secs(3600);
     drop(fleet);
-    let fleet = Fleet::start(config).await;
+    let Some(fleet) = Fleet::start(hub, config).await else {
+        return;
+    };
     fleet.register("a", json!({"env": "prod"})).await;
     fleet
         .hub_apply(&sss(
@@ -647,9 +661,10 @@ async fn drift_is_corrected_on_reapply_and_on_request() {
         .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unreachable_cluster_is_reported_and_does_not_hold_up_the_fleet() {
-    let fleet = Fleet::start(test_config()).await;
+async fn an_unreachable_cluster_is_reported_and_does_not_hold_up_the_fleet(hub: Hub) {
+    let Some(fleet) = Fleet::start(hub, test_config()).await else {
+        return;
+    };
     // A port nothing listens on.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead = format!("http://{}", closed.local_addr().unwrap());
@@ -717,9 +732,10 @@ async fn an_unreachable_cluster_is_reported_and_does_not_hold_up_the_fleet() {
         .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_kubeconfig_takes_effect() {
-    let fleet = Fleet::start(test_config()).await;
+async fn a_new_kubeconfig_takes_effect(hub: Hub) {
+    let Some(fleet) = Fleet::start(hub, test_config()).await else {
+        return;
+    };
     fleet.register("a", json!({"env": "prod"})).await;
     fleet
         .hub_apply(&sss("s", "env: prod", "Upsert", &cm("x", "k: v")))
@@ -743,9 +759,10 @@ async fn a_new_kubeconfig_takes_effect() {
     fleet.until_on_member("a-moved", &["cm", "x"]).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invalid_sets_are_refused_at_admission_and_nothing_is_stored() {
-    let fleet = Fleet::start(test_config()).await;
+async fn invalid_sets_are_refused_at_admission_and_nothing_is_stored(hub: Hub) {
+    let Some(fleet) = Fleet::start(hub, test_config()).await else {
+        return;
+    };
     let bad = r#"apiVersion: hive.openshift.io/v1
 kind: SelectorSyncSet
 metadata:
@@ -818,9 +835,10 @@ spec:
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn what_an_earlier_cluster_of_the_same_name_left_is_never_acted_on() {
-    let fleet = Fleet::start(test_config()).await;
+async fn what_an_earlier_cluster_of_the_same_name_left_is_never_acted_on(hub: Hub) {
+    let Some(fleet) = Fleet::start(hub, test_config()).await else {
+        return;
+    };
     // On the cluster about to be registered, an object that is not ours.
     let (ok, _, err) = fleet
         .member_kubectl(
@@ -887,9 +905,10 @@ async fn what_an_earlier_cluster_of_the_same_name_left_is_never_acted_on() {
     assert_eq!(cs["status"]["syncSets"], Value::Null, "{cs}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cluster_gets_only_the_selector_sync_sets_recorded_as_usable_for_it() {
-    let fleet = Fleet::start(test_config()).await;
+async fn a_cluster_gets_only_the_selector_sync_sets_recorded_as_usable_for_it(hub: Hub) {
+    let Some(fleet) = Fleet::start(hub, test_config()).await else {
+        return;
+    };
     fleet.register("a", json!({"env": "prod"})).await;
     fleet.register("b", json!({"env": "prod"})).await;
     fleet.register("c", json!({"env": "prod"})).await;
@@ -949,3 +968,43 @@ async fn a_cluster_gets_only_the_selector_sync_sets_recorded_as_usable_for_it() 
         );
     }
 }
+
+/// Each test on both hubs: SQLite with the in-process bus (the embedded default), and
+/// PostgreSQL with RabbitMQ (the scaled-out form).
+macro_rules! on_every_hub {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(super::Hub::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres_rabbitmq {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(super::Hub::PostgresRabbitmq).await;
+                }
+            )*
+        }
+    };
+}
+
+on_every_hub!(
+    resources_reach_matching_clusters_with_the_managed_label_and_status,
+    sync_mode_deletes_what_is_removed_unmatched_or_deleted,
+    upsert_mode_and_switching_from_sync_leave_objects_in_place,
+    syncsets_with_patches_and_secret_mappings_from_hives_docs,
+    apply_behaviors,
+    templates_read_cluster_labels_and_follow_label_changes,
+    a_set_stops_at_its_first_failure_and_says_why,
+    paused_and_uninstalled_clusters_are_skipped,
+    drift_is_corrected_on_reapply_and_on_request,
+    an_unreachable_cluster_is_reported_and_does_not_hold_up_the_fleet,
+    a_new_kubeconfig_takes_effect,
+    invalid_sets_are_refused_at_admission_and_nothing_is_stored,
+    what_an_earlier_cluster_of_the_same_name_left_is_never_acted_on,
+    a_cluster_gets_only_the_selector_sync_sets_recorded_as_usable_for_it,
+);

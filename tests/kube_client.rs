@@ -8,25 +8,20 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, reflector};
-use syncsets_api::{AppState, Config};
-use syncsets_store::Keyring;
+use syncsets_testkit::TestServer;
 
-async fn server() -> (kube::Client, String, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
-    let keyring = Arc::new(Keyring::new(vec![("k1".into(), vec![6; 32])]).unwrap());
-    let store = syncsets_store::open(&url, Some(keyring)).await.unwrap();
-    let config = Config {
-        bookmark_interval: Duration::from_millis(500),
-        ..Config::default()
-    };
-    let state = AppState::new(store, config).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(syncsets_api::run(state, listener, std::future::pending()));
-    let url = format!("http://{addr}");
-    let config = kube::Config::new(url.parse().unwrap());
-    (kube::Client::try_from(config).unwrap(), url, dir)
+async fn server() -> (kube::Client, String, TestServer) {
+    let server = TestServer::builder()
+        .bookmark_interval(Duration::from_millis(500))
+        .start()
+        .await
+        .expect("SQLite");
+    let config = kube::Config::new(server.base.parse().unwrap());
+    (
+        kube::Client::try_from(config).unwrap(),
+        server.base.clone(),
+        server,
+    )
 }
 
 fn cm(name: &str) -> ConfigMap {
@@ -141,9 +136,7 @@ async fn client_from_a_member_kubeconfig_with_a_path() {
         .create(&PostParams::default(), &cm("on-the-hub"))
         .await
         .unwrap();
-    let kubeconfig = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: m\n  cluster:\n    server: {url}/clusters/member-7\ncontexts:\n- name: m\n  context:\n    cluster: m\n    user: m\ncurrent-context: m\nusers:\n- name: m\n  user: {{}}\n"
-    );
+    let kubeconfig = syncsets_testkit::kubeconfig(&format!("{url}/clusters/member-7"), None);
     let kc = kube::config::Kubeconfig::from_yaml(&kubeconfig).unwrap();
     let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await

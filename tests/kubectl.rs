@@ -3,50 +3,25 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
-use syncsets_api::{AppState, Config};
-use syncsets_store::Keyring;
-use tokio::sync::oneshot;
+use syncsets_testkit::TestServer;
 
 /// A server and a kubeconfig for it.
 struct Server {
-    dir: tempfile::TempDir,
+    server: TestServer,
     kubeconfig: PathBuf,
-    _stop: oneshot::Sender<()>,
 }
 
 impl Server {
     async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
-        let keyring = Arc::new(Keyring::new(vec![("k1".into(), vec![5; 32])]).unwrap());
-        let store = syncsets_store::open(&url, Some(keyring)).await.unwrap();
-        let state = AppState::new(store, Config::default()).await.unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = oneshot::channel();
-        tokio::spawn(syncsets_api::run(state, listener, async {
-            let _ = rx.await;
-        }));
-        let kubeconfig = dir.path().join("kubeconfig");
-        std::fs::write(
-            &kubeconfig,
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: t\n  cluster:\n    server: http://{addr}\ncontexts:\n- name: t\n  context:\n    cluster: t\n    namespace: default\n    user: t\ncurrent-context: t\nusers:\n- name: t\n  user: {{}}\n"
-            ),
-        )
-        .unwrap();
-        Self {
-            dir,
-            kubeconfig,
-            _stop: tx,
-        }
+        let server = TestServer::sqlite().await;
+        let kubeconfig = server.kubeconfig();
+        Self { server, kubeconfig }
     }
 
     /// Runs kubectl (blocking the test thread is fine: the server runs on other workers).
     fn kubectl(&self, bin: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-        let cache = self.dir.path().join(format!(
+        let cache = self.server.dir.path().join(format!(
             "cache-{}",
             bin.file_name().unwrap().to_string_lossy()
         ));
@@ -474,7 +449,7 @@ async fn watches_work_with_every_kubectl() {
         let v = bin.display().to_string();
         s.ok_stdin(k, &["create", "-f", "-"], CM);
         let watch = |args: &[&str], out: &str| {
-            let file = std::fs::File::create(s.dir.path().join(out)).unwrap();
+            let file = std::fs::File::create(s.server.dir.path().join(out)).unwrap();
             Command::new(k)
                 .arg("--kubeconfig")
                 .arg(&s.kubeconfig)
@@ -522,7 +497,7 @@ async fn watches_work_with_every_kubectl() {
             child.kill().unwrap();
             child.wait().unwrap();
         }
-        let read = |f: &str| std::fs::read_to_string(s.dir.path().join(f)).unwrap();
+        let read = |f: &str| std::fs::read_to_string(s.server.dir.path().join(f)).unwrap();
         let table = read("table.txt");
         let rows: Vec<&str> = table.lines().collect();
         assert!(

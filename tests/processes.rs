@@ -2,16 +2,19 @@
 //! RabbitMQ, and servers killed with SIGKILL under write load.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use syncsets_testkit::Process;
+
+/// The `syncsets` binary.
+const BIN: &str = env!("CARGO_BIN_EXE_syncsets");
 
 /// A server process.
 struct Server {
-    child: Child,
+    process: Process,
     base: String,
 }
 
@@ -19,43 +22,25 @@ impl Server {
     /// Starts `syncsets serve` on a free port, plain HTTP (these tests are about other
     /// things; tests/security.rs covers TLS), and waits until it serves.
     fn start(data: &std::path::Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_syncsets"))
-            .args([
-                "serve",
-                "--insecure-http",
-                "--listen",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(data)
-            .args(extra)
-            .env("SYNCSETS_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("syncsets starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .to_string();
-        Self { child, base }
+        let mut args: Vec<&std::ffi::OsStr> = [
+            "serve",
+            "--insecure-http",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ]
+        .iter()
+        .map(std::ffi::OsStr::new)
+        .collect();
+        args.push(data.as_os_str());
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
+        let process = Process::start(BIN, args);
+        let base = process.url();
+        Self { process, base }
     }
 
-    fn kill(mut self) {
-        self.child.kill().unwrap(); // SIGKILL
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn kill(self) {
+        self.process.kill(); // SIGKILL
     }
 }
 
@@ -410,18 +395,6 @@ async fn backends() -> Option<(
     Some((turn, db, amqp))
 }
 
-fn rabbitmqctl(cmd: &str) {
-    let out = Command::new("rabbitmqctl")
-        .arg(cmd)
-        .output()
-        .expect("rabbitmqctl runs");
-    assert!(
-        out.status.success(),
-        "rabbitmqctl {cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restart_loses_nothing_and_never_fails_a_write() {
     let Some((_turn, db, amqp)) = backends().await else {
@@ -431,10 +404,10 @@ async fn a_broker_restart_loses_nothing_and_never_fails_a_write() {
     let rv = list_rv(&b.base).await;
     let load = write_load(&a.base, 0);
     tokio::time::sleep(Duration::from_millis(800)).await;
-    rabbitmqctl("stop_app");
+    syncsets_testkit::rabbitmqctl(&["stop_app"]);
     let down = Instant::now();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    rabbitmqctl("start_app");
+    syncsets_testkit::rabbitmqctl(&["start_app"]);
     tokio::time::sleep(Duration::from_millis(800)).await;
     let (acked, failed) = load.finish_all().await;
     // No write failed: every writer ran until told to stop, through the outage.
@@ -610,8 +583,9 @@ async fn fleet_sim_registers_clusters_that_kubectl_can_use() {
     use base64::Engine as _;
     let hub_dir = tempfile::tempdir().unwrap();
     let hub = Server::start(hub_dir.path(), &[]);
-    let mut sim = Command::new(env!("CARGO_BIN_EXE_syncsets"))
-        .args([
+    let sim = Process::start(
+        BIN,
+        [
             "fleet-sim",
             "--clusters",
             "5",
@@ -619,16 +593,11 @@ async fn fleet_sim_registers_clusters_that_kubectl_can_use() {
             "127.0.0.1:0",
             "--labels",
             "env=prod",
-        ])
-        .args(["--hub", &hub.base])
-        .env("SYNCSETS_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(sim.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+            "--hub",
+            &hub.base,
+        ],
+    );
+    let line = &sim.first_line;
     assert!(line.contains("5 registered"), "{line}");
     let cds: Value = reqwest::get(format!(
         "{}/apis/hive.openshift.io/v1/namespaces/fleet/clusterdeployments?labelSelector=env%3Dprod,fleet.syncsets.io%2Fgroup%3D3",
@@ -671,34 +640,14 @@ async fn fleet_sim_registers_clusters_that_kubectl_can_use() {
         .replace("sim-00003", "sim-00004");
     std::fs::write(&path, other).unwrap();
     assert!(!kubectl(&["get", "cm"]).contains("only-here"));
-    let _ = sim.kill();
-    let _ = sim.wait();
-}
-
-/// A process started from the `syncsets` binary, killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    sim.kill();
 }
 
 /// Starts `syncsets <args>` and returns it with its first line of output.
-fn start_proc(args: &[&str]) -> (Proc, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_syncsets"))
-        .args(args)
-        .env("SYNCSETS_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("syncsets starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    (Proc(child), line)
+fn start_proc(args: &[&str]) -> (Process, String) {
+    let process = Process::start(BIN, args);
+    let line = process.first_line.clone();
+    (process, line)
 }
 
 /// One reconcile as the journal recorded it: which process, when (ns since the epoch).
@@ -794,7 +743,7 @@ async fn killing_a_controller_replica_mid_rollout_completes_it_and_no_cluster_is
     assert!(line.contains(&format!("{CLUSTERS} registered")), "{line}");
     let journal = hub_dir.path().join("journal");
     let journal_arg = journal.to_str().unwrap();
-    let mut replicas: Vec<Option<Proc>> = Vec::new();
+    let mut replicas: Vec<Option<Process>> = Vec::new();
     for replica in 0..3 {
         let mut args = vec!["controller", "--replica"];
         let ordinal = replica.to_string();
@@ -865,7 +814,7 @@ async fn killing_a_controller_replica_mid_rollout_completes_it_and_no_cluster_is
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let victim = replicas[1].take().unwrap();
-    let pid = victim.0.id();
+    let pid = victim.pid();
     let killed_at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -1013,7 +962,7 @@ async fn the_embedded_default_syncs_a_simulated_fleet_and_reports_it() {
     let member_kubeconfig = hub_dir.path().join("sim-00002.kubeconfig");
     std::fs::write(
         &member_kubeconfig,
-        format!("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {member}/clusters/sim-00002\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user: {{}}\n"),
+        syncsets_testkit::kubeconfig(&format!("{member}/clusters/sim-00002"), None),
     )
     .unwrap();
     let kubectl = |args: &[&str]| kubectl_at(&member_kubeconfig, args);
@@ -1054,27 +1003,27 @@ async fn the_embedded_default_syncs_a_simulated_fleet_and_reports_it() {
 async fn the_demo_converges() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("demo");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_syncsets"))
-        .args([
+    let data_arg = data.to_str().unwrap();
+    let mut demo = Process::start(
+        BIN,
+        [
             "demo",
             "--listen",
             "127.0.0.1:0",
             "--clusters",
             "5",
             "--data-dir",
-        ])
-        .arg(&data)
-        .env("SYNCSETS_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
+            data_arg,
+        ],
+    );
+    let first = demo.first_line.clone();
+    let lines = demo.lines();
     // Read to the end (the demo goes on printing), telling when it has converged.
     let (converged_tx, converged) = tokio::sync::oneshot::channel();
     let reader = tokio::task::spawn_blocking(move || {
-        let mut seen = String::new();
+        let mut seen = first;
         let mut converged_tx = Some(converged_tx);
-        for line in BufReader::new(stdout).lines() {
+        for line in lines {
             let line = line.unwrap();
             seen.push_str(&line);
             seen.push('\n');
@@ -1087,8 +1036,7 @@ async fn the_demo_converges() {
         seen
     });
     let result = tokio::time::timeout(Duration::from_secs(60), converged).await;
-    let _ = child.kill();
-    let _ = child.wait();
+    demo.kill();
     let seen = reader.await.unwrap();
     assert!(
         matches!(result, Ok(Ok(()))),

@@ -4,21 +4,16 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use base64::Engine as _;
+use syncsets_testkit::Process;
+use syncsets_types::kubeconfig;
 
 /// A `syncsets serve` process, killed when dropped.
 struct Serve {
-    child: Child,
+    _process: Process,
     url: String,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn serve(data: &Path, extra: &[&str]) -> Serve {
@@ -32,32 +27,30 @@ fn serve_logging(data: &Path, extra: &[&str], log: Option<&Path>) -> Serve {
 
 /// `serve` with or without its controllers.
 fn start(data: &Path, extra: &[&str], log: Option<&Path>, controllers: bool) -> Serve {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_syncsets"));
-    match log {
-        Some(path) => cmd
-            .env("SYNCSETS_LOG", "debug")
-            .stderr(std::fs::File::create(path).unwrap()),
-        None => cmd.env("SYNCSETS_LOG", "warn"),
+    let controllers = controllers.to_string();
+    let mut args: Vec<&std::ffi::OsStr> = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--controllers",
+        &controllers,
+        "--data-dir",
+    ]
+    .into_iter()
+    .map(std::ffi::OsStr::new)
+    .collect();
+    args.push(data.as_os_str());
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
+    let bin = env!("CARGO_BIN_EXE_syncsets");
+    let process = match log {
+        Some(path) => Process::logging_to(bin, args, path),
+        None => Process::start(bin, args),
     };
-    let mut child = cmd
-        .args(["serve", "--listen", "127.0.0.1:0", "--controllers"])
-        .arg(controllers.to_string())
-        .arg("--data-dir")
-        .arg(data)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("https://") || w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
-    Serve { child, url }
+    let url = process.url();
+    Serve {
+        _process: process,
+        url,
+    }
 }
 
 /// kubectl with a kubeconfig: (success, stdout, stderr).
@@ -80,23 +73,25 @@ fn kubectl(kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
 
 /// The CA data of a kubeconfig `serve` wrote.
 fn ca_data(kubeconfig: &Path) -> String {
-    let text = std::fs::read_to_string(kubeconfig).unwrap();
-    text.lines()
-        .find_map(|l| l.trim().strip_prefix("certificate-authority-data: "))
+    let config = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
+    config.clusters[0]
+        .cluster
+        .as_ref()
+        .and_then(|c| c.certificate_authority_data.clone())
         .unwrap()
-        .to_string()
 }
 
-/// A kubeconfig for `url` trusting `ca` (base64 PEM), with these user fields.
-fn kubeconfig_with(dir: &Path, name: &str, url: &str, ca: &str, user: &str) -> PathBuf {
+/// A kubeconfig for `url` trusting `ca` (base64 PEM), as `user`.
+fn kubeconfig_with(
+    dir: &Path,
+    name: &str,
+    url: &str,
+    ca: &str,
+    user: kube::config::AuthInfo,
+) -> PathBuf {
     let path = dir.join(name);
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {url}\n    certificate-authority-data: {ca}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user: {user}\n"
-        ),
-    )
-    .unwrap();
+    let cluster = kubeconfig::server_with_ca(url, ca);
+    std::fs::write(&path, kubeconfig::render("c", cluster, "u", user)).unwrap();
     path
 }
 
@@ -176,7 +171,7 @@ fn tls_by_default_with_an_admin_kubeconfig_and_nobody_else() {
         "alice",
         &server.url,
         &ca,
-        "\n    token: t0ken-alice",
+        kubeconfig::token_user("t0ken-alice"),
     );
     // Authenticated (discovery is open to every authenticated user), but not authorized.
     let (ok, _, err) = kubectl(&alice, &["get", "--raw", "/api"]);
@@ -191,7 +186,7 @@ fn tls_by_default_with_an_admin_kubeconfig_and_nobody_else() {
         "wrong",
         &server.url,
         &ca,
-        "\n    token: guessed",
+        kubeconfig::token_user("guessed"),
     );
     let (ok, _, err) = kubectl(&wrong, &["get", "--raw", "/healthz"]);
     assert!(!ok && err.contains("Unauthorized"), "{err}");
@@ -236,11 +231,7 @@ fn tls_by_default_with_an_admin_kubeconfig_and_nobody_else() {
         "impostor",
         &server.url,
         &ca,
-        &format!(
-            "\n    client-certificate-data: {}\n    client-key-data: {}",
-            b64("cert.pem"),
-            b64("key.pem")
-        ),
+        kubeconfig::certificate_user(&b64("cert.pem"), &b64("key.pem")),
     );
     // Refused by the server at the handshake (a TLS alert), not by a later 401/403/500.
     let (ok, _, err) = kubectl(&impostor, &["get", "ns"]);
@@ -256,7 +247,7 @@ fn tls_by_default_with_an_admin_kubeconfig_and_nobody_else() {
         "mistrusting",
         &server.url,
         &other_ca,
-        "\n    token: t0ken-alice",
+        kubeconfig::token_user("t0ken-alice"),
     );
     let (ok, _, err) = kubectl(&mistrusting, &["get", "--raw", "/healthz"]);
     assert!(!ok && err.contains("certificate"), "{err}");
@@ -361,9 +352,15 @@ fn rbac_confines_a_user_to_what_it_was_granted() {
         "alice",
         &server.url,
         &ca,
-        "\n    token: t-alice",
+        kubeconfig::token_user("t-alice"),
     );
-    let bob = kubeconfig_with(dir.path(), "bob", &server.url, &ca, "\n    token: t-bob");
+    let bob = kubeconfig_with(
+        dir.path(),
+        "bob",
+        &server.url,
+        &ca,
+        kubeconfig::token_user("t-bob"),
+    );
     for ns in ["team-a", "team-b"] {
         ok(&admin, &["create", "namespace", ns]);
         ok(
@@ -698,7 +695,13 @@ fn limits_keep_one_client_from_starving_the_others() {
     assert_eq!(curl(&server, data, "t-carol", &[], "/api").0, 200);
     // kubectl waits as Retry-After asks, and gets its answer.
     let ca = ca_data(&admin);
-    let bob = kubeconfig_with(data, "bob", &server.url, &ca, "\n    token: t-bob");
+    let bob = kubeconfig_with(
+        data,
+        "bob",
+        &server.url,
+        &ca,
+        kubeconfig::token_user("t-bob"),
+    );
     assert!(ok(&bob, &["get", "--raw", "/api"]).contains("APIVersions"));
     // system:masters is exempt, as API Priority and Fairness exempts it.
     for _ in 0..20 {
@@ -893,7 +896,7 @@ fn secrets_stay_sealed_at_rest_and_keys_rotate_while_serving() {
         "robot",
         &server.url,
         &ca_data(&admin),
-        &format!("\n    token: {token}"),
+        kubeconfig::token_user(token),
     );
     let plaintext = "pl41ntext-kubeconfig-credential";
     ok(
@@ -1040,7 +1043,7 @@ fn a_namespace_editor_never_acts_with_another_clusters_credentials() {
         "mallory",
         &server.url,
         &ca,
-        "\n    token: t-mallory",
+        kubeconfig::token_user("t-mallory"),
     );
 
     // The hub manages itself, and an admin set proves its client is up (and cached).
@@ -1100,7 +1103,7 @@ fn a_namespace_editor_never_acts_with_another_clusters_credentials() {
         "forged",
         &server.url,
         &ca,
-        &format!("\n    client-certificate-data: {cert}\n    client-key-data: {key}"),
+        kubeconfig::certificate_user(&cert, &key),
     );
     ok(
         &mallory,

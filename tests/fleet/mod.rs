@@ -1,5 +1,6 @@
 //! A hub (API server + controllers) and a member server hosting simulated clusters, in
-//! this process on ports 0, with kubectl for both sides.
+//! this process on ports 0, with kubectl for both sides. The hub runs on SQLite with the
+//! in-process bus, or on PostgreSQL with RabbitMQ.
 
 #![allow(
     dead_code,
@@ -8,62 +9,38 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use syncsets_api::{AppState, Config};
 use syncsets_controller::Controller;
-use syncsets_store::Keyring;
-use tokio::sync::oneshot;
-
-/// A running API server.
-pub struct Server {
-    /// `http://127.0.0.1:PORT`
-    pub base: String,
-    /// Its state.
-    pub state: Arc<AppState>,
-    _stop: oneshot::Sender<()>,
-}
-
-impl Server {
-    /// Serves `url` on 127.0.0.1:0.
-    pub async fn start(url: &str) -> Self {
-        let keyring = Arc::new(Keyring::new(vec![("k1".into(), vec![7; 32])]).unwrap());
-        let store = syncsets_store::open(url, Some(keyring)).await.unwrap();
-        let state = AppState::new(store, Config::default()).await.unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (tx, rx) = oneshot::channel();
-        tokio::spawn(syncsets_api::run(state.clone(), listener, async {
-            let _ = rx.await;
-        }));
-        Self {
-            base,
-            state,
-            _stop: tx,
-        }
-    }
-}
+use syncsets_testkit::{Backend, RabbitVhost, TestServer};
 
 /// A kubeconfig pointing at `server`.
 pub fn kubeconfig(server: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    namespace: default\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user: {{}}\n"
-    )
+    syncsets_testkit::kubeconfig(server, None)
 }
 
 /// Hub, controllers and a member server.
 pub struct Fleet {
     /// The hub.
-    pub hub: Server,
+    pub hub: TestServer,
     /// The member server: one logical cluster per simulated cluster.
-    pub member: Server,
+    pub member: TestServer,
     /// The controllers.
     pub controller: Option<Controller>,
     /// Temporary files (kubeconfigs, the hub's SQLite file).
     pub dir: tempfile::TempDir,
     http: reqwest::Client,
+    _vhost: Option<RabbitVhost>,
+}
+
+/// What the hub runs on.
+#[derive(Clone, Copy, Debug)]
+pub enum Hub {
+    /// The embedded default: SQLite and the in-process bus.
+    Sqlite,
+    /// The scaled-out form: PostgreSQL and RabbitMQ (a virtual host of the test's own).
+    PostgresRabbitmq,
 }
 
 /// Controller settings for tests: quick summaries and retries.
@@ -83,22 +60,40 @@ pub fn test_config() -> syncsets_controller::Config {
 }
 
 impl Fleet {
-    /// A hub on SQLite with controllers configured by `config`.
-    pub async fn start(config: syncsets_controller::Config) -> Self {
+    /// A hub on `hub`'s backends with controllers configured by `config` (`None`: those
+    /// backends are unavailable, outside CI only).
+    pub async fn start(hub: Hub, config: syncsets_controller::Config) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
-        let hub = Server::start(&format!("sqlite://{}", dir.path().join("hub.db").display())).await;
-        let member = Server::start("memory://").await;
+        let (hub, vhost) = match hub {
+            Hub::Sqlite => (TestServer::sqlite().await, None),
+            Hub::PostgresRabbitmq => {
+                let vhost = RabbitVhost::create()?;
+                let bus = syncsets_bus::AmqpBus::new(&vhost.url, 4);
+                let server = TestServer::builder()
+                    .backend(Backend::Postgres)
+                    .bus(bus)
+                    .start()
+                    .await?;
+                (server, Some(vhost))
+            }
+        };
+        let member = TestServer::builder()
+            .backend(Backend::Memory)
+            .start()
+            .await
+            .expect("the memory store");
         let controller = Controller::start(hub.state.store.clone(), hub.state.bus.clone(), config)
             .await
             .unwrap();
         std::fs::write(dir.path().join("hub.kubeconfig"), kubeconfig(&hub.base)).unwrap();
-        Self {
+        Some(Self {
             hub,
             member,
             controller: Some(controller),
             dir,
             http: reqwest::Client::new(),
-        }
+            _vhost: vhost,
+        })
     }
 
     /// The hub's kubeconfig file.

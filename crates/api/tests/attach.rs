@@ -23,9 +23,7 @@ fn cd(name: &str, labels: Value, secret: &str) -> Value {
 }
 
 fn kubeconfig_secret(name: &str, server: &str) -> Value {
-    let kc = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\nusers:\n- name: u\n  user: {{token: t}}\n"
-    );
+    let kc = syncsets_testkit::kubeconfig(server, Some("t"));
     json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
            "stringData": {"kubeconfig": kc}})
 }

@@ -262,11 +262,12 @@ fn b64(text: &str) -> String {
 
 /// A kubeconfig for `server` trusting `ca` and authenticating with `user`'s certificate.
 pub fn kubeconfig(server: &str, ca: &str, user: &Credential) -> String {
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: syncsets\n  cluster:\n    server: {server}\n    certificate-authority-data: {}\ncontexts:\n- name: syncsets\n  context:\n    cluster: syncsets\n    namespace: default\n    user: {ADMIN_USER}\ncurrent-context: syncsets\nusers:\n- name: {ADMIN_USER}\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n",
-        b64(ca),
-        b64(&user.cert),
-        b64(&user.key)
+    use syncsets_types::kubeconfig;
+    kubeconfig::render(
+        "syncsets",
+        kubeconfig::server_with_ca(server, &b64(ca)),
+        ADMIN_USER,
+        kubeconfig::certificate_user(&b64(&user.cert), &b64(&user.key)),
     )
 }
 

@@ -1,13 +1,21 @@
-//! Test support shared by the crates' integration tests.
+//! Test support shared by the crates' integration tests: [`TestServer`], the API server
+//! on a backend of the test's choice, kubeconfigs for it, [`Process`] for programs a test
+//! launches, and per-test PostgreSQL databases.
 //!
 //! Backend tests use the real servers of the machine (PostgreSQL on 127.0.0.1:5432 with
 //! trust auth). Outside CI an unreachable server skips the test with a `SKIPPED:` line;
 //! under `CI=true` it fails the test instead, and `.ci/run` also rejects any `SKIPPED:`
 //! line, so backend coverage cannot silently disappear.
 
+mod process;
+mod server;
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::{Connection, PgConnection};
+
+pub use process::Process;
+pub use server::{Backend, Builder, TestServer, kubeconfig};
 
 /// The admin URL of the test PostgreSQL server (`SYNCSETS_TEST_POSTGRES` overrides it).
 pub fn postgres_admin_url() -> String {
@@ -130,4 +138,49 @@ async fn sweep(conn: &mut PgConnection, now: u64) {
             .await;
         }
     }
+}
+
+/// A RabbitMQ virtual host of one test's own (its exchanges and queues are nobody else's),
+/// deleted when dropped.
+pub struct RabbitVhost {
+    /// The broker URL with this virtual host.
+    pub url: String,
+    name: String,
+}
+
+impl RabbitVhost {
+    /// Creates one with `rabbitmqctl`, or `None` (after [`unavailable`]) when RabbitMQ is
+    /// down.
+    pub fn create() -> Option<Self> {
+        let base = rabbitmq_url()?;
+        let name = format!("syncsets-test-{}", uuid::Uuid::new_v4().simple());
+        rabbitmqctl(&["add_vhost", &name]);
+        rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
+        let server = base.rsplit_once('/').map_or(base.as_str(), |(s, _)| s);
+        Some(Self {
+            url: format!("{server}/{name}"),
+            name,
+        })
+    }
+}
+
+impl Drop for RabbitVhost {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rabbitmqctl")
+            .args(["delete_vhost", &self.name])
+            .output();
+    }
+}
+
+/// Runs `rabbitmqctl` with `args`; panics unless it succeeds.
+pub fn rabbitmqctl(args: &[&str]) {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl runs");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

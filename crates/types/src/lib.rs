@@ -8,6 +8,7 @@
 //!   fields    field selectors
 //!   names     Kubernetes name / label validation with Kubernetes' messages
 //!   gvk       group / version / kind / resource identifiers
+//!   kubeconfig  kubeconfigs syncsets writes, with kube's types
 //! ```
 //!
 //! Depends on serde, schemars and the Kubernetes type crates only.
@@ -15,6 +16,7 @@
 pub mod fields;
 pub mod gvk;
 pub mod hive;
+pub mod kubeconfig;
 pub mod names;
 pub mod selector;
 

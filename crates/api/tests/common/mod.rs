@@ -10,12 +10,10 @@ use std::sync::Arc;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use syncsets_api::{AppState, Config};
-use syncsets_store::Keyring;
-use syncsets_testkit::TestDb;
-use tokio::sync::oneshot;
+use syncsets_api::AppState;
+use syncsets_testkit::{Backend, Builder, TestServer};
 
-/// A running server.
+/// A running server and a client for it.
 pub struct TestApp {
     /// `http://127.0.0.1:PORT`
     pub base: String,
@@ -24,9 +22,7 @@ pub struct TestApp {
     client: reqwest::Client,
     /// The bearer token every request carries (servers with authentication).
     pub token: Option<String>,
-    shutdown: Option<oneshot::Sender<()>>,
-    db: Option<TestDb>,
-    _dir: tempfile::TempDir,
+    server: TestServer,
 }
 
 /// A response.
@@ -43,80 +39,49 @@ pub struct Reply {
 }
 
 impl TestApp {
-    async fn start(url: &str, db: Option<TestDb>, dir: tempfile::TempDir) -> Self {
-        Self::start_as(url, db, dir, None).await
-    }
-
-    /// A server with authentication (and so RBAC and rate limits), called as the user of
-    /// `token_line` (a `--token-auth-file` line, whose first field is the token).
-    async fn start_as(
-        url: &str,
-        db: Option<TestDb>,
-        dir: tempfile::TempDir,
-        token_line: Option<&str>,
-    ) -> Self {
-        let keyring = Arc::new(Keyring::new(vec![("k1".into(), vec![3; 32])]).unwrap());
-        let store = syncsets_store::open(url, Some(keyring)).await.unwrap();
-        let authenticator = token_line.map(|line| {
-            Arc::new(syncsets_api::authn::Authenticator::from_token_file(line).unwrap())
-        });
-        let config = Config {
-            bookmark_interval: std::time::Duration::from_millis(300),
-            authenticator,
-            ..Config::default()
-        };
-        let state = AppState::new(store, config).await.unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (tx, rx) = oneshot::channel();
-        tokio::spawn(syncsets_api::run(state.clone(), listener, async {
-            let _ = rx.await;
-        }));
-        Self {
-            base,
-            state,
+    /// Starts a server as `builder` says (`None`: its backend is unavailable outside CI).
+    async fn start(builder: Builder) -> Option<Self> {
+        let server = builder
+            .bookmark_interval(std::time::Duration::from_millis(300))
+            .start()
+            .await?;
+        Some(Self {
+            base: server.base.clone(),
+            state: server.state.clone(),
             client: reqwest::Client::new(),
-            token: token_line.map(|l| l.split(',').next().unwrap_or_default().to_string()),
-            shutdown: Some(tx),
-            db,
-            _dir: dir,
-        }
+            token: server.token.clone(),
+            server,
+        })
     }
 
     /// Over a temporary SQLite file.
     pub async fn sqlite() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
-        Self::start(&url, None, dir).await
+        Self::start(TestServer::builder()).await.expect("SQLite")
     }
 
     /// Over a fresh PostgreSQL database (None when skipped outside CI).
     pub async fn postgres() -> Option<Self> {
-        let db = TestDb::create().await?;
-        let url = db.url.clone();
-        Some(Self::start(&url, Some(db), tempfile::tempdir().unwrap()).await)
+        Self::start(TestServer::builder().backend(Backend::Postgres)).await
     }
 
-    /// Over a temporary SQLite file, with authentication, called as `token_line`'s user.
+    /// Over a temporary SQLite file, with authentication, called as `token_line`'s user
+    /// (a `--token-auth-file` line, whose first field is the token).
     pub async fn sqlite_as(token_line: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
-        Self::start_as(&url, None, dir, Some(token_line)).await
+        Self::start(TestServer::builder().token_auth(token_line))
+            .await
+            .expect("SQLite")
     }
 
     /// Over the in-memory store.
     pub async fn memory() -> Self {
-        Self::start("memory://", None, tempfile::tempdir().unwrap()).await
+        Self::start(TestServer::builder().backend(Backend::Memory))
+            .await
+            .expect("the memory store")
     }
 
     /// Stops the server and drops its database.
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(db) = self.db.take() {
-            db.drop_db().await;
-        }
+    pub async fn stop(self) {
+        self.server.stop().await;
     }
 
     /// A request with optional body and content type.

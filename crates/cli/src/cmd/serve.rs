@@ -232,8 +232,12 @@ impl SecurityArgs {
 
 /// A kubeconfig that points kubectl at a plain-HTTP server (no credentials).
 pub fn kubeconfig(server: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: syncsets\n  cluster:\n    server: {server}\ncontexts:\n- name: syncsets\n  context:\n    cluster: syncsets\n    namespace: default\n    user: syncsets\ncurrent-context: syncsets\nusers:\n- name: syncsets\n  user: {{}}\n"
+    use syncsets_types::kubeconfig;
+    kubeconfig::render(
+        "syncsets",
+        kubeconfig::server(server),
+        "syncsets",
+        Default::default(),
     )
 }
 

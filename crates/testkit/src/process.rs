@@ -1,0 +1,101 @@
+//! [`Process`]: a program a test starts (the `syncsets` binary, mostly), read up to its
+//! first line of output and killed when dropped — the one way tests launch processes.
+
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, Stdio};
+
+/// A running process, killed (SIGKILL) when dropped.
+pub struct Process {
+    child: Child,
+    /// The first line it printed (servers print where they listen).
+    pub first_line: String,
+}
+
+impl Process {
+    /// Starts `program` with `args`, its log (`SYNCSETS_LOG`) at `warn` on the test's
+    /// stderr, and waits for its first line of output.
+    pub fn start<I, S>(program: impl AsRef<OsStr>, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        Self::launch(program, args, None)
+    }
+
+    /// [`Process::start`], with a debug log written to `log`.
+    pub fn logging_to<I, S>(program: impl AsRef<OsStr>, args: I, log: &Path) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        Self::launch(program, args, Some(log))
+    }
+
+    fn launch<I, S>(program: impl AsRef<OsStr>, args: I, log: Option<&Path>) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let program = program.as_ref();
+        let mut command = Command::new(program);
+        command.args(args).stdout(Stdio::piped());
+        match log {
+            Some(path) => command
+                .env("SYNCSETS_LOG", "debug")
+                .stderr(std::fs::File::create(path).expect("creating the log")),
+            None => command.env("SYNCSETS_LOG", "warn").stderr(Stdio::inherit()),
+        };
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", program.to_string_lossy()));
+        let stdout = child.stdout.as_mut().expect("stdout is piped");
+        // One byte at a time: nothing after the first line is taken from the pipe, so
+        // `lines()` reads on from there.
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        while std::io::Read::read(stdout, &mut byte).unwrap_or(0) == 1 {
+            line.push(byte[0]);
+            if byte[0] == b'\n' {
+                break;
+            }
+        }
+        Self {
+            child,
+            first_line: String::from_utf8_lossy(&line).into_owned(),
+        }
+    }
+
+    /// The first `http://` or `https://` address of the first line.
+    pub fn url(&self) -> String {
+        self.first_line
+            .split_whitespace()
+            .find(|w| w.starts_with("https://") || w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in {:?}", self.first_line))
+            .to_string()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The rest of its output, line by line.
+    pub fn lines(&mut self) -> std::io::Lines<BufReader<ChildStdout>> {
+        BufReader::new(self.child.stdout.take().expect("output read once")).lines()
+    }
+
+    /// Kills it (SIGKILL) and waits for it.
+    pub fn kill(mut self) {
+        self.child.kill().expect("killing the process");
+        self.child.wait().expect("waiting for the process");
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
