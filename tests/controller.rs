@@ -527,7 +527,9 @@ async fn paused_and_uninstalled_clusters_are_skipped(hub: Hub) {
     fleet
         .until_set("live", "selectorSyncSets", "s", "Success")
         .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The set is in the controllers' view (live got it): a reconcile of the paused
+    // cluster from now on leaves it alone.
+    fleet.until_reconciled("paused").await;
     assert!(fleet.member_get("paused", &["cm", "x"]).await.is_none());
     // It may have been reconciled once before the annotation landed, never since.
     let untouched = fleet.cluster_sync("paused").await;
@@ -564,7 +566,7 @@ async fn paused_and_uninstalled_clusters_are_skipped(hub: Hub) {
         .hub_apply(&sss("s", "env: prod", "Upsert", &cm("second", "k: v")))
         .await;
     fleet.until_on_member("paused", &["cm", "second"]).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    fleet.until_reconciled("live").await;
     assert!(
         fleet.member_get("live", &["cm", "second"]).await.is_none(),
         "not installed: skipped"
@@ -643,7 +645,7 @@ async fn drift_is_corrected_on_reapply_and_on_request(hub: Hub) {
         )
         .await;
     assert!(ok, "{err}");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    fleet.until_reconciled("a").await;
     let cm = fleet.member_get("a", &["cm", "guarded"]).await.unwrap();
     assert_eq!(
         cm["data"]["mode"], "unsafe",

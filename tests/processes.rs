@@ -710,9 +710,48 @@ fn journal_spans(text: &str, killed: (u32, u128)) -> BTreeMap<String, Vec<Span>>
     spans
 }
 
+/// What happens to the controller replicas mid-rollout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Disruption {
+    /// Replica 1 is SIGKILLed.
+    Kill,
+    /// A third replica joins: shards move to it from the two running.
+    Join,
+    /// Replica 1 is SIGSTOPped past `--replica-ttl` (the others count it gone), then
+    /// SIGCONTed.
+    Stall,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_a_controller_replica_mid_rollout_completes_it_and_no_cluster_is_reconciled_twice_at_once()
  {
+    rollout_through(Disruption::Kill).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_joining_mid_rollout_takes_shards_and_no_cluster_is_reconciled_twice_at_once() {
+    rollout_through(Disruption::Join).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_replica_resuming_mid_rollout_never_reconciles_a_cluster_another_has() {
+    rollout_through(Disruption::Stall).await;
+}
+
+/// Sends `signal` (`STOP`, `CONT`) to a process.
+fn signal(pid: u32, signal: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{signal} {pid}");
+}
+
+/// A rollout over 40 simulated clusters by controller replicas, disrupted once it is under
+/// way; it completes, and the replicas' journals show no cluster reconciled by two of them
+/// at once.
+async fn rollout_through(disruption: Disruption) {
     let Some((_turn, db, amqp)) = backends().await else {
         return;
     };
@@ -743,8 +782,7 @@ async fn killing_a_controller_replica_mid_rollout_completes_it_and_no_cluster_is
     assert!(line.contains(&format!("{CLUSTERS} registered")), "{line}");
     let journal = hub_dir.path().join("journal");
     let journal_arg = journal.to_str().unwrap();
-    let mut replicas: Vec<Option<Process>> = Vec::new();
-    for replica in 0..3 {
+    let start_replica = |replica: usize| {
         let mut args = vec!["controller", "--replica"];
         let ordinal = replica.to_string();
         args.push(&ordinal);
@@ -768,8 +806,10 @@ async fn killing_a_controller_replica_mid_rollout_completes_it_and_no_cluster_is
             line.contains(&format!("replica {replica} running")),
             "{line}"
         );
-        replicas.push(Some(proc));
-    }
+        proc
+    };
+    let initial = if disruption == Disruption::Join { 2 } else { 3 };
+    let mut replicas: Vec<Option<Process>> = (0..initial).map(|r| Some(start_replica(r))).collect();
     // Let the replicas settle their shares, then start the rollout.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let resources: Vec<Value> = (0..10)
@@ -813,17 +853,37 @@ async fn killing_a_controller_replica_mid_rollout_completes_it_and_no_cluster_is
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let victim = replicas[1].take().unwrap();
-    let pid = victim.pid();
-    let killed_at = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    drop(victim); // SIGKILL
-    let progress_at_kill = in_sync().await;
+    // The replica disrupted (for a join, the one that joins) and, if killed, when.
+    let (pid, killed_at) = match disruption {
+        Disruption::Kill => {
+            let victim = replicas[1].take().unwrap();
+            let pid = victim.pid();
+            let killed_at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos();
+            drop(victim); // SIGKILL
+            (pid, killed_at)
+        }
+        Disruption::Join => {
+            let joined = start_replica(2);
+            let pid = joined.pid();
+            replicas.push(Some(joined));
+            (pid, 0)
+        }
+        Disruption::Stall => {
+            let pid = replicas[1].as_ref().unwrap().pid();
+            signal(pid, "STOP");
+            // Past --replica-ttl: the others count it gone and take its shards.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            signal(pid, "CONT");
+            (pid, 0)
+        }
+    };
+    let progress = in_sync().await;
     assert!(
-        progress_at_kill < CLUSTERS,
-        "killed mid-rollout ({progress_at_kill} of {CLUSTERS} done)"
+        progress < CLUSTERS,
+        "{disruption:?} mid-rollout ({progress} of {CLUSTERS} done)"
     );
     while in_sync().await < CLUSTERS {
         assert!(
@@ -863,7 +923,7 @@ async fn killing_a_controller_replica_mid_rollout_completes_it_and_no_cluster_is
     assert!(spans.len() >= CLUSTERS, "every cluster was reconciled");
     assert!(
         spans.values().flatten().any(|s| s.pid == pid),
-        "the killed replica had been working"
+        "the {disruption:?} replica had been working"
     );
     for (cluster, list) in &spans {
         for (i, a) in list.iter().enumerate() {

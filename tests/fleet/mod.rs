@@ -43,6 +43,13 @@ pub enum Hub {
     PostgresRabbitmq,
 }
 
+fn now_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
 /// Controller settings for tests: quick summaries and retries.
 pub fn test_config() -> syncsets_controller::Config {
     let mut config = syncsets_controller::Config {
@@ -82,6 +89,10 @@ impl Fleet {
             .start()
             .await
             .expect("the memory store");
+        let mut config = config;
+        config
+            .journal
+            .get_or_insert_with(|| dir.path().join("journal"));
         let controller = Controller::start(hub.state.store.clone(), hub.state.bus.clone(), config)
             .await
             .unwrap();
@@ -244,6 +255,42 @@ impl Fleet {
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Waits until the controllers have reconciled `cluster` from start to end with
+    /// everything written before this call in view: the positive signal after which what
+    /// did not happen to the cluster will not happen. The cluster is nudged (a label no
+    /// selector reads) so that a reconcile starts after this call; the journal (every
+    /// reconcile's start and end) shows when one that started later has ended.
+    pub async fn until_reconciled(&self, cluster: &str) {
+        let since = now_nanos();
+        let nudge = format!("syncsets.test/nudge={since}");
+        let (ok, _, err) = self
+            .hub_kubectl(&["-n", "fleet", "label", "cd", cluster, &nudge, "--overwrite"])
+            .await;
+        assert!(ok, "nudging {cluster}: {err}");
+        let key = format!("fleet/{cluster}");
+        let journal = self.dir.path().join("journal");
+        self.until(&format!("a reconcile of {cluster}"), || async {
+            let text = std::fs::read_to_string(&journal).unwrap_or_default();
+            let mut started = false;
+            for line in text.lines() {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                let [event, _replica, _pid, k, at] = f[..] else {
+                    panic!("bad journal line {line:?}")
+                };
+                if k != key {
+                    continue;
+                }
+                match event {
+                    "start" if at.parse::<u128>().unwrap() >= since => started = true,
+                    "end" if started => return Some(()),
+                    _ => {}
+                }
+            }
+            None
+        })
+        .await;
     }
 
     /// Waits until a cluster's ClusterSync reports `name` (a set) with `result` at

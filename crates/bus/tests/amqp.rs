@@ -70,13 +70,20 @@ async fn work_queue_coalesces_leases_once_and_delays() {
     }
     let keys: HashSet<&str> = leases.iter().map(|l| l.key()).collect();
     assert_eq!(keys, HashSet::from(["a", "b"]));
-    // Enqueued while active: handed out again only after the lease ends.
+    // Enqueued while active: handed out again only after the lease ends. What is
+    // enqueued after it while it is held comes first.
     q.enqueue("a").await.unwrap();
-    let blocked = tokio::time::timeout(Duration::from_millis(300), q.next()).await;
-    assert!(
-        blocked.is_err(),
-        "a is active, b is active, nothing else waits"
+    q.enqueue("c").await.unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(10), q.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        next.key(),
+        "c",
+        "a is active: it waits for its lease to end"
     );
+    next.done();
     for l in leases {
         l.done();
     }
@@ -97,8 +104,14 @@ async fn work_queue_coalesces_leases_once_and_delays() {
         "delayed by the TTL queue"
     );
     later.done();
-    let none = tokio::time::timeout(Duration::from_millis(300), q.next()).await;
-    assert!(none.is_err(), "nothing left");
+    // Nothing else was left: a key enqueued now is the next one handed out.
+    q.enqueue("z").await.unwrap();
+    let last = tokio::time::timeout(Duration::from_secs(10), q.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(last.key(), "z", "nothing was left before it");
+    last.done();
     bus.delete_work_queue(&name, &[Duration::from_millis(500)])
         .await
         .unwrap();
