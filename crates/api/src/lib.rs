@@ -26,7 +26,7 @@ pub mod limits;
 mod negotiate;
 mod openapi;
 pub mod rbac;
-mod request;
+pub mod request;
 pub mod tls;
 
 use std::collections::{HashMap, HashSet};

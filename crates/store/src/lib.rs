@@ -19,7 +19,7 @@ pub mod keyring;
 mod memory;
 mod postgres;
 pub mod private_file;
-mod rawjson;
+pub mod rawjson;
 mod sqlite;
 
 use std::collections::BTreeMap;

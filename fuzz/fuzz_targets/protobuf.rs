@@ -1,0 +1,8 @@
+//! Kubernetes protobuf bodies (the hand-written decoder): never panic, whatever the bytes.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = syncsets_machinery::protobuf::decode(data);
+});
