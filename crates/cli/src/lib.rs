@@ -52,7 +52,7 @@ enum Command {
     /// Run the store's migrations and exit.
     Migrate(cmd::migrate::MigrateArgs),
     /// Measure throughput and latency beside raw SQL baselines.
-    Bench(cmd::bench::BenchArgs),
+    Bench(syncsets_bench::BenchArgs),
     /// Host simulated member clusters and register them with a hub.
     FleetSim(cmd::fleet_sim::FleetSimArgs),
     /// Show, per SyncSet and SelectorSyncSet, how many clusters are in sync or failing.
@@ -89,7 +89,7 @@ impl Args {
                 Command::RotateKeys(a) => cmd::rotate_keys::run(a).await,
                 Command::Controller(a) => cmd::controller::run(a).await,
                 Command::Migrate(a) => cmd::migrate::run(a).await,
-                Command::Bench(a) => cmd::bench::run(a).await,
+                Command::Bench(a) => syncsets_bench::run(a).await,
                 Command::FleetSim(a) => cmd::fleet_sim::run(a).await,
                 Command::Status(a) => cmd::status::run(a).await,
                 Command::Resync(a) => cmd::resync::run(a).await,

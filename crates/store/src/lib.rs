@@ -348,10 +348,16 @@ pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'a));
 
 impl std::fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
+        let mut shown = self.0.to_string();
+        write!(f, "{shown}")?;
         let mut cause = self.0.source();
         while let Some(e) = cause {
-            write!(f, ": {e}")?;
+            // Some errors (sqlx's) say their source's message already: it is not repeated.
+            let message = e.to_string();
+            if !shown.ends_with(&message) {
+                write!(f, ": {message}")?;
+            }
+            shown = message;
             cause = e.source();
         }
         Ok(())
@@ -737,5 +743,14 @@ mod error_tests {
             "{text}"
         );
         assert!(std::error::Error::source(&corrupt).is_some());
+        // A cause that already says its own cause's message is not followed by it again.
+        #[derive(Debug, thiserror::Error)]
+        #[error("returned: {0}")]
+        struct Says(#[source] std::io::Error);
+        let says = StoreError::write_failed(Says(std::io::Error::other("disk full")));
+        assert_eq!(
+            Chain(&says).to_string(),
+            "write failed: returned: disk full"
+        );
     }
 }

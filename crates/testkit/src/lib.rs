@@ -73,19 +73,25 @@ pub struct TestDb {
     /// Its connection URL.
     pub url: String,
     name: String,
+    admin: String,
 }
 
 impl TestDb {
     /// Creates a fresh database, or `None` (after [`unavailable`]) when PostgreSQL is down.
     pub async fn create() -> Option<Self> {
-        let admin = postgres_admin_url();
-        let mut conn = match PgConnection::connect(&admin).await {
-            Ok(c) => c,
+        match Self::create_on(&postgres_admin_url()).await {
+            Ok(db) => Some(db),
             Err(e) => {
                 unavailable("PostgreSQL", &e.to_string());
-                return None;
+                None
             }
-        };
+        }
+    }
+
+    /// Creates a fresh database on the server of `admin` (a URL of a database there that
+    /// may create databases), first dropping those that tests left behind over an hour ago.
+    pub async fn create_on(admin: &str) -> Result<Self, sqlx::Error> {
+        let mut conn = PgConnection::connect(admin).await?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .expect("clock")
@@ -94,18 +100,19 @@ impl TestDb {
         let name = format!("syncsets_test_{now}_{}", uuid::Uuid::new_v4().simple());
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut conn)
-            .await
-            .expect("create test database");
-        let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
-        Some(Self {
+            .await?;
+        let base = admin.split('?').next().unwrap_or(admin);
+        let base = base.rsplit_once('/').map(|(b, _)| b).unwrap_or(base);
+        Ok(Self {
             url: format!("{base}/{name}"),
             name,
+            admin: admin.to_string(),
         })
     }
 
     /// Drops the database.
     pub async fn drop_db(self) {
-        if let Ok(mut conn) = PgConnection::connect(&postgres_admin_url()).await {
+        if let Ok(mut conn) = PgConnection::connect(&self.admin).await {
             let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",
                 self.name

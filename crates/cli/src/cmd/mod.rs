@@ -1,8 +1,5 @@
 //! One module per command.
 
-pub mod bench;
-mod bench_fleet;
-mod bench_watch;
 pub mod controller;
 pub mod demo;
 pub mod fleet_sim;

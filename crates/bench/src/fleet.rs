@@ -24,12 +24,17 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 
-use super::bench::verdict;
-use super::serve::kubeconfig;
+use crate::verdict;
+
+/// A kubeconfig for a simulated cluster (no credentials).
+fn kubeconfig(server: &str) -> String {
+    use syncsets_types::kubeconfig;
+    kubeconfig::render("c", kubeconfig::server(server), "c", Default::default())
+}
 
 /// Hive's scale-test workload (`hack/scaletest/syncset-template.yaml`).
 const HIVE_TEMPLATE: &str = include_str!(
-    "../../../../tests/fixtures/hive/template-selectorsyncset-scaletest-resourceapplymode-sync.yaml"
+    "../../../tests/fixtures/hive/template-selectorsyncset-scaletest-resourceapplymode-sync.yaml"
 );
 
 /// The label the scale-test sets select (hiveutil sets it on the clusters it creates).

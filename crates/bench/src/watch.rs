@@ -18,7 +18,7 @@ use syncsets_bus::Bus;
 use syncsets_bus::relay::{Relay, RelayConfig};
 use syncsets_store::{ObjectKey, Store};
 
-use super::bench::{configmap, ms, percentile, verdict};
+use crate::{configmap, ms, percentile, verdict};
 
 /// Events the relay benchmark publishes.
 const RELAY_EVENTS: usize = 20_000;

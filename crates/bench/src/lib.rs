@@ -1,4 +1,4 @@
-//! `syncsets bench`: measurements beside baselines taken in the same run, on the same
+//! `syncsets bench` (its own crate: measurement tooling, apart from the product code): measurements beside baselines taken in the same run, on the same
 //! machine, through the same database driver, so the figures are ratios that survive a
 //! noisy shared machine.
 //!
@@ -8,22 +8,24 @@
 //!   list     label-selector list over a large collection     vs  the raw SQL query, p50
 //! ```
 //!
-//! and the event path ([`super::bench_watch`]): relay throughput, watch latency, fan-out.
+//! and the event path ([`watch`]): relay throughput, watch latency, fan-out.
 //!
 //! The server runs in-process on 127.0.0.1:0 over a throw-away store: a temporary SQLite
 //! file, or a temporary database on the given PostgreSQL server (dropped afterwards).
+
+mod fleet;
+mod watch;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
-use sqlx::{Connection, Executor};
+use sqlx::Executor;
 use syncsets_api::{AppState, Config};
 use syncsets_bus::relay::{Relay, RelayConfig};
 use syncsets_bus::{AmqpBus, Bus, LocalBus};
 
-use super::{bench_fleet, bench_watch};
 use syncsets_store::{Keyring, ObjectKey, Store};
 use tokio::sync::oneshot;
 
@@ -77,7 +79,7 @@ pub struct BenchArgs {
     only: Vec<String>,
 
     #[command(flatten)]
-    fleet: bench_fleet::FleetArgs,
+    fleet: fleet::FleetArgs,
 }
 
 /// A temporary backend.
@@ -85,7 +87,7 @@ struct Backend {
     url: String,
     kind: &'static str,
     _dir: Option<tempfile::TempDir>,
-    drop_db: Option<(String, String)>,
+    db: Option<syncsets_testkit::TestDb>,
 }
 
 impl Backend {
@@ -98,35 +100,24 @@ impl Backend {
                     url,
                     kind: "sqlite",
                     _dir: Some(dir),
-                    drop_db: None,
+                    db: None,
                 })
             }
             "memory" => Ok(Self {
                 url: "memory://".into(),
                 kind: "memory",
                 _dir: None,
-                drop_db: None,
+                db: None,
             }),
             url if url.starts_with("postgres") => {
-                let name = format!("syncsets_bench_{}", std::process::id());
-                let mut admin = sqlx::PgConnection::connect(url)
+                let db = syncsets_testkit::TestDb::create_on(url)
                     .await
-                    .context("connecting to PostgreSQL")?;
-                admin
-                    .execute(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {name}"
-                    )))
-                    .await?;
-                admin
-                    .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .await?;
-                let base = url.split('?').next().unwrap_or(url);
-                let base = base.rsplit_once('/').map(|(b, _)| b).unwrap_or(base);
+                    .context("creating a database on PostgreSQL")?;
                 Ok(Self {
-                    url: format!("{base}/{name}"),
+                    url: db.url.clone(),
                     kind: "postgres",
                     _dir: None,
-                    drop_db: Some((url.to_string(), name)),
+                    db: Some(db),
                 })
             }
             other => {
@@ -136,35 +127,29 @@ impl Backend {
     }
 
     async fn cleanup(self) {
-        if let Some((admin, name)) = self.drop_db
-            && let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await
-        {
-            let _ = conn
-                .execute(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .await;
+        if let Some(db) = self.db {
+            db.drop_db().await;
         }
     }
 }
 
 /// A ConfigMap of about 1 KiB.
-pub(super) fn configmap(name: &str, labels: Value) -> Value {
+pub(crate) fn configmap(name: &str, labels: Value) -> Value {
     json!({"apiVersion": "v1", "kind": "ConfigMap",
            "metadata": {"name": name, "namespace": "bench", "labels": labels},
            "data": {"payload": "x".repeat(900)}})
 }
 
-pub(super) fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[idx.min(sorted.len() - 1)]
 }
 
-pub(super) fn ms(d: Duration) -> String {
+pub(crate) fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
-pub(super) fn verdict(ok: bool) -> &'static str {
+pub(crate) fn verdict(ok: bool) -> &'static str {
     if ok { "PASS" } else { "FAIL" }
 }
 
@@ -178,7 +163,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.only.iter().any(|o| o == "fleet") {
         let backend = Backend::prepare(&args.store).await?;
-        let fleet = bench_fleet::run(&args.fleet, &backend.url, &args.bus).await;
+        let fleet = fleet::run(&args.fleet, &backend.url, &args.bus).await;
         backend.cleanup().await;
         if !fleet? {
             bail!("a fleet benchmark missed its target");
@@ -240,7 +225,7 @@ async fn run_on(args: &BenchArgs, backend: &Backend) -> anyhow::Result<()> {
     let mut failed = false;
     // The relay runs throughout, as in `serve`; its own benchmark starts it on a backlog.
     let _relay = if args.only.iter().any(|o| o == "relay") {
-        let (ok, relay) = bench_watch::bench_relay(store.clone(), bus.clone(), amqp).await?;
+        let (ok, relay) = watch::bench_relay(store.clone(), bus.clone(), amqp).await?;
         failed |= !ok;
         relay
     } else {
@@ -255,7 +240,7 @@ async fn run_on(args: &BenchArgs, backend: &Backend) -> anyhow::Result<()> {
     if args.only.iter().any(|o| o == "watch") {
         let target = Duration::from_millis(if amqp.is_some() { 50 } else { 20 });
         let bus_name = bus.backend();
-        failed |= !bench_watch::bench_watch(
+        failed |= !watch::bench_watch(
             &client,
             &base,
             bus_name,
@@ -266,7 +251,7 @@ async fn run_on(args: &BenchArgs, backend: &Backend) -> anyhow::Result<()> {
         .await?;
     }
     if args.only.iter().any(|o| o == "fanout") {
-        failed |= !bench_watch::bench_fanout(&client, &base, args.clients.min(8)).await?;
+        failed |= !watch::bench_fanout(&client, &base, args.clients.min(8)).await?;
     }
     let _ = stop.send(());
     let _ = server.await;
