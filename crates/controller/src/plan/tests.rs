@@ -1,7 +1,9 @@
 //! Planner and status tests: no I/O, builders for clusters, sets and statuses.
 
+use super::fold::failed_condition;
 use super::*;
 use crate::model::{SetDef, Targets};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::json;
 use syncsets_types::Selector;
 use syncsets_types::hive::{SecretMapping, SecretReference, SyncSetCommonSpec};
