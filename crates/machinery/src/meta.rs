@@ -196,6 +196,31 @@ fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
 
 const GENERATE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
+/// The name of an object about to be created: its `metadata.name`, or, when it has none, one
+/// made from its `generateName` now and written into it (`""`: neither). Admission of a
+/// create does this; a caller that needs the name before admitting calls it first.
+pub fn name_for_create(obj: &mut Value) -> String {
+    match obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        Some(meta) => name_from_generate_name(meta),
+        None => String::new(),
+    }
+}
+
+fn name_from_generate_name(meta: &mut Map<String, Value>) -> String {
+    let name = meta.get("name").and_then(Value::as_str).unwrap_or_default();
+    if name.is_empty()
+        && let Some(base) = meta
+            .get("generateName")
+            .and_then(Value::as_str)
+            .filter(|b| !b.is_empty())
+    {
+        let generated = generate_name(base);
+        meta.insert("name".into(), json!(generated));
+        return generated;
+    }
+    name.to_string()
+}
+
 /// `generateName` + 5 random characters, as Kubernetes' SimpleNameGenerator does.
 pub fn generate_name(base: &str) -> String {
     let base: String = base.chars().take(58).collect();
@@ -244,16 +269,7 @@ pub fn admit_create(
         } else {
             meta.remove("namespace");
         }
-        let name = meta.get("name").and_then(Value::as_str).unwrap_or_default();
-        if name.is_empty()
-            && let Some(base) = meta
-                .get("generateName")
-                .and_then(Value::as_str)
-                .filter(|b| !b.is_empty())
-        {
-            let generated = generate_name(base);
-            meta.insert("name".into(), json!(generated));
-        }
+        name_from_generate_name(meta);
         meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
         meta.insert("creationTimestamp".into(), json!(ctx.now));
         if kind.tracks_generation {

@@ -18,17 +18,7 @@ pub(crate) async fn create(ctx: &Ctx, body: Bytes) -> ApiResult<Response> {
     let decoded = ctx.decode_object(&body)?;
     let mut object = decoded.value;
     // The name is known before admission (generateName picks one now).
-    let name = match object["metadata"]["name"].as_str() {
-        Some(name) if !name.is_empty() => name.to_string(),
-        _ => match object["metadata"]["generateName"].as_str() {
-            Some(base) if !base.is_empty() => {
-                let name = meta::generate_name(base);
-                object["metadata"]["name"] = Value::String(name.clone());
-                name
-            }
-            _ => String::new(),
-        },
-    };
+    let name = meta::name_for_create(&mut object);
     let now = meta::now();
     let wctx = ctx.write_context(&now, Ownership::Update(ctx.manager()?), false)?;
     let written = store_new(ctx, &name, wctx, &decoded.duplicates, object).await?;

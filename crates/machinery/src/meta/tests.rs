@@ -171,3 +171,17 @@ fn finalizers_during_deletion() {
     let bad = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b", "finalizers": ["nope"]}});
     assert!(matches!(admit_create(&c, bad, &[]), Err(Error::Invalid(_))));
 }
+
+#[test]
+fn a_create_is_named_from_generate_name_before_admission_and_keeps_that_name() {
+    let mut named = json!({"metadata": {"name": "kept", "generateName": "cfg-"}});
+    assert_eq!(name_for_create(&mut named), "kept");
+    assert_eq!(named["metadata"]["name"], "kept");
+    let mut generated = json!({"metadata": {"generateName": "cfg-"}});
+    let name = name_for_create(&mut generated);
+    assert!(name.starts_with("cfg-") && name.len() == 9, "{name}");
+    assert_eq!(generated["metadata"]["name"], name.as_str());
+    for mut nameless in [json!({"metadata": {}}), json!({"metadata": "x"}), json!([])] {
+        assert_eq!(name_for_create(&mut nameless), "");
+    }
+}
