@@ -15,7 +15,7 @@ use syncsets_write::{Change, Plain, Proposal, Write, WriteError};
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::handlers::Ctx;
+use crate::handlers::{Ctx, deletion};
 
 pub(crate) const CRD_RESOURCE: &str = "customresourcedefinitions.apiextensions.k8s.io";
 const DEFAULT_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
@@ -151,8 +151,10 @@ pub async fn after_delete(ctx: &Ctx, obj: &Value) {
         Ok(page) => {
             for item in page.items {
                 let key = ObjectKey::new(cluster, name, &item.namespace, &item.name);
-                if let Err(e) = Write::removal(ctx.state.store.as_ref(), key, &ctx.kind)
-                    .run(&Plain, |current| {
+                // From the listed version (no second read); a later one is read again.
+                let listed = item.parse().ok();
+                if let Err(e) = Write::removal(ctx.state.store.as_ref(), key)
+                    .run_from(listed.map(Some), &Plain, |current| {
                         Ok(current.map_or(Proposal::Keep, |_| Proposal::Delete))
                     })
                     .await
@@ -224,22 +226,15 @@ async fn finalize_pass(state: &Arc<AppState>, cluster: &str, namespace: &str) ->
         };
         let ctx = Ctx::internal(state, kind.clone(), cluster, Some(namespace));
         for raw in page.items {
-            // Objects with finalizers are marked and wait for their owners; others go.
+            // As a delete request would: objects with finalizers are marked and wait for
+            // their owners, the others go; from the listed version (no second read).
+            let Ok(listed) = raw.parse() else {
+                remaining = true;
+                continue;
+            };
             let written = ctx
-                .write(&raw.name, None, &[], |current| {
-                    let Some(current) = current else {
-                        return Ok(Proposal::Keep);
-                    };
-                    let meta = &current.object["metadata"];
-                    if meta["finalizers"].as_array().is_none_or(|f| f.is_empty()) {
-                        return Ok(Proposal::Delete);
-                    }
-                    if meta.get("deletionTimestamp").is_some() {
-                        return Ok(Proposal::Keep);
-                    }
-                    let mut obj = current.object.clone();
-                    meta::mark_deleting(&mut obj, &now, kind.tracks_generation);
-                    Ok(Proposal::Mark(obj))
+                .write_from(&raw.name, None, &[], Some(Some(listed)), |current| {
+                    Ok(current.map_or(Proposal::Keep, |c| deletion(&ctx, c, &now)))
                 })
                 .await;
             match written {

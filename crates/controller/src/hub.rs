@@ -197,7 +197,7 @@ impl HubWriter {
         rv: Option<u64>,
     ) -> Result<()> {
         let info = self.kind(kind);
-        Write::removal(self.store.as_ref(), self.key(kind, namespace, name), &info)
+        Write::removal(self.store.as_ref(), self.key(kind, namespace, name))
             .run(self, |cur| match cur {
                 None => Ok(Proposal::Keep),
                 Some(c) if rv.is_some_and(|rv| rv != c.rv) => {

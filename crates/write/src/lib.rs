@@ -27,8 +27,8 @@ pub enum Proposal {
     Keep,
     /// Create it (when absent) or replace it with this object, admitted first.
     Write(Value),
-    /// Replace it with this object as is, without admission: the server's own
-    /// bookkeeping, such as marking an object deleted.
+    /// Replace it with this object as is (in its stored form, as read), without admission:
+    /// the server's own bookkeeping, such as marking an object deleted.
     Mark(Value),
     /// Delete it.
     Delete,
@@ -102,7 +102,6 @@ pub trait Effects: Sync {
 pub struct Write<'a> {
     store: &'a dyn Store,
     key: ObjectKey,
-    kind: &'a KindInfo,
     admission: Option<WriteContext<'a>>,
     duplicates: &'a [String],
     dry_run: bool,
@@ -114,7 +113,6 @@ impl<'a> Write<'a> {
         Self {
             store,
             key,
-            kind: admission.kind,
             admission: Some(admission),
             duplicates: &[],
             dry_run: false,
@@ -122,11 +120,10 @@ impl<'a> Write<'a> {
     }
 
     /// A write of `key` that only keeps, marks or deletes (it admits nothing).
-    pub fn removal(store: &'a dyn Store, key: ObjectKey, kind: &'a KindInfo) -> Self {
+    pub fn removal(store: &'a dyn Store, key: ObjectKey) -> Self {
         Self {
             store,
             key,
-            kind,
             admission: None,
             duplicates: &[],
             dry_run: false,
@@ -200,8 +197,7 @@ impl<'a> Write<'a> {
                 self.delete(&current, effects).await
             }
             (Proposal::Mark(_), None) => Err(WriteError::Store(StoreError::NotFound)),
-            (Proposal::Mark(mut object), Some(current)) => {
-                storage_form(self.kind, &mut object);
+            (Proposal::Mark(object), Some(current)) => {
                 self.replace(&current, object, Change::Marked, Vec::new(), effects)
                     .await
             }
@@ -216,7 +212,7 @@ impl<'a> Write<'a> {
                     .check(Some(&current.object), &mut object)
                     .await
                     .map_err(WriteError::Refused)?;
-                storage_form(self.kind, &mut object);
+                storage_form(admission.kind, &mut object);
                 if meta::should_finalize(&object) {
                     // The last finalizer is gone from an object being deleted: it goes.
                     if self.dry_run {
@@ -273,9 +269,9 @@ impl<'a> Write<'a> {
             .check(None, &mut object)
             .await
             .map_err(WriteError::Refused)?;
-        storage_form(self.kind, &mut object);
+        storage_form(admission.kind, &mut object);
         if self.dry_run {
-            self.check_namespace().await?;
+            self.check_namespace(admission.kind).await?;
             // As the store would refuse it: an object of that name exists already.
             if self
                 .store
@@ -291,7 +287,7 @@ impl<'a> Write<'a> {
         // The namespace check happens in the same transaction as the write.
         match self
             .store
-            .create(&self.key, &object, self.kind.namespaced)
+            .create(&self.key, &object, admission.kind.namespaced)
             .await
         {
             Ok(stored) => {
@@ -355,8 +351,8 @@ impl<'a> Write<'a> {
 
     /// A dry-run create's namespace must exist and not be terminating, as a real one's
     /// must (the store checks that in the write's transaction).
-    async fn check_namespace<E>(&self) -> Result<(), WriteError<E>> {
-        if !self.kind.namespaced {
+    async fn check_namespace<E>(&self, kind: &KindInfo) -> Result<(), WriteError<E>> {
+        if !kind.namespaced {
             return Ok(());
         }
         let key = ObjectKey::new(&self.key.cluster, "namespaces", "", &self.key.namespace);
@@ -402,7 +398,7 @@ fn same(new: &Value, current: &Value) -> bool {
 }
 
 /// An object as stored: at its kind's storage version.
-pub fn storage_form(kind: &KindInfo, object: &mut Value) {
+fn storage_form(kind: &KindInfo, object: &mut Value) {
     if kind.storage_version != kind.version && object.is_object() {
         let gv = if kind.group.is_empty() {
             kind.storage_version.clone()

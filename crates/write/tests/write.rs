@@ -204,7 +204,7 @@ async fn removing_the_last_finalizer_of_a_deleted_object_deletes_it() {
         .run(&Plain, |_| Ok(Proposal::Write(object.clone())))
         .await
         .expect("created");
-    let marked = Write::removal(&store, cm_key(), &cm)
+    let marked = Write::removal(&store, cm_key())
         .run(&Plain, |current| {
             let mut obj = current.expect("exists").object.clone();
             obj["metadata"]["deletionTimestamp"] = json!(now);
@@ -280,7 +280,7 @@ async fn the_writer_policy_runs_after_admission_and_its_effects_after_the_write(
         .await
         .expect("written");
     assert_eq!(written.object["metadata"]["labels"]["checked"], "yes");
-    Write::removal(&store, cm_key(), &cm)
+    Write::removal(&store, cm_key())
         .run(&recorder, |_| Ok(Proposal::Delete))
         .await
         .expect("deleted");

@@ -120,38 +120,48 @@ pub(crate) enum Deleted {
     Terminating(Value),
 }
 
+/// What deleting `current` comes to: objects with finalizers (and namespaces, whose
+/// contents go first) are marked deleted and wait, once; the others go.
+pub(crate) fn deletion(ctx: &Ctx, current: &Stored, now: &str) -> Proposal {
+    let is_namespace = is_namespace(ctx);
+    let finalizers = current.object["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|f| !f.is_empty());
+    if !(finalizers || is_namespace) {
+        return Proposal::Delete;
+    }
+    if current.object["metadata"]
+        .get("deletionTimestamp")
+        .is_some()
+    {
+        return Proposal::Keep;
+    }
+    let mut obj = current.object.clone();
+    meta::mark_deleting(&mut obj, now, ctx.kind.tracks_generation);
+    if is_namespace {
+        obj["status"]["phase"] = json!("Terminating");
+    }
+    Proposal::Mark(obj)
+}
+
+fn is_namespace(ctx: &Ctx) -> bool {
+    ctx.kind.group.is_empty() && ctx.kind.plural == "namespaces"
+}
+
 /// Deletes or marks one object, retrying races.
 pub(crate) async fn delete_one(ctx: &Ctx, name: &str, opts: &DeleteOptions) -> ApiResult<Deleted> {
-    let is_namespace = ctx.kind.group.is_empty() && ctx.kind.plural == "namespaces";
     let now = meta::now();
     let written = ctx
         .write(name, None, &[], |current| {
             let current = current.ok_or_else(|| ApiError::not_found(&ctx.kind, name))?;
             check_preconditions(ctx, name, current, opts)?;
-            let finalizers = current.object["metadata"]["finalizers"]
-                .as_array()
-                .is_some_and(|f| !f.is_empty());
-            if !(finalizers || is_namespace) {
-                return Ok(Proposal::Delete);
-            }
-            if current.object["metadata"]
-                .get("deletionTimestamp")
-                .is_some()
-            {
-                return Ok(Proposal::Keep);
-            }
-            let mut obj = current.object.clone();
-            meta::mark_deleting(&mut obj, &now, ctx.kind.tracks_generation);
-            if is_namespace {
-                obj["status"]["phase"] = json!("Terminating");
-            }
-            Ok(Proposal::Mark(obj))
+            Ok(deletion(ctx, current, &now))
         })
         .await?;
     if written.change == Change::Deleted {
         return Ok(Deleted::Gone(written.object));
     }
-    if is_namespace && !ctx.query.dry_run {
+    if is_namespace(ctx) && !ctx.query.dry_run {
         lifecycle::finalize_namespace(ctx, name).await;
     }
     Ok(Deleted::Terminating(written.object))

@@ -401,7 +401,7 @@ impl Ctx {
         let key = self.key(name);
         let write = match admission {
             Some(admission) => Write::new(self.state.store.as_ref(), key, admission),
-            None => Write::removal(self.state.store.as_ref(), key, &self.kind),
+            None => Write::removal(self.state.store.as_ref(), key),
         };
         write
             .duplicates(duplicates)
@@ -459,6 +459,7 @@ pub(crate) fn body_rv(obj: &Value, ctx: &Ctx, name: &str) -> ApiResult<Option<u6
 }
 
 pub(crate) use create::store_new;
+pub(crate) use delete::deletion;
 
 /// An API request writes with its user's policy checks and the serving replica's
 /// after-write effects (every replica also runs those from the change feed).
