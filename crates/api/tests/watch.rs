@@ -310,7 +310,38 @@ async fn secrets_tables_and_logical_clusters(app: &TestApp) {
     );
 }
 
+/// The legacy watch paths (`/api/v1/watch/…`) are watches: of a collection, or, with a
+/// name, of that one object (authorization reads them as `watch` on that name).
+async fn legacy_watch_paths_watch(app: &TestApp) {
+    let rv = list_rv(app, CM).await;
+    let legacy = "/api/v1/watch/namespaces/default/configmaps";
+    let mut all = app.watch(&format!("{legacy}?resourceVersion={rv}")).await;
+    let mut one = app
+        .watch(&format!("{legacy}/wanted?resourceVersion={rv}"))
+        .await;
+    for name in ["other", "wanted"] {
+        assert_eq!(
+            app.post(CM, &cm(name, "x")).await.status,
+            StatusCode::CREATED
+        );
+    }
+    assert_eq!(
+        summary(&all.next_change().await.unwrap()),
+        pair("ADDED", "other")
+    );
+    assert_eq!(
+        summary(&all.next_change().await.unwrap()),
+        pair("ADDED", "wanted")
+    );
+    // Only the named object: the first event is its own.
+    assert_eq!(
+        summary(&one.next_change().await.unwrap()),
+        pair("ADDED", "wanted")
+    );
+}
+
 per_backend!(
+    legacy_watch_paths_watch,
     selectors_turn_label_changes_into_added_and_deleted,
     resuming_from_a_version_replays_exactly_what_followed,
     initial_state_bookmarks_and_timeouts,

@@ -92,10 +92,21 @@ async fn handle(
                 }
             }
         }
-        Route::Resource(info) => {
+        Route::Resource(mut info) => {
             let mut query = parsed.query.clone()?;
-            // The legacy watch path watches whatever the query says.
-            query.watch |= info.watch;
+            if info.watch {
+                // The legacy watch path watches whatever the query says; with a name, that
+                // one object (as authorization reads it: `watch` on that name).
+                query.watch = true;
+                if let Some(name) = info.name.take() {
+                    let one = format!("metadata.name={name}");
+                    query.field_selector = if query.field_selector.is_empty() {
+                        one
+                    } else {
+                        format!("{},{one}", query.field_selector)
+                    };
+                }
+            }
             let kinds = state.kinds(&info.cluster).await?;
             let kind = kinds
                 .get(&info.group, &info.version, &info.resource)
