@@ -664,7 +664,10 @@ async fn drift_is_corrected_on_reapply_and_on_request(hub: Hub) {
 }
 
 async fn an_unreachable_cluster_is_reported_and_does_not_hold_up_the_fleet(hub: Hub) {
-    let Some(fleet) = Fleet::start(hub, test_config()).await else {
+    // Long enough that the live clusters converge well within the silent cluster's wait.
+    let mut config = test_config();
+    config.clients.request_timeout = Duration::from_secs(10);
+    let Some(fleet) = Fleet::start(hub, config).await else {
         return;
     };
     // A port nothing listens on.
@@ -691,7 +694,6 @@ async fn an_unreachable_cluster_is_reported_and_does_not_hold_up_the_fleet(hub: 
             .register(&format!("live-{i}"), json!({"env": "prod"}))
             .await;
     }
-    let started = std::time::Instant::now();
     fleet
         .hub_apply(&sss("s", "env: prod", "Upsert", &cm("x", "k: v")))
         .await;
@@ -700,10 +702,13 @@ async fn an_unreachable_cluster_is_reported_and_does_not_hold_up_the_fleet(hub: 
             .until_set(&format!("live-{i}"), "selectorSyncSets", "s", "Success")
             .await;
     }
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "the fleet did not wait for the silent cluster's timeout"
-    );
+    // The fleet did not wait for the silent cluster: it is still waiting for its answer.
+    let undecided = fleet.cluster_sync("silent").await.map_or(true, |cs| {
+        !cs["status"]["selectorSyncSets"]
+            .as_array()
+            .is_some_and(|sets| sets.iter().any(|s| s["name"] == "s"))
+    });
+    assert!(undecided, "the live clusters waited for the silent one");
     let silent_status = fleet
         .until_set("silent", "selectorSyncSets", "s", "Failure")
         .await;

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use syncsets_controller::journal;
 use syncsets_testkit::Process;
 
 /// The `syncsets` binary.
@@ -663,36 +664,27 @@ struct Span {
 fn journal_spans(text: &str, killed: (u32, u128)) -> BTreeMap<String, Vec<Span>> {
     let mut open: BTreeMap<(u32, String), (i64, u128)> = BTreeMap::new();
     let mut spans: BTreeMap<String, Vec<Span>> = BTreeMap::new();
-    for line in text.lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let [event, replica, pid, cluster, at] = f[..] else {
-            panic!("bad journal line {line:?}")
-        };
-        let (replica, pid, at): (i64, u32, u128) = (
-            replica.parse().unwrap(),
-            pid.parse().unwrap(),
-            at.parse().unwrap(),
-        );
-        match event {
-            "start" => {
-                let previous = open.insert((pid, cluster.to_string()), (replica, at));
+    for e in journal::parse(text).unwrap() {
+        let (pid, cluster, at) = (e.pid, e.cluster, e.at);
+        match e.event {
+            journal::Event::Start => {
+                let previous = open.insert((pid, cluster.clone()), (e.replica, at));
                 assert!(
                     previous.is_none(),
                     "process {pid} started {cluster} twice at once"
                 );
             }
-            "end" => {
+            journal::Event::End => {
                 let (replica, start) = open
-                    .remove(&(pid, cluster.to_string()))
+                    .remove(&(pid, cluster.clone()))
                     .expect("an end follows a start");
-                spans.entry(cluster.to_string()).or_default().push(Span {
+                spans.entry(cluster).or_default().push(Span {
                     pid,
                     replica,
                     start,
                     end: at,
                 });
             }
-            other => panic!("unknown journal event {other}"),
         }
     }
     for ((pid, cluster), (replica, start)) in open {

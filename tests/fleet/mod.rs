@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use syncsets_controller::Controller;
+use syncsets_controller::{Controller, journal};
 use syncsets_testkit::{Backend, RabbitVhost, TestServer};
 
 /// A kubeconfig pointing at `server`.
@@ -274,17 +274,11 @@ impl Fleet {
         self.until(&format!("a reconcile of {cluster}"), || async {
             let text = std::fs::read_to_string(&journal).unwrap_or_default();
             let mut started = false;
-            for line in text.lines() {
-                let f: Vec<&str> = line.split_whitespace().collect();
-                let [event, _replica, _pid, k, at] = f[..] else {
-                    panic!("bad journal line {line:?}")
-                };
-                if k != key {
-                    continue;
-                }
-                match event {
-                    "start" if at.parse::<u128>().unwrap() >= since => started = true,
-                    "end" if started => return Some(()),
+            for e in journal::parse(&text).unwrap() {
+                match e.event {
+                    _ if e.cluster != key => {}
+                    journal::Event::Start if e.at >= since => started = true,
+                    journal::Event::End if started => return Some(()),
                     _ => {}
                 }
             }

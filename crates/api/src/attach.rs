@@ -37,7 +37,7 @@ use syncsets_types::hive::{SelectorSyncSetSpec, USABLE_SETS_ANNOTATION, UsableSe
 use crate::authn::UserInfo;
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::Ctx;
-use crate::rbac::Policy;
+use crate::rbac::{Attributes, Policy};
 
 const HIVE: &str = "hive.openshift.io";
 const SELECTOR_SYNCSETS: &str = "selectorsyncsets";
@@ -202,21 +202,17 @@ async fn kubeconfig_secret(
 /// The SelectorSyncSets `user` may `use` in `namespace`: any (a rule without
 /// `resourceNames`), or those its rules name.
 fn usable_sets(policy: &Policy, user: &UserInfo, namespace: &str) -> UsableSets {
-    let mut names = BTreeSet::new();
-    let any = |list: &[String], what: &str| list.iter().any(|v| v == what || v == "*");
-    for rule in policy.rules_for(user, namespace) {
-        if !(any(&rule.verbs, "use")
-            && any(&rule.api_groups, HIVE)
-            && any(&rule.resources, SELECTOR_SYNCSETS))
-        {
-            continue;
-        }
-        if rule.resource_names.is_empty() {
-            return UsableSets::Any;
-        }
-        names.extend(rule.resource_names);
+    let asked = Attributes {
+        verb: "use".into(),
+        namespace: namespace.into(),
+        api_group: HIVE.into(),
+        resource: SELECTOR_SYNCSETS.into(),
+        ..Default::default()
+    };
+    match policy.allowed_names(user, &asked) {
+        None => UsableSets::Any,
+        Some(names) => UsableSets::Only(names),
     }
-    UsableSets::Only(names)
 }
 
 /// What an object records of the sets it may be attached to.

@@ -51,15 +51,6 @@ impl Default for Limits {
     }
 }
 
-/// `qps` requests a second with bursts of `burst`; `None` (no limit) for `qps` ≤ 0.
-fn quota(qps: f64, burst: u32) -> Option<governor::Quota> {
-    if qps.is_nan() || qps <= 0.0 {
-        return None;
-    }
-    let burst = std::num::NonZeroU32::new(burst.max(1)).expect("at least one");
-    governor::Quota::with_period(Duration::from_secs_f64(1.0 / qps)).map(|q| q.allow_burst(burst))
-}
-
 /// Clients tracked beyond which idle ones (back to a full burst) are forgotten.
 const TRACKED_CLIENTS: usize = 10_000;
 
@@ -93,7 +84,7 @@ impl Tracker {
 
 impl<C: governor::clock::Clock + Clone> Tracker<C> {
     fn with_clock(limits: &Limits, clock: C) -> Self {
-        let rates = quota(limits.client_qps, limits.client_burst)
+        let rates = syncsets_retry::quota(limits.client_qps, limits.client_burst)
             .map(|q| governor::RateLimiter::new(q, Default::default(), clock.clone()));
         Self {
             rates,

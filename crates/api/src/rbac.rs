@@ -13,7 +13,7 @@
 //! by a trailing-`*` prefix. ClusterRoles with an `aggregationRule` take the rules of the
 //! ClusterRoles their selectors match, as Kubernetes' aggregation controller writes them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{Value, json};
 use syncsets_types::{LabelSelector, Selector};
@@ -92,22 +92,30 @@ impl Rule {
                         .is_some_and(|prefix| path.starts_with(prefix))
             }),
             None => {
-                let combined = if a.subresource.is_empty() {
-                    a.resource.clone()
-                } else {
-                    format!("{}/{}", a.resource, a.subresource)
-                };
-                self.api_groups
-                    .iter()
-                    .any(|g| g == "*" || *g == a.api_group)
-                    && self.resources.iter().any(|r| {
-                        r == "*"
-                            || *r == combined
-                            || (!a.subresource.is_empty()
-                                && r.strip_prefix("*/") == Some(a.subresource.as_str()))
-                    })
+                self.allows_resource(a)
                     && (self.resource_names.is_empty() || self.resource_names.contains(&a.name))
             }
+        }
+    }
+
+    /// Whether the rule grants `a`'s verb on its group, resource and subresource, whatever
+    /// the object's name.
+    fn allows_resource(&self, a: &Attributes) -> bool {
+        self.verb_matches(&a.verb) && {
+            let combined = if a.subresource.is_empty() {
+                a.resource.clone()
+            } else {
+                format!("{}/{}", a.resource, a.subresource)
+            };
+            self.api_groups
+                .iter()
+                .any(|g| g == "*" || *g == a.api_group)
+                && self.resources.iter().any(|r| {
+                    r == "*"
+                        || *r == combined
+                        || (!a.subresource.is_empty()
+                            && r.strip_prefix("*/") == Some(a.subresource.as_str()))
+                })
         }
     }
 }
@@ -387,6 +395,22 @@ impl Policy {
             .flatten()
             .cloned()
             .collect()
+    }
+
+    /// The names of objects `user` may act on as `a` asks (its name aside): `None` for
+    /// any name, or the names its rules list (`resourceNames`).
+    pub fn allowed_names(&self, user: &UserInfo, a: &Attributes) -> Option<BTreeSet<String>> {
+        let mut names = BTreeSet::new();
+        for rule in self.rules_for(user, &a.namespace) {
+            if !rule.allows_resource(a) {
+                continue;
+            }
+            if rule.resource_names.is_empty() {
+                return None;
+            }
+            names.extend(rule.resource_names);
+        }
+        Some(names)
     }
 
     /// The rules of the role a binding refers to (`None`: no such role).

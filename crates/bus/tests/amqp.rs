@@ -140,7 +140,23 @@ async fn a_dead_replicas_work_moves_to_a_living_one() {
             let _ = q2.next().await;
         }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Both replicas consume every shard before the work arrives.
+    let vhost = syncsets_testkit::amqp_vhost(&url);
+    let shards: Vec<String> = (0..4)
+        .map(|s| format!("syncsets.work.{name}.{s}"))
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let consumers = syncsets_testkit::rabbitmq_consumers(&vhost);
+        if shards.iter().all(|q| consumers.get(q) == Some(&2)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second replica never consumed every shard: {consumers:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let keys: Vec<String> = (0..40).map(|i| format!("k{i}")).collect();
     for k in &keys {
         qp.enqueue(k).await.unwrap();

@@ -1,4 +1,6 @@
-//! Per-cluster retry policy: exponential backoff after failures, a long pause after
+//! Per-cluster retry policy: exponential backoff after failures (the one retry policy,
+//! `syncsets_retry::Backoff`: jittered, so clusters that failed together do not all come
+//! back in the same instant), a long pause after
 //! authentication errors, and a circuit breaker for clusters that cannot be reached — after
 //! a few connection failures in a row the cluster is left alone for a growing interval,
 //! then probed once, so one dead cluster costs the fleet nothing.
@@ -7,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use syncsets_retry::Backoff;
 use tokio::time::Instant;
 
 use crate::target::Failure;
@@ -14,7 +17,7 @@ use crate::target::Failure;
 /// Retry settings.
 #[derive(Clone, Debug)]
 pub struct HealthSettings {
-    /// First retry after a failure.
+    /// First retry after a failure (each delay is random in its upper half).
     pub backoff_base: Duration,
     /// Longest retry delay after failures.
     pub backoff_max: Duration,
@@ -43,7 +46,8 @@ impl Default for HealthSettings {
 
 #[derive(Debug, Default)]
 struct State {
-    failures: u32,
+    /// Created at the first failure; a success forgets the whole state.
+    backoff: Option<Backoff>,
     unreachable: u32,
     open_until: Option<Instant>,
     open_for: Duration,
@@ -122,11 +126,10 @@ impl Health {
         };
         let s = &self.settings;
         let state = clusters.entry(key.to_string()).or_default();
-        state.failures = state.failures.saturating_add(1);
-        let backoff = s
-            .backoff_base
-            .saturating_mul(1 << (state.failures - 1).min(20))
-            .min(s.backoff_max);
+        let backoff = state
+            .backoff
+            .get_or_insert_with(|| Backoff::new(s.backoff_base, s.backoff_max))
+            .next_delay();
         match failure {
             Failure::Unreachable => {
                 state.unreachable += 1;
@@ -167,26 +170,20 @@ mod tests {
     async fn backs_off_exponentially_and_resets_on_success() {
         let h = Health::default();
         let fail = Ended::Failed(Failure::Rejected);
-        let delays: Vec<Duration> = (0..4).map(|_| h.record("c", fail).unwrap()).collect();
-        assert_eq!(
-            delays,
-            [250, 500, 1000, 2000].map(Duration::from_millis),
-            "exponential"
-        );
+        // Each delay d is random in [d/2, d].
+        let within = |got: Option<Duration>, d: Duration| {
+            let got = got.unwrap();
+            assert!(got >= d / 2 && got <= d, "{got:?} not within {d:?}");
+        };
+        for d in [250, 500, 1000, 2000] {
+            within(h.record("c", fail), Duration::from_millis(d));
+        }
         for _ in 0..30 {
             h.record("c", fail);
         }
-        assert_eq!(
-            h.record("c", fail),
-            Some(Duration::from_secs(300)),
-            "capped"
-        );
+        within(h.record("c", fail), Duration::from_secs(300));
         assert_eq!(h.record("c", Ended::Success), None);
-        assert_eq!(
-            h.record("c", fail),
-            Some(Duration::from_millis(250)),
-            "reset"
-        );
+        within(h.record("c", fail), Duration::from_millis(250));
         assert_eq!(
             h.record("d", Ended::Failed(Failure::Unauthorized)),
             Some(Duration::from_secs(600)),

@@ -24,6 +24,7 @@ mod cache;
 mod clients;
 mod health;
 mod hub;
+pub mod journal;
 mod leader;
 mod membership;
 mod model;

@@ -129,19 +129,10 @@ impl std::fmt::Debug for RateLimiter {
     }
 }
 
-/// The quota of `qps` requests a second with bursts of `burst` (`None`: no limit).
-fn quota(qps: f64, burst: u32) -> Option<governor::Quota> {
-    let burst = std::num::NonZeroU32::new(burst.max(1)).expect("at least one");
-    (qps > 0.0)
-        .then(|| governor::Quota::with_period(Duration::from_secs_f64(1.0 / qps)))
-        .flatten()
-        .map(|q| q.allow_burst(burst))
-}
-
 impl RateLimiter {
     /// A limiter with its whole burst available.
     pub fn new(qps: f64, burst: u32) -> Self {
-        Self(quota(qps, burst).map(governor::RateLimiter::direct))
+        Self(syncsets_retry::quota(qps, burst).map(governor::RateLimiter::direct))
     }
 
     /// Waits until a request may be sent.
@@ -447,8 +438,10 @@ mod tests {
     #[test]
     fn the_rate_limiter_allows_a_burst_then_the_rate() {
         let clock = governor::clock::FakeRelativeClock::default();
-        let limiter =
-            governor::RateLimiter::direct_with_clock(quota(10.0, 5).unwrap(), clock.clone());
+        let limiter = governor::RateLimiter::direct_with_clock(
+            syncsets_retry::quota(10.0, 5).unwrap(),
+            clock.clone(),
+        );
         assert!((0..5).all(|_| limiter.check().is_ok()), "the burst is free");
         let wait = limiter
             .check()
@@ -458,7 +451,7 @@ mod tests {
         clock.advance(Duration::from_millis(100));
         assert!(limiter.check().is_ok());
         assert!(limiter.check().is_err());
-        assert!(quota(0.0, 5).is_none(), "0 is no limit");
+        assert!(syncsets_retry::quota(0.0, 5).is_none(), "0 is no limit");
     }
 
     #[tokio::test]

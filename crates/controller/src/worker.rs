@@ -1,8 +1,6 @@
 //! Working the queue: at most `workers` reconciles at once, each with a deadline, each
 //! stopped the moment its lease is lost (another replica may take the cluster then).
 
-use std::io::Write as _;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +10,7 @@ use tokio::task::JoinSet;
 
 use crate::Config;
 use crate::health::Ended;
+use crate::journal::{Event, note};
 use crate::reconcile::{Next, Reconciler};
 use crate::target::Failure;
 
@@ -43,12 +42,12 @@ pub async fn run(reconciler: Arc<Reconciler>, queue: Arc<dyn WorkQueue>, config:
 async fn work(reconciler: &Reconciler, lease: Lease, config: &Config) {
     let key = lease.key().to_string();
     let journal = config.journal.as_deref();
-    note(journal, "start", config.replica, &key);
+    note(journal, Event::Start, config.replica, &key);
     let result = tokio::select! {
         r = tokio::time::timeout(config.reconcile_timeout, reconciler.reconcile(&key)) => Some(r),
         () = lease.lost() => None,
     };
-    note(journal, "end", config.replica, &key);
+    note(journal, Event::End, config.replica, &key);
     match result {
         None => {
             tracing::warn!(cluster = %key, "lost the work item mid-reconcile (broker session ended); stopped");
@@ -70,23 +69,5 @@ async fn work(reconciler: &Reconciler, lease: Lease, config: &Config) {
                 .record(&key, Ended::Failed(Failure::Unreachable));
             lease.retry(delay.unwrap_or(Duration::from_secs(1)));
         }
-    }
-}
-
-/// Appends a journal line: `<event> <replica> <pid> <cluster> <unix nanoseconds>`. One
-/// write of a short line with O_APPEND: lines of several processes never interleave.
-fn note(journal: Option<&Path>, event: &str, replica: i64, key: &str) {
-    let Some(path) = journal else { return };
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let line = format!("{event} {replica} {} {key} {nanos}\n", std::process::id());
-    let written = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .and_then(|mut f| f.write_all(line.as_bytes()));
-    if let Err(e) = written {
-        tracing::warn!(path = %path.display(), error = %syncsets_store::Chain(&e), "cannot write the reconcile journal");
     }
 }

@@ -1,6 +1,8 @@
 //! # syncsets-retry
 //!
-//! One retry policy for every loop that waits on something that failed or is not ready yet
+//! One retry policy, and the one way to state a rate limit ([`quota`]).
+//!
+//! The retry policy is for every loop that waits on something that failed or is not ready yet
 //! (the store, the broker, a namespace still emptying, transactions still in flight):
 //!
 //! ```text
@@ -57,6 +59,16 @@ impl Backoff {
     pub fn reset(&mut self) {
         self.delays = self.builder.build();
     }
+}
+
+/// The rate of `qps` requests a second with bursts of `burst`, for a `governor` limiter;
+/// `None` (no limit) when `qps` is not above zero.
+pub fn quota(qps: f64, burst: u32) -> Option<governor::Quota> {
+    if qps.is_nan() || qps <= 0.0 {
+        return None;
+    }
+    let burst = std::num::NonZeroU32::new(burst.max(1)).expect("at least one");
+    governor::Quota::with_period(Duration::from_secs_f64(1.0 / qps)).map(|q| q.allow_burst(burst))
 }
 
 #[cfg(test)]

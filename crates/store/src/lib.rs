@@ -647,6 +647,29 @@ fn unseal(
     Ok(with_rv(object, rv))
 }
 
+/// The page an SQL backend's list statement returned: rows of `namespace`, `name`, `data`,
+/// `sealed` and `rv`, one more than the limit when there are more.
+fn list_page<R>(keyring: Option<&Keyring>, q: &ListQuery, rows: Vec<R>, rv: u64) -> Result<ListPage>
+where
+    R: sqlx::Row,
+    for<'r> &'r str: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> &'r [u8]: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+{
+    let more = q.limit.is_some_and(|l| rows.len() > l);
+    let items = rows
+        .iter()
+        .take(q.limit.unwrap_or(usize::MAX))
+        .map(|r| {
+            let key = ObjectKey::new(&q.cluster, &q.resource, r.get("namespace"), r.get("name"));
+            let rv: i64 = r.get("rv");
+            raw_object(keyring, key, r.get("data"), r.get("sealed"), rv as u64)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(ListPage { items, rv, more })
+}
+
 /// A listed row as JSON text with its resourceVersion: Secrets are opened, nothing is parsed.
 fn raw_object(
     keyring: Option<&Keyring>,

@@ -26,7 +26,7 @@ use tokio::sync::Mutex;
 use crate::{
     ChangeEvent, EventType, Keyring, ListPage, ListQuery, MetaField, ObjectKey, OutboxEvent,
     OutboxState, RESEAL_PAGE, Resealed, Result, Retention, Role, Store, StoreError, Stored,
-    count_key, labels_of, raw_object, reseal_value, seal, unseal,
+    count_key, labels_of, list_page, reseal_value, seal, unseal,
 };
 
 /// How long a computed watermark is reused by lists.
@@ -389,28 +389,7 @@ impl Store for PostgresStore {
             .bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)))
             .fetch_all(&self.pool)
             .await?;
-        let more = q.limit.is_some_and(|l| rows.len() > l);
-        let items = rows
-            .into_iter()
-            .take(q.limit.unwrap_or(usize::MAX))
-            .map(|r| {
-                let key =
-                    ObjectKey::new(&q.cluster, &q.resource, r.get("namespace"), r.get("name"));
-                let sealed: Option<&[u8]> = r.get("sealed");
-                raw_object(
-                    self.keyring.as_deref(),
-                    key,
-                    r.get("data"),
-                    sealed,
-                    r.get::<i64, _>("rv") as u64,
-                )
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(ListPage {
-            items,
-            rv: watermark,
-            more,
-        })
+        list_page(self.keyring.as_deref(), q, rows, watermark)
     }
 
     async fn create(&self, key: &ObjectKey, object: &Value, in_namespace: bool) -> Result<Stored> {

@@ -19,7 +19,7 @@ use writer::{Done, Op, Writer};
 use crate::{
     ChangeEvent, EventType, Keyring, ListPage, ListQuery, MetaField, ObjectKey, OutboxEvent,
     OutboxState, RESEAL_PAGE, Resealed, Result, Retention, Store, StoreError, Stored, count_key,
-    labels_of, raw_object, reseal_value, seal, unseal,
+    labels_of, list_page, reseal_value, seal, unseal,
 };
 
 /// SQLite-backed store.
@@ -279,29 +279,7 @@ impl Store for SqliteStore {
         let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), binds)
             .fetch_all(&self.readers)
             .await?;
-        let more = q.limit.is_some_and(|l| rows.len() > l);
-        let take = q.limit.unwrap_or(usize::MAX);
-        let items = rows
-            .into_iter()
-            .take(take)
-            .map(|r| {
-                let key =
-                    ObjectKey::new(&q.cluster, &q.resource, r.get("namespace"), r.get("name"));
-                let sealed: Option<&[u8]> = r.get("sealed");
-                raw_object(
-                    self.keyring.as_deref(),
-                    key,
-                    r.get("data"),
-                    sealed,
-                    r.get::<i64, _>("rv") as u64,
-                )
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(ListPage {
-            items,
-            rv: watermark,
-            more,
-        })
+        list_page(self.keyring.as_deref(), q, rows, watermark)
     }
 
     async fn create(&self, key: &ObjectKey, object: &Value, in_namespace: bool) -> Result<Stored> {

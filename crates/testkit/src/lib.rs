@@ -179,8 +179,8 @@ impl Drop for RabbitVhost {
     }
 }
 
-/// Runs `rabbitmqctl` with `args`; panics unless it succeeds.
-pub fn rabbitmqctl(args: &[&str]) {
+/// Runs `rabbitmqctl` with `args` and returns what it printed; panics unless it succeeds.
+pub fn rabbitmqctl(args: &[&str]) -> String {
     let out = std::process::Command::new("rabbitmqctl")
         .args(args)
         .output()
@@ -190,4 +190,38 @@ pub fn rabbitmqctl(args: &[&str]) {
         "rabbitmqctl {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The virtual host an AMQP URL names (`%2f`, or nothing, is `/`).
+pub fn amqp_vhost(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    match rest.split_once('/') {
+        Some((_, v)) if !v.is_empty() => v
+            .split('?')
+            .next()
+            .unwrap_or_default()
+            .replace("%2f", "/")
+            .replace("%2F", "/"),
+        _ => "/".to_string(),
+    }
+}
+
+/// How many consumers each queue of `vhost` has, by queue name.
+pub fn rabbitmq_consumers(vhost: &str) -> std::collections::BTreeMap<String, u64> {
+    let out = rabbitmqctl(&[
+        "list_queues",
+        "-p",
+        vhost,
+        "--quiet",
+        "--no-table-headers",
+        "name",
+        "consumers",
+    ]);
+    out.lines()
+        .filter_map(|l| {
+            let (name, n) = l.trim().rsplit_once(char::is_whitespace)?;
+            Some((name.trim().to_string(), n.parse().ok()?))
+        })
+        .collect()
 }

@@ -238,6 +238,8 @@ async fn insert_event(tx: &mut SqliteConnection, e: Outbox<'_>) -> Result<(), sq
     Ok(())
 }
 
+/// Runs one write inside the batch's transaction. The outer error aborts the batch; the
+/// inner one is this write's own (a precondition that does not hold), which writes nothing.
 async fn apply(
     tx: &mut SqliteConnection,
     op: &Op,
@@ -250,199 +252,244 @@ async fn apply(
             data,
             sealed,
             labels,
-        } => {
-            if *in_namespace {
-                let terminating: Option<bool> = sqlx::query_scalar(
-                    "SELECT json_extract(data, '$.metadata.deletionTimestamp') IS NOT NULL FROM objects \
-                     WHERE cluster = ? AND resource = 'namespaces' AND namespace = '' AND name = ?",
-                )
-                .bind(&key.cluster)
-                .bind(&key.namespace)
-                .fetch_optional(&mut *tx)
-                .await?;
-                match terminating {
-                    None => return Ok(Err(StoreError::NamespaceNotFound)),
-                    Some(true) => return Ok(Err(StoreError::NamespaceTerminating)),
-                    Some(false) => {}
-                }
-            }
-            if find(tx, key).await?.is_some() {
-                return Ok(Err(StoreError::AlreadyExists));
-            }
-            *rv += 1;
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO objects (cluster, resource, namespace, name, rv, data, sealed) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            )
-            .bind(&key.cluster)
-            .bind(&key.resource)
-            .bind(&key.namespace)
-            .bind(&key.name)
-            .bind(*rv as i64)
-            .bind(data)
-            .bind(sealed.as_deref())
-            .fetch_one(&mut *tx)
-            .await?;
-            insert_labels(tx, id, key, labels).await?;
-            let event = Outbox {
-                rv: *rv,
-                key,
-                kind: EventType::Added,
-                data,
-                sealed: sealed.as_deref(),
-                labels,
-                prev: None,
-            };
-            insert_event(tx, event).await?;
-            Ok(Ok(Done::Written(*rv)))
-        }
+        } => create(tx, rv, *in_namespace, key, data, sealed.as_deref(), labels).await,
         Op::Update {
             key,
             data,
             sealed,
             labels,
             expected,
-        } => {
-            let Some((id, current)) = find(tx, key).await? else {
-                return Ok(Err(StoreError::NotFound));
-            };
-            if current as u64 != *expected {
-                return Ok(Err(StoreError::Conflict));
-            }
-            let prev = labels_of(tx, id).await?;
-            *rv += 1;
-            sqlx::query("UPDATE objects SET rv = ?, data = ?, sealed = ? WHERE id = ?")
-                .bind(*rv as i64)
-                .bind(data)
-                .bind(sealed.as_deref())
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            if prev != *labels {
-                sqlx::query("DELETE FROM labels WHERE obj_id = ?")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                insert_labels(tx, id, key, labels).await?;
-            }
-            let event = Outbox {
-                rv: *rv,
-                key,
-                kind: EventType::Modified,
-                data,
-                sealed: sealed.as_deref(),
-                labels,
-                prev: Some(&prev),
-            };
-            insert_event(tx, event).await?;
-            Ok(Ok(Done::Written(*rv)))
-        }
-        Op::Delete { key, expected } => {
-            let Some((id, current)) = find(tx, key).await? else {
-                return Ok(Err(StoreError::NotFound));
-            };
-            if expected.is_some_and(|e| e != current as u64) {
-                return Ok(Err(StoreError::Conflict));
-            }
-            let row = sqlx::query("SELECT data, sealed FROM objects WHERE id = ?")
-                .bind(id)
-                .fetch_one(&mut *tx)
-                .await?;
-            let data: String = row.get("data");
-            let sealed: Option<Vec<u8>> = row.get("sealed");
-            let labels = labels_of(tx, id).await?;
-            *rv += 1;
-            sqlx::query("DELETE FROM objects WHERE id = ?")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("DELETE FROM labels WHERE obj_id = ?")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            let event = Outbox {
-                rv: *rv,
-                key,
-                kind: EventType::Deleted,
-                data: &data,
-                sealed: sealed.as_deref(),
-                labels: &labels,
-                prev: None,
-            };
-            insert_event(tx, event).await?;
-            Ok(Ok(Done::Deleted {
-                rv: *rv,
-                data,
-                sealed,
-            }))
-        }
-        Op::MarkPublished(published) => {
-            sqlx::query("UPDATE outbox_state SET published = max(published, ?) WHERE id = 1")
-                .bind(*published as i64)
-                .execute(&mut *tx)
-                .await?;
-            Ok(Ok(Done::Outbox(outbox_state(tx).await?)))
-        }
-        Op::Reseal { objects, events } => {
-            let mut done = (0, 0);
-            for (id, expected, sealed) in objects {
-                let r = sqlx::query("UPDATE objects SET sealed = ? WHERE id = ? AND rv = ?")
-                    .bind(sealed)
-                    .bind(id)
-                    .bind(expected)
-                    .execute(&mut *tx)
-                    .await?;
-                done.0 += r.rows_affected();
-            }
-            for (rv, sealed) in events {
-                let r = sqlx::query("UPDATE events SET sealed = ? WHERE rv = ?")
-                    .bind(sealed)
-                    .bind(rv)
-                    .execute(&mut *tx)
-                    .await?;
-                done.1 += r.rows_affected();
-            }
-            Ok(Ok(Done::Resealed(done.0, done.1)))
-        }
+        } => update(tx, rv, key, data, sealed.as_deref(), labels, *expected).await,
+        Op::Delete { key, expected } => delete(tx, rv, key, *expected).await,
+        Op::MarkPublished(published) => mark_published(tx, *published).await,
+        Op::Reseal { objects, events } => reseal(tx, objects, events).await,
         Op::Compact {
             cutoff_ms,
             max_events,
-        } => {
-            let state = outbox_state(tx).await?;
-            // resourceVersions are gapless here, so the newest rv less `max_events` is the
-            // count limit; the age limit is the last old event of the oldest chunk.
-            let by_count = (*rv as i64).saturating_sub(*max_events as i64);
-            let by_age: Option<i64> = sqlx::query_scalar(
-                "SELECT max(rv) FROM (SELECT rv, created_at FROM events ORDER BY rv LIMIT ?) \
-                 WHERE created_at < ?",
-            )
-            .bind(COMPACT_CHUNK)
-            .bind(cutoff_ms)
-            .fetch_one(&mut *tx)
-            .await?;
-            let oldest: Option<i64> = sqlx::query_scalar("SELECT min(rv) FROM events")
-                .fetch_one(&mut *tx)
-                .await?;
-            let Some(oldest) = oldest else {
-                return Ok(Ok(Done::Outbox(state)));
-            };
-            let floor = by_count
-                .max(by_age.unwrap_or(0))
-                .min(state.published as i64)
-                .min(oldest + COMPACT_CHUNK - 1);
-            if floor < oldest {
-                return Ok(Ok(Done::Outbox(state)));
-            }
-            sqlx::query("DELETE FROM events WHERE rv <= ?")
-                .bind(floor)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("UPDATE outbox_state SET compacted = max(compacted, ?) WHERE id = 1")
-                .bind(floor)
-                .execute(&mut *tx)
-                .await?;
-            Ok(Ok(Done::Outbox(outbox_state(tx).await?)))
+        } => compact(tx, *rv, *cutoff_ms, *max_events).await,
+    }
+}
+
+async fn create(
+    tx: &mut SqliteConnection,
+    rv: &mut u64,
+    in_namespace: bool,
+    key: &ObjectKey,
+    data: &str,
+    sealed: Option<&[u8]>,
+    labels: &BTreeMap<String, String>,
+) -> Result<Result<Done>, sqlx::Error> {
+    if in_namespace {
+        let terminating: Option<bool> = sqlx::query_scalar(
+            "SELECT json_extract(data, '$.metadata.deletionTimestamp') IS NOT NULL FROM objects \
+             WHERE cluster = ? AND resource = 'namespaces' AND namespace = '' AND name = ?",
+        )
+        .bind(&key.cluster)
+        .bind(&key.namespace)
+        .fetch_optional(&mut *tx)
+        .await?;
+        match terminating {
+            None => return Ok(Err(StoreError::NamespaceNotFound)),
+            Some(true) => return Ok(Err(StoreError::NamespaceTerminating)),
+            Some(false) => {}
         }
     }
+    if find(tx, key).await?.is_some() {
+        return Ok(Err(StoreError::AlreadyExists));
+    }
+    *rv += 1;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO objects (cluster, resource, namespace, name, rv, data, sealed) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(&key.cluster)
+    .bind(&key.resource)
+    .bind(&key.namespace)
+    .bind(&key.name)
+    .bind(*rv as i64)
+    .bind(data)
+    .bind(sealed)
+    .fetch_one(&mut *tx)
+    .await?;
+    insert_labels(tx, id, key, labels).await?;
+    let event = Outbox {
+        rv: *rv,
+        key,
+        kind: EventType::Added,
+        data,
+        sealed,
+        labels,
+        prev: None,
+    };
+    insert_event(tx, event).await?;
+    Ok(Ok(Done::Written(*rv)))
+}
+
+async fn update(
+    tx: &mut SqliteConnection,
+    rv: &mut u64,
+    key: &ObjectKey,
+    data: &str,
+    sealed: Option<&[u8]>,
+    labels: &BTreeMap<String, String>,
+    expected: u64,
+) -> Result<Result<Done>, sqlx::Error> {
+    let Some((id, current)) = find(tx, key).await? else {
+        return Ok(Err(StoreError::NotFound));
+    };
+    if current as u64 != expected {
+        return Ok(Err(StoreError::Conflict));
+    }
+    let prev = labels_of(tx, id).await?;
+    *rv += 1;
+    sqlx::query("UPDATE objects SET rv = ?, data = ?, sealed = ? WHERE id = ?")
+        .bind(*rv as i64)
+        .bind(data)
+        .bind(sealed)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    if prev != *labels {
+        sqlx::query("DELETE FROM labels WHERE obj_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        insert_labels(tx, id, key, labels).await?;
+    }
+    let event = Outbox {
+        rv: *rv,
+        key,
+        kind: EventType::Modified,
+        data,
+        sealed,
+        labels,
+        prev: Some(&prev),
+    };
+    insert_event(tx, event).await?;
+    Ok(Ok(Done::Written(*rv)))
+}
+
+async fn delete(
+    tx: &mut SqliteConnection,
+    rv: &mut u64,
+    key: &ObjectKey,
+    expected: Option<u64>,
+) -> Result<Result<Done>, sqlx::Error> {
+    let Some((id, current)) = find(tx, key).await? else {
+        return Ok(Err(StoreError::NotFound));
+    };
+    if expected.is_some_and(|e| e != current as u64) {
+        return Ok(Err(StoreError::Conflict));
+    }
+    let row = sqlx::query("SELECT data, sealed FROM objects WHERE id = ?")
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+    let data: String = row.get("data");
+    let sealed: Option<Vec<u8>> = row.get("sealed");
+    let labels = labels_of(tx, id).await?;
+    *rv += 1;
+    sqlx::query("DELETE FROM objects WHERE id = ?")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM labels WHERE obj_id = ?")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    let event = Outbox {
+        rv: *rv,
+        key,
+        kind: EventType::Deleted,
+        data: &data,
+        sealed: sealed.as_deref(),
+        labels: &labels,
+        prev: None,
+    };
+    insert_event(tx, event).await?;
+    Ok(Ok(Done::Deleted {
+        rv: *rv,
+        data,
+        sealed,
+    }))
+}
+
+async fn mark_published(
+    tx: &mut SqliteConnection,
+    published: u64,
+) -> Result<Result<Done>, sqlx::Error> {
+    sqlx::query("UPDATE outbox_state SET published = max(published, ?) WHERE id = 1")
+        .bind(published as i64)
+        .execute(&mut *tx)
+        .await?;
+    Ok(Ok(Done::Outbox(outbox_state(tx).await?)))
+}
+
+async fn reseal(
+    tx: &mut SqliteConnection,
+    objects: &[(i64, i64, Vec<u8>)],
+    events: &[(i64, Vec<u8>)],
+) -> Result<Result<Done>, sqlx::Error> {
+    let mut done = (0, 0);
+    for (id, expected, sealed) in objects {
+        let r = sqlx::query("UPDATE objects SET sealed = ? WHERE id = ? AND rv = ?")
+            .bind(sealed)
+            .bind(id)
+            .bind(expected)
+            .execute(&mut *tx)
+            .await?;
+        done.0 += r.rows_affected();
+    }
+    for (rv, sealed) in events {
+        let r = sqlx::query("UPDATE events SET sealed = ? WHERE rv = ?")
+            .bind(sealed)
+            .bind(rv)
+            .execute(&mut *tx)
+            .await?;
+        done.1 += r.rows_affected();
+    }
+    Ok(Ok(Done::Resealed(done.0, done.1)))
+}
+
+async fn compact(
+    tx: &mut SqliteConnection,
+    rv: u64,
+    cutoff_ms: i64,
+    max_events: u64,
+) -> Result<Result<Done>, sqlx::Error> {
+    let state = outbox_state(tx).await?;
+    // resourceVersions are gapless here, so the newest rv less `max_events` is the
+    // count limit; the age limit is the last old event of the oldest chunk.
+    let by_count = (rv as i64).saturating_sub(max_events as i64);
+    let by_age: Option<i64> = sqlx::query_scalar(
+        "SELECT max(rv) FROM (SELECT rv, created_at FROM events ORDER BY rv LIMIT ?) \
+         WHERE created_at < ?",
+    )
+    .bind(COMPACT_CHUNK)
+    .bind(cutoff_ms)
+    .fetch_one(&mut *tx)
+    .await?;
+    let oldest: Option<i64> = sqlx::query_scalar("SELECT min(rv) FROM events")
+        .fetch_one(&mut *tx)
+        .await?;
+    let Some(oldest) = oldest else {
+        return Ok(Ok(Done::Outbox(state)));
+    };
+    let floor = by_count
+        .max(by_age.unwrap_or(0))
+        .min(state.published as i64)
+        .min(oldest + COMPACT_CHUNK - 1);
+    if floor < oldest {
+        return Ok(Ok(Done::Outbox(state)));
+    }
+    sqlx::query("DELETE FROM events WHERE rv <= ?")
+        .bind(floor)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE outbox_state SET compacted = max(compacted, ?) WHERE id = 1")
+        .bind(floor)
+        .execute(&mut *tx)
+        .await?;
+    Ok(Ok(Done::Outbox(outbox_state(tx).await?)))
 }
 
 /// Reads the relay's position.
