@@ -90,6 +90,28 @@ async fn resources_reach_matching_clusters_with_the_managed_label_and_status(hub
     assert_eq!(header, ["NAME", "CLUSTERS", "INSYNC", "FAILING", "AGE"]);
     let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(&row[..4], ["baseline", "2", "2", "0"]);
+
+    // The summary is the controller's: a status written by someone else is put right.
+    let (ok, _, err) = fleet
+        .hub_kubectl(&[
+            "patch",
+            "sss",
+            "baseline",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"clusters":5,"inSync":5}}"#,
+        ])
+        .await;
+    assert!(ok, "{err}");
+    fleet
+        .until("the summary to be put right", || async {
+            let s = fleet
+                .hub_get("/apis/hive.openshift.io/v1/selectorsyncsets/baseline")
+                .await?;
+            (s["status"]["clusters"] == 2 && s["status"]["inSync"] == 2).then_some(())
+        })
+        .await;
 }
 
 async fn sync_mode_deletes_what_is_removed_unmatched_or_deleted(hub: Hub) {

@@ -942,7 +942,11 @@ fn run_syncsets(args: &[&str]) -> (bool, String) {
         .expect("syncsets runs");
     (
         out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
     )
 }
 
@@ -1030,6 +1034,12 @@ async fn the_embedded_default_syncs_a_simulated_fleet_and_reports_it() {
     let (ok, out) = run_syncsets(&["resync", "--kubeconfig", kubeconfig, "fleet/sim-00002"]);
     assert!(
         ok && out.contains("fleet/sim-00002: full reapply requested"),
+        "{out}"
+    );
+    // A cluster that does not exist is an error, not a pending reapply.
+    let (ok, out) = run_syncsets(&["resync", "--kubeconfig", kubeconfig, "fleet/no-such"]);
+    assert!(
+        !ok && out.contains(r#"clusterdeployments.hive.openshift.io "no-such" not found"#),
         "{out}"
     );
     let started = Instant::now();

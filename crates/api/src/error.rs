@@ -22,6 +22,8 @@ pub struct ApiError {
     pub details: Option<Value>,
     /// Seconds to wait before retrying (429, 503).
     pub retry_after: Option<u64>,
+    /// The methods the resource allows (405), for the `Allow` header.
+    pub allow: Option<String>,
 }
 
 /// Result with [`ApiError`].
@@ -43,6 +45,7 @@ impl ApiError {
             message: message.into(),
             details: None,
             retry_after: None,
+            allow: None,
         }
     }
 
@@ -168,27 +171,16 @@ impl ApiError {
         self
     }
 
-    /// 405 MethodNotAllowed.
-    pub fn method_not_allowed(what: &str, kind: &KindInfo) -> Self {
+    /// 405 for a method the path does not allow; `allowed` are those it does.
+    pub fn method_not_allowed_here(allowed: &[&str]) -> Self {
         let mut e = Self::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "MethodNotAllowed",
-            format!(
-                "{what} is not supported on resources of kind \"{}\"",
-                kind.group_resource()
-            ),
-        );
-        e.details = Some(json!({"kind": kind.plural}));
-        e
-    }
-
-    /// 405 for a method the path does not allow.
-    pub fn method_not_allowed_here() -> Self {
-        Self::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "MethodNotAllowed",
             "the server does not allow this method on the requested resource",
-        )
+        );
+        e.details = Some(json!({}));
+        e.allow = Some(allowed.join(", "));
+        e
     }
 
     /// 415 UnsupportedMediaType.
@@ -337,6 +329,9 @@ impl IntoResponse for ApiError {
         if let Some(r) = self.retry_after {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(r));
+        }
+        if let Some(allow) = self.allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
+            res.headers_mut().insert(header::ALLOW, allow);
         }
         res
     }

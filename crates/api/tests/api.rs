@@ -865,6 +865,123 @@ async fn secrets(app: &TestApp) {
     assert_eq!(tls.status, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
+/// What kube-apiserver does that clients can tell (issue: behave like kube-apiserver).
+async fn like_kube_apiserver(app: &TestApp) {
+    // A body without kind and apiVersion takes them from the URL (the official clients'
+    // `create_namespace(V1Namespace(metadata=...))`).
+    let ns = app
+        .post("/api/v1/namespaces", &json!({"metadata": {"name": "bare"}}))
+        .await;
+    assert_eq!(ns.status, StatusCode::CREATED, "{}", ns.body);
+    assert_eq!(ns.body["kind"], "Namespace");
+    assert_eq!(ns.body["apiVersion"], "v1");
+    // Every namespace carries its name as a label.
+    assert_eq!(
+        ns.body["metadata"]["labels"]["kubernetes.io/metadata.name"],
+        "bare"
+    );
+    let path = "/api/v1/namespaces/bare/configmaps";
+    let made = app
+        .post(
+            path,
+            &json!({"metadata": {"name": "c"}, "data": {"k": "v"}}),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    assert_eq!(made.body["kind"], "ConfigMap");
+    let mut replaced = made.body.clone();
+    replaced.as_object_mut().unwrap().remove("kind");
+    replaced["apiVersion"] = json!("");
+    replaced["data"]["k"] = json!("w");
+    let put = app.put(&format!("{path}/c"), &replaced).await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    assert_eq!(put.body["kind"], "ConfigMap");
+    // A kind that is given must still be the URL's.
+    let wrong = app
+        .post(path, &json!({"kind": "Secret", "metadata": {"name": "d"}}))
+        .await;
+    assert_eq!(wrong.status, StatusCode::BAD_REQUEST);
+
+    // Empty metadata maps are not stored: `{}` and absent read back the same.
+    let empty = app
+        .post(
+            path,
+            &json!({"metadata": {"name": "e", "labels": {}, "annotations": {}, "finalizers": []}}),
+        )
+        .await;
+    assert_eq!(empty.status, StatusCode::CREATED);
+    for field in ["labels", "annotations", "finalizers"] {
+        assert!(
+            empty.body["metadata"].get(field).is_none(),
+            "{field}: {}",
+            empty.body
+        );
+    }
+    let applied = app
+        .patch(
+            &format!("{path}/e?fieldManager=m"),
+            "application/apply-patch+yaml",
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"e","annotations":{}}}"#,
+        )
+        .await;
+    assert_eq!(applied.status, StatusCode::OK, "{}", applied.body);
+    assert!(applied.body["metadata"].get("annotations").is_none());
+
+    // The namespaces a cluster lives with cannot be deleted; nor can namespaces be
+    // deleted as a collection.
+    for name in ["default", "kube-system", "kube-public"] {
+        let refused = app.delete(&format!("/api/v1/namespaces/{name}")).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{name}");
+        assert_eq!(
+            refused.body["message"],
+            format!("namespaces \"{name}\" is forbidden: this namespace may not be deleted")
+        );
+        assert_eq!(
+            app.get(&format!("/api/v1/namespaces/{name}")).await.status,
+            StatusCode::OK
+        );
+    }
+    let all = app.delete("/api/v1/namespaces").await;
+    assert_eq!(all.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(all.body["reason"], "MethodNotAllowed");
+    assert_eq!(all.headers["allow"], "GET, POST");
+    assert_eq!(
+        app.get("/api/v1/namespaces/bare").await.status,
+        StatusCode::OK,
+        "nothing was deleted"
+    );
+    let discovery = app.get("/api/v1").await.body;
+    let namespaces = discovery["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "namespaces")
+        .unwrap();
+    assert!(
+        !namespaces["verbs"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("deletecollection"))
+    );
+    // A namespaced kind across namespaces is only read; a 405 says what is allowed.
+    let across = app.delete("/api/v1/configmaps").await;
+    assert_eq!(across.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(across.headers["allow"], "GET");
+    assert_eq!(
+        app.get(&format!("{path}/c")).await.status,
+        StatusCode::OK,
+        "nothing was deleted"
+    );
+    let put_list = app.put(path, &json!({})).await;
+    assert_eq!(put_list.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(put_list.headers["allow"], "DELETE, GET, POST");
+    let post_one = app.post(&format!("{path}/c"), &json!({})).await;
+    assert_eq!(post_one.headers["allow"], "DELETE, GET, PATCH, PUT");
+    let status_delete = app.delete("/api/v1/namespaces/bare/status").await;
+    assert_eq!(status_delete.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(status_delete.headers["allow"], "GET, PATCH, PUT");
+}
+
 per_backend!(
     discovery_and_version,
     crud_and_status_errors,
@@ -878,4 +995,5 @@ per_backend!(
     seed_cluster_registration,
     logical_clusters,
     secrets,
+    like_kube_apiserver,
 );

@@ -68,6 +68,9 @@ struct State {
     results: HashMap<String, Vec<SetResult>>,
     /// Cluster key → last full apply (unix seconds).
     leases: HashMap<String, i64>,
+    /// Each set's status as stored (which anyone with `update` on the status subresource
+    /// may have written), to be compared with its computed summary.
+    set_statuses: HashMap<(SetKind, String, String), Value>,
 }
 
 /// The hub as the controllers see it.
@@ -288,15 +291,20 @@ impl Cache {
         self.state.read().expect("cache lock").leases.clone()
     }
 
-    /// Every set with its rollout summary as of now.
-    pub fn summaries(&self) -> Vec<(Arc<SetDef>, RolloutSummary)> {
+    /// Every set with its rollout summary as of now, and its status as stored.
+    pub fn summaries(&self) -> Vec<(Arc<SetDef>, RolloutSummary, Option<Value>)> {
         let state = self.state.read().expect("cache lock");
         let sets = state
             .syncsets
             .values()
             .chain(state.selector_syncsets.values())
             .filter(|s| !s.deleting);
-        sets.map(|set| (set.clone(), state.summary(set))).collect()
+        sets.map(|set| {
+            let id = (set.kind, set.namespace.clone(), set.name.clone());
+            let stored = state.set_statuses.get(&id).cloned();
+            (set.clone(), state.summary(set), stored)
+        })
+        .collect()
     }
 }
 
@@ -368,6 +376,15 @@ impl State {
                 let new = object
                     .and_then(|o| SetDef::from_object(kind, o))
                     .map(Arc::new);
+                let status_id = (kind, key.namespace.clone(), key.name.clone());
+                let status = object.and_then(|o| o.get("status")).cloned();
+                let status_changed = match status {
+                    Some(s) => self.set_statuses.insert(status_id, s.clone()) != Some(s),
+                    None => self.set_statuses.remove(&status_id).is_some(),
+                };
+                if status_changed {
+                    emit(Effect::Summaries);
+                }
                 let id = (key.namespace.clone(), key.name.clone());
                 let old = match (&new, kind) {
                     (Some(s), SetKind::SyncSet) => self.syncsets.insert(id, s.clone()),

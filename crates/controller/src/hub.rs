@@ -150,19 +150,20 @@ impl HubWriter {
         stored(written)
     }
 
-    /// Replaces the status of an existing object; nothing if it is gone.
+    /// Replaces the status of an existing object; nothing if it is gone. Returns the
+    /// status as stored.
     pub async fn update_status(
         &self,
         kind: HubKind,
         namespace: &str,
         name: &str,
         status: &Value,
-    ) -> Result<()> {
+    ) -> Result<Value> {
         self.write(kind, namespace, name, true, None, |cur| {
             Ok(cur.map_or(Proposal::Keep, |c| with_status(&c.object, status)))
         })
         .await
-        .map(drop)
+        .map(|w| w.object["status"].clone())
     }
 
     /// Creates or replaces a main resource (not its status).

@@ -75,7 +75,7 @@ pub async fn run(
     let recheck = (interval.as_secs() as i64 / 10).max(60);
     let mut schedule = Schedule::default();
     let mut summaries_dirty = true;
-    let mut written: HashMap<(SetKind, String, String), RolloutSummary> = HashMap::new();
+    let mut written: HashMap<SetId, Written> = HashMap::new();
     let mut tick = tokio::time::interval(config.summary_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Clusters to enqueue (kept when the bus refuses them, and tried again).
@@ -180,20 +180,21 @@ async fn elect(reconciler: Arc<Reconciler>, leading: Arc<AtomicBool>, took_lead:
     }
 }
 
-/// Writes the rollout summaries that changed since last written.
-async fn write_summaries(
-    reconciler: &Reconciler,
-    written: &mut HashMap<(SetKind, String, String), RolloutSummary>,
-) {
+/// Writes the rollout summaries that changed since last written, and those whose stored
+/// status someone else has changed since (the summary is the controller's to keep).
+async fn write_summaries(reconciler: &Reconciler, written: &mut HashMap<SetId, Written>) {
     let summaries = reconciler.cache.summaries();
-    let live: HashSet<(SetKind, String, String)> = summaries
+    let live: HashSet<SetId> = summaries
         .iter()
-        .map(|(s, _)| (s.kind, s.namespace.clone(), s.name.clone()))
+        .map(|(s, _, _)| (s.kind, s.namespace.clone(), s.name.clone()))
         .collect();
     written.retain(|k, _| live.contains(k));
-    for (set, summary) in summaries {
+    for (set, summary, stored) in summaries {
         let id = (set.kind, set.namespace.clone(), set.name.clone());
-        if written.get(&id) == Some(&summary) {
+        if let Some(w) = written.get(&id)
+            && w.summary == summary
+            && stored.as_ref() == Some(&w.stored)
+        {
             continue;
         }
         let kind = match set.kind {
@@ -206,14 +207,23 @@ async fn write_summaries(
             .update_status(kind, &set.namespace, &set.name, &status)
             .await
         {
-            Ok(()) => {
-                written.insert(id, summary);
+            Ok(stored) => {
+                written.insert(id, Written { summary, stored });
             }
             Err(e) => {
                 tracing::warn!(set = %set.name, error = %syncsets_store::Chain(&e), "cannot write a rollout summary")
             }
         }
     }
+}
+
+/// A set: kind, namespace, name.
+type SetId = (SetKind, String, String);
+
+/// A summary the leader wrote, and the status as the hub stored it.
+struct Written {
+    summary: RolloutSummary,
+    stored: Value,
 }
 
 #[cfg(test)]

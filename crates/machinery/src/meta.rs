@@ -121,12 +121,10 @@ impl WriteContext<'_> {
                 kind.kind
             )));
         }
+        // As kube-apiserver's decoder: what the body leaves out (or empty) is the URL's.
         match obj.get("kind").and_then(Value::as_str) {
             None | Some("") => {
-                return Err(Error::BadRequest(format!(
-                    "Object 'Kind' is missing in '{}'",
-                    truncate(&obj.to_string(), 200)
-                )));
+                obj["kind"] = Value::from(kind.kind.as_str());
             }
             Some(k) if k != kind.kind => {
                 return Err(Error::BadRequest(format!(
@@ -138,16 +136,13 @@ impl WriteContext<'_> {
         }
         match obj.get("apiVersion").and_then(Value::as_str) {
             Some(v) if v == kind.api_version() => {}
+            None | Some("") => {
+                obj["apiVersion"] = Value::from(kind.api_version());
+            }
             Some(v) => {
                 return Err(Error::BadRequest(format!(
                     "the API version in the data ({v}) does not match the expected API version ({})",
                     kind.api_version()
-                )));
-            }
-            None => {
-                return Err(Error::BadRequest(format!(
-                    "Object 'apiVersion' is missing in '{}'",
-                    truncate(&obj.to_string(), 200)
                 )));
             }
         }
@@ -179,10 +174,6 @@ impl WriteContext<'_> {
             _ => Ok(Vec::new()),
         }
     }
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    s.chars().take(n).collect()
 }
 
 fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
@@ -230,6 +221,25 @@ pub fn generate_name(base: &str) -> String {
         .map(|b| GENERATE_ALPHABET[*b as usize % GENERATE_ALPHABET.len()] as char)
         .collect();
     format!("{base}{suffix}")
+}
+
+/// Drops empty `labels`, `annotations`, `finalizers` and `ownerReferences`: kube-apiserver
+/// stores ObjectMeta with these omitted when empty, so `{}` and absent read back the same.
+fn drop_empty_metadata(obj: &mut Value) {
+    let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for field in ["labels", "annotations", "finalizers", "ownerReferences"] {
+        let empty = match meta.get(field) {
+            Some(Value::Object(m)) => m.is_empty(),
+            Some(Value::Array(a)) => a.is_empty(),
+            Some(Value::Null) => true,
+            _ => false,
+        };
+        if empty {
+            meta.remove(field);
+        }
+    }
 }
 
 /// Admits a new object (POST, or apply creating an object).
@@ -283,6 +293,7 @@ pub fn admit_create(
     }
     schema::apply_defaults(&mut obj, &kind.schema);
     kind.strategy.prepare_create(&mut obj);
+    drop_empty_metadata(&mut obj);
     validate(ctx, &obj, None)?;
     let empty = json!({});
     finish_ownership(ctx, &mut obj, &empty, None)?;
@@ -401,6 +412,7 @@ pub fn admit_update(
         let generation = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
         meta_mut(&mut obj).insert("generation".into(), json!(generation));
     }
+    drop_empty_metadata(&mut obj);
     validate(ctx, &obj, Some(old))?;
     finish_ownership(ctx, &mut obj, old, body_managed.as_ref())?;
     Ok(Admitted {

@@ -168,7 +168,7 @@ impl KindInfo {
         if self.review {
             return vec!["create"];
         }
-        vec![
+        let mut verbs = vec![
             "create",
             "delete",
             "deletecollection",
@@ -177,7 +177,12 @@ impl KindInfo {
             "patch",
             "update",
             "watch",
-        ]
+        ];
+        // As kube-apiserver: namespaces are deleted one at a time.
+        if self.group.is_empty() && self.plural == "namespaces" {
+            verbs.retain(|v| *v != "deletecollection");
+        }
+        verbs
     }
 }
 

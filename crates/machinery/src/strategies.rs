@@ -58,18 +58,37 @@ fn immutable_data(obj: &Value, old: Option<&Value>, fields: &[&str], errors: &mu
     }
 }
 
-/// Namespaces: `spec.finalizers: [kubernetes]` and `status.phase: Active` on creation.
+/// Namespaces: `spec.finalizers: [kubernetes]` and `status.phase: Active` on creation;
+/// the label `kubernetes.io/metadata.name` always holds the name.
 #[derive(Debug)]
 pub struct NamespaceStrategy;
+
+/// The label kube-apiserver keeps on every namespace, equal to its name.
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+fn label_name(obj: &mut Value) {
+    let Some(name) = obj["metadata"]["name"].as_str().map(str::to_string) else {
+        return;
+    };
+    let meta = &mut obj["metadata"];
+    if meta.get("labels").is_none_or(Value::is_null) {
+        meta["labels"] = json!({});
+    }
+    if let Some(labels) = meta["labels"].as_object_mut() {
+        labels.insert(NAMESPACE_NAME_LABEL.into(), Value::String(name));
+    }
+}
 
 impl Strategy for NamespaceStrategy {
     fn prepare_create(&self, obj: &mut Value) {
         obj["spec"] = json!({"finalizers": ["kubernetes"]});
         obj["status"] = json!({"phase": "Active"});
+        label_name(obj);
     }
 
     fn prepare_update(&self, obj: &mut Value, old: &Value) {
         obj["spec"] = old.get("spec").cloned().unwrap_or_else(|| json!({}));
+        label_name(obj);
     }
 
     fn selectable_fields(&self) -> &'static [(&'static str, &'static [&'static str])] {

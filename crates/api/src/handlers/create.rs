@@ -12,9 +12,6 @@ use crate::error::{ApiError, ApiResult};
 
 /// Creates an object.
 pub(crate) async fn create(ctx: &Ctx, body: Bytes) -> ApiResult<Response> {
-    if ctx.kind.namespaced && ctx.info.namespace.is_none() {
-        return Err(ApiError::method_not_allowed_here());
-    }
     let decoded = ctx.decode_object(&body)?;
     let mut object = decoded.value;
     // The name is known before admission (generateName picks one now).

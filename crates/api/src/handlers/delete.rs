@@ -148,8 +148,18 @@ fn is_namespace(ctx: &Ctx) -> bool {
     ctx.kind.group.is_empty() && ctx.kind.plural == "namespaces"
 }
 
+/// Namespaces that exist for the life of a cluster (kube-apiserver's NamespaceLifecycle).
+const IMMORTAL_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
+
 /// Deletes or marks one object, retrying races.
 pub(crate) async fn delete_one(ctx: &Ctx, name: &str, opts: &DeleteOptions) -> ApiResult<Deleted> {
+    if is_namespace(ctx) && IMMORTAL_NAMESPACES.contains(&name) {
+        return Err(ApiError::forbidden(
+            &ctx.kind,
+            name,
+            "this namespace may not be deleted",
+        ));
+    }
     let now = meta::now();
     let written = ctx
         .write(name, None, &[], |current| {

@@ -61,7 +61,7 @@ async fn handle(
             core,
         } => {
             if method != Method::GET {
-                return Err(ApiError::method_not_allowed_here());
+                return Err(ApiError::method_not_allowed_here(&["GET"]));
             }
             let kinds = state.kinds(cluster).await?;
             let host = headers
@@ -79,7 +79,7 @@ async fn handle(
         }
         Route::Other(p) => {
             if method != Method::GET {
-                return Err(ApiError::method_not_allowed_here());
+                return Err(ApiError::method_not_allowed_here(&["GET"]));
             }
             match p.trim_end_matches('/') {
                 "/version" => Ok(discovery::version()),
@@ -127,13 +127,29 @@ async fn handle(
     }
 }
 
+/// The methods a resource path allows (kube-apiserver's routes): a namespaced kind's
+/// collection across namespaces is only read; namespaces cannot be deleted as a collection.
+fn allowed_methods(kind: &KindInfo, info: &RequestInfo) -> &'static [&'static str] {
+    if kind.review {
+        return if info.name.is_none() { &["POST"] } else { &[] };
+    }
+    match (info.name.is_some(), info.subresource.is_some()) {
+        (false, _) if kind.namespaced && info.namespace.is_none() => &["GET"],
+        (false, _) if kind.verbs().contains(&"deletecollection") => &["DELETE", "GET", "POST"],
+        (false, _) => &["GET", "POST"],
+        (true, false) => &["DELETE", "GET", "PATCH", "PUT"],
+        (true, true) => &["GET", "PATCH", "PUT"],
+    }
+}
+
 async fn route_resource(ctx: &Ctx, method: Method, body: Body) -> ApiResult<Response> {
     let info = &ctx.info;
+    let allowed = allowed_methods(&ctx.kind, info);
+    if !allowed.contains(&method.as_str()) {
+        return Err(ApiError::method_not_allowed_here(allowed));
+    }
     if ctx.kind.review {
-        return match (info.name.as_deref(), method) {
-            (None, Method::POST) => crate::authz::review(ctx, &ctx.read_body(body).await?).await,
-            _ => Err(ApiError::method_not_allowed_here()),
-        };
+        return crate::authz::review(ctx, &ctx.read_body(body).await?).await;
     }
     match (info.name.as_deref(), info.subresource.as_deref(), method) {
         (None, None, Method::GET) if ctx.query.watch => watch::watch(ctx).await,
@@ -152,7 +168,7 @@ async fn route_resource(ctx: &Ctx, method: Method, body: Body) -> ApiResult<Resp
         (Some(name), None, Method::DELETE) => {
             delete::delete(ctx, name, ctx.read_body(body).await?).await
         }
-        _ => Err(ApiError::method_not_allowed_here()),
+        _ => Err(ApiError::method_not_allowed_here(allowed)),
     }
 }
 

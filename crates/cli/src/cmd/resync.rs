@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 use kube::api::{Api, DeleteParams, ListParams};
-use syncsets_types::hive::ClusterSyncLease;
+use syncsets_types::hive::{ClusterDeployment, ClusterSyncLease};
 
 /// Arguments of `resync`.
 #[derive(Debug, clap::Args)]
@@ -63,15 +63,28 @@ pub async fn run(args: ResyncArgs) -> anyhow::Result<()> {
             })
             .collect()
     };
+    let mut unknown = Vec::new();
     for (ns, name) in &targets {
         let api: Api<ClusterSyncLease> = Api::namespaced(client.clone(), ns);
         match api.delete(name, &DeleteParams::default()).await {
             Ok(_) => println!("{ns}/{name}: full reapply requested"),
             Err(kube::Error::Api(s)) if s.code == 404 => {
-                println!("{ns}/{name}: no full apply recorded yet (one is pending already)")
+                // No lease: a cluster not yet applied in full, or no cluster at all.
+                let clusters: Api<ClusterDeployment> = Api::namespaced(client.clone(), ns);
+                if clusters.get_opt(name).await?.is_some() {
+                    println!("{ns}/{name}: no full apply recorded yet (one is pending already)")
+                } else {
+                    eprintln!(
+                        "error: clusterdeployments.hive.openshift.io \"{name}\" not found in namespace \"{ns}\""
+                    );
+                    unknown.push(format!("{ns}/{name}"));
+                }
             }
             Err(e) => bail!("{ns}/{name}: {e}"),
         }
+    }
+    if !unknown.is_empty() {
+        bail!("no such cluster: {}", unknown.join(", "));
     }
     Ok(())
 }
