@@ -138,6 +138,46 @@ fn tls_by_default_with_an_admin_kubeconfig_and_nobody_else() {
     assert!(ok, "{err}");
     assert!(out.contains("default"), "{out}");
 
+    // HTTP/2 and HTTP/1.1, chosen by ALPN as with kube-apiserver: kubectl speaks HTTP/2
+    // (client-go multiplexes its watches over one connection), older clients HTTP/1.1.
+    let pki = dir.path().join("pki");
+    let version_over = |http: &str, path: &str| {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_version} %{http_code}",
+                http,
+            ])
+            .arg("--cacert")
+            .arg(pki.join("ca.crt"))
+            .arg("--cert")
+            .arg(pki.join("admin.crt"))
+            .arg("--key")
+            .arg(pki.join("admin.key"))
+            .arg(format!("{}{path}", server.url))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(version_over("--http2", "/api/v1/namespaces"), "2 200");
+    assert_eq!(version_over("--http1.1", "/api/v1/namespaces"), "1.1 200");
+    assert_eq!(
+        version_over("--http2", "/api/v1/namespaces?watch=true&timeoutSeconds=1"),
+        "2 200"
+    );
+    let h1 = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&admin)
+        .args(["get", "ns", "default"])
+        .env_remove("KUBECONFIG")
+        .env("GODEBUG", "http2client=0")
+        .output()
+        .unwrap();
+    assert!(h1.status.success(), "kubectl over HTTP/1.1: {h1:?}");
+
     // Without credentials: health and version only (curl: kubectl would ask for a user).
     let curl = |path: &str| {
         let out = Command::new("curl")

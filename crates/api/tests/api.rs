@@ -982,6 +982,135 @@ async fn like_kube_apiserver(app: &TestApp) {
     assert_eq!(status_delete.headers["allow"], "GET, PATCH, PUT");
 }
 
+/// The managedFields entry of `manager` (with `subresource`), if any.
+fn entry<'a>(obj: &'a Value, manager: &str, subresource: &str) -> Option<&'a Value> {
+    obj["metadata"]["managedFields"]
+        .as_array()?
+        .iter()
+        .find(|e| e["manager"] == manager && e["subresource"].as_str().unwrap_or("") == subresource)
+}
+
+/// Whether an entry owns the field at `path` (`f:` keys).
+fn owns(entry: Option<&Value>, path: &[&str]) -> bool {
+    let mut at = match entry {
+        Some(e) => &e["fieldsV1"],
+        None => return false,
+    };
+    for p in path {
+        at = &at[*p];
+    }
+    at.is_object()
+}
+
+/// Each manager keeps its fields whoever writes next (kube-apiserver's field managers:
+/// status and main-resource writers tracked apart, nobody's entry lost to another's write).
+async fn managed_fields_survive_other_writers(app: &TestApp) {
+    let path = "/apis/hive.openshift.io/v1/selectorsyncsets/owned";
+    let applied = app
+        .patch(
+            &format!("{path}?fieldManager=applier"),
+            "application/apply-patch+yaml",
+            r#"{"apiVersion":"hive.openshift.io/v1","kind":"SelectorSyncSet","metadata":{"name":"owned"},
+                "spec":{"clusterDeploymentSelector":{"matchLabels":{"env":"prod"}},"resourceApplyMode":"Sync"}}"#,
+        )
+        .await;
+    assert_eq!(applied.status, StatusCode::CREATED, "{}", applied.body);
+    let mut with_status = applied.body.clone();
+    with_status["status"] = json!({"clusters": 3, "inSync": 3});
+    let status = app
+        .put(
+            &format!("{path}/status?fieldManager=controller"),
+            &with_status,
+        )
+        .await;
+    assert_eq!(status.status, StatusCode::OK, "{}", status.body);
+    let o = &status.body;
+    assert!(
+        owns(entry(o, "applier", ""), &["f:spec", "f:resourceApplyMode"]),
+        "{o}"
+    );
+    assert!(
+        owns(
+            entry(o, "controller", "status"),
+            &["f:status", "f:clusters"]
+        ),
+        "{o}"
+    );
+
+    let patched = app
+        .patch(
+            &format!("{path}?fieldManager=patcher"),
+            "application/merge-patch+json",
+            r#"{"metadata":{"labels":{"team":"a"}}}"#,
+        )
+        .await;
+    let o = &patched.body;
+    assert!(
+        owns(entry(o, "applier", ""), &["f:spec", "f:resourceApplyMode"]),
+        "{o}"
+    );
+    assert!(
+        owns(entry(o, "controller", "status"), &["f:status", "f:inSync"]),
+        "{o}"
+    );
+    assert!(
+        owns(
+            entry(o, "patcher", ""),
+            &["f:metadata", "f:labels", "f:team"]
+        ),
+        "{o}"
+    );
+
+    // A client-side apply (kubectl's strategic patch) takes over the field it changes and
+    // keeps it through the next status write.
+    let csa = app
+        .patch(
+            &format!("{path}?fieldManager=kubectl-client-side-apply"),
+            "application/strategic-merge-patch+json",
+            r#"{"spec":{"resourceApplyMode":"Upsert"}}"#,
+        )
+        .await;
+    assert_eq!(csa.status, StatusCode::OK, "{}", csa.body);
+    let mut again = csa.body.clone();
+    again["status"] = json!({"clusters": 4, "inSync": 4});
+    let o = &app
+        .put(&format!("{path}/status?fieldManager=controller"), &again)
+        .await
+        .body;
+    let csa_entry = entry(o, "kubectl-client-side-apply", "");
+    assert!(owns(csa_entry, &["f:spec", "f:resourceApplyMode"]), "{o}");
+    assert!(
+        !owns(entry(o, "applier", ""), &["f:spec", "f:resourceApplyMode"]),
+        "taken over: {o}"
+    );
+    assert!(
+        owns(
+            entry(o, "applier", ""),
+            &["f:spec", "f:clusterDeploymentSelector"]
+        ),
+        "{o}"
+    );
+    assert!(
+        owns(
+            entry(o, "patcher", ""),
+            &["f:metadata", "f:labels", "f:team"]
+        ),
+        "{o}"
+    );
+    assert!(
+        owns(
+            entry(o, "controller", "status"),
+            &["f:status", "f:clusters"]
+        ),
+        "{o}"
+    );
+    assert_eq!(
+        o["metadata"]["managedFields"].as_array().unwrap().len(),
+        4,
+        "{o}"
+    );
+}
+
 per_backend!(
     discovery_and_version,
     crud_and_status_errors,
@@ -996,4 +1125,5 @@ per_backend!(
     logical_clusters,
     secrets,
     like_kube_apiserver,
+    managed_fields_survive_other_writers,
 );

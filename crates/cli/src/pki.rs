@@ -223,7 +223,7 @@ fn still_good_client(cert_pem: &str) -> bool {
 }
 
 /// The rustls configuration: this certificate, client certificates optional (verified
-/// against `client_cas` when presented), HTTP/1.1.
+/// against `client_cas` when presented), HTTP/2 or HTTP/1.1 by ALPN (as kube-apiserver).
 pub fn server_config(
     server: &Credential,
     client_cas: &str,
@@ -252,7 +252,7 @@ pub fn server_config(
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 

@@ -440,7 +440,13 @@ pub fn track_update(
             }),
         }
     }
-    managers.strip(w.ignored);
+    managers.strip(
+        w.ignored,
+        w.manager,
+        Operation::Update,
+        w.api_version,
+        w.subresource,
+    );
     managers.cap();
 }
 
@@ -519,7 +525,13 @@ pub fn apply(
             set,
         }),
     }
-    managers.strip(w.ignored);
+    managers.strip(
+        w.ignored,
+        w.manager,
+        Operation::Apply,
+        w.api_version,
+        w.subresource,
+    );
     Ok((merged, managers))
 }
 

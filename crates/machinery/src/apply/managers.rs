@@ -170,10 +170,24 @@ impl Managers {
             .position(|e| e.same_identity(manager, op, api_version, subresource))
     }
 
-    pub(super) fn strip(&mut self, ignored: &FieldSet) {
+    /// Removes what no manager owns from every entry, and the fields the endpoint resets
+    /// (`ignored`) from the writer's own entry only: a status write leaves the spec's
+    /// managers as they were, a main-resource write the status's (as kube-apiserver).
+    /// Entries left empty go.
+    pub(super) fn strip(
+        &mut self,
+        ignored: &FieldSet,
+        manager: &str,
+        op: Operation,
+        api_version: &str,
+        subresource: &str,
+    ) {
         let stripped = stripped_fields();
         for e in &mut self.0 {
-            e.set = e.set.difference(&stripped).recursive_difference(ignored);
+            e.set = e.set.difference(&stripped);
+            if e.same_identity(manager, op, api_version, subresource) {
+                e.set = e.set.recursive_difference(ignored);
+            }
         }
         self.0.retain(|e| !e.set.is_empty());
     }
