@@ -1,10 +1,10 @@
-//! Clients nobody here wrote, against the real binary over TLS: the official Python client
-//! (PyPI `kubernetes`) and the official JavaScript client (`@kubernetes/client-node`), each
-//! through CRUD with typed objects that carry no kind, label selectors, replace conflicts,
-//! server-side apply, watch, custom objects and error Status. The scripts live in
-//! `tests/clients/`; `.ci/run` installs their pinned packages (Python into
-//! `target/clients/venv`, JavaScript into `tests/clients/js/node_modules`). Without them the
-//! tests skip, except under CI.
+//! Clients nobody here wrote, against the real binary: the official Python client (PyPI
+//! `kubernetes`) and the official JavaScript client (`@kubernetes/client-node`) over TLS,
+//! each through CRUD with typed objects that carry no kind, label selectors, replace
+//! conflicts, server-side apply, watch, custom objects and error Status; and schemathesis,
+//! generating requests from our own OpenAPI. The scripts live in `tests/clients/`;
+//! `.ci/run` installs their pinned packages (Python into `target/clients/venv`, JavaScript
+//! into `tests/clients/js/node_modules`). Without them the tests skip, except under CI.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -50,22 +50,31 @@ fn run(program: &Path, script: &Path, kubeconfig: &Path) {
     );
 }
 
-#[test]
-fn the_official_python_client() {
+/// The Python with `module` installed (`SYNCSETS_TEST_PYTHON`, or the virtual environment
+/// `.ci/run` makes), or `None` after reporting it unavailable.
+fn python_with(module: &str) -> Option<PathBuf> {
     let python = std::env::var_os("SYNCSETS_TEST_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target/clients/venv/bin/python"));
     let ready = Command::new(&python)
-        .args(["-c", "import kubernetes"])
+        .args(["-c", &format!("import {module}")])
         .output()
         .is_ok_and(|o| o.status.success());
     if !ready {
         syncsets_testkit::unavailable(
-            "the Python client",
-            &format!("no `kubernetes` package for {}", python.display()),
+            module,
+            &format!("no `{module}` package for {}", python.display()),
         );
-        return;
+        return None;
     }
+    Some(python)
+}
+
+#[test]
+fn the_official_python_client() {
+    let Some(python) = python_with("kubernetes") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let (_hub, kubeconfig) = hub(dir.path());
     run(
@@ -88,4 +97,76 @@ fn the_official_javascript_client() {
     let dir = tempfile::tempdir().unwrap();
     let (_hub, kubeconfig) = hub(dir.path());
     run(Path::new("node"), &js.join("client_test.mjs"), &kubeconfig);
+}
+
+/// schemathesis against our OpenAPI for core/v1 and hive.openshift.io/v1, bounded in time:
+/// no server error, every response in the documented schema, content type and status code.
+/// Watches are left out (`watch`, `allowWatchBookmarks`): a stream of events is not a
+/// document OpenAPI can describe; the watch tests cover them.
+#[test]
+fn schemathesis_finds_nothing_undocumented() {
+    let Some(python) = python_with("schemathesis") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Process::start(
+        env!("CARGO_BIN_EXE_syncsets"),
+        [
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--insecure-http",
+            "--controllers",
+            "false",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    let url = hub.url();
+    for group_version in ["api/v1", "apis/hive.openshift.io/v1"] {
+        let fetched = Command::new("curl")
+            .args(["-sf", &format!("{url}/openapi/v3/{group_version}")])
+            .output()
+            .unwrap();
+        let mut doc: serde_json::Value = serde_json::from_slice(&fetched.stdout).unwrap();
+        for item in doc["paths"].as_object_mut().unwrap().values_mut() {
+            for op in item.as_object_mut().unwrap().values_mut() {
+                if let Some(params) = op.get_mut("parameters").and_then(|p| p.as_array_mut()) {
+                    params.retain(|p| p["name"] != "watch" && p["name"] != "allowWatchBookmarks");
+                }
+            }
+        }
+        let schema = dir.path().join("openapi.json");
+        std::fs::write(&schema, doc.to_string()).unwrap();
+        let out = Command::new(python.with_file_name("schemathesis"))
+            .arg("run")
+            .arg(&schema)
+            .args([
+                "--url",
+                &url,
+                "--checks",
+                "not_a_server_error,response_schema_conformance,content_type_conformance,status_code_conformance",
+                "--phases",
+                "examples,coverage,fuzzing",
+                "--max-examples",
+                "10",
+                "--max-time",
+                "45",
+                "--workers",
+                "1",
+                "--request-timeout",
+                "10",
+                "--seed",
+                "1",
+            ])
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "schemathesis on {group_version}:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

@@ -487,6 +487,15 @@ fn finish_ownership(
 /// Validates metadata, the schema and the kind's own rules.
 fn validate(ctx: &WriteContext<'_>, obj: &Value, old: Option<&Value>) -> Result<()> {
     let mut errors = validate_meta(ctx.kind, obj, old);
+    // Field types of ObjectMeta (ownerReferences a list, …), as kube-apiserver's decoding.
+    if obj["metadata"].is_object() {
+        schema::validate(
+            &obj["metadata"],
+            ctx.meta_schema,
+            &Path::fields(&["metadata"]),
+            &mut errors,
+        );
+    }
     let mut body = obj.clone();
     if let Some(o) = body.as_object_mut() {
         o.remove("metadata");

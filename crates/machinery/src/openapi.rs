@@ -64,9 +64,9 @@ fn path_param(name: &str) -> Value {
 
 fn write_params(patch: bool) -> Vec<Value> {
     let mut p = vec![
-        query(
+        enum_query(
             "dryRun",
-            "string",
+            &["All"],
             "When present, indicates that modifications should not be persisted. Valid value: All",
         ),
         query(
@@ -74,9 +74,9 @@ fn write_params(patch: bool) -> Vec<Value> {
             "string",
             "fieldManager is a name associated with the actor or entity that is making these changes.",
         ),
-        query(
+        enum_query(
             "fieldValidation",
-            "string",
+            &["Ignore", "Warn", "Strict"],
             "fieldValidation instructs the server on how to handle objects in the request containing unknown or duplicate fields. Valid values: Ignore, Warn, Strict.",
         ),
     ];
@@ -91,12 +91,12 @@ fn list_params() -> Vec<Value> {
         query(
             "labelSelector",
             "string",
-            "A selector to restrict the list of returned objects by their labels.",
+            "A selector to restrict the list of returned objects by their labels: comma-separated requirements, each `key`, `!key`, `key=value`, `key==value`, `key!=value`, `key in (v1,v2)` or `key notin (v1,v2)`.",
         ),
         query(
             "fieldSelector",
             "string",
-            "A selector to restrict the list of returned objects by their fields.",
+            "A selector to restrict the list of returned objects by their fields: comma-separated `field=value`, `field==value` or `field!=value` (metadata.name, metadata.namespace and the kind's selectable fields).",
         ),
         query(
             "limit",
@@ -138,6 +138,11 @@ fn json_body(schema: &str) -> Value {
 fn response(schema: &str) -> Value {
     json!({"description": "OK", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}},
                                             "application/yaml": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}})
+}
+
+fn either_response(a: &str, b: &str) -> Value {
+    let schema = json!({"anyOf": [{"$ref": format!("#/components/schemas/{a}")}, {"$ref": format!("#/components/schemas/{b}")}]});
+    json!({"description": "OK", "content": {"application/json": {"schema": schema}, "application/yaml": {"schema": schema}}})
 }
 
 fn op(
@@ -205,7 +210,68 @@ fn op_name(k: &KindInfo, verb: &str, namespaced: bool, suffix: &str) -> String {
     format!("{verb}{group}{version}{scope}{}{suffix}", k.kind)
 }
 
-/// The paths of one kind, in OpenAPI 3 form.
+/// The error responses an operation may give, each a `Status`: reads (which also answer
+/// 410 Gone for a resourceVersion compacted away) and writes.
+const READ_ERRORS: &[u16] = &[400, 401, 403, 404, 406, 410, 429, 500, 503, 504];
+const WRITE_ERRORS: &[u16] = &[
+    400, 401, 403, 404, 406, 409, 413, 415, 422, 429, 500, 503, 504,
+];
+
+fn error_response(code: u16) -> Value {
+    let description = match code {
+        400 => "BadRequest: the request or its body is malformed",
+        401 => "Unauthorized: no valid credentials",
+        403 => "Forbidden: RBAC denies it, or the namespace is terminating",
+        404 => "NotFound: no such object, namespace or resource",
+        406 => "NotAcceptable: no representation the Accept header allows",
+        409 => "Conflict: AlreadyExists, a stale resourceVersion, or an apply conflict",
+        410 => "Gone: the resourceVersion is older than the events kept",
+        413 => "RequestEntityTooLarge: the body is too large",
+        415 => "UnsupportedMediaType: a body or patch type the endpoint does not take",
+        422 => "Invalid: the object fails validation",
+        429 => "TooManyRequests: the client's rate limit (see Retry-After)",
+        500 => "InternalError",
+        503 => "ServiceUnavailable: the store is unavailable (see Retry-After)",
+        _ => "Timeout: the request took longer than its deadline",
+    };
+    json!({"description": description, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{STATUS}")}}}})
+}
+
+fn enum_query(name: &str, values: &[&str], description: &str) -> Value {
+    json!({"name": name, "in": "query", "description": description, "schema": {"type": "string", "enum": values}})
+}
+
+fn delete_params() -> Vec<Value> {
+    vec![
+        enum_query(
+            "dryRun",
+            &["All"],
+            "When present, indicates that modifications should not be persisted.",
+        ),
+        json!({"name": "gracePeriodSeconds", "in": "query", "description": "The duration in seconds before the object should be deleted.",
+               "schema": {"type": "integer", "minimum": 0}}),
+        enum_query(
+            "propagationPolicy",
+            &["Orphan", "Background", "Foreground"],
+            "Whether and how garbage collection will be performed.",
+        ),
+    ]
+}
+
+/// One operation of a kind's paths.
+struct Operation {
+    path: String,
+    method: &'static str,
+    action: &'static str,
+    id: String,
+    params: Vec<Value>,
+    body: Option<Value>,
+    /// Success responses.
+    ok: Value,
+    errors: &'static [u16],
+}
+
+/// The paths of one kind, in OpenAPI 3 form: those kube-apiserver serves for it.
 fn kind_paths(k: &KindInfo, paths: &mut Map<String, Value>) {
     let name = schema_name(k);
     let list = format!("{name}List");
@@ -219,174 +285,156 @@ fn kind_paths(k: &KindInfo, paths: &mut Map<String, Value>) {
     } else {
         format!("{base}/{}", k.plural)
     };
-    let ns_param: Vec<Value> = if k.namespaced {
-        vec![path_param("namespace")]
-    } else {
-        vec![]
+    let item = format!("{collection}/{{name}}");
+    let in_ns = |extra: Vec<Value>| {
+        let mut p = if k.namespaced {
+            vec![path_param("namespace")]
+        } else {
+            vec![]
+        };
+        p.extend(extra);
+        p
     };
-    let with = |mut a: Vec<Value>, b: Vec<Value>| {
-        a.extend(b);
-        a
+    let named = |extra: Vec<Value>| {
+        let mut p = in_ns(vec![path_param("name")]);
+        p.extend(extra);
+        p
     };
     let ok = |s: &str| json!({"200": response(s)});
     let created = |s: &str| json!({"200": response(s), "201": response(s)});
-    let mut coll = Map::new();
-    coll.insert(
-        "get".into(),
-        op(
-            k,
-            "list",
-            op_name(k, "list", k.namespaced, ""),
-            with(ns_param.clone(), list_params()),
-            None,
-            ok(&list),
-        ),
-    );
-    coll.insert(
-        "post".into(),
-        op(
-            k,
-            "post",
-            op_name(k, "create", k.namespaced, ""),
-            with(ns_param.clone(), write_params(false)),
-            Some(json_body(&name)),
-            created(&name),
-        ),
-    );
-    coll.insert(
-        "delete".into(),
-        op(
-            k,
-            "deletecollection",
-            op_name(k, "deleteCollection", k.namespaced, ""),
-            with(ns_param.clone(), list_params()),
-            None,
-            ok(STATUS),
-        ),
-    );
-    paths.insert(collection.clone(), Value::Object(coll));
-
-    let item_params = with(ns_param.clone(), vec![path_param("name")]);
-    let mut item = Map::new();
-    item.insert(
-        "get".into(),
-        op(
-            k,
-            "get",
-            op_name(k, "read", k.namespaced, ""),
-            item_params.clone(),
-            None,
-            ok(&name),
-        ),
-    );
-    item.insert(
-        "put".into(),
-        op(
-            k,
-            "put",
-            op_name(k, "replace", k.namespaced, ""),
-            with(item_params.clone(), write_params(false)),
-            Some(json_body(&name)),
-            created(&name),
-        ),
-    );
-    item.insert(
-        "patch".into(),
-        op(
-            k,
-            "patch",
-            op_name(k, "patch", k.namespaced, ""),
-            with(item_params.clone(), write_params(true)),
-            Some(patch_body(k)),
-            created(&name),
-        ),
-    );
-    item.insert(
-        "delete".into(),
-        op(
-            k,
-            "delete",
-            op_name(k, "delete", k.namespaced, ""),
-            with(
-                item_params.clone(),
-                vec![
-                    query(
-                        "dryRun",
-                        "string",
-                        "When present, indicates that modifications should not be persisted.",
-                    ),
-                    query(
-                        "gracePeriodSeconds",
-                        "integer",
-                        "The duration in seconds before the object should be deleted.",
-                    ),
-                    query(
-                        "propagationPolicy",
-                        "string",
-                        "Whether and how garbage collection will be performed.",
-                    ),
-                ],
-            ),
-            Some(json_body(DELETE_OPTIONS)),
-            ok(STATUS),
-        ),
-    );
-    paths.insert(format!("{collection}/{{name}}"), Value::Object(item));
-
+    let id = |verb: &str, suffix: &str| op_name(k, verb, k.namespaced, suffix);
+    let mut ops = vec![
+        Operation {
+            path: collection.clone(),
+            method: "get",
+            action: "list",
+            id: id("list", ""),
+            params: in_ns(list_params()),
+            body: None,
+            ok: ok(&list),
+            errors: READ_ERRORS,
+        },
+        Operation {
+            path: collection.clone(),
+            method: "post",
+            action: "post",
+            id: id("create", ""),
+            params: in_ns(write_params(false)),
+            body: Some(json_body(&name)),
+            ok: created(&name),
+            errors: WRITE_ERRORS,
+        },
+        Operation {
+            path: item.clone(),
+            method: "get",
+            action: "get",
+            id: id("read", ""),
+            params: named(vec![]),
+            body: None,
+            ok: ok(&name),
+            errors: READ_ERRORS,
+        },
+        Operation {
+            path: item.clone(),
+            method: "put",
+            action: "put",
+            id: id("replace", ""),
+            params: named(write_params(false)),
+            body: Some(json_body(&name)),
+            ok: created(&name),
+            errors: WRITE_ERRORS,
+        },
+        Operation {
+            path: item.clone(),
+            method: "patch",
+            action: "patch",
+            id: id("patch", ""),
+            params: named(write_params(true)),
+            body: Some(patch_body(k)),
+            ok: created(&name),
+            errors: WRITE_ERRORS,
+        },
+        Operation {
+            path: item.clone(),
+            method: "delete",
+            action: "delete",
+            id: id("delete", ""),
+            params: named(delete_params()),
+            body: Some(json_body(DELETE_OPTIONS)),
+            // A Status when the object is gone; the object itself while finalizers (or a
+            // namespace's contents) hold it, as kube-apiserver answers.
+            ok: json!({"200": either_response(STATUS, &name)}),
+            errors: WRITE_ERRORS,
+        },
+    ];
+    if k.verbs().contains(&"deletecollection") {
+        ops.push(Operation {
+            path: collection.clone(),
+            method: "delete",
+            action: "deletecollection",
+            id: id("deleteCollection", ""),
+            params: in_ns(list_params()),
+            body: None,
+            ok: ok(STATUS),
+            errors: WRITE_ERRORS,
+        });
+    }
     if k.status_subresource {
-        let mut status = Map::new();
-        status.insert(
-            "get".into(),
-            op(
-                k,
-                "get",
-                op_name(k, "read", k.namespaced, "Status"),
-                item_params.clone(),
-                None,
-                ok(&name),
-            ),
-        );
-        status.insert(
-            "put".into(),
-            op(
-                k,
-                "put",
-                op_name(k, "replace", k.namespaced, "Status"),
-                with(item_params.clone(), write_params(false)),
-                Some(json_body(&name)),
-                created(&name),
-            ),
-        );
-        status.insert(
-            "patch".into(),
-            op(
-                k,
-                "patch",
-                op_name(k, "patch", k.namespaced, "Status"),
-                with(item_params, write_params(true)),
-                Some(patch_body(k)),
-                created(&name),
-            ),
-        );
-        paths.insert(
-            format!("{collection}/{{name}}/status"),
-            Value::Object(status),
-        );
+        let status = format!("{item}/status");
+        ops.extend([
+            Operation {
+                path: status.clone(),
+                method: "get",
+                action: "get",
+                id: id("read", "Status"),
+                params: named(vec![]),
+                body: None,
+                ok: ok(&name),
+                errors: READ_ERRORS,
+            },
+            Operation {
+                path: status.clone(),
+                method: "put",
+                action: "put",
+                id: id("replace", "Status"),
+                params: named(write_params(false)),
+                body: Some(json_body(&name)),
+                ok: created(&name),
+                errors: WRITE_ERRORS,
+            },
+            Operation {
+                path: status,
+                method: "patch",
+                action: "patch",
+                id: id("patch", "Status"),
+                params: named(write_params(true)),
+                body: Some(patch_body(k)),
+                ok: created(&name),
+                errors: WRITE_ERRORS,
+            },
+        ]);
     }
     if k.namespaced {
-        let mut all = Map::new();
-        all.insert(
-            "get".into(),
-            op(
-                k,
-                "list",
-                op_name(k, "list", false, "ForAllNamespaces"),
-                list_params(),
-                None,
-                ok(&list),
-            ),
-        );
-        paths.insert(format!("{base}/{}", k.plural), Value::Object(all));
+        ops.push(Operation {
+            path: format!("{base}/{}", k.plural),
+            method: "get",
+            action: "list",
+            id: op_name(k, "list", false, "ForAllNamespaces"),
+            params: list_params(),
+            body: None,
+            ok: ok(&list),
+            errors: READ_ERRORS,
+        });
+    }
+    for o in ops {
+        let mut responses = o.ok;
+        for code in o.errors {
+            responses[code.to_string()] = error_response(*code);
+        }
+        let entry = paths
+            .entry(o.path)
+            .or_insert_with(|| Value::Object(Map::new()));
+        entry[o.method] = op(k, o.action, o.id, o.params, o.body, responses);
     }
 }
 

@@ -27,7 +27,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::hub::{HubEvent, Subscription};
 use crate::negotiate::Output;
 
-/// Longest a watch runs without `timeoutSeconds` (kube-apiserver: 30–60 minutes).
+/// Longest a watch runs without `timeoutSeconds` (or with 0; kube-apiserver: 30–60 minutes).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// Starts a watch.
@@ -67,9 +67,11 @@ pub(crate) async fn watch(ctx: &Ctx) -> ApiResult<Response> {
     if let Some(n) = start {
         check_not_compacted(ctx, n).await?;
     }
+    // As kube-apiserver: `timeoutSeconds=0` is no timeout asked for, not one of zero.
     let timeout = ctx
         .query
         .timeout_seconds
+        .filter(|s| *s > 0)
         .map_or(DEFAULT_TIMEOUT, Duration::from_secs);
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let watch = Watch {
