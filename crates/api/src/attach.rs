@@ -241,7 +241,8 @@ fn record(cd: &mut Value, usable: &UsableSets) {
             meta["annotations"][USABLE_SETS_ANNOTATION] = Value::String(value);
         }
         None => {
-            if let Some(annotations) = meta["annotations"].as_object_mut() {
+            // (`get_mut`: indexing would insert a null `annotations`.)
+            if let Some(annotations) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
                 annotations.remove(USABLE_SETS_ANNOTATION);
                 if annotations.is_empty() {
                     meta.as_object_mut().map(|m| m.remove("annotations"));

@@ -774,6 +774,9 @@ async fn seed_cluster_registration(app: &TestApp) {
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     assert_eq!(r.body["kind"], "ClusterDeployment");
     assert_eq!(r.body["spec"]["installed"], true);
+    for (field, value) in r.body["metadata"].as_object().unwrap() {
+        assert!(!value.is_null(), "metadata.{field} is null: {}", r.body);
+    }
     assert_eq!(
         r.body["spec"]["clusterMetadata"]["adminKubeconfigSecretRef"]["name"],
         "cluster1-admin-kubeconfig"

@@ -320,6 +320,9 @@ async fn registration_needs_use_and_never_replaces_what_exists() {
     let first = register("c1", "https://127.0.0.1:1", json!({"env": "prod"}));
     let r = app.post("/v1/clusters", &first).await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    for (field, value) in r.body["metadata"].as_object().unwrap() {
+        assert!(!value.is_null(), "metadata.{field} is null: {}", r.body);
+    }
     let r = app.post("/v1/clusters", &first).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["metadata"]["name"], "c1");
