@@ -725,7 +725,7 @@ async fn an_unreachable_cluster_is_reported_and_does_not_hold_up_the_fleet(hub: 
             .await;
     }
     // The fleet did not wait for the silent cluster: it is still waiting for its answer.
-    let undecided = fleet.cluster_sync("silent").await.map_or(true, |cs| {
+    let undecided = fleet.cluster_sync("silent").await.is_none_or(|cs| {
         !cs["status"]["selectorSyncSets"]
             .as_array()
             .is_some_and(|sets| sets.iter().any(|s| s["name"] == "s"))

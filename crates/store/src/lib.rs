@@ -647,6 +647,21 @@ fn unseal(
     Ok(with_rv(object, rv))
 }
 
+/// The key of an SQL row with `cluster`, `resource`, `namespace` and `name` columns.
+fn row_key<R>(r: &R) -> ObjectKey
+where
+    R: sqlx::Row,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+{
+    ObjectKey {
+        cluster: r.get("cluster"),
+        resource: r.get("resource"),
+        namespace: r.get("namespace"),
+        name: r.get("name"),
+    }
+}
+
 /// The page an SQL backend's list statement returned: rows of `namespace`, `name`, `data`,
 /// `sealed` and `rv`, one more than the limit when there are more.
 fn list_page<R>(keyring: Option<&Keyring>, q: &ListQuery, rows: Vec<R>, rv: u64) -> Result<ListPage>

@@ -26,7 +26,7 @@ use tokio::sync::Mutex;
 use crate::{
     ChangeEvent, EventType, Keyring, ListPage, ListQuery, MetaField, ObjectKey, OutboxEvent,
     OutboxState, RESEAL_PAGE, Resealed, Result, Retention, Role, Store, StoreError, Stored,
-    count_key, labels_of, list_page, reseal_value, seal, unseal,
+    count_key, labels_of, list_page, reseal_value, row_key, seal, unseal,
 };
 
 /// How long a computed watermark is reused by lists.
@@ -234,17 +234,25 @@ impl PostgresStore {
     }
 
     async fn exists(&self, key: &ObjectKey) -> Result<bool> {
-        let found: Option<i64> = sqlx::query_scalar(
-            "SELECT rv FROM objects WHERE cluster = $1 AND resource = $2 AND namespace = $3 AND name = $4",
-        )
+        let found = by_key("SELECT rv FROM objects", key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(found.is_some())
+    }
+}
+
+/// `select` of the one object `key` names.
+fn by_key<'q>(
+    select: &str,
+    key: &'q ObjectKey,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let sql =
+        format!("{select} WHERE cluster = $1 AND resource = $2 AND namespace = $3 AND name = $4");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(&key.cluster)
         .bind(&key.resource)
         .bind(&key.namespace)
         .bind(&key.name)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(found.is_some())
-    }
 }
 
 /// Query parameters collected while building SQL; each addition yields its placeholder.
@@ -369,15 +377,9 @@ fn list_statement(q: &ListQuery) -> (String, Params) {
 #[async_trait]
 impl Store for PostgresStore {
     async fn get(&self, key: &ObjectKey) -> Result<Option<Stored>> {
-        let row = sqlx::query(
-            "SELECT rv, data, sealed FROM objects WHERE cluster = $1 AND resource = $2 AND namespace = $3 AND name = $4",
-        )
-        .bind(&key.cluster)
-        .bind(&key.resource)
-        .bind(&key.namespace)
-        .bind(&key.name)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = by_key("SELECT rv, data, sealed FROM objects", key)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|r| self.decode(key.clone(), r.get("rv"), r.get("data"), r.get("sealed")))
             .transpose()
     }
@@ -596,12 +598,7 @@ impl Store for PostgresStore {
         // Seal with the file's first key as it is now.
         keyring.inspect(|k| k.reload());
         let mut done = Resealed::default();
-        let key = |r: &sqlx::postgres::PgRow| ObjectKey {
-            cluster: r.get("cluster"),
-            resource: r.get("resource"),
-            namespace: r.get("namespace"),
-            name: r.get("name"),
-        };
+        let key = row_key::<sqlx::postgres::PgRow>;
         // Objects, in primary-key order; a value is replaced only if its object is unchanged.
         let mut after = ObjectKey::default();
         loop {

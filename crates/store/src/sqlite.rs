@@ -19,7 +19,7 @@ use writer::{Done, Op, Writer};
 use crate::{
     ChangeEvent, EventType, Keyring, ListPage, ListQuery, MetaField, ObjectKey, OutboxEvent,
     OutboxState, RESEAL_PAGE, Resealed, Result, Retention, Store, StoreError, Stored, count_key,
-    labels_of, list_page, reseal_value, seal, unseal,
+    labels_of, list_page, reseal_value, row_key, seal, unseal,
 };
 
 /// SQLite-backed store.
@@ -410,12 +410,7 @@ impl Store for SqliteStore {
         // Seal with the file's first key as it is now.
         keyring.inspect(|k| k.reload());
         let mut done = Resealed::default();
-        let key = |r: &sqlx::sqlite::SqliteRow| ObjectKey {
-            cluster: r.get("cluster"),
-            resource: r.get("resource"),
-            namespace: r.get("namespace"),
-            name: r.get("name"),
-        };
+        let key = row_key::<sqlx::sqlite::SqliteRow>;
         for table in ["objects", "events"] {
             let (cursor, sql) = if table == "objects" {
                 (
