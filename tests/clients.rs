@@ -160,6 +160,8 @@ fn schemathesis_finds_nothing_undocumented() {
                 "1",
             ])
             .env("NO_COLOR", "1")
+            // Its example database and crash cache go to the test's own directory.
+            .current_dir(dir.path())
             .output()
             .unwrap();
         assert!(
