@@ -109,19 +109,7 @@ fn schemathesis_finds_nothing_undocumented() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let hub = Process::start(
-        env!("CARGO_BIN_EXE_syncsets"),
-        [
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--insecure-http",
-            "--controllers",
-            "false",
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-        ],
-    );
+    let hub = Process::serve_plain(env!("CARGO_BIN_EXE_syncsets"), dir.path(), &[]);
     let url = hub.url();
     for group_version in ["api/v1", "apis/hive.openshift.io/v1"] {
         let fetched = Command::new("curl")

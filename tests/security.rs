@@ -114,6 +114,12 @@ fn tls_by_default_with_an_admin_kubeconfig_and_nobody_else() {
         let old = dir.path().join("kubeconfig");
         std::fs::write(&old, "apiVersion: v1\nkind: Config\n").unwrap();
         std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+        // Nor do a world-readable data directory and database (SQLite takes an empty file
+        // as a new database).
+        let db = dir.path().join("syncsets.db");
+        std::fs::write(&db, "").unwrap();
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     let server = serve(dir.path(), &["--token-auth-file", tokens.to_str().unwrap()]);
     assert!(
@@ -126,11 +132,21 @@ fn tls_by_default_with_an_admin_kubeconfig_and_nobody_else() {
     for private in [
         "kubeconfig",
         "pki/ca.key",
+        "pki/ca.crt",
         "pki/server.key",
+        "pki/server.crt",
         "pki/admin.key",
+        "pki/admin.crt",
         "encryption.keys",
+        "syncsets.db",
+        "syncsets.db-wal",
+        "syncsets.db-shm",
     ] {
         assert_eq!(mode(&dir.path().join(private)), 0o600, "{private}");
+    }
+    #[cfg(unix)]
+    for private in ["", "pki"] {
+        assert_eq!(mode(&dir.path().join(private)), 0o700, "{private:?}");
     }
 
     // The written kubeconfig just works.

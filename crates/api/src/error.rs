@@ -215,13 +215,33 @@ impl ApiError {
     }
 
     /// 500 InternalError; the cause is logged, not returned.
-    pub fn internal(context: &str, err: &dyn std::error::Error) -> Self {
+    /// A store that is full or cannot be reached is said so: 507 (reads still work; writes
+    /// again once space is freed), or 503 with Retry-After.
+    pub fn internal(context: &str, err: &(dyn std::error::Error + 'static)) -> Self {
         tracing::error!(error = %syncsets_store::Chain(err), "{context}");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalError",
-            format!("Internal error occurred: {context}"),
-        )
+        match syncsets_store::fault(err) {
+            Some(syncsets_store::Fault::Full) => Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "InternalError",
+                format!(
+                    "Internal error occurred: {context}: the store's disk is full; writes are refused until space is freed"
+                ),
+            ),
+            Some(syncsets_store::Fault::Unavailable) => {
+                let mut e = Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailable",
+                    format!("{context}: the store is unavailable; try again shortly"),
+                );
+                e.retry_after = Some(1);
+                e
+            }
+            None => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                format!("Internal error occurred: {context}"),
+            ),
+        }
     }
 
     /// 429 TooManyRequests, to retry after `seconds`.

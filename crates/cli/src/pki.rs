@@ -165,7 +165,8 @@ fn still_good(cert_pem: &str, names: &[String]) -> bool {
 /// The certificates under `dir`, made or renewed as needed. `names` are the serving
 /// certificate's names beyond 127.0.0.1, ::1 and localhost.
 pub fn ensure(dir: &Path, names: &[String]) -> anyhow::Result<Pki> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    syncsets_store::private_file::private_dir(dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
     let (ca_crt, ca_key) = (dir.join("ca.crt"), dir.join("ca.key"));
     let ca = if ca_crt.exists() && ca_key.exists() {
         Credential {
@@ -175,7 +176,7 @@ pub fn ensure(dir: &Path, names: &[String]) -> anyhow::Result<Pki> {
     } else {
         let ca = new_ca()?;
         write_private(&ca_key, &ca.key)?;
-        std::fs::write(&ca_crt, &ca.cert)?;
+        write_private(&ca_crt, &ca.cert)?;
         ca
     };
     let mut all_names: Vec<String> = ["127.0.0.1", "::1", "localhost"].map(String::from).to_vec();
@@ -190,7 +191,7 @@ pub fn ensure(dir: &Path, names: &[String]) -> anyhow::Result<Pki> {
         _ => {
             let server = issue(&ca, "syncsets", &all_names, None, true)?;
             write_private(&server_key, &server.key)?;
-            std::fs::write(&server_crt, &server.cert)?;
+            write_private(&server_crt, &server.cert)?;
             server
         }
     };
@@ -204,6 +205,18 @@ pub fn ensure(dir: &Path, names: &[String]) -> anyhow::Result<Pki> {
             admin
         }
     };
+    // Every file here is its owner's only, those an older version wrote included.
+    for file in [
+        &ca_crt,
+        &ca_key,
+        &server_crt,
+        &server_key,
+        &admin_crt,
+        &admin_key,
+    ] {
+        syncsets_store::private_file::restrict(file)
+            .with_context(|| format!("restricting {}", file.display()))?;
+    }
     Ok(Pki {
         client_cas: ca.cert.clone(),
         ca: ca.cert,

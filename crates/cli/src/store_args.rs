@@ -42,8 +42,11 @@ impl StoreArgs {
         self.data_dir.join("encryption.keys")
     }
 
-    /// The Secret encryption keys (created with a new key on first start).
+    /// The Secret encryption keys (created with a new key on first start). The data
+    /// directory is made first, its owner's only (0700).
     pub fn keyring(&self) -> anyhow::Result<Arc<Keyring>> {
+        syncsets_store::private_file::private_dir(&self.data_dir)
+            .with_context(|| format!("preparing {}", self.data_dir.display()))?;
         let path = self.key_file();
         Ok(Arc::new(
             Keyring::load_or_create(&path)

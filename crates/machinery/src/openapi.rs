@@ -214,7 +214,7 @@ fn op_name(k: &KindInfo, verb: &str, namespaced: bool, suffix: &str) -> String {
 /// 410 Gone for a resourceVersion compacted away) and writes.
 const READ_ERRORS: &[u16] = &[400, 401, 403, 404, 406, 410, 429, 500, 503, 504];
 const WRITE_ERRORS: &[u16] = &[
-    400, 401, 403, 404, 406, 409, 413, 415, 422, 429, 500, 503, 504,
+    400, 401, 403, 404, 406, 409, 413, 415, 422, 429, 500, 503, 504, 507,
 ];
 
 fn error_response(code: u16) -> Value {
@@ -232,7 +232,8 @@ fn error_response(code: u16) -> Value {
         429 => "TooManyRequests: the client's rate limit (see Retry-After)",
         500 => "InternalError",
         503 => "ServiceUnavailable: the store is unavailable (see Retry-After)",
-        _ => "Timeout: the request took longer than its deadline",
+        504 => "Timeout: the request took longer than its deadline",
+        _ => "InsufficientStorage: the store's disk is full (reads still work)",
     };
     json!({"description": description, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{STATUS}")}}}})
 }

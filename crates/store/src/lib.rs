@@ -342,6 +342,70 @@ impl StoreError {
     }
 }
 
+/// What kind of storage failure an error comes from, for answering it as kube-apiserver
+/// would: a full disk, or a database that cannot be reached (try again shortly).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// No space left (SQLite `SQLITE_FULL`, PostgreSQL `disk_full`, `ENOSPC`).
+    Full,
+    /// The database cannot be reached or has no connection to give in time.
+    Unavailable,
+}
+
+/// The [`Fault`] behind `err` or any of its causes, if it is one.
+pub fn fault(err: &(dyn std::error::Error + 'static)) -> Option<Fault> {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        // A shared cause hides its error behind the Arc (whose `source` skips it).
+        if let Some(shared) = e.downcast_ref::<Cause>()
+            && let Some(f) = fault(shared.as_ref())
+        {
+            return Some(f);
+        }
+        if e.to_string().contains("database or disk is full") {
+            return Some(Fault::Full);
+        }
+        if let Some(sql) = e.downcast_ref::<sqlx::Error>() {
+            match sql {
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+                    return Some(Fault::Unavailable);
+                }
+                sqlx::Error::Database(db) => {
+                    // SQLite's primary result code 13; PostgreSQL's SQLSTATE 53100.
+                    let code = db.code();
+                    if matches!(code.as_deref(), Some("13" | "53100")) {
+                        return Some(Fault::Full);
+                    }
+                    if code
+                        .as_deref()
+                        .is_some_and(|c| c.starts_with("08") || c == "57P01" || c == "57P03")
+                    {
+                        return Some(Fault::Unavailable);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::StorageFull || io.raw_os_error() == Some(28) {
+                return Some(Fault::Full);
+            }
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::UnexpectedEof
+            ) {
+                return Some(Fault::Unavailable);
+            }
+        }
+        next = e.source();
+    }
+    None
+}
+
 /// An error and its causes, `outer: inner: innermost`: how logs and messages show errors
 /// (each error's own message says only what it adds).
 pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'a));
@@ -435,6 +499,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// A resourceVersion up to which every change is settled (committed or abandoned):
     /// lists return it, and watches from it miss nothing.
     async fn watermark(&self) -> Result<u64>;
+
+    /// Whether the store can serve reads and writes now (`/readyz`).
+    async fn ready(&self) -> Result<()> {
+        self.watermark().await.map(drop)
+    }
 
     /// The backend's name, for logs and benchmarks.
     fn backend(&self) -> &'static str;

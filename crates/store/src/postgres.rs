@@ -29,6 +29,12 @@ use crate::{
     count_key, labels_of, list_page, reseal_value, row_key, seal, unseal,
 };
 
+/// Longest a request waits for a database connection.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Longest `/readyz` waits for the database's answer.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How long a computed watermark is reused by lists.
 const WATERMARK_TTL: Duration = Duration::from_millis(20);
 
@@ -130,7 +136,9 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .test_before_acquire(false)
-            .acquire_timeout(Duration::from_secs(30))
+            // Bounded well inside a request's deadline: with the database unreachable a
+            // request is answered 503 (Retry-After) in seconds instead of queueing.
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(opts)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
@@ -587,6 +595,14 @@ impl Store for PostgresStore {
 
     async fn watermark(&self) -> Result<u64> {
         self.settle().await
+    }
+
+    async fn ready(&self) -> Result<()> {
+        match tokio::time::timeout(READY_TIMEOUT, sqlx::query("SELECT 1").execute(&self.pool)).await
+        {
+            Ok(done) => done.map(drop).map_err(StoreError::from),
+            Err(_) => Err(StoreError::Database(sqlx::Error::PoolTimedOut)),
+        }
     }
 
     fn backend(&self) -> &'static str {

@@ -11,6 +11,43 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Tells this process's temporary files apart.
 static TEMPORARIES: AtomicU64 = AtomicU64::new(0);
 
+/// Creates the directory `path` (and its parents) if missing and makes it its owner's
+/// only (0700), whatever mode it had and whatever the umask.
+pub fn private_dir(path: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Makes an existing file its owner's only (0600); a missing one is left missing.
+pub fn restrict(path: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        match std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// Creates an empty file at `path`, mode 0600, unless one exists (then made 0600).
+pub fn touch(path: &Path) -> io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?;
+    restrict(path)
+}
+
 /// Writes `contents` to `path`, replacing any file there, readable by its owner only.
 pub fn replace(path: &Path, contents: &[u8]) -> io::Result<()> {
     let tmp = write_temporary(path, contents)?;

@@ -57,6 +57,18 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::config(format!("creating {}: {e}", dir.display())))?;
         }
+        // The database is its owner's only, whatever the umask: created 0600 here (SQLite
+        // gives its -wal and -shm files the database's mode), and an older file, or its
+        // -wal and -shm, made so.
+        let db = opts.get_filename().to_path_buf();
+        crate::private_file::touch(&db)
+            .map_err(|e| StoreError::config(format!("creating {}: {e}", db.display())))?;
+        for suffix in ["-wal", "-shm"] {
+            let mut name = db.clone().into_os_string();
+            name.push(suffix);
+            crate::private_file::restrict(std::path::Path::new(&name))
+                .map_err(|e| StoreError::config(format!("restricting {name:?}: {e}")))?;
+        }
         let mut writer = SqliteConnection::connect_with(&opts).await?;
         sqlx::migrate!("./migrations/sqlite")
             .run(&mut writer)
@@ -68,12 +80,12 @@ impl SqliteStore {
         let readers = SqlitePoolOptions::new()
             .max_connections(8)
             .test_before_acquire(false)
-            .connect_with(opts.read_only(true))
+            .connect_with(opts.clone().read_only(true))
             .await?;
         let rv = Arc::new(AtomicU64::new(rv as u64));
         let written = Arc::new(tokio::sync::Notify::new());
         Ok(Self {
-            writer: Writer::spawn(writer, rv.clone(), written.clone()),
+            writer: Writer::spawn(writer, opts.clone(), rv.clone(), written.clone()),
             written,
             readers,
             keyring,
@@ -399,6 +411,15 @@ impl Store for SqliteStore {
 
     async fn watermark(&self) -> Result<u64> {
         Ok(self.rv.load(Ordering::Acquire))
+    }
+
+    async fn ready(&self) -> Result<()> {
+        if self.writer.failing() {
+            return Err(StoreError::write_failed(
+                "SQLite writes are failing (the log says why); probing until one succeeds",
+            ));
+        }
+        Ok(())
     }
 
     fn backend(&self) -> &'static str {

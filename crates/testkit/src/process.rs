@@ -24,6 +24,26 @@ impl Process {
         Self::launch(program, args, None)
     }
 
+    /// `program serve` (the syncsets binary) on a free loopback port over plain HTTP, without
+    /// controllers, with its data under `data_dir` and `extra` arguments.
+    pub fn serve_plain(program: impl AsRef<OsStr>, data_dir: &Path, extra: &[&str]) -> Self {
+        let mut args: Vec<&OsStr> = [
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--insecure-http",
+            "--controllers",
+            "false",
+            "--data-dir",
+        ]
+        .into_iter()
+        .map(OsStr::new)
+        .collect();
+        args.push(data_dir.as_os_str());
+        args.extend(extra.iter().map(OsStr::new));
+        Self::start(program, args)
+    }
+
     /// [`Process::start`], with a debug log written to `log`.
     pub fn logging_to<I, S>(program: impl AsRef<OsStr>, args: I, log: &Path) -> Self
     where

@@ -6,8 +6,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
+use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Connection, Row, SqliteConnection};
 use tokio::sync::{Notify, mpsc, oneshot};
 
@@ -75,53 +77,122 @@ struct Job {
 
 /// The handle writers use.
 #[derive(Clone)]
-pub(super) struct Writer(mpsc::Sender<Job>);
+pub(super) struct Writer {
+    jobs: mpsc::Sender<Job>,
+    /// Whether the last commit (or probe) failed and none has succeeded since.
+    failing: Arc<AtomicBool>,
+}
+
+/// How often a failing writer probes whether it can write again.
+const PROBE_INTERVAL: Duration = Duration::from_millis(500);
 
 impl Writer {
-    /// Starts the writer task on `conn`; `rv` holds the last committed resourceVersion.
-    pub(super) fn spawn(conn: SqliteConnection, rv: Arc<AtomicU64>, written: Arc<Notify>) -> Self {
+    /// Starts the writer task on `conn` (opened with `opts`, with which it reconnects);
+    /// `rv` holds the last committed resourceVersion.
+    pub(super) fn spawn(
+        conn: SqliteConnection,
+        opts: SqliteConnectOptions,
+        rv: Arc<AtomicU64>,
+        written: Arc<Notify>,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(run(conn, rx, rv, written));
-        Self(tx)
+        let failing = Arc::new(AtomicBool::new(false));
+        let task = Task {
+            conn: Some(conn),
+            opts,
+            committed: rv,
+            written,
+            failing: failing.clone(),
+        };
+        tokio::spawn(task.run(rx));
+        Self { jobs: tx, failing }
     }
 
     /// Queues a write and waits for its commit.
     pub(super) async fn write(&self, op: Op) -> Result<Done> {
         let (reply, done) = oneshot::channel();
-        self.0
+        self.jobs
             .send(Job { op, reply })
             .await
             .map_err(|_| StoreError::write_failed("the SQLite writer has stopped"))?;
         done.await
             .map_err(|_| StoreError::write_failed("the SQLite writer has stopped"))?
     }
+
+    /// Whether writes fail now (until a commit or a probe succeeds again).
+    pub(super) fn failing(&self) -> bool {
+        self.failing.load(Ordering::Acquire)
+    }
 }
 
-async fn run(
-    mut conn: SqliteConnection,
-    mut rx: mpsc::Receiver<Job>,
+/// The writer task's state.
+struct Task {
+    /// `None` after a failure, until a new connection is made.
+    conn: Option<SqliteConnection>,
+    opts: SqliteConnectOptions,
     committed: Arc<AtomicU64>,
     written: Arc<Notify>,
-) {
-    while let Some(first) = rx.recv().await {
-        let mut jobs = vec![first];
-        while jobs.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
+    failing: Arc<AtomicBool>,
+}
+
+impl Task {
+    async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+        loop {
+            let first = if self.failing.load(Ordering::Acquire) {
+                // While failing, probe now and then so that health comes back without a
+                // write to show it.
+                match tokio::time::timeout(PROBE_INTERVAL, rx.recv()).await {
+                    Ok(Some(job)) => job,
+                    Ok(None) => return,
+                    Err(_) => {
+                        self.probe().await;
+                        continue;
+                    }
+                }
+            } else {
+                match rx.recv().await {
+                    Some(job) => job,
+                    None => return,
+                }
+            };
+            let mut jobs = vec![first];
+            while jobs.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
             }
+            self.batch(jobs).await;
         }
-        let base = committed.load(Ordering::Acquire);
-        match commit(&mut conn, &jobs, base).await {
+    }
+
+    /// The connection, made again after a failure.
+    async fn connection(&mut self) -> Result<&mut SqliteConnection, sqlx::Error> {
+        if self.conn.is_none() {
+            self.conn = Some(SqliteConnection::connect_with(&self.opts).await?);
+        }
+        Ok(self.conn.as_mut().expect("just made"))
+    }
+
+    async fn batch(&mut self, jobs: Vec<Job>) {
+        let base = self.committed.load(Ordering::Acquire);
+        let ops: Vec<&Op> = jobs.iter().map(|j| &j.op).collect();
+        let outcome = match self.connection().await {
+            Ok(conn) => commit(conn, &ops, base).await,
+            Err(e) => Err(e),
+        };
+        match outcome {
             Ok((results, last)) => {
-                committed.store(last, Ordering::Release);
-                written.notify_one();
+                self.failing.store(false, Ordering::Release);
+                self.committed.store(last, Ordering::Release);
+                self.written.notify_one();
                 for (job, result) in jobs.into_iter().zip(results) {
                     let _ = job.reply.send(result);
                 }
             }
             Err(e) => {
                 tracing::error!(error = %crate::Chain(&e), writes = jobs.len(), "SQLite commit failed");
+                self.fail();
                 let cause: crate::Cause = Arc::new(e);
                 for job in jobs {
                     let _ = job.reply.send(Err(StoreError::WriteFailed(cause.clone())));
@@ -129,13 +200,38 @@ async fn run(
             }
         }
     }
+
+    /// After a failed commit the connection may still be inside a transaction SQLite has
+    /// rolled back itself (a full disk does that), where sqlx would refuse every later
+    /// `BEGIN`: the next write starts on a new connection.
+    fn fail(&mut self) {
+        self.failing.store(true, Ordering::Release);
+        self.conn = None;
+    }
+
+    /// A write that changes nothing but still needs the disk (it writes a WAL frame).
+    async fn probe(&mut self) {
+        let probed = match self.connection().await {
+            Ok(conn) => commit(conn, &[], 0).await.map(drop),
+            Err(e) => Err(e),
+        };
+        match probed {
+            Ok(()) => {
+                tracing::info!("SQLite writes work again");
+                self.failing.store(false, Ordering::Release);
+            }
+            Err(_) => self.fail(),
+        }
+    }
 }
 
 /// Runs a batch in one transaction. The outer error aborts the batch; inner results are
 /// per write.
+/// With no operations, a probe: it rewrites the counter row as it is, which needs the disk
+/// as any write does.
 async fn commit(
     conn: &mut SqliteConnection,
-    jobs: &[Job],
+    ops: &[&Op],
     base: u64,
 ) -> Result<(Vec<Result<Done>>, u64), sqlx::Error> {
     // IMMEDIATE takes the write lock up front, so another holder of it (a backup, an
@@ -143,11 +239,15 @@ async fn commit(
     // when a deferred transaction would upgrade.
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     let mut rv = base;
-    let mut results = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        results.push(apply(&mut tx, &job.op, &mut rv).await?);
+    let mut results = Vec::with_capacity(ops.len());
+    for op in ops {
+        results.push(apply(&mut tx, op, &mut rv).await?);
     }
-    if rv != base {
+    if ops.is_empty() {
+        sqlx::query("UPDATE counters SET value = value WHERE name = 'rv'")
+            .execute(&mut *tx)
+            .await?;
+    } else if rv != base {
         sqlx::query("UPDATE counters SET value = ? WHERE name = 'rv'")
             .bind(rv as i64)
             .execute(&mut *tx)
