@@ -1223,3 +1223,92 @@ fn a_namespace_editor_never_acts_with_another_clusters_credentials() {
     );
     assert_eq!(out, "Success");
 }
+
+/// Logs: `--log-format text` (no colour codes in a file) or `json` (one object a line),
+/// and one line per API request (target `syncsets_api::request`) saying who asked what and
+/// the answer — never the credential.
+#[test]
+fn logs_have_a_line_per_request_as_text_or_json_and_no_colours_in_files() {
+    for format in ["text", "json"] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let log = dir.path().join("serve.log");
+        let tokens = dir.path().join("tokens.csv");
+        let token = "t0ken-0f-al1ce";
+        std::fs::write(&tokens, format!("{token},alice,7,system:masters\n")).unwrap();
+        let server = serve_logging(
+            &data,
+            &[
+                "--token-auth-file",
+                tokens.to_str().unwrap(),
+                "--log-format",
+                format,
+            ],
+            Some(&log),
+        );
+        let listed = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(data.join("pki/ca.crt"))
+            .args(["-H", &format!("Authorization: Bearer {token}")])
+            .arg(format!(
+                "{}/api/v1/namespaces/default/configmaps",
+                server.url
+            ))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&listed.stdout), "200");
+        let line = eventually(10, "the request's log line", || {
+            let logged = std::fs::read_to_string(&log).unwrap();
+            logged
+                .lines()
+                .find(|l| l.contains("syncsets_api::request") && l.contains("alice"))
+                .map(str::to_string)
+        });
+        let logged = std::fs::read_to_string(&log).unwrap();
+        assert!(!logged.contains(token), "{format}: the token is in the log");
+        assert!(
+            !logged.contains('\u{1b}'),
+            "{format}: colour codes in a file"
+        );
+        match format {
+            "json" => {
+                for l in logged.lines() {
+                    serde_json::from_str::<serde_json::Value>(l)
+                        .unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+                }
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+                let f = &v["fields"];
+                assert_eq!(v["target"], "syncsets_api::request", "{line}");
+                assert_eq!(
+                    (
+                        &f["user"],
+                        &f["verb"],
+                        &f["resource"],
+                        &f["namespace"],
+                        &f["code"]
+                    ),
+                    (
+                        &serde_json::json!("alice"),
+                        &serde_json::json!("list"),
+                        &serde_json::json!("configmaps"),
+                        &serde_json::json!("default"),
+                        &serde_json::json!(200)
+                    ),
+                    "{line}"
+                );
+                assert!(f["latency_ms"].is_number(), "{line}");
+            }
+            _ => {
+                for field in [
+                    "user=\"alice\"",
+                    "verb=list",
+                    "resource=configmaps",
+                    "namespace=default",
+                    "code=200",
+                ] {
+                    assert!(line.contains(field), "{field} in {line}");
+                }
+            }
+        }
+    }
+}

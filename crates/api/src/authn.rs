@@ -245,6 +245,9 @@ pub async fn authenticate(
         return unauthorized();
     }
     request.headers_mut().remove(header::AUTHORIZATION);
+    if let Some(parsed) = request.extensions().get::<Arc<crate::request::Parsed>>() {
+        let _ = parsed.user.set(user.name.clone());
+    }
     request.extensions_mut().insert(user);
     next.run(request).await
 }

@@ -31,6 +31,8 @@ pub struct Parsed {
     pub query: ApiResult<Query>,
     /// What authorization checks: the attributes of the resource or non-resource request.
     pub attributes: Attributes,
+    /// Who asked, once authentication has said (for the request log).
+    pub user: std::sync::OnceLock<String>,
 }
 
 impl Parsed {
@@ -56,15 +58,40 @@ impl Parsed {
             route,
             query,
             attributes,
+            user: std::sync::OnceLock::new(),
         }
     }
 }
 
 /// The first middleware: parses the request once for every layer after it.
 pub async fn parse(mut request: Request, next: Next) -> Response {
-    let parsed = Parsed::new(request.method(), request.uri());
-    request.extensions_mut().insert(Arc::new(parsed));
-    next.run(request).await
+    let parsed = Arc::new(Parsed::new(request.method(), request.uri()));
+    request.extensions_mut().insert(parsed.clone());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    log(&parsed, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// One line per request (target `syncsets_api::request`, level debug, as kube-apiserver
+/// logs requests at -v=3): who, what, the answer and how long it took. Never a credential
+/// or a body.
+fn log(parsed: &Parsed, code: u16, took: std::time::Duration) {
+    let a = &parsed.attributes;
+    tracing::debug!(
+        target: "syncsets_api::request",
+        user = parsed.user.get().map_or("", String::as_str),
+        verb = %a.verb,
+        cluster = %parsed.cluster,
+        resource = %a.resource,
+        subresource = %a.subresource,
+        namespace = %a.namespace,
+        name = %a.name,
+        path = a.path.as_deref().unwrap_or(""),
+        code,
+        latency_ms = took.as_secs_f64() * 1000.0,
+        "request"
+    );
 }
 
 /// The authorizer attributes of a request (kube-apiserver's `RequestInfo`): a resource

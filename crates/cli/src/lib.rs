@@ -35,12 +35,31 @@ pub use store_args::StoreArgs;
     about = "Keeps fleets of Kubernetes clusters in sync with SyncSets, without a Kubernetes hub"
 )]
 pub struct Args {
-    /// Log filter (tracing `EnvFilter` syntax).
+    /// Log filter (tracing `EnvFilter` syntax); `syncsets_api::request=debug` logs every
+    /// API request.
     #[arg(long, env = "SYNCSETS_LOG", default_value = "info", global = true)]
     log: String,
 
+    /// Log format: `text` (colours only on a terminal) or `json` (one object a line).
+    #[arg(
+        long,
+        env = "SYNCSETS_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
+    log_format: LogFormat,
+
     #[command(subcommand)]
     command: Command,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -69,10 +88,16 @@ impl Args {
     /// Parses the command line and runs the command.
     pub fn parse_and_run() -> ExitCode {
         let args = Args::parse();
-        tracing_subscriber::fmt()
+        let logs = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log))
-            .with_writer(std::io::stderr)
-            .init();
+            .with_writer(std::io::stderr);
+        match args.log_format {
+            LogFormat::Json => logs.json().init(),
+            LogFormat::Text => {
+                use std::io::IsTerminal as _;
+                logs.with_ansi(std::io::stderr().is_terminal()).init()
+            }
+        }
         let runtime = match tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
