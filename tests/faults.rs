@@ -276,3 +276,110 @@ async fn postgres_stopped_under_load_is_answered_503_and_loses_nothing() {
     drop(cluster);
     db.drop_db().await;
 }
+
+/// Whether the server has closed `stream` (end of file or reset) within `wait`.
+async fn closed_within(stream: &mut tokio::net::TcpStream, wait: Duration) -> bool {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => {} // a response; keep reading until the server closes
+        }
+    }
+}
+
+/// Silent clients, slow (slowloris) clients and idle kept-alive connections are closed
+/// after the header timeout; connections beyond the per-address bound are closed on
+/// arrival; and the server answers everyone else meanwhile, under 1,000 such connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_slow_and_excess_connections_are_closed_and_others_served() {
+    use tokio::io::AsyncWriteExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Process::serve_plain(
+        env!("CARGO_BIN_EXE_syncsets"),
+        dir.path(),
+        &[
+            "--header-timeout",
+            "3s",
+            "--max-connections-per-address",
+            "200",
+        ],
+    );
+    let base = hub.url();
+    let addr: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
+
+    // 1,000 silent connections from another loopback address (127.0.0.2).
+    let mut silent = Vec::new();
+    for _ in 0..1000 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        silent.push(socket.connect(addr).await.unwrap());
+    }
+    // A slowloris client: headers begun, never finished.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /version HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // A kept-alive connection, idle after one request.
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    idle.write_all(b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+
+    // Everyone else is served meanwhile.
+    let started = Instant::now();
+    let version = reqwest::get(format!("{base}/version")).await.unwrap();
+    assert_eq!(version.status(), 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "a request waited {:?} behind the silent connections",
+        started.elapsed()
+    );
+
+    // Beyond 200 from 127.0.0.2: closed on arrival (all looked at together, well inside
+    // the header timeout).
+    let closed = futures::future::join_all(
+        silent
+            .iter_mut()
+            .map(|s| closed_within(s, Duration::from_millis(300))),
+    )
+    .await;
+    let open_after_arrival = closed.iter().filter(|c| !**c).count();
+    assert_eq!(open_after_arrival, 200, "connections held from one address");
+
+    // After the header timeout, the silent, the slow and the idle are all closed.
+    for (what, s) in [("slowloris", &mut slow), ("idle keep-alive", &mut idle)] {
+        assert!(
+            closed_within(s, Duration::from_secs(6)).await,
+            "{what} connection still open"
+        );
+    }
+    let closed = futures::future::join_all(
+        silent
+            .iter_mut()
+            .map(|s| closed_within(s, Duration::from_secs(2))),
+    )
+    .await;
+    let still_open = closed.iter().filter(|c| !**c).count();
+    assert_eq!(still_open, 0, "silent connections still open");
+    // And the address may connect again.
+    let mut again = tokio::net::TcpSocket::new_v4().unwrap();
+    again = {
+        again.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        again
+    };
+    let mut again = again.connect(addr).await.unwrap();
+    again
+        .write_all(b"GET /version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut again, &mut answer)
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}

@@ -1312,3 +1312,27 @@ fn logs_have_a_line_per_request_as_text_or_json_and_no_colours_in_files() {
         }
     }
 }
+
+/// A client that completes the TLS handshake and then sends nothing is closed after the
+/// header timeout (it held its connection forever before).
+#[test]
+fn a_silent_client_after_the_tls_handshake_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), &["--header-timeout", "2s"]);
+    let authority = server.url.trim_start_matches("https://").to_string();
+    // HTTP/1.1 (no ALPN) and HTTP/2 (ALPN h2, where the server waits for the preface).
+    for alpn in ["http/1.1", "h2"] {
+        let mut client = Command::new("openssl")
+            .args(["s_client", "-quiet", "-alpn", alpn, "-connect", &authority])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        eventually(
+            10,
+            &format!("the server to close a silent {alpn} client"),
+            || client.try_wait().unwrap(),
+        );
+    }
+}

@@ -27,6 +27,7 @@ mod negotiate;
 mod openapi;
 pub mod rbac;
 pub mod request;
+pub mod serve;
 pub mod tls;
 
 use std::collections::{HashMap, HashSet};
@@ -198,10 +199,14 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<tls::ConnInfo>();
-    axum::serve(tls::PlainListener(listener), app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = state.config.limits.connections.clone();
+    serve::serve(
+        tls::PlainListener(listener),
+        router(state),
+        limits,
+        shutdown,
+    )
+    .await
 }
 
 /// Serves HTTPS until `shutdown` completes, then drains in-flight requests. Client
@@ -211,8 +216,6 @@ pub async fn run_tls(
     listener: tls::TlsListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<tls::ConnInfo>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = state.config.limits.connections.clone();
+    serve::serve(listener, router(state), limits, shutdown).await
 }

@@ -38,6 +38,8 @@ pub struct Limits {
     pub client_burst: u32,
     /// Watch streams one client may hold open (0: unlimited).
     pub max_watches: usize,
+    /// Connections: how many, and how long one may stay silent.
+    pub connections: crate::serve::ConnectionLimits,
 }
 
 impl Default for Limits {
@@ -47,6 +49,7 @@ impl Default for Limits {
             client_qps: 100.0,
             client_burst: 200,
             max_watches: 100,
+            connections: crate::serve::ConnectionLimits::default(),
         }
     }
 }

@@ -6,16 +6,15 @@
 //!                            its subject read once per connection → ConnInfo.client
 //! ```
 //!
-//! [`TlsListener`] and [`PlainListener`] are axum listeners, so `axum::serve` and its
-//! graceful shutdown work unchanged; both set TCP_NODELAY (watch events are small writes).
+//! [`TlsListener`] and [`PlainListener`] are axum listeners, served by
+//! [`crate::serve`]; both set TCP_NODELAY (watch events are small writes).
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::connect_info::Connected;
-use axum::serve::{IncomingStream, Listener};
+use axum::serve::Listener;
 use rustls::pki_types::CertificateDer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -168,29 +167,5 @@ impl Listener for TlsListener {
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.local)
-    }
-}
-
-impl Connected<IncomingStream<'_, TlsListener>> for ConnInfo {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        let (_, connection) = stream.io().get_ref();
-        let client = connection
-            .peer_certificates()
-            .and_then(|chain| chain.first())
-            .and_then(identity_of)
-            .map(Arc::new);
-        Self {
-            remote: *stream.remote_addr(),
-            client,
-        }
-    }
-}
-
-impl Connected<IncomingStream<'_, PlainListener>> for ConnInfo {
-    fn connect_info(stream: IncomingStream<'_, PlainListener>) -> Self {
-        Self {
-            remote: *stream.remote_addr(),
-            client: None,
-        }
     }
 }

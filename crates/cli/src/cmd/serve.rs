@@ -102,6 +102,23 @@ pub struct LimitArgs {
     /// Watch streams one client may hold open (0: unlimited)
     #[arg(long, env = "SYNCSETS_MAX_WATCHES_PER_CLIENT", default_value_t = 100)]
     pub max_watches_per_client: usize,
+
+    /// Connections open at once; more are closed on arrival (0: unlimited)
+    #[arg(long, env = "SYNCSETS_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Connections open at once from one address (0: unlimited)
+    #[arg(
+        long,
+        env = "SYNCSETS_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 1_000
+    )]
+    pub max_connections_per_address: usize,
+
+    /// Longest a connection may take to send its first byte, a request's headers, or its
+    /// next request when kept alive (Go duration); silent and slow clients are closed
+    #[arg(long, env = "SYNCSETS_HEADER_TIMEOUT", default_value = "30s", value_parser = crate::controller_args::parse_duration)]
+    pub header_timeout: std::time::Duration,
 }
 
 impl LimitArgs {
@@ -114,6 +131,13 @@ impl LimitArgs {
             client_qps: self.client_qps.max(0.0),
             client_burst: self.client_burst,
             max_watches: self.max_watches_per_client,
+            connections: syncsets_api::serve::ConnectionLimits {
+                max: self.max_connections,
+                max_per_address: self.max_connections_per_address,
+                header_timeout: self
+                    .header_timeout
+                    .max(std::time::Duration::from_millis(100)),
+            },
         }
     }
 }

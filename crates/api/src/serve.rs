@@ -1,0 +1,270 @@
+//! The connection loop: every accepted connection is admitted against the connection
+//! limits, read under a deadline until its first byte and (HTTP/1) until each request's
+//! headers are complete — the same deadline bounds a kept-alive connection's idleness —
+//! and served over the protocol ALPN chose (HTTP/2 or HTTP/1.1; plain HTTP is HTTP/1.1).
+//!
+//! ```text
+//!   accept ─▶ gate (total, per address; over: closed at once) ─▶ first byte ≤ T
+//!          ─▶ h2 (ALPN) │ h1: each request's headers ≤ T, idle keep-alive ≤ T
+//! ```
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::serve::Listener;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::server::TlsStream;
+use tower::Layer as _;
+
+use crate::tls::{ConnInfo, identity_of};
+
+/// Bounds on connections.
+#[derive(Clone, Debug)]
+pub struct ConnectionLimits {
+    /// Connections open at once, in total (0: unlimited).
+    pub max: usize,
+    /// Connections open at once from one address (0: unlimited).
+    pub max_per_address: usize,
+    /// Longest wait for a connection's first byte, for a request's headers once it has
+    /// begun, and for the next request on a kept-alive HTTP/1.1 connection.
+    pub header_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max: 10_000,
+            max_per_address: 1_000,
+            header_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What the loop needs of an accepted connection.
+pub trait Peer: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Who is on the other end.
+    fn conn_info(&self, remote: SocketAddr) -> ConnInfo;
+    /// Whether ALPN chose HTTP/2.
+    fn h2(&self) -> bool;
+}
+
+impl Peer for TcpStream {
+    fn conn_info(&self, remote: SocketAddr) -> ConnInfo {
+        ConnInfo {
+            remote,
+            client: None,
+        }
+    }
+
+    fn h2(&self) -> bool {
+        false
+    }
+}
+
+impl Peer for TlsStream<TcpStream> {
+    fn conn_info(&self, remote: SocketAddr) -> ConnInfo {
+        let (_, connection) = self.get_ref();
+        let client = connection
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .and_then(identity_of)
+            .map(Arc::new);
+        ConnInfo { remote, client }
+    }
+
+    fn h2(&self) -> bool {
+        self.get_ref().1.alpn_protocol() == Some(b"h2")
+    }
+}
+
+/// Counts open connections, in total and per address.
+struct Gate {
+    total: Option<Arc<Semaphore>>,
+    per_address: usize,
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+/// A connection's place at the gate, given back when it closes.
+struct Admitted {
+    _total: Option<OwnedSemaphorePermit>,
+    address: IpAddr,
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().expect("gate lock");
+        if let Some(n) = open.get_mut(&self.address) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.address);
+            }
+        }
+    }
+}
+
+impl Gate {
+    fn new(limits: &ConnectionLimits) -> Self {
+        Self {
+            total: (limits.max > 0).then(|| Arc::new(Semaphore::new(limits.max))),
+            per_address: limits.max_per_address,
+            open: Arc::default(),
+        }
+    }
+
+    /// A place for a connection from `address`, or `None` when a bound is reached.
+    fn admit(&self, address: IpAddr) -> Option<Admitted> {
+        let total = match &self.total {
+            Some(s) => Some(s.clone().try_acquire_owned().ok()?),
+            None => None,
+        };
+        let mut open = self.open.lock().expect("gate lock");
+        let n = open.entry(address).or_default();
+        if self.per_address > 0 && *n >= self.per_address {
+            return None;
+        }
+        *n += 1;
+        Some(Admitted {
+            _total: total,
+            address,
+            open: self.open.clone(),
+        })
+    }
+}
+
+/// A connection whose reads fail (closing it) if its first byte does not come in time.
+struct FirstByte<I> {
+    io: I,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for FirstByte<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.io).poll_read(cx, buf);
+        let Some(deadline) = this.deadline.as_mut() else {
+            return read;
+        };
+        match read {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                this.deadline = None;
+            }
+            Poll::Pending if deadline.as_mut().poll(cx).is_ready() => {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no request within the header timeout",
+                )));
+            }
+            _ => {}
+        }
+        read
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for FirstByte<I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then waits for the
+/// connections open to finish (as axum's graceful shutdown does).
+pub(crate) async fn serve<L>(
+    mut listener: L,
+    router: Router,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()>
+where
+    L: Listener<Addr = SocketAddr>,
+    L::Io: Peer,
+{
+    let gate = Gate::new(&limits);
+    let mut h1 = Builder::new(TokioExecutor::new()).http1_only();
+    h1.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    let mut h2 = Builder::new(TokioExecutor::new()).http2_only();
+    h2.http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (io, remote) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let Some(admitted) = gate.admit(remote.ip()) else {
+            tracing::debug!(%remote, "connection refused: too many open");
+            continue;
+        };
+        let info = io.conn_info(remote);
+        let http2 = io.h2();
+        let service =
+            TowerToHyperService::new(axum::Extension(ConnectInfo(info)).layer(router.clone()));
+        let io = TokioIo::new(FirstByte {
+            io,
+            deadline: Some(Box::pin(tokio::time::sleep(limits.header_timeout))),
+        });
+        let builder = if http2 { &h2 } else { &h1 };
+        let connection = graceful.watch(
+            builder
+                .serve_connection_with_upgrades(io, service)
+                .into_owned(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%remote, error = %e, "connection ended");
+            }
+            drop(admitted);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
