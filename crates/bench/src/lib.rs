@@ -190,9 +190,15 @@ async fn run_on(args: &BenchArgs, backend: &Backend) -> anyhow::Result<()> {
     // The relay is started below (its own benchmark times it on a backlog).
     let config = Config {
         relay: None,
-        // The watch benchmark holds 1,000 watches from this one client.
+        // The watch benchmark holds 1,000 watches (each its own connection) from this one
+        // client, beside the writers.
         limits: syncsets_api::limits::Limits {
             max_watches: 0,
+            connections: syncsets_api::serve::ConnectionLimits {
+                max: 0,
+                max_per_address: 0,
+                ..Default::default()
+            },
             ..Default::default()
         },
         ..Config::default()

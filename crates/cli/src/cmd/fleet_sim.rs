@@ -104,7 +104,11 @@ pub async fn start_member(
         bail!("refusing to serve plain HTTP on {listen}: only loopback addresses are allowed");
     }
     let store = syncsets_store::open("memory://", None).await?;
-    let state = AppState::new(store, Config::default())
+    // Every controller replica reaches all its simulated clusters through this one server,
+    // as many real API servers: no bound on connections from one address.
+    let mut config = Config::default();
+    config.limits.connections.max_per_address = 0;
+    let state = AppState::new(store, config)
         .await
         .map_err(|e| anyhow::anyhow!("preparing the member server: {}", e.message))?;
     let listener = tokio::net::TcpListener::bind(listen)
