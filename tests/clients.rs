@@ -17,18 +17,7 @@ fn root() -> PathBuf {
 
 /// A TLS hub (`syncsets serve`, no controllers) and its admin kubeconfig.
 fn hub(dir: &Path) -> (Process, PathBuf) {
-    let process = Process::start(
-        env!("CARGO_BIN_EXE_syncsets"),
-        [
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--controllers",
-            "false",
-            "--data-dir",
-            dir.to_str().unwrap(),
-        ],
-    );
+    let process = Process::serve(env!("CARGO_BIN_EXE_syncsets"), dir, &[]);
     (process, dir.join("kubeconfig"))
 }
 

@@ -163,6 +163,11 @@ impl KindInfo {
         }
     }
 
+    /// Whether this is core/v1 Namespace (deleted one at a time, through termination).
+    pub fn is_namespace(&self) -> bool {
+        self.group.is_empty() && self.plural == "namespaces"
+    }
+
     /// Verbs served for the main resource.
     pub fn verbs(&self) -> Vec<&'static str> {
         if self.review {
@@ -179,7 +184,7 @@ impl KindInfo {
             "watch",
         ];
         // As kube-apiserver: namespaces are deleted one at a time.
-        if self.group.is_empty() && self.plural == "namespaces" {
+        if self.is_namespace() {
             verbs.retain(|v| *v != "deletecollection");
         }
         verbs

@@ -362,9 +362,6 @@ pub fn fault(err: &(dyn std::error::Error + 'static)) -> Option<Fault> {
         {
             return Some(f);
         }
-        if e.to_string().contains("database or disk is full") {
-            return Some(Fault::Full);
-        }
         if let Some(sql) = e.downcast_ref::<sqlx::Error>() {
             match sql {
                 sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
@@ -387,7 +384,7 @@ pub fn fault(err: &(dyn std::error::Error + 'static)) -> Option<Fault> {
             }
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::StorageFull || io.raw_os_error() == Some(28) {
+            if io.kind() == std::io::ErrorKind::StorageFull {
                 return Some(Fault::Full);
             }
             if matches!(

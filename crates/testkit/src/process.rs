@@ -24,14 +24,14 @@ impl Process {
         Self::launch(program, args, None)
     }
 
-    /// `program serve` (the syncsets binary) on a free loopback port over plain HTTP, without
-    /// controllers, with its data under `data_dir` and `extra` arguments.
-    pub fn serve_plain(program: impl AsRef<OsStr>, data_dir: &Path, extra: &[&str]) -> Self {
+    /// `program serve` (the syncsets binary) on a free loopback port over TLS, without
+    /// controllers, with its data (and admin kubeconfig) under `data_dir` and `extra`
+    /// arguments.
+    pub fn serve(program: impl AsRef<OsStr>, data_dir: &Path, extra: &[&str]) -> Self {
         let mut args: Vec<&OsStr> = [
             "serve",
             "--listen",
             "127.0.0.1:0",
-            "--insecure-http",
             "--controllers",
             "false",
             "--data-dir",
@@ -42,6 +42,13 @@ impl Process {
         args.push(data_dir.as_os_str());
         args.extend(extra.iter().map(OsStr::new));
         Self::start(program, args)
+    }
+
+    /// [`Process::serve`] over plain HTTP.
+    pub fn serve_plain(program: impl AsRef<OsStr>, data_dir: &Path, extra: &[&str]) -> Self {
+        let mut args = vec!["--insecure-http"];
+        args.extend_from_slice(extra);
+        Self::serve(program, data_dir, &args)
     }
 
     /// [`Process::start`], with a debug log written to `log`.

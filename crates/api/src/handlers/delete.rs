@@ -123,7 +123,7 @@ pub(crate) enum Deleted {
 /// What deleting `current` comes to: objects with finalizers (and namespaces, whose
 /// contents go first) are marked deleted and wait, once; the others go.
 pub(crate) fn deletion(ctx: &Ctx, current: &Stored, now: &str) -> Proposal {
-    let is_namespace = is_namespace(ctx);
+    let is_namespace = ctx.kind.is_namespace();
     let finalizers = current.object["metadata"]["finalizers"]
         .as_array()
         .is_some_and(|f| !f.is_empty());
@@ -144,16 +144,12 @@ pub(crate) fn deletion(ctx: &Ctx, current: &Stored, now: &str) -> Proposal {
     Proposal::Mark(obj)
 }
 
-fn is_namespace(ctx: &Ctx) -> bool {
-    ctx.kind.group.is_empty() && ctx.kind.plural == "namespaces"
-}
-
 /// Namespaces that exist for the life of a cluster (kube-apiserver's NamespaceLifecycle).
 const IMMORTAL_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
 
 /// Deletes or marks one object, retrying races.
 pub(crate) async fn delete_one(ctx: &Ctx, name: &str, opts: &DeleteOptions) -> ApiResult<Deleted> {
-    if is_namespace(ctx) && IMMORTAL_NAMESPACES.contains(&name) {
+    if ctx.kind.is_namespace() && IMMORTAL_NAMESPACES.contains(&name) {
         return Err(ApiError::forbidden(
             &ctx.kind,
             name,
@@ -171,7 +167,7 @@ pub(crate) async fn delete_one(ctx: &Ctx, name: &str, opts: &DeleteOptions) -> A
     if written.change == Change::Deleted {
         return Ok(Deleted::Gone(written.object));
     }
-    if is_namespace(ctx) && !ctx.query.dry_run {
+    if ctx.kind.is_namespace() && !ctx.query.dry_run {
         lifecycle::finalize_namespace(ctx, name).await;
     }
     Ok(Deleted::Terminating(written.object))

@@ -174,16 +174,30 @@ impl Task {
         Ok(self.conn.as_mut().expect("just made"))
     }
 
+    /// Commits `ops` (none: a probe) on the connection, made again if needed. A failure
+    /// marks the writer failing and drops the connection; a success ends that.
+    async fn attempt(
+        &mut self,
+        ops: &[&Op],
+        base: u64,
+    ) -> Result<(Vec<Result<Done>>, u64), sqlx::Error> {
+        let outcome = async { commit(self.connection().await?, ops, base).await }.await;
+        match &outcome {
+            Ok(_) => {
+                if self.failing.swap(false, Ordering::AcqRel) {
+                    tracing::info!("SQLite writes work again");
+                }
+            }
+            Err(_) => self.fail(),
+        }
+        outcome
+    }
+
     async fn batch(&mut self, jobs: Vec<Job>) {
         let base = self.committed.load(Ordering::Acquire);
         let ops: Vec<&Op> = jobs.iter().map(|j| &j.op).collect();
-        let outcome = match self.connection().await {
-            Ok(conn) => commit(conn, &ops, base).await,
-            Err(e) => Err(e),
-        };
-        match outcome {
+        match self.attempt(&ops, base).await {
             Ok((results, last)) => {
-                self.failing.store(false, Ordering::Release);
                 self.committed.store(last, Ordering::Release);
                 self.written.notify_one();
                 for (job, result) in jobs.into_iter().zip(results) {
@@ -192,7 +206,6 @@ impl Task {
             }
             Err(e) => {
                 tracing::error!(error = %crate::Chain(&e), writes = jobs.len(), "SQLite commit failed");
-                self.fail();
                 let cause: crate::Cause = Arc::new(e);
                 for job in jobs {
                     let _ = job.reply.send(Err(StoreError::WriteFailed(cause.clone())));
@@ -211,22 +224,13 @@ impl Task {
 
     /// A write that changes nothing but still needs the disk (it writes a WAL frame).
     async fn probe(&mut self) {
-        let probed = match self.connection().await {
-            Ok(conn) => commit(conn, &[], 0).await.map(drop),
-            Err(e) => Err(e),
-        };
-        match probed {
-            Ok(()) => {
-                tracing::info!("SQLite writes work again");
-                self.failing.store(false, Ordering::Release);
-            }
-            Err(_) => self.fail(),
-        }
+        let _ = self.attempt(&[], 0).await;
     }
 }
 
 /// Runs a batch in one transaction. The outer error aborts the batch; inner results are
 /// per write.
+///
 /// With no operations, a probe: it rewrites the counter row as it is, which needs the disk
 /// as any write does.
 async fn commit(
