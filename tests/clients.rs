@@ -1,7 +1,8 @@
 //! Clients nobody here wrote, against the real binary: the official Python client (PyPI
 //! `kubernetes`) and the official JavaScript client (`@kubernetes/client-node`) over TLS,
 //! each through CRUD with typed objects that carry no kind, label selectors, replace
-//! conflicts, server-side apply, watch, custom objects and error Status; and schemathesis,
+//! conflicts, server-side apply, watch, custom objects and error Status, over HTTP/1.1 and
+//! over HTTP/2 (the hub's request log says which each request came over); and schemathesis,
 //! generating requests from our own OpenAPI. The scripts live in `tests/clients/`;
 //! `.ci/run` installs their pinned packages (Python into `target/clients/venv`, JavaScript
 //! into `tests/clients/js/node_modules`). Without them the tests skip, except under CI.
@@ -15,28 +16,33 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A TLS hub (`syncsets serve`, no controllers) and its admin kubeconfig.
-fn hub(dir: &Path) -> (Process, PathBuf) {
-    let process = Process::serve(env!("CARGO_BIN_EXE_syncsets"), dir, &[]);
-    (process, dir.join("kubeconfig"))
-}
+/// The protocols each client test runs over, as the hub's request log names them.
+const PROTOCOLS: [&str; 2] = ["HTTP/1.1", "HTTP/2.0"];
 
-/// Runs a client script; panics with its output unless it prints `ok` and succeeds.
-fn run(program: &Path, script: &Path, kubeconfig: &Path) {
-    let out = Command::new(program)
-        .arg(script)
-        .arg(kubeconfig)
+/// Runs `client` (given the admin kubeconfig of a TLS hub, `syncsets serve` without
+/// controllers, that logs every request) and returns the protocols the hub's request lines
+/// name; panics with its output unless the client prints `ok` and succeeds.
+fn run(client: impl FnOnce(&Path) -> Command) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("hub.log");
+    let _hub = Process::serve_logging_to(
+        env!("CARGO_BIN_EXE_syncsets"),
+        &dir.path().join("data"),
+        &["--log-format", "json"],
+        &log,
+    );
+    let mut command = client(&dir.path().join("data/kubeconfig"));
+    let out = command
         .env_remove("KUBECONFIG")
         .output()
-        .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.trim_end().ends_with("ok"),
-        "{} {}:\n{stdout}\n{}",
-        program.display(),
-        script.display(),
+        "{command:?}:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    syncsets_testkit::logged_protocols(&log)
 }
 
 /// The Python with `module` installed (`SYNCSETS_TEST_PYTHON`, or the virtual environment
@@ -59,20 +65,31 @@ fn python_with(module: &str) -> Option<PathBuf> {
     Some(python)
 }
 
+/// Over HTTP/1.1 (urllib3's own) and HTTP/2 (urllib3's HTTP/2, package `h2`).
 #[test]
 fn the_official_python_client() {
     let Some(python) = python_with("kubernetes") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let (_hub, kubeconfig) = hub(dir.path());
-    run(
-        &python,
-        &root().join("tests/clients/python/client_test.py"),
-        &kubeconfig,
-    );
+    for protocol in PROTOCOLS {
+        let seen = run(|kubeconfig| {
+            let mut command = Command::new(&python);
+            command
+                .arg(root().join("tests/clients/python/client_test.py"))
+                .arg(kubeconfig)
+                .arg(protocol.trim_end_matches(".0"));
+            command
+        });
+        assert_eq!(
+            Vec::from_iter(seen),
+            [protocol],
+            "every request over {protocol}"
+        );
+    }
 }
 
+/// Over HTTP/1.1 (node-fetch, the client's own) and HTTP/2 (`http2.mjs` carries the
+/// client's node-fetch calls, its watch included, on undici).
 #[test]
 fn the_official_javascript_client() {
     let js = root().join("tests/clients/js");
@@ -83,9 +100,21 @@ fn the_official_javascript_client() {
         );
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let (_hub, kubeconfig) = hub(dir.path());
-    run(Path::new("node"), &js.join("client_test.mjs"), &kubeconfig);
+    for protocol in PROTOCOLS {
+        let seen = run(|kubeconfig| {
+            let mut command = Command::new("node");
+            if protocol == "HTTP/2.0" {
+                command.arg("--import").arg(js.join("http2.mjs"));
+            }
+            command.arg(js.join("client_test.mjs")).arg(kubeconfig);
+            command
+        });
+        assert_eq!(
+            Vec::from_iter(seen),
+            [protocol],
+            "every request over {protocol}"
+        );
+    }
 }
 
 /// schemathesis against our OpenAPI for core/v1 and hive.openshift.io/v1, bounded in time:

@@ -1,37 +1,88 @@
-//! Compatibility with the real kubectl: every installed version (1.27 … 1.33) against a
-//! server started on port 0 over a temporary SQLite store.
+//! Compatibility with the real kubectl: every installed version (1.27 … 1.33) against a hub
+//! as users run it (`syncsets serve` over TLS, its admin kubeconfig, a temporary SQLite
+//! store), over HTTP/2 (kubectl's choice over TLS) and, with the newest kubectl, over
+//! HTTP/1.1 too: every test runs over both, and the hub's request log shows which.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use syncsets_testkit::TestServer;
+use syncsets_testkit::Process;
 
-/// A server and a kubeconfig for it.
+/// A kubectl binary and the protocol it speaks.
+#[derive(Clone)]
+struct Kubectl {
+    bin: PathBuf,
+    /// HTTP/1.1 (client-go's HTTP/2 turned off: `DISABLE_HTTP2`), else HTTP/2.
+    http1: bool,
+}
+
+impl Kubectl {
+    /// The protocol as the hub's request log names it.
+    fn protocol(&self) -> &'static str {
+        if self.http1 { "HTTP/1.1" } else { "HTTP/2.0" }
+    }
+
+    /// A command running this kubectl with `kubeconfig`.
+    fn command(&self, kubeconfig: &Path) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--kubeconfig")
+            .arg(kubeconfig)
+            .env_remove("KUBECONFIG");
+        if self.http1 {
+            cmd.env("DISABLE_HTTP2", "1");
+        }
+        cmd
+    }
+
+    /// `/usr/bin/kubectl over HTTP/2`, for messages.
+    fn name(&self) -> String {
+        format!("{} over {}", self.bin.display(), self.protocol())
+    }
+}
+
+/// A hub and its admin kubeconfig. Dropped at the end of a test that did not fail, it
+/// asserts that every request it logged came over its kubectl's protocol.
 struct Server {
-    server: TestServer,
+    _process: Process,
+    dir: tempfile::TempDir,
     kubeconfig: PathBuf,
+    protocol: &'static str,
 }
 
 impl Server {
-    async fn start() -> Self {
-        let server = TestServer::sqlite().await;
-        let kubeconfig = server.kubeconfig();
-        Self { server, kubeconfig }
+    /// A hub for `k` to use.
+    fn start(k: &Kubectl) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let process = Process::serve_logging_to(
+            env!("CARGO_BIN_EXE_syncsets"),
+            &data,
+            &["--log-format", "json"],
+            &dir.path().join("hub.log"),
+        );
+        Self {
+            _process: process,
+            kubeconfig: data.join("kubeconfig"),
+            dir,
+            protocol: k.protocol(),
+        }
     }
 
-    /// Runs kubectl (blocking the test thread is fine: the server runs on other workers).
-    fn kubectl(&self, bin: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-        let cache = self.server.dir.path().join(format!(
+    /// A command running `k` against this hub.
+    fn command(&self, k: &Kubectl) -> Command {
+        let mut cmd = k.command(&self.kubeconfig);
+        let cache = self.dir.path().join(format!(
             "cache-{}",
-            bin.file_name().unwrap().to_string_lossy()
+            k.bin.file_name().unwrap().to_string_lossy()
         ));
-        let mut cmd = Command::new(bin);
-        cmd.arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--cache-dir")
-            .arg(&cache)
-            .args(args)
-            .env_remove("KUBECONFIG");
+        cmd.arg("--cache-dir").arg(cache);
+        cmd
+    }
+
+    /// Runs kubectl (blocking the test thread is fine: the hub is another process).
+    fn kubectl(&self, k: &Kubectl, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+        let mut cmd = self.command(k);
+        cmd.args(args);
         let out = if let Some(input) = stdin {
             use std::io::Write;
             let mut child = cmd
@@ -49,7 +100,7 @@ impl Server {
             child.wait_with_output().unwrap()
         } else {
             cmd.output()
-                .unwrap_or_else(|e| panic!("running {}: {e}", bin.display()))
+                .unwrap_or_else(|e| panic!("running {}: {e}", k.name()))
         };
         (
             out.status.success(),
@@ -60,43 +111,54 @@ impl Server {
 
     /// Runs kubectl and requires success; returns stdout.
     #[track_caller]
-    fn ok(&self, bin: &Path, args: &[&str]) -> String {
-        let (ok, out, err) = self.kubectl(bin, args, None);
+    fn ok(&self, k: &Kubectl, args: &[&str]) -> String {
+        let (ok, out, err) = self.kubectl(k, args, None);
         assert!(
             ok,
             "{} {args:?} failed:\nstdout: {out}\nstderr: {err}",
-            bin.display()
+            k.name()
         );
         out
     }
 
     /// Runs kubectl with stdin and requires success.
     #[track_caller]
-    fn ok_stdin(&self, bin: &Path, args: &[&str], input: &str) -> String {
-        let (ok, out, err) = self.kubectl(bin, args, Some(input));
+    fn ok_stdin(&self, k: &Kubectl, args: &[&str], input: &str) -> String {
+        let (ok, out, err) = self.kubectl(k, args, Some(input));
         assert!(
             ok,
             "{} {args:?} failed:\nstdout: {out}\nstderr: {err}",
-            bin.display()
+            k.name()
         );
         out
     }
 
     /// Runs kubectl and requires failure; returns stderr.
     #[track_caller]
-    fn fails(&self, bin: &Path, args: &[&str], input: Option<&str>) -> String {
-        let (ok, out, err) = self.kubectl(bin, args, input);
-        assert!(
-            !ok,
-            "{} {args:?} should fail:\nstdout: {out}",
-            bin.display()
-        );
+    fn fails(&self, k: &Kubectl, args: &[&str], input: Option<&str>) -> String {
+        let (ok, out, err) = self.kubectl(k, args, input);
+        assert!(!ok, "{} {args:?} should fail:\nstdout: {out}", k.name());
         err
     }
 }
 
-/// Every installed kubectl: `/usr/bin/kubectl` and `kubectl.1.NN` beside the cloud SDK.
-fn kubectls() -> Vec<PathBuf> {
+impl Drop for Server {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        assert_eq!(
+            syncsets_testkit::logged_protocols(&self.dir.path().join("hub.log")),
+            [self.protocol],
+            "every request over {}",
+            self.protocol
+        );
+    }
+}
+
+/// Every installed kubectl (`kubectl.1.NN` beside the cloud SDK, then `/usr/bin/kubectl`)
+/// over HTTP/2, then the newest over HTTP/1.1.
+fn kubectls() -> Vec<Kubectl> {
     let mut bins: Vec<PathBuf> = std::fs::read_dir("/usr/lib/google-cloud-sdk/bin")
         .map(|rd| {
             rd.filter_map(|e| e.ok().map(|e| e.path()))
@@ -116,7 +178,22 @@ fn kubectls() -> Vec<PathBuf> {
         !bins.is_empty(),
         "kubectl must be installed (see the README)"
     );
-    bins
+    let mut all: Vec<Kubectl> = bins
+        .into_iter()
+        .map(|bin| Kubectl { bin, http1: false })
+        .collect();
+    let newest = all.last().unwrap().clone();
+    all.push(Kubectl {
+        http1: true,
+        ..newest
+    });
+    all
+}
+
+/// The newest kubectl, over HTTP/2 and over HTTP/1.1.
+fn newest() -> Vec<Kubectl> {
+    let all = kubectls();
+    all[all.len() - 2..].to_vec()
 }
 
 fn fixture(name: &str) -> String {
@@ -126,12 +203,11 @@ fn fixture(name: &str) -> String {
 const CM: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: demo\n  labels:\n    app: web\ndata:\n  a: \"1\"\n";
 
 /// The everyday command set, with every installed kubectl, each against its own server.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn everyday_commands_work_with_every_kubectl() {
-    for bin in kubectls() {
-        let s = Server::start().await;
-        let k = bin.as_path();
-        let v = bin.display().to_string();
+#[test]
+fn everyday_commands_work_with_every_kubectl() {
+    for k in &kubectls() {
+        let s = Server::start(k);
+        let v = k.name();
         assert!(s.ok(k, &["get", "ns"]).contains("default"), "{v}");
         s.ok(k, &["create", "namespace", "team-a"]);
         s.ok_stdin(k, &["create", "-f", "-"], CM);
@@ -268,13 +344,78 @@ async fn everyday_commands_work_with_every_kubectl() {
     }
 }
 
+/// `kubectl delete ns --wait` returns when the namespace is gone: while a finalizer holds
+/// an object inside, the namespace is Terminating, refuses new objects and kubectl waits.
+#[test]
+fn deleting_a_namespace_waits_for_its_contents() {
+    for k in &newest() {
+        let s = Server::start(k);
+        let v = k.name();
+        s.ok(k, &["create", "namespace", "team-a"]);
+        s.ok_stdin(
+            k,
+            &["create", "-f", "-"],
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: held\n  namespace: team-a\n  finalizers: [example.com/hold]\n",
+        );
+        let mut delete = s
+            .command(k)
+            .args(["delete", "namespace", "team-a", "--wait", "--timeout=60s"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        assert!(
+            delete.try_wait().unwrap().is_none(),
+            "{v}: kubectl returned while the namespace still exists"
+        );
+        assert_eq!(
+            s.ok(
+                k,
+                &[
+                    "get",
+                    "namespace",
+                    "team-a",
+                    "-o",
+                    "jsonpath={.status.phase}"
+                ]
+            ),
+            "Terminating",
+            "{v}"
+        );
+        let err = s.fails(k, &["create", "cm", "late", "-n", "team-a"], None);
+        assert!(err.contains("is being terminated"), "{v}: {err}");
+        s.ok(
+            k,
+            &[
+                "patch",
+                "cm",
+                "held",
+                "-n",
+                "team-a",
+                "--type=merge",
+                "-p",
+                r#"{"metadata":{"finalizers":null}}"#,
+            ],
+        );
+        let out = delete.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{v}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let err = s.fails(k, &["get", "namespace", "team-a"], None);
+        assert!(err.contains("not found"), "{v}: {err}");
+    }
+}
+
 /// Hive's documented manifests apply unchanged, with the oldest and newest kubectl.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hive_documented_yaml_applies_unchanged() {
-    let bins = kubectls();
-    for bin in [bins.first().unwrap(), bins.last().unwrap()] {
-        let s = Server::start().await;
-        let k = bin.as_path();
+#[test]
+fn hive_documented_yaml_applies_unchanged() {
+    let all = kubectls();
+    // The oldest over HTTP/2, the newest over HTTP/1.1.
+    for k in [all.first().unwrap(), all.last().unwrap()] {
+        let s = Server::start(k);
         s.ok(k, &["create", "namespace", "hive"]);
         s.ok(k, &["create", "namespace", "mynamespace"]);
         for f in [
@@ -343,116 +484,115 @@ async fn hive_documented_yaml_applies_unchanged() {
 }
 
 /// CRDs registered at runtime are served with validation, defaults and printer columns.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn custom_resources_with_kubectl() {
-    let s = Server::start().await;
-    let k = kubectls().pop().unwrap();
-    let k = k.as_path();
-    s.ok_stdin(
-        k,
-        &["apply", "-f", "-"],
-        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: widgets.example.com}\nspec:\n  group: example.com\n  scope: Namespaced\n  names: {plural: widgets, kind: Widget, shortNames: [wd]}\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    additionalPrinterColumns:\n    - {name: Size, type: integer, jsonPath: .spec.size}\n    - {name: Color, type: string, jsonPath: .spec.color, priority: 1}\n    schema:\n      openAPIV3Schema:\n        type: object\n        properties:\n          spec:\n            type: object\n            properties:\n              size: {type: integer, minimum: 1}\n              color: {type: string, default: red}\n",
-    );
-    s.ok_stdin(
-        k,
-        &["apply", "-f", "-"],
-        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1}\nspec: {size: 3}\n",
-    );
-    let wide = s.ok(k, &["get", "wd", "-o", "wide"]);
-    assert!(
-        wide.contains("SIZE") && wide.contains("COLOR") && wide.contains("red"),
-        "{wide}"
-    );
-    assert!(
-        !s.ok(k, &["get", "wd"]).contains("COLOR"),
-        "priority-1 columns only with -o wide"
-    );
-    assert!(
-        s.ok(k, &["explain", "widget.spec.size"])
-            .contains("integer")
-    );
-    let err = s.fails(
-        k,
-        &["apply", "-f", "-"],
-        Some("apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w2}\nspec: {size: 0}\n"),
-    );
-    assert!(
-        err.contains("should be greater than or equal to 1"),
-        "{err}"
-    );
-    s.ok(k, &["delete", "crd", "widgets.example.com"]);
-    let err = s.fails(k, &["get", "widgets.example.com"], None);
-    assert!(
-        err.contains("the server doesn't have a resource type") || err.contains("NotFound"),
-        "{err}"
-    );
+#[test]
+fn custom_resources_with_kubectl() {
+    for k in &newest() {
+        let s = Server::start(k);
+        s.ok_stdin(
+            k,
+            &["apply", "-f", "-"],
+            "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: widgets.example.com}\nspec:\n  group: example.com\n  scope: Namespaced\n  names: {plural: widgets, kind: Widget, shortNames: [wd]}\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    additionalPrinterColumns:\n    - {name: Size, type: integer, jsonPath: .spec.size}\n    - {name: Color, type: string, jsonPath: .spec.color, priority: 1}\n    schema:\n      openAPIV3Schema:\n        type: object\n        properties:\n          spec:\n            type: object\n            properties:\n              size: {type: integer, minimum: 1}\n              color: {type: string, default: red}\n",
+        );
+        s.ok_stdin(
+            k,
+            &["apply", "-f", "-"],
+            "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1}\nspec: {size: 3}\n",
+        );
+        let wide = s.ok(k, &["get", "wd", "-o", "wide"]);
+        assert!(
+            wide.contains("SIZE") && wide.contains("COLOR") && wide.contains("red"),
+            "{wide}"
+        );
+        assert!(
+            !s.ok(k, &["get", "wd"]).contains("COLOR"),
+            "priority-1 columns only with -o wide"
+        );
+        assert!(
+            s.ok(k, &["explain", "widget.spec.size"])
+                .contains("integer")
+        );
+        let err = s.fails(
+            k,
+            &["apply", "-f", "-"],
+            Some(
+                "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w2}\nspec: {size: 0}\n",
+            ),
+        );
+        assert!(
+            err.contains("should be greater than or equal to 1"),
+            "{err}"
+        );
+        s.ok(k, &["delete", "crd", "widgets.example.com"]);
+        let err = s.fails(k, &["get", "widgets.example.com"], None);
+        assert!(
+            err.contains("the server doesn't have a resource type") || err.contains("NotFound"),
+            "{err}"
+        );
+    }
 }
 
 /// Server-side apply conflicts reach the user as kubectl presents them.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn server_side_apply_conflicts_with_kubectl() {
-    let s = Server::start().await;
-    let k = kubectls().pop().unwrap();
-    let k = k.as_path();
-    s.ok_stdin(k, &["apply", "--server-side", "-f", "-"], CM);
-    s.ok_stdin(
-        k,
-        &[
-            "apply",
-            "--server-side",
-            "--field-manager",
-            "other",
-            "-f",
-            "-",
-        ],
-        &CM.replace("\"1\"", "\"1\"\n  b: \"2\""),
-    );
-    let err = s.fails(
-        k,
-        &[
-            "apply",
-            "--server-side",
-            "--field-manager",
-            "other",
-            "-f",
-            "-",
-        ],
-        Some(&CM.replace("\"1\"", "\"7\"")),
-    );
-    assert!(err.contains("conflict with \"kubectl\": .data.a"), "{err}");
-    s.ok_stdin(
-        k,
-        &[
-            "apply",
-            "--server-side",
-            "--field-manager",
-            "other",
-            "--force-conflicts",
-            "-f",
-            "-",
-        ],
-        &CM.replace("\"1\"", "\"7\""),
-    );
-    assert_eq!(
-        s.ok(k, &["get", "cm", "demo", "-o", "jsonpath={.data.a}"]),
-        "7"
-    );
+#[test]
+fn server_side_apply_conflicts_with_kubectl() {
+    for k in &newest() {
+        let s = Server::start(k);
+        s.ok_stdin(k, &["apply", "--server-side", "-f", "-"], CM);
+        s.ok_stdin(
+            k,
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager",
+                "other",
+                "-f",
+                "-",
+            ],
+            &CM.replace("\"1\"", "\"1\"\n  b: \"2\""),
+        );
+        let err = s.fails(
+            k,
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager",
+                "other",
+                "-f",
+                "-",
+            ],
+            Some(&CM.replace("\"1\"", "\"7\"")),
+        );
+        assert!(err.contains("conflict with \"kubectl\": .data.a"), "{err}");
+        s.ok_stdin(
+            k,
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager",
+                "other",
+                "--force-conflicts",
+                "-f",
+                "-",
+            ],
+            &CM.replace("\"1\"", "\"7\""),
+        );
+        assert_eq!(
+            s.ok(k, &["get", "cm", "demo", "-o", "jsonpath={.data.a}"]),
+            "7"
+        );
+    }
 }
 
 /// `kubectl get -w` (table, YAML, with events and a selector) and `kubectl wait`, with every
 /// installed kubectl.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watches_work_with_every_kubectl() {
-    for bin in kubectls() {
-        let s = Server::start().await;
-        let k = bin.as_path();
-        let v = bin.display().to_string();
+#[test]
+fn watches_work_with_every_kubectl() {
+    for k in &kubectls() {
+        let s = Server::start(k);
+        let v = k.name();
         s.ok_stdin(k, &["create", "-f", "-"], CM);
         let watch = |args: &[&str], out: &str| {
-            let file = std::fs::File::create(s.server.dir.path().join(out)).unwrap();
-            Command::new(k)
-                .arg("--kubeconfig")
-                .arg(&s.kubeconfig)
+            let file = std::fs::File::create(s.dir.path().join(out)).unwrap();
+            s.command(k)
                 .args(args)
                 .stdout(file)
                 .stderr(std::process::Stdio::null())
@@ -468,9 +608,8 @@ async fn watches_work_with_every_kubectl() {
             ),
         ];
         // `kubectl wait` watches one object until a condition holds.
-        let waiter = Command::new(k)
-            .arg("--kubeconfig")
-            .arg(&s.kubeconfig)
+        let waiter = s
+            .command(k)
             .args([
                 "wait",
                 "cm/demo",
@@ -497,7 +636,7 @@ async fn watches_work_with_every_kubectl() {
             child.kill().unwrap();
             child.wait().unwrap();
         }
-        let read = |f: &str| std::fs::read_to_string(s.server.dir.path().join(f)).unwrap();
+        let read = |f: &str| std::fs::read_to_string(s.dir.path().join(f)).unwrap();
         let table = read("table.txt");
         let rows: Vec<&str> = table.lines().collect();
         assert!(

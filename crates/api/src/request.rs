@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::Request;
-use axum::http::{Method, Uri};
+use axum::http::{Method, Uri, Version};
 use axum::middleware::Next;
 use axum::response::Response;
 
@@ -67,16 +67,22 @@ impl Parsed {
 pub async fn parse(mut request: Request, next: Next) -> Response {
     let parsed = Arc::new(Parsed::new(request.method(), request.uri()));
     request.extensions_mut().insert(parsed.clone());
+    let protocol = request.version();
     let started = std::time::Instant::now();
     let response = next.run(request).await;
-    log(&parsed, response.status().as_u16(), started.elapsed());
+    log(
+        &parsed,
+        protocol,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     response
 }
 
 /// One line per request (target `syncsets_api::request`, level debug, as kube-apiserver
-/// logs requests at -v=3): who, what, the answer and how long it took. Never a credential
-/// or a body.
-fn log(parsed: &Parsed, code: u16, took: std::time::Duration) {
+/// logs requests at -v=3): who, what, over which protocol (`HTTP/1.1`, `HTTP/2.0`), the
+/// answer and how long it took. Never a credential or a body.
+fn log(parsed: &Parsed, protocol: Version, code: u16, took: std::time::Duration) {
     let a = &parsed.attributes;
     tracing::debug!(
         target: "syncsets_api::request",
@@ -88,6 +94,7 @@ fn log(parsed: &Parsed, code: u16, took: std::time::Duration) {
         namespace = %a.namespace,
         name = %a.name,
         path = a.path.as_deref().unwrap_or(""),
+        protocol = ?protocol,
         code,
         latency_ms = took.as_secs_f64() * 1000.0,
         "request"

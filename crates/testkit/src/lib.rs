@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::{Connection, PgConnection};
 
-pub use process::Process;
+pub use process::{Process, logged_protocols};
 pub use server::{Backend, Builder, TestServer, kubeconfig};
 
 /// The admin URL of the test PostgreSQL server (`SYNCSETS_TEST_POSTGRES` overrides it).

@@ -1,7 +1,7 @@
 //! [`Process`]: a program a test starts (the `syncsets` binary, mostly), read up to its
 //! first line of output and killed when dropped — the one way tests launch processes.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -28,20 +28,36 @@ impl Process {
     /// controllers, with its data (and admin kubeconfig) under `data_dir` and `extra`
     /// arguments.
     pub fn serve(program: impl AsRef<OsStr>, data_dir: &Path, extra: &[&str]) -> Self {
-        let mut args: Vec<&OsStr> = [
+        Self::start(program, Self::serve_args(data_dir, false, extra))
+    }
+
+    /// [`Process::serve`], with a debug log written to `log`.
+    pub fn serve_logging_to(
+        program: impl AsRef<OsStr>,
+        data_dir: &Path,
+        extra: &[&str],
+        log: &Path,
+    ) -> Self {
+        Self::logging_to(program, Self::serve_args(data_dir, false, extra), log)
+    }
+
+    /// The arguments of `serve` on a free loopback port, with or without its controllers,
+    /// its data under `data_dir`, then `extra`.
+    pub fn serve_args(data_dir: &Path, controllers: bool, extra: &[&str]) -> Vec<OsString> {
+        let mut args: Vec<OsString> = [
             "serve",
             "--listen",
             "127.0.0.1:0",
             "--controllers",
-            "false",
+            if controllers { "true" } else { "false" },
             "--data-dir",
         ]
         .into_iter()
-        .map(OsStr::new)
+        .map(OsString::from)
         .collect();
-        args.push(data_dir.as_os_str());
-        args.extend(extra.iter().map(OsStr::new));
-        Self::start(program, args)
+        args.push(data_dir.into());
+        args.extend(extra.iter().map(OsString::from));
+        args
     }
 
     /// [`Process::serve`] over plain HTTP.
@@ -125,4 +141,22 @@ impl Drop for Process {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The protocols (`HTTP/1.1`, `HTTP/2.0`) that the request lines of a hub's JSON log
+/// (`--log-format json`, debug) name, each once, in order.
+pub fn logged_protocols(log: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(log).expect("reading the log");
+    let protocols: std::collections::BTreeSet<String> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "syncsets_api::request")
+        .map(|v| {
+            v["fields"]["protocol"]
+                .as_str()
+                .unwrap_or("none")
+                .to_string()
+        })
+        .collect();
+    protocols.into_iter().collect()
 }

@@ -1,8 +1,10 @@
 """The official Kubernetes Python client (PyPI `kubernetes`) against a syncsets hub.
 
-Run by tests/clients.rs: python3 client_test.py KUBECONFIG. Exits non-zero, with the
-failing step, if the hub answers anything differently from what the client expects of
-kube-apiserver.
+Run by tests/clients.rs: python3 client_test.py KUBECONFIG [HTTP/1.1|HTTP/2]. Exits
+non-zero, with the failing step, if the hub answers anything differently from what the
+client expects of kube-apiserver. Over HTTP/2 the client runs on urllib3's own HTTP/2
+support (package `h2`), which reads a response whole: the watch below is read once its
+timeout ends it.
 """
 
 import sys
@@ -12,7 +14,13 @@ from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
 
-def main(kubeconfig: str) -> None:
+def main(kubeconfig: str, protocol: str) -> None:
+    if protocol == "HTTP/2":
+        import urllib3.http2
+
+        urllib3.http2.inject_into_urllib3()
+    elif protocol != "HTTP/1.1":
+        raise SystemExit(f"unknown protocol {protocol!r}")
     config.load_kube_config(config_file=kubeconfig)
     api = client.ApiClient()
     core = client.CoreV1Api(api)
@@ -68,11 +76,22 @@ def main(kubeconfig: str) -> None:
     )
     w = watch.Watch()
     seen = None
-    for event in w.stream(core.list_namespaced_config_map, ns,
-                          resource_version=rv, timeout_seconds=10):
-        if event["object"].metadata.name == "watched":
-            seen = event["type"]
-            w.stop()
+    if protocol == "HTTP/2":
+        # urllib3's HTTP/2 cannot stream a response (HTTP2Response.stream raises
+        # NotImplementedError): the watch is read whole once its timeout ends it, and each
+        # line decoded by the client's own Watch.
+        resp = core.list_namespaced_config_map(ns, resource_version=rv, watch=True,
+                                               timeout_seconds=2, _preload_content=False)
+        for line in resp.data.decode().splitlines():
+            event = w.unmarshal_event(line, w.get_return_type(core.list_namespaced_config_map))
+            if event and event["object"].metadata.name == "watched":
+                seen = event["type"]
+    else:
+        for event in w.stream(core.list_namespaced_config_map, ns,
+                              resource_version=rv, timeout_seconds=10):
+            if event["object"].metadata.name == "watched":
+                seen = event["type"]
+                w.stop()
     assert seen == "ADDED", seen
 
     # Custom objects: Hive's SelectorSyncSet.
@@ -104,4 +123,4 @@ def main(kubeconfig: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "HTTP/1.1")

@@ -1,0 +1,61 @@
+// node-fetch's interface, as @kubernetes/client-node uses it, over undici with HTTP/2
+// allowed (ALPN offers h2 first). The TLS material client-node puts on an https.Agent
+// (CA, client certificate and key) goes to an undici Agent made once per https.Agent.
+import { Readable } from 'node:stream';
+import { Agent, Headers, fetch as undiciFetch } from 'undici';
+
+export { AbortError, FetchError } from 'node-fetch';
+export { Headers };
+
+const dispatchers = new WeakMap();
+
+function dispatcherFor(agent) {
+  const key = agent ?? dispatchers;
+  if (!dispatchers.has(key)) {
+    const o = agent?.options ?? {};
+    dispatchers.set(key, new Agent({
+      allowH2: true,
+      connect: {
+        ca: o.ca,
+        cert: o.cert,
+        key: o.key,
+        servername: o.servername,
+        rejectUnauthorized: o.rejectUnauthorized,
+      },
+    }));
+  }
+  return dispatchers.get(key);
+}
+
+// A node-fetch Response: the body is a Node stream (client-node's watch reads it by line).
+class Response {
+  constructor(response) {
+    this.status = response.status;
+    this.statusText = response.statusText;
+    this.ok = response.ok;
+    this.url = response.url;
+    this.headers = response.headers;
+    this.body = response.body ? Readable.fromWeb(response.body) : Readable.from([]);
+  }
+
+  async buffer() {
+    const chunks = [];
+    for await (const chunk of this.body) {
+      chunks.push(Buffer.from(chunk));
+    }
+    return Buffer.concat(chunks);
+  }
+
+  async text() {
+    return (await this.buffer()).toString('utf8');
+  }
+
+  async json() {
+    return JSON.parse(await this.text());
+  }
+}
+
+export default async function fetch(url, init = {}) {
+  const { agent, ...rest } = init;
+  return new Response(await undiciFetch(url, { ...rest, dispatcher: dispatcherFor(agent) }));
+}
