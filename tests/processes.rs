@@ -702,6 +702,25 @@ fn journal_spans(text: &str, killed: (u32, u128)) -> BTreeMap<String, Vec<Span>>
     spans
 }
 
+/// Whether another process has started a cluster that process `pid` started and has not
+/// ended.
+fn taken_over(text: &str, pid: u32) -> bool {
+    let mut open = std::collections::BTreeSet::new();
+    for e in journal::parse(text).unwrap() {
+        match e.event {
+            journal::Event::Start if e.pid == pid => {
+                open.insert(e.cluster);
+            }
+            journal::Event::End if e.pid == pid => {
+                open.remove(&e.cluster);
+            }
+            journal::Event::Start if open.contains(&e.cluster) => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
 /// What happens to the controller replicas mid-rollout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Disruption {
@@ -709,8 +728,9 @@ enum Disruption {
     Kill,
     /// A third replica joins: shards move to it from the two running.
     Join,
-    /// Replica 1 is SIGSTOPped past `--replica-ttl` (the others count it gone), then
-    /// SIGCONTed.
+    /// Replica 1 is SIGSTOPped past `--replica-ttl` (the others count it gone) and past its
+    /// broker heartbeat (RabbitMQ closes its connection and hands its unfinished work to the
+    /// others), then SIGCONTed: its reconciles in flight must not go on.
     Stall,
 }
 
@@ -750,11 +770,16 @@ async fn rollout_through(disruption: Disruption) {
     const CLUSTERS: usize = 40;
     let hub_dir = tempfile::tempdir().unwrap();
     let data = hub_dir.path().to_str().unwrap();
+    // A stalled replica's broker connection is closed after a two-second heartbeat.
+    let replica_bus = match disruption {
+        Disruption::Stall => format!("{amqp}?heartbeat=2"),
+        _ => amqp.clone(),
+    };
     let store_args = [
         "--store",
         db.url.as_str(),
         "--bus",
-        amqp.as_str(),
+        replica_bus.as_str(),
         "--data-dir",
         data,
     ];
@@ -779,13 +804,18 @@ async fn rollout_through(disruption: Disruption) {
         let ordinal = replica.to_string();
         args.push(&ordinal);
         args.extend_from_slice(&store_args);
-        // Slow applies (each cluster takes about two seconds), so the rollout is under
-        // way when a replica dies; a dead replica's share moves after three seconds.
+        // Slow applies (each cluster takes about two seconds, five for a stall), so the
+        // rollout is under way when a replica dies; a dead replica's share moves after
+        // three seconds.
         args.extend_from_slice(&[
             "--workers",
             "4",
             "--cluster-qps",
-            "5",
+            if disruption == Disruption::Stall {
+                "2"
+            } else {
+                "5"
+            },
             "--cluster-burst",
             "1",
             "--replica-ttl",
@@ -866,8 +896,17 @@ async fn rollout_through(disruption: Disruption) {
         Disruption::Stall => {
             let pid = replicas[1].as_ref().unwrap().pid();
             signal(pid, "STOP");
-            // Past --replica-ttl: the others count it gone and take its shards.
-            tokio::time::sleep(Duration::from_secs(5)).await;
+            // Past --replica-ttl and the broker heartbeat: the others count it gone, take
+            // its shards and get its unfinished work; it resumes once one of them has
+            // started a cluster it was reconciling.
+            let stopped = Instant::now();
+            while !taken_over(&std::fs::read_to_string(&journal).unwrap(), pid) {
+                assert!(
+                    stopped.elapsed() < Duration::from_secs(30),
+                    "the others never took over the stalled replica's work"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
             signal(pid, "CONT");
             (pid, 0)
         }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::bail;
-use syncsets_controller::Config;
+use syncsets_controller::{Config, MembershipSettings};
 
 /// Controller settings.
 #[derive(Debug, Clone, clap::Args)]
@@ -40,7 +40,8 @@ pub struct ControllerArgs {
     pub reconcile_timeout: Duration,
 
     /// A replica silent for this long is considered gone, and its share of the work moves
-    /// to the others (heartbeats are sent five times as often)
+    /// to the others (heartbeats are sent five times as often; a replica that has not
+    /// stored one for two thirds of it stops working first)
     #[arg(long, env = "SYNCSETS_REPLICA_TTL", default_value = "10s", value_parser = parse_duration)]
     pub replica_ttl: Duration,
 
@@ -63,8 +64,7 @@ impl ControllerArgs {
         config.clients.qps = self.cluster_qps;
         config.clients.burst = self.cluster_burst;
         config.clients.request_timeout = self.cluster_request_timeout;
-        config.membership.ttl = self.replica_ttl;
-        config.membership.heartbeat = self.replica_ttl / 5;
+        config.membership = MembershipSettings::with_ttl(self.replica_ttl);
         config
     }
 }

@@ -4,6 +4,7 @@
 
 use std::io::Write as _;
 use std::path::Path;
+use std::time::SystemTime;
 
 /// A reconcile starts or ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,11 +39,23 @@ pub struct Entry {
     pub at: u128,
 }
 
-/// Appends a line. One write of a short line with O_APPEND: lines of several processes
-/// never interleave.
+/// Appends a line, dated now. One write of a short line with O_APPEND: lines of several
+/// processes never interleave.
 pub(crate) fn note(journal: Option<&Path>, event: Event, replica: i64, cluster: &str) {
+    note_at(journal, event, replica, cluster, SystemTime::now());
+}
+
+/// Appends a line dated `at`: a reconcile stopped because the replica's standing lapsed
+/// ends when it lapsed, for it never took a step after that.
+pub(crate) fn note_at(
+    journal: Option<&Path>,
+    event: Event,
+    replica: i64,
+    cluster: &str,
+    at: SystemTime,
+) {
     let Some(path) = journal else { return };
-    let nanos = std::time::SystemTime::now()
+    let nanos = at
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     let line = format!(

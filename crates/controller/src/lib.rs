@@ -30,6 +30,7 @@ mod membership;
 mod model;
 mod plan;
 mod reconcile;
+mod standing;
 mod target;
 mod template;
 mod worker;
@@ -54,6 +55,7 @@ pub use plan::Behavior;
 pub use reconcile::{
     APPLIED_INPUTS_ANNOTATION, Next, ReconcileSettings, Reconciler, full_reapply_due,
 };
+pub use standing::Standing;
 pub use target::{FIELD_MANAGER, Failure, Target, TargetError};
 
 /// The work queue of cluster reconciles.
@@ -164,7 +166,7 @@ impl Controller {
         let mut tasks = vec![follower];
         // With a sharded queue, the live replicas share its shards (before any work is
         // taken, so that this replica only ever consumes its own).
-        let member = if queue.shards() > 1 {
+        let (member, standing) = if queue.shards() > 1 {
             let member = membership::Member::join(
                 store.clone(),
                 queue.clone(),
@@ -173,11 +175,11 @@ impl Controller {
             )
             .await
             .map_err(Error::store)?;
-            let id = member.id.clone();
+            let (id, standing) = (member.id.clone(), member.standing());
             tasks.push(tokio::spawn(member.run()));
-            Some(id)
+            (Some(id), standing)
         } else {
-            None
+            (None, Arc::new(Standing::always()))
         };
         let leader = tokio::spawn(leader::run(
             reconciler.clone(),
@@ -185,7 +187,7 @@ impl Controller {
             effects,
             config.clone(),
         ));
-        let workers = tokio::spawn(worker::run(reconciler.clone(), queue, config));
+        let workers = tokio::spawn(worker::run(reconciler.clone(), queue, config, standing));
         tasks.extend([leader, workers]);
         tracing::info!(
             bus = bus.backend(),

@@ -7,16 +7,20 @@
 //! replica gives a shard up only after stopping the work in flight from it.
 //!
 //! A replica that dies stops renewing; after `ttl` the others take its shards (its broker
-//! connection is gone already, so its unacknowledged work is back in the queues).
+//! connection is gone already, so its unacknowledged work is back in the queues). A
+//! replica that lives on but cannot renew — cut off from the store, or paused — loses its
+//! [`Standing`] after `renew_deadline`, before anyone may take its shards: its work stops
+//! and it lets its shards go (see `standing.rs`).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::json;
 use syncsets_bus::WorkQueue;
 use syncsets_store::{ListQuery, ObjectKey, Store, StoreError};
 
 use crate::plan::fnv1a;
+use crate::standing::Standing;
 
 /// Where heartbeats are kept (not served by the API).
 pub const RESOURCE: &str = "controllerreplicas.syncsets.io";
@@ -28,14 +32,27 @@ pub struct MembershipSettings {
     pub heartbeat: Duration,
     /// A replica whose heartbeat is older than this is considered gone.
     pub ttl: Duration,
+    /// A replica that has not stored a heartbeat for this long stops acting (shorter than
+    /// `ttl`: it has stopped before the others take its work).
+    pub renew_deadline: Duration,
+}
+
+impl MembershipSettings {
+    /// For a `ttl`: heartbeats five times as often, and a renew deadline of two thirds of
+    /// it (ten seconds: every two seconds, and a replica that has not renewed for 6.7 s
+    /// stops, 3.3 s before the others may take its work).
+    pub fn with_ttl(ttl: Duration) -> Self {
+        Self {
+            heartbeat: ttl / 5,
+            ttl,
+            renew_deadline: ttl * 2 / 3,
+        }
+    }
 }
 
 impl Default for MembershipSettings {
     fn default() -> Self {
-        Self {
-            heartbeat: Duration::from_secs(2),
-            ttl: Duration::from_secs(10),
-        }
+        Self::with_ttl(Duration::from_secs(10))
     }
 }
 
@@ -75,17 +92,23 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-fn now_millis() -> i64 {
-    jiff::Timestamp::now().as_millisecond()
+fn millis(at: SystemTime) -> i64 {
+    jiff::Timestamp::try_from(at).map_or(0, |t| t.as_millisecond())
 }
 
 fn key(id: &str) -> ObjectKey {
     ObjectKey::new("", RESOURCE, "", id)
 }
 
-async fn heartbeat(store: &dyn Store, id: &str, replica: i64) -> Result<(), StoreError> {
+/// Stores `id`'s heartbeat, renewed at `at`.
+async fn heartbeat(
+    store: &dyn Store,
+    id: &str,
+    replica: i64,
+    at: SystemTime,
+) -> Result<(), StoreError> {
     let object = json!({"apiVersion": "syncsets.io/v1", "kind": "ControllerReplica",
-        "metadata": {"name": id}, "spec": {"replica": replica, "renewTime": now_millis()}});
+        "metadata": {"name": id}, "spec": {"replica": replica, "renewTime": millis(at)}});
     match store.get(&key(id)).await? {
         Some(cur) => store.update(&key(id), &object, cur.rv).await.map(drop),
         None => store.create(&key(id), &object, false).await.map(drop),
@@ -103,7 +126,7 @@ async fn live_members(
         resource: RESOURCE.into(),
         ..ListQuery::default()
     };
-    let now = now_millis();
+    let now = millis(SystemTime::now());
     let mut members = vec![me.to_string()];
     for raw in store.list(&q).await?.items {
         let stored = raw.parse()?;
@@ -131,6 +154,7 @@ pub struct Member {
     replica: i64,
     settings: MembershipSettings,
     owned: Option<Vec<u16>>,
+    standing: Arc<Standing>,
 }
 
 impl Member {
@@ -146,6 +170,7 @@ impl Member {
             queue,
             id: format!("{replica}-{}", uuid::Uuid::new_v4().simple()),
             replica,
+            standing: Arc::new(Standing::renewed_within(settings.renew_deadline)),
             settings,
             owned: None,
         };
@@ -153,8 +178,15 @@ impl Member {
         Ok(member)
     }
 
+    /// This replica's standing, renewed by each heartbeat stored.
+    pub fn standing(&self) -> Arc<Standing> {
+        self.standing.clone()
+    }
+
     async fn round(&mut self) -> Result<(), StoreError> {
-        heartbeat(self.store.as_ref(), &self.id, self.replica).await?;
+        let (began, at) = (Instant::now(), SystemTime::now());
+        heartbeat(self.store.as_ref(), &self.id, self.replica, at).await?;
+        self.standing.renewed(began, at);
         let members = live_members(self.store.as_ref(), &self.id, self.settings.ttl).await?;
         let mine = owned_shards(&self.id, &members, self.queue.shards());
         if self.owned.as_ref() != Some(&mine) {
@@ -169,13 +201,35 @@ impl Member {
         Ok(())
     }
 
-    /// Keeps the heartbeat and the assignment current until aborted.
+    /// Keeps the heartbeat and the assignment current until aborted. When the standing
+    /// lapses (a heartbeat that cannot be stored, however long it hangs), lets the shards
+    /// go, so that the broker hands them to the replicas that take them over.
     pub async fn run(mut self) {
         loop {
-            tokio::time::sleep(self.settings.heartbeat).await;
-            if let Err(e) = self.round().await {
-                tracing::warn!(error = %syncsets_store::Chain(&e), "controller heartbeat failed");
+            let standing = self.standing.clone();
+            let holding = self.owned.as_ref().is_some_and(|o| !o.is_empty());
+            let lapsed = tokio::select! {
+                biased;
+                () = standing.lapsed(), if holding => true,
+                () = self.tick() => false,
+            };
+            if lapsed {
+                tracing::warn!(
+                    deadline = ?self.settings.renew_deadline,
+                    "controller heartbeat not stored in time: work stopped, shards released"
+                );
+                if let Err(e) = self.queue.assign(&[]).await {
+                    tracing::debug!(error = %syncsets_store::Chain(&e), "releasing the shards");
+                }
+                self.owned = None;
             }
+        }
+    }
+
+    async fn tick(&mut self) {
+        tokio::time::sleep(self.settings.heartbeat).await;
+        if let Err(e) = self.round().await {
+            tracing::warn!(error = %syncsets_store::Chain(&e), "controller heartbeat failed");
         }
     }
 }
@@ -239,15 +293,21 @@ mod tests {
     #[tokio::test]
     async fn replicas_see_each_other_until_one_goes_quiet() {
         let store: Arc<dyn Store> = Arc::new(syncsets_store::MemoryStore::new());
-        heartbeat(store.as_ref(), "a", 0).await.unwrap();
-        heartbeat(store.as_ref(), "b", 1).await.unwrap();
+        heartbeat(store.as_ref(), "a", 0, SystemTime::now())
+            .await
+            .unwrap();
+        heartbeat(store.as_ref(), "b", 1, SystemTime::now())
+            .await
+            .unwrap();
         let ttl = Duration::from_millis(300);
         assert_eq!(
             live_members(store.as_ref(), "a", ttl).await.unwrap(),
             ["a", "b"]
         );
         tokio::time::sleep(Duration::from_millis(400)).await;
-        heartbeat(store.as_ref(), "a", 0).await.unwrap();
+        heartbeat(store.as_ref(), "a", 0, SystemTime::now())
+            .await
+            .unwrap();
         assert_eq!(live_members(store.as_ref(), "a", ttl).await.unwrap(), ["a"]);
         leave(store.as_ref(), "a").await;
         assert_eq!(live_members(store.as_ref(), "b", ttl).await.unwrap(), ["b"]);

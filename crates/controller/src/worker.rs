@@ -1,5 +1,6 @@
 //! Working the queue: at most `workers` reconciles at once, each with a deadline, each
-//! stopped the moment its lease is lost (another replica may take the cluster then).
+//! stopped the moment its lease is lost or this replica's standing lapses (another replica
+//! may take the cluster then), and no new one taken while the standing does not hold.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,16 +11,23 @@ use tokio::task::JoinSet;
 
 use crate::Config;
 use crate::health::Ended;
-use crate::journal::{Event, note};
+use crate::journal::{Event, note, note_at};
 use crate::reconcile::{Next, Reconciler};
+use crate::standing::Standing;
 use crate::target::Failure;
 
 /// Runs until aborted (which stops every reconcile in flight).
-pub async fn run(reconciler: Arc<Reconciler>, queue: Arc<dyn WorkQueue>, config: Config) {
+pub async fn run(
+    reconciler: Arc<Reconciler>,
+    queue: Arc<dyn WorkQueue>,
+    config: Config,
+    standing: Arc<Standing>,
+) {
     let permits = Arc::new(Semaphore::new(config.workers.max(1)));
     let mut running = JoinSet::new();
     loop {
         let permit = permits.clone().acquire_owned().await.expect("never closed");
+        standing.held().await;
         let lease = loop {
             // Reap finished reconciles while waiting, so the set does not grow.
             while running.try_join_next().is_some() {}
@@ -31,38 +39,66 @@ pub async fn run(reconciler: Arc<Reconciler>, queue: Arc<dyn WorkQueue>, config:
                 }
             }
         };
-        let (reconciler, config) = (reconciler.clone(), config.clone());
+        let (reconciler, config, standing) = (reconciler.clone(), config.clone(), standing.clone());
         running.spawn(async move {
-            work(&reconciler, lease, &config).await;
+            work(&reconciler, lease, &config, &standing).await;
             drop(permit);
         });
     }
 }
 
-async fn work(reconciler: &Reconciler, lease: Lease, config: &Config) {
+/// Why a reconcile stopped before it ended.
+enum Stopped {
+    /// The lease was lost: the broker session ended.
+    LeaseLost,
+    /// This replica's standing lapsed.
+    Lapsed,
+}
+
+async fn work(reconciler: &Reconciler, lease: Lease, config: &Config, standing: &Standing) {
     let key = lease.key().to_string();
+    if !standing.holds() {
+        // Handed over while the standing lapsed: back to the queue, untouched.
+        drop(lease);
+        return;
+    }
     let journal = config.journal.as_deref();
     note(journal, Event::Start, config.replica, &key);
+    // Biased: each time the reconcile could take a step, the standing is looked at first.
     let result = tokio::select! {
-        r = tokio::time::timeout(config.reconcile_timeout, reconciler.reconcile(&key)) => Some(r),
-        () = lease.lost() => None,
+        biased;
+        () = standing.lapsed() => Err(Stopped::Lapsed),
+        () = lease.lost() => Err(Stopped::LeaseLost),
+        r = tokio::time::timeout(config.reconcile_timeout, reconciler.reconcile(&key)) => Ok(r),
     };
-    note(journal, Event::End, config.replica, &key);
+    match &result {
+        Err(Stopped::Lapsed) => {
+            let lapsed = standing
+                .lapses_at()
+                .unwrap_or_else(std::time::SystemTime::now);
+            note_at(journal, Event::End, config.replica, &key, lapsed);
+        }
+        _ => note(journal, Event::End, config.replica, &key),
+    }
     match result {
-        None => {
+        Err(Stopped::LeaseLost) => {
             tracing::warn!(cluster = %key, "lost the work item mid-reconcile (broker session ended); stopped");
             drop(lease);
         }
-        Some(Ok(Ok(Next::Done))) => lease.done(),
-        Some(Ok(Ok(Next::Retry(delay)))) => lease.retry(delay),
-        Some(Ok(Err(e))) => {
+        Err(Stopped::Lapsed) => {
+            tracing::warn!(cluster = %key, "this replica's standing lapsed mid-reconcile (heartbeat not stored in time); stopped");
+            drop(lease);
+        }
+        Ok(Ok(Ok(Next::Done))) => lease.done(),
+        Ok(Ok(Ok(Next::Retry(delay)))) => lease.retry(delay),
+        Ok(Ok(Err(e))) => {
             tracing::warn!(cluster = %key, error = %syncsets_store::Chain(&e), "reconcile failed");
             let delay = reconciler
                 .health
                 .record(&key, Ended::Failed(Failure::Rejected));
             lease.retry(delay.unwrap_or(Duration::from_secs(1)));
         }
-        Some(Err(_)) => {
+        Ok(Err(_)) => {
             tracing::warn!(cluster = %key, timeout = ?config.reconcile_timeout, "reconcile timed out");
             let delay = reconciler
                 .health
