@@ -104,16 +104,7 @@ fn two_servers(db: &str, amqp: &str) -> (Server, Server, [tempfile::TempDir; 2])
 
 /// The resourceVersion of a list of the default namespace's ConfigMaps.
 async fn list_rv(base: &str) -> String {
-    let list: Value = reqwest::get(format!("{base}{CM}"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    list["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    stored_configmaps(base).await.1.to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -325,30 +316,8 @@ async fn sigkill_under_write_load_loses_nothing_acknowledged() {
         acked.len()
     );
     let server = Server::start(dir.path(), &[]);
-    let client = reqwest::Client::new();
     // Every acknowledged write is readable, at the version acknowledged.
-    let list: Value = client
-        .get(format!("{}{CM}", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let stored: BTreeMap<String, String> = list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| {
-            (
-                o["metadata"]["name"].as_str().unwrap().to_string(),
-                o["metadata"]["resourceVersion"]
-                    .as_str()
-                    .unwrap()
-                    .to_string(),
-            )
-        })
-        .collect();
+    let (stored, _) = stored_configmaps(&server.base).await;
     for (name, rv) in &acked {
         assert_eq!(stored.get(name), Some(rv), "acknowledged {name} at {rv}");
     }
@@ -1148,4 +1117,229 @@ async fn the_demo_converges() {
         "{seen}"
     );
     assert!(data.join("kubeconfig").exists() && data.join("sim-00000.kubeconfig").exists());
+}
+
+/// The ConfigMaps of `default` (name → resourceVersion) and the list's resourceVersion.
+async fn stored_configmaps(base: &str) -> (BTreeMap<String, String>, u64) {
+    let list: Value = reqwest::get(format!("{base}{CM}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let versions = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            let m = &o["metadata"];
+            (
+                m["name"].as_str().unwrap().to_string(),
+                m["resourceVersion"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let at = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    (versions, at)
+}
+
+/// What a restored hub must show: every acknowledged write in `kept` at its version, and
+/// nothing else of the load; a watch from `seen` (a version the old hub gave out, after
+/// the snapshot) gets 410 Gone; a new write comes after `seen`; a sealed Secret reads back.
+async fn restored_hub_never_goes_backwards(base: &str, kept: &Acked, seen: u64) {
+    let client = reqwest::Client::new();
+    let (mut restored, listed) = stored_configmaps(base).await;
+    restored.retain(|name, _| name.starts_with('r'));
+    let want: BTreeMap<String, String> = kept.iter().cloned().collect();
+    assert_eq!(
+        restored, want,
+        "the restored hub holds exactly the snapshot's writes"
+    );
+    assert!(
+        listed > seen,
+        "a list after the restore is at {listed}, not past {seen}"
+    );
+    let watch = client
+        .get(format!("{base}{CM}?watch=true&resourceVersion={seen}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        watch.status(),
+        410,
+        "a watch from before the restore relists"
+    );
+    let created: Value = client
+        .post(format!("{base}{CM}"))
+        .json(&cm("after-restore"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rv: u64 = created["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        rv > seen,
+        "a write after the restore is at {rv}, not past {seen}"
+    );
+    let secret: Value = client
+        .get(format!("{base}/api/v1/namespaces/default/secrets/creds"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(secret["data"]["token"], "czNjcjN0", "{secret}");
+}
+
+async fn create_secret(base: &str) {
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"},
+        "data": {"token": "czNjcjN0"}});
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/v1/namespaces/default/secrets"))
+        .json(&secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+}
+
+/// `syncsets backup` while four writers go on, then `syncsets restore` into a new data
+/// directory: the snapshot holds every write acknowledged up to its resourceVersion (so
+/// every write acknowledged before it began) and nothing after; resourceVersions never go
+/// backwards for clients of the restored hub.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_under_write_load_and_restore_never_go_backwards() {
+    let dir = tempfile::tempdir().unwrap();
+    let (source, target) = (dir.path().join("source"), dir.path().join("target"));
+    let server = Server::start(&source, &[]);
+    create_secret(&server.base).await;
+    let load = write_load(&server.base, 0);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let file = dir.path().join("snapshot.db");
+    let (ok, out) = run_syncsets(&[
+        "backup",
+        file.to_str().unwrap(),
+        "--data-dir",
+        source.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let acked = load.finish().await;
+    let snapshot: u64 = out
+        .split("at resourceVersion ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    let seen: u64 = list_rv(&server.base).await.parse().unwrap();
+    drop(server);
+    let (kept, after): (Acked, Acked) = acked
+        .into_iter()
+        .partition(|(_, rv)| rv.parse::<u64>().unwrap() <= snapshot);
+    assert!(
+        !kept.is_empty() && !after.is_empty(),
+        "writes went on before and during the backup: {} then {}",
+        kept.len(),
+        after.len()
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the snapshot is its owner's only");
+    }
+    // A data directory with a database is not overwritten.
+    let (ok, out) = run_syncsets(&[
+        "restore",
+        file.to_str().unwrap(),
+        "--data-dir",
+        source.to_str().unwrap(),
+    ]);
+    assert!(!ok && out.contains("exists"), "{out}");
+    let (ok, out) = run_syncsets(&[
+        "restore",
+        file.to_str().unwrap(),
+        "--data-dir",
+        target.to_str().unwrap(),
+    ]);
+    assert!(ok && out.contains("encryption.keys is missing"), "{out}");
+    std::fs::copy(
+        source.join("encryption.keys"),
+        target.join("encryption.keys"),
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&target), 0o700);
+        assert_eq!(mode(&target.join("syncsets.db")), 0o600);
+    }
+    let restored = Server::start(&target, &[]);
+    restored_hub_never_goes_backwards(&restored.base, &kept, seen).await;
+}
+
+/// PostgreSQL: pg_dump, pg_restore into a new database, `syncsets restore --store URL`:
+/// every acknowledged write is back, and resourceVersions never go backwards for clients.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_restore_never_goes_backwards() {
+    let Some(db) = syncsets_testkit::TestDb::create().await else {
+        return;
+    };
+    let Some(copy) = syncsets_testkit::TestDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--store", &db.url]);
+    create_secret(&server.base).await;
+    let load = write_load(&server.base, 0);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let acked = load.finish().await;
+    let dump = dir.path().join("dump");
+    let pg = |program: &str, args: &[&str]| {
+        let out = Command::new(program).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{program}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    pg(
+        "pg_dump",
+        &["--format=custom", "--file", dump.to_str().unwrap(), &db.url],
+    );
+    // Writes after the dump: the restored hub is behind them.
+    let later = write_load(&server.base, 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!later.finish().await.is_empty());
+    let seen: u64 = list_rv(&server.base).await.parse().unwrap();
+    drop(server);
+    pg(
+        "pg_restore",
+        &["--no-owner", "--dbname", &copy.url, dump.to_str().unwrap()],
+    );
+    let (ok, out) = run_syncsets(&[
+        "restore",
+        "--store",
+        &copy.url,
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    let restored = Server::start(dir.path(), &["--store", &copy.url]);
+    restored_hub_never_goes_backwards(&restored.base, &acked, seen).await;
+    drop(restored);
+    db.drop_db().await;
+    copy.drop_db().await;
 }

@@ -80,6 +80,11 @@ enum Command {
     Resync(cmd::resync::ResyncArgs),
     /// Put a new Secret encryption key first and seal every stored Secret with it.
     RotateKeys(cmd::rotate_keys::RotateKeysArgs),
+    /// Take a consistent snapshot of the embedded store while it serves.
+    Backup(cmd::backup::BackupArgs),
+    /// Rebuild a data directory from a snapshot (or ready a PostgreSQL database restored
+    /// with pg_restore): resourceVersions never go backwards for clients.
+    Restore(cmd::backup::RestoreArgs),
     /// Start a hub, a simulated fleet and an example SelectorSyncSet, and watch it converge.
     Demo(cmd::demo::DemoArgs),
 }
@@ -114,6 +119,8 @@ impl Args {
                 Command::RotateKeys(a) => cmd::rotate_keys::run(a).await,
                 Command::Controller(a) => cmd::controller::run(a).await,
                 Command::Migrate(a) => cmd::migrate::run(a).await,
+                Command::Backup(a) => cmd::backup::backup(a).await,
+                Command::Restore(a) => cmd::backup::restore(a).await,
                 Command::Bench(a) => syncsets_bench::run(a).await,
                 Command::FleetSim(a) => cmd::fleet_sim::run(a).await,
                 Command::Status(a) => cmd::status::run(a).await,

@@ -15,6 +15,7 @@
 //! Objects are JSON values keyed by (logical cluster, resource, namespace, name). Secrets are
 //! sealed with AES-256-GCM before they reach the database ([`keyring`]).
 
+pub mod backup;
 pub mod keyring;
 mod memory;
 mod postgres;

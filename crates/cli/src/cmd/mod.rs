@@ -1,5 +1,6 @@
 //! One module per command.
 
+pub mod backup;
 pub mod controller;
 pub mod demo;
 pub mod fleet_sim;
