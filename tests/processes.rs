@@ -146,8 +146,11 @@ async fn a_write_on_one_server_reaches_a_watcher_on_another() {
     db.drop_db().await;
 }
 
-/// A CustomResourceDefinition written through one replica is served by the others at once,
-/// and once deleted there, by none (no replica keeps storing objects of a gone kind).
+/// A CustomResourceDefinition written through one replica is served by the others at once:
+/// its creation, an update (a second version, a short name), and its deletion, which takes
+/// its objects with it (they do not come back with the CRD) and leaves no replica storing
+/// objects of a gone kind — the deletion made while RabbitMQ is down, and reaching the
+/// other replica when it is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crd_written_through_one_server_is_served_by_the_other() {
     let Some((_turn, db, amqp)) = backends().await else {
@@ -156,47 +159,49 @@ async fn a_crd_written_through_one_server_is_served_by_the_other() {
     let (a, b, _dirs) = two_servers(&db.url, &amqp);
     let client = reqwest::Client::new();
     let crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
-    let crd = serde_json::json!({
+    let version = |name: &str| {
+        json!({"name": name, "served": true, "storage": name == "v1",
+               "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}})
+    };
+    let crd = json!({
         "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
         "metadata": {"name": "widgets.example.com"},
         "spec": {"group": "example.com", "scope": "Namespaced",
             "names": {"plural": "widgets", "kind": "Widget"},
-            "versions": [{"name": "v1", "served": true, "storage": true,
-                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}});
-    let r = client
-        .post(format!("{}{crds}", a.base))
-        .json(&crd)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let widgets = format!("{}/apis/example.com/v1/namespaces/default/widgets", b.base);
-    let status_on_b = || async {
-        client
-            .get(widgets.as_str())
+            "versions": [version("v1")]}});
+    let create_crd = || async {
+        let r = client
+            .post(format!("{}{crds}", a.base))
+            .json(&crd)
             .send()
             .await
-            .unwrap()
-            .status()
-            .as_u16()
+            .unwrap();
+        assert_eq!(r.status(), 201);
     };
-    let until = |want: u16| async move {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let got = status_on_b().await;
-            if got == want {
-                return;
+    // What B answers for `path`, until it is `want` (within 10 s, else the test fails).
+    let until = |path: &'static str, want: u16| {
+        let (client, url) = (client.clone(), format!("{}{path}", b.base));
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let got = client.get(&url).send().await.unwrap().status().as_u16();
+                if got == want {
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the other server answers {got} for {url}, not {want}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the other server answers {got}, not {want}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
-    until(200).await;
-    let widget = serde_json::json!({"apiVersion": "example.com/v1", "kind": "Widget",
-                                    "metadata": {"name": "w1"}, "spec": {"size": 1}});
+    const WIDGETS: &str = "/apis/example.com/v1/namespaces/default/widgets";
+    create_crd().await;
+    until(WIDGETS, 200).await;
+    let widgets = format!("{}{WIDGETS}", b.base);
+    let widget = json!({"apiVersion": "example.com/v1", "kind": "Widget",
+                        "metadata": {"name": "w1"}, "spec": {"size": 1}});
     let r = client
         .post(widgets.as_str())
         .json(&widget)
@@ -205,13 +210,50 @@ async fn a_crd_written_through_one_server_is_served_by_the_other() {
         .unwrap();
     assert_eq!(r.status(), 201);
 
+    // An update: a second version and a short name, served by B.
+    let mut updated: Value = client
+        .get(format!("{}{crds}/widgets.example.com", a.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    updated["spec"]["versions"] = json!([version("v1"), version("v2")]);
+    updated["spec"]["names"]["shortNames"] = json!(["wd"]);
+    let r = client
+        .put(format!("{}{crds}/widgets.example.com", a.base))
+        .json(&updated)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    until("/apis/example.com/v2/namespaces/default/widgets", 200).await;
+    let discovery: Value = client
+        .get(format!("{}/apis/example.com/v1", b.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        discovery["resources"][0]["shortNames"],
+        json!(["wd"]),
+        "{discovery}"
+    );
+
+    // Deleted through A while the bus is down: B learns of it when the bus is back.
+    syncsets_testkit::rabbitmqctl(&["stop_app"]);
     let r = client
         .delete(format!("{}{crds}/widgets.example.com", a.base))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    until(404).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    syncsets_testkit::rabbitmqctl(&["start_app"]);
+    until(WIDGETS, 404).await;
     let r = client
         .post(widgets.as_str())
         .json(&widget)
@@ -219,6 +261,19 @@ async fn a_crd_written_through_one_server_is_served_by_the_other() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404, "a gone kind is stored nowhere");
+
+    // Created again: its old objects went with the CRD.
+    create_crd().await;
+    until(WIDGETS, 200).await;
+    let list: Value = client
+        .get(widgets.as_str())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"], json!([]), "{list}");
     drop((a, b));
     db.drop_db().await;
 }
