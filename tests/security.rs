@@ -40,6 +40,23 @@ fn start(data: &Path, extra: &[&str], log: Option<&Path>, controllers: bool) -> 
     }
 }
 
+/// curl's `HTTP-version code` for a GET of `url` with `flags`.
+fn curl_version(url: &str, flags: &[&str]) -> String {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version} %{http_code}",
+        ])
+        .args(flags)
+        .arg(url)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// kubectl with a kubeconfig: (success, stdout, stderr).
 fn kubectl(kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
     let out = Command::new("kubectl")
@@ -144,26 +161,19 @@ fn tls_by_default_with_an_admin_kubeconfig_and_nobody_else() {
     // HTTP/2 and HTTP/1.1, chosen by ALPN as with kube-apiserver: kubectl speaks HTTP/2
     // (client-go multiplexes its watches over one connection), older clients HTTP/1.1.
     let pki = dir.path().join("pki");
+    let tls = [
+        "--cacert",
+        &pki.join("ca.crt").display().to_string(),
+        "--cert",
+        &pki.join("admin.crt").display().to_string(),
+        "--key",
+        &pki.join("admin.key").display().to_string(),
+    ]
+    .map(String::from);
     let version_over = |http: &str, path: &str| {
-        let out = Command::new("curl")
-            .args([
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_version} %{http_code}",
-                http,
-            ])
-            .arg("--cacert")
-            .arg(pki.join("ca.crt"))
-            .arg("--cert")
-            .arg(pki.join("admin.crt"))
-            .arg("--key")
-            .arg(pki.join("admin.key"))
-            .arg(format!("{}{path}", server.url))
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let mut flags: Vec<&str> = tls.iter().map(String::as_str).collect();
+        flags.push(http);
+        curl_version(&format!("{}{path}", server.url), &flags)
     };
     assert_eq!(version_over("--http2", "/api/v1/namespaces"), "2 200");
     assert_eq!(version_over("--http1.1", "/api/v1/namespaces"), "1.1 200");
@@ -367,6 +377,11 @@ fn certificates_survive_restarts_and_plain_http_stays_on_loopback() {
     );
     let plain = serve(dir.path(), &["--insecure-http"]);
     assert!(plain.url.starts_with("http://127.0.0.1:"), "{}", plain.url);
+    // HTTP/1.1, or HTTP/2 for a client that opens with its preface (prior knowledge).
+    let version_over =
+        |flags: &[&str]| curl_version(&format!("{}/api/v1/namespaces", plain.url), flags);
+    assert_eq!(version_over(&[]), "1.1 200");
+    assert_eq!(version_over(&["--http2-prior-knowledge"]), "2 200");
 }
 
 /// Binds `user` to the `edit` role in `namespace`.

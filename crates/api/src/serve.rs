@@ -1,11 +1,16 @@
 //! The connection loop: every accepted connection is admitted against the connection
 //! limits, read under a deadline until its first byte and (HTTP/1) until each request's
 //! headers are complete — the same deadline bounds a kept-alive connection's idleness —
-//! and served over the protocol ALPN chose (HTTP/2 or HTTP/1.1; plain HTTP is HTTP/1.1).
+//! and served over the protocol ALPN chose (HTTP/2 or HTTP/1.1). Plain HTTP (loopback
+//! only) is HTTP/1.1, or HTTP/2 for a client that starts with its preface (prior
+//! knowledge, `curl --http2-prior-knowledge`). An HTTP/2 connection carries up to 1,000
+//! concurrent streams, as kube-apiserver allows (`--http2-max-streams-per-connection`):
+//! a client's watches share one connection.
 //!
 //! ```text
 //!   accept ─▶ gate (total, per address; over: closed at once) ─▶ first byte ≤ T
-//!          ─▶ h2 (ALPN) │ h1: each request's headers ≤ T, idle keep-alive ≤ T
+//!          ─▶ h2 (ALPN, or the preface on plain HTTP)
+//!           │ h1: each request's headers ≤ T, idle keep-alive ≤ T
 //! ```
 
 use std::collections::HashMap;
@@ -58,8 +63,8 @@ impl Default for ConnectionLimits {
 pub trait Peer: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// Who is on the other end.
     fn conn_info(&self, remote: SocketAddr) -> ConnInfo;
-    /// Whether ALPN chose HTTP/2.
-    fn h2(&self) -> bool;
+    /// The protocol to speak.
+    fn protocol(&self) -> Protocol;
 }
 
 impl Peer for TcpStream {
@@ -70,8 +75,8 @@ impl Peer for TcpStream {
         }
     }
 
-    fn h2(&self) -> bool {
-        false
+    fn protocol(&self) -> Protocol {
+        Protocol::Either
     }
 }
 
@@ -86,10 +91,27 @@ impl Peer for TlsStream<TcpStream> {
         ConnInfo { remote, client }
     }
 
-    fn h2(&self) -> bool {
-        self.get_ref().1.alpn_protocol() == Some(b"h2")
+    fn protocol(&self) -> Protocol {
+        match self.get_ref().1.alpn_protocol() {
+            Some(b"h2") => Protocol::Http2,
+            _ => Protocol::Http1,
+        }
     }
 }
+
+/// What a connection speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1 (TLS without ALPN `h2`).
+    Http1,
+    /// HTTP/2 (ALPN `h2`).
+    Http2,
+    /// Plain HTTP: HTTP/2 if the client opens with its preface, else HTTP/1.1.
+    Either,
+}
+
+/// Streams an HTTP/2 connection may carry at once (kube-apiserver's default).
+const MAX_STREAMS: u32 = 1000;
 
 /// Counts open connections, in total and per address.
 struct Gate {
@@ -223,15 +245,22 @@ where
     L::Io: Peer,
 {
     let gate = Gate::new(&limits);
-    let mut h1 = Builder::new(TokioExecutor::new()).http1_only();
-    h1.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
-    let mut h2 = Builder::new(TokioExecutor::new()).http2_only();
-    h2.http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(Duration::from_secs(20));
+    let configure = |mut builder: Builder<TokioExecutor>| {
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(MAX_STREAMS)
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+            .keep_alive_timeout(Duration::from_secs(20));
+        builder
+    };
+    let h1 = configure(Builder::new(TokioExecutor::new()).http1_only());
+    let h2 = configure(Builder::new(TokioExecutor::new()).http2_only());
+    let either = configure(Builder::new(TokioExecutor::new()));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -244,14 +273,18 @@ where
             continue;
         };
         let info = io.conn_info(remote);
-        let http2 = io.h2();
+        let protocol = io.protocol();
         let service =
             TowerToHyperService::new(axum::Extension(ConnectInfo(info)).layer(router.clone()));
         let io = TokioIo::new(FirstByte {
             io,
             deadline: Some(Box::pin(tokio::time::sleep(limits.header_timeout))),
         });
-        let builder = if http2 { &h2 } else { &h1 };
+        let builder = match protocol {
+            Protocol::Http1 => &h1,
+            Protocol::Http2 => &h2,
+            Protocol::Either => &either,
+        };
         let connection = graceful.watch(
             builder
                 .serve_connection_with_upgrades(io, service)
