@@ -190,3 +190,22 @@ impl Drop for Lease {
         self.finish(Outcome::Abandoned);
     }
 }
+
+/// A hash of `bytes` that every process agrees on, whatever its build or Rust release
+/// (FNV-1a; `DefaultHasher` promises neither): work queue shards, replica weights.
+pub fn stable_hash(bytes: &[u8]) -> u64 {
+    let mut hasher = fnv::FnvHasher::default();
+    std::hash::Hasher::write(&mut hasher, bytes);
+    std::hash::Hasher::finish(&hasher)
+}
+
+#[cfg(test)]
+mod stable_hash_tests {
+    /// FNV-1a's published test vectors: the value never changes with the build.
+    #[test]
+    fn is_fnv1a() {
+        assert_eq!(super::stable_hash(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(super::stable_hash(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(super::stable_hash(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+}

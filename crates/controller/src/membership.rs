@@ -19,7 +19,7 @@ use serde_json::json;
 use syncsets_bus::WorkQueue;
 use syncsets_store::{ListQuery, ObjectKey, Store, StoreError};
 
-use crate::plan::fnv1a;
+use syncsets_bus::stable_hash;
 use crate::standing::Standing;
 
 /// Where heartbeats are kept (not served by the API).
@@ -82,7 +82,7 @@ pub fn owned_shards(me: &str, members: &[String], shards: u16) -> Vec<u16> {
 /// A member's weight for a shard: well mixed, so that members whose ids share a long
 /// prefix still win different shards.
 fn weight(member: &str, shard: u16) -> u64 {
-    mix(fnv1a(member.as_bytes()) ^ mix(u64::from(shard) + 1))
+    mix(stable_hash(member.as_bytes()) ^ mix(u64::from(shard) + 1))
 }
 
 /// SplitMix64's finaliser.

@@ -212,13 +212,6 @@ pub fn inputs_digest(
     Some(digest[..16].iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// FNV-1a: stable across processes and releases (unlike `DefaultHasher`).
-pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
 fn old_statuses(previous: Option<&ClusterSyncStatus>, kind: SetKind) -> &[SyncStatus] {
     match (previous, kind) {
         (None, _) => &[],

@@ -15,7 +15,8 @@ use crate::clients::{Clients, Kubeconfig};
 use crate::health::{Admission, Ended, Health};
 use crate::hub::{HubKind, HubWriter};
 use crate::model::{Cluster, ObjRef, SetDef, SetKind, resources, split_key};
-use crate::plan::{self, Context, Outcomes, Plan, RetiredOutcome, SetOutcome, Step, fnv1a};
+use crate::plan::{self, Context, Outcomes, Plan, RetiredOutcome, SetOutcome, Step};
+use syncsets_bus::stable_hash;
 use crate::target::{Failure, TargetError, Written};
 use crate::{Error, Result};
 
@@ -45,7 +46,7 @@ pub fn full_reapply_due(key: &str, renewed: i64, interval: Duration) -> i64 {
     let jitter = if jitter_span == 0 {
         0
     } else {
-        fnv1a(format!("{key}@{renewed}").as_bytes()) % jitter_span
+        stable_hash(format!("{key}@{renewed}").as_bytes()) % jitter_span
     };
     renewed + interval.as_secs() as i64 + jitter as i64
 }

@@ -1,9 +1,7 @@
 //! The RabbitMQ work queue: a key's shard queues (single active consumer), their delay
 //! tiers, consumer sessions and the leases handed out from them.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -124,9 +122,7 @@ impl AmqpQueue {
     }
 
     fn shard_of(&self, key: &str) -> u16 {
-        let mut h = DefaultHasher::new();
-        key.hash(&mut h);
-        (h.finish() % u64::from(self.shards)) as u16
+        (crate::stable_hash(key.as_bytes()) % u64::from(self.shards)) as u16
     }
 
     fn bus(&self) -> Result<Arc<AmqpBus>> {
