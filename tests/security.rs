@@ -308,8 +308,10 @@ fn tls_by_default_with_an_admin_kubeconfig_and_nobody_else() {
     );
     let (ok, _, err) = kubectl(&impostor, &["get", "ns"]);
     assert!(
-        !ok && err.contains("Unable to connect to the server"),
-        "a foreign certificate is not trusted: {err}"
+        !ok && ["Unauthorized", "Forbidden", "InternalError", "(NotFound)"]
+            .iter()
+            .all(|answer| !err.contains(answer)),
+        "a foreign certificate is refused before any HTTP answer: {err}"
     );
 
     // The server's certificate is checked by clients: one that trusts another CA fails.
@@ -1358,5 +1360,61 @@ fn a_silent_client_after_the_tls_handshake_is_closed() {
             &format!("the server to close a silent {alpn} client"),
             || client.try_wait().unwrap(),
         );
+    }
+    // Silent before the handshake too: closed after the header timeout (the handshake had
+    // a fixed 10 s of its own before).
+    let silent = std::time::Instant::now();
+    assert!(
+        closed_within(&authority, 6),
+        "a client that never says hello"
+    );
+    assert!(silent.elapsed() >= std::time::Duration::from_secs(1));
+
+    // A connection holds its place at the gate from its first moment, handshake included:
+    // with two per address, two silent clients leave no room for a third, which is closed
+    // at once; once they are gone, clients are served again.
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(
+        dir.path(),
+        &[
+            "--header-timeout",
+            "30s",
+            "--max-connections-per-address",
+            "2",
+        ],
+    );
+    let authority = server.url.trim_start_matches("https://").to_string();
+    let holders: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| std::net::TcpStream::connect(&authority).unwrap())
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        closed_within(&authority, 2),
+        "a third connection while two handshake"
+    );
+    drop(holders);
+    let pki = dir.path().join("pki");
+    let served = eventually(10, "a client served once the silent ones left", || {
+        let answer = curl_version(
+            &format!("{}/version", server.url),
+            &["--cacert", pki.join("ca.crt").to_str().unwrap()],
+        );
+        answer.ends_with(" 200").then_some(answer)
+    });
+    assert!(served.ends_with(" 200"));
+}
+
+/// Whether a TCP connection to `authority` that sends nothing is closed by the server
+/// within `seconds`.
+fn closed_within(authority: &str, seconds: u64) -> bool {
+    use std::io::Read as _;
+    let mut stream = std::net::TcpStream::connect(authority).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(seconds)))
+        .unwrap();
+    match stream.read(&mut [0u8; 64]) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
     }
 }

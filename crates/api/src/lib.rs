@@ -200,22 +200,17 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limits = state.config.limits.connections.clone();
-    serve::serve(
-        tls::PlainListener(listener),
-        router(state),
-        limits,
-        shutdown,
-    )
-    .await
+    serve::serve(listener, None, router(state), limits, shutdown).await
 }
 
 /// Serves HTTPS until `shutdown` completes, then drains in-flight requests. Client
 /// certificates the acceptor verified authenticate their requests.
 pub async fn run_tls(
     state: Arc<AppState>,
-    listener: tls::TlsListener,
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limits = state.config.limits.connections.clone();
-    serve::serve(listener, router(state), limits, shutdown).await
+    serve::serve(listener, Some(acceptor), router(state), limits, shutdown).await
 }

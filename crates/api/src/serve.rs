@@ -24,14 +24,14 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
-use axum::serve::Listener;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tower::Layer as _;
 
@@ -232,66 +232,89 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for FirstByte<I> {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then waits for the
-/// connections open to finish (as axum's graceful shutdown does).
-pub(crate) async fn serve<L>(
-    mut listener: L,
+/// The HTTP/1.1, HTTP/2 and either-way connection builders, shared by every connection.
+struct Builders {
+    h1: Builder<TokioExecutor>,
+    h2: Builder<TokioExecutor>,
+    either: Builder<TokioExecutor>,
+}
+
+impl Builders {
+    fn new(limits: &ConnectionLimits) -> Self {
+        let configure = |mut builder: Builder<TokioExecutor>| {
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(MAX_STREAMS)
+                .keep_alive_interval(Some(Duration::from_secs(30)))
+                .keep_alive_timeout(Duration::from_secs(20));
+            builder
+        };
+        Self {
+            h1: configure(Builder::new(TokioExecutor::new()).http1_only()),
+            h2: configure(Builder::new(TokioExecutor::new()).http2_only()),
+            either: configure(Builder::new(TokioExecutor::new())),
+        }
+    }
+}
+
+/// Serves `router` on `listener` (over TLS when given an acceptor) until `shutdown`
+/// completes, then waits for the connections open to finish (as axum's graceful shutdown
+/// does). A connection is admitted at the gate before anything else, its TLS handshake
+/// included, and the handshake has the header timeout too: a client that connects and
+/// says nothing holds a place at the gate for that long at most.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     router: Router,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> io::Result<()>
-where
-    L: Listener<Addr = SocketAddr>,
-    L::Io: Peer,
-{
+) -> io::Result<()> {
     let gate = Gate::new(&limits);
-    let configure = |mut builder: Builder<TokioExecutor>| {
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_timeout);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(MAX_STREAMS)
-            .keep_alive_interval(Some(Duration::from_secs(30)))
-            .keep_alive_timeout(Duration::from_secs(20));
-        builder
-    };
-    let h1 = configure(Builder::new(TokioExecutor::new()).http1_only());
-    let h2 = configure(Builder::new(TokioExecutor::new()).http2_only());
-    let either = configure(Builder::new(TokioExecutor::new()));
+    let builders = Arc::new(Builders::new(&limits));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let (io, remote) = tokio::select! {
+        let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
+        };
+        let (tcp, remote) = match accepted {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors and the like: wait a little rather than spin.
+                tracing::debug!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
         };
         let Some(admitted) = gate.admit(remote.ip()) else {
             tracing::debug!(%remote, "connection refused: too many open");
             continue;
         };
-        let info = io.conn_info(remote);
-        let protocol = io.protocol();
-        let service =
-            TowerToHyperService::new(axum::Extension(ConnectInfo(info)).layer(router.clone()));
-        let io = TokioIo::new(FirstByte {
-            io,
-            deadline: Some(Box::pin(tokio::time::sleep(limits.header_timeout))),
-        });
-        let builder = match protocol {
-            Protocol::Http1 => &h1,
-            Protocol::Http2 => &h2,
-            Protocol::Either => &either,
-        };
-        let connection = graceful.watch(
-            builder
-                .serve_connection_with_upgrades(io, service)
-                .into_owned(),
-        );
+        // Watch events are small writes.
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        let (tls, router, builders) = (tls.clone(), router.clone(), builders.clone());
+        let watcher = graceful.watcher();
+        let timeout = limits.header_timeout;
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let ended = match tls {
+                None => connection(tcp, remote, router, &builders, watcher, timeout).await,
+                Some(acceptor) => match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => {
+                        connection(tls, remote, router, &builders, watcher, timeout).await
+                    }
+                    Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
+                    Err(_) => Err("TLS handshake timed out".to_string()),
+                },
+            };
+            if let Err(e) = ended {
                 tracing::debug!(%remote, error = %e, "connection ended");
             }
             drop(admitted);
@@ -300,4 +323,35 @@ where
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// Serves one connection until it ends: its first byte within `timeout`, then over the
+/// protocol it speaks.
+async fn connection<I: Peer>(
+    io: I,
+    remote: SocketAddr,
+    router: Router,
+    builders: &Builders,
+    watcher: hyper_util::server::graceful::Watcher,
+    timeout: Duration,
+) -> Result<(), String> {
+    let info = io.conn_info(remote);
+    let builder = match io.protocol() {
+        Protocol::Http1 => &builders.h1,
+        Protocol::Http2 => &builders.h2,
+        Protocol::Either => &builders.either,
+    };
+    let service = TowerToHyperService::new(axum::Extension(ConnectInfo(info)).layer(router));
+    let io = TokioIo::new(FirstByte {
+        io,
+        deadline: Some(Box::pin(tokio::time::sleep(timeout))),
+    });
+    watcher
+        .watch(
+            builder
+                .serve_connection_with_upgrades(io, service)
+                .into_owned(),
+        )
+        .await
+        .map_err(|e| e.to_string())
 }

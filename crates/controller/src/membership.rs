@@ -19,8 +19,8 @@ use serde_json::json;
 use syncsets_bus::WorkQueue;
 use syncsets_store::{ListQuery, ObjectKey, Store, StoreError};
 
-use syncsets_bus::stable_hash;
 use crate::standing::Standing;
+use syncsets_bus::stable_hash;
 
 /// Where heartbeats are kept (not served by the API).
 pub const RESOURCE: &str = "controllerreplicas.syncsets.io";

@@ -16,9 +16,9 @@ use crate::health::{Admission, Ended, Health};
 use crate::hub::{HubKind, HubWriter};
 use crate::model::{Cluster, ObjRef, SetDef, SetKind, resources, split_key};
 use crate::plan::{self, Context, Outcomes, Plan, RetiredOutcome, SetOutcome, Step};
-use syncsets_bus::stable_hash;
 use crate::target::{Failure, TargetError, Written};
 use crate::{Error, Result};
+use syncsets_bus::stable_hash;
 
 /// The annotation of a ClusterSyncLease recording the digests of the sets' other inputs
 /// when they were last applied ([`plan::inputs_digest`]).

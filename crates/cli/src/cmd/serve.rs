@@ -153,7 +153,7 @@ pub struct Bound {
 
 enum Listening {
     Plain(tokio::net::TcpListener),
-    Tls(syncsets_api::tls::TlsListener),
+    Tls(tokio::net::TcpListener, tokio_rustls::TlsAcceptor),
 }
 
 impl Bound {
@@ -165,7 +165,9 @@ impl Bound {
     ) -> std::io::Result<()> {
         match self.listener {
             Listening::Plain(l) => syncsets_api::run(state, l, shutdown).await,
-            Listening::Tls(l) => syncsets_api::run_tls(state, l, shutdown).await,
+            Listening::Tls(l, acceptor) => {
+                syncsets_api::run_tls(state, l, acceptor, shutdown).await
+            }
         }
     }
 }
@@ -243,11 +245,10 @@ impl SecurityArgs {
             pki.client_cas.push_str(&extra);
         }
         let config = pki::server_config(&pki.server, &pki.client_cas)?;
-        let tls =
-            syncsets_api::tls::TlsListener::new(listener, tokio_rustls::TlsAcceptor::from(config))?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
         let url = format!("https://{host}:{}", local.port());
         Ok(Bound {
-            listener: Listening::Tls(tls),
+            listener: Listening::Tls(listener, acceptor),
             kubeconfig: pki::kubeconfig(&url, &trusted, &pki.admin),
             url,
         })
