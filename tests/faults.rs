@@ -324,6 +324,10 @@ async fn silent_slow_and_excess_connections_are_closed_and_others_served() {
     slow.write_all(b"GET /version HTTP/1.1\r\nHost: x\r\n")
         .await
         .unwrap();
+    // One byte and nothing more: protocol detection (HTTP/1.1 or the HTTP/2 preface)
+    // waits for the rest.
+    let mut one_byte = tokio::net::TcpStream::connect(addr).await.unwrap();
+    one_byte.write_all(b"P").await.unwrap();
     // A kept-alive connection, idle after one request.
     let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
     idle.write_all(b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -352,7 +356,11 @@ async fn silent_slow_and_excess_connections_are_closed_and_others_served() {
     assert_eq!(open_after_arrival, 200, "connections held from one address");
 
     // After the header timeout, the silent, the slow and the idle are all closed.
-    for (what, s) in [("slowloris", &mut slow), ("idle keep-alive", &mut idle)] {
+    for (what, s) in [
+        ("slowloris", &mut slow),
+        ("one-byte", &mut one_byte),
+        ("idle keep-alive", &mut idle),
+    ] {
         assert!(
             closed_within(s, Duration::from_secs(6)).await,
             "{what} connection still open"

@@ -1322,6 +1322,17 @@ async fn backup_under_write_load_and_restore_never_go_backwards() {
         source.to_str().unwrap(),
     ]);
     assert!(!ok && out.contains("exists"), "{out}");
+    // A restore that fails leaves no database behind: the next one can go ahead.
+    let garbage = dir.path().join("garbage.db");
+    std::fs::write(&garbage, "not a database").unwrap();
+    let (ok, out) = run_syncsets(&[
+        "restore",
+        garbage.to_str().unwrap(),
+        "--data-dir",
+        target.to_str().unwrap(),
+    ]);
+    assert!(!ok, "{out}");
+    assert!(!target.join("syncsets.db").exists(), "{out}");
     let (ok, out) = run_syncsets(&[
         "restore",
         file.to_str().unwrap(),

@@ -1,6 +1,7 @@
 //! The connection loop: every accepted connection is admitted against the connection
-//! limits, read under a deadline until its first byte and (HTTP/1) until each request's
-//! headers are complete — the same deadline bounds a kept-alive connection's idleness —
+//! limits, and given one deadline from its arrival for its TLS handshake and its first
+//! request; after that (HTTP/1) each request's headers must be complete within the same
+//! time — which also bounds a kept-alive connection's idleness —
 //! and served over the protocol ALPN chose (HTTP/2 or HTTP/1.1). Plain HTTP (loopback
 //! only) is HTTP/1.1, or HTTP/2 for a client that starts with its preface (prior
 //! knowledge, `curl --http2-prior-knowledge`). An HTTP/2 connection carries up to 1,000
@@ -18,6 +19,7 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -33,7 +35,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
-use tower::Layer as _;
 
 use crate::tls::{ConnInfo, identity_of};
 
@@ -168,41 +169,42 @@ impl Gate {
     }
 }
 
-/// A connection whose reads fail (closing it) if its first byte does not come in time.
-struct FirstByte<I> {
+/// A connection whose reads fail (closing it) once its deadline passes before its first
+/// request has reached the service: a client that sends nothing, or a byte and nothing
+/// more (which hyper's protocol detection and HTTP/2 handshake would wait for forever).
+struct FirstRequest<I> {
     io: I,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Set when the first request reaches the service.
+    arrived: Arc<AtomicBool>,
 }
 
-impl<I: AsyncRead + Unpin> AsyncRead for FirstByte<I> {
+impl<I: AsyncRead + Unpin> AsyncRead for FirstRequest<I> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let before = buf.filled().len();
         let read = Pin::new(&mut this.io).poll_read(cx, buf);
         let Some(deadline) = this.deadline.as_mut() else {
             return read;
         };
-        match read {
-            Poll::Ready(Ok(())) if buf.filled().len() > before => {
-                this.deadline = None;
-            }
-            Poll::Pending if deadline.as_mut().poll(cx).is_ready() => {
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "no request within the header timeout",
-                )));
-            }
-            _ => {}
+        if this.arrived.load(Ordering::Acquire) {
+            this.deadline = None;
+            return read;
+        }
+        if read.is_pending() && deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no request within the header timeout",
+            )));
         }
         read
     }
 }
 
-impl<I: AsyncWrite + Unpin> AsyncWrite for FirstByte<I> {
+impl<I: AsyncWrite + Unpin> AsyncWrite for FirstRequest<I> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -302,17 +304,19 @@ pub(crate) async fn serve(
         }
         let (tls, router, builders) = (tls.clone(), router.clone(), builders.clone());
         let watcher = graceful.watcher();
-        let timeout = limits.header_timeout;
+        let deadline = tokio::time::Instant::now() + limits.header_timeout;
         tokio::spawn(async move {
             let ended = match tls {
-                None => connection(tcp, remote, router, &builders, watcher, timeout).await,
-                Some(acceptor) => match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => {
-                        connection(tls, remote, router, &builders, watcher, timeout).await
+                None => connection(tcp, remote, router, &builders, watcher, deadline).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
+                        Ok(Ok(tls)) => {
+                            connection(tls, remote, router, &builders, watcher, deadline).await
+                        }
+                        Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
+                        Err(_) => Err("TLS handshake timed out".to_string()),
                     }
-                    Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
-                    Err(_) => Err("TLS handshake timed out".to_string()),
-                },
+                }
             };
             if let Err(e) = ended {
                 tracing::debug!(%remote, error = %e, "connection ended");
@@ -325,7 +329,7 @@ pub(crate) async fn serve(
     Ok(())
 }
 
-/// Serves one connection until it ends: its first byte within `timeout`, then over the
+/// Serves one connection until it ends: its first request by `deadline`, then over the
 /// protocol it speaks.
 async fn connection<I: Peer>(
     io: I,
@@ -333,7 +337,7 @@ async fn connection<I: Peer>(
     router: Router,
     builders: &Builders,
     watcher: hyper_util::server::graceful::Watcher,
-    timeout: Duration,
+    deadline: tokio::time::Instant,
 ) -> Result<(), String> {
     let info = io.conn_info(remote);
     let builder = match io.protocol() {
@@ -341,15 +345,26 @@ async fn connection<I: Peer>(
         Protocol::Http2 => &builders.h2,
         Protocol::Either => &builders.either,
     };
-    let service = TowerToHyperService::new(axum::Extension(ConnectInfo(info)).layer(router));
-    let io = TokioIo::new(FirstByte {
+    let arrived = Arc::new(AtomicBool::new(false));
+    let service = tower::ServiceBuilder::new()
+        .map_request({
+            let arrived = arrived.clone();
+            move |request: axum::http::Request<_>| {
+                arrived.store(true, Ordering::Release);
+                request
+            }
+        })
+        .layer(axum::Extension(ConnectInfo(info)))
+        .service(router);
+    let io = TokioIo::new(FirstRequest {
         io,
-        deadline: Some(Box::pin(tokio::time::sleep(timeout))),
+        deadline: Some(Box::pin(tokio::time::sleep_until(deadline))),
+        arrived,
     });
     watcher
         .watch(
             builder
-                .serve_connection_with_upgrades(io, service)
+                .serve_connection_with_upgrades(io, TowerToHyperService::new(service))
                 .into_owned(),
         )
         .await

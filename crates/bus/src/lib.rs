@@ -191,6 +191,19 @@ impl Drop for Lease {
     }
 }
 
+/// SplitMix64's finaliser: spreads every bit of `x` over the result (FNV-1a's low bits
+/// depend only on the inputs' low bits, so a modulo of a power of two needs this first).
+pub fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// The shard of `shards` a work queue key goes to, the same in every process.
+pub fn shard_of(key: &str, shards: u16) -> u16 {
+    (mix(stable_hash(key.as_bytes())) % u64::from(shards.max(1))) as u16
+}
+
 /// A hash of `bytes` that every process agrees on, whatever its build or Rust release
 /// (FNV-1a; `DefaultHasher` promises neither): work queue shards, replica weights.
 pub fn stable_hash(bytes: &[u8]) -> u64 {
@@ -200,12 +213,31 @@ pub fn stable_hash(bytes: &[u8]) -> u64 {
 }
 
 #[cfg(test)]
-mod stable_hash_tests {
+mod hash_tests {
     /// FNV-1a's published test vectors: the value never changes with the build.
     #[test]
     fn is_fnv1a() {
         assert_eq!(super::stable_hash(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(super::stable_hash(b"a"), 0xaf63_dc4c_8601_ec8c);
         assert_eq!(super::stable_hash(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    /// Keys that differ only in the high bits of a byte land on different shards.
+    #[test]
+    fn shards_spread_keys_that_fnv_alone_would_not() {
+        let keys = [
+            "ns/cluster-1",
+            "ns/cluster-A",
+            "ns/cluster-Q",
+            "ns/cluster-a",
+            "ns/cluster-q",
+        ];
+        assert!(
+            keys.iter()
+                .all(|k| super::stable_hash(k.as_bytes()) % 16 == 1)
+        );
+        let shards: std::collections::BTreeSet<u16> =
+            keys.iter().map(|k| super::shard_of(k, 16)).collect();
+        assert!(shards.len() > 1, "{shards:?}");
     }
 }

@@ -20,7 +20,7 @@ use syncsets_bus::WorkQueue;
 use syncsets_store::{ListQuery, ObjectKey, Store, StoreError};
 
 use crate::standing::Standing;
-use syncsets_bus::stable_hash;
+use syncsets_bus::{mix, stable_hash};
 
 /// Where heartbeats are kept (not served by the API).
 pub const RESOURCE: &str = "controllerreplicas.syncsets.io";
@@ -83,13 +83,6 @@ pub fn owned_shards(me: &str, members: &[String], shards: u16) -> Vec<u16> {
 /// prefix still win different shards.
 fn weight(member: &str, shard: u16) -> u64 {
     mix(stable_hash(member.as_bytes()) ^ mix(u64::from(shard) + 1))
-}
-
-/// SplitMix64's finaliser.
-fn mix(mut x: u64) -> u64 {
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
 }
 
 fn millis(at: SystemTime) -> i64 {
@@ -187,6 +180,11 @@ impl Member {
         let (began, at) = (Instant::now(), SystemTime::now());
         heartbeat(self.store.as_ref(), &self.id, self.replica, at).await?;
         self.standing.renewed(began, at);
+        if !self.standing.holds() {
+            // Stored, but too late to act on (a slow store): the shards stay released
+            // until a heartbeat is stored in time.
+            return Ok(());
+        }
         let members = live_members(self.store.as_ref(), &self.id, self.settings.ttl).await?;
         let mine = owned_shards(&self.id, &members, self.queue.shards());
         if self.owned.as_ref() != Some(&mine) {

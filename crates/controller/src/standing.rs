@@ -52,12 +52,17 @@ impl Standing {
         }
     }
 
-    /// How long it still holds from now (zero once lapsed); `None`: forever.
+    /// How long it still holds from now (zero once lapsed); `None`: forever. The elapsed
+    /// time is the longer of the monotonic clock's and the wall clock's: the monotonic
+    /// clock does not count a machine's suspension, and the others judge by wall time.
     fn remaining(&self) -> Option<Duration> {
         let deadline = self.deadline?;
         let renewed = *self.renewed.lock().expect("standing lock");
-        Some(renewed.map_or(Duration::ZERO, |(began, _)| {
-            deadline.saturating_sub(began.elapsed())
+        Some(renewed.map_or(Duration::ZERO, |(began, began_wall)| {
+            let wall = SystemTime::now()
+                .duration_since(began_wall)
+                .unwrap_or_default();
+            deadline.saturating_sub(began.elapsed().max(wall))
         }))
     }
 

@@ -103,8 +103,9 @@ fn directory(path: &Path) -> &Path {
     }
 }
 
-/// The move itself must survive a crash.
-fn sync_directory(path: &Path) -> io::Result<()> {
+/// Syncs the directory holding `path`, so that a file created, linked or moved there
+/// survives a crash.
+pub fn sync_directory(path: &Path) -> io::Result<()> {
     std::fs::File::open(directory(path))?.sync_all()
 }
 

@@ -1,28 +1,29 @@
 // node-fetch's interface, as @kubernetes/client-node uses it, over undici with HTTP/2
 // allowed (ALPN offers h2 first). The TLS material client-node puts on an https.Agent
-// (CA, client certificate and key) goes to an undici Agent made once per https.Agent.
+// (CA, client certificate and key) goes to an undici Agent.
 import { Readable } from 'node:stream';
 import { Agent, Headers, fetch as undiciFetch } from 'undici';
 
 export { AbortError, FetchError } from 'node-fetch';
 export { Headers };
 
-const dispatchers = new WeakMap();
+// client-node makes a new https.Agent for every request: one undici Agent per set of TLS
+// material, so that requests share a connection (HTTP/2 multiplexes them) as they would
+// with a client that keeps its agent.
+const dispatchers = new Map();
 
 function dispatcherFor(agent) {
-  const key = agent ?? dispatchers;
+  const o = agent?.options ?? {};
+  const tls = {
+    ca: o.ca,
+    cert: o.cert,
+    key: o.key,
+    servername: o.servername,
+    rejectUnauthorized: o.rejectUnauthorized,
+  };
+  const key = JSON.stringify(tls);
   if (!dispatchers.has(key)) {
-    const o = agent?.options ?? {};
-    dispatchers.set(key, new Agent({
-      allowH2: true,
-      connect: {
-        ca: o.ca,
-        cert: o.cert,
-        key: o.key,
-        servername: o.servername,
-        rejectUnauthorized: o.rejectUnauthorized,
-      },
-    }));
+    dispatchers.set(key, new Agent({ allowH2: true, connect: tls }));
   }
   return dispatchers.get(key);
 }

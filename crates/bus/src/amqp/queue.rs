@@ -122,7 +122,7 @@ impl AmqpQueue {
     }
 
     fn shard_of(&self, key: &str) -> u16 {
-        (crate::stable_hash(key.as_bytes()) % u64::from(self.shards)) as u16
+        crate::shard_of(key, self.shards)
     }
 
     fn bus(&self) -> Result<Arc<AmqpBus>> {

@@ -60,17 +60,18 @@ pub struct RestoreArgs {
 /// Restores.
 pub async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
     let url = args.store.url()?;
-    match (&args.file, url.starts_with("sqlite:")) {
-        (Some(file), true) => syncsets_store::backup::restore_sqlite(file, &url)?,
+    let rv = match (&args.file, url.starts_with("sqlite:")) {
+        (Some(file), true) => {
+            syncsets_store::backup::restore_sqlite(file, &url, args.bump_revision).await?
+        }
         (None, true) => bail!(
             "restore into the embedded store needs the snapshot: syncsets restore FILE --data-dir DIR"
         ),
         (Some(_), false) => bail!(
             "a snapshot restores into SQLite; for PostgreSQL use pg_restore, then `syncsets restore --store URL` without a file"
         ),
-        (None, false) => {}
-    }
-    let rv = mark_restored(&url, args.bump_revision).await?;
+        (None, false) => mark_restored(&url, args.bump_revision).await?,
+    };
     println!(
         "restored {}: resourceVersions continue from {rv}; watches from before it get 410 Gone and clients relist",
         redact(&url)
