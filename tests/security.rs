@@ -1418,3 +1418,141 @@ fn closed_within(authority: &str, seconds: u64) -> bool {
         Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
     }
 }
+
+/// `/metrics`: Prometheus' text format with kube-apiserver's request metrics, read with
+/// `get` on the non-resource URL (the `system:monitoring` group, as in Kubernetes; and
+/// cluster-admin), refused to everyone else; promtool's checks pass; a watch is counted as
+/// long-running while it streams.
+#[test]
+fn metrics_are_served_to_monitoring_and_nobody_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.csv");
+    std::fs::write(
+        &tokens,
+        "t0ken-pr0m,prometheus,10,system:monitoring\nt0ken-b0b,bob,11\n",
+    )
+    .unwrap();
+    let server = serve(dir.path(), &["--token-auth-file", tokens.to_str().unwrap()]);
+    let ca = dir.path().join("pki/ca.crt");
+    let scrape = |token: Option<&str>| {
+        let mut curl = Command::new("curl");
+        curl.args(["-s", "-w", "\n%{http_code}", "--cacert"])
+            .arg(&ca);
+        if let Some(token) = token {
+            curl.args(["-H", &format!("Authorization: Bearer {token}")]);
+        }
+        let out = curl
+            .arg(format!("{}/metrics", server.url))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        (body.to_string(), code.to_string())
+    };
+    let admin = dir.path().join("kubeconfig");
+    let (ok, _, err) = kubectl(&admin, &["get", "ns"]);
+    assert!(ok, "{err}");
+    let mut watch = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&admin)
+        .args(["get", "configmaps", "--watch"])
+        .env_remove("KUBECONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let line = |body: &str, name: &str, labels: &[&str]| {
+        body.lines()
+            .find(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|x| l.contains(x)))
+            .map(str::to_string)
+    };
+    let body = eventually(10, "the watch counted as long-running", || {
+        let (body, code) = scrape(Some("t0ken-pr0m"));
+        assert_eq!(code, "200", "{body}");
+        line(
+            &body,
+            "apiserver_longrunning_requests",
+            &[r#"verb="WATCH""#, r#"resource="configmaps""#],
+        )
+        .filter(|l| l.ends_with(" 1"))
+        .map(|_| body)
+    });
+    let listed = line(
+        &body,
+        "apiserver_request_total",
+        &[
+            r#"verb="LIST""#,
+            r#"resource="namespaces""#,
+            r#"scope="cluster""#,
+            r#"code="200""#,
+        ],
+    );
+    assert!(listed.is_some(), "{body}");
+    assert!(
+        line(
+            &body,
+            "apiserver_request_duration_seconds_bucket",
+            &[
+                r#"verb="LIST""#,
+                r#"resource="namespaces""#,
+                r#"le="0.005""#
+            ],
+        )
+        .is_some(),
+        "{body}"
+    );
+    assert!(
+        body.contains("# TYPE apiserver_request_total counter"),
+        "{body}"
+    );
+    watch.kill().unwrap();
+    watch.wait().unwrap();
+    // The watch has ended: counted no longer.
+    eventually(10, "the ended watch no longer counted", || {
+        let (body, _) = scrape(Some("t0ken-pr0m"));
+        line(
+            &body,
+            "apiserver_longrunning_requests",
+            &[r#"verb="WATCH""#, r#"resource="configmaps""#],
+        )
+        .filter(|l| l.ends_with(" 0"))
+    });
+
+    // Cluster-admin may; a user without the grant and an anonymous client may not.
+    let (ok, out, err) = kubectl(&admin, &["get", "--raw", "/metrics"]);
+    assert!(ok && out.contains("apiserver_request_total"), "{err}");
+    let (body, code) = scrape(Some("t0ken-b0b"));
+    assert_eq!(code, "403", "{body}");
+    assert!(
+        body.contains(r#"forbidden: User \"bob\" cannot get path \"/metrics\""#),
+        "{body}"
+    );
+    let (body, code) = scrape(None);
+    assert!(code == "401" || code == "403", "{code}: {body}");
+
+    // promtool's own checks of the exposition.
+    let Ok(mut promtool) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    else {
+        syncsets_testkit::unavailable("promtool", "Debian's prometheus package is not installed");
+        return;
+    };
+    use std::io::Write as _;
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(scrape(Some("t0ken-pr0m")).0.as_bytes())
+        .unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+}

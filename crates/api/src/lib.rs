@@ -23,6 +23,7 @@ mod handlers;
 pub mod hub;
 mod lifecycle;
 pub mod limits;
+pub mod metrics;
 mod negotiate;
 mod openapi;
 pub mod rbac;
@@ -122,6 +123,8 @@ impl AppState {
         bus: Arc<dyn Bus>,
         config: Config,
     ) -> ApiResult<Arc<Self>> {
+        // This process's metrics, served at /metrics (installed once per process).
+        metrics::install();
         let rbac = Arc::new(authz::RbacCache::default());
         let registry = Arc::new(Registry::new());
         let hub = Hub::start(store.clone(), bus.as_ref(), rbac.clone(), registry.clone())
@@ -173,6 +176,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .into();
     Router::new()
         .route("/v1/clusters", post(clusters::register))
+        .route("/metrics", axum::routing::get(metrics::serve))
         .fallback(handlers::dispatch)
         .with_state(state.clone())
         .merge(docs)

@@ -527,6 +527,19 @@ fn bootstrap_role_rules(name: &str) -> Option<Value> {
             &["get"],
             &["/healthz", "/livez", "/readyz", "/version", "/version/"]
         )]),
+        "system:monitoring" => json!([urls(
+            &["get"],
+            &[
+                "/healthz",
+                "/healthz/*",
+                "/livez",
+                "/livez/*",
+                "/metrics",
+                "/metrics/slis",
+                "/readyz",
+                "/readyz/*"
+            ]
+        )]),
         "system:basic-user" => json!([rule(
             &["create"],
             &["authorization.k8s.io"],
@@ -619,6 +632,7 @@ pub fn bootstrap() -> (Vec<Value>, Vec<Value>) {
         role("cluster-admin", json!({})),
         role("system:discovery", json!({})),
         role("system:public-info-viewer", json!({})),
+        role("system:monitoring", json!({})),
         role("system:basic-user", json!({})),
         role(
             "system:aggregate-to-view",
@@ -658,6 +672,7 @@ pub fn bootstrap() -> (Vec<Value>, Vec<Value>) {
         bind("cluster-admin", &[MASTERS]),
         bind("system:discovery", &["system:authenticated"]),
         bind("system:basic-user", &["system:authenticated"]),
+        bind("system:monitoring", &["system:monitoring"]),
         bind(
             "system:public-info-viewer",
             &["system:authenticated", "system:unauthenticated"],

@@ -68,15 +68,29 @@ pub async fn parse(mut request: Request, next: Next) -> Response {
     let parsed = Arc::new(Parsed::new(request.method(), request.uri()));
     request.extensions_mut().insert(parsed.clone());
     let protocol = request.version();
+    let labels = crate::metrics::RequestLabels::of(&parsed, request.method());
     let started = std::time::Instant::now();
+    let in_flight = (!labels.long_running).then(|| labels.in_flight());
     let response = next.run(request).await;
-    log(
-        &parsed,
-        protocol,
-        response.status().as_u16(),
-        started.elapsed(),
-    );
-    response
+    drop(in_flight);
+    let (code, took) = (response.status().as_u16(), started.elapsed());
+    labels.answered(code, took);
+    log(&parsed, protocol, code, took);
+    // A watch is counted as long-running for as long as its response streams.
+    if labels.long_running && response.status().is_success() {
+        let streaming = labels.long_running();
+        response.map(|body| {
+            axum::body::Body::from_stream(futures::StreamExt::map(
+                body.into_data_stream(),
+                move |chunk| {
+                    let _ = &streaming;
+                    chunk
+                },
+            ))
+        })
+    } else {
+        response
+    }
 }
 
 /// One line per request (target `syncsets_api::request`, level debug, as kube-apiserver

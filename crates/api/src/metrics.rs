@@ -1,0 +1,205 @@
+//! Prometheus metrics: recorded through the `metrics` facade by each component where things
+//! happen, and served at `/metrics` in Prometheus' text format by the exporter this process
+//! installed. Access is Kubernetes': `get` on the non-resource URL `/metrics`, which the
+//! bootstrap `system:monitoring` ClusterRole grants to the group of that name, as
+//! kube-apiserver's bootstrap policy does (and `cluster-admin` has everything).
+//!
+//! The API's own metrics use kube-apiserver's names and labels, so dashboards and alerts
+//! written for it read them: `apiserver_request_total`, `apiserver_request_duration_seconds`,
+//! `apiserver_current_inflight_requests`, `apiserver_longrunning_requests`.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::rbac::Attributes;
+use crate::request::{Parsed, Route};
+
+/// kube-apiserver's request duration buckets (seconds).
+const REQUEST_BUCKETS: &[f64] = &[
+    0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0,
+    10.0, 15.0, 20.0, 30.0, 45.0, 60.0,
+];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs this process's Prometheus recorder (the first call does; later calls find it)
+/// and describes the API's metrics. `None` when another recorder was installed first.
+pub fn install() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("apiserver_request_duration_seconds".into()),
+                    REQUEST_BUCKETS,
+                )
+                .ok()?
+                .install_recorder()
+                .ok()?;
+            describe();
+            Some(handle)
+        })
+        .as_ref()
+}
+
+fn describe() {
+    metrics::describe_counter!(
+        "apiserver_request_total",
+        "Counter of apiserver requests broken out for each verb, group, version, resource, subresource, scope, component and HTTP response code."
+    );
+    metrics::describe_histogram!(
+        "apiserver_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "Response latency distribution in seconds for each verb, group, version, resource, subresource, scope and component (watches excluded)."
+    );
+    metrics::describe_gauge!(
+        "apiserver_current_inflight_requests",
+        "Requests being served now, by request kind (readOnly, mutating), watches excluded."
+    );
+    metrics::describe_gauge!(
+        "apiserver_longrunning_requests",
+        "Gauge of all active long-running apiserver requests broken out by verb, group, version, resource, scope and component."
+    );
+}
+
+/// `GET /metrics`: everything this process records, in Prometheus' text format.
+pub async fn serve() -> Response {
+    let Some(handle) = install() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "another metrics recorder is installed in this process",
+        )
+            .into_response();
+    };
+    handle.run_upkeep();
+    let mut response = handle.render().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
+/// The labels kube-apiserver gives a request: its verb as the metrics name it (`LIST`,
+/// `WATCH`, else the HTTP method), group, version, resource, subresource and scope.
+pub struct RequestLabels {
+    verb: &'static str,
+    group: String,
+    version: String,
+    resource: String,
+    subresource: String,
+    scope: &'static str,
+    /// Mutating (for the in-flight gauge), else read-only.
+    pub mutating: bool,
+    /// A watch: long-running, left out of the duration histogram.
+    pub long_running: bool,
+}
+
+impl RequestLabels {
+    /// The labels of a parsed request.
+    pub fn of(parsed: &Parsed, method: &axum::http::Method) -> Self {
+        let a: &Attributes = &parsed.attributes;
+        let verb = match a.verb.as_str() {
+            "list" => "LIST",
+            "watch" => "WATCH",
+            _ => match *method {
+                axum::http::Method::GET => "GET",
+                axum::http::Method::HEAD => "HEAD",
+                axum::http::Method::POST => "POST",
+                axum::http::Method::PUT => "PUT",
+                axum::http::Method::PATCH => "PATCH",
+                axum::http::Method::DELETE => "DELETE",
+                axum::http::Method::OPTIONS => "OPTIONS",
+                _ => "OTHER",
+            },
+        };
+        let version = match &parsed.route {
+            Ok(Route::Resource(info)) => info.version.clone(),
+            _ => String::new(),
+        };
+        let scope = if a.path.is_some() {
+            ""
+        } else if !a.name.is_empty() {
+            "resource"
+        } else if !a.namespace.is_empty() {
+            "namespace"
+        } else {
+            "cluster"
+        };
+        Self {
+            verb,
+            group: a.api_group.clone(),
+            version,
+            resource: a.resource.clone(),
+            subresource: a.subresource.clone(),
+            scope,
+            mutating: !matches!(*method, axum::http::Method::GET | axum::http::Method::HEAD),
+            long_running: verb == "WATCH",
+        }
+    }
+
+    fn labels(&self) -> [(&'static str, String); 7] {
+        [
+            ("verb", self.verb.to_string()),
+            ("group", self.group.clone()),
+            ("version", self.version.clone()),
+            ("resource", self.resource.clone()),
+            ("subresource", self.subresource.clone()),
+            ("scope", self.scope.to_string()),
+            ("component", "apiserver".to_string()),
+        ]
+    }
+
+    /// A request answered `code` after `took`.
+    pub fn answered(&self, code: u16, took: Duration) {
+        let mut labels = self.labels().to_vec();
+        if !self.long_running {
+            metrics::histogram!("apiserver_request_duration_seconds", &labels)
+                .record(took.as_secs_f64());
+        }
+        labels.push(("code", code.to_string()));
+        metrics::counter!("apiserver_request_total", &labels).increment(1);
+    }
+
+    /// The in-flight gauge of this request's kind, for the time it runs.
+    pub fn in_flight(&self) -> Gauged {
+        let kind = if self.mutating {
+            "mutating"
+        } else {
+            "readOnly"
+        };
+        Gauged::raise(metrics::gauge!(
+            "apiserver_current_inflight_requests",
+            "request_kind" => kind
+        ))
+    }
+
+    /// The long-running gauge of this watch, for the time it streams.
+    pub fn long_running(&self) -> Gauged {
+        let labels: Vec<_> = self
+            .labels()
+            .into_iter()
+            .filter(|(k, _)| *k != "subresource")
+            .collect();
+        Gauged::raise(metrics::gauge!("apiserver_longrunning_requests", &labels))
+    }
+}
+
+/// A gauge raised by one while this lives.
+pub struct Gauged(metrics::Gauge);
+
+impl Gauged {
+    fn raise(gauge: metrics::Gauge) -> Self {
+        gauge.increment(1.0);
+        Self(gauge)
+    }
+}
+
+impl Drop for Gauged {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
