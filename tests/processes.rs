@@ -668,6 +668,21 @@ async fn fleet_sim_registers_clusters_that_kubectl_can_use() {
     sim.kill();
 }
 
+/// `syncsets fleet-sim` with `clusters` simulated clusters registered with the hub at
+/// `base`, and its first line of output.
+fn fleet_sim(base: &str, clusters: usize) -> (Process, String) {
+    let clusters = clusters.to_string();
+    start_proc(&[
+        "fleet-sim",
+        "--hub",
+        base,
+        "--clusters",
+        &clusters,
+        "--listen",
+        "127.0.0.1:0",
+    ])
+}
+
 /// Starts `syncsets <args>` and returns it with its first line of output.
 fn start_proc(args: &[&str]) -> (Process, String) {
     let process = Process::start(BIN, args);
@@ -811,15 +826,7 @@ async fn rollout_through(disruption: Disruption) {
         hub_dir.path(),
         &["--store", &db.url, "--bus", &amqp, "--controllers", "false"],
     );
-    let (_member, line) = start_proc(&[
-        "fleet-sim",
-        "--hub",
-        &hub.base,
-        "--clusters",
-        &CLUSTERS.to_string(),
-        "--listen",
-        "127.0.0.1:0",
-    ]);
+    let (_member, line) = fleet_sim(&hub.base, CLUSTERS);
     assert!(line.contains(&format!("{CLUSTERS} registered")), "{line}");
     let journal = hub_dir.path().join("journal");
     let journal_arg = journal.to_str().unwrap();
@@ -867,16 +874,7 @@ async fn rollout_through(disruption: Disruption) {
         "spec": {"clusterDeploymentSelector": {"matchLabels": {"fleet.syncsets.io/simulated": "true"}},
                  "resources": resources}});
     let client = reqwest::Client::new();
-    let res = client
-        .post(format!(
-            "{}/apis/hive.openshift.io/v1/selectorsyncsets",
-            hub.base
-        ))
-        .json(&set)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
+    create_selector_sync_set(&hub.base, &set).await;
     let in_sync = || async {
         let s: Value = client
             .get(format!(
@@ -996,6 +994,22 @@ async fn rollout_through(disruption: Disruption) {
     db.drop_db().await;
 }
 
+/// Creates a SelectorSyncSet through the hub at `base`.
+async fn create_selector_sync_set(base: &str, set: &Value) {
+    let res = reqwest::Client::new()
+        .post(format!("{base}/apis/hive.openshift.io/v1/selectorsyncsets"))
+        .json(set)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        201,
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
+}
+
 /// Runs `syncsets <args>` to completion: (success, stdout).
 fn run_syncsets(args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_syncsets"))
@@ -1039,16 +1053,7 @@ async fn the_embedded_default_syncs_a_simulated_fleet_and_reports_it() {
         "spec": {"clusterDeploymentSelector": {"matchLabels": {"env": "prod"}},
                  "resources": [{"apiVersion": "v1", "kind": "ConfigMap",
                                 "metadata": {"name": "fleet-settings", "namespace": "default"}, "data": {"mode": "safe"}}]}});
-    let res = reqwest::Client::new()
-        .post(format!(
-            "{}/apis/hive.openshift.io/v1/selectorsyncsets",
-            hub.base
-        ))
-        .json(&set)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
+    create_selector_sync_set(&hub.base, &set).await;
     let kubeconfig = hub_dir.path().join("kubeconfig");
     let kubeconfig = kubeconfig.to_str().unwrap();
     let (ok, out) = run_syncsets(&[
@@ -1408,4 +1413,88 @@ async fn a_postgres_restore_never_goes_backwards() {
     drop(restored);
     db.drop_db().await;
     copy.drop_db().await;
+}
+
+/// A real Prometheus (Debian's package) scrapes a hub during a small rollout: the API's
+/// request rate is above zero, and the set's clusters in sync reach the fleet's size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_a_rollout() {
+    if Command::new("prometheus")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        syncsets_testkit::unavailable("prometheus", "Debian's prometheus package is not installed");
+        return;
+    }
+    const CLUSTERS: usize = 5;
+    let hub_dir = tempfile::tempdir().unwrap();
+    let hub = Server::start(hub_dir.path(), &[]);
+    let (_member, line) = fleet_sim(&hub.base, CLUSTERS);
+    assert!(line.contains("registered"), "{line}");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = hub_dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
+             scrape_configs:\n\
+             - job_name: syncsets\n  static_configs: [{{targets: ['{}']}}]\n",
+            hub.base.trim_start_matches("http://")
+        ),
+    )
+    .unwrap();
+    let mut prometheus = Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            hub_dir.path().join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let set = json!({"apiVersion": "hive.openshift.io/v1", "kind": "SelectorSyncSet", "metadata": {"name": "scraped"},
+        "spec": {"clusterDeploymentSelector": {"matchLabels": {"fleet.syncsets.io/simulated": "true"}},
+                 "resources": [{"apiVersion": "v1", "kind": "ConfigMap",
+                                "metadata": {"name": "scraped", "namespace": "default"}}]}});
+    let client = reqwest::Client::new();
+    create_selector_sync_set(&hub.base, &set).await;
+    // Prometheus' answer to a query: the first sample's value, if there is one.
+    let query = |q: &'static str| {
+        let client = client.clone();
+        async move {
+            let answer: Value = client
+                .get(format!("http://127.0.0.1:{port}/api/v1/query"))
+                .query(&[("query", q)])
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            answer["data"]["result"][0]["value"][1]
+                .as_str()
+                .and_then(|v| v.parse::<f64>().ok())
+        }
+    };
+    let started = Instant::now();
+    let (mut rate, mut in_sync) = (None, None);
+    while started.elapsed() < Duration::from_secs(60) {
+        rate = query("sum(rate(apiserver_request_total[10s]))").await;
+        in_sync = query(r#"syncsets_set_clusters{name="scraped",state="in_sync"}"#).await;
+        if rate.is_some_and(|r| r > 0.0) && in_sync == Some(CLUSTERS as f64) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    prometheus.kill().unwrap();
+    prometheus.wait().unwrap();
+    assert!(rate.is_some_and(|r| r > 0.0), "request rate {rate:?}");
+    assert_eq!(in_sync, Some(CLUSTERS as f64), "clusters in sync");
 }

@@ -24,6 +24,11 @@ const REQUEST_BUCKETS: &[f64] = &[
     10.0, 15.0, 20.0, 30.0, 45.0, 60.0,
 ];
 
+/// Buckets (seconds) of the other durations: reconciles, store and bus operations.
+const DURATION_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Installs this process's Prometheus recorder (the first call does; later calls find it)
@@ -32,6 +37,9 @@ pub fn install() -> Option<&'static PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
             let handle = PrometheusBuilder::new()
+                // Every histogram is one (not a summary): these buckets, unless named below.
+                .set_buckets(DURATION_BUCKETS)
+                .ok()?
                 .set_buckets_for_metric(
                     Matcher::Full("apiserver_request_duration_seconds".into()),
                     REQUEST_BUCKETS,

@@ -117,6 +117,18 @@ impl Health {
     /// Records how a reconcile ended; returns when to retry, if it failed.
     pub fn record(&self, key: &str, ended: Ended) -> Option<Duration> {
         let mut clusters = self.clusters.lock().expect("health lock");
+        let delay = Self::record_in(&mut clusters, &self.settings, key, ended);
+        let open = clusters.values().filter(|c| c.open_until.is_some()).count();
+        metrics::gauge!("syncsets_clusters_circuit_open").set(open as f64);
+        delay
+    }
+
+    fn record_in(
+        clusters: &mut HashMap<String, State>,
+        s: &HealthSettings,
+        key: &str,
+        ended: Ended,
+    ) -> Option<Duration> {
         let failure = match ended {
             Ended::Success => {
                 clusters.remove(key);
@@ -124,7 +136,6 @@ impl Health {
             }
             Ended::Failed(f) => f,
         };
-        let s = &self.settings;
         let state = clusters.entry(key.to_string()).or_default();
         let backoff = state
             .backoff

@@ -188,9 +188,13 @@ async fn write_summaries(reconciler: &Reconciler, written: &mut HashMap<SetId, W
         .iter()
         .map(|(s, _, _)| (s.kind, s.namespace.clone(), s.name.clone()))
         .collect();
+    for gone in written.keys().filter(|k| !live.contains(*k)) {
+        set_cluster_gauges(gone, None);
+    }
     written.retain(|k, _| live.contains(k));
     for (set, summary, stored) in summaries {
         let id = (set.kind, set.namespace.clone(), set.name.clone());
+        set_cluster_gauges(&id, Some(&summary));
         if let Some(w) = written.get(&id)
             && w.summary == summary
             && stored.as_ref() == Some(&w.stored)
@@ -214,6 +218,28 @@ async fn write_summaries(reconciler: &Reconciler, written: &mut HashMap<SetId, W
                 tracing::warn!(set = %set.name, error = %syncsets_store::Chain(&e), "cannot write a rollout summary")
             }
         }
+    }
+}
+
+/// The gauges of a set's clusters by state (`in_sync`, `failing`, `pending`), from its
+/// summary; zero for a set that is gone. The leader writes them, as it writes summaries.
+fn set_cluster_gauges((kind, namespace, name): &SetId, summary: Option<&RolloutSummary>) {
+    let kind = match kind {
+        SetKind::SyncSet => "SyncSet",
+        SetKind::SelectorSyncSet => "SelectorSyncSet",
+    };
+    let count = |n: Option<i64>| n.unwrap_or(0).max(0) as f64;
+    let (in_sync, failing, clusters) = summary.map_or((0.0, 0.0, 0.0), |s| {
+        (count(s.in_sync), count(s.failing), count(s.clusters))
+    });
+    for (state, value) in [
+        ("in_sync", in_sync),
+        ("failing", failing),
+        ("pending", (clusters - in_sync - failing).max(0.0)),
+    ] {
+        metrics::gauge!("syncsets_set_clusters", "kind" => kind, "namespace" => namespace.clone(),
+            "name" => name.clone(), "state" => state)
+        .set(value);
     }
 }
 

@@ -128,6 +128,28 @@ impl Default for Config {
     }
 }
 
+/// The HELP of the controllers' metrics (recorded where they happen: `worker.rs`,
+/// `leader.rs`, `health.rs`).
+fn describe_metrics() {
+    metrics::describe_counter!(
+        "syncsets_reconciles_total",
+        "Reconciles of a cluster by how they ended: done, retry, error, timeout, lease_lost, lapsed."
+    );
+    metrics::describe_histogram!(
+        "syncsets_reconcile_duration_seconds",
+        metrics::Unit::Seconds,
+        "How long reconciles of a cluster took, by how they ended."
+    );
+    metrics::describe_gauge!(
+        "syncsets_clusters_circuit_open",
+        "Clusters behind an open circuit breaker (considered unreachable) on this replica."
+    );
+    metrics::describe_gauge!(
+        "syncsets_set_clusters",
+        "Clusters a SyncSet or SelectorSyncSet targets, by state (in_sync, failing, pending), as the leader summarises them."
+    );
+}
+
 /// The running controllers of this replica.
 #[derive(Debug)]
 pub struct Controller {
@@ -141,6 +163,7 @@ impl Controller {
     /// Loads the hub's state and starts following changes, leading (when this replica
     /// wins the store's lock) and working the queue.
     pub async fn start(store: Arc<dyn Store>, bus: Arc<dyn Bus>, config: Config) -> Result<Self> {
+        describe_metrics();
         let (effects_tx, effects) = mpsc::unbounded_channel();
         // Subscribed before listing: nothing committed after the list is missed.
         let feed = bus.subscribe();

@@ -64,6 +64,7 @@ async fn work(reconciler: &Reconciler, lease: Lease, config: &Config, standing: 
     }
     let journal = config.journal.as_deref();
     note(journal, Event::Start, config.replica, &key);
+    let started = std::time::Instant::now();
     // Biased: each time the reconcile could take a step, the standing is looked at first.
     let result = tokio::select! {
         biased;
@@ -71,6 +72,17 @@ async fn work(reconciler: &Reconciler, lease: Lease, config: &Config, standing: 
         () = lease.lost() => Err(Stopped::LeaseLost),
         r = tokio::time::timeout(config.reconcile_timeout, reconciler.reconcile(&key)) => Ok(r),
     };
+    let outcome = match &result {
+        Err(Stopped::Lapsed) => "lapsed",
+        Err(Stopped::LeaseLost) => "lease_lost",
+        Ok(Ok(Ok(Next::Done))) => "done",
+        Ok(Ok(Ok(Next::Retry(_)))) => "retry",
+        Ok(Ok(Err(_))) => "error",
+        Ok(Err(_)) => "timeout",
+    };
+    metrics::histogram!("syncsets_reconcile_duration_seconds", "result" => outcome)
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!("syncsets_reconciles_total", "result" => outcome).increment(1);
     match &result {
         Err(Stopped::Lapsed) => {
             let lapsed = standing
