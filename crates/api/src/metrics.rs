@@ -8,11 +8,12 @@
 //! written for it read them: `apiserver_request_total`, `apiserver_request_duration_seconds`,
 //! `apiserver_current_inflight_requests`, `apiserver_longrunning_requests`.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use metrics::{Label, SharedString};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::rbac::Attributes;
@@ -92,18 +93,24 @@ pub async fn serve() -> Response {
 }
 
 /// The labels kube-apiserver gives a request: its verb as the metrics name it (`LIST`,
-/// `WATCH`, else the HTTP method), group, version, resource, subresource and scope.
+/// `WATCH`, else the HTTP method), group, version, resource, subresource, scope and
+/// component. Made once per request, its strings shared (not copied) by every series it
+/// is recorded in.
 pub struct RequestLabels {
-    verb: &'static str,
-    group: String,
-    version: String,
-    resource: String,
-    subresource: String,
-    scope: &'static str,
+    labels: Vec<Label>,
     /// Mutating (for the in-flight gauge), else read-only.
     pub mutating: bool,
     /// A watch: long-running, left out of the duration histogram.
     pub long_running: bool,
+}
+
+/// A label value shared by every clone of it (`""` needs no allocation).
+fn shared(value: &str) -> SharedString {
+    if value.is_empty() {
+        SharedString::const_str("")
+    } else {
+        SharedString::from_shared(Arc::from(value))
+    }
 }
 
 impl RequestLabels {
@@ -125,8 +132,8 @@ impl RequestLabels {
             },
         };
         let version = match &parsed.route {
-            Ok(Route::Resource(info)) => info.version.clone(),
-            _ => String::new(),
+            Ok(Route::Resource(info)) => info.version.as_str(),
+            _ => "",
         };
         let scope = if a.path.is_some() {
             ""
@@ -138,38 +145,29 @@ impl RequestLabels {
             "cluster"
         };
         Self {
-            verb,
-            group: a.api_group.clone(),
-            version,
-            resource: a.resource.clone(),
-            subresource: a.subresource.clone(),
-            scope,
+            labels: vec![
+                Label::from_static_parts("verb", verb),
+                Label::new("group", shared(&a.api_group)),
+                Label::new("version", shared(version)),
+                Label::new("resource", shared(&a.resource)),
+                Label::new("subresource", shared(&a.subresource)),
+                Label::from_static_parts("scope", scope),
+                Label::from_static_parts("component", "apiserver"),
+            ],
             mutating: !matches!(*method, axum::http::Method::GET | axum::http::Method::HEAD),
             long_running: verb == "WATCH",
         }
     }
 
-    fn labels(&self) -> [(&'static str, String); 7] {
-        [
-            ("verb", self.verb.to_string()),
-            ("group", self.group.clone()),
-            ("version", self.version.clone()),
-            ("resource", self.resource.clone()),
-            ("subresource", self.subresource.clone()),
-            ("scope", self.scope.to_string()),
-            ("component", "apiserver".to_string()),
-        ]
-    }
-
     /// A request answered `code` after `took`.
     pub fn answered(&self, code: u16, took: Duration) {
-        let mut labels = self.labels().to_vec();
         if !self.long_running {
-            metrics::histogram!("apiserver_request_duration_seconds", &labels)
+            metrics::histogram!("apiserver_request_duration_seconds", self.labels.iter())
                 .record(took.as_secs_f64());
         }
-        labels.push(("code", code.to_string()));
-        metrics::counter!("apiserver_request_total", &labels).increment(1);
+        let mut labels = self.labels.clone();
+        labels.push(Label::new("code", code.to_string()));
+        metrics::counter!("apiserver_request_total", labels).increment(1);
     }
 
     /// The in-flight gauge of this request's kind, for the time it runs.
@@ -187,12 +185,13 @@ impl RequestLabels {
 
     /// The long-running gauge of this watch, for the time it streams.
     pub fn long_running(&self) -> Gauged {
-        let labels: Vec<_> = self
-            .labels()
-            .into_iter()
-            .filter(|(k, _)| *k != "subresource")
+        let labels: Vec<Label> = self
+            .labels
+            .iter()
+            .filter(|l| l.key() != "subresource")
+            .cloned()
             .collect();
-        Gauged::raise(metrics::gauge!("apiserver_longrunning_requests", &labels))
+        Gauged::raise(metrics::gauge!("apiserver_longrunning_requests", labels))
     }
 }
 

@@ -107,19 +107,15 @@ impl Health {
 
     /// Whether a cluster's breaker is open (it is considered unreachable).
     pub fn unreachable(&self, key: &str) -> bool {
-        self.clusters
-            .lock()
-            .expect("health lock")
-            .get(key)
-            .is_some_and(|s| s.open_until.is_some())
+        is_open(&self.clusters.lock().expect("health lock"), key)
     }
 
     /// Records how a reconcile ended; returns when to retry, if it failed.
     pub fn record(&self, key: &str, ended: Ended) -> Option<Duration> {
         let mut clusters = self.clusters.lock().expect("health lock");
+        let was_open = is_open(&clusters, key);
         let delay = Self::record_in(&mut clusters, &self.settings, key, ended);
-        let open = clusters.values().filter(|c| c.open_until.is_some()).count();
-        metrics::gauge!("syncsets_clusters_circuit_open").set(open as f64);
+        count_open(was_open, is_open(&clusters, key));
         delay
     }
 
@@ -169,7 +165,22 @@ impl Health {
 
     /// Forgets a cluster.
     pub fn forget(&self, key: &str) {
-        self.clusters.lock().expect("health lock").remove(key);
+        let mut clusters = self.clusters.lock().expect("health lock");
+        count_open(is_open(&clusters, key), false);
+        clusters.remove(key);
+    }
+}
+
+fn is_open(clusters: &HashMap<String, State>, key: &str) -> bool {
+    clusters.get(key).is_some_and(|s| s.open_until.is_some())
+}
+
+/// Moves the open-breaker gauge when a cluster's breaker opens or closes.
+fn count_open(was: bool, is: bool) {
+    match (was, is) {
+        (false, true) => metrics::gauge!("syncsets_clusters_circuit_open").increment(1.0),
+        (true, false) => metrics::gauge!("syncsets_clusters_circuit_open").decrement(1.0),
+        _ => {}
     }
 }
 
