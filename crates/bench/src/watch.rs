@@ -3,13 +3,15 @@
 //! ```text
 //!   relay    outbox events/s published (confirmed)     vs  raw publish-with-confirm/s
 //!            through the bus (RabbitMQ only)               of messages of the same size
-//!   watch    request-to-receipt latency p50/p99 of every event delivered to 1, 100 and
-//!            1,000 HTTP watchers at a steady write rate
+//!   watch    commit-to-receipt latency p50/p99 of every event delivered to 1, 100 and
+//!            1,000 HTTP watchers (and 1,000 over one HTTP/2 connection) at a steady write
+//!            rate, once every watch is live
 //!   fan-out  create throughput with 1,000 watch streams open (each on its own namespace)
 //!            vs with none
 //! ```
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
@@ -133,8 +135,40 @@ fn micros(epoch: Instant) -> u64 {
     epoch.elapsed().as_micros() as u64
 }
 
-/// Opens `n` watch streams; each task returns (write number, receipt time) of every event
-/// of a `lat-<number>-…` object, until it has `expect` of them or `deadline` passes.
+/// What one watch stream received: (write number, receipt time) of every event of a
+/// `lat-<number>-…` object; and its response, so that its connection stays open.
+type Received = (Vec<(usize, u64)>, reqwest::Response);
+
+/// Watch streams opened by [`open_watchers`].
+struct Watchers {
+    /// Each stream's task: a stream that has all it waited for stays open until its task's
+    /// result is dropped, so that streams done early do not close their connections while
+    /// the others still receive.
+    tasks: Vec<tokio::task::JoinHandle<Received>>,
+    /// Streams that have received an event (any event).
+    live: Arc<AtomicUsize>,
+}
+
+impl Watchers {
+    /// Waits until every stream has received an event.
+    async fn all_live(&self, within: Duration) -> anyhow::Result<()> {
+        let end = Instant::now() + within;
+        while self.live.load(Ordering::Relaxed) < self.tasks.len() {
+            if Instant::now() > end {
+                bail!(
+                    "{} of {} watch streams received no event within {within:?}",
+                    self.tasks.len() - self.live.load(Ordering::Relaxed),
+                    self.tasks.len()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(())
+    }
+}
+
+/// Opens `n` watch streams; each task collects the events of `lat-<number>-…` objects until
+/// it has `expect` of them or `deadline` passes.
 async fn open_watchers(
     client: &reqwest::Client,
     url: impl Fn(usize) -> String,
@@ -142,14 +176,17 @@ async fn open_watchers(
     expect: usize,
     epoch: Instant,
     deadline: Duration,
-) -> anyhow::Result<Vec<tokio::task::JoinHandle<Vec<(usize, u64)>>>> {
+) -> anyhow::Result<Watchers> {
     let responses = futures::future::join_all((0..n).map(|i| client.get(url(i)).send())).await;
+    let live = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::with_capacity(n);
     for res in responses {
         let mut res = res?.error_for_status()?;
+        let live = live.clone();
         tasks.push(tokio::spawn(async move {
             let mut received = Vec::with_capacity(expect.min(1 << 16));
             let mut buf: Vec<u8> = Vec::new();
+            let mut seen_any = false;
             let end = tokio::time::Instant::now() + deadline;
             while received.len() < expect {
                 let Ok(Ok(Some(chunk))) = tokio::time::timeout_at(end, res.chunk()).await else {
@@ -158,16 +195,19 @@ async fn open_watchers(
                 let now = micros(epoch);
                 buf.extend_from_slice(&chunk);
                 while let Some(i) = memchr::memchr(b'\n', &buf) {
+                    if !std::mem::replace(&mut seen_any, true) {
+                        live.fetch_add(1, Ordering::Relaxed);
+                    }
                     if let Some(seq) = write_number(&buf[..i]) {
                         received.push((seq, now));
                     }
                     buf.drain(..=i);
                 }
             }
-            received
+            (received, res)
         }));
     }
-    Ok(tasks)
+    Ok(Watchers { tasks, live })
 }
 
 /// The write number in a `lat-<number>-…` name.
@@ -227,6 +267,15 @@ pub async fn bench_watch(
             Duration::from_secs(60),
         )
         .await?;
+        // The measured writes begin once every watch has had an event: a watch still being
+        // set up is not what is measured.
+        client
+            .post(format!("{base}/api/v1/namespaces/bench/configmaps"))
+            .json(&configmap(&format!("warm-up-{case}"), json!({})))
+            .send()
+            .await?
+            .error_for_status()?;
+        watchers.all_live(Duration::from_secs(30)).await?;
         let mut tick = tokio::time::interval(Duration::from_secs(1) / rate);
         // Latency is counted from the write's acknowledgement (it follows the commit by a
         // response's way back; an event that arrives even earlier counts as 0), and, for
@@ -246,9 +295,14 @@ pub async fn bench_watch(
                 bail!("create failed: {}", res.status());
             }
         }
+        // Every stream's results, before any stream is closed.
+        let mut finished = Vec::with_capacity(n);
+        for task in watchers.tasks {
+            finished.push(task.await?);
+        }
         let (mut from_ack, mut from_request) = (Vec::new(), Vec::new());
-        for w in watchers {
-            for (seq, at) in w.await? {
+        for (received, _) in &finished {
+            for &(seq, at) in received {
                 from_ack.push(Duration::from_micros(at.saturating_sub(acked[seq])));
                 from_request.push(Duration::from_micros(at.saturating_sub(requested[seq])));
             }
@@ -338,8 +392,8 @@ pub async fn bench_fanout(
         )
         .await?;
         with.push(burst(format!("some{round}")).await?);
-        for w in watchers {
-            w.abort();
+        for task in watchers.tasks {
+            task.abort();
         }
     }
     let median = |mut v: Vec<f64>| {
