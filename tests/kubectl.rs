@@ -531,6 +531,117 @@ fn custom_resources_with_kubectl() {
     }
 }
 
+/// A monitoring agent's Deployment, as a platform team ships it.
+const DEPLOYMENT: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: agent
+  namespace: default
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: agent}
+  template:
+    metadata:
+      labels: {app: agent}
+    spec:
+      containers:
+      - name: agent
+        image: agent:1
+        ports:
+        - containerPort: 9100
+        env:
+        - {name: A, value: \"1\"}
+      - name: sidecar
+        image: sidecar:1
+      tolerations:
+      - operator: Exists
+";
+
+/// A Deployment with every kubectl: apply, a strategic merge patch of one container's image
+/// (containers merge by name), `kubectl diff` (the patch shows, then nothing once applied
+/// again), server-side apply (ports keyed by port and protocol, which defaults to TCP), the
+/// table's READY column and `kubectl explain`.
+#[test]
+fn a_deployment_applies_patches_and_diffs_as_on_a_cluster() {
+    for k in &kubectls() {
+        let s = Server::start(k);
+        s.ok_stdin(k, &["apply", "-f", "-"], DEPLOYMENT);
+        let table = s.ok(k, &["get", "deploy", "agent"]);
+        assert!(
+            table.contains("READY") && table.contains("0/2"),
+            "{}: {table}",
+            k.name()
+        );
+        s.ok(
+            k,
+            &[
+                "patch",
+                "deploy",
+                "agent",
+                "-p",
+                r#"{"spec":{"template":{"spec":{"containers":[{"name":"agent","image":"agent:2"}]}}}}"#,
+            ],
+        );
+        assert_eq!(
+            s.ok(
+                k,
+                &[
+                    "get",
+                    "deploy",
+                    "agent",
+                    "-o",
+                    "jsonpath={range .spec.template.spec.containers[*]}{.name}={.image},{.env[0].name},{.ports[0].protocol} {end}"
+                ]
+            ),
+            "agent=agent:2,A,TCP sidecar=sidecar:1,, ",
+            "{}",
+            k.name()
+        );
+        let (same, diff, err) = s.kubectl(k, &["diff", "-f", "-"], Some(DEPLOYMENT));
+        assert!(
+            !same
+                && diff.contains("-        image: agent:2")
+                && diff.contains("+        image: agent:1"),
+            "{}: {diff}{err}",
+            k.name()
+        );
+        s.ok_stdin(k, &["apply", "-f", "-"], DEPLOYMENT);
+        let (same, diff, err) = s.kubectl(k, &["diff", "-f", "-"], Some(DEPLOYMENT));
+        assert!(same && diff.is_empty(), "{}: {diff}{err}", k.name());
+        // A port's protocol is a key of its list: applied without it, it is TCP.
+        s.ok_stdin(
+            k,
+            &["apply", "--server-side", "-f", "-"],
+            &DEPLOYMENT.replace("name: agent\n  namespace", "name: applied\n  namespace"),
+        );
+        assert_eq!(
+            s.ok(
+                k,
+                &[
+                    "get",
+                    "deploy",
+                    "applied",
+                    "-o",
+                    "jsonpath={.spec.template.spec.containers[0].ports[*].protocol}"
+                ]
+            ),
+            "TCP",
+            "{}",
+            k.name()
+        );
+        let explained = s.ok(
+            k,
+            &["explain", "deploy.spec.template.spec.containers.ports"],
+        );
+        assert!(
+            explained.contains("containerPort"),
+            "{}: {explained}",
+            k.name()
+        );
+    }
+}
+
 /// Server-side apply conflicts reach the user as kubectl presents them.
 #[test]
 fn server_side_apply_conflicts_with_kubectl() {

@@ -29,43 +29,79 @@ pub const NAME_DOC: &str = "Name must be unique within a namespace. Is required 
 /// Description of `creationTimestamp` (the Age column).
 pub const CREATION_TIMESTAMP_DOC: &str = "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata";
 
-/// A Rust type's OpenAPI v3 schema, with definitions of recursive types split out.
+/// A Rust type's OpenAPI v3 schema, and the definitions it refers to by their upstream
+/// names (`io.k8s.api.core.v1.PodSpec`), with Kubernetes' list semantics added.
 fn schema_of<T: schemars::JsonSchema>() -> (Value, BTreeMap<String, Value>) {
     let mut settings = schemars::generate::SchemaSettings::openapi3();
-    settings.inline_subschemas = true;
     settings.meta_schema = None;
     let root = settings.into_generator().into_root_schema_for::<T>();
     let mut value = serde_json::to_value(root).expect("schema serialises");
     let obj = value.as_object_mut().expect("object schema");
     obj.remove("title");
-    let defs = obj
+    let mut defs: BTreeMap<String, Value> = obj
         .remove("components")
         .and_then(|c| c.get("schemas").cloned())
         .and_then(|s| serde_json::from_value(s).ok())
         .unwrap_or_default();
+    crate::semantics::annotate(&T::schema_name(), &mut value);
+    for (name, def) in &mut defs {
+        crate::semantics::annotate(name, def);
+    }
     (value, defs)
 }
 
-/// Strategic-merge and list metadata that Kubernetes declares on ObjectMeta but the Rust
-/// types do not carry (from Kubernetes' published OpenAPI).
-fn annotate_object_meta(meta: &mut Value) {
-    let props = &mut meta["properties"];
-    props["finalizers"]["x-kubernetes-patch-strategy"] = json!("merge");
-    props["finalizers"]["x-kubernetes-list-type"] = json!("set");
-    props["ownerReferences"]["x-kubernetes-patch-strategy"] = json!("merge");
-    props["ownerReferences"]["x-kubernetes-patch-merge-key"] = json!("uid");
-    props["ownerReferences"]["x-kubernetes-list-type"] = json!("map");
-    props["ownerReferences"]["x-kubernetes-list-map-keys"] = json!(["uid"]);
-    props["managedFields"]["x-kubernetes-list-type"] = json!("atomic");
-    // FieldsV1 is an opaque trie.
-    props["managedFields"]["items"]["properties"]["fieldsV1"]["x-kubernetes-preserve-unknown-fields"] =
-        json!(true);
+/// `schema` with every `$ref` to one of `defs` replaced by the definition (its own
+/// description kept), except a type's reference to itself or its enclosing types, which
+/// stays a `$ref`.
+fn inline(schema: &Value, defs: &BTreeMap<String, Value>, enclosing: &mut Vec<String>) -> Value {
+    match schema {
+        Value::Object(map) => {
+            if let Some(name) = reference(map)
+                && let Some(def) = defs.get(name)
+                && !enclosing.iter().any(|e| e == name)
+            {
+                enclosing.push(name.to_string());
+                let mut out = inline(def, defs, enclosing);
+                enclosing.pop();
+                if let Some(out) = out.as_object_mut() {
+                    for (k, v) in map.iter().filter(|(k, _)| *k != "$ref" && *k != "allOf") {
+                        out.insert(k.clone(), v.clone());
+                    }
+                }
+                return out;
+            }
+            Value::Object(
+                map.iter()
+                    .map(|(k, v)| (k.clone(), inline(v, defs, enclosing)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|v| inline(v, defs, enclosing)).collect())
+        }
+        other => other.clone(),
+    }
+}
+
+/// The definition a schema refers to: `{"$ref": …}`, or `{"allOf": [{"$ref": …}], …}` as
+/// OpenAPI 3 gives a reference beside a description of its own.
+fn reference(map: &serde_json::Map<String, Value>) -> Option<&str> {
+    let target = match map.get("allOf") {
+        Some(Value::Array(all)) if all.len() == 1 => all[0].get("$ref"),
+        _ => map.get("$ref"),
+    };
+    target
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix("#/components/schemas/"))
 }
 
 /// The ObjectMeta schema: published form and compiled form.
 pub fn object_meta_schema() -> (Value, Schema) {
-    let (mut meta, _) = schema_of::<ObjectMeta>();
-    annotate_object_meta(&mut meta);
+    let (root, defs) = schema_of::<ObjectMeta>();
+    let mut meta = inline(&root, &defs, &mut vec![OBJECT_META.to_string()]);
+    // FieldsV1 is an opaque trie.
+    meta["properties"]["managedFields"]["items"]["properties"]["fieldsV1"]["x-kubernetes-preserve-unknown-fields"] =
+        json!(true);
     let compiled = Schema::compile(&meta).expect("ObjectMeta schema compiles");
     (meta, compiled)
 }
@@ -118,7 +154,7 @@ struct CoreKind {
 }
 
 fn core_kind(k: CoreKind) -> KindInfo {
-    let (mut published, definitions) = k.schema;
+    let (mut published, mut definitions) = k.schema;
     // The Rust types make `metadata` mandatory; Kubernetes' schemas do not.
     if let Some(required) = published.get_mut("required").and_then(Value::as_array_mut) {
         required.retain(|r| !matches!(r.as_str(), Some("metadata" | "apiVersion" | "kind")));
@@ -129,20 +165,27 @@ fn core_kind(k: CoreKind) -> KindInfo {
                 .remove("required");
         }
     }
-    // The metadata property refers to the shared ObjectMeta definition.
-    if let Some(props) = published
+    // Compiled with every definition in place, but the object's own metadata, which the
+    // registry's ObjectMeta schema covers (a `$ref` left compiles to "anything": also the
+    // recursive JSONSchemaProps).
+    let mut compiled_src = published.clone();
+    if let Some(props) = compiled_src
         .get_mut("properties")
         .and_then(Value::as_object_mut)
     {
-        props.insert(
-            "metadata".into(),
-            json!({"$ref": format!("#/components/schemas/{OBJECT_META}")}),
-        );
+        props.remove("metadata");
     }
-    let mut compiled_src = published.clone();
-    // `$ref`s (recursive JSONSchemaProps, ObjectMeta) compile to "anything".
+    let mut compiled_src = inline(&compiled_src, &definitions, &mut Vec::new());
+    let metadata = json!({"$ref": format!("#/components/schemas/{OBJECT_META}")});
+    for schema in [&mut published, &mut compiled_src] {
+        if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+            props.insert("metadata".into(), metadata.clone());
+        }
+    }
     strip_refs(&mut compiled_src);
     let schema = Schema::compile(&compiled_src).expect("built-in schema compiles");
+    // The published ObjectMeta is the registry's.
+    definitions.remove(OBJECT_META);
     KindInfo {
         group: String::new(),
         version: "v1".into(),
@@ -265,11 +308,408 @@ fn rbac_kinds() -> Vec<KindInfo> {
     kinds
 }
 
+/// What a built-in kind has beside its spec.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sub {
+    /// Nothing: no status subresource.
+    None,
+    /// A status subresource.
+    Status,
+    /// A status subresource, and `metadata.generation` that counts changes of the spec.
+    StatusGeneration,
+}
+
+/// A built-in kind from its k8s-openapi type, which gives its group, version, kind, plural
+/// and scope; Kubernetes' short names, subresources and printer columns are given.
+fn typed<T>(short_names: &'static [&'static str], sub: Sub, columns: Vec<PrinterColumn>) -> KindInfo
+where
+    T: k8s_openapi::Resource + schemars::JsonSchema + 'static,
+{
+    use std::any::TypeId;
+    let namespaced =
+        TypeId::of::<T::Scope>() == TypeId::of::<k8s_openapi::NamespaceResourceScope>();
+    let mut columns = columns;
+    columns.push(age());
+    let mut info = core_kind(CoreKind {
+        kind: T::KIND,
+        plural: T::URL_PATH_SEGMENT,
+        short_names,
+        namespaced,
+        status: sub != Sub::None,
+        // Services are named as DNS labels; everything else here as subdomains.
+        name_rule: if T::KIND == "Service" {
+            NameRule::Label
+        } else {
+            NameRule::Subdomain
+        },
+        columns,
+        strategy: Arc::new(crate::registry::DefaultStrategy),
+        schema: schema_of::<T>(),
+    });
+    info.group = T::GROUP.into();
+    info.version = T::VERSION.into();
+    info.storage_version = T::VERSION.into();
+    info.tracks_generation = sub == Sub::StatusGeneration;
+    // `kubectl get all`.
+    if matches!(
+        T::KIND,
+        "Pod"
+            | "Service"
+            | "ReplicationController"
+            | "Deployment"
+            | "StatefulSet"
+            | "DaemonSet"
+            | "ReplicaSet"
+            | "Job"
+            | "CronJob"
+            | "HorizontalPodAutoscaler"
+    ) {
+        info.categories = vec!["all".into()];
+    }
+    info
+}
+
+/// A column of a JSONPath's value of an OpenAPI type.
+fn typed_column(name: &str, type_: &str, description: &str, p: &str) -> PrinterColumn {
+    PrinterColumn {
+        type_: type_.into(),
+        ..column(name, description, path(p))
+    }
+}
+
+/// `ready/desired` (`kubectl get deploy`'s READY).
+fn ratio(name: &str, description: &str, of: &str, to: &str) -> PrinterColumn {
+    PrinterColumn {
+        source: ColumnSource::Ratio(
+            JsonPath::parse(of).expect("static path"),
+            JsonPath::parse(to).expect("static path"),
+        ),
+        ..column(name, description, path(of))
+    }
+}
+
+/// The kinds a Kubernetes 1.33 cluster serves for configuration and workloads, beyond
+/// those above: core/v1, apps/v1, batch/v1, autoscaling/v2, networking.k8s.io/v1,
+/// policy/v1, storage.k8s.io/v1, scheduling.k8s.io/v1, coordination.k8s.io/v1,
+/// admissionregistration.k8s.io/v1, discovery.k8s.io/v1 and node.k8s.io/v1.
+fn cluster_kinds() -> Vec<KindInfo> {
+    use k8s_openapi::api::admissionregistration::v1 as admission;
+    use k8s_openapi::api::{
+        apps::v1 as apps, autoscaling::v2 as autoscaling, batch::v1 as batch,
+        coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
+        networking::v1 as networking, node::v1 as node, policy::v1 as policy,
+        scheduling::v1 as scheduling, storage::v1 as storage,
+    };
+    let int =
+        |name: &str, description: &str, p: &str| typed_column(name, "integer", description, p);
+    let text =
+        |name: &str, description: &str, p: &str| typed_column(name, "string", description, p);
+    let ready = || {
+        ratio(
+            "Ready",
+            "Ready replicas of the desired.",
+            ".status.readyReplicas",
+            ".spec.replicas",
+        )
+    };
+    vec![
+        // core/v1
+        typed::<core::ServiceAccount>(&["sa"], Sub::None, vec![]),
+        typed::<core::Service>(
+            &["svc"],
+            Sub::Status,
+            vec![
+                text("Type", "The type of the service.", ".spec.type"),
+                text(
+                    "Cluster-IP",
+                    "The IP address of the service.",
+                    ".spec.clusterIP",
+                ),
+            ],
+        ),
+        typed::<core::Endpoints>(&["ep"], Sub::None, vec![]),
+        typed::<core::Pod>(
+            &["po"],
+            Sub::Status,
+            vec![text("Status", "The phase of the pod.", ".status.phase")],
+        ),
+        typed::<core::PersistentVolumeClaim>(
+            &["pvc"],
+            Sub::Status,
+            vec![
+                text("Status", "The phase of the claim.", ".status.phase"),
+                text(
+                    "Volume",
+                    "The volume bound to the claim.",
+                    ".spec.volumeName",
+                ),
+            ],
+        ),
+        typed::<core::LimitRange>(&["limits"], Sub::None, vec![]),
+        typed::<core::ResourceQuota>(&["quota"], Sub::Status, vec![]),
+        typed::<core::ReplicationController>(
+            &["rc"],
+            Sub::StatusGeneration,
+            vec![
+                int("Desired", "Desired replicas.", ".spec.replicas"),
+                int("Current", "Current replicas.", ".status.replicas"),
+                int("Ready", "Ready replicas.", ".status.readyReplicas"),
+            ],
+        ),
+        typed::<core::PodTemplate>(&[], Sub::None, vec![]),
+        // apps/v1
+        typed::<apps::Deployment>(
+            &["deploy"],
+            Sub::StatusGeneration,
+            vec![
+                ready(),
+                int(
+                    "Up-to-date",
+                    "Replicas of the latest template.",
+                    ".status.updatedReplicas",
+                ),
+                int(
+                    "Available",
+                    "Available replicas.",
+                    ".status.availableReplicas",
+                ),
+            ],
+        ),
+        typed::<apps::StatefulSet>(&["sts"], Sub::StatusGeneration, vec![ready()]),
+        typed::<apps::DaemonSet>(
+            &["ds"],
+            Sub::StatusGeneration,
+            vec![
+                int(
+                    "Desired",
+                    "Nodes that should run the pod.",
+                    ".status.desiredNumberScheduled",
+                ),
+                int(
+                    "Current",
+                    "Nodes that run the pod.",
+                    ".status.currentNumberScheduled",
+                ),
+                int("Ready", "Nodes whose pod is ready.", ".status.numberReady"),
+                int(
+                    "Up-to-date",
+                    "Nodes that run the latest template.",
+                    ".status.updatedNumberScheduled",
+                ),
+                int(
+                    "Available",
+                    "Nodes whose pod is available.",
+                    ".status.numberAvailable",
+                ),
+            ],
+        ),
+        typed::<apps::ReplicaSet>(
+            &["rs"],
+            Sub::StatusGeneration,
+            vec![
+                int("Desired", "Desired replicas.", ".spec.replicas"),
+                int("Current", "Current replicas.", ".status.replicas"),
+                int("Ready", "Ready replicas.", ".status.readyReplicas"),
+            ],
+        ),
+        typed::<apps::ControllerRevision>(
+            &[],
+            Sub::None,
+            vec![int("Revision", "The revision.", ".revision")],
+        ),
+        // batch/v1
+        typed::<batch::Job>(
+            &[],
+            Sub::StatusGeneration,
+            vec![ratio(
+                "Completions",
+                "Succeeded pods of the completions wanted.",
+                ".status.succeeded",
+                ".spec.completions",
+            )],
+        ),
+        typed::<batch::CronJob>(
+            &["cj"],
+            Sub::StatusGeneration,
+            vec![
+                text(
+                    "Schedule",
+                    "The schedule, in Cron format.",
+                    ".spec.schedule",
+                ),
+                typed_column(
+                    "Suspend",
+                    "boolean",
+                    "Whether new jobs are suspended.",
+                    ".spec.suspend",
+                ),
+                typed_column(
+                    "Last Schedule",
+                    "date",
+                    "When a job was last scheduled.",
+                    ".status.lastScheduleTime",
+                ),
+            ],
+        ),
+        // autoscaling/v2
+        typed::<autoscaling::HorizontalPodAutoscaler>(
+            &["hpa"],
+            Sub::StatusGeneration,
+            vec![
+                text(
+                    "Reference",
+                    "The target's name.",
+                    ".spec.scaleTargetRef.name",
+                ),
+                int(
+                    "MinPods",
+                    "The lower limit of replicas.",
+                    ".spec.minReplicas",
+                ),
+                int(
+                    "MaxPods",
+                    "The upper limit of replicas.",
+                    ".spec.maxReplicas",
+                ),
+                int("Replicas", "Current replicas.", ".status.currentReplicas"),
+            ],
+        ),
+        // networking.k8s.io/v1
+        typed::<networking::NetworkPolicy>(&["netpol"], Sub::None, vec![]),
+        typed::<networking::Ingress>(
+            &["ing"],
+            Sub::StatusGeneration,
+            vec![text(
+                "Class",
+                "The ingress class.",
+                ".spec.ingressClassName",
+            )],
+        ),
+        typed::<networking::IngressClass>(
+            &[],
+            Sub::None,
+            vec![text(
+                "Controller",
+                "The controller of the class.",
+                ".spec.controller",
+            )],
+        ),
+        typed::<networking::IPAddress>(&["ip"], Sub::None, vec![]),
+        typed::<networking::ServiceCIDR>(&[], Sub::Status, vec![]),
+        // policy/v1
+        typed::<policy::PodDisruptionBudget>(
+            &["pdb"],
+            Sub::StatusGeneration,
+            vec![
+                text(
+                    "Min Available",
+                    "Pods that must stay available.",
+                    ".spec.minAvailable",
+                ),
+                text(
+                    "Max Unavailable",
+                    "Pods that may be unavailable.",
+                    ".spec.maxUnavailable",
+                ),
+                int(
+                    "Allowed Disruptions",
+                    "Disruptions allowed now.",
+                    ".status.disruptionsAllowed",
+                ),
+            ],
+        ),
+        // storage.k8s.io/v1
+        typed::<storage::StorageClass>(
+            &["sc"],
+            Sub::None,
+            vec![
+                text("Provisioner", "The volume plugin.", ".provisioner"),
+                text(
+                    "ReclaimPolicy",
+                    "What happens to released volumes.",
+                    ".reclaimPolicy",
+                ),
+                text(
+                    "VolumeBindingMode",
+                    "When volumes are bound.",
+                    ".volumeBindingMode",
+                ),
+            ],
+        ),
+        typed::<storage::CSIDriver>(&[], Sub::None, vec![]),
+        typed::<storage::CSINode>(&[], Sub::None, vec![]),
+        typed::<storage::CSIStorageCapacity>(&[], Sub::None, vec![]),
+        typed::<storage::VolumeAttachment>(
+            &[],
+            Sub::Status,
+            vec![
+                text("Attacher", "The volume driver.", ".spec.attacher"),
+                text(
+                    "Node",
+                    "The node the volume is attached to.",
+                    ".spec.nodeName",
+                ),
+                typed_column(
+                    "Attached",
+                    "boolean",
+                    "Whether the volume is attached.",
+                    ".status.attached",
+                ),
+            ],
+        ),
+        // scheduling.k8s.io/v1
+        typed::<scheduling::PriorityClass>(
+            &["pc"],
+            Sub::None,
+            vec![
+                int("Value", "The priority of pods of this class.", ".value"),
+                typed_column(
+                    "Global-Default",
+                    "boolean",
+                    "Whether pods without a class get this one.",
+                    ".globalDefault",
+                ),
+            ],
+        ),
+        // coordination.k8s.io/v1
+        typed::<coordination::Lease>(
+            &[],
+            Sub::None,
+            vec![text(
+                "Holder",
+                "The holder of the lease.",
+                ".spec.holderIdentity",
+            )],
+        ),
+        // admissionregistration.k8s.io/v1
+        typed::<admission::MutatingWebhookConfiguration>(&[], Sub::None, vec![]),
+        typed::<admission::ValidatingWebhookConfiguration>(&[], Sub::None, vec![]),
+        typed::<admission::ValidatingAdmissionPolicy>(&[], Sub::StatusGeneration, vec![]),
+        typed::<admission::ValidatingAdmissionPolicyBinding>(&[], Sub::None, vec![]),
+        // discovery.k8s.io/v1
+        typed::<discovery::EndpointSlice>(
+            &[],
+            Sub::None,
+            vec![text(
+                "AddressType",
+                "The type of the addresses.",
+                ".addressType",
+            )],
+        ),
+        // node.k8s.io/v1
+        typed::<node::RuntimeClass>(
+            &[],
+            Sub::None,
+            vec![text("Handler", "The runtime handler.", ".handler")],
+        ),
+    ]
+}
+
 /// Replaces `$ref` nodes by schemas that keep any value, for compilation.
 fn strip_refs(v: &mut Value) {
     match v {
         Value::Object(map) => {
-            if map.get("$ref").is_some_and(Value::is_string) {
+            if reference(map).is_some() {
                 map.clear();
                 map.insert("x-kubernetes-preserve-unknown-fields".into(), json!(true));
                 return;
@@ -399,6 +839,7 @@ pub fn kinds() -> Vec<Arc<KindInfo>> {
     kinds.push(crd);
 
     kinds.extend(rbac_kinds());
+    kinds.extend(cluster_kinds());
 
     for definition in syncsets_types::hive::crds() {
         let value = serde_json::to_value(&definition).expect("CRD serialises");
@@ -438,6 +879,146 @@ mod tests {
                 .unwrap()
                 .additional_properties
                 .is_some()
+        );
+    }
+
+    fn kind(name: &str) -> Arc<KindInfo> {
+        kinds().into_iter().find(|k| k.kind == name).unwrap()
+    }
+
+    #[test]
+    fn every_list_semantic_names_a_list_of_a_served_definition() {
+        let mut definitions: BTreeMap<String, Value> = BTreeMap::new();
+        for k in kinds() {
+            definitions.extend(k.published_definitions.clone());
+            definitions.insert(crate::openapi::schema_name(&k), k.published_schema.clone());
+        }
+        definitions.insert(OBJECT_META.into(), object_meta_schema().0);
+        for (definition, property, _) in crate::semantics::LISTS {
+            let field = &definitions
+                .get(*definition)
+                .unwrap_or_else(|| panic!("{definition} is not served"))["properties"][*property];
+            assert_eq!(field["type"], "array", "{definition}.{property}");
+            assert!(
+                field["x-kubernetes-list-type"].is_string(),
+                "{definition}.{property} not annotated"
+            );
+        }
+    }
+
+    #[test]
+    fn every_default_names_a_property_of_a_served_definition() {
+        let mut definitions: BTreeMap<String, Value> = BTreeMap::new();
+        for k in kinds() {
+            definitions.extend(k.published_definitions.clone());
+        }
+        for (definition, property, _) in crate::semantics::DEFAULTS {
+            let field = &definitions
+                .get(*definition)
+                .unwrap_or_else(|| panic!("{definition} is not served"))["properties"][*property];
+            assert!(!field["default"].is_null(), "{definition}.{property}");
+        }
+        // Applied as kube-apiserver applies them.
+        let mut deploy = json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "ports": [{"containerPort": 80}]}]}}}});
+        crate::schema::apply_defaults(&mut deploy, &kind("Deployment").schema);
+        assert_eq!(deploy["spec"]["replicas"], 1);
+        assert_eq!(
+            deploy["spec"]["template"]["spec"]["restartPolicy"],
+            "Always"
+        );
+        assert_eq!(
+            deploy["spec"]["template"]["spec"]["containers"][0]["ports"][0]["protocol"],
+            "TCP"
+        );
+    }
+
+    #[test]
+    fn a_kubernetes_cluster_s_kinds_are_served_with_their_scope_and_names() {
+        let deploy = kind("Deployment");
+        assert_eq!(
+            (
+                deploy.group.as_str(),
+                deploy.version.as_str(),
+                deploy.plural.as_str()
+            ),
+            ("apps", "v1", "deployments")
+        );
+        assert!(deploy.namespaced && deploy.status_subresource && deploy.tracks_generation);
+        assert_eq!(deploy.short_names, ["deploy"]);
+        assert_eq!(deploy.categories, ["all"]);
+        let pc = kind("PriorityClass");
+        assert_eq!(pc.group, "scheduling.k8s.io");
+        assert!(!pc.namespaced && !pc.status_subresource);
+        assert_eq!(kind("HorizontalPodAutoscaler").version, "v2");
+        assert_eq!(kind("Service").name_rule, NameRule::Label);
+        for (name, group) in [
+            ("ServiceAccount", ""),
+            ("ResourceQuota", ""),
+            ("LimitRange", ""),
+            ("DaemonSet", "apps"),
+            ("CronJob", "batch"),
+            ("NetworkPolicy", "networking.k8s.io"),
+            ("PodDisruptionBudget", "policy"),
+            ("StorageClass", "storage.k8s.io"),
+            ("Lease", "coordination.k8s.io"),
+            (
+                "ValidatingWebhookConfiguration",
+                "admissionregistration.k8s.io",
+            ),
+            ("EndpointSlice", "discovery.k8s.io"),
+            ("RuntimeClass", "node.k8s.io"),
+        ] {
+            assert_eq!(kind(name).group, group, "{name}");
+        }
+    }
+
+    #[test]
+    fn deployment_containers_merge_by_name_and_ports_by_port_and_protocol() {
+        let deploy = kind("Deployment");
+        let pod = deploy
+            .schema
+            .field("spec")
+            .and_then(|s| s.field("template"))
+            .and_then(|t| t.field("spec"))
+            .unwrap();
+        let containers = pod.field("containers").unwrap();
+        assert_eq!(
+            containers.list_type,
+            crate::schema::ListType::Map(vec!["name".into()])
+        );
+        let ports = containers.items.as_ref().unwrap().field("ports").unwrap();
+        assert_eq!(
+            ports.list_type,
+            crate::schema::ListType::Map(vec!["containerPort".into(), "protocol".into()])
+        );
+        // Tolerations have no key: replaced whole.
+        assert_eq!(
+            pod.field("tolerations").unwrap().list_type,
+            crate::schema::ListType::Atomic
+        );
+        let (_, meta) = object_meta_schema();
+        let live = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+            "spec": {"template": {"spec": {"containers": [
+                {"name": "agent", "image": "agent:1", "env": [{"name": "A", "value": "1"}]},
+                {"name": "sidecar", "image": "sidecar:1"}]}}}});
+        let patch = json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "agent", "image": "agent:2", "env": [{"name": "B", "value": "2"}]}]}}}});
+        let out = crate::patch::strategic_merge_patch(
+            &live,
+            patch.to_string().as_bytes(),
+            crate::patch::StrategicSchemas {
+                root: &deploy.schema,
+                meta: &meta,
+                lists: true,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            out["spec"]["template"]["spec"]["containers"],
+            json!([
+                {"name": "agent", "image": "agent:2", "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]},
+                {"name": "sidecar", "image": "sidecar:1"}
+            ])
         );
     }
 

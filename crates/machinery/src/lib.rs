@@ -25,5 +25,6 @@ pub mod openapi;
 pub mod patch;
 pub mod protobuf;
 pub mod registry;
+mod semantics;
 pub mod strategies;
 pub mod table;

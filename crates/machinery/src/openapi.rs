@@ -28,6 +28,11 @@ pub fn schema_name(k: &KindInfo) -> String {
         "apiextensions.k8s.io" => {
             "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions".to_string()
         }
+        // Kubernetes' own groups, by the name of their package (`io.k8s.api.apps.v1`), as
+        // the definitions they refer to are named.
+        g if k.crd_name.is_none() && (!g.contains('.') || g.ends_with(".k8s.io")) => {
+            format!("io.k8s.api.{}", g.split('.').next().unwrap_or(g))
+        }
         g => g.split('.').rev().collect::<Vec<_>>().join("."),
     };
     format!("{prefix}.{}.{}", k.version, k.kind)
@@ -483,8 +488,9 @@ fn kind_schemas(k: &KindInfo, out: &mut BTreeMap<String, Value>) {
                               "metadata": {"$ref": format!("#/components/schemas/{LIST_META}")}},
                "x-kubernetes-group-version-kind": [{"group": k.group, "kind": k.list_kind, "version": k.version}]}),
     );
+    // Shared by the kinds that refer to them; a kind's own entry above wins.
     for (n, d) in &k.published_definitions {
-        out.insert(n.clone(), d.clone());
+        out.entry(n.clone()).or_insert_with(|| d.clone());
     }
 }
 
@@ -621,6 +627,15 @@ pub fn schema_to_v2(mut s: Value) -> Value {
     fn go(v: &mut Value) {
         match v {
             Value::Object(m) => {
+                // Swagger 2 has no `allOf` beside a description: the reference alone, as
+                // kube-apiserver publishes it.
+                if let Some(Value::Array(all)) = m.get("allOf")
+                    && all.len() == 1
+                    && let Some(r) = all[0].get("$ref").cloned()
+                {
+                    m.clear();
+                    m.insert("$ref".into(), r);
+                }
                 if let Some(Value::String(r)) = m.get_mut("$ref")
                     && let Some(name) = r.strip_prefix("#/components/schemas/")
                 {
@@ -633,9 +648,14 @@ pub fn schema_to_v2(mut s: Value) -> Value {
                     m.insert("items".into(), json!({}));
                 }
                 for (k, child) in m.iter_mut() {
-                    // Enum values and defaults are data, not schemas.
-                    if k != "enum" && k != "default" && k != "example" {
-                        go(child);
+                    match (k.as_str(), child) {
+                        // Enum values and defaults are data, not schemas.
+                        ("enum" | "default" | "example", _) => {}
+                        // Properties are schemas whatever their names (`default`, `enum`).
+                        ("properties", Value::Object(properties)) => {
+                            properties.values_mut().for_each(go)
+                        }
+                        (_, child) => go(child),
                     }
                 }
             }

@@ -57,6 +57,8 @@ pub enum ColumnSource {
     Age,
     /// The creation time as RFC 3339 (the default table's "Created At").
     CreatedAt,
+    /// `a/b` of two integers, either 0 when absent (`kubectl get deploy`'s READY).
+    Ratio(JsonPath, JsonPath),
 }
 
 /// A column of `kubectl get` output.

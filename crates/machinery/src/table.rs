@@ -108,6 +108,12 @@ fn cell(c: &PrinterColumn, obj: &Value, now: jiff::Timestamp) -> Value {
             None => Value::String("<unknown>".into()),
         },
         ColumnSource::CreatedAt => obj["metadata"]["creationTimestamp"].clone(),
+        ColumnSource::Ratio(of, to) => {
+            let int = |p: &crate::jsonpath::JsonPath| {
+                p.select(obj).first().and_then(|v| v.as_i64()).unwrap_or(0)
+            };
+            Value::String(format!("{}/{}", int(of), int(to)))
+        }
         ColumnSource::Count(fields) => {
             let n: usize = fields
                 .iter()
