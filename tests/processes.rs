@@ -659,6 +659,45 @@ async fn fleet_sim_registers_clusters_that_kubectl_can_use() {
     assert!(kubectl(&["get", "ns"]).contains("default"));
     kubectl(&["create", "configmap", "only-here", "--from-literal=a=1"]);
     assert!(kubectl(&["get", "cm"]).contains("only-here"));
+    // Workloads become ready as on a cluster (KWOK's way, nothing runs), but one annotated
+    // never-ready, which shows as a stuck rollout.
+    let workloads = hub_dir.path().join("workloads.yaml");
+    std::fs::write(&workloads, WORKLOADS).unwrap();
+    kubectl(&["apply", "-f", workloads.to_str().unwrap()]);
+    kubectl(&[
+        "wait",
+        "--for=condition=Available",
+        "deployment/agent",
+        "--timeout=60s",
+    ]);
+    kubectl(&[
+        "wait",
+        "--for=condition=Complete",
+        "job/once",
+        "--timeout=60s",
+    ]);
+    kubectl(&[
+        "wait",
+        "--for=condition=Progressing=False",
+        "deployment/stuck",
+        "--timeout=60s",
+    ]);
+    assert!(
+        kubectl(&["get", "deployment", "agent"]).contains("2/2"),
+        "{}",
+        kubectl(&["get", "deployment"])
+    );
+    assert_eq!(
+        kubectl(&[
+            "get",
+            "deployment",
+            "stuck",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type=='Available')].status} {.status.readyReplicas}"
+        ])
+        .trim(),
+        "False"
+    );
     // Another simulated cluster is a separate API.
     let other = std::fs::read_to_string(&path)
         .unwrap()
@@ -667,6 +706,39 @@ async fn fleet_sim_registers_clusters_that_kubectl_can_use() {
     assert!(!kubectl(&["get", "cm"]).contains("only-here"));
     sim.kill();
 }
+
+/// A Deployment of two replicas, one that never becomes ready, and a Job.
+const WORKLOADS: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: agent, namespace: default}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec: {containers: [{name: agent, image: agent:1}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: stuck
+  namespace: default
+  annotations: {fleet.syncsets.io/never-ready: \"true\"}
+spec:
+  selector: {matchLabels: {app: stuck}}
+  template:
+    metadata: {labels: {app: stuck}}
+    spec: {containers: [{name: agent, image: agent:1}]}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: once, namespace: default}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: once, image: busybox}]
+";
 
 /// `syncsets fleet-sim` with `clusters` simulated clusters registered with the hub at
 /// `base`, and its first line of output.

@@ -377,12 +377,13 @@ fn typed_column(name: &str, type_: &str, description: &str, p: &str) -> PrinterC
     }
 }
 
-/// `ready/desired` (`kubectl get deploy`'s READY).
+/// `ready/desired` (`kubectl get deploy`'s READY); the desired count is one when not set.
 fn ratio(name: &str, description: &str, of: &str, to: &str) -> PrinterColumn {
     PrinterColumn {
         source: ColumnSource::Ratio(
             JsonPath::parse(of).expect("static path"),
             JsonPath::parse(to).expect("static path"),
+            1,
         ),
         ..column(name, description, path(of))
     }

@@ -57,8 +57,9 @@ pub enum ColumnSource {
     Age,
     /// The creation time as RFC 3339 (the default table's "Created At").
     CreatedAt,
-    /// `a/b` of two integers, either 0 when absent (`kubectl get deploy`'s READY).
-    Ratio(JsonPath, JsonPath),
+    /// `a/b` of two integers: `a` 0 when absent, `b` the given default (`kubectl get
+    /// deploy`'s READY, a Job's COMPLETIONS, one when not set).
+    Ratio(JsonPath, JsonPath, i64),
 }
 
 /// A column of `kubectl get` output.

@@ -278,6 +278,7 @@ pub(crate) const DEFAULTS: &[(&str, &str, Fixed)] = &[
     ),
     ("io.k8s.api.apps.v1.ReplicaSetSpec", "replicas", Int(1)),
     ("io.k8s.api.batch.v1.JobSpec", "backoffLimit", Int(6)),
+    ("io.k8s.api.batch.v1.JobSpec", "parallelism", Int(1)),
     (
         "io.k8s.api.batch.v1.CronJobSpec",
         "concurrencyPolicy",

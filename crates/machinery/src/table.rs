@@ -108,11 +108,14 @@ fn cell(c: &PrinterColumn, obj: &Value, now: jiff::Timestamp) -> Value {
             None => Value::String("<unknown>".into()),
         },
         ColumnSource::CreatedAt => obj["metadata"]["creationTimestamp"].clone(),
-        ColumnSource::Ratio(of, to) => {
-            let int = |p: &crate::jsonpath::JsonPath| {
-                p.select(obj).first().and_then(|v| v.as_i64()).unwrap_or(0)
-            };
-            Value::String(format!("{}/{}", int(of), int(to)))
+        ColumnSource::Ratio(of, to, absent) => {
+            let int =
+                |p: &crate::jsonpath::JsonPath| p.select(obj).first().and_then(|v| v.as_i64());
+            Value::String(format!(
+                "{}/{}",
+                int(of).unwrap_or(0),
+                int(to).unwrap_or(*absent)
+            ))
         }
         ColumnSource::Count(fields) => {
             let n: usize = fields

@@ -105,7 +105,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "syncsets demo — hub on {hub} (SQLite under {})",
         args.data_dir.display()
     );
-    let (member, member_serving) = start_member("127.0.0.1:0".parse()?, stopped(stop_rx)).await?;
+    let (member, member_serving) = start_member(
+        "127.0.0.1:0".parse()?,
+        std::time::Duration::from_secs(1),
+        stopped(stop_rx),
+    )
+    .await?;
     let (registered, _) =
         register_all(&client, &member, ("sim", "fleet", &[]), args.clusters, 16).await?;
     println!("{registered} simulated clusters registered (member server {member})");

@@ -63,6 +63,12 @@ pub struct FleetSimArgs {
     /// Registrations sent at once
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
+
+    /// How long after a change a simulated cluster reports workloads ready (Deployments,
+    /// StatefulSets, DaemonSets, ReplicaSets available, Jobs complete, Pods running; Go
+    /// duration); objects annotated fleet.syncsets.io/never-ready=true never are
+    #[arg(long, default_value = "1s", value_parser = crate::controller_args::parse_duration)]
+    ready_after: std::time::Duration,
 }
 
 /// The registration of cluster `i`.
@@ -94,10 +100,12 @@ fn registration(
     }))
 }
 
-/// A member server on `listen` (memory store): returns its URL and the serving task,
-/// which stops when `shutdown` completes.
+/// A member server on `listen` (memory store), its clusters' workloads reported ready
+/// `ready_after` each change ([`super::kwok`]): returns its URL and the serving task, which
+/// stops when `shutdown` completes.
 pub async fn start_member(
     listen: SocketAddr,
+    ready_after: std::time::Duration,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<(String, tokio::task::JoinHandle<std::io::Result<()>>)> {
     if !listen.ip().is_loopback() {
@@ -115,10 +123,19 @@ pub async fn start_member(
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let server = format!("http://{}", listener.local_addr()?);
-    Ok((
-        server,
-        tokio::spawn(syncsets_api::run(state, listener, shutdown)),
-    ))
+    let workloads = super::kwok::start(
+        state.store.clone(),
+        &*state.bus,
+        server.clone(),
+        ready_after,
+    )
+    .await?;
+    let serving = tokio::spawn(async move {
+        let served = syncsets_api::run(state, listener, shutdown).await;
+        workloads.abort();
+        served
+    });
+    Ok((server, serving))
 }
 
 /// A client of the hub: from its kubeconfig, or a plain URL.
@@ -188,7 +205,12 @@ pub async fn run(args: FleetSimArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| args.data_dir.join("kubeconfig"));
     let hub = hub_client(args.hub.as_deref(), &kubeconfig).await?;
-    let (server, serving) = start_member(args.listen, super::serve::shutdown_signal()).await?;
+    let (server, serving) = start_member(
+        args.listen,
+        args.ready_after,
+        super::serve::shutdown_signal(),
+    )
+    .await?;
     let started = Instant::now();
     let (registered, existing) = register_all(
         &hub,

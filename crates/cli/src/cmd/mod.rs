@@ -4,6 +4,7 @@ pub mod backup;
 pub mod controller;
 pub mod demo;
 pub mod fleet_sim;
+pub mod kwok;
 pub mod migrate;
 pub mod resync;
 pub mod rotate_keys;
