@@ -755,6 +755,31 @@ fn fleet_sim(base: &str, clusters: usize) -> (Process, String) {
     ])
 }
 
+/// `syncsets fleet-sim` with `clusters` simulated clusters labelled `env=prod`, registered
+/// with the hub at `base`, and the URL of its member server.
+fn prod_fleet(base: &str, clusters: usize) -> (Process, String) {
+    let count = clusters.to_string();
+    let (process, line) = start_proc(&[
+        "fleet-sim",
+        "--hub",
+        base,
+        "--clusters",
+        &count,
+        "--listen",
+        "127.0.0.1:0",
+        "--labels",
+        "env=prod",
+    ]);
+    assert!(line.contains(&format!("{clusters} registered")), "{line}");
+    let member = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .trim_end_matches(':')
+        .to_string();
+    (process, member)
+}
+
 /// Starts `syncsets <args>` and returns it with its first line of output.
 fn start_proc(args: &[&str]) -> (Process, String) {
     let process = Process::start(BIN, args);
@@ -1066,6 +1091,107 @@ async fn rollout_through(disruption: Disruption) {
     db.drop_db().await;
 }
 
+/// The platform sets of `tests/fixtures/platform` (a monitoring agent: namespace,
+/// ServiceAccount, RBAC, DaemonSet, Service; a tenant's guardrails: NetworkPolicy,
+/// ResourceQuota, LimitRange, PriorityClass, CronJob), applied to the hub with kubectl as
+/// Hive YAML. They converge on a simulated fleet; on a member each object is as the set
+/// has it (`kubectl diff` shows nothing) and the DaemonSet rolls out; deleting the sets
+/// (Sync mode) deletes everything they applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn platform_sets_converge_on_a_simulated_fleet_and_leave_cleanly() {
+    let hub_dir = tempfile::tempdir().unwrap();
+    let hub = Server::start(hub_dir.path(), &[]);
+    let (_member, member) = prod_fleet(&hub.base, 3);
+    let hub_kubeconfig = hub_dir.path().join("kubeconfig");
+    let fixtures = ["monitoring-agent.yaml", "tenant-guardrails.yaml"]
+        .map(|f| format!("{}/tests/fixtures/platform/{f}", env!("CARGO_MANIFEST_DIR")));
+    for f in &fixtures {
+        kubectl_at(&hub_kubeconfig, &["apply", "-f", f]);
+    }
+    let (ok, out) = run_syncsets(&[
+        "status",
+        "--watch",
+        "--timeout",
+        "90s",
+        "--interval",
+        "200ms",
+        "--kubeconfig",
+        hub_kubeconfig.to_str().unwrap(),
+    ]);
+    assert!(
+        ok && out.ends_with("All targeted clusters are in sync.\n"),
+        "{out}"
+    );
+    let member_kubeconfig = hub_dir.path().join("sim-00001.kubeconfig");
+    std::fs::write(
+        &member_kubeconfig,
+        syncsets_testkit::kubeconfig(&format!("{member}/clusters/sim-00001"), None),
+    )
+    .unwrap();
+    let kubectl = |args: &[&str]| kubectl_at(&member_kubeconfig, args);
+    // Every object as the set has it.
+    for f in &fixtures {
+        let set: Value = serde_norway::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
+        let list = hub_dir.path().join("applied.json");
+        std::fs::write(
+            &list,
+            json!({"apiVersion": "v1", "kind": "List", "items": set["spec"]["resources"]})
+                .to_string(),
+        )
+        .unwrap();
+        let diff = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&member_kubeconfig)
+            .args(["diff", "-f"])
+            .arg(&list)
+            .output()
+            .unwrap();
+        assert!(
+            diff.status.success() && diff.stdout.is_empty(),
+            "{f}: kubectl diff:\n{}{}",
+            String::from_utf8_lossy(&diff.stdout),
+            String::from_utf8_lossy(&diff.stderr)
+        );
+    }
+    kubectl(&[
+        "-n",
+        "monitoring",
+        "rollout",
+        "status",
+        "daemonset/node-exporter",
+        "--timeout=60s",
+    ]);
+    // Gone with the sets.
+    for f in &fixtures {
+        kubectl_at(&hub_kubeconfig, &["delete", "-f", f]);
+    }
+    let started = Instant::now();
+    loop {
+        let left = kubectl(&[
+            "get",
+            "namespaces,clusterroles,clusterrolebindings,priorityclasses",
+            "-o",
+            "name",
+        ]);
+        let left: Vec<&str> = left
+            .lines()
+            .filter(|l| {
+                ["monitoring", "team-a", "node-exporter", "platform-critical"]
+                    .iter()
+                    .any(|n| l.ends_with(&format!("/{n}")))
+            })
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "still on the cluster after the sets were deleted: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Creates a SelectorSyncSet through the hub at `base`.
 async fn create_selector_sync_set(base: &str, set: &Value) {
     let res = reqwest::Client::new()
@@ -1103,24 +1229,7 @@ fn run_syncsets(args: &[&str]) -> (bool, String) {
 async fn the_embedded_default_syncs_a_simulated_fleet_and_reports_it() {
     let hub_dir = tempfile::tempdir().unwrap();
     let hub = Server::start(hub_dir.path(), &[]);
-    let (_member, line) = start_proc(&[
-        "fleet-sim",
-        "--hub",
-        &hub.base,
-        "--clusters",
-        "5",
-        "--listen",
-        "127.0.0.1:0",
-        "--labels",
-        "env=prod",
-    ]);
-    assert!(line.contains("5 registered"), "{line}");
-    let member = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .trim_end_matches(':')
-        .to_string();
+    let (_member, member) = prod_fleet(&hub.base, 5);
     let set = json!({"apiVersion": "hive.openshift.io/v1", "kind": "SelectorSyncSet", "metadata": {"name": "prod-baseline"},
         "spec": {"clusterDeploymentSelector": {"matchLabels": {"env": "prod"}},
                  "resources": [{"apiVersion": "v1", "kind": "ConfigMap",

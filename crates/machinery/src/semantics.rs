@@ -252,6 +252,28 @@ pub(crate) const DEFAULTS: &[(&str, &str, Fixed)] = &[
     ("io.k8s.api.apps.v1.DeploymentSpec", "replicas", Int(1)),
     (
         "io.k8s.api.apps.v1.DeploymentSpec",
+        "strategy",
+        Object(
+            r#"{"type":"RollingUpdate","rollingUpdate":{"maxUnavailable":"25%","maxSurge":"25%"}}"#,
+        ),
+    ),
+    (
+        "io.k8s.api.apps.v1.StatefulSetSpec",
+        "updateStrategy",
+        Object(r#"{"type":"RollingUpdate","rollingUpdate":{"partition":0}}"#),
+    ),
+    (
+        "io.k8s.api.apps.v1.StatefulSetSpec",
+        "persistentVolumeClaimRetentionPolicy",
+        Object(r#"{"whenDeleted":"Retain","whenScaled":"Retain"}"#),
+    ),
+    (
+        "io.k8s.api.apps.v1.DaemonSetSpec",
+        "updateStrategy",
+        Object(r#"{"type":"RollingUpdate","rollingUpdate":{"maxUnavailable":1,"maxSurge":0}}"#),
+    ),
+    (
+        "io.k8s.api.apps.v1.DeploymentSpec",
         "revisionHistoryLimit",
         Int(10),
     ),
@@ -303,6 +325,8 @@ pub(crate) enum Fixed {
     Text(&'static str),
     Int(i64),
     Bool(bool),
+    /// An object, as JSON (an update strategy: upstream sets it when it is absent).
+    Object(&'static str),
 }
 
 use Fixed::*;
@@ -324,6 +348,7 @@ pub(crate) fn annotate(name: &str, schema: &mut Value) {
                 Text(t) => json!(t),
                 Int(i) => json!(i),
                 Bool(b) => json!(b),
+                Object(text) => serde_json::from_str(text).expect("default is JSON"),
             };
             field.insert("default".into(), value);
         }
