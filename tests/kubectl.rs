@@ -630,6 +630,28 @@ fn a_deployment_applies_patches_and_diffs_as_on_a_cluster() {
             "{}",
             k.name()
         );
+        // Containers are keyed by name for apply too: another manager's apply of one
+        // container leaves the other.
+        s.ok_stdin(
+            k,
+            &["apply", "--server-side", "--field-manager", "other", "--force-conflicts", "-f", "-"],
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: applied, namespace: default}\nspec:\n  template:\n    spec:\n      containers:\n      - {name: agent, image: agent:3}\n",
+        );
+        assert_eq!(
+            s.ok(
+                k,
+                &[
+                    "get",
+                    "deploy",
+                    "applied",
+                    "-o",
+                    "jsonpath={range .spec.template.spec.containers[*]}{.name}={.image} {end}"
+                ]
+            ),
+            "agent=agent:3 sidecar=sidecar:1 ",
+            "{}",
+            k.name()
+        );
         let explained = s.ok(
             k,
             &["explain", "deploy.spec.template.spec.containers.ports"],

@@ -1129,6 +1129,15 @@ async fn platform_sets_converge_on_a_simulated_fleet_and_leave_cleanly() {
     )
     .unwrap();
     let kubectl = |args: &[&str]| kubectl_at(&member_kubeconfig, args);
+    // The DaemonSet rolls out (first: its status does not change after).
+    kubectl(&[
+        "-n",
+        "monitoring",
+        "rollout",
+        "status",
+        "daemonset/node-exporter",
+        "--timeout=60s",
+    ]);
     // Every object as the set has it.
     for f in &fixtures {
         let set: Value = serde_norway::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
@@ -1153,14 +1162,6 @@ async fn platform_sets_converge_on_a_simulated_fleet_and_leave_cleanly() {
             String::from_utf8_lossy(&diff.stderr)
         );
     }
-    kubectl(&[
-        "-n",
-        "monitoring",
-        "rollout",
-        "status",
-        "daemonset/node-exporter",
-        "--timeout=60s",
-    ]);
     // Gone with the sets.
     for f in &fixtures {
         kubectl_at(&hub_kubeconfig, &["delete", "-f", f]);

@@ -3,9 +3,9 @@
 //! ```text
 //!   relay    outbox events/s published (confirmed)     vs  raw publish-with-confirm/s
 //!            through the bus (RabbitMQ only)               of messages of the same size
-//!   watch    commit-to-receipt latency p50/p99 of every event delivered to 1, 100 and
-//!            1,000 HTTP watchers (and 1,000 over one HTTP/2 connection) at a steady write
-//!            rate, once every watch is live
+//!   watch    latency p50/p99 from a write's acknowledgement (its commit) to receipt of
+//!            its event by each of 1, 100 and 1,000 HTTP watchers (and 1,000 over one
+//!            HTTP/2 connection) at a steady write rate, once every watch is live
 //!   fan-out  create throughput with 1,000 watch streams open (each on its own namespace)
 //!            vs with none
 //! ```

@@ -895,15 +895,18 @@ mod tests {
             definitions.insert(crate::openapi::schema_name(&k), k.published_schema.clone());
         }
         definitions.insert(OBJECT_META.into(), object_meta_schema().0);
-        for (definition, property, _) in crate::semantics::LISTS {
+        for (definition, property, semantics) in crate::semantics::LISTS {
             let field = &definitions
                 .get(*definition)
                 .unwrap_or_else(|| panic!("{definition} is not served"))["properties"][*property];
-            assert_eq!(field["type"], "array", "{definition}.{property}");
             assert!(
-                field["x-kubernetes-list-type"].is_string(),
+                field["x-kubernetes-patch-strategy"].is_string(),
                 "{definition}.{property} not annotated"
             );
+            if !matches!(semantics, crate::semantics::List::RetainKeys) {
+                assert_eq!(field["type"], "array", "{definition}.{property}");
+                assert!(field["x-kubernetes-list-type"].is_string());
+            }
         }
     }
 

@@ -627,13 +627,14 @@ pub fn schema_to_v2(mut s: Value) -> Value {
     fn go(v: &mut Value) {
         match v {
             Value::Object(m) => {
-                // Swagger 2 has no `allOf` beside a description: the reference alone, as
-                // kube-apiserver publishes it.
+                // A reference beside its own description (and patch strategy) is OpenAPI 3's
+                // `allOf: [$ref]`; Swagger 2 has the `$ref` beside them, as kube-apiserver
+                // publishes it.
                 if let Some(Value::Array(all)) = m.get("allOf")
                     && all.len() == 1
                     && let Some(r) = all[0].get("$ref").cloned()
                 {
-                    m.clear();
+                    m.remove("allOf");
                     m.insert("$ref".into(), r);
                 }
                 if let Some(Value::String(r)) = m.get_mut("$ref")

@@ -11,7 +11,9 @@
 //! And the defaults kube-apiserver sets whatever the rest of the object says (published
 //! as `default` in its OpenAPI, as a CRD's): a port's protocol, which is also a key of its
 //! list, a Deployment's replicas, a Pod's restart policy. Defaults that depend on other
-//! fields (a container's image pull policy on its tag) are not among them.
+//! fields (a container's image pull policy on its tag, a Job's backoff limit on its
+//! per-index limit) are not among them, nor those of a type that is also part of another
+//! kind's template where upstream does not default it (a Job's spec in a CronJob).
 
 use serde_json::{Value, json};
 
@@ -33,6 +35,10 @@ pub(crate) enum List {
     Set,
     /// Merged by key by strategic merge patch, but owned whole by apply (Job conditions).
     MergeAtomic { merge_key: &'static str },
+    /// Not a list: an object of which a patch keeps only the fields it names
+    /// (`patchStrategy:"retainKeys"`: a Deployment's strategy, whose `rollingUpdate` goes
+    /// when its type becomes Recreate).
+    RetainKeys,
 }
 
 use List::*;
@@ -123,7 +129,12 @@ pub(crate) const LISTS: &[(&str, &str, List)] = &[
     ),
     ("io.k8s.api.core.v1.PodStatus", "conditions", BY_TYPE),
     ("io.k8s.api.core.v1.PodStatus", "podIPs", BY_IP),
-    ("io.k8s.api.core.v1.PodStatus", "hostIPs", BY_IP),
+    (
+        "io.k8s.api.core.v1.PodStatus",
+        "hostIPs",
+        MergeAtomic { merge_key: "ip" },
+    ),
+    ("io.k8s.api.apps.v1.DeploymentSpec", "strategy", RetainKeys),
     // Services and accounts.
     (
         "io.k8s.api.core.v1.ServiceSpec",
@@ -299,8 +310,42 @@ pub(crate) const DEFAULTS: &[(&str, &str, Fixed)] = &[
         Int(10),
     ),
     ("io.k8s.api.apps.v1.ReplicaSetSpec", "replicas", Int(1)),
-    ("io.k8s.api.batch.v1.JobSpec", "backoffLimit", Int(6)),
-    ("io.k8s.api.batch.v1.JobSpec", "parallelism", Int(1)),
+    // A partial strategy is completed as upstream completes it.
+    (
+        "io.k8s.api.apps.v1.DeploymentStrategy",
+        "type",
+        Text("RollingUpdate"),
+    ),
+    (
+        "io.k8s.api.apps.v1.RollingUpdateDeployment",
+        "maxUnavailable",
+        Text("25%"),
+    ),
+    (
+        "io.k8s.api.apps.v1.RollingUpdateDeployment",
+        "maxSurge",
+        Text("25%"),
+    ),
+    (
+        "io.k8s.api.apps.v1.DaemonSetUpdateStrategy",
+        "type",
+        Text("RollingUpdate"),
+    ),
+    (
+        "io.k8s.api.apps.v1.RollingUpdateDaemonSet",
+        "maxUnavailable",
+        Int(1),
+    ),
+    (
+        "io.k8s.api.apps.v1.RollingUpdateDaemonSet",
+        "maxSurge",
+        Int(0),
+    ),
+    (
+        "io.k8s.api.apps.v1.StatefulSetUpdateStrategy",
+        "type",
+        Text("RollingUpdate"),
+    ),
     (
         "io.k8s.api.batch.v1.CronJobSpec",
         "concurrencyPolicy",
@@ -361,6 +406,10 @@ pub(crate) fn annotate(name: &str, schema: &mut Value) {
         else {
             continue;
         };
+        if let RetainKeys = list {
+            field.insert("x-kubernetes-patch-strategy".into(), json!("retainKeys"));
+            continue;
+        }
         let (strategy, merge_key, list_type, keys) = match *list {
             Map { merge_key, keys } => ("merge", Some(merge_key), "map", Some(keys)),
             MapRetainKeys { merge_key, keys } => {
@@ -368,6 +417,7 @@ pub(crate) fn annotate(name: &str, schema: &mut Value) {
             }
             Set => ("merge", None, "set", None),
             MergeAtomic { merge_key } => ("merge", Some(merge_key), "atomic", None),
+            RetainKeys => unreachable!("handled above"),
         };
         field.insert("x-kubernetes-patch-strategy".into(), json!(strategy));
         if let Some(key) = merge_key {
