@@ -561,7 +561,7 @@ spec:
 /// A Deployment with every kubectl: apply, a strategic merge patch of one container's image
 /// (containers merge by name), `kubectl diff` (the patch shows, then nothing once applied
 /// again), server-side apply (ports keyed by port and protocol, which defaults to TCP), the
-/// table's READY column and `kubectl explain`.
+/// table's READY column, `kubectl scale` and `kubectl explain`.
 #[test]
 fn a_deployment_applies_patches_and_diffs_as_on_a_cluster() {
     for k in &kubectls() {
@@ -649,6 +649,39 @@ fn a_deployment_applies_patches_and_diffs_as_on_a_cluster() {
                 ]
             ),
             "agent=agent:3 sidecar=sidecar:1 ",
+            "{}",
+            k.name()
+        );
+        // The scale subresource: kubectl scale changes the replicas and nothing else.
+        s.ok(k, &["scale", "deploy", "agent", "--replicas=5"]);
+        assert_eq!(
+            s.ok(
+                k,
+                &[
+                    "get",
+                    "deploy",
+                    "agent",
+                    "-o",
+                    "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image}"
+                ]
+            ),
+            "5 agent:1",
+            "{}",
+            k.name()
+        );
+        assert_eq!(
+            s.ok(
+                k,
+                &[
+                    "get",
+                    "deploy",
+                    "agent",
+                    "--subresource=scale",
+                    "-o",
+                    "jsonpath={.kind} {.spec.replicas} {.status.selector}"
+                ]
+            ),
+            "Scale 5 app=agent",
             "{}",
             k.name()
         );

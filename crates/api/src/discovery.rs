@@ -119,6 +119,17 @@ fn resource_list(kinds: &Kinds, group: &str, version: &str) -> Option<Value> {
                 "verbs": ["get", "patch", "update"],
             }));
         }
+        if k.scale_subresource {
+            resources.push(json!({
+                "name": format!("{}/scale", k.plural),
+                "singularName": "",
+                "namespaced": k.namespaced,
+                "group": "autoscaling",
+                "version": "v1",
+                "kind": "Scale",
+                "verbs": ["get", "patch", "update"],
+            }));
+        }
     }
     if resources.is_empty() {
         return None;
@@ -168,8 +179,15 @@ fn aggregated_list(kinds: &Kinds, core: bool, version: &str) -> Value {
                             if !k.categories.is_empty() {
                                 r["categories"] = json!(k.categories);
                             }
+                            let mut subresources = Vec::new();
                             if k.status_subresource {
-                                r["subresources"] = json!([{"subresource": "status", "responseKind": gvk, "verbs": ["get", "patch", "update"]}]);
+                                subresources.push(json!({"subresource": "status", "responseKind": gvk, "verbs": ["get", "patch", "update"]}));
+                            }
+                            if k.scale_subresource {
+                                subresources.push(json!({"subresource": "scale", "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"}, "verbs": ["get", "patch", "update"]}));
+                            }
+                            if !subresources.is_empty() {
+                                r["subresources"] = json!(subresources);
                             }
                             r
                         })

@@ -197,6 +197,7 @@ fn core_kind(k: CoreKind) -> KindInfo {
         categories: Vec::new(),
         namespaced: k.namespaced,
         status_subresource: k.status,
+        scale_subresource: false,
         tracks_generation: false,
         strategic_merge: true,
         name_rule: k.name_rule,
@@ -350,6 +351,10 @@ where
     info.version = T::VERSION.into();
     info.storage_version = T::VERSION.into();
     info.tracks_generation = sub == Sub::StatusGeneration;
+    info.scale_subresource = matches!(
+        T::KIND,
+        "Deployment" | "StatefulSet" | "ReplicaSet" | "ReplicationController"
+    );
     // `kubectl get all`.
     if matches!(
         T::KIND,

@@ -113,6 +113,8 @@ pub struct KindInfo {
     pub namespaced: bool,
     /// Whether the `status` subresource exists (status then changes only through it).
     pub status_subresource: bool,
+    /// Serves the `scale` subresource (autoscaling/v1 Scale of `spec.replicas`).
+    pub scale_subresource: bool,
     /// Whether `metadata.generation` is maintained (bumped when the spec changes).
     pub tracks_generation: bool,
     /// Whether strategic merge patch uses this kind's own patch metadata (built-in kinds).
@@ -562,6 +564,8 @@ pub fn from_crd(
             categories: strs(&names["categories"]),
             namespaced: spec["scope"].as_str() != Some("Cluster"),
             status_subresource: v["subresources"]["status"].is_object(),
+            // A custom resource's scale (its own replica paths) is not served yet.
+            scale_subresource: false,
             tracks_generation: true,
             strategic_merge: false,
             name_rule: NameRule::Subdomain,

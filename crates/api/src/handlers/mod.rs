@@ -5,6 +5,7 @@ mod delete;
 mod get;
 mod list;
 mod patch;
+mod scale;
 mod update;
 mod watch;
 
@@ -158,6 +159,16 @@ async fn route_resource(ctx: &Ctx, method: Method, body: Body) -> ApiResult<Resp
         (None, None, Method::DELETE) => {
             delete::delete_collection(ctx, ctx.read_body(body).await?).await
         }
+        (Some(name), Some("scale"), Method::GET) => scale::get(ctx, name).await,
+        (Some(name), Some("scale"), method @ (Method::PUT | Method::PATCH)) => {
+            scale::write(
+                ctx,
+                name,
+                method == Method::PATCH,
+                ctx.read_body(body).await?,
+            )
+            .await
+        }
         (Some(name), sub, Method::GET) => get::get(ctx, name, sub.is_some()).await,
         (Some(name), sub, Method::PUT) => {
             update::update(ctx, name, sub.is_some(), ctx.read_body(body).await?).await
@@ -221,7 +232,7 @@ impl Ctx {
     }
 
     /// Namespaced kinds are addressed inside a namespace (lists may span all of them);
-    /// cluster-scoped kinds never are. Only `status` exists as a subresource.
+    /// cluster-scoped kinds never are. `status` and `scale` are the subresources.
     fn check_scope(&self) -> ApiResult<()> {
         let info = &self.info;
         if self.kind.namespaced && info.namespace.is_none() && info.name.is_some() {
@@ -233,6 +244,7 @@ impl Ctx {
         match info.subresource.as_deref() {
             None => Ok(()),
             Some("status") if self.kind.status_subresource => Ok(()),
+            Some("scale") if self.kind.scale_subresource => Ok(()),
             Some(_) => Err(ApiError::no_route()),
         }
     }
