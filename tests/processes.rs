@@ -743,8 +743,13 @@ spec:
 /// `syncsets fleet-sim` with `clusters` simulated clusters registered with the hub at
 /// `base`, and its first line of output.
 fn fleet_sim(base: &str, clusters: usize) -> (Process, String) {
+    fleet_sim_with(base, clusters, &[])
+}
+
+/// [`fleet_sim`] with more arguments.
+fn fleet_sim_with(base: &str, clusters: usize, more: &[&str]) -> (Process, String) {
     let clusters = clusters.to_string();
-    start_proc(&[
+    let mut args = vec![
         "fleet-sim",
         "--hub",
         base,
@@ -752,24 +757,15 @@ fn fleet_sim(base: &str, clusters: usize) -> (Process, String) {
         &clusters,
         "--listen",
         "127.0.0.1:0",
-    ])
+    ];
+    args.extend_from_slice(more);
+    start_proc(&args)
 }
 
 /// `syncsets fleet-sim` with `clusters` simulated clusters labelled `env=prod`, registered
 /// with the hub at `base`, and the URL of its member server.
 fn prod_fleet(base: &str, clusters: usize) -> (Process, String) {
-    let count = clusters.to_string();
-    let (process, line) = start_proc(&[
-        "fleet-sim",
-        "--hub",
-        base,
-        "--clusters",
-        &count,
-        "--listen",
-        "127.0.0.1:0",
-        "--labels",
-        "env=prod",
-    ]);
+    let (process, line) = fleet_sim_with(base, clusters, &["--labels", "env=prod"]);
     assert!(line.contains(&format!("{clusters} registered")), "{line}");
     let member = line
         .split_whitespace()
@@ -1108,26 +1104,8 @@ async fn platform_sets_converge_on_a_simulated_fleet_and_leave_cleanly() {
     for f in &fixtures {
         kubectl_at(&hub_kubeconfig, &["apply", "-f", f]);
     }
-    let (ok, out) = run_syncsets(&[
-        "status",
-        "--watch",
-        "--timeout",
-        "90s",
-        "--interval",
-        "200ms",
-        "--kubeconfig",
-        hub_kubeconfig.to_str().unwrap(),
-    ]);
-    assert!(
-        ok && out.ends_with("All targeted clusters are in sync.\n"),
-        "{out}"
-    );
-    let member_kubeconfig = hub_dir.path().join("sim-00001.kubeconfig");
-    std::fs::write(
-        &member_kubeconfig,
-        syncsets_testkit::kubeconfig(&format!("{member}/clusters/sim-00001"), None),
-    )
-    .unwrap();
+    wait_in_sync(&hub_kubeconfig, "90s");
+    let member_kubeconfig = member_kubeconfig(hub_dir.path(), &member, "sim-00001");
     let kubectl = |args: &[&str]| kubectl_at(&member_kubeconfig, args);
     // The DaemonSet rolls out (first: its status does not change after).
     kubectl(&[
@@ -1209,6 +1187,37 @@ async fn create_selector_sync_set(base: &str, set: &Value) {
     );
 }
 
+/// Runs `syncsets status --watch` against the hub of `kubeconfig` until every targeted
+/// cluster is in sync (failing after `timeout`); returns its output.
+fn wait_in_sync(kubeconfig: &std::path::Path, timeout: &str) -> String {
+    let (ok, out) = run_syncsets(&[
+        "status",
+        "--watch",
+        "--timeout",
+        timeout,
+        "--interval",
+        "200ms",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+    ]);
+    assert!(
+        ok && out.ends_with("All targeted clusters are in sync.\n"),
+        "{out}"
+    );
+    out
+}
+
+/// A kubeconfig (in `dir`) of simulated cluster `cluster` of the member server at `member`.
+fn member_kubeconfig(dir: &std::path::Path, member: &str, cluster: &str) -> std::path::PathBuf {
+    let path = dir.join(format!("{cluster}.kubeconfig"));
+    std::fs::write(
+        &path,
+        syncsets_testkit::kubeconfig(&format!("{member}/clusters/{cluster}"), None),
+    )
+    .unwrap();
+    path
+}
+
 /// Runs `syncsets <args>` to completion: (success, stdout).
 fn run_syncsets(args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_syncsets"))
@@ -1236,23 +1245,9 @@ async fn the_embedded_default_syncs_a_simulated_fleet_and_reports_it() {
                  "resources": [{"apiVersion": "v1", "kind": "ConfigMap",
                                 "metadata": {"name": "fleet-settings", "namespace": "default"}, "data": {"mode": "safe"}}]}});
     create_selector_sync_set(&hub.base, &set).await;
-    let kubeconfig = hub_dir.path().join("kubeconfig");
-    let kubeconfig = kubeconfig.to_str().unwrap();
-    let (ok, out) = run_syncsets(&[
-        "status",
-        "--watch",
-        "--timeout",
-        "60s",
-        "--interval",
-        "200ms",
-        "--kubeconfig",
-        kubeconfig,
-    ]);
-    assert!(ok, "{out}");
-    assert!(
-        out.ends_with("All targeted clusters are in sync.\n"),
-        "{out}"
-    );
+    let hub_kubeconfig = hub_dir.path().join("kubeconfig");
+    let kubeconfig = hub_kubeconfig.to_str().unwrap();
+    let out = wait_in_sync(&hub_kubeconfig, "60s");
     let last_table: Vec<&str> = out
         .lines()
         .filter(|l| l.starts_with("SelectorSyncSet/prod-baseline"))
@@ -1265,12 +1260,7 @@ async fn the_embedded_default_syncs_a_simulated_fleet_and_reports_it() {
     );
 
     // Drift on one cluster, corrected on request.
-    let member_kubeconfig = hub_dir.path().join("sim-00002.kubeconfig");
-    std::fs::write(
-        &member_kubeconfig,
-        syncsets_testkit::kubeconfig(&format!("{member}/clusters/sim-00002"), None),
-    )
-    .unwrap();
+    let member_kubeconfig = member_kubeconfig(hub_dir.path(), &member, "sim-00002");
     let kubectl = |args: &[&str]| kubectl_at(&member_kubeconfig, args);
     kubectl(&[
         "-n",

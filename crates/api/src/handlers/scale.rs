@@ -13,6 +13,7 @@ use syncsets_machinery::meta::{self, Ownership};
 use syncsets_machinery::patch as patches;
 use syncsets_write::Proposal;
 
+use super::patch::{JSON_PATCH, MERGE_PATCH, STRATEGIC};
 use super::{Ctx, body_rv};
 use crate::error::{ApiError, ApiResult};
 use crate::negotiate::{self, Output};
@@ -37,19 +38,9 @@ pub(crate) async fn write(ctx: &Ctx, name: &str, patch: bool, body: Bytes) -> Ap
     } else {
         Some(ctx.decode_object(&body)?.value)
     };
-    if patch
-        && !matches!(
-            patch_type.as_str(),
-            "application/json-patch+json"
-                | "application/merge-patch+json"
-                | "application/strategic-merge-patch+json"
-        )
-    {
-        return Err(ApiError::unsupported_media_type(&[
-            "application/json-patch+json",
-            "application/merge-patch+json",
-            "application/strategic-merge-patch+json",
-        ]));
+    let accepted = [JSON_PATCH, MERGE_PATCH, STRATEGIC];
+    if patch && !accepted.contains(&patch_type.as_str()) {
+        return Err(ApiError::unsupported_media_type(&accepted));
     }
     let now = meta::now();
     let wctx = ctx.write_context(&now, Ownership::Update(ctx.manager()?), false)?;
@@ -62,7 +53,7 @@ pub(crate) async fn write(ctx: &Ctx, name: &str, patch: bool, body: Bytes) -> Ap
                 None => {
                     let base = scale_of(&object);
                     match patch_type.as_str() {
-                        "application/json-patch+json" => patches::json_patch(&base, &body),
+                        JSON_PATCH => patches::json_patch(&base, &body),
                         // A Scale has no lists: a strategic merge patch is a merge patch.
                         _ => patches::merge_patch(&base, &body),
                     }
