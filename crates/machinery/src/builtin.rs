@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::jsonpath::JsonPath;
 use crate::registry::{ColumnSource, KindInfo, NameRule, PrinterColumn, Strategy, from_crd};
-use crate::schema::Schema;
+use crate::schema::{Definitions, Schema, reference};
 use crate::strategies;
 
 /// OpenAPI name of ObjectMeta.
@@ -83,18 +83,6 @@ fn inline(schema: &Value, defs: &BTreeMap<String, Value>, enclosing: &mut Vec<St
     }
 }
 
-/// The definition a schema refers to: `{"$ref": …}`, or `{"allOf": [{"$ref": …}], …}` as
-/// OpenAPI 3 gives a reference beside a description of its own.
-fn reference(map: &serde_json::Map<String, Value>) -> Option<&str> {
-    let target = match map.get("allOf") {
-        Some(Value::Array(all)) if all.len() == 1 => all[0].get("$ref"),
-        _ => map.get("$ref"),
-    };
-    target
-        .and_then(Value::as_str)
-        .and_then(|r| r.strip_prefix("#/components/schemas/"))
-}
-
 /// The ObjectMeta schema: published form and compiled form.
 pub fn object_meta_schema() -> (Value, Schema) {
     let (root, defs) = schema_of::<ObjectMeta>();
@@ -154,6 +142,11 @@ struct CoreKind {
 }
 
 fn core_kind(k: CoreKind) -> KindInfo {
+    let mut shared = SHARED.lock().expect("definitions lock");
+    let Shared {
+        compiled: definitions_compiled,
+        published: published_shared,
+    } = &mut *shared;
     let (mut published, mut definitions) = k.schema;
     // The Rust types make `metadata` mandatory; Kubernetes' schemas do not.
     if let Some(required) = published.get_mut("required").and_then(Value::as_array_mut) {
@@ -165,27 +158,23 @@ fn core_kind(k: CoreKind) -> KindInfo {
                 .remove("required");
         }
     }
-    // Compiled with every definition in place, but the object's own metadata, which the
-    // registry's ObjectMeta schema covers (a `$ref` left compiles to "anything": also the
-    // recursive JSONSchemaProps).
-    let mut compiled_src = published.clone();
-    if let Some(props) = compiled_src
-        .get_mut("properties")
-        .and_then(Value::as_object_mut)
-    {
-        props.remove("metadata");
-    }
-    let mut compiled_src = inline(&compiled_src, &definitions, &mut Vec::new());
-    let metadata = json!({"$ref": format!("#/components/schemas/{OBJECT_META}")});
-    for schema in [&mut published, &mut compiled_src] {
-        if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
-            props.insert("metadata".into(), metadata.clone());
-        }
-    }
-    strip_refs(&mut compiled_src);
-    let schema = Schema::compile(&compiled_src).expect("built-in schema compiles");
-    // The published ObjectMeta is the registry's.
+    // The published ObjectMeta is the registry's, and so is the compiled one: the
+    // object's own metadata compiles to "anything" here.
     definitions.remove(OBJECT_META);
+    let schema = definitions_compiled
+        .compile(&published, &definitions)
+        .expect("built-in schema compiles");
+    // Kinds share the definitions they hold in common (PodSpec, in nine of them).
+    let definitions = definitions
+        .into_iter()
+        .map(|(name, def)| {
+            let shared = published_shared
+                .entry(name.clone())
+                .or_insert_with(|| Arc::new(def))
+                .clone();
+            (name, shared)
+        })
+        .collect();
     KindInfo {
         group: String::new(),
         version: "v1".into(),
@@ -711,26 +700,23 @@ fn cluster_kinds() -> Vec<KindInfo> {
     ]
 }
 
-/// Replaces `$ref` nodes by schemas that keep any value, for compilation.
-fn strip_refs(v: &mut Value) {
-    match v {
-        Value::Object(map) => {
-            if reference(map).is_some() {
-                map.clear();
-                map.insert("x-kubernetes-preserve-unknown-fields".into(), json!(true));
-                return;
-            }
-            for child in map.values_mut() {
-                strip_refs(child);
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(strip_refs),
-        _ => {}
-    }
+/// What the built-in kinds share: each definition compiled once, and published once.
+#[derive(Default)]
+struct Shared {
+    compiled: Definitions,
+    published: std::collections::HashMap<String, Arc<Value>>,
 }
 
-/// Every built-in kind.
+static SHARED: std::sync::LazyLock<std::sync::Mutex<Shared>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Every built-in kind (built once per process, then shared).
 pub fn kinds() -> Vec<Arc<KindInfo>> {
+    static KINDS: std::sync::LazyLock<Vec<Arc<KindInfo>>> = std::sync::LazyLock::new(build);
+    KINDS.clone()
+}
+
+fn build() -> Vec<Arc<KindInfo>> {
     let mut kinds = vec![
         core_kind(CoreKind {
             kind: "Namespace",
@@ -896,7 +882,11 @@ mod tests {
     fn every_list_semantic_names_a_list_of_a_served_definition() {
         let mut definitions: BTreeMap<String, Value> = BTreeMap::new();
         for k in kinds() {
-            definitions.extend(k.published_definitions.clone());
+            definitions.extend(
+                k.published_definitions
+                    .iter()
+                    .map(|(n, d)| (n.clone(), (**d).clone())),
+            );
             definitions.insert(crate::openapi::schema_name(&k), k.published_schema.clone());
         }
         definitions.insert(OBJECT_META.into(), object_meta_schema().0);
@@ -919,7 +909,11 @@ mod tests {
     fn every_default_names_a_property_of_a_served_definition() {
         let mut definitions: BTreeMap<String, Value> = BTreeMap::new();
         for k in kinds() {
-            definitions.extend(k.published_definitions.clone());
+            definitions.extend(
+                k.published_definitions
+                    .iter()
+                    .map(|(n, d)| (n.clone(), (**d).clone())),
+            );
         }
         for (definition, property, _) in crate::semantics::DEFAULTS {
             let field = &definitions

@@ -490,7 +490,7 @@ fn kind_schemas(k: &KindInfo, out: &mut BTreeMap<String, Value>) {
     );
     // Shared by the kinds that refer to them; a kind's own entry above wins.
     for (n, d) in &k.published_definitions {
-        out.entry(n.clone()).or_insert_with(|| d.clone());
+        out.entry(n.clone()).or_insert_with(|| (**d).clone());
     }
 }
 

@@ -127,7 +127,7 @@ pub struct KindInfo {
     /// The root schema as published in OpenAPI.
     pub published_schema: Value,
     /// Extra named schemas the published schema refers to (`$ref`), keyed by OpenAPI name.
-    pub published_definitions: BTreeMap<String, Value>,
+    pub published_definitions: BTreeMap<String, Arc<Value>>,
     /// Table columns after `Name`.
     pub columns: Vec<PrinterColumn>,
     /// The version objects are stored in (equal to `version` for single-version kinds).

@@ -8,7 +8,8 @@
 //!                                               └─ list/map topology for patches and apply
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -67,7 +68,9 @@ pub enum ListType {
     Map(Vec<String>),
 }
 
-/// A compiled structural schema node.
+/// A compiled structural schema node. Children are shared: the nodes of a definition
+/// (`io.k8s.api.core.v1.PodSpec`) are compiled once for every kind that holds one
+/// ([`Definitions`]).
 #[derive(Clone, Debug, Default)]
 pub struct Schema {
     /// The declared type; `None` for int-or-string and untyped preserved values.
@@ -77,11 +80,11 @@ pub struct Schema {
     /// Field descriptions, as published.
     pub description: Option<String>,
     /// Known properties of an object.
-    pub properties: BTreeMap<String, Schema>,
+    pub properties: BTreeMap<String, Arc<Schema>>,
     /// Schema of the values of a map (`additionalProperties`).
-    pub additional_properties: Option<Box<Schema>>,
+    pub additional_properties: Option<Arc<Schema>>,
     /// Schema of the items of an array.
-    pub items: Option<Box<Schema>>,
+    pub items: Option<Arc<Schema>>,
     /// Required properties.
     pub required: Vec<String>,
     /// Allowed values.
@@ -136,7 +139,7 @@ pub struct Schema {
     /// `oneOf`.
     pub one_of: Vec<Schema>,
     /// `not`.
-    pub not: Option<Box<Schema>>,
+    pub not: Option<Arc<Schema>>,
 }
 
 /// A schema that cannot be compiled, with the path of the offending node.
@@ -160,7 +163,7 @@ impl Schema {
 
     /// Compiles a `JSONSchemaProps` document.
     pub fn compile(json: &Value) -> Result<Self, SchemaError> {
-        compile_at(json, "openAPIV3Schema")
+        compile_at(json, "openAPIV3Schema", &mut Refs::default())
     }
 
     /// Whether this node is an object whose fields are known (struct-like).
@@ -175,7 +178,8 @@ impl Schema {
     pub fn field(&self, name: &str) -> Option<&Schema> {
         self.properties
             .get(name)
-            .or(self.additional_properties.as_deref())
+            .or(self.additional_properties.as_ref())
+            .map(|s| &**s)
     }
 
     /// Walks a dotted path of property names (e.g. `["spec", "resources"]`).
@@ -184,7 +188,106 @@ impl Schema {
     }
 }
 
-fn compile_at(json: &Value, path: &str) -> Result<Schema, SchemaError> {
+/// Compiles schemas that refer to shared definitions (`$ref: #/components/schemas/<name>`,
+/// or OpenAPI 3's `allOf: [{$ref}]` beside a description), each definition once: every
+/// schema that refers to it, in any kind, shares its compiled nodes. A reference to a
+/// definition not given, or to one that encloses it (a recursive type), keeps anything.
+#[derive(Debug, Default)]
+pub struct Definitions {
+    compiled: HashMap<String, Arc<Schema>>,
+}
+
+impl Definitions {
+    /// Compiles `json`, whose references name definitions of `defs` (the same name must
+    /// always be the same definition).
+    pub fn compile(
+        &mut self,
+        json: &Value,
+        defs: &BTreeMap<String, Value>,
+    ) -> Result<Schema, SchemaError> {
+        let mut refs = Refs {
+            defs: Some(defs),
+            compiled: Some(&mut self.compiled),
+            enclosing: Vec::new(),
+        };
+        compile_at(json, "openAPIV3Schema", &mut refs)
+    }
+
+    /// How many definitions were compiled.
+    pub fn len(&self) -> usize {
+        self.compiled.len()
+    }
+
+    /// Whether none was.
+    pub fn is_empty(&self) -> bool {
+        self.compiled.is_empty()
+    }
+}
+
+/// How a compilation resolves references (CRD schemas have none to resolve).
+#[derive(Default)]
+struct Refs<'a> {
+    defs: Option<&'a BTreeMap<String, Value>>,
+    compiled: Option<&'a mut HashMap<String, Arc<Schema>>>,
+    enclosing: Vec<String>,
+}
+
+/// The definition a schema node refers to: `{"$ref": …}`, or `{"allOf": [{"$ref": …}], …}`.
+pub fn reference(map: &serde_json::Map<String, Value>) -> Option<&str> {
+    let target = match map.get("allOf") {
+        Some(Value::Array(all)) if all.len() == 1 => all[0].get("$ref"),
+        _ => map.get("$ref"),
+    };
+    target
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix("#/components/schemas/"))
+}
+
+/// A child node: a shared definition when it is a plain reference to one.
+fn compile_child(json: &Value, path: &str, refs: &mut Refs) -> Result<Arc<Schema>, SchemaError> {
+    let Some(defs) = refs.defs else {
+        return compile_at(json, path, refs).map(Arc::new);
+    };
+    let Some((name, map)) = json
+        .as_object()
+        .and_then(|m| reference(m).map(|name| (name.to_string(), m)))
+    else {
+        return compile_at(json, path, refs).map(Arc::new);
+    };
+    let Some(def) = defs.get(&name).filter(|_| !refs.enclosing.contains(&name)) else {
+        return Ok(Arc::new(Schema::any()));
+    };
+    // What the reference says beside it (a default, a patch strategy) overrides the
+    // definition, for this place only.
+    let siblings: Vec<(&String, &Value)> = map
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "$ref" | "allOf" | "description"))
+        .collect();
+    let shared = siblings.is_empty();
+    if shared && let Some(compiled) = refs.compiled.as_ref().and_then(|c| c.get(&name)) {
+        return Ok(compiled.clone());
+    }
+    refs.enclosing.push(name.clone());
+    let compiled = if shared {
+        compile_at(def, path, refs)
+    } else {
+        let mut merged = def.clone();
+        if let Some(m) = merged.as_object_mut() {
+            for (k, v) in siblings {
+                m.insert(k.clone(), v.clone());
+            }
+        }
+        compile_at(&merged, path, refs)
+    };
+    refs.enclosing.pop();
+    let compiled = Arc::new(compiled?);
+    if shared && let Some(c) = refs.compiled.as_mut() {
+        c.insert(name, compiled.clone());
+    }
+    Ok(compiled)
+}
+
+fn compile_at(json: &Value, path: &str, refs: &mut Refs) -> Result<Schema, SchemaError> {
     let err = |message: String| SchemaError {
         path: path.to_string(),
         message,
@@ -241,30 +344,31 @@ fn compile_at(json: &Value, path: &str) -> Result<Schema, SchemaError> {
     }
     if let Some(Value::Object(props)) = obj.get("properties") {
         for (name, child) in props {
-            let child = compile_at(child, &format!("{path}.properties[{name}]"))?;
+            let child = compile_child(child, &format!("{path}.properties[{name}]"), refs)?;
             schema.properties.insert(name.clone(), child);
         }
     }
     match obj.get("additionalProperties") {
         Some(Value::Object(_)) => {
-            let child = compile_at(
+            let child = compile_child(
                 &obj["additionalProperties"],
                 &format!("{path}.additionalProperties"),
+                refs,
             )?;
-            schema.additional_properties = Some(Box::new(child));
+            schema.additional_properties = Some(child);
         }
         // `additionalProperties: true` keeps any value (only allowed with preserve-unknown).
         Some(Value::Bool(true)) => {
-            schema.additional_properties = Some(Box::new(Schema::any()));
+            schema.additional_properties = Some(Arc::new(Schema::any()));
         }
         _ => {}
     }
     match obj.get("items") {
         Some(items @ Value::Object(_)) => {
-            schema.items = Some(Box::new(compile_at(items, &format!("{path}.items"))?));
+            schema.items = Some(compile_child(items, &format!("{path}.items"), refs)?);
         }
         Some(Value::Array(list)) if list.len() == 1 => {
-            schema.items = Some(Box::new(compile_at(&list[0], &format!("{path}.items"))?));
+            schema.items = Some(compile_child(&list[0], &format!("{path}.items"), refs)?);
         }
         _ => {}
     }
@@ -273,7 +377,7 @@ fn compile_at(json: &Value, path: &str) -> Result<Schema, SchemaError> {
             let compiled = list
                 .iter()
                 .enumerate()
-                .map(|(i, s)| compile_at(s, &format!("{path}.{key}[{i}]")))
+                .map(|(i, s)| compile_at(s, &format!("{path}.{key}[{i}]"), refs))
                 .collect::<Result<Vec<_>, _>>()?;
             match target {
                 0 => schema.all_of = compiled,
@@ -283,7 +387,7 @@ fn compile_at(json: &Value, path: &str) -> Result<Schema, SchemaError> {
         }
     }
     if let Some(not) = obj.get("not") {
-        schema.not = Some(Box::new(compile_at(not, &format!("{path}.not"))?));
+        schema.not = Some(Arc::new(compile_at(not, &format!("{path}.not"), refs)?));
     }
 
     // List topology: CRD list-type, or the strategic-merge metadata of built-in kinds.
@@ -442,10 +546,7 @@ fn prune_node(
                     }
                     continue;
                 }
-                let child_schema = schema
-                    .properties
-                    .get(&key)
-                    .or(schema.additional_properties.as_deref());
+                let child_schema = schema.field(&key);
                 match child_schema {
                     Some(cs) => {
                         let v = map.get_mut(&key).expect("key exists");
