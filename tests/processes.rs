@@ -765,7 +765,14 @@ fn fleet_sim_with(base: &str, clusters: usize, more: &[&str]) -> (Process, Strin
 /// `syncsets fleet-sim` with `clusters` simulated clusters labelled `env=prod`, registered
 /// with the hub at `base`, and the URL of its member server.
 fn prod_fleet(base: &str, clusters: usize) -> (Process, String) {
-    let (process, line) = fleet_sim_with(base, clusters, &["--labels", "env=prod"]);
+    prod_fleet_with(base, clusters, &[])
+}
+
+/// [`prod_fleet`] with more arguments of `fleet-sim`.
+fn prod_fleet_with(base: &str, clusters: usize, more: &[&str]) -> (Process, String) {
+    let mut args = vec!["--labels", "env=prod"];
+    args.extend_from_slice(more);
+    let (process, line) = fleet_sim_with(base, clusters, &args);
     assert!(line.contains(&format!("{clusters} registered")), "{line}");
     let member = line
         .split_whitespace()
@@ -1169,6 +1176,216 @@ async fn platform_sets_converge_on_a_simulated_fleet_and_leave_cleanly() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The rollout of a SelectorSyncSet as its summary has it: (clusters in sync, failing
+/// clusters by name).
+async fn rollout_of(base: &str, set: &str) -> (u64, Vec<String>) {
+    let set: Value = reqwest::get(format!(
+        "{base}/apis/hive.openshift.io/v1/selectorsyncsets/{set}"
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let status = &set["status"];
+    let mut failing: Vec<String> = status["failingClusters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.as_str().map(String::from))
+        .collect();
+    failing.sort();
+    (status["inSync"].as_u64().unwrap_or(0), failing)
+}
+
+/// Waits until a set's rollout is `(in_sync, failing)`.
+async fn wait_rollout(base: &str, set: &str, in_sync: u64, failing: &[&str]) {
+    let started = Instant::now();
+    loop {
+        let now = rollout_of(base, set).await;
+        if now.0 == in_sync && now.1 == failing {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{set}: {now:?}, not {in_sync} in sync and {failing:?} failing"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// With a tenth of the fleet down, the rest converges and the down clusters say why; a
+/// cluster that is slow, slower to discover, and answers some requests 500 or 429
+/// converges too (a set is applied whole, or retried whole, as in Hive). Faults change
+/// while the simulator runs, and bad ones change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_with_faulty_clusters_converges_where_it_can_and_says_why_elsewhere() {
+    let hub_dir = tempfile::tempdir().unwrap();
+    let hub = Server::start(hub_dir.path(), &[]);
+    let (_member, member) = prod_fleet_with(
+        &hub.base,
+        20,
+        &[
+            "--fault",
+            "10%:unreachable",
+            "--fault",
+            "sim-00003:latency=100ms,discovery-latency=1s,errors=3%,throttle=2%",
+        ],
+    );
+    let fixture = format!(
+        "{}/tests/fixtures/platform/tenant-guardrails.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let hub_kubeconfig = hub_dir.path().join("kubeconfig");
+    kubectl_at(&hub_kubeconfig, &["apply", "-f", &fixture]);
+    let set = "tenant-guardrails";
+    wait_rollout(&hub.base, set, 18, &["fleet/sim-00009", "fleet/sim-00019"]).await;
+    // A down cluster says why, in its ClusterSync as Hive has it.
+    let sync = kubectl_at(
+        &hub_kubeconfig,
+        &[
+            "-n",
+            "fleet",
+            "get",
+            "clustersync",
+            "sim-00009",
+            "-o",
+            "json",
+        ],
+    );
+    let sync: Value = serde_json::from_str(&sync).unwrap();
+    let failed = sync["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Failed")
+        .unwrap();
+    assert_eq!(failed["status"], "True", "{failed}");
+    assert_eq!(failed["reason"], "Unreachable", "{failed}");
+    assert!(
+        failed["message"]
+            .as_str()
+            .unwrap()
+            .contains("the cluster is unreachable"),
+        "{failed}"
+    );
+
+    // The simulator's fault controls.
+    let http = reqwest::Client::new();
+    let faults = format!("{member}/fleet-sim/faults");
+    let all: Value = http
+        .get(&faults)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        all,
+        json!({
+            "sim-00003": {"latency": "100ms", "discoveryLatency": "1s", "errorRate": 0.03, "throttleRate": 0.02},
+            "sim-00009": {"unreachable": true},
+            "sim-00019": {"unreachable": true},
+        })
+    );
+    for (cluster, body, code, says) in [
+        (
+            "sim-00003",
+            r#"{"errorRate": 2}"#,
+            422,
+            "errorRate: must be between 0 and 1",
+        ),
+        (
+            "sim-00003",
+            r#"{"errorRate": 0.6, "throttleRate": 0.6}"#,
+            422,
+            "must be at most 1",
+        ),
+        (
+            "sim-00003",
+            r#"{"latency": "soon"}"#,
+            400,
+            "invalid duration \"soon\"",
+        ),
+        (
+            "sim-00003",
+            r#"{"down": true}"#,
+            400,
+            "unknown field `down`",
+        ),
+        ("sim-00003", "unreachable", 400, "a fault is {"),
+        (
+            "sim-00020",
+            r#"{"unreachable": true}"#,
+            404,
+            "sim-00000 to sim-00019",
+        ),
+    ] {
+        let res = http
+            .put(format!("{faults}/{cluster}"))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), code, "{body}");
+        let status: Value = res.json().await.unwrap();
+        assert_eq!(status["kind"], "Status", "{status}");
+        assert!(
+            status["message"].as_str().unwrap().contains(says),
+            "{body}: {status}"
+        );
+    }
+    let unchanged: Value = http
+        .get(&faults)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(unchanged, all, "a refused fault changed the faults");
+
+    // sim-00009 comes back, sim-00005 goes down: the next change of the set shows both.
+    let res = http
+        .delete(format!("{faults}/sim-00009"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let res = http
+        .put(format!("{faults}/sim-00005"))
+        .body(r#"{"unreachable": true}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    kubectl_at(
+        &hub_kubeconfig,
+        &[
+            "patch",
+            "selectorsyncset",
+            set,
+            "--type=json",
+            "-p",
+            r#"[{"op": "add", "path": "/spec/resources/0/metadata/labels", "value": {"tier": "gold"}}]"#,
+        ],
+    );
+    wait_rollout(&hub.base, set, 18, &["fleet/sim-00005", "fleet/sim-00019"]).await;
+    let member_kubeconfig = member_kubeconfig(hub_dir.path(), &member, "sim-00009");
+    let labels = kubectl_at(
+        &member_kubeconfig,
+        &[
+            "get",
+            "namespace",
+            "team-a",
+            "-o",
+            "jsonpath={.metadata.labels.tier}",
+        ],
+    );
+    assert_eq!(labels, "gold");
 }
 
 /// Creates a SelectorSyncSet through the hub at `base`.

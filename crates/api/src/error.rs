@@ -38,6 +38,15 @@ fn details(name: &str, kind: &KindInfo) -> Value {
 }
 
 impl ApiError {
+    /// An error of any code, with its Kubernetes reason (`Invalid`, `NotFound`…).
+    pub fn status_error(
+        code: StatusCode,
+        reason: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::new(code, reason, message)
+    }
+
     fn new(code: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
         Self {
             code,

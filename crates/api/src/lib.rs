@@ -207,6 +207,17 @@ pub async fn run(
     serve::serve(listener, None, router(state), limits, shutdown).await
 }
 
+/// Serves an application built on [`router`] (more routes, more layers) over plain HTTP
+/// until `shutdown` completes, then drains in-flight requests.
+pub async fn run_app(
+    app: Router,
+    limits: serve::ConnectionLimits,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve::serve(listener, None, app, limits, shutdown).await
+}
+
 /// Serves HTTPS until `shutdown` completes, then drains in-flight requests. Client
 /// certificates the acceptor verified authenticate their requests.
 pub async fn run_tls(

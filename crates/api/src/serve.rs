@@ -264,6 +264,22 @@ impl Builders {
     }
 }
 
+/// A response extension: the response is not sent, the connection is closed instead, as
+/// by a server that went away (the fleet simulator's unreachable clusters).
+#[derive(Clone, Copy, Debug)]
+pub struct DropConnection;
+
+/// What hyper is told in place of a [`DropConnection`] response: it closes the connection.
+#[derive(Debug, thiserror::Error)]
+#[error("closed without an answer")]
+struct Dropped;
+
+impl From<std::convert::Infallible> for Dropped {
+    fn from(never: std::convert::Infallible) -> Self {
+        match never {}
+    }
+}
+
 /// Serves `router` on `listener` (over TLS when given an acceptor) until `shutdown`
 /// completes, then waits for the connections open to finish (as axum's graceful shutdown
 /// does). A connection is admitted at the gate before anything else, its TLS handshake
@@ -347,6 +363,15 @@ async fn connection<I: Peer>(
     };
     let arrived = Arc::new(AtomicBool::new(false));
     let service = tower::ServiceBuilder::new()
+        .map_result(
+            |result: Result<axum::response::Response, std::convert::Infallible>| {
+                let response = result.unwrap_or_else(|never| match never {});
+                if response.extensions().get::<DropConnection>().is_some() {
+                    return Err(Dropped);
+                }
+                Ok(response)
+            },
+        )
         .map_request({
             let arrived = arrived.clone();
             move |request: axum::http::Request<_>| {

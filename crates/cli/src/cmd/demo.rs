@@ -108,6 +108,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let (member, member_serving) = start_member(
         "127.0.0.1:0".parse()?,
         std::time::Duration::from_secs(1),
+        super::faults::Faults::new("sim", args.clusters, &[])?,
         stopped(stop_rx),
     )
     .await?;

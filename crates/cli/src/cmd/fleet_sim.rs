@@ -69,6 +69,13 @@ pub struct FleetSimArgs {
     /// duration); objects annotated fleet.syncsets.io/never-ready=true never are
     #[arg(long, default_value = "1s", value_parser = crate::controller_args::parse_duration)]
     ready_after: std::time::Duration,
+
+    /// Faults of simulated clusters, `<clusters>:<faults>` (repeatable): `<clusters>` is a
+    /// name, `all` or a share (`10%`: every tenth cluster); `<faults>` any of
+    /// `unreachable`, `latency=200ms`, `discovery-latency=2s`, `errors=10%` (answered
+    /// 500), `throttle=5%` (answered 429). Changed while running at /fleet-sim/faults
+    #[arg(long = "fault")]
+    faults: Vec<super::faults::FaultArg>,
 }
 
 /// The registration of cluster `i`.
@@ -101,11 +108,12 @@ fn registration(
 }
 
 /// A member server on `listen` (memory store), its clusters' workloads reported ready
-/// `ready_after` each change ([`super::kwok`]): returns its URL and the serving task, which
-/// stops when `shutdown` completes.
+/// `ready_after` each change ([`super::kwok`]), with `faults` ([`super::faults`]): returns
+/// its URL and the serving task, which stops when `shutdown` completes.
 pub async fn start_member(
     listen: SocketAddr,
     ready_after: std::time::Duration,
+    faults: std::sync::Arc<super::faults::Faults>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<(String, tokio::task::JoinHandle<std::io::Result<()>>)> {
     if !listen.ip().is_loopback() {
@@ -130,8 +138,10 @@ pub async fn start_member(
         ready_after,
     )
     .await?;
+    let limits = state.config.limits.connections.clone();
+    let app = faults.wrap(syncsets_api::router(state));
     let serving = tokio::spawn(async move {
-        let served = syncsets_api::run(state, listener, shutdown).await;
+        let served = syncsets_api::run_app(app, limits, listener, shutdown).await;
         workloads.abort();
         served
     });
@@ -204,10 +214,12 @@ pub async fn run(args: FleetSimArgs) -> anyhow::Result<()> {
         .kubeconfig
         .clone()
         .unwrap_or_else(|| args.data_dir.join("kubeconfig"));
+    let faults = super::faults::Faults::new(&args.prefix, args.clusters, &args.faults)?;
     let hub = hub_client(args.hub.as_deref(), &kubeconfig).await?;
     let (server, serving) = start_member(
         args.listen,
         args.ready_after,
+        faults,
         super::serve::shutdown_signal(),
     )
     .await?;

@@ -3,6 +3,7 @@
 pub mod backup;
 pub mod controller;
 pub mod demo;
+pub mod faults;
 pub mod fleet_sim;
 pub mod kwok;
 pub mod migrate;
