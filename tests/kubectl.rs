@@ -202,6 +202,202 @@ fn fixture(name: &str) -> String {
 
 const CM: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: demo\n  labels:\n    app: web\ndata:\n  a: \"1\"\n";
 
+/// kubectl's generators (`kubectl create deployment`, `job`, `cronjob`, `service`, …, `kubectl
+/// run`, `kubectl expose`) send protobuf from kubectl 1.32 on: every object arrives whole,
+/// pointer fields that are zero kept (`--replicas=0`), with every kubectl.
+#[test]
+fn kubectl_generators_create_workloads_with_every_kubectl() {
+    for k in &kubectls() {
+        let s = Server::start(k);
+        let v = k.name();
+        let get =
+            |what: &str, path: &str| s.ok(k, &["get", what, "-o", &format!("jsonpath={path}")]);
+        s.ok(
+            k,
+            &[
+                "create",
+                "deployment",
+                "web",
+                "--image=nginx:1.27",
+                "--port=8080",
+                "--replicas=0",
+            ],
+        );
+        assert_eq!(get("deploy/web", "{.spec.replicas}"), "0", "{v}");
+        assert_eq!(
+            get(
+                "deploy/web",
+                "{.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].ports[0].containerPort} {.spec.template.spec.containers[0].ports[0].protocol}"
+            ),
+            "nginx:1.27 8080 TCP",
+            "{v}"
+        );
+        assert_eq!(
+            get(
+                "deploy/web",
+                "{.spec.selector.matchLabels.app} {.spec.strategy.type}"
+            ),
+            "web RollingUpdate",
+            "{v}"
+        );
+        s.ok(
+            k,
+            &[
+                "expose",
+                "deployment",
+                "web",
+                "--port=80",
+                "--target-port=8080",
+            ],
+        );
+        assert_eq!(
+            get(
+                "svc/web",
+                "{.spec.ports[0].port} {.spec.ports[0].targetPort} {.spec.selector.app}"
+            ),
+            "80 8080 web",
+            "{v}"
+        );
+        s.ok(
+            k,
+            &["create", "service", "nodeport", "edge", "--tcp=443:8443"],
+        );
+        assert_eq!(
+            get(
+                "svc/edge",
+                "{.spec.type} {.spec.ports[0].name} {.spec.ports[0].targetPort}"
+            ),
+            "NodePort 443-8443 8443",
+            "{v}"
+        );
+        s.ok(
+            k,
+            &["create", "job", "once", "--image=busybox", "--", "date"],
+        );
+        assert_eq!(
+            get(
+                "job/once",
+                "{.spec.template.spec.restartPolicy} {.spec.template.spec.containers[0].command[0]}"
+            ),
+            "Never date",
+            "{v}"
+        );
+        s.ok(
+            k,
+            &[
+                "create",
+                "cronjob",
+                "nightly",
+                "--image=busybox",
+                "--schedule=0 3 * * *",
+                "--",
+                "date",
+            ],
+        );
+        assert_eq!(
+            get(
+                "cronjob/nightly",
+                "{.spec.schedule} {.spec.jobTemplate.spec.template.spec.restartPolicy}"
+            ),
+            "0 3 * * * OnFailure",
+            "{v}"
+        );
+        s.ok(k, &["create", "serviceaccount", "robot"]);
+        s.ok(
+            k,
+            &[
+                "create",
+                "quota",
+                "compute",
+                "--hard=cpu=4,memory=8Gi,pods=10",
+            ],
+        );
+        assert_eq!(
+            get(
+                "quota/compute",
+                "{.spec.hard.cpu} {.spec.hard.memory} {.spec.hard.pods}"
+            ),
+            "4 8Gi 10",
+            "{v}"
+        );
+        s.ok(
+            k,
+            &[
+                "create",
+                "priorityclass",
+                "critical",
+                "--value=1000000",
+                "--description=platform",
+            ],
+        );
+        assert_eq!(
+            get("pc/critical", "{.value} {.description}"),
+            "1000000 platform",
+            "{v}"
+        );
+        s.ok(
+            k,
+            &[
+                "create",
+                "pdb",
+                "web",
+                "--selector=app=web",
+                "--min-available=0",
+            ],
+        );
+        assert_eq!(get("pdb/web", "{.spec.minAvailable}"), "0", "{v}");
+        s.ok(
+            k,
+            &[
+                "create",
+                "ingress",
+                "web",
+                "--rule=web.example.com/*=web:80",
+            ],
+        );
+        assert_eq!(
+            get(
+                "ingress/web",
+                "{.spec.rules[0].host} {.spec.rules[0].http.paths[0].backend.service.port.number}"
+            ),
+            "web.example.com 80",
+            "{v}"
+        );
+        s.ok(
+            k,
+            &[
+                "run",
+                "tool",
+                "--image=busybox",
+                "--restart=Never",
+                "--labels=app=tool",
+                "--",
+                "sleep",
+                "3600",
+            ],
+        );
+        assert_eq!(
+            get(
+                "pod/tool",
+                "{.spec.containers[0].args[1]} {.metadata.labels.app}"
+            ),
+            "3600 tool",
+            "{v}"
+        );
+        s.ok(
+            k,
+            &[
+                "create",
+                "secret",
+                "generic",
+                "creds",
+                "--from-literal=token=s3cr3t",
+            ],
+        );
+        assert_eq!(get("secret/creds", "{.data.token}"), "czNjcjN0", "{v}");
+    }
+}
+
 /// The everyday command set, with every installed kubectl, each against its own server.
 #[test]
 fn everyday_commands_work_with_every_kubectl() {

@@ -1,4 +1,4 @@
-//! Kubernetes protobuf bodies (the hand-written decoder): never panic, whatever the bytes.
+//! Kubernetes protobuf bodies (the decoder driven by upstream's layout table): never panic, whatever the bytes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
