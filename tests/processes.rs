@@ -1106,14 +1106,27 @@ async fn platform_sets_converge_on_a_simulated_fleet_and_leave_cleanly() {
     let hub = Server::start(hub_dir.path(), &[]);
     let (_member, member) = prod_fleet(&hub.base, 3);
     let hub_kubeconfig = hub_dir.path().join("kubeconfig");
-    let fixtures = ["monitoring-agent.yaml", "tenant-guardrails.yaml"]
-        .map(|f| format!("{}/tests/fixtures/platform/{f}", env!("CARGO_MANIFEST_DIR")));
+    // What each cluster's installer made: a router the patch set pins the image of.
+    let members: Vec<std::path::PathBuf> = (0..3)
+        .map(|i| member_kubeconfig(hub_dir.path(), &member, &format!("sim-{i:05}")))
+        .collect();
+    let router = hub_dir.path().join("router.yaml");
+    std::fs::write(&router, ROUTER).unwrap();
+    for m in &members {
+        kubectl_at(m, &["apply", "-f", router.to_str().unwrap()]);
+    }
+    let fixtures = [
+        "monitoring-agent.yaml",
+        "tenant-guardrails.yaml",
+        "backup-operator.yaml",
+        "router-image-patch.yaml",
+    ]
+    .map(|f| format!("{}/tests/fixtures/platform/{f}", env!("CARGO_MANIFEST_DIR")));
     for f in &fixtures {
         kubectl_at(&hub_kubeconfig, &["apply", "-f", f]);
     }
     wait_in_sync(&hub_kubeconfig, "90s");
-    let member_kubeconfig = member_kubeconfig(hub_dir.path(), &member, "sim-00001");
-    let kubectl = |args: &[&str]| kubectl_at(&member_kubeconfig, args);
+    let kubectl = |args: &[&str]| kubectl_at(&members[1], args);
     // The DaemonSet rolls out (first: its status does not change after).
     kubectl(&[
         "-n",
@@ -1123,19 +1136,55 @@ async fn platform_sets_converge_on_a_simulated_fleet_and_leave_cleanly() {
         "daemonset/node-exporter",
         "--timeout=60s",
     ]);
+    // The operator runs, and its custom resource is served, defaulted as its CRD says.
+    kubectl(&[
+        "-n",
+        "backup-system",
+        "rollout",
+        "status",
+        "deployment/backup-operator",
+        "--timeout=60s",
+    ]);
+    assert_eq!(
+        kubectl(&[
+            "-n",
+            "backup-system",
+            "get",
+            "bks",
+            "nightly",
+            "-o",
+            "jsonpath={.spec.schedule} {.spec.retentionDays}",
+        ]),
+        "0 2 * * * 7"
+    );
+    // The router's image is pinned; the rest of it is as the installer made it.
+    assert_eq!(
+        kubectl(&[
+            "-n",
+            "openshift-ingress",
+            "get",
+            "deploy",
+            "router-default",
+            "-o",
+            "jsonpath={range .spec.template.spec.containers[*]}{.name}={.image} {end}{.spec.template.spec.containers[0].env[0].value}",
+        ]),
+        "router=quay.io/openshift/origin-haproxy-router:4.16.3 logs=registry.example.com/logs:2 1936"
+    );
     // Every object as the set has it.
     for f in &fixtures {
         let set: Value = serde_norway::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
+        let Some(resources) = set["spec"]["resources"].as_array() else {
+            continue; // patches only
+        };
         let list = hub_dir.path().join("applied.json");
         std::fs::write(
             &list,
-            json!({"apiVersion": "v1", "kind": "List", "items": set["spec"]["resources"]})
-                .to_string(),
+            json!({"apiVersion": "v1", "kind": "List", "items": resources}).to_string(),
         )
         .unwrap();
         let diff = Command::new("kubectl")
             .arg("--kubeconfig")
-            .arg(&member_kubeconfig)
+            .arg(&members[1])
             .args(["diff", "-f"])
             .arg(&list)
             .output()
@@ -1147,7 +1196,7 @@ async fn platform_sets_converge_on_a_simulated_fleet_and_leave_cleanly() {
             String::from_utf8_lossy(&diff.stderr)
         );
     }
-    // Gone with the sets.
+    // Gone with the sets; what they did not create stays.
     for f in &fixtures {
         kubectl_at(&hub_kubeconfig, &["delete", "-f", f]);
     }
@@ -1155,16 +1204,25 @@ async fn platform_sets_converge_on_a_simulated_fleet_and_leave_cleanly() {
     loop {
         let left = kubectl(&[
             "get",
-            "namespaces,clusterroles,clusterrolebindings,priorityclasses",
+            "namespaces,clusterroles,clusterrolebindings,priorityclasses,crds",
             "-o",
             "name",
         ]);
+        assert!(left.contains("namespace/openshift-ingress"), "{left}");
         let left: Vec<&str> = left
             .lines()
             .filter(|l| {
-                ["monitoring", "team-a", "node-exporter", "platform-critical"]
-                    .iter()
-                    .any(|n| l.ends_with(&format!("/{n}")))
+                [
+                    "monitoring",
+                    "team-a",
+                    "node-exporter",
+                    "platform-critical",
+                    "backup-system",
+                    "backup-operator",
+                    "backupschedules.backup.platform.example.com",
+                ]
+                .iter()
+                .any(|n| l.ends_with(&format!("/{n}")))
             })
             .collect();
         if left.is_empty() {
@@ -1177,6 +1235,38 @@ async fn platform_sets_converge_on_a_simulated_fleet_and_leave_cleanly() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// The router an installer made (patched by `router-image-patch.yaml`).
+const ROUTER: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: openshift-ingress
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: router-default
+  namespace: openshift-ingress
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: router}
+  template:
+    metadata:
+      labels: {app: router}
+    spec:
+      containers:
+      - name: router
+        image: quay.io/openshift/origin-haproxy-router:4.15.0
+        env:
+        - name: ROUTER_SERVICE_HTTP_PORT
+          value: "1936"
+        ports:
+        - containerPort: 80
+      - name: logs
+        image: registry.example.com/logs:2
+"#;
 
 /// The rollout of a SelectorSyncSet as its summary has it: (clusters in sync, failing
 /// clusters by name).

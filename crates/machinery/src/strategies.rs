@@ -279,36 +279,55 @@ impl Strategy for EventStrategy {
 pub struct CrdStrategy;
 
 impl CrdStrategy {
-    fn set_status(obj: &mut Value) {
+    /// The status of a CRD accepted now; `old` is the CRD it replaces, whose conditions
+    /// keep their transition times (they did not change) and whose stored versions stay
+    /// listed, as kube-apiserver keeps them.
+    fn set_status(obj: &mut Value, old: Option<&Value>) {
         let now = jiff::Timestamp::now()
             .strftime("%Y-%m-%dT%H:%M:%SZ")
             .to_string();
-        let storage: Vec<Value> = obj["spec"]["versions"]
+        let mut stored: Vec<Value> = old
+            .and_then(|o| o["status"]["storedVersions"].as_array())
+            .cloned()
+            .unwrap_or_default();
+        for version in obj["spec"]["versions"]
             .as_array()
             .into_iter()
             .flatten()
             .filter(|v| v["storage"].as_bool() == Some(true))
-            .map(|v| v["name"].clone())
-            .collect();
-        let condition = |ty: &str, reason: &str, message: &str| json!({"type": ty, "status": "True", "lastTransitionTime": now, "reason": reason, "message": message});
+        {
+            if !stored.contains(&version["name"]) {
+                stored.push(version["name"].clone());
+            }
+        }
+        let condition = |ty: &str, reason: &str, message: &str| {
+            let since = old
+                .and_then(|o| o["status"]["conditions"].as_array())
+                .into_iter()
+                .flatten()
+                .find(|c| c["type"] == ty && c["status"] == "True")
+                .and_then(|c| c.get("lastTransitionTime").cloned())
+                .unwrap_or_else(|| json!(now));
+            json!({"type": ty, "status": "True", "lastTransitionTime": since, "reason": reason, "message": message})
+        };
         obj["status"] = json!({
             "acceptedNames": obj["spec"]["names"].clone(),
             "conditions": [
                 condition("NamesAccepted", "NoConflicts", "no conflicts found"),
                 condition("Established", "InitialNamesAccepted", "the initial names have been accepted"),
             ],
-            "storedVersions": storage,
+            "storedVersions": stored,
         });
     }
 }
 
 impl Strategy for CrdStrategy {
     fn prepare_create(&self, obj: &mut Value) {
-        Self::set_status(obj);
+        Self::set_status(obj, None);
     }
 
-    fn prepare_update(&self, obj: &mut Value, _old: &Value) {
-        Self::set_status(obj);
+    fn prepare_update(&self, obj: &mut Value, old: &Value) {
+        Self::set_status(obj, Some(old));
     }
 
     fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
@@ -701,6 +720,26 @@ impl Strategy for SyncSetStrategy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_crd_update_keeps_its_conditions_since_and_its_stored_versions() {
+        let crd = |storage: &str| {
+            json!({"spec": {"names": {"plural": "ws", "kind": "W"}, "versions": [
+                {"name": "v1", "served": true, "storage": storage == "v1"},
+                {"name": "v2", "served": true, "storage": storage == "v2"}]}})
+        };
+        let mut old = crd("v1");
+        CrdStrategy.prepare_create(&mut old);
+        for c in old["status"]["conditions"].as_array_mut().unwrap() {
+            c["lastTransitionTime"] = json!("2020-01-01T00:00:00Z");
+        }
+        let mut new = crd("v2");
+        CrdStrategy.prepare_update(&mut new, &old);
+        assert_eq!(new["status"]["storedVersions"], json!(["v1", "v2"]));
+        for c in new["status"]["conditions"].as_array().unwrap() {
+            assert_eq!(c["lastTransitionTime"], "2020-01-01T00:00:00Z", "{c}");
+        }
+    }
 
     #[test]
     fn secret_string_data_is_folded() {
