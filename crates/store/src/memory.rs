@@ -1,8 +1,11 @@
 //! An in-memory store: a sorted map and an event log behind one lock. Used by tests and by
-//! the fleet simulator, where thousands of member clusters live in one process.
+//! the fleet simulator, where up to 100,000 member clusters live in one process.
+//!
+//! Objects are kept as their JSON text (a `serde_json::Value` costs several times that),
+//! and the event log shares each object's text rather than copying it.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -16,11 +19,60 @@ use crate::{
 /// Events kept for watches; older ones are dropped.
 const EVENT_WINDOW: usize = 100_000;
 
+/// An object as kept: its resourceVersion and JSON text, resourceVersion included.
+#[derive(Clone, Debug)]
+struct Kept {
+    rv: u64,
+    json: Arc<str>,
+}
+
+impl Kept {
+    fn new(object: &Value, rv: u64) -> Self {
+        Self {
+            rv,
+            json: object.to_string().into(),
+        }
+    }
+
+    fn value(&self) -> Value {
+        serde_json::from_str(&self.json).expect("kept objects are JSON")
+    }
+
+    fn stored(&self) -> Stored {
+        Stored {
+            object: self.value(),
+            rv: self.rv,
+        }
+    }
+}
+
+/// An event as kept: the object it leaves is shared with the object map.
+#[derive(Debug)]
+struct KeptEvent {
+    kind: EventType,
+    key: ObjectKey,
+    object: Kept,
+    prev_labels: Option<BTreeMap<String, String>>,
+}
+
+impl KeptEvent {
+    fn outbox_event(&self) -> OutboxEvent {
+        OutboxEvent {
+            rv: self.object.rv,
+            kind: self.kind,
+            key: self.key.clone(),
+            data: storable(&self.object.value()),
+            sealed: None,
+            prev_labels: self.prev_labels.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     rv: u64,
-    objects: BTreeMap<ObjectKey, (u64, Value)>,
-    events: VecDeque<OutboxEvent>,
+    objects: BTreeMap<ObjectKey, Kept>,
+    events: VecDeque<KeptEvent>,
     outbox: OutboxState,
 }
 
@@ -39,33 +91,57 @@ impl MemoryStore {
 }
 
 impl State {
-    fn record(&mut self, kind: EventType, key: &ObjectKey, object: &Value, prev: Option<&Value>) {
-        self.events.push_back(OutboxEvent {
-            rv: self.rv,
+    fn record(
+        &mut self,
+        kind: EventType,
+        key: &ObjectKey,
+        object: &Kept,
+        prev_labels: Option<BTreeMap<String, String>>,
+    ) {
+        self.events.push_back(KeptEvent {
             kind,
             key: key.clone(),
-            data: storable(object),
-            sealed: None,
-            prev_labels: prev.map(labels_of),
+            object: object.clone(),
+            prev_labels,
         });
         // Memory is bounded: beyond the window the oldest events go, published or not (a
         // memory store does not survive its process anyway).
         while self.events.len() > EVENT_WINDOW {
             if let Some(e) = self.events.pop_front() {
-                self.outbox.compacted = e.rv;
+                self.outbox.compacted = e.object.rv;
             }
         }
+    }
+
+    /// Writes an object: its next resourceVersion, kept and recorded.
+    fn write(
+        &mut self,
+        kind: EventType,
+        key: &ObjectKey,
+        object: &Value,
+        prev_labels: Option<BTreeMap<String, String>>,
+    ) -> Stored {
+        self.rv += 1;
+        let rv = self.rv;
+        let out = with_rv(storable(object), rv);
+        let kept = Kept::new(&out, rv);
+        self.record(kind, key, &kept, prev_labels);
+        self.objects.insert(key.clone(), kept);
+        Stored { object: out, rv }
     }
 }
 
 #[async_trait]
 impl Store for MemoryStore {
     async fn get(&self, key: &ObjectKey) -> Result<Option<Stored>> {
-        let state = self.state.lock().expect("store lock");
-        Ok(state.objects.get(key).map(|(rv, v)| Stored {
-            object: with_rv(v.clone(), *rv),
-            rv: *rv,
-        }))
+        let kept = self
+            .state
+            .lock()
+            .expect("store lock")
+            .objects
+            .get(key)
+            .cloned();
+        Ok(kept.map(|k| k.stored()))
     }
 
     async fn list(&self, q: &ListQuery) -> Result<ListPage> {
@@ -79,7 +155,7 @@ impl Store for MemoryStore {
         let limit = q.limit.unwrap_or(usize::MAX);
         let mut items = Vec::new();
         let mut more = false;
-        for (k, (rv, v)) in state.objects.range(start..) {
+        for (k, kept) in state.objects.range(start..) {
             if k.cluster != q.cluster || k.resource != q.resource {
                 break;
             }
@@ -93,7 +169,9 @@ impl Store for MemoryStore {
             {
                 continue;
             }
-            if !fields_match(&q.fields, &k.namespace, &k.name) || !q.labels.matches(&labels_of(v)) {
+            if !fields_match(&q.fields, &k.namespace, &k.name)
+                || (!q.labels.is_everything() && !q.labels.matches(&labels_of(&kept.value())))
+            {
                 continue;
             }
             if items.len() == limit {
@@ -101,10 +179,10 @@ impl Store for MemoryStore {
                 break;
             }
             items.push(RawObject {
-                rv: *rv,
+                rv: kept.rv,
                 namespace: k.namespace.clone(),
                 name: k.name.clone(),
-                json: with_rv(v.clone(), *rv).to_string(),
+                json: kept.json.to_string(),
             });
         }
         Ok(ListPage {
@@ -119,7 +197,7 @@ impl Store for MemoryStore {
         if in_namespace {
             match state.objects.get(&namespace_key(key)) {
                 None => return Err(StoreError::NamespaceNotFound),
-                Some((_, ns)) if ns["metadata"].get("deletionTimestamp").is_some() => {
+                Some(ns) if ns.value()["metadata"].get("deletionTimestamp").is_some() => {
                     return Err(StoreError::NamespaceTerminating);
                 }
                 Some(_) => {}
@@ -128,60 +206,51 @@ impl Store for MemoryStore {
         if state.objects.contains_key(key) {
             return Err(StoreError::AlreadyExists);
         }
-        state.rv += 1;
-        let rv = state.rv;
-        let stored = storable(object);
-        state.objects.insert(key.clone(), (rv, stored.clone()));
-        let out = with_rv(stored, rv);
-        state.record(EventType::Added, key, &out, None);
+        let stored = state.write(EventType::Added, key, object, None);
         self.written.notify_one();
-        Ok(Stored { object: out, rv })
+        Ok(stored)
     }
 
     async fn update(&self, key: &ObjectKey, object: &Value, expected_rv: u64) -> Result<Stored> {
         let mut state = self.state.lock().expect("store lock");
-        let prev = match state.objects.get(key) {
+        let prev_labels = match state.objects.get(key) {
             None => return Err(StoreError::NotFound),
-            Some((rv, _)) if *rv != expected_rv => return Err(StoreError::Conflict),
-            Some((_, v)) => v.clone(),
+            Some(kept) if kept.rv != expected_rv => return Err(StoreError::Conflict),
+            Some(kept) => labels_of(&kept.value()),
         };
-        state.rv += 1;
-        let rv = state.rv;
-        let stored = storable(object);
-        state.objects.insert(key.clone(), (rv, stored.clone()));
-        let out = with_rv(stored, rv);
-        state.record(EventType::Modified, key, &out, Some(&prev));
+        let stored = state.write(EventType::Modified, key, object, Some(prev_labels));
         self.written.notify_one();
-        Ok(Stored { object: out, rv })
+        Ok(stored)
     }
 
     async fn delete(&self, key: &ObjectKey, expected_rv: Option<u64>) -> Result<Stored> {
         let mut state = self.state.lock().expect("store lock");
         match state.objects.get(key) {
             None => return Err(StoreError::NotFound),
-            Some((rv, _)) if expected_rv.is_some_and(|e| e != *rv) => {
+            Some(kept) if expected_rv.is_some_and(|e| e != kept.rv) => {
                 return Err(StoreError::Conflict);
             }
             Some(_) => {}
         }
-        let (_, v) = state.objects.remove(key).expect("checked");
+        let gone = state.objects.remove(key).expect("checked").value();
         state.rv += 1;
         let rv = state.rv;
-        let out = with_rv(v, rv);
-        state.record(EventType::Deleted, key, &out, None);
+        let out = with_rv(gone, rv);
+        let kept = Kept::new(&out, rv);
+        state.record(EventType::Deleted, key, &kept, None);
         self.written.notify_one();
         Ok(Stored { object: out, rv })
     }
 
     async fn outbox_after(&self, after: u64, limit: usize) -> Result<Vec<OutboxEvent>> {
         let state = self.state.lock().expect("store lock");
-        let start = state.events.partition_point(|e| e.rv <= after);
+        let start = state.events.partition_point(|e| e.object.rv <= after);
         Ok(state
             .events
             .iter()
             .skip(start)
             .take(limit)
-            .cloned()
+            .map(KeptEvent::outbox_event)
             .collect())
     }
 
@@ -206,10 +275,10 @@ impl Store for MemoryStore {
             && state
                 .events
                 .front()
-                .is_some_and(|e| e.rv <= state.outbox.published)
+                .is_some_and(|e| e.object.rv <= state.outbox.published)
         {
             if let Some(e) = state.events.pop_front() {
-                state.outbox.compacted = e.rv;
+                state.outbox.compacted = e.object.rv;
             }
         }
         Ok(state.outbox)
