@@ -335,6 +335,9 @@ fn kubectl_generators_create_workloads_with_every_kubectl() {
             "1000000 platform",
             "{v}"
         );
+        // A zero Go's JSON keeps (no omitempty): the value of a PriorityClass.
+        s.ok(k, &["create", "priorityclass", "low"]);
+        assert_eq!(get("pc/low", "{.value}"), "0", "{v}");
         s.ok(
             k,
             &[

@@ -11,10 +11,10 @@ list, a map, an inline (embedded) struct, or another message.
 
 Output: {"kinds": {"apps/v1/Deployment": "k8s.io/api/apps/v1.Deployment", ...},
          "messages": {"k8s.io/api/apps/v1.Deployment": [[number, json name, type, flags], ...]}}
-where type is a scalar (string, bool, int, double, bytes), a well-known message (time,
-microtime, duration, intorstring, quantity, rawextension, fieldsv1) or another message's
-name, and flags holds "list", "pointer", "inline", or "map:<key type>" (type is then the
-value's).
+where type is a scalar (string, bool, int, bytes), a well-known message (time, microtime,
+intorstring, quantity, rawextension, fieldsv1, stringlist: a map's list of strings) or
+another message's name, and flags holds "list", "pointer", "inline", "omitempty", or
+"map:<key type>" (type is then the value's).
 """
 
 import json
@@ -102,7 +102,12 @@ def main(api_root, machinery_root):
         m = re.match(r"map\[([\w\.]+)\](.+)$", go_type)
         if m:
             key, _ = field_type(pkg, m.group(1), None, path)
-            t, _ = field_type(pkg, m.group(2), None, path)
+            t, f = field_type(pkg, m.group(2), None, path)
+            if "list" in f:
+                # A map's list values travel wrapped: message { repeated T items = 1 }.
+                if t != "string":
+                    raise SystemExit(f"map of lists of {t} in {path}")
+                t = "stringlist"
             return t, flags + ["map:" + key]
         if go_type in SCALARS:
             return SCALARS[go_type], flags
@@ -146,11 +151,12 @@ def main(api_root, machinery_root):
             json_tag = tags.get("json", "").split(",")
             json_name = json_tag[0]
             inline = json_name == "" or "inline" in json_tag
+            # Lists come from the Go type: some upstream tags say `rep` for a single field.
             t, flags = field_type(pkg, go_type, None, path)
-            if "rep" in proto and "list" not in flags and not any(f.startswith("map:") for f in flags):
-                flags.append("list")
             if inline:
                 flags.append("inline")
+            if "omitempty" in json_tag[1:]:
+                flags.append("omitempty")
             fields.append([number, json_name, t, sorted(set(flags))])
         messages[full] = sorted(fields)
 

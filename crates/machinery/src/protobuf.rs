@@ -10,10 +10,12 @@
 //! `raw` is the object's own message (gogo-protobuf, proto2). The layout of every message
 //! is upstream's, read off the Go types of Kubernetes 1.33 by
 //! `tools/k8s-protobuf-fields.py` into `protobuf/fields.json`. The JSON is what Go's
-//! encoding gives the same object, with one difference: gogo writes every field that is
-//! not a pointer, so a zero value (`""`, `0`, `false`, an empty struct) is left out unless
-//! the field is a pointer, where a zero is meant (`replicas: 0`, `emptyDir: {}`) — to the
-//! API server a Go zero value and an absent field are the same, and defaulting applies.
+//! encoding gives the same object: gogo writes every field that is not a pointer, so a
+//! zero value (`""`, `0`, `false`) on the wire is left out where Go's JSON leaves it out
+//! (`omitempty`), and kept where it keeps it (a PriorityClass's `value: 0`) or where the
+//! field is a pointer and the zero is meant (`replicas: 0`, `emptyDir: {}`). An empty
+//! struct that is not a pointer is left out too (Go would write `{}`): to the API server a
+//! Go zero value and an absent field are the same, and defaulting applies.
 //! Fields the table does not know are skipped, as gogo skips them.
 
 use std::collections::HashMap;
@@ -224,6 +226,15 @@ fn value(ty: &str, wire: Wire, table: &Table) -> Result<Option<Value>, String> {
             }
             serde_json::from_slice(raw).map_err(|e| format!("{ty} is not JSON: {e}"))?
         }
+        ("stringlist", Wire::Len(s)) => {
+            let mut items = Vec::new();
+            for (n, w) in Reader::new(s).fields()? {
+                if let (1, Wire::Len(t)) = (n, w) {
+                    items.push(Value::String(text(t)?));
+                }
+            }
+            Value::Array(items)
+        }
         ("intorstring", Wire::Len(s)) => {
             let (mut kind, mut int, mut string) = (0, 0i64, String::new());
             for (n, w) in Reader::new(s).fields()? {
@@ -246,6 +257,9 @@ fn value(ty: &str, wire: Wire, table: &Table) -> Result<Option<Value>, String> {
         _ => return Err(format!("a {ty} field has an unexpected wire type")),
     }))
 }
+
+/// Types whose zero value Go's JSON writes unless the field says `omitempty`.
+const SCALARS: [&str; 4] = ["string", "int", "bool", "bytes"];
 
 /// A Go zero value: what gogo writes for a field that is not a pointer and was not set.
 fn is_zero(v: &Value) -> bool {
@@ -330,7 +344,10 @@ fn message(b: &[u8], name: &str, table: &Table) -> Result<Value, String> {
             if let Value::Object(inner) = v {
                 out.extend(inner);
             }
-        } else if field.has("pointer") || !is_zero(&v) {
+        } else if field.has("pointer")
+            || !is_zero(&v)
+            || (SCALARS.contains(&ty) && !field.has("omitempty"))
+        {
             out.insert(json_name.to_string(), v);
         } else {
             out.remove(json_name);
@@ -408,6 +425,7 @@ mod tests {
             "rawextension",
             "fieldsv1",
             "intorstring",
+            "stringlist",
         ];
         for (name, fields) in &table.messages {
             for f in fields {
@@ -427,6 +445,65 @@ mod tests {
             let message = &table.kinds[&format!("{}/{}", k.api_version(), k.kind)];
             assert!(table.messages.contains_key(message), "{message}");
         }
+    }
+
+    /// A message: fields as (number, bytes) pairs, each length-delimited.
+    fn fields(of: &[(u8, &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (n, bytes) in of {
+            out.push(n << 3 | 2);
+            out.push(bytes.len() as u8);
+            out.extend_from_slice(bytes);
+        }
+        out
+    }
+
+    fn envelope_of(api_version: &str, kind: &str, raw: &[u8]) -> Vec<u8> {
+        let tm = fields(&[(1, api_version.as_bytes()), (2, kind.as_bytes())]);
+        let mut out = MAGIC.to_vec();
+        out.extend(fields(&[(1, &tm), (2, raw)]));
+        out
+    }
+
+    #[test]
+    fn decodes_single_fields_zeros_go_keeps_and_wrapped_lists() {
+        // A NetworkPolicy peer's ipBlock is one object (its Go tag says `rep`, its wire
+        // does not).
+        let cidr = fields(&[(1, b"10.0.0.0/8")]);
+        let peer = fields(&[(3, &cidr)]);
+        let rule = fields(&[(2, &peer)]);
+        let spec = fields(&[(2, &rule)]);
+        let meta = fields(&[(1, b"np")]);
+        let np = decode(&envelope_of(
+            "networking.k8s.io/v1",
+            "NetworkPolicy",
+            &fields(&[(1, &meta), (2, &spec)]),
+        ))
+        .unwrap();
+        assert_eq!(
+            np["spec"]["ingress"][0]["from"][0]["ipBlock"],
+            json!({"cidr": "10.0.0.0/8"})
+        );
+        // A PriorityClass's value has no omitempty: 0 stays, as Go writes it.
+        let mut pc = fields(&[(1, &fields(&[(1, b"low")]))]);
+        pc.extend([2 << 3, 0, 3 << 3, 0]); // value 0, globalDefault false
+        let pc = decode(&envelope_of("scheduling.k8s.io/v1", "PriorityClass", &pc)).unwrap();
+        assert_eq!(pc["value"], 0);
+        assert!(pc.get("globalDefault").is_none(), "{pc}");
+        // SubjectAccessReview extra: map<string, ExtraValue{repeated string items}>.
+        let items = fields(&[(1, b"a"), (1, b"b")]);
+        let entry = fields(&[(1, b"scopes"), (2, &items)]);
+        let spec = fields(&[(3, b"jane"), (5, &entry)]);
+        let sar = decode(&envelope_of(
+            "authorization.k8s.io/v1",
+            "SubjectAccessReview",
+            &fields(&[(2, &spec)]),
+        ))
+        .unwrap();
+        assert_eq!(
+            sar["spec"],
+            json!({"user": "jane", "extra": {"scopes": ["a", "b"]}})
+        );
     }
 
     #[test]
