@@ -158,12 +158,20 @@ fn core_kind(k: CoreKind) -> KindInfo {
                 .remove("required");
         }
     }
-    // The published ObjectMeta is the registry's, and so is the compiled one: the
-    // object's own metadata compiles to "anything" here.
-    definitions.remove(OBJECT_META);
+    // The object's own metadata compiles to "anything" here: the registry's ObjectMeta
+    // schema governs it. Nested ones (a template's) are ObjectMeta, compiled.
+    let mut root = published.clone();
+    if let Some(props) = root.get_mut("properties").and_then(Value::as_object_mut) {
+        props.insert(
+            "metadata".into(),
+            json!({"x-kubernetes-preserve-unknown-fields": true}),
+        );
+    }
     let schema = definitions_compiled
-        .compile(&published, &definitions)
+        .compile(&root, &definitions)
         .expect("built-in schema compiles");
+    // The published ObjectMeta is the registry's.
+    definitions.remove(OBJECT_META);
     // Kinds share the definitions they hold in common (PodSpec, in nine of them).
     let definitions = definitions
         .into_iter()

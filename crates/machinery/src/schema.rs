@@ -77,7 +77,7 @@ pub struct Schema {
     pub type_: Option<Type>,
     /// `format`, e.g. `int64`, `date-time`, `byte`.
     pub format: Option<String>,
-    /// Field descriptions, as published.
+    /// Field descriptions (a shared definition's own, not the referring field's).
     pub description: Option<String>,
     /// Known properties of an object.
     pub properties: BTreeMap<String, Arc<Schema>>,
@@ -209,6 +209,7 @@ impl Definitions {
             defs: Some(defs),
             compiled: Some(&mut self.compiled),
             enclosing: Vec::new(),
+            cut_at: None,
         };
         compile_at(json, "openAPIV3Schema", &mut refs)
     }
@@ -230,6 +231,10 @@ struct Refs<'a> {
     defs: Option<&'a BTreeMap<String, Value>>,
     compiled: Option<&'a mut HashMap<String, Arc<Schema>>>,
     enclosing: Vec<String>,
+    /// The outermost enclosing definition a reference was cut at (a recursive type), since
+    /// this was last reset: a definition compiled with a cut at a definition enclosing it
+    /// depends on where it was met, and is not shared.
+    cut_at: Option<usize>,
 }
 
 /// The definition a schema node refers to: `{"$ref": …}`, or `{"allOf": [{"$ref": …}], …}`.
@@ -254,7 +259,11 @@ fn compile_child(json: &Value, path: &str, refs: &mut Refs) -> Result<Arc<Schema
     else {
         return compile_at(json, path, refs).map(Arc::new);
     };
-    let Some(def) = defs.get(&name).filter(|_| !refs.enclosing.contains(&name)) else {
+    if let Some(at) = refs.enclosing.iter().position(|e| *e == name) {
+        refs.cut_at = Some(refs.cut_at.map_or(at, |c| c.min(at)));
+        return Ok(Arc::new(Schema::any()));
+    }
+    let Some(def) = defs.get(&name) else {
         return Ok(Arc::new(Schema::any()));
     };
     // What the reference says beside it (a default, a patch strategy) overrides the
@@ -267,6 +276,8 @@ fn compile_child(json: &Value, path: &str, refs: &mut Refs) -> Result<Arc<Schema
     if shared && let Some(compiled) = refs.compiled.as_ref().and_then(|c| c.get(&name)) {
         return Ok(compiled.clone());
     }
+    let depth = refs.enclosing.len();
+    let outer_cut = refs.cut_at.take();
     refs.enclosing.push(name.clone());
     let compiled = if shared {
         compile_at(def, path, refs)
@@ -280,8 +291,17 @@ fn compile_child(json: &Value, path: &str, refs: &mut Refs) -> Result<Arc<Schema
         compile_at(&merged, path, refs)
     };
     refs.enclosing.pop();
+    let inner_cut = refs.cut_at;
+    refs.cut_at = match (outer_cut, inner_cut) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     let compiled = Arc::new(compiled?);
-    if shared && let Some(c) = refs.compiled.as_mut() {
+    // Shared only if it is the same wherever it is met: no cut at a definition enclosing it.
+    if shared
+        && inner_cut.is_none_or(|at| at >= depth)
+        && let Some(c) = refs.compiled.as_mut()
+    {
         c.insert(name, compiled.clone());
     }
     Ok(compiled)
@@ -377,7 +397,9 @@ fn compile_at(json: &Value, path: &str, refs: &mut Refs) -> Result<Schema, Schem
             let compiled = list
                 .iter()
                 .enumerate()
-                .map(|(i, s)| compile_at(s, &format!("{path}.{key}[{i}]"), refs))
+                .map(|(i, s)| {
+                    compile_child(s, &format!("{path}.{key}[{i}]"), refs).map(Arc::unwrap_or_clone)
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             match target {
                 0 => schema.all_of = compiled,
