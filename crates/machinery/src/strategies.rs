@@ -344,6 +344,28 @@ fn validate_crd(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
     let plural = names_["plural"].as_str().unwrap_or_default();
     let kind = names_["kind"].as_str().unwrap_or_default();
     let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+    // A version objects may be stored at cannot go (kube-apiserver: it must first be
+    // migrated away from and dropped from status.storedVersions).
+    let versions: Vec<&Value> = spec["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| &v["name"])
+        .collect();
+    for (i, stored) in obj["status"]["storedVersions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        if !versions.contains(&stored) {
+            errors.push(FieldError::invalid(
+                format!("status.storedVersions[{i}]"),
+                stored.as_str().unwrap_or_default(),
+                "must appear in spec.versions",
+            ));
+        }
+    }
     if group.is_empty() {
         errors.push(FieldError::required("spec.group", ""));
     } else {
@@ -736,6 +758,18 @@ mod tests {
         let mut new = crd("v2");
         CrdStrategy.prepare_update(&mut new, &old);
         assert_eq!(new["status"]["storedVersions"], json!(["v1", "v2"]));
+        // v1 may still hold objects: it cannot leave spec.versions.
+        let mut without_v1 = new.clone();
+        without_v1["spec"]["versions"]
+            .as_array_mut()
+            .unwrap()
+            .remove(0);
+        CrdStrategy.prepare_update(&mut without_v1, &new);
+        let errors = validate_crd(&without_v1, Some(&new));
+        assert!(
+            errors.iter().any(|e| e.field == "status.storedVersions[0]"),
+            "{errors:?}"
+        );
         for c in new["status"]["conditions"].as_array().unwrap() {
             assert_eq!(c["lastTransitionTime"], "2020-01-01T00:00:00Z", "{c}");
         }
