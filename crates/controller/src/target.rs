@@ -153,6 +153,22 @@ struct Resolved {
 /// A group-version's kinds as the cluster serves them.
 type GroupVersionKinds = Arc<HashMap<String, Arc<Resolved>>>;
 
+/// How many times a throttled request is sent again before its 429 counts as a failure
+/// (client-go: 10, each after the server's `Retry-After`).
+const THROTTLED_RETRIES: u32 = 5;
+
+/// How long to wait before sending a request the cluster throttled (429) again: its
+/// `Retry-After` (1 s when it gives none, 10 s at most); `None` for other errors.
+fn throttled(e: &kube::Error) -> Option<Duration> {
+    match e {
+        kube::Error::Api(s) if s.code == 429 => {
+            let seconds = s.details.as_ref().map_or(0, |d| d.retry_after_seconds);
+            Some(Duration::from_secs(u64::from(seconds.clamp(1, 10))))
+        }
+        _ => None,
+    }
+}
+
 /// How long a group-version that lacks a kind is trusted before asking again (a CRD may
 /// have been installed since).
 const MISSING_KIND_RECHECK: Duration = Duration::from_secs(10);
@@ -191,13 +207,49 @@ impl Target {
         }
     }
 
-    /// Sends a request (rate limited, with a deadline), returning the response body.
+    /// Calls the cluster (rate limited) until it answers other than 429 Too Many
+    /// Requests, waiting as it asks before each new attempt, as client-go does (at most
+    /// [`THROTTLED_RETRIES`] more); `None` when `deadline` passes first.
+    async fn call<T, F>(
+        &self,
+        deadline: Instant,
+        mut call: impl FnMut() -> F,
+    ) -> Option<Result<T, kube::Error>>
+    where
+        F: std::future::Future<Output = Result<T, kube::Error>>,
+    {
+        let mut attempt = 0;
+        loop {
+            self.limiter.acquire().await;
+            let result = tokio::time::timeout_at(deadline, call()).await.ok()?;
+            match result.as_ref().err().and_then(throttled) {
+                Some(wait) if attempt < THROTTLED_RETRIES && Instant::now() + wait < deadline => {
+                    attempt += 1;
+                    tokio::time::sleep(wait).await;
+                }
+                _ => return Some(result),
+            }
+        }
+    }
+
+    /// Sends a request (rate limited, throttling obeyed, with a deadline), returning the
+    /// response body.
     async fn send(&self, request: http::Request<Vec<u8>>) -> Result<String, TargetError> {
-        self.limiter.acquire().await;
-        match tokio::time::timeout(self.request_timeout, self.client.request_text(request)).await {
-            Ok(Ok(text)) => Ok(text),
-            Ok(Err(e)) => Err(TargetError::from_kube(&e)),
-            Err(_) => Err(TargetError::new(
+        let (parts, body) = request.into_parts();
+        let again = || {
+            let mut request = http::Request::new(body.clone());
+            *request.method_mut() = parts.method.clone();
+            *request.uri_mut() = parts.uri.clone();
+            *request.headers_mut() = parts.headers.clone();
+            self.client.request_text(request)
+        };
+        match self
+            .call(Instant::now() + self.request_timeout, again)
+            .await
+        {
+            Some(Ok(text)) => Ok(text),
+            Some(Err(e)) => Err(TargetError::from_kube(&e)),
+            None => Err(TargetError::new(
                 Failure::Unreachable,
                 format!("no answer within {:?}", self.request_timeout),
             )),
@@ -223,15 +275,13 @@ impl Target {
         let gv: GroupVersion = api_version
             .parse()
             .map_err(|_| TargetError::not_found(format!("invalid apiVersion {api_version:?}")))?;
-        self.limiter.acquire().await;
-        let group = match tokio::time::timeout(
-            self.request_timeout,
-            kube::discovery::pinned_group(&self.client, &gv),
-        )
-        .await
+        let discover = || kube::discovery::pinned_group(&self.client, &gv);
+        let group = match self
+            .call(Instant::now() + self.request_timeout, discover)
+            .await
         {
-            Ok(Ok(group)) => group,
-            Ok(Err(e)) => {
+            Some(Ok(group)) => group,
+            Some(Err(e)) => {
                 let e = TargetError::from_kube(&e);
                 return Err(match e.failure {
                     Failure::NotFound => {
@@ -240,7 +290,7 @@ impl Target {
                     _ => e,
                 });
             }
-            Err(_) => {
+            None => {
                 return Err(TargetError::new(
                     Failure::Unreachable,
                     format!("discovery: no answer within {:?}", self.request_timeout),
