@@ -264,8 +264,9 @@ impl Builders {
     }
 }
 
-/// A response extension: the response is not sent, the connection is closed instead, as
-/// by a server that went away (the fleet simulator's unreachable clusters).
+/// A response extension: the response is not sent. Over HTTP/1.1 the connection is closed
+/// instead, as by a server that went away (the fleet simulator's unreachable clusters);
+/// over HTTP/2 the stream is reset. Requests already answered (an open watch) go on.
 #[derive(Clone, Copy, Debug)]
 pub struct DropConnection;
 

@@ -311,7 +311,8 @@ pub async fn run(args: &FleetArgs, store: &str, bus: &str) -> anyhow::Result<boo
                 .and_then(|p| p.trim().parse::<f64>().ok())
                 .filter(|p| (0.0..100.0).contains(p))
                 .with_context(|| format!("--fleet-down {down:?}: expected a share, e.g. 10%"))?;
-            let faulty = run_workload(args, &workload, store, bus, Some(share / 100.0)).await?;
+            let faulty =
+                run_workload(args, &workload, store, bus, Some((down, share / 100.0))).await?;
             // Applies/s to the clusters that can be reached, beside the rollout without
             // faults of the same run.
             let ratio = faulty.rate / healthy.rate;
@@ -345,7 +346,7 @@ async fn run_workload(
     w: &Workload,
     store: &str,
     bus: &str,
-    down: Option<f64>,
+    down: Option<(&str, f64)>,
 ) -> anyhow::Result<Outcome> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().to_string_lossy().into_owned();
@@ -354,15 +355,14 @@ async fn run_workload(
     } else {
         store.to_string()
     };
-    let down_count = down.map_or(0, |share| selected(w.clusters, share));
+    let down_count = down.map_or(0, |(_, share)| selected(w.clusters, share));
     let reachable = w.clusters - down_count;
     let objects = w.objects();
     let applies = objects.len() * reachable;
     let faults = match down {
-        Some(share) => format!(
-            ", {down_count} of them unreachable (fleet-sim --fault {}%:unreachable)",
-            share * 100.0
-        ),
+        Some((text, _)) => {
+            format!(", {down_count} of them unreachable (fleet-sim --fault {text}:unreachable)")
+        }
         None => String::new(),
     };
     println!(
@@ -438,9 +438,9 @@ async fn run_workload(
         s("--concurrency"),
         s("32"),
     ];
-    if let Some(share) = down {
+    if let Some((text, _)) = down {
         sim_args.push(s("--fault"));
-        sim_args.push(format!("{}%:unreachable", share * 100.0));
+        sim_args.push(format!("{text}:unreachable"));
     }
     let (member_proc, line) = spawn(&sim_args, Duration::from_secs(1800)).await?;
     let member = url_in(&line)?;
