@@ -349,6 +349,15 @@ fn kubectl_generators_create_workloads_with_every_kubectl() {
             ],
         );
         assert_eq!(get("pdb/web", "{.spec.minAvailable}"), "0", "{v}");
+        // Tables print what Go's printers print for absent fields: 0, N/A.
+        let row = |what: &str| -> Vec<String> {
+            s.ok(k, &["get", what, "--no-headers"])
+                .split_whitespace()
+                .map(String::from)
+                .collect()
+        };
+        assert_eq!(row("deploy/web")[..4], ["web", "0/0", "0", "0"], "{v}");
+        assert_eq!(row("pdb/web")[..4], ["web", "0", "N/A", "0"], "{v}");
         s.ok(
             k,
             &[

@@ -371,12 +371,27 @@ where
     info
 }
 
-/// A column of a JSONPath's value of an OpenAPI type.
+/// A column of a JSONPath's value of an OpenAPI type; integers print 0 when absent, as
+/// Go's printers print a zero value.
 fn typed_column(name: &str, type_: &str, description: &str, p: &str) -> PrinterColumn {
+    let source = match type_ {
+        "integer" => ColumnSource::JsonPathOr(JsonPath::parse(p).expect("static path"), json!(0)),
+        _ => path(p),
+    };
     PrinterColumn {
         type_: type_.into(),
-        ..column(name, description, path(p))
+        ..column(name, description, source)
     }
+}
+
+/// A string column showing `absent` when the field is (a nil pointer, as Go's printers
+/// show it).
+fn or_column(name: &str, description: &str, p: &str, absent: &str) -> PrinterColumn {
+    column(
+        name,
+        description,
+        ColumnSource::JsonPathOr(JsonPath::parse(p).expect("static path"), json!(absent)),
+    )
 }
 
 /// `ready/desired` (`kubectl get deploy`'s READY); the desired count is one when not set.
@@ -564,10 +579,11 @@ fn cluster_kinds() -> Vec<KindInfo> {
                     "The target's name.",
                     ".spec.scaleTargetRef.name",
                 ),
-                int(
+                or_column(
                     "MinPods",
                     "The lower limit of replicas.",
                     ".spec.minReplicas",
+                    "<unset>",
                 ),
                 int(
                     "MaxPods",
@@ -604,15 +620,17 @@ fn cluster_kinds() -> Vec<KindInfo> {
             &["pdb"],
             Sub::StatusGeneration,
             vec![
-                text(
+                or_column(
                     "Min Available",
                     "Pods that must stay available.",
                     ".spec.minAvailable",
+                    "N/A",
                 ),
-                text(
+                or_column(
                     "Max Unavailable",
                     "Pods that may be unavailable.",
                     ".spec.maxUnavailable",
+                    "N/A",
                 ),
                 int(
                     "Allowed Disruptions",

@@ -60,6 +60,9 @@ pub enum ColumnSource {
     /// `a/b` of two integers: `a` 0 when absent, `b` the given default (`kubectl get
     /// deploy`'s READY, a Job's COMPLETIONS, one when not set).
     Ratio(JsonPath, JsonPath, i64),
+    /// A JSONPath, and what a built-in kind's printer shows when the field is absent (a Go
+    /// zero value: `0`; a nil pointer: `<unset>`, `N/A`).
+    JsonPathOr(JsonPath, Value),
 }
 
 /// A column of `kubectl get` output.

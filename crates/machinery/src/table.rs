@@ -125,38 +125,48 @@ fn cell(c: &PrinterColumn, obj: &Value, now: jiff::Timestamp) -> Value {
                 .sum();
             json!(n)
         }
-        ColumnSource::JsonPath(path) => {
-            let found = path.select(obj);
-            if found.is_empty() {
-                return Value::Null;
-            }
-            match c.type_.as_str() {
-                "integer" => found[0]
-                    .as_i64()
-                    .or_else(|| found[0].as_f64().map(|f| f as i64))
-                    .map_or(Value::Null, Value::from),
-                "number" => found[0].as_f64().map_or(Value::Null, Value::from),
-                "boolean" => found[0].as_bool().map_or(Value::Null, Value::Bool),
-                "date" => match found[0].as_str() {
-                    Some(s) => match s.parse::<jiff::Timestamp>() {
-                        Ok(t) => {
-                            Value::String(short_human_duration(now.duration_since(t).as_secs()))
-                        }
-                        Err(_) => Value::String("<invalid>".into()),
-                    },
-                    None => Value::Null,
-                },
-                _ => {
-                    let parts: Vec<String> = found
-                        .iter()
-                        .map(|v| match v {
-                            Value::String(s) => s.clone(),
-                            other => other.to_string(),
-                        })
-                        .collect();
-                    Value::String(parts.join(" "))
-                }
-            }
+        ColumnSource::JsonPathOr(path, absent) => match json_path_cell(c, path, obj, now) {
+            Value::Null => absent.clone(),
+            v => v,
+        },
+        ColumnSource::JsonPath(path) => json_path_cell(c, path, obj, now),
+    }
+}
+
+/// A JSONPath column's cell, rendered as its type says (null when absent).
+fn json_path_cell(
+    c: &PrinterColumn,
+    path: &crate::jsonpath::JsonPath,
+    obj: &Value,
+    now: jiff::Timestamp,
+) -> Value {
+    let found = path.select(obj);
+    if found.is_empty() {
+        return Value::Null;
+    }
+    match c.type_.as_str() {
+        "integer" => found[0]
+            .as_i64()
+            .or_else(|| found[0].as_f64().map(|f| f as i64))
+            .map_or(Value::Null, Value::from),
+        "number" => found[0].as_f64().map_or(Value::Null, Value::from),
+        "boolean" => found[0].as_bool().map_or(Value::Null, Value::Bool),
+        "date" => match found[0].as_str() {
+            Some(s) => match s.parse::<jiff::Timestamp>() {
+                Ok(t) => Value::String(short_human_duration(now.duration_since(t).as_secs())),
+                Err(_) => Value::String("<invalid>".into()),
+            },
+            None => Value::Null,
+        },
+        _ => {
+            let parts: Vec<String> = found
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect();
+            Value::String(parts.join(" "))
         }
     }
 }
