@@ -121,6 +121,12 @@ impl Server {
         out
     }
 
+    /// `kubectl get <what> -o jsonpath=<path>`, required to succeed.
+    #[track_caller]
+    fn jsonpath(&self, k: &Kubectl, what: &str, path: &str) -> String {
+        self.ok(k, &["get", what, "-o", &format!("jsonpath={path}")])
+    }
+
     /// Runs kubectl with stdin and requires success.
     #[track_caller]
     fn ok_stdin(&self, k: &Kubectl, args: &[&str], input: &str) -> String {
@@ -210,8 +216,6 @@ fn kubectl_generators_create_workloads_with_every_kubectl() {
     for k in &kubectls() {
         let s = Server::start(k);
         let v = k.name();
-        let get =
-            |what: &str, path: &str| s.ok(k, &["get", what, "-o", &format!("jsonpath={path}")]);
         s.ok(
             k,
             &[
@@ -223,17 +227,17 @@ fn kubectl_generators_create_workloads_with_every_kubectl() {
                 "--replicas=0",
             ],
         );
-        assert_eq!(get("deploy/web", "{.spec.replicas}"), "0", "{v}");
+        assert_eq!(s.jsonpath(k, "deploy/web", "{.spec.replicas}"), "0", "{v}");
         assert_eq!(
-            get(
-                "deploy/web",
+            s.jsonpath(k, "deploy/web",
                 "{.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].ports[0].containerPort} {.spec.template.spec.containers[0].ports[0].protocol}"
             ),
             "nginx:1.27 8080 TCP",
             "{v}"
         );
         assert_eq!(
-            get(
+            s.jsonpath(
+                k,
                 "deploy/web",
                 "{.spec.selector.matchLabels.app} {.spec.strategy.type}"
             ),
@@ -251,7 +255,8 @@ fn kubectl_generators_create_workloads_with_every_kubectl() {
             ],
         );
         assert_eq!(
-            get(
+            s.jsonpath(
+                k,
                 "svc/web",
                 "{.spec.ports[0].port} {.spec.ports[0].targetPort} {.spec.selector.app}"
             ),
@@ -263,7 +268,8 @@ fn kubectl_generators_create_workloads_with_every_kubectl() {
             &["create", "service", "nodeport", "edge", "--tcp=443:8443"],
         );
         assert_eq!(
-            get(
+            s.jsonpath(
+                k,
                 "svc/edge",
                 "{.spec.type} {.spec.ports[0].name} {.spec.ports[0].targetPort}"
             ),
@@ -275,7 +281,8 @@ fn kubectl_generators_create_workloads_with_every_kubectl() {
             &["create", "job", "once", "--image=busybox", "--", "date"],
         );
         assert_eq!(
-            get(
+            s.jsonpath(
+                k,
                 "job/once",
                 "{.spec.template.spec.restartPolicy} {.spec.template.spec.containers[0].command[0]}"
             ),
@@ -295,7 +302,8 @@ fn kubectl_generators_create_workloads_with_every_kubectl() {
             ],
         );
         assert_eq!(
-            get(
+            s.jsonpath(
+                k,
                 "cronjob/nightly",
                 "{.spec.schedule} {.spec.jobTemplate.spec.template.spec.restartPolicy}"
             ),
@@ -313,7 +321,8 @@ fn kubectl_generators_create_workloads_with_every_kubectl() {
             ],
         );
         assert_eq!(
-            get(
+            s.jsonpath(
+                k,
                 "quota/compute",
                 "{.spec.hard.cpu} {.spec.hard.memory} {.spec.hard.pods}"
             ),
@@ -331,13 +340,13 @@ fn kubectl_generators_create_workloads_with_every_kubectl() {
             ],
         );
         assert_eq!(
-            get("pc/critical", "{.value} {.description}"),
+            s.jsonpath(k, "pc/critical", "{.value} {.description}"),
             "1000000 platform",
             "{v}"
         );
         // A zero Go's JSON keeps (no omitempty): the value of a PriorityClass.
         s.ok(k, &["create", "priorityclass", "low"]);
-        assert_eq!(get("pc/low", "{.value}"), "0", "{v}");
+        assert_eq!(s.jsonpath(k, "pc/low", "{.value}"), "0", "{v}");
         s.ok(
             k,
             &[
@@ -348,7 +357,7 @@ fn kubectl_generators_create_workloads_with_every_kubectl() {
                 "--min-available=0",
             ],
         );
-        assert_eq!(get("pdb/web", "{.spec.minAvailable}"), "0", "{v}");
+        assert_eq!(s.jsonpath(k, "pdb/web", "{.spec.minAvailable}"), "0", "{v}");
         // Tables print what Go's printers print for absent fields: 0, N/A.
         let row = |what: &str| -> Vec<String> {
             s.ok(k, &["get", what, "--no-headers"])
@@ -368,7 +377,8 @@ fn kubectl_generators_create_workloads_with_every_kubectl() {
             ],
         );
         assert_eq!(
-            get(
+            s.jsonpath(
+                k,
                 "ingress/web",
                 "{.spec.rules[0].host} {.spec.rules[0].http.paths[0].backend.service.port.number}"
             ),
@@ -389,7 +399,8 @@ fn kubectl_generators_create_workloads_with_every_kubectl() {
             ],
         );
         assert_eq!(
-            get(
+            s.jsonpath(
+                k,
                 "pod/tool",
                 "{.spec.containers[0].args[1]} {.metadata.labels.app}"
             ),
@@ -406,7 +417,11 @@ fn kubectl_generators_create_workloads_with_every_kubectl() {
                 "--from-literal=token=s3cr3t",
             ],
         );
-        assert_eq!(get("secret/creds", "{.data.token}"), "czNjcjN0", "{v}");
+        assert_eq!(
+            s.jsonpath(k, "secret/creds", "{.data.token}"),
+            "czNjcjN0",
+            "{v}"
+        );
     }
 }
 
@@ -792,16 +807,7 @@ fn a_deployment_applies_patches_and_diffs_as_on_a_cluster() {
             ],
         );
         assert_eq!(
-            s.ok(
-                k,
-                &[
-                    "get",
-                    "deploy",
-                    "agent",
-                    "-o",
-                    "jsonpath={range .spec.template.spec.containers[*]}{.name}={.image},{.env[0].name},{.ports[0].protocol} {end}"
-                ]
-            ),
+            s.jsonpath(k, "deploy/agent", "{range .spec.template.spec.containers[*]}{.name}={.image},{.env[0].name},{.ports[0].protocol} {end}"),
             "agent=agent:2,A,TCP sidecar=sidecar:1,, ",
             "{}",
             k.name()
@@ -824,15 +830,10 @@ fn a_deployment_applies_patches_and_diffs_as_on_a_cluster() {
             &DEPLOYMENT.replace("name: agent\n  namespace", "name: applied\n  namespace"),
         );
         assert_eq!(
-            s.ok(
+            s.jsonpath(
                 k,
-                &[
-                    "get",
-                    "deploy",
-                    "applied",
-                    "-o",
-                    "jsonpath={.spec.template.spec.containers[0].ports[*].protocol}"
-                ]
+                "deploy/applied",
+                "{.spec.template.spec.containers[0].ports[*].protocol}"
             ),
             "TCP",
             "{}",
@@ -846,15 +847,10 @@ fn a_deployment_applies_patches_and_diffs_as_on_a_cluster() {
             "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: applied, namespace: default}\nspec:\n  template:\n    spec:\n      containers:\n      - {name: agent, image: agent:3}\n",
         );
         assert_eq!(
-            s.ok(
+            s.jsonpath(
                 k,
-                &[
-                    "get",
-                    "deploy",
-                    "applied",
-                    "-o",
-                    "jsonpath={range .spec.template.spec.containers[*]}{.name}={.image} {end}"
-                ]
+                "deploy/applied",
+                "{range .spec.template.spec.containers[*]}{.name}={.image} {end}"
             ),
             "agent=agent:3 sidecar=sidecar:1 ",
             "{}",
@@ -863,15 +859,10 @@ fn a_deployment_applies_patches_and_diffs_as_on_a_cluster() {
         // The scale subresource: kubectl scale changes the replicas and nothing else.
         s.ok(k, &["scale", "deploy", "agent", "--replicas=5"]);
         assert_eq!(
-            s.ok(
+            s.jsonpath(
                 k,
-                &[
-                    "get",
-                    "deploy",
-                    "agent",
-                    "-o",
-                    "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image}"
-                ]
+                "deploy/agent",
+                "{.spec.replicas} {.spec.template.spec.containers[0].image}"
             ),
             "5 agent:1",
             "{}",
