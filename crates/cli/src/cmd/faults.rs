@@ -221,7 +221,7 @@ impl Faults {
     }
 
     fn name(&self, i: usize) -> String {
-        format!("{}-{i:05}", self.prefix)
+        super::fleet_sim::cluster_name(&self.prefix, i)
     }
 
     fn names(&self) -> String {

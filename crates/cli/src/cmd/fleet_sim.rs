@@ -78,6 +78,11 @@ pub struct FleetSimArgs {
     faults: Vec<super::faults::FaultArg>,
 }
 
+/// The name of simulated cluster `i`: `sim-00007`.
+pub fn cluster_name(prefix: &str, i: usize) -> String {
+    format!("{prefix}-{i:05}")
+}
+
 /// The registration of cluster `i`.
 fn registration(
     prefix: &str,
@@ -86,7 +91,7 @@ fn registration(
     server: &str,
     i: usize,
 ) -> anyhow::Result<Value> {
-    let name = format!("{prefix}-{i:05}");
+    let name = cluster_name(prefix, i);
     let mut all = serde_json::Map::new();
     for l in labels {
         let (k, v) = l
