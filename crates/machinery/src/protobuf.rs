@@ -382,20 +382,6 @@ mod tests {
         );
     }
 
-    fn envelope(kind: &str, raw: &[u8]) -> Vec<u8> {
-        let mut tm = vec![0x0a, 2, b'v', b'1', 0x12, kind.len() as u8];
-        tm.extend_from_slice(kind.as_bytes());
-        let mut out = MAGIC.to_vec();
-        out.push(0x0a);
-        out.push(tm.len() as u8);
-        out.extend(tm);
-        out.push(0x12);
-        out.push(raw.len() as u8);
-        out.extend_from_slice(raw);
-        out.extend([0x1a, 0, 0x22, 0]);
-        out
-    }
-
     #[test]
     fn decodes_secret_bytes_as_base64_and_labels() {
         // metadata{name:"s", labels{app:web}}, data{k: "v"}, type "".
@@ -405,7 +391,7 @@ mod tests {
         let mut raw = vec![0x0a, meta.len() as u8];
         raw.extend_from_slice(&meta);
         raw.extend([0x12, 0x06, 0x0a, 0x01, b'k', 0x12, 0x01, b'v', 0x1a, 0x00]);
-        let v = decode(&envelope("Secret", &raw)).unwrap();
+        let v = decode(&envelope_of("v1", "Secret", &raw)).unwrap();
         assert_eq!(v["data"]["k"], "dg==");
         assert_eq!(v["metadata"]["labels"]["app"], "we");
         assert!(v.get("type").is_none());
@@ -510,7 +496,7 @@ mod tests {
     fn rejects_garbage() {
         assert!(decode(b"{}").is_err());
         assert!(decode(b"k8s\0\x0a\x05\x0a\x02").is_err());
-        assert!(decode(&envelope("Widget", &[])).is_err());
+        assert!(decode(&envelope_of("v1", "Widget", &[])).is_err());
         let mut truncated = NAMESPACE_FOO.to_vec();
         truncated.truncate(30);
         assert!(decode(&truncated).is_err());
