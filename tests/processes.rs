@@ -1309,8 +1309,8 @@ async fn wait_rollout(base: &str, set: &str, in_sync: u64, failing: &[&str]) {
 /// With a tenth of the fleet down, the rest converges and the down clusters say why; a
 /// cluster that is slow, slower to discover, answers some requests 500 and half of them
 /// 429 converges too (a set is applied whole, or retried whole, as in Hive; a throttled
-/// request is sent again after the wait the cluster asks for, as client-go does). Faults change
-/// while the simulator runs, and bad ones change nothing.
+/// request is sent again after the wait the cluster asks for, as client-go does). Faults
+/// change while the simulator runs, and bad ones change nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_with_faulty_clusters_converges_where_it_can_and_says_why_elsewhere() {
     let hub_dir = tempfile::tempdir().unwrap();
