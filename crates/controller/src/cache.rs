@@ -70,7 +70,65 @@ struct State {
     leases: HashMap<String, i64>,
     /// Each set's status as stored (which anyone with `update` on the status subresource
     /// may have written), to be compared with its computed summary.
-    set_statuses: HashMap<(SetKind, String, String), Value>,
+    set_statuses: HashMap<SetId, Value>,
+    /// Each set's rollout as counted so far: kept current change by change (a cluster's
+    /// change recounts that cluster, a set's change that set), so a summary costs nothing
+    /// however large the fleet.
+    tallies: HashMap<SetId, Tally>,
+}
+
+/// A set: its kind, namespace and name.
+type SetId = (SetKind, String, String);
+
+fn set_id(set: &SetDef) -> SetId {
+    (set.kind, set.namespace.clone(), set.name.clone())
+}
+
+/// Where a set stands on one cluster it targets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Counted {
+    /// Its current generation was applied successfully.
+    InSync,
+    /// Applying it failed.
+    Failing,
+    /// Neither yet.
+    Pending,
+}
+
+/// A set's rollout: the clusters it targets, and how it stands on them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Tally {
+    clusters: i64,
+    in_sync: i64,
+    /// Failing clusters' keys, sorted.
+    failing: BTreeSet<String>,
+}
+
+impl Tally {
+    fn count(&mut self, cluster: &str, counted: Counted, add: bool) {
+        let step = if add { 1 } else { -1 };
+        self.clusters += step;
+        match counted {
+            Counted::InSync => self.in_sync += step,
+            Counted::Failing if add => {
+                self.failing.insert(cluster.to_string());
+            }
+            Counted::Failing => {
+                self.failing.remove(cluster);
+            }
+            Counted::Pending => {}
+        }
+    }
+
+    fn summary(&self, generation: i64) -> RolloutSummary {
+        RolloutSummary {
+            observed_generation: Some(generation),
+            clusters: Some(self.clusters),
+            in_sync: Some(self.in_sync),
+            failing: Some(self.failing.len() as i64),
+            failing_clusters: self.failing.iter().take(FAILING_NAMED).cloned().collect(),
+        }
+    }
 }
 
 /// The hub as the controllers see it.
@@ -300,9 +358,10 @@ impl Cache {
             .chain(state.selector_syncsets.values())
             .filter(|s| !s.deleting);
         sets.map(|set| {
-            let id = (set.kind, set.namespace.clone(), set.name.clone());
+            let id = set_id(set);
             let stored = state.set_statuses.get(&id).cloned();
-            (set.clone(), state.summary(set), stored)
+            let tally = state.tallies.get(&id).cloned().unwrap_or_default();
+            (set.clone(), tally.summary(set.generation), stored)
         })
         .collect()
     }
@@ -322,8 +381,126 @@ fn interesting(resource: &str) -> bool {
 }
 
 impl State {
-    /// Records an object's new state (`None`: deleted), reporting what that means.
+    /// Records an object's new state (`None`: deleted), reporting what that means, and
+    /// recounts the rollouts it can change.
     fn put(&mut self, key: &ObjectKey, object: Option<&Value>, emit: &mut impl FnMut(Effect)) {
+        match key.resource.as_str() {
+            resources::CLUSTER_DEPLOYMENTS | resources::CLUSTER_SYNCS => {
+                let ck = cluster_key(&key.namespace, &key.name);
+                self.count_cluster(&ck, false);
+                self.record(key, object, emit);
+                self.count_cluster(&ck, true);
+            }
+            resources::SYNCSETS | resources::SELECTOR_SYNCSETS => {
+                let kind = if key.resource == resources::SYNCSETS {
+                    SetKind::SyncSet
+                } else {
+                    SetKind::SelectorSyncSet
+                };
+                let id = (kind, key.namespace.clone(), key.name.clone());
+                self.record(key, object, emit);
+                let set = match kind {
+                    SetKind::SyncSet => self.syncsets.get(&(id.1.clone(), id.2.clone())),
+                    SetKind::SelectorSyncSet => self.selector_syncsets.get(&id.2),
+                };
+                match set.cloned() {
+                    Some(set) => {
+                        let tally = self.recount(&set);
+                        self.tallies.insert(id, tally);
+                    }
+                    None => {
+                        self.tallies.remove(&id);
+                    }
+                }
+            }
+            resources::SECRETS => {
+                // Its record decides which sets its clusters may be attached to.
+                let users: Vec<String> = self
+                    .kubeconfigs
+                    .get(&(key.namespace.clone(), key.name.clone()))
+                    .into_iter()
+                    .flatten()
+                    .cloned()
+                    .collect();
+                for ck in &users {
+                    self.count_cluster(ck, false);
+                }
+                self.record(key, object, emit);
+                for ck in &users {
+                    self.count_cluster(ck, true);
+                }
+            }
+            _ => self.record(key, object, emit),
+        }
+    }
+
+    /// Where `set` stands on the cluster `ck` (`None`: it does not target it).
+    fn counted(&self, set: &SetDef, cluster: &Cluster, ck: &str) -> Option<Counted> {
+        if cluster.skip_reason().is_some() || !set.applies_to(cluster) {
+            return None;
+        }
+        let result = self
+            .results
+            .get(ck)
+            .and_then(|rs| rs.iter().find(|r| r.kind == set.kind && r.name == set.name));
+        Some(match result {
+            Some(r) if !r.success => Counted::Failing,
+            Some(r) if r.generation == set.generation => Counted::InSync,
+            _ => Counted::Pending,
+        })
+    }
+
+    /// Adds the cluster `ck` to the tallies of the sets targeting it, or takes it out.
+    fn count_cluster(&mut self, ck: &str, add: bool) {
+        let Some(cluster) = self.clusters.get(ck) else {
+            return;
+        };
+        let named = self
+            .syncset_refs
+            .get(ck)
+            .into_iter()
+            .flatten()
+            .filter_map(|name| {
+                self.syncsets
+                    .get(&(cluster.namespace.clone(), name.clone()))
+            });
+        let counts: Vec<(SetId, Counted)> = named
+            .chain(self.selector_syncsets.values())
+            .filter_map(|set| Some((set_id(set), self.counted(set, cluster, ck)?)))
+            .collect();
+        for (id, counted) in counts {
+            self.tallies.entry(id).or_default().count(ck, counted, add);
+        }
+    }
+
+    /// A set's rollout counted afresh over every cluster it targets.
+    fn recount(&self, set: &SetDef) -> Tally {
+        let mut tally = Tally::default();
+        let mut count = |ck: &str, c: &Cluster| {
+            if let Some(counted) = self.counted(set, c, ck) {
+                tally.count(ck, counted, true);
+            }
+        };
+        match &set.targets {
+            Targets::Refs(names) => {
+                for name in names.iter().collect::<BTreeSet<_>>() {
+                    let ck = cluster_key(&set.namespace, name);
+                    if let Some(c) = self.clusters.get(&ck) {
+                        count(&ck, c);
+                    }
+                }
+            }
+            Targets::Selector(_) => {
+                for (ck, c) in &self.clusters {
+                    count(ck, c);
+                }
+            }
+        }
+        tally
+    }
+
+    /// Records an object's new state (`None`: deleted), reporting what that means.
+    fn record(&mut self, key: &ObjectKey, object: Option<&Value>, emit: &mut impl FnMut(Effect)) {
         let ck = cluster_key(&key.namespace, &key.name);
         match key.resource.as_str() {
             resources::CLUSTER_DEPLOYMENTS => {
@@ -506,56 +683,6 @@ impl State {
                 .entry(cluster_key(namespace, &cd))
                 .or_default()
                 .insert(name.to_string());
-        }
-    }
-
-    /// A set's rollout over the clusters it targets: those that are installed and neither
-    /// paused nor being deleted.
-    fn summary(&self, set: &SetDef) -> RolloutSummary {
-        let (mut clusters, mut in_sync, mut failing) = (0, 0, 0);
-        let mut failing_names = Vec::new();
-        let mut count = |c: &Cluster| {
-            if c.skip_reason().is_some() {
-                return;
-            }
-            clusters += 1;
-            let result = self
-                .results
-                .get(&c.key())
-                .and_then(|rs| rs.iter().find(|r| r.kind == set.kind && r.name == set.name));
-            match result {
-                Some(r) if !r.success => {
-                    failing += 1;
-                    failing_names.push(c.key());
-                }
-                Some(r) if r.generation == set.generation => in_sync += 1,
-                _ => {}
-            }
-        };
-        match &set.targets {
-            Targets::Refs(names) => {
-                for name in names.iter().collect::<BTreeSet<_>>() {
-                    if let Some(c) = self.clusters.get(&cluster_key(&set.namespace, name))
-                        && set.applies_to(c)
-                    {
-                        count(c);
-                    }
-                }
-            }
-            Targets::Selector(_) => {
-                for c in self.clusters.values().filter(|c| set.applies_to(c)) {
-                    count(c);
-                }
-            }
-        }
-        failing_names.sort();
-        failing_names.truncate(FAILING_NAMED);
-        RolloutSummary {
-            observed_generation: Some(set.generation),
-            clusters: Some(clusters),
-            in_sync: Some(in_sync),
-            failing: Some(failing),
-            failing_clusters: failing_names,
         }
     }
 }
@@ -818,5 +945,194 @@ mod tests {
             },
             "c is pending: it has the old generation"
         );
+    }
+
+    /// A change to the hub, for [`tallies_are_what_a_recount_finds`].
+    #[derive(Clone, Debug)]
+    enum Change {
+        Cluster {
+            i: usize,
+            env: bool,
+            installed: bool,
+            paused: bool,
+        },
+        ClusterGone(usize),
+        Selector {
+            j: usize,
+            env: bool,
+            generation: i64,
+        },
+        SelectorGone(usize),
+        Named {
+            j: usize,
+            refs: Vec<usize>,
+            generation: i64,
+        },
+        NamedGone(usize),
+        Results {
+            i: usize,
+            results: Vec<(bool, usize, bool, i64)>,
+        },
+        ResultsGone(usize),
+        Record {
+            i: usize,
+            usable: Option<Vec<usize>>,
+        },
+    }
+
+    fn change() -> impl proptest::strategy::Strategy<Value = Change> {
+        use proptest::prelude::*;
+        let i = 0..5usize;
+        let j = 0..3usize;
+        let generation = 1..3i64;
+        prop_oneof![
+            (
+                i.clone(),
+                any::<bool>(),
+                proptest::bool::weighted(0.8),
+                proptest::bool::weighted(0.2)
+            )
+                .prop_map(|(i, env, installed, paused)| Change::Cluster {
+                    i,
+                    env,
+                    installed,
+                    paused
+                }),
+            i.clone().prop_map(Change::ClusterGone),
+            (j.clone(), any::<bool>(), generation.clone())
+                .prop_map(|(j, env, generation)| Change::Selector { j, env, generation }),
+            j.clone().prop_map(Change::SelectorGone),
+            (
+                j.clone(),
+                proptest::collection::vec(0..6usize, 0..4),
+                generation.clone()
+            )
+                .prop_map(|(j, refs, generation)| Change::Named {
+                    j,
+                    refs,
+                    generation
+                }),
+            j.clone().prop_map(Change::NamedGone),
+            (
+                i.clone(),
+                proptest::collection::vec((any::<bool>(), 0..3usize, any::<bool>(), 1..3i64), 0..4)
+            )
+                .prop_map(|(i, results)| Change::Results { i, results }),
+            i.clone().prop_map(Change::ResultsGone),
+            (
+                i,
+                proptest::option::of(proptest::collection::vec(0..3usize, 0..3))
+            )
+                .prop_map(|(i, usable)| Change::Record { i, usable }),
+        ]
+    }
+
+    impl Change {
+        /// The object changed (`None`: deleted), with its key.
+        fn object(&self) -> (ObjectKey, Option<Value>) {
+            let env = |e: bool| if e { "prod" } else { "dev" };
+            let key =
+                |resource: &str, ns: &str, name: String| ObjectKey::new("", resource, ns, &name);
+            let cluster = |i: &usize| format!("c{i}");
+            match self {
+                Change::Cluster {
+                    i,
+                    env: e,
+                    installed,
+                    paused,
+                } => {
+                    let mut o = cd(&cluster(i), env(*e));
+                    o["spec"]["installed"] = json!(installed);
+                    if *paused {
+                        o["metadata"]["annotations"] =
+                            json!({"hive.openshift.io/syncset-pause": "true"});
+                    }
+                    (
+                        key(resources::CLUSTER_DEPLOYMENTS, "fleet", cluster(i)),
+                        Some(o),
+                    )
+                }
+                Change::ClusterGone(i) => (
+                    key(resources::CLUSTER_DEPLOYMENTS, "fleet", cluster(i)),
+                    None,
+                ),
+                Change::Selector {
+                    j,
+                    env: e,
+                    generation,
+                } => (
+                    key(resources::SELECTOR_SYNCSETS, "", format!("s{j}")),
+                    Some(sss(&format!("s{j}"), env(*e), *generation)),
+                ),
+                Change::SelectorGone(j) => {
+                    (key(resources::SELECTOR_SYNCSETS, "", format!("s{j}")), None)
+                }
+                Change::Named {
+                    j,
+                    refs,
+                    generation,
+                } => {
+                    let refs: Vec<Value> =
+                        refs.iter().map(|r| json!({"name": cluster(r)})).collect();
+                    let o = json!({"apiVersion": "hive.openshift.io/v1", "kind": "SyncSet",
+                        "metadata": {"name": format!("n{j}"), "namespace": "fleet", "generation": generation},
+                        "spec": {"clusterDeploymentRefs": refs}});
+                    (key(resources::SYNCSETS, "fleet", format!("n{j}")), Some(o))
+                }
+                Change::NamedGone(j) => (key(resources::SYNCSETS, "fleet", format!("n{j}")), None),
+                Change::Results { i, results } => {
+                    let entry = |(success, j, _, generation): &(bool, usize, bool, i64),
+                                 prefix: &str| {
+                        json!({
+                        "name": format!("{prefix}{j}"), "observedGeneration": generation,
+                        "result": if *success { "Success" } else { "Failure" },
+                        "lastTransitionTime": "2026-01-01T00:00:00Z"})
+                    };
+                    let (selector, named): (Vec<_>, Vec<_>) = results.iter().partition(|r| r.2);
+                    let o = json!({"apiVersion": "hiveinternal.openshift.io/v1alpha1", "kind": "ClusterSync",
+                        "metadata": {"name": cluster(i), "namespace": "fleet"},
+                        "status": {"syncSets": named.iter().map(|r| entry(r, "n")).collect::<Vec<_>>(),
+                                   "selectorSyncSets": selector.iter().map(|r| entry(r, "s")).collect::<Vec<_>>()}});
+                    (key(resources::CLUSTER_SYNCS, "fleet", cluster(i)), Some(o))
+                }
+                Change::ResultsGone(i) => {
+                    (key(resources::CLUSTER_SYNCS, "fleet", cluster(i)), None)
+                }
+                Change::Record { i, usable } => {
+                    let mut o = json!({"apiVersion": "v1", "kind": "Secret",
+                        "metadata": {"name": format!("{}-kc", cluster(i)), "namespace": "fleet"}});
+                    if let Some(u) = usable {
+                        let names: Vec<String> = u.iter().map(|j| format!("s{j}")).collect();
+                        o["metadata"]["annotations"] = json!({USABLE: names.join(",")});
+                    }
+                    (
+                        key(resources::SECRETS, "fleet", format!("{}-kc", cluster(i))),
+                        Some(o),
+                    )
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Rollout summaries are kept current change by change, not recounted: after any
+        /// sequence of changes, each set's tally is what counting every cluster finds.
+        #[test]
+        fn tallies_are_what_a_recount_finds(changes in proptest::collection::vec(change(), 1..40)) {
+            let mut state = State::default();
+            for c in &changes {
+                let (key, object) = c.object();
+                state.put(&key, object.as_ref(), &mut |_| {});
+                let sets = state.syncsets.values().chain(state.selector_syncsets.values());
+                for set in sets {
+                    let kept = state.tallies.get(&set_id(set)).cloned().unwrap_or_default();
+                    proptest::prop_assert_eq!(kept, state.recount(set), "{} after {:?}", set.name, c);
+                }
+                let live = state.syncsets.len() + state.selector_syncsets.len();
+                proptest::prop_assert!(state.tallies.len() <= live, "tallies of sets that are gone");
+            }
+        }
     }
 }
