@@ -196,7 +196,7 @@ impl AmqpBus {
 
 #[async_trait]
 impl Bus for AmqpBus {
-    async fn publish(&self, events: &[OutboxEvent]) -> Result<()> {
+    async fn publish(&self, events: &[Arc<OutboxEvent>]) -> Result<()> {
         let messages = events
             .iter()
             .map(|e| {

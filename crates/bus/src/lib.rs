@@ -60,7 +60,8 @@ pub enum FeedItem {
 #[async_trait]
 pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
     /// Publishes events in order; returns once the bus has accepted (confirmed) all of them.
-    async fn publish(&self, events: &[OutboxEvent]) -> Result<()>;
+    /// Shared (`Arc`): an in-process bus hands them to its feeds as they are.
+    async fn publish(&self, events: &[Arc<OutboxEvent>]) -> Result<()>;
 
     /// This replica's feed of every change event published from now on. It starts with
     /// [`FeedItem::Resumed`].

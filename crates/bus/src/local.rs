@@ -42,11 +42,10 @@ impl LocalBus {
 
 #[async_trait]
 impl Bus for LocalBus {
-    async fn publish(&self, events: &[OutboxEvent]) -> Result<()> {
-        let events: Vec<Arc<OutboxEvent>> = events.iter().cloned().map(Arc::new).collect();
+    async fn publish(&self, events: &[Arc<OutboxEvent>]) -> Result<()> {
         let mut feeds = self.feeds.lock().expect("feeds lock");
         feeds.retain_mut(|feed| {
-            for event in &events {
+            for event in events {
                 if feed.behind {
                     match feed.tx.try_send(FeedItem::Resumed) {
                         Ok(()) => feed.behind = false,
@@ -215,15 +214,15 @@ impl WorkQueue for LocalQueue {
 mod tests {
     use super::*;
 
-    fn event(rv: u64) -> OutboxEvent {
-        OutboxEvent {
+    fn event(rv: u64) -> Arc<OutboxEvent> {
+        Arc::new(OutboxEvent {
             rv,
             kind: syncsets_store::EventType::Added,
             key: syncsets_store::ObjectKey::new("", "configmaps", "ns", &format!("c{rv}")),
             data: serde_json::json!({}),
             sealed: None,
             prev_labels: None,
-        }
+        })
     }
 
     #[tokio::test]
@@ -248,7 +247,7 @@ mod tests {
     async fn a_feed_that_falls_behind_is_told_to_resume() {
         let bus = LocalBus::new();
         let mut feed = bus.subscribe();
-        let many: Vec<OutboxEvent> = (1..=FEED_CAPACITY as u64 + 10).map(event).collect();
+        let many: Vec<Arc<OutboxEvent>> = (1..=FEED_CAPACITY as u64 + 10).map(event).collect();
         bus.publish(&many).await.unwrap();
         let mut last = 0;
         let mut resumed = 0;

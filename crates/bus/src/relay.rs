@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use syncsets_retry::Backoff;
-use syncsets_store::{Retention, Role, Store};
+use syncsets_store::{OutboxEvent, Retention, Role, Store};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -117,6 +117,7 @@ async fn run(store: Arc<dyn Store>, bus: Arc<dyn Bus>, config: RelayConfig, coun
                     continue;
                 }
             };
+            let batch: Vec<Arc<OutboxEvent>> = batch.into_iter().map(Arc::new).collect();
             let Some(last) = batch.last().map(|e| e.rv) else {
                 tokio::select! {
                     _ = store.writes().notified() => {}

@@ -1,21 +1,22 @@
 //! The RabbitMQ bus against the real broker on this machine.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
 use syncsets_bus::{AmqpBus, Bus, FeedItem};
 use syncsets_store::{EventType, ObjectKey, OutboxEvent};
 
-fn event(rv: u64) -> OutboxEvent {
-    OutboxEvent {
+fn event(rv: u64) -> Arc<OutboxEvent> {
+    Arc::new(OutboxEvent {
         rv,
         kind: EventType::Added,
         key: ObjectKey::new("", "secrets", "ns", &format!("s{rv}")),
         data: json!({"metadata": {"name": format!("s{rv}")}}),
         sealed: Some(vec![1, 2, 3, rv as u8]),
         prev_labels: None,
-    }
+    })
 }
 
 fn unique(prefix: &str) -> String {
@@ -33,13 +34,13 @@ async fn every_replica_feed_gets_every_event_in_order() {
         let first = tokio::time::timeout(Duration::from_secs(10), feed.recv()).await;
         assert!(matches!(first, Ok(Some(FeedItem::Resumed))), "bound first");
     }
-    let events: Vec<OutboxEvent> = (1..=200).map(event).collect();
+    let events: Vec<Arc<OutboxEvent>> = (1..=200).map(event).collect();
     a.publish(&events[..100]).await.unwrap();
     a.publish(&events[100..]).await.unwrap();
     for feed in [&mut fa, &mut fb] {
         for want in &events {
             match tokio::time::timeout(Duration::from_secs(10), feed.recv()).await {
-                Ok(Some(FeedItem::Event(got))) => assert_eq!(*got, *want),
+                Ok(Some(FeedItem::Event(got))) => assert_eq!(got, *want),
                 other => panic!("expected rv {}, got {other:?}", want.rv),
             }
         }
