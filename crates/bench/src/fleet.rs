@@ -206,11 +206,32 @@ async fn get_json(client: &reqwest::Client, url: &str) -> anyhow::Result<Value> 
         .await?)
 }
 
-/// How many items a list has.
+/// How many items a list has, read in pages of 500 as kubectl reads lists: the hub never
+/// holds a whole fleet's list for the benchmark's sake.
 async fn count(client: &reqwest::Client, url: &str) -> anyhow::Result<usize> {
-    Ok(get_json(client, url).await?["items"]
-        .as_array()
-        .map_or(0, Vec::len))
+    let (mut n, mut token) = (0, String::new());
+    loop {
+        let mut query = vec![("limit", "500")];
+        if !token.is_empty() {
+            query.push(("continue", token.as_str()));
+        }
+        let page: Value = client
+            .get(url)
+            .query(&query)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        n += page["items"].as_array().map_or(0, Vec::len);
+        token = page["metadata"]["continue"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if token.is_empty() {
+            return Ok(n);
+        }
+    }
 }
 
 /// Server-side applies/s the member takes from `workers` concurrent appliers through the
