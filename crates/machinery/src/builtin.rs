@@ -341,7 +341,7 @@ where
             NameRule::Subdomain
         },
         columns,
-        strategy: Arc::new(crate::registry::DefaultStrategy),
+        strategy: workload_strategy(T::KIND),
         schema: schema_of::<T>(),
     });
     info.group = T::GROUP.into();
@@ -369,6 +369,27 @@ where
         info.categories = vec!["all".into()];
     }
     info
+}
+
+/// The strategy of a kind holding a pod spec, with where it holds it; the default one for
+/// the others.
+fn workload_strategy(kind: &str) -> Arc<dyn Strategy> {
+    let pod_spec = match kind {
+        "Pod" => "/spec",
+        "PodTemplate" => "/template/spec",
+        "ReplicationController"
+        | "ReplicaSet"
+        | "Deployment"
+        | "StatefulSet"
+        | "DaemonSet"
+        | "Job" => "/spec/template/spec",
+        "CronJob" => "/spec/jobTemplate/spec/template/spec",
+        _ => return Arc::new(crate::registry::DefaultStrategy),
+    };
+    Arc::new(strategies::WorkloadStrategy {
+        pod_spec,
+        job: kind == "Job",
+    })
 }
 
 /// A column of a JSONPath's value of an OpenAPI type; integers print 0 when absent, as
@@ -959,6 +980,110 @@ mod tests {
             deploy["spec"]["template"]["spec"]["containers"][0]["ports"][0]["protocol"],
             "TCP"
         );
+    }
+
+    /// Defaults that depend on other fields, set as kube-apiserver sets them: a container's
+    /// pull policy from its image, a Job's counts (not those of a CronJob's job template).
+    #[test]
+    fn workloads_are_defaulted_from_their_other_fields_as_upstream() {
+        let defaulted = |name: &str, mut obj: Value| {
+            let k = kind(name);
+            crate::schema::apply_defaults(&mut obj, &k.schema);
+            k.strategy.default(&mut obj);
+            obj
+        };
+        let containers = json!([
+            {"name": "a", "image": "busybox"},
+            {"name": "b", "image": "localhost:5000/tools/b"},
+            {"name": "c", "image": "registry:5000/tools/c:1.2"},
+            {"name": "d", "image": "d@sha256:0123"},
+            {"name": "e", "image": "e:latest", "imagePullPolicy": "Never"},
+        ]);
+        let job = defaulted(
+            "Job",
+            json!({"metadata": {"name": "j"}, "spec": {"template": {
+                "metadata": {"labels": {"app": "j"}},
+                "spec": {"restartPolicy": "Never", "containers": containers,
+                         "volumes": [{"name": "s", "secret": {"secretName": "s"}}]}}}}),
+        );
+        let spec = &job["spec"];
+        assert_eq!(
+            (
+                &spec["completions"],
+                &spec["parallelism"],
+                &spec["backoffLimit"]
+            ),
+            (&json!(1), &json!(1), &json!(6))
+        );
+        assert_eq!(spec["completionMode"], "NonIndexed");
+        assert_eq!(spec["suspend"], false);
+        assert_eq!(spec["podReplacementPolicy"], "TerminatingOrFailed");
+        assert_eq!(job["metadata"]["labels"], json!({"app": "j"}));
+        let pod = &spec["template"]["spec"];
+        let policies: Vec<&Value> = pod["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| &c["imagePullPolicy"])
+            .collect();
+        assert_eq!(
+            policies,
+            ["Always", "Always", "IfNotPresent", "IfNotPresent", "Never"]
+        );
+        assert_eq!(pod["volumes"][0]["secret"]["defaultMode"], 0o644);
+
+        // A parallel Job keeps its completions unset; a limit per index lifts the Job's.
+        let job = defaulted(
+            "Job",
+            json!({"spec": {"parallelism": 3, "completionMode": "Indexed", "backoffLimitPerIndex": 1,
+                "podFailurePolicy": {"rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]},
+                "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "a", "image": "a:1"}]}}}}),
+        );
+        let spec = &job["spec"];
+        assert!(spec.get("completions").is_none());
+        assert_eq!(spec["backoffLimit"], i64::from(i32::MAX));
+        assert_eq!(spec["podReplacementPolicy"], "Failed");
+        assert_eq!(
+            spec["podFailurePolicy"]["rules"][0]["onPodConditions"][0]["status"],
+            "True"
+        );
+        assert!(job["metadata"].get("labels").is_none());
+
+        // A CronJob's job template gets its containers' defaults, not a Job's.
+        let cron = defaulted(
+            "CronJob",
+            json!({"spec": {"schedule": "0 * * * *", "jobTemplate": {"spec": {"template": {"spec": {
+                "containers": [{"name": "a", "image": "a", "livenessProbe": {"exec": {"command": ["true"]}},
+                    "env": [{"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]}]}}}}}}),
+        );
+        let job_spec = &cron["spec"]["jobTemplate"]["spec"];
+        assert!(job_spec.get("backoffLimit").is_none() && job_spec.get("parallelism").is_none());
+        let container = &job_spec["template"]["spec"]["containers"][0];
+        assert_eq!(container["imagePullPolicy"], "Always");
+        assert_eq!(
+            container["livenessProbe"],
+            json!({"exec": {"command": ["true"]}, "timeoutSeconds": 1, "periodSeconds": 10,
+                   "successThreshold": 1, "failureThreshold": 3})
+        );
+        assert_eq!(
+            container["env"][0]["valueFrom"]["fieldRef"]["apiVersion"],
+            "v1"
+        );
+
+        let hpa = defaulted(
+            "HorizontalPodAutoscaler",
+            json!({"spec": {"maxReplicas": 3, "scaleTargetRef": {"kind": "Deployment", "name": "d"}}}),
+        );
+        assert_eq!(hpa["spec"]["minReplicas"], 1);
+        assert_eq!(
+            hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+            80
+        );
+        let policy = defaulted(
+            "NetworkPolicy",
+            json!({"spec": {"podSelector": {}, "ingress": [{"ports": [{"port": 80}]}]}}),
+        );
+        assert_eq!(policy["spec"]["ingress"][0]["ports"][0]["protocol"], "TCP");
     }
 
     #[test]

@@ -292,6 +292,7 @@ pub fn admit_create(
         o.remove("status");
     }
     schema::apply_defaults(&mut obj, &kind.schema);
+    kind.strategy.default(&mut obj);
     kind.strategy.prepare_create(&mut obj);
     drop_empty_metadata(&mut obj);
     validate(ctx, &obj, None)?;
@@ -405,6 +406,7 @@ pub fn admit_update(
         meta.remove("resourceVersion");
     }
     schema::apply_defaults(&mut obj, &kind.schema);
+    kind.strategy.default(&mut obj);
     if !ctx.status {
         kind.strategy.prepare_update(&mut obj, old);
     }

@@ -22,6 +22,11 @@ use crate::schema::{Schema, SchemaError};
 
 /// Per-kind behaviour beyond the schema: server-set fields and semantic validation.
 pub trait Strategy: Send + Sync + std::fmt::Debug {
+    /// Defaults that depend on other fields (upstream's `SetDefaults_*` functions: a
+    /// container's image pull policy on its image's tag), set after the schema's fixed
+    /// defaults, on every write as kube-apiserver defaults every request it decodes.
+    fn default(&self, _obj: &mut Value) {}
+
     /// Sets server-owned fields of a new object (e.g. a Namespace's phase).
     fn prepare_create(&self, _obj: &mut Value) {}
 

@@ -13,7 +13,8 @@
 //! list, a Deployment's replicas, a Pod's restart policy. Defaults that depend on other
 //! fields (a container's image pull policy on its tag, a Job's backoff limit on its
 //! per-index limit) are not among them, nor those of a type that is also part of another
-//! kind's template where upstream does not default it (a Job's spec in a CronJob).
+//! kind's template where upstream does not default it (a Job's spec in a CronJob): the
+//! kinds' strategies set those (`strategies::WorkloadStrategy`).
 
 use serde_json::{Value, json};
 
@@ -362,6 +363,59 @@ pub(crate) const DEFAULTS: &[(&str, &str, Fixed)] = &[
         "failedJobsHistoryLimit",
         Int(1),
     ),
+    (
+        "io.k8s.api.batch.v1.PodFailurePolicyOnPodConditionsPattern",
+        "status",
+        Text("True"),
+    ),
+    // Volumes' file modes: 0644.
+    (
+        "io.k8s.api.core.v1.SecretVolumeSource",
+        "defaultMode",
+        Int(0o644),
+    ),
+    (
+        "io.k8s.api.core.v1.ConfigMapVolumeSource",
+        "defaultMode",
+        Int(0o644),
+    ),
+    (
+        "io.k8s.api.core.v1.DownwardAPIVolumeSource",
+        "defaultMode",
+        Int(0o644),
+    ),
+    (
+        "io.k8s.api.core.v1.ProjectedVolumeSource",
+        "defaultMode",
+        Int(0o644),
+    ),
+    ("io.k8s.api.core.v1.Probe", "timeoutSeconds", Int(1)),
+    ("io.k8s.api.core.v1.Probe", "periodSeconds", Int(10)),
+    ("io.k8s.api.core.v1.Probe", "successThreshold", Int(1)),
+    ("io.k8s.api.core.v1.Probe", "failureThreshold", Int(3)),
+    (
+        "io.k8s.api.core.v1.ObjectFieldSelector",
+        "apiVersion",
+        Text("v1"),
+    ),
+    (
+        "io.k8s.api.networking.v1.NetworkPolicyPort",
+        "protocol",
+        Text("TCP"),
+    ),
+    (
+        "io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerSpec",
+        "minReplicas",
+        Int(1),
+    ),
+    // Without metrics, an autoscaler targets 80% CPU utilisation.
+    (
+        "io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerSpec",
+        "metrics",
+        Array(
+            r#"[{"type":"Resource","resource":{"name":"cpu","target":{"type":"Utilization","averageUtilization":80}}}]"#,
+        ),
+    ),
 ];
 
 /// A default value.
@@ -372,6 +426,8 @@ pub(crate) enum Fixed {
     Bool(bool),
     /// An object, as JSON (an update strategy: upstream sets it when it is absent).
     Object(&'static str),
+    /// A list, as JSON.
+    Array(&'static str),
 }
 
 use Fixed::*;
@@ -393,7 +449,7 @@ pub(crate) fn annotate(name: &str, schema: &mut Value) {
                 Text(t) => json!(t),
                 Int(i) => json!(i),
                 Bool(b) => json!(b),
-                Object(text) => serde_json::from_str(text).expect("default is JSON"),
+                Object(text) | Array(text) => serde_json::from_str(text).expect("default is JSON"),
             };
             field.insert("default".into(), value);
         }

@@ -849,3 +849,112 @@ mod tests {
         assert_eq!(validate_crd(&bad, None).len(), 3);
     }
 }
+
+/// Kinds holding a pod spec: what kube-apiserver defaults from other fields of it — each
+/// container's image pull policy from its image's tag (`SetDefaults_Container`) — and, for
+/// a Job, its counts and modes (`SetDefaults_Job`; a CronJob's job template is not
+/// defaulted so, as upstream).
+#[derive(Debug)]
+pub struct WorkloadStrategy {
+    /// Where the kind holds its pod spec (a JSON pointer).
+    pub pod_spec: &'static str,
+    /// The kind is a Job.
+    pub job: bool,
+}
+
+impl Strategy for WorkloadStrategy {
+    fn default(&self, obj: &mut Value) {
+        if self.job {
+            default_job(obj);
+        }
+        let Some(pod) = obj.pointer_mut(self.pod_spec) else {
+            return;
+        };
+        for list in ["initContainers", "containers"] {
+            let containers = pod.get_mut(list).and_then(Value::as_array_mut);
+            for c in containers
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_object_mut)
+            {
+                if c.get("imagePullPolicy").is_none_or(|p| p == "") {
+                    let image = c.get("image").and_then(Value::as_str).unwrap_or_default();
+                    c.insert("imagePullPolicy".into(), json!(pull_policy(image)));
+                }
+            }
+        }
+    }
+}
+
+/// The image pull policy kube-apiserver defaults to: `Always` for the `latest` tag (which
+/// an image with neither tag nor digest has), else `IfNotPresent`.
+fn pull_policy(image: &str) -> &'static str {
+    let (name, digest) = match image.split_once('@') {
+        Some((name, _)) => (name, true),
+        None => (image, false),
+    };
+    // A tag follows the last `:` of the last path segment (a registry's port does not).
+    let last = name.rsplit('/').next().unwrap_or(name);
+    let tag = match last.rsplit_once(':') {
+        Some((_, tag)) => tag,
+        None if digest => "",
+        None => "latest",
+    };
+    if tag == "latest" {
+        "Always"
+    } else {
+        "IfNotPresent"
+    }
+}
+
+/// `SetDefaults_Job`.
+fn default_job(obj: &mut Value) {
+    let template_labels = obj
+        .pointer("/spec/template/metadata/labels")
+        .filter(|l| l.is_object())
+        .cloned();
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let absent =
+        |spec: &Map<String, Value>, field: &str| spec.get(field).is_none_or(Value::is_null);
+    if absent(spec, "completions") && absent(spec, "parallelism") {
+        spec.insert("completions".into(), json!(1));
+    }
+    if absent(spec, "parallelism") {
+        spec.insert("parallelism".into(), json!(1));
+    }
+    if absent(spec, "backoffLimit") {
+        // With a limit per index, the Job as a whole has none.
+        let limit = if absent(spec, "backoffLimitPerIndex") {
+            6
+        } else {
+            i64::from(i32::MAX)
+        };
+        spec.insert("backoffLimit".into(), json!(limit));
+    }
+    if absent(spec, "completionMode") {
+        spec.insert("completionMode".into(), json!("NonIndexed"));
+    }
+    if absent(spec, "suspend") {
+        spec.insert("suspend".into(), json!(false));
+    }
+    if absent(spec, "podReplacementPolicy") {
+        let policy = if absent(spec, "podFailurePolicy") {
+            "TerminatingOrFailed"
+        } else {
+            "Failed"
+        };
+        spec.insert("podReplacementPolicy".into(), json!(policy));
+    }
+    // A Job without labels of its own gets its pod template's.
+    if let Some(labels) = template_labels
+        && let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut)
+        && meta
+            .get("labels")
+            .and_then(Value::as_object)
+            .is_none_or(Map::is_empty)
+    {
+        meta.insert("labels".into(), labels);
+    }
+}
