@@ -313,6 +313,15 @@ pub fn admit_update(
 ) -> Result<Admitted> {
     let warnings = ctx.decode_checks(&mut obj, duplicates)?;
     let kind = ctx.kind;
+    // The stored object as this version defaults it, as kube-apiserver defaults what it
+    // reads from storage: a default added since it was written is no change of its spec
+    // (no new generation, no owner), whatever the write.
+    let old = &{
+        let mut old = old.clone();
+        schema::apply_defaults(&mut old, &kind.schema);
+        kind.strategy.default(&mut old);
+        old
+    };
     let body_managed = obj["metadata"].get("managedFields").cloned();
     if ctx.status {
         // Only status changes through the status subresource.

@@ -185,3 +185,50 @@ fn a_create_is_named_from_generate_name_before_admission_and_keeps_that_name() {
         assert_eq!(name_for_create(&mut nameless), "");
     }
 }
+
+/// An object stored before a default existed (an older version wrote it): its next write,
+/// of labels or of status, is no change of its spec, as kube-apiserver defaults what it
+/// reads from storage.
+#[test]
+fn defaults_added_since_an_object_was_stored_are_no_change_of_its_spec() {
+    let r = Registry::new();
+    let deploy = r
+        .kinds("")
+        .get("apps", "v1", "deployments")
+        .unwrap()
+        .clone();
+    let c = ctx(&r, &deploy, FieldValidation::Strict, false);
+    let created = admit_create(
+        &c,
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+               "spec": {"selector": {"matchLabels": {"app": "d"}}, "template": {
+                   "metadata": {"labels": {"app": "d"}},
+                   "spec": {"containers": [{"name": "a", "image": "a:1"}]}}}}),
+        &[],
+    )
+    .unwrap()
+    .object;
+    // As an older version stored it: without the pull policy it now defaults.
+    let mut stored = created.clone();
+    let container = &mut stored["spec"]["template"]["spec"]["containers"][0];
+    container.as_object_mut().unwrap().remove("imagePullPolicy");
+    let mut labelled = stored.clone();
+    labelled["metadata"]["labels"] = json!({"x": "y"});
+    let out = admit_update(&c, labelled, &stored, &[]).unwrap().object;
+    assert_eq!(
+        out["metadata"]["generation"], 1,
+        "a label is no new generation"
+    );
+    assert_eq!(
+        out["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"],
+        "IfNotPresent"
+    );
+    let s = ctx(&r, &deploy, FieldValidation::Strict, true);
+    let mut with_status = stored.clone();
+    with_status["status"] = json!({"replicas": 1});
+    let out = admit_update(&s, with_status, &stored, &[]).unwrap().object;
+    assert_eq!(
+        out["metadata"]["generation"], 1,
+        "a status write is no new generation"
+    );
+}
