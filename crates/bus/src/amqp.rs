@@ -200,7 +200,7 @@ impl Bus for AmqpBus {
         let messages = events
             .iter()
             .map(|e| {
-                let payload = serde_json::to_vec(e).expect("events serialise");
+                let payload = serde_json::to_vec(&**e).expect("events serialise");
                 // Transient: the outbox, not the broker, is the durable copy.
                 let props = BasicProperties::default().with_delivery_mode(1);
                 (

@@ -398,18 +398,19 @@ impl State {
                     SetKind::SelectorSyncSet
                 };
                 let id = (kind, key.namespace.clone(), key.name.clone());
+                let before = self.set(&id);
                 self.record(key, object, emit);
-                let set = match kind {
-                    SetKind::SyncSet => self.syncsets.get(&(id.1.clone(), id.2.clone())),
-                    SetKind::SelectorSyncSet => self.selector_syncsets.get(&id.2),
-                };
-                match set.cloned() {
-                    Some(set) => {
-                        let tally = self.recount(&set);
-                        self.tallies.insert(id, tally);
-                    }
-                    None => {
-                        self.tallies.remove(&id);
+                let after = self.set(&id);
+                // A new status (the leader's summaries, each tick) changes no tally.
+                if before != after {
+                    match after {
+                        Some(set) => {
+                            let tally = self.recount(&set);
+                            self.tallies.insert(id, tally);
+                        }
+                        None => {
+                            self.tallies.remove(&id);
+                        }
                     }
                 }
             }
@@ -432,6 +433,15 @@ impl State {
             }
             _ => self.record(key, object, emit),
         }
+    }
+
+    /// A set's definition.
+    fn set(&self, (kind, namespace, name): &SetId) -> Option<Arc<SetDef>> {
+        match kind {
+            SetKind::SyncSet => self.syncsets.get(&(namespace.clone(), name.clone())),
+            SetKind::SelectorSyncSet => self.selector_syncsets.get(name),
+        }
+        .cloned()
     }
 
     /// Where `set` stands on the cluster `ck` (`None`: it does not target it).

@@ -996,8 +996,11 @@ mod tests {
             {"name": "a", "image": "busybox"},
             {"name": "b", "image": "localhost:5000/tools/b"},
             {"name": "c", "image": "registry:5000/tools/c:1.2"},
-            {"name": "d", "image": "d@sha256:0123"},
+            {"name": "d", "image": "d@sha256:0123456789abcdef0123456789abcdef"},
             {"name": "e", "image": "e:latest", "imagePullPolicy": "Never"},
+            {"name": "f", "image": "MyRepo/f"},
+            {"name": "g", "image": "g:1@sha256:0123456789abcdef0123456789abcdef"},
+            {"name": "h", "image": "x:y:latest"},
         ]);
         let job = defaulted(
             "Job",
@@ -1018,6 +1021,7 @@ mod tests {
         assert_eq!(spec["completionMode"], "NonIndexed");
         assert_eq!(spec["suspend"], false);
         assert_eq!(spec["podReplacementPolicy"], "TerminatingOrFailed");
+        assert_eq!(spec["manualSelector"], false);
         assert_eq!(job["metadata"]["labels"], json!({"app": "j"}));
         let pod = &spec["template"]["spec"];
         let policies: Vec<&Value> = pod["containers"]
@@ -1028,7 +1032,17 @@ mod tests {
             .collect();
         assert_eq!(
             policies,
-            ["Always", "Always", "IfNotPresent", "IfNotPresent", "Never"]
+            // Not references, f and h have no tag upstream either.
+            [
+                "Always",
+                "Always",
+                "IfNotPresent",
+                "IfNotPresent",
+                "Never",
+                "IfNotPresent",
+                "IfNotPresent",
+                "IfNotPresent"
+            ]
         );
         assert_eq!(pod["volumes"][0]["secret"]["defaultMode"], 0o644);
 

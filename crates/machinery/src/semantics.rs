@@ -389,6 +389,8 @@ pub(crate) const DEFAULTS: &[(&str, &str, Fixed)] = &[
         "defaultMode",
         Int(0o644),
     ),
+    ("io.k8s.api.core.v1.HTTPGetAction", "path", Text("/")),
+    ("io.k8s.api.core.v1.HTTPGetAction", "scheme", Text("HTTP")),
     ("io.k8s.api.core.v1.Probe", "timeoutSeconds", Int(1)),
     ("io.k8s.api.core.v1.Probe", "periodSeconds", Int(10)),
     ("io.k8s.api.core.v1.Probe", "successThreshold", Int(1)),

@@ -887,24 +887,82 @@ impl Strategy for WorkloadStrategy {
 }
 
 /// The image pull policy kube-apiserver defaults to: `Always` for the `latest` tag (which
-/// an image with neither tag nor digest has), else `IfNotPresent`.
+/// an image with neither tag nor digest has), else `IfNotPresent` (a reference upstream
+/// cannot parse has no tag).
 fn pull_policy(image: &str) -> &'static str {
-    let (name, digest) = match image.split_once('@') {
-        Some((name, _)) => (name, true),
-        None => (image, false),
-    };
-    // A tag follows the last `:` of the last path segment (a registry's port does not).
-    let last = name.rsplit('/').next().unwrap_or(name);
-    let tag = match last.rsplit_once(':') {
-        Some((_, tag)) => tag,
-        None if digest => "",
-        None => "latest",
-    };
-    if tag == "latest" {
+    if image_tag(image) == Some("latest") {
         "Always"
     } else {
         "IfNotPresent"
     }
+}
+
+/// The tag of an image reference as upstream's `ParseImageName` reads it: `latest` when
+/// it has neither tag nor digest, empty with a digest alone; `None` when the reference is
+/// not one (the distribution reference grammar: lowercase path components, a registry
+/// host with an optional port first, `[\w][\w.-]{0,127}` tags, `algorithm:hex` digests).
+fn image_tag(image: &str) -> Option<&str> {
+    let (name, digest) = match image.split_once('@') {
+        Some((name, digest)) => (name, Some(digest)),
+        None => (image, None),
+    };
+    if let Some(digest) = digest {
+        let (algorithm, hex) = digest.split_once(':')?;
+        let algorithm_ok = algorithm.split(['-', '_', '+', '.']).all(|part| {
+            part.starts_with(|c: char| c.is_ascii_alphabetic())
+                && part.bytes().all(|b| b.is_ascii_alphanumeric())
+        });
+        if !algorithm_ok || hex.len() < 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+    }
+    // A tag follows the last `:` unless a `/` does (then it was a registry's port).
+    let (path, tag) = match name.rsplit_once(':') {
+        Some((path, tag)) if !tag.contains('/') => (path, Some(tag)),
+        _ => (name, None),
+    };
+    if let Some(tag) = tag {
+        let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+        let ok = tag.len() <= 128
+            && tag.bytes().next().is_some_and(word)
+            && tag.bytes().all(|b| word(b) || b == b'.' || b == b'-');
+        if !ok {
+            return None;
+        }
+    }
+    let components: Vec<&str> = path.split('/').collect();
+    let host = components.len() > 1
+        && (components[0].contains(['.', ':']) || components[0] == "localhost");
+    let host_ok = |h: &str| {
+        let (host, port) = h.split_once(':').unwrap_or((h, "0"));
+        !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+            && !port.is_empty()
+            && port.bytes().all(|b| b.is_ascii_digit())
+    };
+    let component_ok = |c: &str| {
+        let edge = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        edge(c.bytes().next())
+            && edge(c.bytes().last())
+            && c.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+            })
+    };
+    let (first, rest) = if host {
+        (host_ok(components[0]), &components[1..])
+    } else {
+        (true, &components[..])
+    };
+    if !first || !rest.iter().all(|c| component_ok(c)) {
+        return None;
+    }
+    Some(match (tag, digest) {
+        (Some(tag), _) => tag,
+        (None, Some(_)) => "",
+        (None, None) => "latest",
+    })
 }
 
 /// `SetDefaults_Job`.
@@ -938,6 +996,9 @@ fn default_job(obj: &mut Value) {
     }
     if absent(spec, "suspend") {
         spec.insert("suspend".into(), json!(false));
+    }
+    if absent(spec, "manualSelector") {
+        spec.insert("manualSelector".into(), json!(false));
     }
     if absent(spec, "podReplacementPolicy") {
         let policy = if absent(spec, "podFailurePolicy") {
