@@ -11,7 +11,7 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use serde_json::{Value, json};
 
@@ -321,6 +321,10 @@ pub struct Registry {
     meta_published: Value,
     clusters: RwLock<HashMap<String, ClusterKinds>>,
     empty: Arc<Kinds>,
+    /// The kinds of every CRD some cluster serves, by the CRD's name and spec (all they
+    /// are made of): a fleet's clusters installing the same operator share one compiled
+    /// schema.
+    compiled_crds: Mutex<HashMap<String, Vec<Weak<KindInfo>>>>,
 }
 
 #[derive(Debug, Default)]
@@ -371,6 +375,7 @@ impl Registry {
             meta_published,
             clusters: RwLock::new(HashMap::new()),
             empty,
+            compiled_crds: Mutex::default(),
         }
     }
 
@@ -397,7 +402,7 @@ impl Registry {
     /// (or its deletion) was observed already. A CRD naming a resource that a built-in kind
     /// already serves is stored but does not replace the built-in.
     pub fn install_crd(&self, cluster: &str, crd: &Value) -> Result<(), SchemaError> {
-        let infos = from_crd(crd, None)?;
+        let infos = self.crd_kinds(crd)?;
         let name = crd["metadata"]["name"]
             .as_str()
             .unwrap_or_default()
@@ -407,11 +412,26 @@ impl Registry {
         if !entry.observe(&name, resource_version(crd)) {
             return Ok(());
         }
-        entry
-            .crds
-            .insert(name, infos.into_iter().map(Arc::new).collect());
+        entry.crds.insert(name, infos);
         entry.snapshot = Arc::new(self.snapshot(&entry.crds));
         Ok(())
+    }
+
+    /// A CRD's kinds, compiled unless a cluster serves the same CRD (name and spec) already.
+    fn crd_kinds(&self, crd: &Value) -> Result<Vec<Arc<KindInfo>>, SchemaError> {
+        let key = serde_json::to_string(&(&crd["metadata"]["name"], &crd["spec"]))
+            .expect("JSON serialises");
+        let mut compiled = self.compiled_crds.lock().expect("compiled CRDs lock");
+        if let Some(infos) = compiled
+            .get(&key)
+            .and_then(|kept| kept.iter().map(Weak::upgrade).collect::<Option<Vec<_>>>())
+        {
+            return Ok(infos);
+        }
+        let infos: Vec<Arc<KindInfo>> = from_crd(crd, None)?.into_iter().map(Arc::new).collect();
+        compiled.retain(|_, kept| kept.iter().all(|k| k.strong_count() > 0));
+        compiled.insert(key, infos.iter().map(Arc::downgrade).collect());
+        Ok(infos)
     }
 
     /// The logical clusters with CRDs registered.
@@ -665,6 +685,38 @@ mod tests {
         assert!(served(&r));
         r.reconcile_crds("c", &[], 8);
         assert!(!served(&r), "missing from a newer list: gone");
+    }
+
+    /// Clusters installing the same CRD share its compiled kinds; a CRD differing in any of
+    /// its spec gets its own, and none is kept once no cluster serves it.
+    #[test]
+    fn clusters_serving_the_same_crd_share_its_compiled_kinds() {
+        let r = Registry::new();
+        let widget = |r: &Registry, c: &str| {
+            r.kinds(c)
+                .get("example.com", "v1", "widgets")
+                .cloned()
+                .unwrap()
+        };
+        r.install_crd("a", &widget_crd(1)).unwrap();
+        r.install_crd("b", &widget_crd(2)).unwrap();
+        assert!(
+            Arc::ptr_eq(&widget(&r, "a"), &widget(&r, "b")),
+            "one compile"
+        );
+        let mut other = widget_crd(3);
+        other["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"] =
+            json!({"size": {"type": "integer"}});
+        r.install_crd("c", &other).unwrap();
+        assert!(!Arc::ptr_eq(&widget(&r, "a"), &widget(&r, "c")));
+        assert!(widget(&r, "c").schema.properties.contains_key("size"));
+        assert!(!widget(&r, "a").schema.properties.contains_key("size"));
+        for c in ["a", "b", "c"] {
+            r.remove_crd(c, "widgets.example.com", 10);
+        }
+        r.install_crd("d", &widget_crd(11)).unwrap();
+        let kept = r.compiled_crds.lock().unwrap().len();
+        assert_eq!(kept, 1, "only the CRD a cluster still serves");
     }
 
     #[test]
