@@ -320,28 +320,7 @@ impl Cache {
     /// The sets that apply to a cluster.
     pub fn sets_for(&self, cluster: &Cluster) -> Vec<Arc<SetDef>> {
         let state = self.state.read().expect("cache lock");
-        let key = cluster.key();
-        let mut sets: Vec<Arc<SetDef>> = state
-            .syncset_refs
-            .get(&key)
-            .into_iter()
-            .flatten()
-            .filter_map(|name| {
-                state
-                    .syncsets
-                    .get(&(cluster.namespace.clone(), name.clone()))
-            })
-            .filter(|s| s.applies_to(cluster))
-            .cloned()
-            .collect();
-        sets.extend(
-            state
-                .selector_syncsets
-                .values()
-                .filter(|s| s.applies_to(cluster))
-                .cloned(),
-        );
-        sets
+        state.sets_for(cluster, &cluster.key()).cloned().collect()
     }
 
     /// Last full apply of every cluster that has one (unix seconds).
@@ -392,11 +371,7 @@ impl State {
                 self.count_cluster(&ck, true);
             }
             resources::SYNCSETS | resources::SELECTOR_SYNCSETS => {
-                let kind = if key.resource == resources::SYNCSETS {
-                    SetKind::SyncSet
-                } else {
-                    SetKind::SelectorSyncSet
-                };
+                let kind = SetKind::of_resource(&key.resource).expect("a set's resource");
                 let id = (kind, key.namespace.clone(), key.name.clone());
                 let before = self.set(&id);
                 self.record(key, object, emit);
@@ -460,11 +435,13 @@ impl State {
         })
     }
 
-    /// Adds the cluster `ck` to the tallies of the sets targeting it, or takes it out.
-    fn count_cluster(&mut self, ck: &str, add: bool) {
-        let Some(cluster) = self.clusters.get(ck) else {
-            return;
-        };
+    /// The sets that apply to `cluster` (whose key is `ck`): the SyncSets naming it, the
+    /// SelectorSyncSets selecting it.
+    fn sets_for<'a>(
+        &'a self,
+        cluster: &'a Cluster,
+        ck: &str,
+    ) -> impl Iterator<Item = &'a Arc<SetDef>> + 'a {
         let named = self
             .syncset_refs
             .get(ck)
@@ -474,8 +451,18 @@ impl State {
                 self.syncsets
                     .get(&(cluster.namespace.clone(), name.clone()))
             });
-        let counts: Vec<(SetId, Counted)> = named
+        named
             .chain(self.selector_syncsets.values())
+            .filter(|s| s.applies_to(cluster))
+    }
+
+    /// Adds the cluster `ck` to the tallies of the sets targeting it, or takes it out.
+    fn count_cluster(&mut self, ck: &str, add: bool) {
+        let Some(cluster) = self.clusters.get(ck) else {
+            return;
+        };
+        let counts: Vec<(SetId, Counted)> = self
+            .sets_for(cluster, ck)
             .filter_map(|set| Some((set_id(set), self.counted(set, cluster, ck)?)))
             .collect();
         for (id, counted) in counts {
@@ -555,11 +542,7 @@ impl State {
                 emit(Effect::Summaries);
             }
             resources::SYNCSETS | resources::SELECTOR_SYNCSETS => {
-                let kind = if key.resource == resources::SYNCSETS {
-                    SetKind::SyncSet
-                } else {
-                    SetKind::SelectorSyncSet
-                };
+                let kind = SetKind::of_resource(&key.resource).expect("a set's resource");
                 let new = object
                     .and_then(|o| SetDef::from_object(kind, o))
                     .map(Arc::new);

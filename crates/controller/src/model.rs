@@ -146,6 +146,13 @@ impl SetKind {
             Self::SelectorSyncSet => resources::SELECTOR_SYNCSETS,
         }
     }
+
+    /// The kind of a group resource, if it is a set's.
+    pub fn of_resource(resource: &str) -> Option<Self> {
+        [Self::SyncSet, Self::SelectorSyncSet]
+            .into_iter()
+            .find(|k| k.resource() == resource)
+    }
 }
 
 impl fmt::Display for SetKind {

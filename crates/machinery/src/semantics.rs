@@ -265,24 +265,24 @@ pub(crate) const DEFAULTS: &[(&str, &str, Fixed)] = &[
     (
         "io.k8s.api.apps.v1.DeploymentSpec",
         "strategy",
-        Object(
+        Json(
             r#"{"type":"RollingUpdate","rollingUpdate":{"maxUnavailable":"25%","maxSurge":"25%"}}"#,
         ),
     ),
     (
         "io.k8s.api.apps.v1.StatefulSetSpec",
         "updateStrategy",
-        Object(r#"{"type":"RollingUpdate","rollingUpdate":{"partition":0}}"#),
+        Json(r#"{"type":"RollingUpdate","rollingUpdate":{"partition":0}}"#),
     ),
     (
         "io.k8s.api.apps.v1.StatefulSetSpec",
         "persistentVolumeClaimRetentionPolicy",
-        Object(r#"{"whenDeleted":"Retain","whenScaled":"Retain"}"#),
+        Json(r#"{"whenDeleted":"Retain","whenScaled":"Retain"}"#),
     ),
     (
         "io.k8s.api.apps.v1.DaemonSetSpec",
         "updateStrategy",
-        Object(r#"{"type":"RollingUpdate","rollingUpdate":{"maxUnavailable":1,"maxSurge":0}}"#),
+        Json(r#"{"type":"RollingUpdate","rollingUpdate":{"maxUnavailable":1,"maxSurge":0}}"#),
     ),
     (
         "io.k8s.api.apps.v1.DeploymentSpec",
@@ -414,7 +414,7 @@ pub(crate) const DEFAULTS: &[(&str, &str, Fixed)] = &[
     (
         "io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerSpec",
         "metrics",
-        Array(
+        Json(
             r#"[{"type":"Resource","resource":{"name":"cpu","target":{"type":"Utilization","averageUtilization":80}}}]"#,
         ),
     ),
@@ -426,10 +426,9 @@ pub(crate) enum Fixed {
     Text(&'static str),
     Int(i64),
     Bool(bool),
-    /// An object, as JSON (an update strategy: upstream sets it when it is absent).
-    Object(&'static str),
-    /// A list, as JSON.
-    Array(&'static str),
+    /// An object or a list, as JSON (an update strategy, an autoscaler's metrics: upstream
+    /// sets them when they are absent).
+    Json(&'static str),
 }
 
 use Fixed::*;
@@ -451,7 +450,7 @@ pub(crate) fn annotate(name: &str, schema: &mut Value) {
                 Text(t) => json!(t),
                 Int(i) => json!(i),
                 Bool(b) => json!(b),
-                Object(text) | Array(text) => serde_json::from_str(text).expect("default is JSON"),
+                Json(text) => serde_json::from_str(text).expect("default is JSON"),
             };
             field.insert("default".into(), value);
         }
