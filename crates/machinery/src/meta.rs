@@ -295,9 +295,8 @@ pub fn admit_create(
     kind.strategy.default(&mut obj);
     kind.strategy.prepare_create(&mut obj);
     drop_empty_metadata(&mut obj);
-    validate(ctx, &obj, None)?;
-    let empty = json!({});
-    finish_ownership(ctx, &mut obj, &empty, None)?;
+    validate(ctx, &mut obj, None)?;
+    finish_ownership(ctx, &mut obj, &mut json!({}), None)?;
     Ok(Admitted {
         object: obj,
         warnings,
@@ -316,17 +315,15 @@ pub fn admit_update(
     // The stored object as this version defaults it, as kube-apiserver defaults what it
     // reads from storage: a default added since it was written is no change of its spec
     // (no new generation, no owner), whatever the write.
-    let old = &{
-        let mut old = old.clone();
-        schema::apply_defaults(&mut old, &kind.schema);
-        kind.strategy.default(&mut old);
-        old
-    };
+    let mut defaulted_old = old.clone();
+    schema::apply_defaults(&mut defaulted_old, &kind.schema);
+    kind.strategy.default(&mut defaulted_old);
+    let old = &defaulted_old;
     let body_managed = obj["metadata"].get("managedFields").cloned();
     if ctx.status {
         // Only status changes through the status subresource.
-        let status = obj.get("status").cloned();
-        let managed = obj["metadata"].get("managedFields").cloned();
+        let status = obj.as_object_mut().and_then(|o| o.remove("status"));
+        let managed = body_managed.clone();
         obj = old.clone();
         let o = obj.as_object_mut().expect("stored objects are objects");
         match status {
@@ -352,7 +349,8 @@ pub fn admit_update(
         }
     }
     {
-        let old_meta = old["metadata"].as_object().cloned().unwrap_or_default();
+        let no_meta = Map::new();
+        let old_meta = old["metadata"].as_object().unwrap_or(&no_meta);
         let meta = meta_mut(&mut obj);
         let old_name = old_meta.get("name").cloned().unwrap_or(Value::Null);
         match meta.get("name") {
@@ -424,8 +422,8 @@ pub fn admit_update(
         meta_mut(&mut obj).insert("generation".into(), json!(generation));
     }
     drop_empty_metadata(&mut obj);
-    validate(ctx, &obj, Some(old))?;
-    finish_ownership(ctx, &mut obj, old, body_managed.as_ref())?;
+    validate(ctx, &mut obj, Some(old))?;
+    finish_ownership(ctx, &mut obj, &mut defaulted_old, body_managed.as_ref())?;
     Ok(Admitted {
         object: obj,
         warnings,
@@ -434,21 +432,22 @@ pub fn admit_update(
 
 /// Whether anything but metadata (and status, where it is a subresource) changed.
 fn spec_changed(kind: &KindInfo, new: &Value, old: &Value) -> bool {
-    let strip = |v: &Value| -> Map<String, Value> {
-        let mut m = v.as_object().cloned().unwrap_or_default();
-        m.remove("metadata");
-        if kind.status_subresource {
-            m.remove("status");
-        }
-        m
-    };
-    strip(new) != strip(old)
+    fn fields<'v>(kind: &KindInfo, v: &'v Value) -> Vec<(&'v String, &'v Value)> {
+        v.as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| *k != "metadata" && !(kind.status_subresource && *k == "status"))
+            .collect()
+    }
+    fields(kind, new) != fields(kind, old)
 }
 
+/// Records the write in `obj`'s managedFields. `old` is the stored object; its
+/// managedFields are consumed.
 fn finish_ownership(
     ctx: &WriteContext<'_>,
     obj: &mut Value,
-    old: &Value,
+    old: &mut Value,
     body_managed: Option<&Value>,
 ) -> Result<()> {
     let Ownership::Update(manager) = &ctx.ownership else {
@@ -470,9 +469,8 @@ fn finish_ownership(
         _ => Managers::decode(old).map_err(Error::BadRequest)?,
     };
     let mut managers = base;
-    let mut old_clean = old.clone();
-    let mut new_clean = obj.clone();
-    for v in [&mut old_clean, &mut new_clean] {
+    // Compared without their managedFields, which the new ones replace.
+    for v in [&mut *old, &mut *obj] {
         if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
             m.remove("managedFields");
         }
@@ -480,8 +478,8 @@ fn finish_ownership(
     let ignored = ctx.ignored_fields();
     apply::track_update(
         &mut managers,
-        &old_clean,
-        &new_clean,
+        old,
+        obj,
         &ctx.schemas(),
         Writer {
             manager,
@@ -496,24 +494,33 @@ fn finish_ownership(
 }
 
 /// Validates metadata, the schema and the kind's own rules.
-fn validate(ctx: &WriteContext<'_>, obj: &Value, old: Option<&Value>) -> Result<()> {
+fn validate(ctx: &WriteContext<'_>, obj: &mut Value, old: Option<&Value>) -> Result<()> {
     let mut errors = validate_meta(ctx.kind, obj, old);
     // Field types of ObjectMeta (ownerReferences a list, …), as kube-apiserver's decoding.
     if obj["metadata"].is_object() {
         schema::validate(
             &obj["metadata"],
             ctx.meta_schema,
-            &Path::fields(&["metadata"]),
+            &Path::root().field("metadata"),
             &mut errors,
         );
     }
-    let mut body = obj.clone();
-    if let Some(o) = body.as_object_mut() {
-        o.remove("metadata");
-        o.remove("apiVersion");
-        o.remove("kind");
+    // The kind's schema covers the body: its type meta and metadata are set aside (and put
+    // back) rather than the object copied.
+    let set_aside: Vec<(&str, Value)> = match obj.as_object_mut() {
+        Some(o) => ["metadata", "apiVersion", "kind"]
+            .into_iter()
+            .filter_map(|k| o.remove(k).map(|v| (k, v)))
+            .collect(),
+        None => Vec::new(),
+    };
+    schema::validate(obj, &ctx.kind.schema, &Path::root(), &mut errors);
+    if let Some(o) = obj.as_object_mut() {
+        for (k, v) in set_aside {
+            o.insert(k.into(), v);
+        }
     }
-    schema::validate(&body, &ctx.kind.schema, &Path::root(), &mut errors);
+    let obj = &*obj;
     errors.extend(ctx.kind.strategy.validate(obj, old));
     if errors.is_empty() {
         Ok(())

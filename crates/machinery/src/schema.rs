@@ -442,72 +442,70 @@ fn compile_at(json: &Value, path: &str, refs: &mut Refs) -> Result<Schema, Schem
 }
 
 /// A path into an object, rendered as Kubernetes field paths (`spec.items[0].name`,
-/// `metadata.labels[app]`).
-#[derive(Clone, Debug, Default)]
-pub struct Path(Vec<Segment>);
-
-#[derive(Clone, Debug)]
-enum Segment {
-    Field(String),
-    Index(usize),
-    Key(String),
+/// `metadata.labels[app]`). Each step borrows the one before: descending costs nothing,
+/// and a path is only spelled out when an error names it.
+#[derive(Clone, Copy, Debug, Default)]
+pub enum Path<'a> {
+    /// The object itself.
+    #[default]
+    Root,
+    /// A field of an object.
+    Field(&'a Path<'a>, &'a str),
+    /// An item of a list.
+    Index(&'a Path<'a>, usize),
+    /// A value of a map.
+    Key(&'a Path<'a>, &'a str),
 }
 
-impl Path {
+impl<'a> Path<'a> {
     /// The root path.
     pub fn root() -> Self {
-        Self::default()
-    }
-
-    /// A path from dotted field names.
-    pub fn fields(names: &[&str]) -> Self {
-        Self(
-            names
-                .iter()
-                .map(|n| Segment::Field(n.to_string()))
-                .collect(),
-        )
+        Self::Root
     }
 
     /// This path extended by a field.
-    pub fn field(&self, name: &str) -> Self {
-        let mut p = self.clone();
-        p.0.push(Segment::Field(name.to_string()));
-        p
+    pub fn field(&'a self, name: &'a str) -> Self {
+        Self::Field(self, name)
     }
 
     /// This path extended by a list index.
-    pub fn index(&self, i: usize) -> Self {
-        let mut p = self.clone();
-        p.0.push(Segment::Index(i));
-        p
+    pub fn index(&'a self, i: usize) -> Self {
+        Self::Index(self, i)
     }
 
     /// This path extended by a map key.
-    pub fn key(&self, k: &str) -> Self {
-        let mut p = self.clone();
-        p.0.push(Segment::Key(k.to_string()));
-        p
+    pub fn key(&'a self, k: &'a str) -> Self {
+        Self::Key(self, k)
+    }
+
+    /// Writes the path; false if it is the root (nothing written).
+    fn write(&self, f: &mut std::fmt::Formatter<'_>) -> Result<bool, std::fmt::Error> {
+        match self {
+            Self::Root => Ok(false),
+            Self::Field(parent, name) => {
+                if parent.write(f)? {
+                    f.write_str(".")?;
+                }
+                f.write_str(name)?;
+                Ok(true)
+            }
+            Self::Index(parent, i) => {
+                parent.write(f)?;
+                write!(f, "[{i}]")?;
+                Ok(true)
+            }
+            Self::Key(parent, k) => {
+                parent.write(f)?;
+                write!(f, "[{k}]")?;
+                Ok(true)
+            }
+        }
     }
 }
 
-impl std::fmt::Display for Path {
+impl std::fmt::Display for Path<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut first = true;
-        for seg in &self.0 {
-            match seg {
-                Segment::Field(n) => {
-                    if !first {
-                        f.write_str(".")?;
-                    }
-                    f.write_str(n)?;
-                }
-                Segment::Index(i) => write!(f, "[{i}]")?,
-                Segment::Key(k) => write!(f, "[{k}]")?,
-            }
-            first = false;
-        }
-        if first {
+        if !self.write(f)? {
             f.write_str("<root>")?;
         }
         Ok(())
@@ -535,7 +533,7 @@ fn prune_node(
     value: &mut Value,
     schema: &Schema,
     meta: &Schema,
-    path: &Path,
+    path: &Path<'_>,
     is_resource: bool,
     unknown: &mut Vec<String>,
 ) {
@@ -549,49 +547,40 @@ fn prune_node(
             {
                 return;
             }
-            let keys: Vec<String> = map.keys().cloned().collect();
-            for key in keys {
-                let child_path = path.field(&key);
+            map.retain(|key, v| {
+                let child_path = path.field(key);
                 if resource
                     && (key == "apiVersion" || key == "kind")
-                    && !schema.properties.contains_key(&key)
+                    && !schema.properties.contains_key(key)
                 {
-                    continue;
+                    return true;
                 }
                 if resource && key == "metadata" {
-                    if let Some(m) = map.get_mut("metadata") {
-                        if m.is_null() {
-                            map.remove("metadata");
-                        } else {
-                            prune_node(m, meta, meta, &child_path, false, unknown);
-                        }
+                    if v.is_null() {
+                        return false;
                     }
-                    continue;
+                    prune_node(v, meta, meta, &child_path, false, unknown);
+                    return true;
                 }
-                let child_schema = schema.field(&key);
-                match child_schema {
+                match schema.field(key) {
+                    Some(cs) if v.is_null() && !cs.nullable => false,
                     Some(cs) => {
-                        let v = map.get_mut(&key).expect("key exists");
-                        if v.is_null() && !cs.nullable {
-                            map.remove(&key);
+                        if schema.additional_properties.is_some()
+                            && !schema.properties.contains_key(key)
+                        {
+                            prune_node(v, cs, meta, &path.key(key), false, unknown);
                         } else {
-                            let cp = if schema.additional_properties.is_some()
-                                && !schema.properties.contains_key(&key)
-                            {
-                                path.key(&key)
-                            } else {
-                                child_path
-                            };
-                            prune_node(v, cs, meta, &cp, false, unknown);
+                            prune_node(v, cs, meta, &child_path, false, unknown);
                         }
+                        true
                     }
-                    None if schema.preserve_unknown_fields => {}
+                    None if schema.preserve_unknown_fields => true,
                     None => {
-                        map.remove(&key);
                         unknown.push(child_path.to_string());
+                        false
                     }
                 }
-            }
+            });
         }
         Value::Array(items) => {
             if let Some(item_schema) = schema.items.as_deref() {

@@ -10,7 +10,7 @@ use super::{ListType, Path, Schema, Type};
 use crate::errors::FieldError;
 
 /// Validates a value against a schema, appending field errors.
-pub fn validate(value: &Value, schema: &Schema, path: &Path, errors: &mut Vec<FieldError>) {
+pub fn validate(value: &Value, schema: &Schema, path: &Path<'_>, errors: &mut Vec<FieldError>) {
     let p = || path.to_string();
     if value.is_null() {
         if !schema.nullable && (schema.type_.is_some() || schema.int_or_string) {
@@ -104,7 +104,7 @@ pub fn validate(value: &Value, schema: &Schema, path: &Path, errors: &mut Vec<Fi
     }
 }
 
-fn passes(value: &Value, schema: &Schema, path: &Path) -> bool {
+fn passes(value: &Value, schema: &Schema, path: &Path<'_>) -> bool {
     let mut errs = Vec::new();
     validate(value, schema, path, &mut errs);
     errs.is_empty()
@@ -122,7 +122,7 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-fn validate_string(s: &str, schema: &Schema, path: &Path, errors: &mut Vec<FieldError>) {
+fn validate_string(s: &str, schema: &Schema, path: &Path<'_>, errors: &mut Vec<FieldError>) {
     let p = || path.to_string();
     let chars = s.chars().count() as u64;
     if let Some(max) = schema.max_length
@@ -183,7 +183,7 @@ fn is_base64(s: &str) -> bool {
 fn validate_number(
     n: &serde_json::Number,
     schema: &Schema,
-    path: &Path,
+    path: &Path<'_>,
     errors: &mut Vec<FieldError>,
 ) {
     let p = || path.to_string();
@@ -242,7 +242,7 @@ fn validate_number(
 fn validate_object(
     map: &Map<String, Value>,
     schema: &Schema,
-    path: &Path,
+    path: &Path<'_>,
     errors: &mut Vec<FieldError>,
 ) {
     for name in &schema.required {
@@ -298,11 +298,11 @@ fn validate_object(
     }
 }
 
-fn path_join(path: &Path, field: &str) -> String {
+fn path_join(path: &Path<'_>, field: &str) -> String {
     path.field(field).to_string()
 }
 
-fn validate_array(items: &[Value], schema: &Schema, path: &Path, errors: &mut Vec<FieldError>) {
+fn validate_array(items: &[Value], schema: &Schema, path: &Path<'_>, errors: &mut Vec<FieldError>) {
     if let Some(max) = schema.max_items
         && items.len() as u64 > max
     {
