@@ -247,13 +247,12 @@ async fn ceiling(
     duration: Duration,
     objects: &[Value],
 ) -> anyhow::Result<f64> {
-    let store: Arc<dyn syncsets_store::Store> = Arc::new(syncsets_store::MemoryStore::new());
     let settings = syncsets_controller::ClientSettings {
         qps: 1e9,
         burst: u32::MAX,
         ..Default::default()
     };
-    let clients = Arc::new(syncsets_controller::Clients::new(store, settings));
+    let clients = Arc::new(syncsets_controller::Clients::new(settings));
     let applied = Arc::new(AtomicU64::new(0));
     let objects = Arc::new(objects.to_vec());
     let deadline = Instant::now() + duration;

@@ -23,6 +23,7 @@
 //! whoever wrote a Secret says. Errors never quote the kubeconfig.
 
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -32,7 +33,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use kube::client::ConfigExt as _;
 use kube::config::KubeConfigOptions;
-use syncsets_store::{ObjectKey, Store};
+use syncsets_store::{ObjectKey, Stored};
 use syncsets_types::hive::UsableSets;
 use tower::ServiceBuilder;
 
@@ -73,7 +74,6 @@ struct Cached {
     target: Arc<Target>,
     /// SHA-256 of the kubeconfig it was built from.
     digest: Digest,
-    used: u64,
 }
 
 /// A SHA-256 digest.
@@ -117,9 +117,9 @@ impl Kubeconfig {
 
 /// Builds and caches target clients.
 pub struct Clients {
-    store: Arc<dyn Store>,
     settings: ClientSettings,
-    cache: Mutex<(HashMap<String, Cached>, u64)>,
+    /// Cluster key → its client, the least recently used dropped first.
+    cache: Mutex<lru::LruCache<String, Cached>>,
     transports: Mutex<HashMap<TransportKey, Weak<Transport>>>,
 }
 
@@ -160,24 +160,25 @@ impl tower::Service<http::Request<kube::client::Body>> for Pinned {
 }
 
 impl Clients {
-    /// Clients reading kubeconfigs from `store`.
-    pub fn new(store: Arc<dyn Store>, settings: ClientSettings) -> Self {
+    /// Clients built with `settings`.
+    pub fn new(settings: ClientSettings) -> Self {
         Self {
-            store,
+            cache: Mutex::new(lru::LruCache::new(
+                NonZeroUsize::new(settings.cache_size).unwrap_or(NonZeroUsize::MIN),
+            )),
             settings,
-            cache: Mutex::new((HashMap::new(), 0)),
             transports: Mutex::new(HashMap::new()),
         }
     }
 
     /// Forgets a cluster's client (its kubeconfig changed).
     pub fn forget(&self, key: &str) {
-        self.cache.lock().expect("client cache").0.remove(key);
+        self.cache.lock().expect("client cache").pop(key);
     }
 
     /// How many clients are cached.
     pub fn cached(&self) -> usize {
-        self.cache.lock().expect("client cache").0.len()
+        self.cache.lock().expect("client cache").len()
     }
 
     /// The client of a cluster, built from its kubeconfig Secret as read (`kubeconfig`)
@@ -190,54 +191,40 @@ impl Clients {
         let key = cluster.key();
         let text = kubeconfig.text.as_ref().map_err(Clone::clone)?;
         let digest = sha256(text.as_bytes());
+        if let Some(c) = self.cache.lock().expect("client cache").get(&key)
+            && c.digest == digest
         {
-            let mut cache = self.cache.lock().expect("client cache");
-            let (map, clock) = &mut *cache;
-            *clock += 1;
-            if let Some(c) = map.get_mut(&key)
-                && c.digest == digest
-            {
-                c.used = *clock;
-                return Ok(c.target.clone());
-            }
+            return Ok(c.target.clone());
         }
         let target = Arc::new(self.for_kubeconfig(text).await?);
-        let mut cache = self.cache.lock().expect("client cache");
-        let (map, clock) = &mut *cache;
-        if map.len() >= self.settings.cache_size
-            && !map.contains_key(&key)
-            && let Some(oldest) = map
-                .iter()
-                .min_by_key(|(_, c)| c.used)
-                .map(|(k, _)| k.clone())
-        {
-            map.remove(&oldest);
-        }
-        map.insert(
-            key,
-            Cached {
-                target: target.clone(),
-                digest,
-                used: *clock,
-            },
-        );
+        let cached = Cached {
+            target: target.clone(),
+            digest,
+        };
+        self.cache.lock().expect("client cache").put(key, cached);
         Ok(target)
     }
 
-    /// Reads a cluster's kubeconfig Secret (key `kubeconfig`). A store failure is an
-    /// error; a missing or unusable kubeconfig is reported in [`Kubeconfig::text`].
-    pub async fn kubeconfig(
-        &self,
-        cluster: &Cluster,
-    ) -> Result<Kubeconfig, syncsets_store::StoreError> {
+    /// The key of a cluster's kubeconfig Secret, if its ClusterDeployment names one.
+    pub fn kubeconfig_key(cluster: &Cluster) -> Option<ObjectKey> {
+        let secret = cluster.kubeconfig_secret.as_deref()?;
+        Some(ObjectKey::new(
+            "",
+            resources::SECRETS,
+            &cluster.namespace,
+            secret,
+        ))
+    }
+
+    /// A cluster's kubeconfig from its Secret (key `kubeconfig`) as read at
+    /// [`Self::kubeconfig_key`]: a missing or unusable one is reported in
+    /// [`Kubeconfig::text`].
+    pub fn kubeconfig(cluster: &Cluster, stored: Option<Stored>) -> Kubeconfig {
         let Some(secret) = cluster.kubeconfig_secret.as_deref() else {
-            return Ok(Kubeconfig::unusable(
-                "the ClusterDeployment names no admin kubeconfig Secret",
-            ));
+            return Kubeconfig::unusable("the ClusterDeployment names no admin kubeconfig Secret");
         };
-        let key = ObjectKey::new("", resources::SECRETS, &cluster.namespace, secret);
-        let Some(stored) = self.store.get(&key).await? else {
-            return Ok(Kubeconfig::unusable(&format!("Secret {secret} not found")));
+        let Some(stored) = stored else {
+            return Kubeconfig::unusable(&format!("Secret {secret} not found"));
         };
         let text = stored.object["data"]["kubeconfig"]
             .as_str()
@@ -256,11 +243,11 @@ impl Clients {
                     TargetError::config(format!("Secret {secret}: kubeconfig is not UTF-8"))
                 })
             });
-        Ok(Kubeconfig {
+        Kubeconfig {
             version: Some(stored.rv),
             text,
             usable: UsableSets::of(&stored.object["metadata"]["annotations"]),
-        })
+        }
     }
 
     /// A client for the cluster a kubeconfig (YAML text) points at.

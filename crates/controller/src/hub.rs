@@ -77,16 +77,14 @@ impl HubWriter {
             .expect("Hive kinds are built in")
     }
 
-    fn key(&self, kind: HubKind, namespace: &str, name: &str) -> ObjectKey {
+    /// The store key of a hub object.
+    pub fn key(&self, kind: HubKind, namespace: &str, name: &str) -> ObjectKey {
         ObjectKey::new("", &self.kind(kind).group_resource(), namespace, name)
     }
 
-    /// Reads an object.
-    pub async fn get(&self, kind: HubKind, namespace: &str, name: &str) -> Result<Option<Stored>> {
-        self.store
-            .get(&self.key(kind, namespace, name))
-            .await
-            .map_err(Error::store)
+    /// Reads several objects at one instant.
+    pub async fn get_many(&self, keys: &[ObjectKey]) -> Result<Vec<Option<Stored>>> {
+        self.store.get_many(keys).await.map_err(Error::store)
     }
 
     fn context<'a>(

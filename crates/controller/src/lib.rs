@@ -178,7 +178,7 @@ impl Controller {
         let reconciler = Arc::new(Reconciler {
             cache: cache.clone(),
             hub: HubWriter::new(store.clone()),
-            clients: Clients::new(store.clone(), config.clients.clone()),
+            clients: Clients::new(config.clients.clone()),
             health: Health::new(config.health.clone()),
             settings: ReconcileSettings {
                 replica: config.replica,

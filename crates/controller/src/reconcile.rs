@@ -119,23 +119,28 @@ impl Reconciler {
             tracing::debug!(cluster = key, reason, "not syncing");
             return Ok(Next::Done);
         }
-        let (cluster_sync, lease) = self.own_state(&cluster).await?;
+        // What this cluster's reconcile reads from the hub, read at one instant.
+        let (ns, name) = (cluster.namespace.as_str(), cluster.name.as_str());
+        let mut keys = vec![
+            self.hub.key(HubKind::ClusterSync, ns, name),
+            self.hub.key(HubKind::ClusterSyncLease, ns, name),
+        ];
+        keys.extend(Clients::kubeconfig_key(&cluster));
+        let mut read = self.hub.get_many(&keys).await?.into_iter();
+        let (cluster_sync, lease) = (read.next().flatten(), read.next().flatten());
+        let kubeconfig_secret = read.next().flatten();
+        let (cluster_sync, lease) = self.own_state(&cluster, cluster_sync, lease).await?;
         if let Admission::Wait(delay) = self.health.admit(key) {
             return Ok(Next::Retry(delay));
         }
         let sets = self.cache.sets_for(&cluster);
-        let (ns, name) = (cluster.namespace.as_str(), cluster.name.as_str());
         let previous: Option<ClusterSyncStatus> = cluster_sync
             .as_ref()
             .and_then(|c| c.object.get("status"))
             .and_then(|s| serde_json::from_value(s.clone()).ok());
         let lease_state = lease_state(lease.as_ref());
         let now = now_time();
-        let kubeconfig_source = self
-            .clients
-            .kubeconfig(&cluster)
-            .await
-            .map_err(Error::store)?;
+        let kubeconfig_source = Clients::kubeconfig(&cluster, kubeconfig_secret);
         // The cache decided which sets apply from the Secret's record as it last saw it;
         // the kubeconfig used is the one read now, so its own record has the last word.
         let sets: Vec<_> = sets
@@ -219,15 +224,18 @@ impl Reconciler {
         })
     }
 
-    /// The cluster's ClusterSync and lease — unless they were written for an earlier
+    /// The cluster's ClusterSync and lease as read — unless they were written for an earlier
     /// ClusterDeployment of the same name (their owner is another uid, or none): those are
     /// deleted, as Kubernetes' garbage collector would have, and so is what this replica
     /// kept of it (client, breaker), so nothing recorded for one cluster — the objects to
     /// delete in Sync mode above all — is ever acted on for another.
-    async fn own_state(&self, cluster: &Cluster) -> Result<(Option<Stored>, Option<Stored>)> {
+    async fn own_state(
+        &self,
+        cluster: &Cluster,
+        cluster_sync: Option<Stored>,
+        lease: Option<Stored>,
+    ) -> Result<(Option<Stored>, Option<Stored>)> {
         let (ns, name) = (cluster.namespace.as_str(), cluster.name.as_str());
-        let cluster_sync = self.hub.get(HubKind::ClusterSync, ns, name).await?;
-        let lease = self.hub.get(HubKind::ClusterSyncLease, ns, name).await?;
         let sync_ok = cluster_sync
             .as_ref()
             .is_none_or(|c| owner_uid(&c.object) == Some(cluster.uid.as_str()));

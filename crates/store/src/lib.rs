@@ -435,6 +435,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Reads one object.
     async fn get(&self, key: &ObjectKey) -> Result<Option<Stored>>;
 
+    /// Reads several objects at one instant (one snapshot, one round trip): each key's
+    /// object, in the order of `keys`.
+    async fn get_many(&self, keys: &[ObjectKey]) -> Result<Vec<Option<Stored>>>;
+
     /// Lists objects in (namespace, name) order.
     async fn list(&self, query: &ListQuery) -> Result<ListPage>;
 

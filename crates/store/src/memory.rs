@@ -144,6 +144,14 @@ impl Store for MemoryStore {
         Ok(kept.map(|k| k.stored()))
     }
 
+    async fn get_many(&self, keys: &[ObjectKey]) -> Result<Vec<Option<Stored>>> {
+        let state = self.state.lock().expect("store lock");
+        Ok(keys
+            .iter()
+            .map(|k| state.objects.get(k).map(|kept| kept.stored()))
+            .collect())
+    }
+
     async fn list(&self, q: &ListQuery) -> Result<ListPage> {
         let state = self.state.lock().expect("store lock");
         let start = ObjectKey {

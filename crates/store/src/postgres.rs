@@ -392,6 +392,38 @@ impl Store for PostgresStore {
             .transpose()
     }
 
+    async fn get_many(&self, keys: &[ObjectKey]) -> Result<Vec<Option<Stored>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let column = |f: fn(&ObjectKey) -> &String| keys.iter().map(f).collect::<Vec<_>>();
+        let positions: Vec<i64> = (0..keys.len() as i64).collect();
+        // One statement reads in one snapshot; each key is looked up by the primary key.
+        let rows = sqlx::query(
+            "SELECT k.position, o.rv, o.data, o.sealed \
+             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[]) \
+                 AS k(position, cluster, resource, namespace, name) \
+             JOIN objects o USING (cluster, resource, namespace, name)",
+        )
+        .bind(&positions)
+        .bind(column(|k| &k.cluster))
+        .bind(column(|k| &k.resource))
+        .bind(column(|k| &k.namespace))
+        .bind(column(|k| &k.name))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut found = vec![None; keys.len()];
+        for r in rows {
+            let i = usize::try_from(r.get::<i64, _>("position"))
+                .ok()
+                .filter(|i| *i < keys.len())
+                .ok_or_else(|| StoreError::corrupt("a read returned an unknown position"))?;
+            found[i] =
+                Some(self.decode(keys[i].clone(), r.get("rv"), r.get("data"), r.get("sealed"))?);
+        }
+        Ok(found)
+    }
+
     async fn list(&self, q: &ListQuery) -> Result<ListPage> {
         let watermark = self.recent_watermark().await?;
         let (sql, p) = list_statement(q);

@@ -284,6 +284,42 @@ impl Store for SqliteStore {
         .transpose()
     }
 
+    async fn get_many(&self, keys: &[ObjectKey]) -> Result<Vec<Option<Stored>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One statement reads in one snapshot; each key is looked up in the key index.
+        let rows = vec!["(?, ?, ?, ?, ?)"; keys.len()].join(", ");
+        let sql = format!(
+            "SELECT k.column1 AS position, o.rv, o.data, o.sealed FROM (VALUES {rows}) AS k \
+             JOIN objects o ON o.cluster = k.column2 AND o.resource = k.column3 \
+             AND o.namespace = k.column4 AND o.name = k.column5"
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (i, key) in keys.iter().enumerate() {
+            query = query
+                .bind(i as i64)
+                .bind(&key.cluster)
+                .bind(&key.resource)
+                .bind(&key.namespace)
+                .bind(&key.name);
+        }
+        let mut found = vec![None; keys.len()];
+        for r in query.fetch_all(&self.readers).await? {
+            let i = usize::try_from(r.get::<i64, _>("position"))
+                .ok()
+                .filter(|i| *i < keys.len())
+                .ok_or_else(|| StoreError::corrupt("a read returned an unknown position"))?;
+            found[i] = Some(self.decode(
+                keys[i].clone(),
+                r.get("rv"),
+                r.get::<&str, _>("data"),
+                r.get("sealed"),
+            )?);
+        }
+        Ok(found)
+    }
+
     async fn list(&self, q: &ListQuery) -> Result<ListPage> {
         // Everything up to the counter read now is committed, so the page reflects it.
         let watermark = self.rv.load(Ordering::Acquire);

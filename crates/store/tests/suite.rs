@@ -392,6 +392,44 @@ async fn secrets_round_trip(store: Arc<dyn Store>) {
     assert_eq!(events[0].object["data"]["kubeconfig"], "c3VwZXJzZWNyZXQ=");
 }
 
+async fn several_objects_are_read_at_once(store: Arc<dyn Store>) {
+    let a = store
+        .create(&key("ns", "a"), &cm("ns", "a", json!({})), false)
+        .await
+        .unwrap();
+    let b = store
+        .create(&key("ns", "b"), &cm("ns", "b", json!({})), false)
+        .await
+        .unwrap();
+    let s = ObjectKey::new("", "secrets", "ns", "s");
+    let secret = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "s", "namespace": "ns"}, "data": {"k": "c2VjcmV0"}});
+    let sealed = store.create(&s, &secret, false).await.unwrap();
+    // Another logical cluster's object of the same name is not this one.
+    let elsewhere = ObjectKey::new("other", "configmaps", "ns", "c");
+    store
+        .create(&elsewhere, &cm("ns", "c", json!({})), false)
+        .await
+        .unwrap();
+    let got = store
+        .get_many(&[
+            key("ns", "b"),
+            key("ns", "missing"),
+            s.clone(),
+            key("ns", "a"),
+            key("ns", "c"),
+            key("ns", "b"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        got,
+        vec![Some(b.clone()), None, Some(sealed), Some(a), None, Some(b)]
+    );
+    assert_eq!(got[2].as_ref().unwrap().object["data"]["k"], "c2VjcmV0");
+    assert!(store.get_many(&[]).await.unwrap().is_empty());
+}
+
 async fn concurrent_updates_have_one_winner(store: Arc<dyn Store>) {
     let a = store
         .create(&key("race", "a"), &cm("race", "a", json!({})), false)
@@ -535,6 +573,7 @@ suite!(
     compaction_keeps_unpublished_events,
     a_follower_of_the_outbox_misses_nothing,
     secrets_round_trip,
+    several_objects_are_read_at_once,
     concurrent_updates_have_one_winner,
     many_concurrent_writers,
     creation_needs_an_active_namespace,

@@ -11,8 +11,7 @@ fn kubeconfig(user: &str) -> String {
 }
 
 fn clients() -> Clients {
-    let store: Arc<dyn Store> = Arc::new(syncsets_store::MemoryStore::new());
-    Clients::new(store, ClientSettings::default())
+    Clients::new(ClientSettings::default())
 }
 
 fn b64(text: &str) -> String {
