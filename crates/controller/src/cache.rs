@@ -33,6 +33,9 @@ pub enum Effect {
     Enqueue(String),
     /// Something rollout summaries count changed.
     Summaries,
+    /// A set's rollout just settled: no cluster it targets is pending any more (each is in
+    /// sync or failing). Its summary is worth writing now rather than at the next tick.
+    Settled,
     /// A cluster's last full apply changed (`None`: it has none).
     Lease(String, Option<i64>),
     /// A cluster's kubeconfig Secret changed: its client is stale.
@@ -118,6 +121,11 @@ impl Tally {
             }
             Counted::Pending => {}
         }
+    }
+
+    /// Clusters neither in sync nor failing.
+    fn pending(&self) -> i64 {
+        self.clusters - self.in_sync - self.failing.len() as i64
     }
 
     fn summary(&self, generation: i64) -> RolloutSummary {
@@ -366,9 +374,15 @@ impl State {
         match key.resource.as_str() {
             resources::CLUSTER_DEPLOYMENTS | resources::CLUSTER_SYNCS => {
                 let ck = cluster_key(&key.namespace, &key.name);
-                self.count_cluster(&ck, false);
+                let before = self.count_cluster(&ck, false);
                 self.record(key, object, emit);
-                self.count_cluster(&ck, true);
+                let after = self.count_cluster(&ck, true);
+                let settled = after.iter().any(|(id, pending)| {
+                    *pending == 0 && before.iter().any(|(b, p)| b == id && *p > 0)
+                });
+                if settled {
+                    emit(Effect::Settled);
+                }
             }
             resources::SYNCSETS | resources::SELECTOR_SYNCSETS => {
                 let kind = SetKind::of_resource(&key.resource).expect("a set's resource");
@@ -457,17 +471,24 @@ impl State {
     }
 
     /// Adds the cluster `ck` to the tallies of the sets targeting it, or takes it out.
-    fn count_cluster(&mut self, ck: &str, add: bool) {
+    /// Returns those sets with how many of their clusters were pending: before taking it
+    /// out, after adding it.
+    fn count_cluster(&mut self, ck: &str, add: bool) -> Vec<(SetId, i64)> {
         let Some(cluster) = self.clusters.get(ck) else {
-            return;
+            return Vec::new();
         };
         let counts: Vec<(SetId, Counted)> = self
             .sets_for(cluster, ck)
             .filter_map(|set| Some((set_id(set), self.counted(set, cluster, ck)?)))
             .collect();
+        let mut pending = Vec::with_capacity(counts.len());
         for (id, counted) in counts {
-            self.tallies.entry(id).or_default().count(ck, counted, add);
+            let tally = self.tallies.entry(id.clone()).or_default();
+            let before = tally.pending();
+            tally.count(ck, counted, add);
+            pending.push((id, if add { tally.pending() } else { before }));
         }
+        pending
     }
 
     /// A set's rollout counted afresh over every cluster it targets.
@@ -726,6 +747,33 @@ mod tests {
         }
     }
 
+    /// A store with these clusters (name, env) and SelectorSyncSet `s` of `generation`
+    /// for env `prod`.
+    async fn rollout(clusters: &[(&str, &str)], generation: i64) -> Arc<dyn Store> {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        for (n, env) in clusters {
+            put(
+                store.as_ref(),
+                resources::CLUSTER_DEPLOYMENTS,
+                "fleet",
+                cd(n, env),
+            )
+            .await;
+        }
+        let set = sss("s", "prod", generation);
+        put(store.as_ref(), resources::SELECTOR_SYNCSETS, "", set).await;
+        store
+    }
+
+    /// Cluster `n`'s ClusterSync saying how set `s` of `generation` went.
+    fn cluster_sync(n: &str, result: &str, generation: i64) -> Value {
+        json!({"apiVersion": "hiveinternal.openshift.io/v1alpha1", "kind": "ClusterSync",
+            "metadata": {"name": n, "namespace": "fleet"},
+            "status": {"syncSets": [], "selectorSyncSets": [{"name": "s",
+                "observedGeneration": generation, "result": result,
+                "lastTransitionTime": "2026-01-01T00:00:00Z"}]}})
+    }
+
     fn drain(rx: &mut mpsc::UnboundedReceiver<Effect>) -> Vec<Effect> {
         let mut out = Vec::new();
         while let Ok(e) = rx.try_recv() {
@@ -893,34 +941,17 @@ mod tests {
 
     #[tokio::test]
     async fn summarises_rollouts_from_cluster_syncs() {
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-        for (n, env) in [("a", "prod"), ("b", "prod"), ("c", "prod"), ("d", "dev")] {
-            put(
-                store.as_ref(),
-                resources::CLUSTER_DEPLOYMENTS,
-                "fleet",
-                cd(n, env),
-            )
-            .await;
-        }
-        put(
-            store.as_ref(),
-            resources::SELECTOR_SYNCSETS,
-            "",
-            sss("s", "prod", 2),
+        let store = rollout(
+            &[("a", "prod"), ("b", "prod"), ("c", "prod"), ("d", "dev")],
+            2,
         )
         .await;
-        let status = |result: &str, generation: i64| {
-            json!({"sync_sets": [], "selectorSyncSets": [{"name": "s", "observedGeneration": generation,
-                "result": result, "lastTransitionTime": "2026-01-01T00:00:00Z"}]})
-        };
         for (n, result, generation) in [
             ("a", "Success", 2),
             ("b", "Failure", 2),
             ("c", "Success", 1),
         ] {
-            let cs = json!({"apiVersion": "hiveinternal.openshift.io/v1alpha1", "kind": "ClusterSync",
-                "metadata": {"name": n, "namespace": "fleet"}, "status": status(result, generation)});
+            let cs = cluster_sync(n, result, generation);
             put(store.as_ref(), resources::CLUSTER_SYNCS, "fleet", cs).await;
         }
         let (tx, _rx) = mpsc::unbounded_channel();
@@ -938,6 +969,28 @@ mod tests {
             },
             "c is pending: it has the old generation"
         );
+    }
+
+    /// The last pending cluster of a rollout settles it, once, whether it ends in sync or
+    /// failing; a change that leaves clusters pending, or comes after, does not.
+    #[tokio::test]
+    async fn says_when_a_rollout_settles() {
+        let store = rollout(&[("a", "prod"), ("b", "prod")], 1).await;
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let cache = Cache::load(store.clone(), tx).await.unwrap();
+        drain(&mut rx);
+        let mut result = async |n: &str, result: &str| {
+            let cs = cluster_sync(n, result, 1);
+            put(store.as_ref(), resources::CLUSTER_SYNCS, "fleet", cs).await;
+            cache.sync().await.unwrap();
+            drain(&mut rx).contains(&Effect::Settled)
+        };
+        assert!(!result("a", "Success").await, "b is still pending");
+        assert!(
+            result("b", "Failure").await,
+            "the last pending cluster failed"
+        );
+        assert!(!result("b", "Success").await, "settled already");
     }
 
     /// A change to the hub, for [`tallies_are_what_a_recount_finds`].

@@ -88,12 +88,14 @@ pub async fn run(
                 while let Ok(e) = effects.try_recv() {
                     batch.push(e);
                 }
+                let mut settled = false;
                 for effect in batch {
                     match effect {
                         Effect::Enqueue(key) => {
                             enqueue.insert(key);
                         }
                         Effect::Summaries => summaries_dirty = true,
+                        Effect::Settled => settled = true,
                         Effect::Lease(key, renewed) => {
                             schedule.set(&key, renewed.map(|r| full_reapply_due(&key, r, interval)));
                         }
@@ -104,6 +106,12 @@ pub async fn run(
                             summaries_dirty = true;
                         }
                     }
+                }
+                // A rollout that just settled is shown at once: whoever waits for it (a
+                // `kubectl wait`, a pipeline) need not wait for the next tick.
+                if settled && leading.load(Ordering::Acquire) {
+                    summaries_dirty = false;
+                    write_summaries(&reconciler, &mut written).await;
                 }
             }
             () = took_lead.notified() => {
