@@ -33,8 +33,8 @@ pub enum Effect {
     Enqueue(String),
     /// Something rollout summaries count changed.
     Summaries,
-    /// A set's rollout just settled: no cluster it targets is pending any more (each is in
-    /// sync or failing). Its summary is worth writing now rather than at the next tick.
+    /// A set's rollout just settled: the last of its pending clusters reported, in sync or
+    /// failing. Its summary is worth writing soon rather than at the next tick.
     Settled,
     /// A cluster's last full apply changed (`None`: it has none).
     Lease(String, Option<i64>),
@@ -377,9 +377,10 @@ impl State {
                 let before = self.count_cluster(&ck, false);
                 self.record(key, object, emit);
                 let after = self.count_cluster(&ck, true);
-                let settled = after.iter().any(|(id, pending)| {
-                    *pending == 0 && before.iter().any(|(b, p)| b == id && *p > 0)
-                });
+                let before: HashMap<SetId, i64> = before.into_iter().collect();
+                let settled = after
+                    .iter()
+                    .any(|(id, pending)| *pending == 0 && before.get(id).is_some_and(|p| *p > 0));
                 if settled {
                     emit(Effect::Settled);
                 }

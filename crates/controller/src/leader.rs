@@ -77,6 +77,7 @@ pub async fn run(
     let mut summaries_dirty = true;
     let mut written: HashMap<SetId, Written> = HashMap::new();
     let mut tick = tokio::time::interval(config.summary_interval);
+    let mut last_summaries = tokio::time::Instant::now();
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Clusters to enqueue (kept when the bus refuses them, and tried again).
     let mut enqueue: HashSet<String> = HashSet::new();
@@ -107,11 +108,15 @@ pub async fn run(
                         }
                     }
                 }
-                // A rollout that just settled is shown at once: whoever waits for it (a
-                // `kubectl wait`, a pipeline) need not wait for the next tick.
-                if settled && leading.load(Ordering::Acquire) {
-                    summaries_dirty = false;
-                    write_summaries(&reconciler, &mut written).await;
+                // A rollout that just settled is shown soon: whoever waits for it (a
+                // `kubectl wait`, a pipeline) need not wait for the next tick. Soon, not
+                // at once: clusters joining one by one each settle their sets again, and
+                // summaries are written at most every SETTLED_SPACING.
+                if settled {
+                    summaries_dirty = true;
+                    tick.reset_at(
+                        (last_summaries + SETTLED_SPACING).max(tokio::time::Instant::now()),
+                    );
                 }
             }
             () = took_lead.notified() => {
@@ -126,6 +131,7 @@ pub async fn run(
                     enqueue.extend(schedule.due(jiff::Timestamp::now().as_second(), recheck));
                     if summaries_dirty {
                         summaries_dirty = false;
+                        last_summaries = tokio::time::Instant::now();
                         write_summaries(&reconciler, &mut written).await;
                     }
                 }
@@ -149,6 +155,9 @@ pub async fn run(
         }
     }
 }
+
+/// Summaries written because a rollout settled come at most this often.
+const SETTLED_SPACING: Duration = Duration::from_millis(200);
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 

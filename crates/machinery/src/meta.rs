@@ -439,7 +439,11 @@ fn spec_changed(kind: &KindInfo, new: &Value, old: &Value) -> bool {
             .filter(|(k, _)| *k != "metadata" && !(kind.status_subresource && *k == "status"))
             .collect()
     }
-    fields(kind, new) != fields(kind, old)
+    let (new_fields, old_fields) = (fields(kind, new), fields(kind, old));
+    new_fields.len() != old_fields.len()
+        || new_fields
+            .iter()
+            .any(|(k, v)| old.get(k.as_str()) != Some(*v))
 }
 
 /// Records the write in `obj`'s managedFields. `old` is the stored object; its

@@ -426,6 +426,19 @@ impl std::fmt::Display for Chain<'_> {
     }
 }
 
+/// The most keys one [`Store::get_many`] reads (SQLite binds five parameters a key).
+pub const GET_MANY_MAX: usize = 1000;
+
+fn check_get_many(keys: &[ObjectKey]) -> Result<()> {
+    if keys.len() > GET_MANY_MAX {
+        return Err(StoreError::config(format!(
+            "{} keys read at once; at most {GET_MANY_MAX}",
+            keys.len()
+        )));
+    }
+    Ok(())
+}
+
 /// Result with [`StoreError`].
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -436,7 +449,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn get(&self, key: &ObjectKey) -> Result<Option<Stored>>;
 
     /// Reads several objects at one instant (one snapshot, one round trip): each key's
-    /// object, in the order of `keys`.
+    /// object, in the order of `keys`. At most [`GET_MANY_MAX`] keys.
     async fn get_many(&self, keys: &[ObjectKey]) -> Result<Vec<Option<Stored>>>;
 
     /// Lists objects in (namespace, name) order.

@@ -145,6 +145,7 @@ impl Store for MemoryStore {
     }
 
     async fn get_many(&self, keys: &[ObjectKey]) -> Result<Vec<Option<Stored>>> {
+        crate::check_get_many(keys)?;
         let state = self.state.lock().expect("store lock");
         Ok(keys
             .iter()

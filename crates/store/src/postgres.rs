@@ -393,6 +393,7 @@ impl Store for PostgresStore {
     }
 
     async fn get_many(&self, keys: &[ObjectKey]) -> Result<Vec<Option<Stored>>> {
+        crate::check_get_many(keys)?;
         if keys.is_empty() {
             return Ok(Vec::new());
         }

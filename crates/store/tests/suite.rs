@@ -428,6 +428,8 @@ async fn several_objects_are_read_at_once(store: Arc<dyn Store>) {
     );
     assert_eq!(got[2].as_ref().unwrap().object["data"]["k"], "c2VjcmV0");
     assert!(store.get_many(&[]).await.unwrap().is_empty());
+    let too_many = vec![key("ns", "a"); syncsets_store::GET_MANY_MAX + 1];
+    assert!(store.get_many(&too_many).await.is_err());
 }
 
 async fn concurrent_updates_have_one_winner(store: Arc<dyn Store>) {
