@@ -714,7 +714,7 @@ fn custom_resources_with_kubectl() {
         s.ok_stdin(
             k,
             &["apply", "-f", "-"],
-            "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: widgets.example.com}\nspec:\n  group: example.com\n  scope: Namespaced\n  names: {plural: widgets, kind: Widget, shortNames: [wd]}\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    additionalPrinterColumns:\n    - {name: Size, type: integer, jsonPath: .spec.size}\n    - {name: Color, type: string, jsonPath: .spec.color, priority: 1}\n    schema:\n      openAPIV3Schema:\n        type: object\n        properties:\n          spec:\n            type: object\n            properties:\n              size: {type: integer, minimum: 1}\n              color: {type: string, default: red}\n",
+            "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: widgets.example.com}\nspec:\n  group: example.com\n  scope: Namespaced\n  names: {plural: widgets, kind: Widget, shortNames: [wd]}\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    additionalPrinterColumns:\n    - {name: Size, type: integer, jsonPath: .spec.size}\n    - {name: Color, type: string, jsonPath: .spec.color, priority: 1}\n    subresources:\n      status: {}\n      scale: {specReplicasPath: .spec.size, statusReplicasPath: .status.size, labelSelectorPath: .status.selector}\n    schema:\n      openAPIV3Schema:\n        type: object\n        properties:\n          spec:\n            type: object\n            properties:\n              size: {type: integer, minimum: 1}\n              color: {type: string, default: red}\n          status:\n            type: object\n            properties:\n              size: {type: integer}\n              selector: {type: string}\n",
         );
         s.ok_stdin(
             k,
@@ -741,6 +741,29 @@ fn custom_resources_with_kubectl() {
                 "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w2}\nspec: {size: 0}\n",
             ),
         );
+        assert!(
+            err.contains("should be greater than or equal to 1"),
+            "{err}"
+        );
+        // The CRD's scale subresource: its own replica paths, and the CR's validation.
+        s.ok(k, &["scale", "widget", "w1", "--replicas=4"]);
+        assert_eq!(
+            s.jsonpath(k, "widget/w1", "{.spec.size} {.spec.color}"),
+            "4 red"
+        );
+        let scale = s.ok(
+            k,
+            &[
+                "get",
+                "widget",
+                "w1",
+                "--subresource=scale",
+                "-o",
+                "jsonpath={.kind} {.spec.replicas} {.status.replicas}",
+            ],
+        );
+        assert_eq!(scale, "Scale 4 0");
+        let err = s.fails(k, &["scale", "widget", "w1", "--replicas=0"], None);
         assert!(
             err.contains("should be greater than or equal to 1"),
             "{err}"

@@ -119,7 +119,7 @@ fn resource_list(kinds: &Kinds, group: &str, version: &str) -> Option<Value> {
                 "verbs": ["get", "patch", "update"],
             }));
         }
-        if k.scale_subresource {
+        if k.scale.is_some() {
             resources.push(json!({
                 "name": format!("{}/scale", k.plural),
                 "singularName": "",
@@ -183,7 +183,7 @@ fn aggregated_list(kinds: &Kinds, core: bool, version: &str) -> Value {
                             if k.status_subresource {
                                 subresources.push(json!({"subresource": "status", "responseKind": gvk, "verbs": ["get", "patch", "update"]}));
                             }
-                            if k.scale_subresource {
+                            if k.scale.is_some() {
                                 subresources.push(json!({"subresource": "scale", "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"}, "verbs": ["get", "patch", "update"]}));
                             }
                             if !subresources.is_empty() {

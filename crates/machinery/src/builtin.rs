@@ -14,7 +14,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Value, json};
 
 use crate::jsonpath::JsonPath;
-use crate::registry::{ColumnSource, KindInfo, NameRule, PrinterColumn, Strategy, from_crd};
+use crate::registry::{
+    ColumnSource, KindInfo, NameRule, PrinterColumn, ScalePaths, Strategy, from_crd,
+};
 use crate::schema::{Definitions, Schema, reference};
 use crate::strategies;
 
@@ -194,7 +196,7 @@ fn core_kind(k: CoreKind) -> KindInfo {
         categories: Vec::new(),
         namespaced: k.namespaced,
         status_subresource: k.status,
-        scale_subresource: false,
+        scale: None,
         tracks_generation: false,
         strategic_merge: true,
         name_rule: k.name_rule,
@@ -334,9 +336,10 @@ where
         short_names,
         namespaced,
         status: sub != Sub::None,
-        // Services are named as DNS labels; everything else here as subdomains.
+        // Services are named as DNS-1035 labels (a Service name is a DNS name in the
+        // cluster); everything else here as subdomains.
         name_rule: if T::KIND == "Service" {
-            NameRule::Label
+            NameRule::Dns1035Label
         } else {
             NameRule::Subdomain
         },
@@ -348,10 +351,11 @@ where
     info.version = T::VERSION.into();
     info.storage_version = T::VERSION.into();
     info.tracks_generation = sub == Sub::StatusGeneration;
-    info.scale_subresource = matches!(
+    info.scale = matches!(
         T::KIND,
         "Deployment" | "StatefulSet" | "ReplicaSet" | "ReplicationController"
-    );
+    )
+    .then(ScalePaths::workload);
     // `kubectl get all`.
     if matches!(
         T::KIND,
@@ -1118,7 +1122,7 @@ mod tests {
         assert_eq!(pc.group, "scheduling.k8s.io");
         assert!(!pc.namespaced && !pc.status_subresource);
         assert_eq!(kind("HorizontalPodAutoscaler").version, "v2");
-        assert_eq!(kind("Service").name_rule, NameRule::Label);
+        assert_eq!(kind("Service").name_rule, NameRule::Dns1035Label);
         for (name, group) in [
             ("ServiceAccount", ""),
             ("ResourceQuota", ""),

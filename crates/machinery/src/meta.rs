@@ -546,6 +546,7 @@ fn validate_meta(kind: &KindInfo, obj: &Value, old: Option<&Value>) -> Vec<Field
     } else {
         let mut msgs = match kind.name_rule {
             NameRule::Label => names::validate_dns1123_label(name),
+            NameRule::Dns1035Label => names::validate_dns1035_label(name),
             NameRule::Subdomain => names::validate_dns1123_subdomain(name),
             NameRule::Path => Vec::new(),
         };

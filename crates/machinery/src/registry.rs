@@ -87,6 +87,58 @@ pub struct PrinterColumn {
     pub source: ColumnSource,
 }
 
+/// Where an object keeps what its `scale` subresource shows: field paths (segments).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScalePaths {
+    /// The desired replicas (`spec.replicas`).
+    pub spec_replicas: Vec<String>,
+    /// The current replicas (`status.replicas`).
+    pub status_replicas: Vec<String>,
+    /// The pod selector.
+    pub selector: ScaleSelector,
+}
+
+/// Where a Scale's `status.selector` comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScaleSelector {
+    /// None.
+    None,
+    /// A LabelSelector (or a ReplicationController's map of labels) at `spec.selector`,
+    /// printed as a string: built-in workloads.
+    Workload,
+    /// A string already in selector form at this path (a CRD's `labelSelectorPath`).
+    Path(Vec<String>),
+}
+
+impl ScalePaths {
+    /// A built-in workload's: `spec.replicas`, `status.replicas`, `spec.selector`.
+    pub fn workload() -> Self {
+        Self {
+            spec_replicas: vec!["spec".into(), "replicas".into()],
+            status_replicas: vec!["status".into(), "replicas".into()],
+            selector: ScaleSelector::Workload,
+        }
+    }
+
+    /// A CRD version's `subresources.scale`, if it has one with usable paths (`.spec.x`).
+    pub fn of_crd(scale: &Value) -> Option<Self> {
+        let path = |v: &Value| -> Option<Vec<String>> {
+            let p = v.as_str()?.strip_prefix('.')?;
+            let segments: Vec<String> = p.split('.').map(String::from).collect();
+            (!segments.iter().any(String::is_empty)).then_some(segments)
+        };
+        if !scale.is_object() {
+            return None;
+        }
+        Some(Self {
+            spec_replicas: path(&scale["specReplicasPath"])?,
+            status_replicas: path(&scale["statusReplicasPath"])?,
+            selector: path(&scale["labelSelectorPath"])
+                .map_or(ScaleSelector::None, ScaleSelector::Path),
+        })
+    }
+}
+
 /// Which rule object names follow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NameRule {
@@ -94,6 +146,8 @@ pub enum NameRule {
     Subdomain,
     /// RFC 1123 label (Namespaces).
     Label,
+    /// RFC 1035 label: a label starting with a letter (Services).
+    Dns1035Label,
     /// Any valid path segment (RBAC kinds: `system:discovery`).
     Path,
 }
@@ -121,8 +175,9 @@ pub struct KindInfo {
     pub namespaced: bool,
     /// Whether the `status` subresource exists (status then changes only through it).
     pub status_subresource: bool,
-    /// Serves the `scale` subresource (autoscaling/v1 Scale of `spec.replicas`).
-    pub scale_subresource: bool,
+    /// Serves the `scale` subresource (an autoscaling/v1 Scale), with where its replicas
+    /// and selector are.
+    pub scale: Option<ScalePaths>,
     /// Whether `metadata.generation` is maintained (bumped when the spec changes).
     pub tracks_generation: bool,
     /// Whether strategic merge patch uses this kind's own patch metadata (built-in kinds).
@@ -592,8 +647,7 @@ pub fn from_crd(
             categories: strs(&names["categories"]),
             namespaced: spec["scope"].as_str() != Some("Cluster"),
             status_subresource: v["subresources"]["status"].is_object(),
-            // A custom resource's scale (its own replica paths) is not served yet.
-            scale_subresource: false,
+            scale: ScalePaths::of_crd(&v["subresources"]["scale"]),
             tracks_generation: true,
             strategic_merge: false,
             name_rule: NameRule::Subdomain,

@@ -2,6 +2,7 @@
 //! (`k8s.io/apimachinery/pkg/util/validation`), so clients see familiar errors.
 
 const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
+const DNS1035_LABEL_FMT: &str = "[a-z]([-a-z0-9]*[a-z0-9])?";
 const DNS1123_SUBDOMAIN_FMT: &str =
     "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
 const QUALIFIED_NAME_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
@@ -43,6 +44,23 @@ pub fn validate_dns1123_label(s: &str) -> Vec<String> {
             "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', \
              and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', \
              regex used for validation is '{DNS1123_LABEL_FMT}')"
+        ));
+    }
+    errs
+}
+
+/// An RFC 1035 label (Service names): at most 63 characters of `[a-z0-9-]`, starting
+/// with a letter.
+pub fn validate_dns1035_label(s: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if s.len() > 63 {
+        errs.push(too_long(63));
+    }
+    if !(is_dns1123_label(s) && s.as_bytes()[0].is_ascii_lowercase()) {
+        errs.push(format!(
+            "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start \
+             with an alphabetic character, and end with an alphanumeric character (e.g. \
+             'my-name',  or 'abc-123', regex used for validation is '{DNS1035_LABEL_FMT}')"
         ));
     }
     errs
@@ -163,6 +181,16 @@ mod tests {
         assert!(validate_dns1123_label("team-a").is_empty());
         assert!(!validate_dns1123_label("team.a").is_empty());
         assert!(!validate_dns1123_label(&"a".repeat(64)).is_empty());
+    }
+
+    #[test]
+    fn dns1035_labels() {
+        assert!(validate_dns1035_label("web-1").is_empty());
+        assert!(!validate_dns1035_label("1web").is_empty());
+        assert!(!validate_dns1035_label("web-").is_empty());
+        assert!(!validate_dns1035_label("web.a").is_empty());
+        assert!(!validate_dns1035_label("").is_empty());
+        assert!(!validate_dns1035_label(&"a".repeat(64)).is_empty());
     }
 
     #[test]

@@ -244,7 +244,7 @@ impl Ctx {
         match info.subresource.as_deref() {
             None => Ok(()),
             Some("status") if self.kind.status_subresource => Ok(()),
-            Some("scale") if self.kind.scale_subresource => Ok(()),
+            Some("scale") if self.kind.scale.is_some() => Ok(()),
             Some(_) => Err(ApiError::no_route()),
         }
     }

@@ -1,8 +1,9 @@
-//! The `scale` subresource of Deployments, StatefulSets, ReplicaSets and
-//! ReplicationControllers (`kubectl scale`, autoscalers): an `autoscaling/v1` Scale of the
-//! object's `spec.replicas`, with its current replicas and its pod selector as a string.
-//! Writing it (PUT, or a JSON, merge or strategic merge patch of the Scale) changes the
-//! object's `spec.replicas` and nothing else.
+//! The `scale` subresource of Deployments, StatefulSets, ReplicaSets,
+//! ReplicationControllers and custom resources whose CRD declares one (`kubectl scale`,
+//! autoscalers): an `autoscaling/v1` Scale of the object's desired replicas (`spec.replicas`,
+//! or the CRD's `specReplicasPath`), with its current replicas and its pod selector as a
+//! string. Writing it (PUT, or a JSON, merge or strategic merge patch of the Scale) changes
+//! the object's desired replicas and nothing else.
 
 use axum::body::Bytes;
 use axum::http::StatusCode;
@@ -11,6 +12,7 @@ use serde_json::{Value, json};
 use syncsets_machinery::FieldError;
 use syncsets_machinery::meta::{self, Ownership};
 use syncsets_machinery::patch as patches;
+use syncsets_machinery::registry::{ScalePaths, ScaleSelector};
 use syncsets_write::Proposal;
 
 use super::patch::{JSON_PATCH, MERGE_PATCH, STRATEGIC};
@@ -24,7 +26,7 @@ pub(crate) async fn get(ctx: &Ctx, name: &str) -> ApiResult<Response> {
         .current(name)
         .await?
         .ok_or_else(|| ApiError::not_found(&ctx.kind, name))?;
-    Ok(respond(ctx, &scale_of(&stored.object), &[]))
+    Ok(respond(ctx, &scale_of(paths(ctx)?, &stored.object), &[]))
 }
 
 /// `PUT` (a Scale) or `PATCH` (of the Scale) of `…/scale`.
@@ -42,6 +44,7 @@ pub(crate) async fn write(ctx: &Ctx, name: &str, patch: bool, body: Bytes) -> Ap
     if patch && !accepted.contains(&patch_type.as_str()) {
         return Err(ApiError::unsupported_media_type(&accepted));
     }
+    let paths = paths(ctx)?;
     let now = meta::now();
     let wctx = ctx.write_context(&now, Ownership::Update(ctx.manager()?), false)?;
     let written = ctx
@@ -51,7 +54,7 @@ pub(crate) async fn write(ctx: &Ctx, name: &str, patch: bool, body: Bytes) -> Ap
             let scale = match &put {
                 Some(scale) => scale.clone(),
                 None => {
-                    let base = scale_of(&object);
+                    let base = scale_of(paths, &object);
                     match patch_type.as_str() {
                         JSON_PATCH => patches::json_patch(&base, &body),
                         // A Scale has no lists: a strategic merge patch is a merge patch.
@@ -86,11 +89,40 @@ pub(crate) async fn write(ctx: &Ctx, name: &str, patch: bool, body: Bytes) -> Ap
                 }
             };
             let mut object = object;
-            object["spec"]["replicas"] = json!(replicas);
+            set_at(&mut object, &paths.spec_replicas, json!(replicas));
             Ok(Proposal::Write(object))
         })
         .await?;
-    Ok(respond(ctx, &scale_of(&written.object), &written.warnings))
+    Ok(respond(
+        ctx,
+        &scale_of(paths, &written.object),
+        &written.warnings,
+    ))
+}
+
+/// Where the kind keeps what its Scale shows.
+fn paths(ctx: &Ctx) -> ApiResult<&ScalePaths> {
+    ctx.kind
+        .scale
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found(&ctx.kind, "scale"))
+}
+
+/// The value at a field path (`Null` if absent).
+fn at<'v>(object: &'v Value, path: &[String]) -> &'v Value {
+    path.iter().fold(object, |v, field| &v[field.as_str()])
+}
+
+/// Sets the value at a field path, making the objects on the way.
+fn set_at(object: &mut Value, path: &[String], value: Value) {
+    let mut v = object;
+    for field in path {
+        if !v.is_object() {
+            *v = json!({});
+        }
+        v = &mut v[field.as_str()];
+    }
+    *v = value;
 }
 
 /// A Scale as the response, in JSON or YAML as asked (it has no table of its own: JSON,
@@ -103,8 +135,8 @@ fn respond(ctx: &Ctx, scale: &Value, warnings: &[String]) -> Response {
     negotiate::respond(StatusCode::OK, scale, output, warnings)
 }
 
-/// The Scale of a workload.
-fn scale_of(object: &Value) -> Value {
+/// The Scale of an object.
+fn scale_of(paths: &ScalePaths, object: &Value) -> Value {
     let meta = &object["metadata"];
     let mut metadata = json!({});
     for field in [
@@ -118,8 +150,13 @@ fn scale_of(object: &Value) -> Value {
             metadata[field] = meta[field].clone();
         }
     }
-    let mut status = json!({"replicas": object["status"]["replicas"].as_i64().unwrap_or(0)});
-    let selector = selector_string(&object["spec"]["selector"]);
+    let replicas = |path: &[String]| at(object, path).as_i64().unwrap_or(0);
+    let mut status = json!({"replicas": replicas(&paths.status_replicas)});
+    let selector = match &paths.selector {
+        ScaleSelector::None => String::new(),
+        ScaleSelector::Workload => selector_string(&object["spec"]["selector"]),
+        ScaleSelector::Path(path) => at(object, path).as_str().unwrap_or_default().to_string(),
+    };
     if !selector.is_empty() {
         status["selector"] = json!(selector);
     }
@@ -127,7 +164,7 @@ fn scale_of(object: &Value) -> Value {
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
         "metadata": metadata,
-        "spec": {"replicas": object["spec"]["replicas"].as_i64().unwrap_or(0)},
+        "spec": {"replicas": replicas(&paths.spec_replicas)},
         "status": status,
     })
 }
@@ -195,6 +232,7 @@ mod tests {
         );
         assert_eq!(selector_string(&json!({"app": "web"})), "app=web");
         let scale = scale_of(
+            &ScalePaths::workload(),
             &json!({"metadata": {"name": "d", "namespace": "n", "resourceVersion": "7"},
             "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "d"}}}, "status": {"replicas": 2}}),
         );
@@ -204,5 +242,27 @@ mod tests {
                    "metadata": {"name": "d", "namespace": "n", "resourceVersion": "7"},
                    "spec": {"replicas": 3}, "status": {"replicas": 2, "selector": "app=d"}})
         );
+    }
+
+    /// A custom resource's Scale reads the paths its CRD names, and writing one makes the
+    /// objects on the way to its replicas.
+    #[test]
+    fn a_custom_resource_scales_at_its_crds_paths() {
+        let paths = ScalePaths::of_crd(&json!({"specReplicasPath": ".spec.workers.count",
+            "statusReplicasPath": ".status.ready", "labelSelectorPath": ".status.selector"}))
+        .unwrap();
+        let mut cr = json!({"metadata": {"name": "w"},
+            "spec": {"workers": {"count": 4}}, "status": {"ready": 1, "selector": "app=w"}});
+        assert_eq!(
+            scale_of(&paths, &cr),
+            json!({"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": {"name": "w"},
+                   "spec": {"replicas": 4}, "status": {"replicas": 1, "selector": "app=w"}})
+        );
+        let mut bare = json!({"metadata": {"name": "w"}});
+        set_at(&mut bare, &paths.spec_replicas, json!(2));
+        assert_eq!(bare["spec"]["workers"]["count"], 2);
+        set_at(&mut cr, &paths.spec_replicas, json!(7));
+        assert_eq!(cr["spec"], json!({"workers": {"count": 7}}));
+        assert!(ScalePaths::of_crd(&json!({"specReplicasPath": "spec.x"})).is_none());
     }
 }

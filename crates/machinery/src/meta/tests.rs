@@ -232,3 +232,23 @@ fn defaults_added_since_an_object_was_stored_are_no_change_of_its_spec() {
         "a status write is no new generation"
     );
 }
+
+#[test]
+fn a_service_is_named_as_a_dns_1035_label() {
+    let r = Registry::new();
+    let service = crate::builtin::kinds()
+        .into_iter()
+        .find(|k| k.kind == "Service")
+        .unwrap();
+    let named = |name: &str| {
+        let obj = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"ports": [{"port": 80}]}});
+        admit_create(&ctx(&r, &service, FieldValidation::Strict, false), obj, &[])
+    };
+    assert!(named("web-1").is_ok());
+    let err = named("1web").unwrap_err().to_string();
+    assert!(
+        err.contains("metadata.name: Invalid value: \"1web\": a DNS-1035 label must"),
+        "{err}"
+    );
+}
