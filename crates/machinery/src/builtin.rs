@@ -378,6 +378,9 @@ where
 /// The strategy of a kind holding a pod spec, with where it holds it; the default one for
 /// the others.
 fn workload_strategy(kind: &str) -> Arc<dyn Strategy> {
+    if kind == "HorizontalPodAutoscaler" {
+        return Arc::new(strategies::AutoscalerStrategy);
+    }
     let pod_spec = match kind {
         "Pod" => "/spec",
         "PodTemplate" => "/template/spec",

@@ -1019,3 +1019,106 @@ fn default_job(obj: &mut Value) {
         meta.insert("labels".into(), labels);
     }
 }
+
+/// HorizontalPodAutoscalers defaulted as kube-apiserver defaults them beyond fixed values
+/// (`SetDefaults_HorizontalPodAutoscaler`): an empty metrics list is the 80% CPU target an
+/// absent one is, and a behavior given completes each direction's rules with upstream's
+/// (scale up: no stabilization window, the larger of 4 pods or 100% each 15 s; scale down:
+/// 100% each 15 s, its window left to the controller's flag).
+#[derive(Debug)]
+pub struct AutoscalerStrategy;
+
+impl Strategy for AutoscalerStrategy {
+    fn default(&self, obj: &mut Value) {
+        let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+            return;
+        };
+        if spec
+            .get("metrics")
+            .and_then(Value::as_array)
+            .is_some_and(Vec::is_empty)
+        {
+            spec.insert(
+                "metrics".into(),
+                json!([{"type": "Resource", "resource": {"name": "cpu",
+                    "target": {"type": "Utilization", "averageUtilization": 80}}}]),
+            );
+        }
+        let Some(behavior) = spec.get_mut("behavior").and_then(Value::as_object_mut) else {
+            return;
+        };
+        complete_rules(
+            behavior,
+            "scaleUp",
+            json!({"stabilizationWindowSeconds": 0, "selectPolicy": "Max", "policies": [
+                {"type": "Pods", "value": 4, "periodSeconds": 15},
+                {"type": "Percent", "value": 100, "periodSeconds": 15}]}),
+        );
+        complete_rules(
+            behavior,
+            "scaleDown",
+            json!({"selectPolicy": "Max", "policies": [
+                {"type": "Percent", "value": 100, "periodSeconds": 15}]}),
+        );
+    }
+}
+
+/// One direction's scaling rules with what is absent taken from `defaults`
+/// (`GenerateHPAScaleUpRules`, `GenerateHPAScaleDownRules`).
+fn complete_rules(behavior: &mut Map<String, Value>, direction: &str, defaults: Value) {
+    let rules = behavior.entry(direction).or_insert(Value::Null);
+    if !rules.is_object() {
+        *rules = json!({});
+    }
+    let (Some(rules), Value::Object(defaults)) = (rules.as_object_mut(), defaults) else {
+        return;
+    };
+    for (field, value) in defaults {
+        if rules.get(&field).is_none_or(Value::is_null) {
+            rules.insert(field, value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod autoscaler_tests {
+    use super::*;
+
+    #[test]
+    fn an_autoscaler_is_defaulted_as_upstream_defaults_it() {
+        let defaulted = |spec: Value| {
+            let mut hpa = json!({"spec": spec});
+            AutoscalerStrategy.default(&mut hpa);
+            hpa["spec"].clone()
+        };
+        // No behavior: none is made up.
+        assert_eq!(
+            defaulted(json!({"maxReplicas": 3})),
+            json!({"maxReplicas": 3})
+        );
+        assert_eq!(
+            defaulted(json!({"metrics": []}))["metrics"][0]["resource"]["target"]["averageUtilization"],
+            80
+        );
+        let spec = defaulted(json!({"behavior": {
+            "scaleDown": {"stabilizationWindowSeconds": 60, "policies": []}}}));
+        assert_eq!(
+            spec["behavior"],
+            json!({
+                "scaleUp": {"stabilizationWindowSeconds": 0, "selectPolicy": "Max", "policies": [
+                    {"type": "Pods", "value": 4, "periodSeconds": 15},
+                    {"type": "Percent", "value": 100, "periodSeconds": 15}]},
+                // Given fields stay, an empty list included; the window is not defaulted.
+                "scaleDown": {"stabilizationWindowSeconds": 60, "selectPolicy": "Max",
+                    "policies": []}})
+        );
+        let spec = defaulted(json!({"behavior": {"scaleUp": {"selectPolicy": "Disabled"}}}));
+        assert_eq!(spec["behavior"]["scaleUp"]["selectPolicy"], "Disabled");
+        assert_eq!(spec["behavior"]["scaleUp"]["stabilizationWindowSeconds"], 0);
+        assert_eq!(
+            spec["behavior"]["scaleDown"],
+            json!({"selectPolicy": "Max", "policies": [
+                {"type": "Percent", "value": 100, "periodSeconds": 15}]})
+        );
+    }
+}
