@@ -432,18 +432,17 @@ pub fn admit_update(
 
 /// Whether anything but metadata (and status, where it is a subresource) changed.
 fn spec_changed(kind: &KindInfo, new: &Value, old: &Value) -> bool {
-    fn fields<'v>(kind: &KindInfo, v: &'v Value) -> Vec<(&'v String, &'v Value)> {
+    fn fields<'v>(
+        kind: &'v KindInfo,
+        v: &'v Value,
+    ) -> impl Iterator<Item = (&'v String, &'v Value)> {
         v.as_object()
             .into_iter()
             .flatten()
             .filter(|(k, _)| *k != "metadata" && !(kind.status_subresource && *k == "status"))
-            .collect()
     }
-    let (new_fields, old_fields) = (fields(kind, new), fields(kind, old));
-    new_fields.len() != old_fields.len()
-        || new_fields
-            .iter()
-            .any(|(k, v)| old.get(k.as_str()) != Some(*v))
+    fields(kind, new).count() != fields(kind, old).count()
+        || fields(kind, new).any(|(k, v)| old.get(k.as_str()) != Some(v))
 }
 
 /// Records the write in `obj`'s managedFields. `old` is the stored object; its

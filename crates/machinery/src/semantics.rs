@@ -414,11 +414,13 @@ pub(crate) const DEFAULTS: &[(&str, &str, Fixed)] = &[
     (
         "io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerSpec",
         "metrics",
-        Json(
-            r#"[{"type":"Resource","resource":{"name":"cpu","target":{"type":"Utilization","averageUtilization":80}}}]"#,
-        ),
+        Json(AUTOSCALER_METRICS),
     ),
 ];
+
+/// An autoscaler's metrics when it names none: 80% CPU utilisation (upstream defaults an
+/// absent list and an empty one alike).
+pub(crate) const AUTOSCALER_METRICS: &str = r#"[{"type":"Resource","resource":{"name":"cpu","target":{"type":"Utilization","averageUtilization":80}}}]"#;
 
 /// A default value.
 #[derive(Clone, Copy, Debug)]

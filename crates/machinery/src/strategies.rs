@@ -1038,11 +1038,9 @@ impl Strategy for AutoscalerStrategy {
             .and_then(Value::as_array)
             .is_some_and(Vec::is_empty)
         {
-            spec.insert(
-                "metrics".into(),
-                json!([{"type": "Resource", "resource": {"name": "cpu",
-                    "target": {"type": "Utilization", "averageUtilization": 80}}}]),
-            );
+            let metrics = serde_json::from_str(crate::semantics::AUTOSCALER_METRICS)
+                .expect("the default metrics are JSON");
+            spec.insert("metrics".into(), metrics);
         }
         let Some(behavior) = spec.get_mut("behavior").and_then(Value::as_object_mut) else {
             return;

@@ -746,6 +746,29 @@ where
     }
 }
 
+/// The rows of an SQL backend's [`Store::get_many`] statement, each with the `position` of
+/// its key, in the order of `keys` (`None` where no row came), each decoded by `decode`.
+fn placed<R>(
+    keys: &[ObjectKey],
+    rows: Vec<R>,
+    decode: impl Fn(ObjectKey, &R) -> Result<Stored>,
+) -> Result<Vec<Option<Stored>>>
+where
+    R: sqlx::Row,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+{
+    let mut found = vec![None; keys.len()];
+    for r in rows {
+        let i = usize::try_from(r.get::<i64, _>("position"))
+            .ok()
+            .filter(|i| *i < keys.len())
+            .ok_or_else(|| StoreError::corrupt("a read returned an unknown position"))?;
+        found[i] = Some(decode(keys[i].clone(), &r)?);
+    }
+    Ok(found)
+}
+
 /// The page an SQL backend's list statement returned: rows of `namespace`, `name`, `data`,
 /// `sealed` and `rv`, one more than the limit when there are more.
 fn list_page<R>(keyring: Option<&Keyring>, q: &ListQuery, rows: Vec<R>, rv: u64) -> Result<ListPage>

@@ -26,7 +26,7 @@ use tokio::sync::Mutex;
 use crate::{
     ChangeEvent, EventType, Keyring, ListPage, ListQuery, MetaField, ObjectKey, OutboxEvent,
     OutboxState, RESEAL_PAGE, Resealed, Result, Retention, Role, Store, StoreError, Stored,
-    count_key, labels_of, list_page, reseal_value, row_key, seal, unseal,
+    count_key, labels_of, list_page, placed, reseal_value, row_key, seal, unseal,
 };
 
 /// Longest a request waits for a database connection.
@@ -413,16 +413,9 @@ impl Store for PostgresStore {
         .bind(column(|k| &k.name))
         .fetch_all(&self.pool)
         .await?;
-        let mut found = vec![None; keys.len()];
-        for r in rows {
-            let i = usize::try_from(r.get::<i64, _>("position"))
-                .ok()
-                .filter(|i| *i < keys.len())
-                .ok_or_else(|| StoreError::corrupt("a read returned an unknown position"))?;
-            found[i] =
-                Some(self.decode(keys[i].clone(), r.get("rv"), r.get("data"), r.get("sealed"))?);
-        }
-        Ok(found)
+        placed(keys, rows, |key, r| {
+            self.decode(key, r.get("rv"), r.get("data"), r.get("sealed"))
+        })
     }
 
     async fn list(&self, q: &ListQuery) -> Result<ListPage> {

@@ -19,7 +19,7 @@ use writer::{Done, Op, Writer};
 use crate::{
     ChangeEvent, EventType, Keyring, ListPage, ListQuery, MetaField, ObjectKey, OutboxEvent,
     OutboxState, RESEAL_PAGE, Resealed, Result, Retention, Store, StoreError, Stored, count_key,
-    labels_of, list_page, reseal_value, row_key, seal, unseal,
+    labels_of, list_page, placed, reseal_value, row_key, seal, unseal,
 };
 
 /// SQLite-backed store.
@@ -305,20 +305,10 @@ impl Store for SqliteStore {
                 .bind(&key.namespace)
                 .bind(&key.name);
         }
-        let mut found = vec![None; keys.len()];
-        for r in query.fetch_all(&self.readers).await? {
-            let i = usize::try_from(r.get::<i64, _>("position"))
-                .ok()
-                .filter(|i| *i < keys.len())
-                .ok_or_else(|| StoreError::corrupt("a read returned an unknown position"))?;
-            found[i] = Some(self.decode(
-                keys[i].clone(),
-                r.get("rv"),
-                r.get::<&str, _>("data"),
-                r.get("sealed"),
-            )?);
-        }
-        Ok(found)
+        let rows = query.fetch_all(&self.readers).await?;
+        placed(keys, rows, |key, r| {
+            self.decode(key, r.get("rv"), r.get::<&str, _>("data"), r.get("sealed"))
+        })
     }
 
     async fn list(&self, q: &ListQuery) -> Result<ListPage> {
