@@ -953,6 +953,8 @@ async fn rollout_through(disruption: Disruption) {
             "3s",
             "--reconcile-journal",
             journal_arg,
+            "--metrics-bind-address",
+            "127.0.0.1:0",
         ]);
         let (proc, line) = start_proc(&args);
         assert!(
@@ -1977,4 +1979,402 @@ async fn prometheus_scrapes_a_rollout() {
     prometheus.wait().unwrap();
     assert!(rate.is_some_and(|r| r > 0.0), "request rate {rate:?}");
     assert_eq!(in_sync, Some(CLUSTERS as f64), "clusters in sync");
+}
+
+/// SIGTERM under load: `/readyz` fails first while requests are still served (the shutdown
+/// delay), then new connections are refused; requests in flight complete (none is cut
+/// mid-response: a write whose answer did not arrive whole was not made — it was refused
+/// before the server took it), an open watch ends cleanly (its response completes, as at
+/// a timeout), the process exits 0, and every acknowledged write is there after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_requests_and_watches_then_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(
+        dir.path(),
+        &[
+            "--shutdown-delay-duration",
+            "3s",
+            "--shutdown-grace-period",
+            "10s",
+        ],
+    );
+    let base = server.base.clone();
+    // A watch, read to its end: how it ended, and how many events it carried.
+    let watch = tokio::spawn({
+        let url = format!("{base}{CM}?watch=true");
+        async move {
+            let mut res = reqwest::get(url).await.unwrap();
+            let mut events = 0;
+            loop {
+                match res.chunk().await {
+                    Ok(Some(chunk)) => events += chunk.iter().filter(|b| **b == b'\n').count(),
+                    Ok(None) => return Ok(events),
+                    Err(e) => return Err(format!("{e:?}")),
+                }
+            }
+        }
+    });
+    // Writers on fresh connections: after the listener closes, a write cannot connect.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (client, base, stopped) = (client.clone(), base.clone(), stopped.clone());
+            tokio::spawn(async move {
+                let (mut acked, mut unanswered) = (Vec::new(), Vec::new());
+                for i in 0.. {
+                    if *stopped.borrow() {
+                        break;
+                    }
+                    let name = format!("w{w}-{i}");
+                    let sent = client
+                        .post(format!("{base}{CM}"))
+                        .json(&cm(&name))
+                        .send()
+                        .await;
+                    let answer = match sent {
+                        Ok(r) => {
+                            let status = r.status();
+                            r.json::<Value>().await.map(|body| (status, body))
+                        }
+                        Err(e) => Err(e),
+                    };
+                    match answer {
+                        Ok((status, body)) => {
+                            assert_eq!(status, 201, "{name}: {body}");
+                            let rv = body["metadata"]["resourceVersion"].as_str().unwrap();
+                            acked.push((name, rv.to_string(), Instant::now()));
+                        }
+                        Err(e) => {
+                            unanswered.push((name, e.is_connect()));
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                }
+                (acked, unanswered)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    server.process.terminate();
+    let signalled = Instant::now();
+    // Within the shutdown delay: not ready, still serving.
+    loop {
+        let readyz = client.get(format!("{base}/readyz")).send().await.unwrap();
+        if readyz.status() == 503 {
+            break;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(2),
+            "/readyz still answers {}",
+            readyz.status()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let livez = client.get(format!("{base}/livez")).send().await.unwrap();
+    assert_eq!(livez.status(), 200, "still serving during the delay");
+    let status = tokio::task::spawn_blocking(move || {
+        let status = server.process.wait_for_exit(Duration::from_secs(15));
+        (status, server)
+    });
+    let (status, server) = status.await.unwrap();
+    assert_eq!(status.map(|s| s.code()), Some(Some(0)), "exit status");
+    let watched = watch.await.unwrap();
+    assert!(
+        watched.as_ref().is_ok_and(|n| *n > 10),
+        "the watch ended cleanly after carrying the writes: {watched:?}"
+    );
+    let _ = stop.send(true);
+    let (mut acked, mut unanswered) = (Vec::new(), Vec::new());
+    for w in writers {
+        let (a, u) = w.await.unwrap();
+        acked.extend(a);
+        unanswered.extend(u);
+    }
+    assert!(acked.len() > 20, "writes were served: {}", acked.len());
+    let during_delay = acked.iter().filter(|(_, _, at)| *at > signalled).count();
+    assert!(
+        during_delay > 0,
+        "writes were served during the shutdown delay"
+    );
+    drop(server);
+    let server = Server::start(dir.path(), &[]);
+    let (stored, _) = stored_configmaps(&server.base).await;
+    for (name, rv, _) in &acked {
+        assert_eq!(stored.get(name), Some(rv), "acknowledged {name} at {rv}");
+    }
+    for (name, _) in &unanswered {
+        assert!(
+            !stored.contains_key(name),
+            "{name} was written but its answer was cut"
+        );
+    }
+}
+
+/// `syncsets controller` serves its own metrics (and probes) on its metrics address, and
+/// the hub's /metrics has the store's, the relay's and the bus's, during a rollout on
+/// PostgreSQL and RabbitMQ; promtool accepts both; SIGTERM stops the controller with 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_process_serves_metrics_and_stops_on_sigterm() {
+    let Some((_turn, db, amqp)) = backends().await else {
+        return;
+    };
+    const CLUSTERS: usize = 3;
+    let hub_dir = tempfile::tempdir().unwrap();
+    let data = hub_dir.path().to_str().unwrap();
+    let hub = Server::start(
+        hub_dir.path(),
+        &["--store", &db.url, "--bus", &amqp, "--controllers", "false"],
+    );
+    let (_member, line) = fleet_sim(&hub.base, CLUSTERS);
+    assert!(line.contains(&format!("{CLUSTERS} registered")), "{line}");
+    let (mut controller, line) = start_proc(&[
+        "controller",
+        "--store",
+        &db.url,
+        "--bus",
+        &amqp,
+        "--data-dir",
+        data,
+        "--metrics-bind-address",
+        "127.0.0.1:0",
+        "--shutdown-grace-period",
+        "10s",
+    ]);
+    let metrics_url = controller.url();
+    assert!(metrics_url.ends_with("/metrics"), "{line}");
+    let probes = metrics_url.trim_end_matches("/metrics").to_string();
+    let set = json!({"apiVersion": "hive.openshift.io/v1", "kind": "SelectorSyncSet", "metadata": {"name": "measured"},
+        "spec": {"clusterDeploymentSelector": {"matchLabels": {"fleet.syncsets.io/simulated": "true"}},
+                 "resources": [{"apiVersion": "v1", "kind": "ConfigMap",
+                                "metadata": {"name": "measured", "namespace": "default"}}]}});
+    create_selector_sync_set(&hub.base, &set).await;
+    let text = |url: String| async move { reqwest::get(url).await.unwrap().text().await.unwrap() };
+    let started = Instant::now();
+    let mut scraped = String::new();
+    // A series' value in an exposition.
+    let value = |text: &str, series: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
+    };
+    let applied = r#"syncsets_applies_total{kind="ConfigMap",type="apply",result="success"}"#;
+    while started.elapsed() < Duration::from_secs(60) {
+        scraped = text(metrics_url.clone()).await;
+        if value(&scraped, applied).is_some_and(|n| n >= CLUSTERS as f64) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let hive = r#"hive_syncsetinstance_resources_applied_total{type="apply",result="success"}"#;
+    for series in [applied, hive] {
+        let n = value(&scraped, series);
+        assert!(n.is_some_and(|n| n >= CLUSTERS as f64), "{series}: {n:?}");
+    }
+    for series in [
+        r#"hive_syncsetinstance_apply_duration_seconds_bucket{type="apply",result="success",le="0.5"}"#,
+        r#"syncsets_reconciles_total{result="done"}"#,
+        r#"workqueue_depth{name="clustersync"}"#,
+        r#"workqueue_adds_total{name="clustersync"}"#,
+        r#"syncsets_bus_confirms_total{bus="rabbitmq",result="ack"}"#,
+        r#"syncsets_store_operation_duration_seconds_bucket{backend="postgres",operation="get_many","#,
+    ] {
+        assert!(
+            scraped.contains(series),
+            "controller: no {series} in\n{scraped}"
+        );
+    }
+    let hub_metrics = text(format!("{}/metrics", hub.base)).await;
+    for series in [
+        r#"syncsets_store_operation_duration_seconds_bucket{backend="postgres",operation="create","#,
+        "syncsets_outbox_backlog ",
+        "syncsets_relay_lag_seconds ",
+        r#"syncsets_bus_published_total{bus="rabbitmq"}"#,
+        r#"apiserver_request_total{"#,
+    ] {
+        assert!(
+            hub_metrics.contains(series),
+            "hub: no {series} in\n{hub_metrics}"
+        );
+    }
+    for exposition in [&scraped, &hub_metrics] {
+        syncsets_testkit::promtool_accepts(exposition);
+    }
+    assert_eq!(
+        reqwest::get(format!("{probes}/livez"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        reqwest::get(format!("{probes}/readyz"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    controller.terminate();
+    let status = controller.wait_for_exit(Duration::from_secs(15));
+    assert_eq!(status.map(|s| s.code()), Some(Some(0)), "exit status");
+    drop(hub);
+    db.drop_db().await;
+}
+
+/// A set failing on clusters is explained by `kubectl describe`: a Warning Event on each
+/// ClusterDeployment and one on the set, counted once per cluster; a Normal one when it
+/// recovers; Events expire after `--event-ttl`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_describe_says_why_a_cluster_fails() {
+    const CLUSTERS: usize = 2;
+    let hub_dir = tempfile::tempdir().unwrap();
+    let hub = Server::start(hub_dir.path(), &["--event-ttl", "15s"]);
+    let kubeconfig = hub_dir.path().join("kubeconfig");
+    let (_member, line) = fleet_sim(&hub.base, CLUSTERS);
+    assert!(line.contains(&format!("{CLUSTERS} registered")), "{line}");
+    let set = |namespace: &str| {
+        json!({"apiVersion": "hive.openshift.io/v1", "kind": "SelectorSyncSet", "metadata": {"name": "explained"},
+            "spec": {"clusterDeploymentSelector": {"matchLabels": {"fleet.syncsets.io/simulated": "true"}},
+                     "resources": [{"apiVersion": "v1", "kind": "ConfigMap",
+                                    "metadata": {"name": "explained", "namespace": namespace}}]}})
+    };
+    create_selector_sync_set(&hub.base, &set("missing")).await;
+    let describe = |args: &[&str]| kubectl_at(&kubeconfig, &[&["describe"], args].concat());
+    let until = |args: &'static [&'static str], want: &'static str| {
+        let started = Instant::now();
+        loop {
+            let out = describe(args);
+            if out.contains(want) {
+                return out;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "no {want:?} in kubectl describe {args:?}:\n{out}"
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+    let cd = until(&["cd", "-n", "fleet", "sim-00000"], "SyncFailed");
+    assert!(
+        cd.contains("SelectorSyncSet explained: ")
+            && cd.contains("namespaces \"missing\" not found"),
+        "{cd}"
+    );
+    // One Event on the set, seen on both clusters.
+    let sss = until(&["sss", "explained"], "(x2 over");
+    assert!(sss.contains("SyncFailed"), "{sss}");
+    // Fixed: the clusters recover, once each.
+    let res = reqwest::Client::new()
+        .patch(format!(
+            "{}/apis/hive.openshift.io/v1/selectorsyncsets/explained",
+            hub.base
+        ))
+        .header("content-type", "application/merge-patch+json")
+        .json(&json!({"spec": set("default")["spec"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    until(&["cd", "-n", "fleet", "sim-00001"], "SyncRecovered");
+    // Nothing new happens: every Event expires.
+    let started = Instant::now();
+    loop {
+        let events = kubectl_at(&kubeconfig, &["get", "events", "-A", "-o", "name"]);
+        if events.trim().is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(45),
+            "Events left after their TTL: {events}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// A data directory and a PostgreSQL database written by the previous release (the
+/// fixtures of tests/fixtures/upgrade, made by its make.sh) keep working: the new binary
+/// migrates them forward, serves every object as it was — the sealed Secret opened with
+/// the directory's key, the custom resource of a stored CRD — and takes new writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_made_by_the_previous_release_keeps_working() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/upgrade");
+    // SQLite: a copy of the data directory.
+    let dir = tempfile::tempdir().unwrap();
+    for file in std::fs::read_dir(fixture.join("sqlite")).unwrap() {
+        let file = file.unwrap().path();
+        std::fs::copy(&file, dir.path().join(file.file_name().unwrap())).unwrap();
+    }
+    let server = Server::start(dir.path(), &["--controllers", "false"]);
+    upgraded_hub_serves_the_fixture(&server.base).await;
+    drop(server);
+    // PostgreSQL: the dump restored into a fresh database, with the same key.
+    let Some(db) = syncsets_testkit::TestDb::create().await else {
+        return;
+    };
+    let Ok(out) = Command::new("psql")
+        .args(["-q", "-v", "ON_ERROR_STOP=1", "-d", &db.url, "-f"])
+        .arg(fixture.join("postgres.sql"))
+        .output()
+    else {
+        syncsets_testkit::unavailable("psql", "PostgreSQL's client is not installed");
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "psql: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        fixture.join("sqlite/encryption.keys"),
+        dir.path().join("encryption.keys"),
+    )
+    .unwrap();
+    let server = Server::start(dir.path(), &["--controllers", "false", "--store", &db.url]);
+    upgraded_hub_serves_the_fixture(&server.base).await;
+    drop(server);
+    db.drop_db().await;
+}
+
+/// What a hub started on the upgrade fixture must serve, and that it takes writes.
+async fn upgraded_hub_serves_the_fixture(base: &str) {
+    use base64::Engine as _;
+    let get = |path: String| async move {
+        let r = reqwest::get(format!("{base}{path}")).await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        r.json::<Value>().await.unwrap()
+    };
+    let cm = get("/api/v1/namespaces/upgrade/configmaps/settings".into()).await;
+    assert_eq!(cm["data"]["mode"], "strict");
+    assert_eq!(cm["metadata"]["labels"]["tier"], "gold");
+    let secret = get("/api/v1/namespaces/upgrade/secrets/credentials".into()).await;
+    let password = base64::engine::general_purpose::STANDARD
+        .decode(secret["data"]["password"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(password, b"s3cret-made-before-the-upgrade");
+    let sss = get("/apis/hive.openshift.io/v1/selectorsyncsets/baseline".into()).await;
+    assert_eq!(
+        sss["spec"]["clusterDeploymentSelector"]["matchLabels"]["env"],
+        "prod"
+    );
+    let widget = get("/apis/example.com/v1/namespaces/upgrade/widgets/w1".into()).await;
+    assert_eq!(widget["spec"]["size"], 3);
+    // Labels are still indexed: a selector finds the ConfigMap.
+    let selected = get("/api/v1/configmaps?labelSelector=tier%3Dgold".into()).await;
+    assert_eq!(
+        selected["items"].as_array().map(Vec::len),
+        Some(1),
+        "{selected}"
+    );
+    // And it takes writes.
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/v1/namespaces/upgrade/configmaps"))
+        .json(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "after"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
 }

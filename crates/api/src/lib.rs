@@ -19,6 +19,7 @@ pub mod authz;
 mod clusters;
 mod discovery;
 pub mod error;
+mod expiry;
 mod handlers;
 pub mod hub;
 mod lifecycle;
@@ -64,6 +65,8 @@ pub struct Config {
     pub authenticator: Option<Arc<authn::Authenticator>>,
     /// Request timeout, per-client rate and watch limits.
     pub limits: limits::Limits,
+    /// How long an Event is kept after it last happened (kube-apiserver's `--event-ttl`).
+    pub event_ttl: Duration,
 }
 
 impl Default for Config {
@@ -74,8 +77,20 @@ impl Default for Config {
             relay: Some(RelayConfig::default()),
             authenticator: None,
             limits: limits::Limits::default(),
+            event_ttl: Duration::from_secs(3600),
         }
     }
+}
+
+/// How far a server is in stopping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    /// Serving, ready.
+    Serving,
+    /// Not ready, still serving everything.
+    Stopping,
+    /// Watches end; connections drain.
+    Draining,
 }
 
 /// State shared by all requests.
@@ -96,6 +111,8 @@ pub struct AppState {
     pub rbac: Arc<authz::RbacCache>,
     /// Per-client request rates and open watches.
     pub limits: limits::Tracker,
+    /// How far the server is in stopping.
+    phase: tokio::sync::watch::Sender<Phase>,
     ready_clusters: tokio::sync::Mutex<HashSet<String>>,
     openapi_cache: Mutex<HashMap<String, (std::sync::Weak<Kinds>, bytes::Bytes)>>,
     finalizing: Mutex<HashSet<(String, String)>>,
@@ -143,13 +160,42 @@ impl AppState {
             relay,
             rbac,
             limits,
+            phase: tokio::sync::watch::Sender::new(Phase::Serving),
             ready_clusters: tokio::sync::Mutex::new(HashSet::new()),
             openapi_cache: Mutex::new(HashMap::new()),
             finalizing: Mutex::new(HashSet::new()),
         });
         state.kinds("").await?;
         lifecycle::resume_namespace_finalizers(&state, "").await?;
+        tokio::spawn(expiry::run(Arc::downgrade(&state), state.config.event_ttl));
         Ok(state)
+    }
+
+    /// Begins stopping: `/readyz` fails from now on (load balancers and Services stop
+    /// sending requests here), while everything is still served.
+    pub fn stop(&self) {
+        self.phase.send_if_modified(|p| {
+            let was = *p;
+            *p = (*p).max(Phase::Stopping);
+            *p != was
+        });
+    }
+
+    /// Ends every watch, cleanly — its response completes, and the client watches again
+    /// from the last version it saw, elsewhere — and any watch begun from now on at once.
+    pub fn end_watches(&self) {
+        self.phase.send_replace(Phase::Draining);
+    }
+
+    /// Whether the server is stopping (`/readyz` fails).
+    pub fn stopping(&self) -> bool {
+        *self.phase.borrow() >= Phase::Stopping
+    }
+
+    /// Completes once watches are to end.
+    pub async fn watches_ended(&self) {
+        let mut phase = self.phase.subscribe();
+        let _ = phase.wait_for(|p| *p == Phase::Draining).await;
     }
 
     /// The kinds of a logical cluster, preparing the cluster on first use.

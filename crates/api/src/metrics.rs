@@ -46,6 +46,12 @@ pub fn install() -> Option<&'static PrometheusHandle> {
                     REQUEST_BUCKETS,
                 )
                 .ok()?
+                // Hive's, so that dashboards written for Hive read it.
+                .set_buckets_for_metric(
+                    Matcher::Full("hive_syncsetinstance_apply_duration_seconds".into()),
+                    &[0.5, 1.0, 3.0, 5.0, 10.0, 20.0, 30.0],
+                )
+                .ok()?
                 .install_recorder()
                 .ok()?;
             describe();

@@ -297,23 +297,11 @@ pub(crate) async fn serve(
     let builders = Arc::new(Builders::new(&limits));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = &mut shutdown => break,
-        };
-        let (tcp, remote) = match accepted {
-            Ok(c) => c,
-            Err(e) => {
-                // Out of file descriptors and the like: wait a little rather than spin.
-                tracing::debug!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    // Serves one accepted connection.
+    let serve_one = |tcp: TcpStream, remote: SocketAddr| {
         let Some(admitted) = gate.admit(remote.ip()) else {
             tracing::debug!(%remote, "connection refused: too many open");
-            continue;
+            return;
         };
         // Watch events are small writes.
         if let Err(e) = tcp.set_nodelay(true) {
@@ -340,8 +328,41 @@ pub(crate) async fn serve(
             }
             drop(admitted);
         });
+    };
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        match accepted {
+            Ok((tcp, remote)) => serve_one(tcp, remote),
+            Err(e) => {
+                // Out of file descriptors and the like: wait a little rather than spin.
+                tracing::debug!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
-    drop(listener);
+    // Connections the kernel completed before the listener closes are served, not reset:
+    // accepted until none is left (the listener is non-blocking), then it closes.
+    match listener.into_std() {
+        Ok(listener) => loop {
+            match listener.accept() {
+                Ok((tcp, remote)) => {
+                    match tcp
+                        .set_nonblocking(true)
+                        .and_then(|()| TcpStream::from_std(tcp))
+                    {
+                        Ok(tcp) => serve_one(tcp, remote),
+                        Err(e) => tracing::debug!(%remote, error = %e, "connection dropped"),
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break, // WouldBlock: none left
+            }
+        },
+        Err(e) => tracing::debug!(error = %e, "cannot drain the listener"),
+    }
     graceful.shutdown().await;
     Ok(())
 }

@@ -434,6 +434,8 @@ async fn run_workload(
                 s(bus),
                 s("--workers"),
                 workers.clone(),
+                s("--metrics-bind-address"),
+                s("127.0.0.1:0"),
             ],
             Duration::from_secs(60),
         )

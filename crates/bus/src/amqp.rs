@@ -124,6 +124,9 @@ impl AmqpBus {
         let c = Connection::connect(&self.uri, props)
             .await
             .map_err(unavailable)?;
+        if conn.is_some() {
+            metrics::counter!("syncsets_bus_reconnects_total", "bus" => "rabbitmq").increment(1);
+        }
         let ch = c.create_channel().await.map_err(unavailable)?;
         ch.exchange_declare(
             EVENTS_EXCHANGE.into(),
@@ -180,16 +183,22 @@ impl AmqpBus {
                 }
             }
         }
+        let count = confirms.len() as u64;
         for confirm in confirms {
             match confirm.await {
                 Ok(c) if c.is_ack() => {}
-                Ok(_) => return Err(BusError::Unavailable("the broker refused a message".into())),
+                Ok(_) => {
+                    metrics::counter!("syncsets_bus_confirms_total", "bus" => "rabbitmq", "result" => "nack").increment(1);
+                    return Err(BusError::Unavailable("the broker refused a message".into()));
+                }
                 Err(e) => {
                     *self.publisher.lock().await = None;
                     return Err(unavailable(e));
                 }
             }
         }
+        metrics::counter!("syncsets_bus_confirms_total", "bus" => "rabbitmq", "result" => "ack")
+            .increment(count);
         Ok(())
     }
 }
@@ -211,7 +220,9 @@ impl Bus for AmqpBus {
                 )
             })
             .collect();
-        self.publish_confirmed(messages).await
+        self.publish_confirmed(messages).await?;
+        crate::published(self.backend(), events.len());
+        Ok(())
     }
 
     fn subscribe(&self) -> mpsc::Receiver<FeedItem> {
@@ -245,6 +256,10 @@ impl Bus for AmqpBus {
 
     fn backend(&self) -> &'static str {
         "rabbitmq"
+    }
+
+    async fn close(&self) {
+        AmqpBus::close(self).await;
     }
 }
 

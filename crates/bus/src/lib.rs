@@ -72,6 +72,10 @@ pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
 
     /// The backend's name.
     fn backend(&self) -> &'static str;
+
+    /// Closes this process's connections (the in-process bus has none): work leased and
+    /// not acknowledged goes back to the queues for the other replicas.
+    async fn close(&self) {}
 }
 
 /// A queue of keys to work on: duplicates waiting are coalesced, one key is never handed
@@ -189,6 +193,60 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         self.finish(Outcome::Abandoned);
+    }
+}
+
+/// Counts events published (`syncsets_bus_published_total`), and describes the bus's
+/// metrics the first time.
+fn published(bus: &'static str, events: usize) {
+    static DESCRIBED: std::sync::Once = std::sync::Once::new();
+    DESCRIBED.call_once(|| {
+        metrics::describe_counter!(
+            "syncsets_bus_published_total",
+            "Change events published on the bus (for RabbitMQ: confirmed by the broker)."
+        );
+        metrics::describe_counter!(
+            "syncsets_bus_confirms_total",
+            "Publisher confirms received from RabbitMQ, by result (ack, nack)."
+        );
+        metrics::describe_counter!(
+            "syncsets_bus_reconnects_total",
+            "Connections to RabbitMQ opened again after one was lost."
+        );
+        metrics::describe_gauge!(
+            "workqueue_depth",
+            "Keys waiting in a work queue (for RabbitMQ: ready in the shards this replica consumes, and prefetched), by queue name."
+        );
+        metrics::describe_counter!(
+            "workqueue_adds_total",
+            "Keys added to a work queue, by queue name."
+        );
+        metrics::describe_counter!(
+            "workqueue_retries_total",
+            "Keys handed back to a work queue to be retried, by queue name."
+        );
+    });
+    if events > 0 {
+        metrics::counter!("syncsets_bus_published_total", "bus" => bus).increment(events as u64);
+    }
+}
+
+/// A work queue's series, under client-go's workqueue names.
+struct QueueMetrics {
+    depth: metrics::Gauge,
+    adds: metrics::Counter,
+    retries: metrics::Counter,
+}
+
+impl QueueMetrics {
+    fn new(name: &str) -> Self {
+        published("", 0); // describes
+        let name = name.to_string();
+        Self {
+            depth: metrics::gauge!("workqueue_depth", "name" => name.clone()),
+            adds: metrics::counter!("workqueue_adds_total", "name" => name.clone()),
+            retries: metrics::counter!("workqueue_retries_total", "name" => name),
+        }
     }
 }
 

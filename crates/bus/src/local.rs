@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use syncsets_store::OutboxEvent;
 use tokio::sync::{Notify, mpsc};
 
-use crate::{Bus, FeedItem, Lease, LeaseEnd, Outcome, Result, WorkQueue};
+use crate::{Bus, FeedItem, Lease, LeaseEnd, Outcome, QueueMetrics, Result, WorkQueue};
 
 /// Events a feed may hold before its reader is considered behind: it then skips events
 /// and is told to catch up from the store ([`FeedItem::Resumed`]).
@@ -61,6 +61,7 @@ impl Bus for LocalBus {
             }
             true
         });
+        crate::published(self.backend(), events.len());
         Ok(())
     }
 
@@ -79,7 +80,7 @@ impl Bus for LocalBus {
             .lock()
             .expect("queues lock")
             .entry(name.to_string())
-            .or_insert_with(|| Arc::new_cyclic(|me| LocalQueue::new(me.clone())))
+            .or_insert_with(|| Arc::new_cyclic(|me| LocalQueue::new(me.clone(), name)))
             .clone()
     }
 
@@ -105,14 +106,16 @@ pub struct LocalQueue {
     me: Weak<LocalQueue>,
     state: Mutex<QueueState>,
     ready: Notify,
+    metrics: QueueMetrics,
 }
 
 impl LocalQueue {
-    fn new(me: Weak<LocalQueue>) -> Self {
+    fn new(me: Weak<LocalQueue>, name: &str) -> Self {
         Self {
             me,
             state: Mutex::new(QueueState::default()),
             ready: Notify::new(),
+            metrics: QueueMetrics::new(name),
         }
     }
 
@@ -122,6 +125,8 @@ impl LocalQueue {
             state.again.insert(key.to_string());
         } else if state.waiting.insert(key.to_string()) {
             state.ready.push_back(key.to_string());
+            self.metrics.adds.increment(1);
+            self.metrics.depth.set(state.ready.len() as f64);
             self.ready.notify_one();
         }
     }
@@ -141,6 +146,7 @@ impl LocalQueue {
         let key = state.ready.pop_front()?;
         state.waiting.remove(&key);
         state.active.insert(key.clone());
+        self.metrics.depth.set(state.ready.len() as f64);
         if !state.ready.is_empty() {
             // Pass the wake-up on: another consumer may be waiting.
             self.ready.notify_one();
@@ -154,6 +160,9 @@ impl LocalQueue {
             state.active.remove(key);
             state.again.remove(key)
         };
+        if matches!(outcome, Outcome::Retry(_)) {
+            self.metrics.retries.increment(1);
+        }
         match outcome {
             Outcome::Done if again => self.add(key),
             Outcome::Done => {}

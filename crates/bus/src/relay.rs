@@ -53,14 +53,27 @@ impl Default for RelayConfig {
 pub struct Relay {
     task: JoinHandle<()>,
     published: Arc<AtomicU64>,
+    stop: watch::Sender<bool>,
 }
 
 impl Relay {
     /// Starts the relay.
     pub fn spawn(store: Arc<dyn Store>, bus: Arc<dyn Bus>, config: RelayConfig) -> Self {
         let published = Arc::new(AtomicU64::new(0));
-        let task = tokio::spawn(run(store, bus, config, published.clone()));
-        Self { task, published }
+        let (stop, stopping) = watch::channel(false);
+        let task = tokio::spawn(run(store, bus, config, published.clone(), stopping));
+        Self {
+            task,
+            published,
+            stop,
+        }
+    }
+
+    /// Stops once the batch being published is (or, if the bus is down, without waiting
+    /// for it: the outbox keeps it for the next relay), after recording the position.
+    pub async fn stop(&self) {
+        self.stop.send_replace(true);
+        self.stop.closed().await;
     }
 
     /// Events published since the relay started.
@@ -78,10 +91,23 @@ impl Drop for Relay {
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-async fn run(store: Arc<dyn Store>, bus: Arc<dyn Bus>, config: RelayConfig, count: Arc<AtomicU64>) {
+async fn run(
+    store: Arc<dyn Store>,
+    bus: Arc<dyn Bus>,
+    config: RelayConfig,
+    count: Arc<AtomicU64>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
     loop {
-        if let Err(e) = store.lead(Role::Relay).await {
+        if *stop.borrow() {
+            return;
+        }
+        let lead = tokio::select! {
+            lead = store.lead(Role::Relay) => lead,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        if let Err(e) = lead {
             tracing::warn!(error = %syncsets_store::Chain(&e), "outbox relay: cannot take the lead; retrying");
             backoff.wait().await;
             continue;
@@ -95,17 +121,28 @@ async fn run(store: Arc<dyn Store>, bus: Arc<dyn Bus>, config: RelayConfig, coun
             }
         };
         tracing::info!(position, bus = bus.backend(), "outbox relay leading");
+        let mut lag = Lag::new();
         // Bookkeeping (recording the position, compaction) runs beside the relay, so that
         // its writes never hold up an event.
         let (published_tx, published_rx) = watch::channel(position);
         let keeper = tokio::spawn(keep_books(store.clone(), published_rx, config));
         let mut checked = Instant::now();
         loop {
+            if *stop.borrow() {
+                keeper.abort();
+                if let Err(e) = store.mark_published(position).await {
+                    tracing::warn!(error = %syncsets_store::Chain(&e), "outbox relay: recording its position failed");
+                }
+                lag.clear();
+                tracing::info!(position, "outbox relay stopped");
+                return;
+            }
             if checked.elapsed() >= Duration::from_secs(1) {
                 checked = Instant::now();
                 if !store.still_leading(Role::Relay).await {
                     tracing::warn!("outbox relay lost the lead");
                     keeper.abort();
+                    lag.clear();
                     break;
                 }
             }
@@ -119,25 +156,103 @@ async fn run(store: Arc<dyn Store>, bus: Arc<dyn Bus>, config: RelayConfig, coun
             };
             let batch: Vec<Arc<OutboxEvent>> = batch.into_iter().map(Arc::new).collect();
             let Some(last) = batch.last().map(|e| e.rv) else {
+                lag.caught_up();
                 tokio::select! {
                     _ = store.writes().notified() => {}
                     _ = tokio::time::sleep(config.poll) => {}
+                    _ = stop.changed() => {}
                 }
                 continue;
             };
             let mut retry = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
+            let mut stopped = false;
             while let Err(e) = bus.publish(&batch).await {
                 tracing::warn!(error = %syncsets_store::Chain(&e), events = batch.len(), "outbox relay: publishing failed; retrying");
-                retry.wait().await;
+                lag.behind(&*store, position).await;
+                tokio::select! {
+                    () = retry.wait() => {}
+                    _ = stop.wait_for(|s| *s) => { stopped = true; break; }
+                }
+            }
+            if stopped {
+                continue; // recorded and returned above, at the position published
             }
             position = last;
             count.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            if batch.len() < config.batch {
+                // Everything settled when the outbox was read has been published.
+                lag.caught_up();
+            } else {
+                lag.behind(&*store, position).await;
+            }
             backoff.reset();
             published_tx.send_replace(position);
             if batch.len() < config.batch && !config.linger.is_zero() {
                 tokio::time::sleep(config.linger).await;
             }
         }
+    }
+}
+
+/// The relay's gauges: `syncsets_outbox_backlog` (resourceVersions committed and not yet
+/// published: an upper bound on the events waiting, as aborted transactions leave gaps) and
+/// `syncsets_relay_lag_seconds` (how long since the relay last had published everything it
+/// found: 0 while it keeps up; it grows while the relay falls behind or cannot publish).
+/// Only the replica leading the relay reports them.
+struct Lag {
+    since: Instant,
+    /// When the backlog was last measured (the store's watermark costs a settle on
+    /// PostgreSQL: once per [`BACKLOG_EVERY`] at most).
+    measured: Option<Instant>,
+    backlog: metrics::Gauge,
+    lag: metrics::Gauge,
+}
+
+/// How often the backlog is measured at most while the relay is behind.
+const BACKLOG_EVERY: Duration = Duration::from_secs(5);
+
+impl Lag {
+    fn new() -> Self {
+        metrics::describe_gauge!(
+            "syncsets_outbox_backlog",
+            "Changes committed and not yet published by the outbox relay (resourceVersions between its position and the store's watermark)."
+        );
+        metrics::describe_gauge!(
+            "syncsets_relay_lag_seconds",
+            metrics::Unit::Seconds,
+            "Seconds since the outbox relay last had published every change it found (0 while it keeps up)."
+        );
+        Self {
+            since: Instant::now(),
+            measured: None,
+            backlog: metrics::gauge!("syncsets_outbox_backlog"),
+            lag: metrics::gauge!("syncsets_relay_lag_seconds"),
+        }
+    }
+
+    /// Everything found was published.
+    fn caught_up(&mut self) {
+        self.since = Instant::now();
+        self.backlog.set(0.0);
+        self.lag.set(0.0);
+    }
+
+    /// More is waiting behind `position`.
+    async fn behind(&mut self, store: &dyn Store, position: u64) {
+        self.lag.set(self.since.elapsed().as_secs_f64());
+        if self.measured.is_some_and(|at| at.elapsed() < BACKLOG_EVERY) {
+            return;
+        }
+        self.measured = Some(Instant::now());
+        if let Ok(watermark) = store.watermark().await {
+            self.backlog.set(watermark.saturating_sub(position) as f64);
+        }
+    }
+
+    /// This replica no longer relays.
+    fn clear(&mut self) {
+        self.backlog.set(0.0);
+        self.lag.set(0.0);
     }
 }
 

@@ -50,6 +50,16 @@ pub struct ControllerArgs {
     pub reconcile_journal: Option<PathBuf>,
 }
 
+/// How a long-running process stops on SIGTERM (or SIGINT).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ShutdownArgs {
+    /// On SIGTERM, how long requests and reconciles in flight may take to finish before
+    /// the process exits anyway (for `serve`, counted after --shutdown-delay-duration:
+    /// the pod's terminationGracePeriodSeconds must exceed the two together)
+    #[arg(long, env = "SYNCSETS_SHUTDOWN_GRACE_PERIOD", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_grace_period: Duration,
+}
+
 impl ControllerArgs {
     /// The controller configuration.
     pub fn config(&self) -> Config {

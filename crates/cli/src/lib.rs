@@ -113,6 +113,9 @@ impl Args {
                 return ExitCode::FAILURE;
             }
         };
+        // The process's metrics recorder, before anything registers a metric: a series
+        // registered earlier would go nowhere.
+        syncsets_api::metrics::install();
         let result = runtime.block_on(async {
             match args.command {
                 Command::Serve(a) => cmd::serve::run(*a).await,

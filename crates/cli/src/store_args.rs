@@ -20,6 +20,12 @@ pub struct StoreArgs {
     /// Data directory: the default SQLite file, the Secret encryption key, the kubeconfig
     #[arg(long, env = "SYNCSETS_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
+
+    /// The Secret encryption keys [default: <data-dir>/encryption.keys, made with one new key
+    /// on first start]. A file named here (a mounted Kubernetes Secret, shared by every
+    /// replica) must exist; it is only read, and changes to it are followed
+    #[arg(long, env = "SYNCSETS_ENCRYPTION_KEY_FILE")]
+    pub encryption_key_file: Option<PathBuf>,
 }
 
 impl StoreArgs {
@@ -39,18 +45,23 @@ impl StoreArgs {
 
     /// The file of Secret encryption keys.
     pub fn key_file(&self) -> PathBuf {
-        self.data_dir.join("encryption.keys")
+        self.encryption_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("encryption.keys"))
     }
 
-    /// The Secret encryption keys (created with a new key on first start). The data
-    /// directory is made first, its owner's only (0700).
+    /// The Secret encryption keys: the named file's, or the data directory's (created with
+    /// a new key on first start). The data directory is made first, its owner's only (0700).
     pub fn keyring(&self) -> anyhow::Result<Arc<Keyring>> {
         syncsets_store::private_file::private_dir(&self.data_dir)
             .with_context(|| format!("preparing {}", self.data_dir.display()))?;
         let path = self.key_file();
+        let keyring = match &self.encryption_key_file {
+            Some(_) => Keyring::load(&path),
+            None => Keyring::load_or_create(&path),
+        };
         Ok(Arc::new(
-            Keyring::load_or_create(&path)
-                .with_context(|| format!("loading {}", path.display()))?,
+            keyring.with_context(|| format!("loading {}", path.display()))?,
         ))
     }
 
@@ -91,5 +102,28 @@ mod tests {
         assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact("sqlite://data/x.db"), "sqlite://data/x.db");
+    }
+
+    #[test]
+    fn a_named_key_file_is_read_never_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = |file: Option<PathBuf>| StoreArgs {
+            store: None,
+            postgres_params: None,
+            data_dir: dir.path().join("data"),
+            encryption_key_file: file,
+        };
+        let named = dir.path().join("mounted.keys");
+        let err = args(Some(named.clone())).keyring().unwrap_err();
+        assert!(format!("{err:#}").contains("mounted.keys"), "{err:#}");
+        assert!(!named.exists(), "a named key file is never made");
+        // The data directory's own is made on first start, and the named one read as is.
+        args(None).keyring().unwrap();
+        let made = dir.path().join("data/encryption.keys");
+        std::fs::copy(&made, &named).unwrap();
+        let ring = args(Some(named)).keyring().unwrap();
+        let own = args(None).keyring().unwrap();
+        let sealed = own.seal(b"x", b"aad").unwrap();
+        assert_eq!(ring.open(&sealed, b"aad").unwrap(), b"x");
     }
 }

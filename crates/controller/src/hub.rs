@@ -1,5 +1,5 @@
-//! The controller's writes to the hub: ClusterSyncs, ClusterSyncLeases and the rollout
-//! summaries of (Selector)SyncSets. They take the API's one write path (`syncsets-write`:
+//! The controller's writes to the hub: ClusterSyncs, ClusterSyncLeases, the rollout
+//! summaries of (Selector)SyncSets and Events. They take the API's one write path (`syncsets-write`:
 //! admission — uid, timestamps, managedFields, validation — and conflict retries), so
 //! they land in the outbox like any other change.
 
@@ -27,6 +27,8 @@ pub enum HubKind {
     SyncSet,
     /// `hive.openshift.io/v1` SelectorSyncSet.
     SelectorSyncSet,
+    /// core/v1 Event.
+    Event,
 }
 
 impl HubKind {
@@ -38,6 +40,7 @@ impl HubKind {
             }
             Self::SyncSet => ("hive.openshift.io", "v1", "syncsets"),
             Self::SelectorSyncSet => ("hive.openshift.io", "v1", "selectorsyncsets"),
+            Self::Event => ("", "v1", "events"),
         }
     }
 }
@@ -108,7 +111,7 @@ impl HubWriter {
     /// Writes one object through the one write path (admission included), starting from
     /// `current` as the caller read it: `propose` gets what is stored and says what it
     /// should become.
-    async fn write(
+    pub(crate) async fn write(
         &self,
         kind: HubKind,
         namespace: &str,

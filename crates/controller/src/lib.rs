@@ -22,6 +22,7 @@
 
 mod cache;
 mod clients;
+mod events;
 mod health;
 mod hub;
 pub mod journal;
@@ -42,7 +43,7 @@ use std::time::Duration;
 use syncsets_bus::Bus;
 use syncsets_bus::follow::follow;
 use syncsets_store::{Store, StoreError};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 pub use cache::{Cache, Effect};
@@ -140,6 +141,19 @@ fn describe_metrics() {
         metrics::Unit::Seconds,
         "How long reconciles of a cluster took, by how they ended."
     );
+    metrics::describe_counter!(
+        "syncsets_applies_total",
+        "Writes to target clusters, by kind of object, type (apply, createOrUpdate, createOnly, patch, delete) and result (success, error)."
+    );
+    metrics::describe_counter!(
+        "hive_syncsetinstance_resources_applied_total",
+        "Counter incremented each time we sync a resource to a remote cluster, labeled by type of apply and result (as Hive's)."
+    );
+    metrics::describe_histogram!(
+        "hive_syncsetinstance_apply_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time to apply individual resources in a syncset, labeled by type of apply and result (as Hive's)."
+    );
     metrics::describe_gauge!(
         "syncsets_clusters_circuit_open",
         "Clusters behind an open circuit breaker (considered unreachable) on this replica."
@@ -157,6 +171,9 @@ pub struct Controller {
     store: Arc<dyn Store>,
     member: Option<String>,
     tasks: Vec<JoinHandle<()>>,
+    /// The workers, which stop taking work when `stop` turns true.
+    workers: Option<JoinHandle<()>>,
+    stop: watch::Sender<bool>,
 }
 
 impl Controller {
@@ -175,6 +192,8 @@ impl Controller {
                 follow(store, feed, start, |f| cache.apply(f)).await;
             })
         };
+        let (events, recording) =
+            events::Recorder::start(HubWriter::new(store.clone()), config.replica);
         let reconciler = Arc::new(Reconciler {
             cache: cache.clone(),
             hub: HubWriter::new(store.clone()),
@@ -184,9 +203,10 @@ impl Controller {
                 replica: config.replica,
                 reapply_interval: config.reapply_interval,
             },
+            events,
         });
         let queue = bus.queue(QUEUE);
-        let mut tasks = vec![follower];
+        let mut tasks = vec![follower, recording];
         // With a sharded queue, the live replicas share its shards (before any work is
         // taken, so that this replica only ever consumes its own).
         let (member, standing) = if queue.shards() > 1 {
@@ -210,8 +230,15 @@ impl Controller {
             effects,
             config.clone(),
         ));
-        let workers = tokio::spawn(worker::run(reconciler.clone(), queue, config, standing));
-        tasks.extend([leader, workers]);
+        let (stop, stopping) = watch::channel(false);
+        let workers = tokio::spawn(worker::run(
+            reconciler.clone(),
+            queue,
+            config,
+            standing,
+            stopping,
+        ));
+        tasks.push(leader);
         tracing::info!(
             bus = bus.backend(),
             store = store.backend(),
@@ -222,17 +249,39 @@ impl Controller {
             store,
             member,
             tasks,
+            workers: Some(workers),
+            stop,
         })
     }
 
-    /// Stops, leaving the membership at once (the other replicas take this one's shards
-    /// without waiting for its heartbeat to expire).
-    pub async fn shutdown(mut self) {
+    /// Stops: takes no new work, lets the reconciles in flight end (for `grace` at most;
+    /// those still running then are stopped, and their clusters' work stays queued), then
+    /// leaves the membership at once (the other replicas take this one's shards without
+    /// waiting for its heartbeat to expire).
+    pub async fn shutdown(mut self, grace: Duration) {
+        self.stop.send_replace(true);
+        if let Some(mut workers) = self.workers.take()
+            && tokio::time::timeout(grace, &mut workers).await.is_err()
+        {
+            tracing::warn!(
+                ?grace,
+                "reconciles still running after the grace period; stopping them"
+            );
+            workers.abort();
+        }
         for t in self.tasks.drain(..) {
             t.abort();
         }
         if let Some(id) = self.member.take() {
-            membership::leave(self.store.as_ref(), &id).await;
+            let leave = membership::leave(self.store.as_ref(), &id);
+            if tokio::time::timeout(Duration::from_secs(5), leave)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "leaving the membership timed out: the others take this replica's shards when its heartbeat expires"
+                );
+            }
         }
     }
 
@@ -244,7 +293,7 @@ impl Controller {
 
 impl Drop for Controller {
     fn drop(&mut self) {
-        for t in &self.tasks {
+        for t in self.tasks.iter().chain(&self.workers) {
             t.abort();
         }
     }

@@ -180,6 +180,8 @@ pub struct SetDef {
     pub namespace: String,
     /// Name.
     pub name: String,
+    /// `metadata.uid`.
+    pub uid: String,
     /// `metadata.generation`.
     pub generation: i64,
     /// Which clusters it applies to.
@@ -218,11 +220,21 @@ impl SetDef {
             kind,
             namespace: meta["namespace"].as_str().unwrap_or_default().to_string(),
             name: meta["name"].as_str().unwrap_or_default().to_string(),
+            uid: meta["uid"].as_str().unwrap_or_default().to_string(),
             generation: meta["generation"].as_i64().unwrap_or(1),
             targets,
             spec: common,
             deleting: meta.get("deletionTimestamp").is_some_and(|t| !t.is_null()),
         })
+    }
+
+    /// `namespace/name` of a SyncSet, the name of a SelectorSyncSet.
+    pub fn display_name(&self) -> String {
+        if self.namespace.is_empty() {
+            self.name.clone()
+        } else {
+            format!("{}/{}", self.namespace, self.name)
+        }
     }
 
     /// Whether the set applies to a cluster.

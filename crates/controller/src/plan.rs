@@ -440,6 +440,31 @@ pub fn object_to_apply(set: &SetDef, index: usize, rendered: Option<&Value>) -> 
     object
 }
 
+impl Step {
+    /// The kind of object the step writes.
+    pub fn kind<'a>(&'a self, set: &'a SetDef) -> &'a str {
+        match self {
+            Step::Resource { index, rendered } => {
+                rendered.as_ref().unwrap_or(&set.spec.resources[*index])["kind"]
+                    .as_str()
+                    .unwrap_or_default()
+            }
+            Step::Secret { .. } => "Secret",
+            Step::Patch { target, .. } => &target.kind,
+        }
+    }
+
+    /// How the step writes, as Hive's apply metrics label it.
+    pub fn how(&self, behavior: Behavior) -> &'static str {
+        match (self, behavior) {
+            (Step::Patch { .. }, _) => "patch",
+            (_, Behavior::Apply) => "apply",
+            (_, Behavior::CreateOnly) => "createOnly",
+            (_, Behavior::CreateOrUpdate) => "createOrUpdate",
+        }
+    }
+}
+
 /// A resource must be an object with apiVersion, kind and metadata.name.
 fn check_object(object: &Value) -> Result<(), String> {
     if !object.is_object() {

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use serde_json::{Value, json};
@@ -12,6 +12,7 @@ use syncsets_types::hive::{ClusterSyncLeaseSpec, ClusterSyncStatus, MANAGED_LABE
 
 use crate::cache::{Cache, unix_seconds};
 use crate::clients::{Clients, Kubeconfig};
+use crate::events;
 use crate::health::{Admission, Ended, Health};
 use crate::hub::{HubKind, HubWriter};
 use crate::model::{Cluster, ObjRef, SetDef, SetKind, resources, split_key};
@@ -73,6 +74,8 @@ pub struct Reconciler {
     pub health: Health,
     /// Settings.
     pub settings: ReconcileSettings,
+    /// Kubernetes Events about clusters and sets.
+    pub events: events::Recorder,
 }
 
 /// What the lease says.
@@ -218,10 +221,82 @@ impl Reconciler {
             (None, true) => Ended::Failed(worst.unwrap_or(Failure::Rejected)),
             (None, false) => Ended::Success,
         };
-        Ok(match self.health.record(key, ended) {
+        let retry = self.ended(
+            key,
+            ended,
+            outcomes.unreachable.as_deref().unwrap_or("unreachable"),
+        );
+        self.record_events(
+            &cluster,
+            &sets,
+            previous.as_ref(),
+            &status,
+            outcomes.unreachable.as_deref(),
+        );
+        Ok(match retry {
             Some(delay) => Next::Retry(delay),
             None => Next::Done,
         })
+    }
+
+    /// Records how a reconcile of `key` ended in the cluster's health (`why`: what failed,
+    /// if it did), noting its circuit breaker opening or closing as an Event; returns when
+    /// to retry.
+    pub fn ended(&self, key: &str, ended: Ended, why: &str) -> Option<Duration> {
+        let was_open = self.health.unreachable(key);
+        let retry = self.health.record(key, ended);
+        let is_open = self.health.unreachable(key);
+        if was_open != is_open
+            && let Some(cluster) = self.cache.cluster(key)
+        {
+            let note = if is_open {
+                events::Note {
+                    kind: events::Type::Warning,
+                    reason: "CircuitBreakerOpen",
+                    message: format!(
+                        "the cluster failed to answer repeatedly; it is tried again less often until it does: {why}"
+                    ),
+                }
+            } else {
+                events::Note {
+                    kind: events::Type::Normal,
+                    reason: "CircuitBreakerClosed",
+                    message: "the cluster answers again".into(),
+                }
+            };
+            self.events
+                .record(events::Involved::cluster(&cluster), note);
+        }
+        retry
+    }
+
+    /// Records the Events this reconcile's outcome calls for (on transitions only). A
+    /// cluster that cannot be reached gets one Event, not one per set, and its sets none.
+    fn record_events(
+        &self,
+        cluster: &Cluster,
+        sets: &[Arc<SetDef>],
+        previous: Option<&ClusterSyncStatus>,
+        status: &ClusterSyncStatus,
+        unreachable: Option<&str>,
+    ) {
+        let (mut on_cluster, mut on_sets) = events::transitions(sets, previous, status);
+        if let Some(message) = unreachable {
+            if on_cluster.iter().any(|n| n.kind == events::Type::Warning) {
+                on_cluster = vec![events::Note {
+                    kind: events::Type::Warning,
+                    reason: "ClusterUnreachable",
+                    message: message.to_string(),
+                }];
+            }
+            on_sets.clear();
+        }
+        for note in on_cluster {
+            self.events.record(events::Involved::cluster(cluster), note);
+        }
+        for (set, note) in on_sets {
+            self.events.record(events::Involved::set(set), note);
+        }
     }
 
     /// The cluster's ClusterSync and lease as read — unless they were written for an earlier
@@ -413,7 +488,10 @@ impl Reconciler {
         };
         for (i, r) in plan.retired.iter().enumerate() {
             for obj in &r.delete {
-                if let Err(e) = target.delete(obj).await {
+                let started = Instant::now();
+                let deleted = target.delete(obj).await;
+                applied(&obj.kind, "delete", deleted.is_ok(), started);
+                if let Err(e) = deleted {
                     if run.unreachable(plan, &e) {
                         return run.finish();
                     }
@@ -425,7 +503,10 @@ impl Reconciler {
         }
         for (i, p) in plan.sets.iter().enumerate() {
             for obj in p.work.iter().flat_map(|w| &w.removed) {
-                if let Err(e) = target.delete(obj).await {
+                let started = Instant::now();
+                let deleted = target.delete(obj).await;
+                applied(&obj.kind, "delete", deleted.is_ok(), started);
+                if let Err(e) = deleted {
                     if run.unreachable(plan, &e) {
                         return run.finish();
                     }
@@ -439,6 +520,15 @@ impl Reconciler {
             let Some(work) = &p.work else { continue };
             let Ok(steps) = &work.steps else { continue };
             for step in steps {
+                // A Secret whose hub source is missing is refused before any request.
+                let reached = match step {
+                    Step::Secret {
+                        source: Ok(source), ..
+                    } => secrets.get(source).is_some_and(Option::is_some),
+                    Step::Secret { .. } => false,
+                    _ => true,
+                };
+                let started = Instant::now();
                 let result = match step {
                     Step::Resource { index, rendered } => target
                         .write(
@@ -482,6 +572,14 @@ impl Reconciler {
                         .map(|()| (Written::Applied, None))
                         .map_err(|e| (format!("failed to apply patch {index}: {e}"), e)),
                 };
+                if reached {
+                    applied(
+                        step.kind(&p.set),
+                        step.how(work.behavior),
+                        result.is_ok(),
+                        started,
+                    );
+                }
                 match result {
                     Ok((_, Some(applied))) => run.outcomes.sets[i].applied.push(applied),
                     Ok((_, None)) => {}
@@ -499,6 +597,38 @@ impl Reconciler {
         drop(target);
         run.finish()
     }
+}
+
+/// Records one write to a target cluster: `syncsets_applies_total{kind, type, result}`, and
+/// Hive's `hive_syncsetinstance_resources_applied_total{type, result}` and
+/// `hive_syncsetinstance_apply_duration_seconds{type, result}` (type: the set's
+/// `applyBehavior` as Hive labels it — apply, createOrUpdate, createOnly — or patch, delete).
+fn applied(kind: &str, how: &'static str, ok: bool, started: Instant) {
+    let result = if ok { "success" } else { "error" };
+    let kind = kind_label(kind);
+    metrics::counter!("hive_syncsetinstance_resources_applied_total", "type" => how, "result" => result)
+        .increment(1);
+    metrics::histogram!("hive_syncsetinstance_apply_duration_seconds", "type" => how, "result" => result)
+        .record(started.elapsed());
+    metrics::counter!("syncsets_applies_total", "kind" => kind, "type" => how, "result" => result)
+        .increment(1);
+}
+
+/// Distinct kinds labelled at most: kinds come from what sets declare, and series never
+/// go away, so any further kind is labelled `other`.
+const KINDS_LABELLED: usize = 256;
+
+/// The `kind` label of an apply.
+fn kind_label(kind: &str) -> String {
+    static KINDS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut kinds = KINDS.lock().expect("kinds lock");
+    if !kinds.iter().any(|k| k == kind) {
+        if kinds.len() >= KINDS_LABELLED {
+            return "other".to_string();
+        }
+        kinds.push(kind.to_string());
+    }
+    kind.to_string()
 }
 
 /// The outcomes of one execution, as they accumulate.

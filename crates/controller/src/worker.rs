@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use syncsets_bus::{Lease, WorkQueue};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::Config;
@@ -16,34 +16,56 @@ use crate::reconcile::{Next, Reconciler};
 use crate::standing::Standing;
 use crate::target::Failure;
 
-/// Runs until aborted (which stops every reconcile in flight).
+/// Runs until `stop` turns true, then waits for the reconciles in flight to end (or until
+/// aborted, which stops every reconcile in flight).
 pub async fn run(
     reconciler: Arc<Reconciler>,
     queue: Arc<dyn WorkQueue>,
     config: Config,
     standing: Arc<Standing>,
+    mut stop: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(config.workers.max(1)));
     let mut running = JoinSet::new();
     loop {
-        let permit = permits.clone().acquire_owned().await.expect("never closed");
-        standing.held().await;
-        let lease = loop {
-            // Reap finished reconciles while waiting, so the set does not grow.
-            while running.try_join_next().is_some() {}
-            match queue.next().await {
-                Ok(lease) => break lease,
-                Err(e) => {
-                    tracing::warn!(error = %syncsets_store::Chain(&e), "work queue unavailable; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
+        let taken = tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => None,
+            taken = take(&permits, &standing, queue.as_ref(), &mut running) => Some(taken),
         };
+        let Some((permit, lease)) = taken else { break };
         let (reconciler, config, standing) = (reconciler.clone(), config.clone(), standing.clone());
         running.spawn(async move {
             work(&reconciler, lease, &config, &standing).await;
             drop(permit);
         });
+    }
+    tracing::info!(
+        reconciles = running.len(),
+        "controllers stopping: no new work taken; waiting for the reconciles in flight"
+    );
+    while running.join_next().await.is_some() {}
+}
+
+/// A worker's place and the next lease, once this replica's standing holds.
+async fn take(
+    permits: &Arc<Semaphore>,
+    standing: &Standing,
+    queue: &dyn WorkQueue,
+    running: &mut JoinSet<()>,
+) -> (OwnedSemaphorePermit, Lease) {
+    let permit = permits.clone().acquire_owned().await.expect("never closed");
+    standing.held().await;
+    loop {
+        // Reap finished reconciles while waiting, so the set does not grow.
+        while running.try_join_next().is_some() {}
+        match queue.next().await {
+            Ok(lease) => return (permit, lease),
+            Err(e) => {
+                tracing::warn!(error = %syncsets_store::Chain(&e), "work queue unavailable; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
     }
 }
 
@@ -105,16 +127,20 @@ async fn work(reconciler: &Reconciler, lease: Lease, config: &Config, standing: 
         Ok(Ok(Ok(Next::Retry(delay)))) => lease.retry(delay),
         Ok(Ok(Err(e))) => {
             tracing::warn!(cluster = %key, error = %syncsets_store::Chain(&e), "reconcile failed");
-            let delay = reconciler
-                .health
-                .record(&key, Ended::Failed(Failure::Rejected));
+            let delay = reconciler.ended(
+                &key,
+                Ended::Failed(Failure::Rejected),
+                "the reconcile failed",
+            );
             lease.retry(delay.unwrap_or(Duration::from_secs(1)));
         }
         Ok(Err(_)) => {
             tracing::warn!(cluster = %key, timeout = ?config.reconcile_timeout, "reconcile timed out");
-            let delay = reconciler
-                .health
-                .record(&key, Ended::Failed(Failure::Unreachable));
+            let delay = reconciler.ended(
+                &key,
+                Ended::Failed(Failure::Unreachable),
+                "the reconcile timed out",
+            );
             lease.retry(delay.unwrap_or(Duration::from_secs(1)));
         }
     }

@@ -17,6 +17,7 @@
 
 pub mod backup;
 pub mod keyring;
+mod measured;
 mod memory;
 mod postgres;
 pub mod private_file;
@@ -32,6 +33,7 @@ use serde_json::Value;
 use syncsets_types::Selector;
 
 pub use keyring::Keyring;
+pub use measured::Measured;
 pub use memory::MemoryStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -565,19 +567,21 @@ fn count_key(counts: &mut BTreeMap<String, u64>, prefix: &[u8]) {
     *counts.entry(id.to_string()).or_default() += 1;
 }
 
-/// Opens a store from a URL: `sqlite://path`, `postgres://…`, `memory://`.
+/// Opens a store from a URL: `sqlite://path`, `postgres://…`, `memory://`; its operations
+/// are measured ([`Measured`]).
 pub async fn open(url: &str, keyring: Option<Arc<Keyring>>) -> Result<Arc<dyn Store>> {
-    if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::open(url, keyring).await?))
+    let store: Arc<dyn Store> = if url.starts_with("sqlite:") {
+        Arc::new(SqliteStore::open(url, keyring).await?)
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        Ok(Arc::new(PostgresStore::open(url, keyring).await?))
+        Arc::new(PostgresStore::open(url, keyring).await?)
     } else if url.starts_with("memory:") {
-        Ok(Arc::new(MemoryStore::new()))
+        Arc::new(MemoryStore::new())
     } else {
-        Err(StoreError::config(format!(
+        return Err(StoreError::config(format!(
             "unsupported store URL {url:?}: expected sqlite://, postgres:// or memory://"
-        )))
-    }
+        )));
+    };
+    Ok(Arc::new(Measured::new(store)))
 }
 
 /// Runs the migrations of a store URL and returns the names applied.

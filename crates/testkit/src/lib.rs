@@ -68,6 +68,36 @@ pub fn unavailable(what: &str, why: &str) {
     let _ = writeln!(std::io::stderr(), "SKIPPED: {what} unavailable ({why})");
 }
 
+/// Asserts that `promtool check metrics` (Debian's prometheus package) accepts a
+/// Prometheus text exposition ([`unavailable`] without promtool).
+pub fn promtool_accepts(exposition: &str) {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let Ok(mut promtool) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    else {
+        unavailable("promtool", "Debian's prometheus package is not installed");
+        return;
+    };
+    promtool
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(exposition.as_bytes())
+        .expect("writing to promtool");
+    let checked = promtool.wait_with_output().expect("running promtool");
+    assert!(
+        checked.status.success(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+}
+
 /// A database created for one test and dropped by [`TestDb::drop_db`].
 pub struct TestDb {
     /// Its connection URL.

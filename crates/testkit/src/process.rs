@@ -129,6 +129,32 @@ impl Process {
         BufReader::new(self.child.stdout.take().expect("output read once")).lines()
     }
 
+    /// Sends it SIGTERM.
+    pub fn terminate(&self) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(sent, "kill -TERM {}", self.child.id());
+    }
+
+    /// Waits up to `within` for it to exit; its exit status (`None`: still running).
+    pub fn wait_for_exit(
+        &mut self,
+        within: std::time::Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for the process") {
+                return Some(status);
+            }
+            if started.elapsed() >= within {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Kills it (SIGKILL) and waits for it.
     pub fn kill(mut self) {
         self.child.kill().expect("killing the process");

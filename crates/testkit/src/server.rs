@@ -78,6 +78,8 @@ impl Builder {
             Backend::Url(url) => (url, None),
         };
         let keyring = Arc::new(Keyring::new(vec![("k1".into(), vec![3; 32])]).expect("a key"));
+        // The recorder first, as the binary installs it: the store registers its metrics.
+        syncsets_api::metrics::install();
         let store = syncsets_store::open(&url, Some(keyring))
             .await
             .expect("the store opens");

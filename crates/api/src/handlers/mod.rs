@@ -85,7 +85,9 @@ async fn handle(
             match p.trim_end_matches('/') {
                 "/version" => Ok(discovery::version()),
                 "/healthz" | "/livez" => Ok(discovery::health(true)),
-                "/readyz" => Ok(discovery::health(state.store.ready().await.is_ok())),
+                "/readyz" => Ok(discovery::health(
+                    !state.stopping() && state.store.ready().await.is_ok(),
+                )),
                 other => {
                     let kinds = state.kinds(cluster).await?;
                     crate::openapi::serve(state, cluster, &kinds, other, &headers)

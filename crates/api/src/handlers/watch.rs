@@ -220,8 +220,14 @@ impl Watch {
         let bookmarks = self.ctx.query.allow_watch_bookmarks;
         let mut tick = tokio::time::interval(self.ctx.state.config.bookmark_interval);
         tick.tick().await;
+        let state = self.ctx.state.clone();
+        let draining = state.watches_ended();
+        tokio::pin!(draining);
         loop {
             tokio::select! {
+                // The server is stopping: end the watch as a timeout would; the client
+                // resumes from the last version it saw, on another server.
+                () = &mut draining => return Ok(()),
                 event = events.recv() => match event {
                     Some(event) => self.deliver(&event).await?,
                     // Fell too far behind (or the server is stopping): end the watch; the

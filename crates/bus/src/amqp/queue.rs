@@ -15,7 +15,10 @@ use syncsets_retry::Backoff;
 use tokio::sync::{Notify, watch};
 
 use super::{AmqpBus, FIRST_BACKOFF, MAX_BACKOFF, PREFETCH, unavailable};
-use crate::{BusError, Lease, LeaseEnd, Outcome, Result, WorkQueue};
+use crate::{BusError, Lease, LeaseEnd, Outcome, QueueMetrics, Result, WorkQueue};
+
+/// How often a consumer asks the broker how many messages wait in its shard.
+const DEPTH_EVERY: Duration = Duration::from_secs(5);
 
 /// The delay tier of a delay: the next power of two in milliseconds. Messages in a tier
 /// queue carry their own expiration; with one delay per use (backoff step, resync period)
@@ -101,6 +104,9 @@ pub struct AmqpQueue {
     consumers: Mutex<Option<HashMap<u16, watch::Sender<bool>>>>,
     declared: tokio::sync::Mutex<HashSet<String>>,
     me: Weak<AmqpQueue>,
+    metrics: QueueMetrics,
+    /// Messages ready at the broker in each shard this process consumes, as last asked.
+    at_broker: Mutex<HashMap<u16, u32>>,
 }
 
 impl AmqpQueue {
@@ -114,7 +120,35 @@ impl AmqpQueue {
             consumers: Mutex::new(None),
             declared: tokio::sync::Mutex::new(HashSet::new()),
             me: me.clone(),
+            metrics: QueueMetrics::new(name),
+            at_broker: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Sets `workqueue_depth`: keys ready here and messages ready in this process's shards.
+    fn show_depth(&self, state: &QueueState) {
+        let at_broker: u64 = self
+            .at_broker
+            .lock()
+            .expect("depth lock")
+            .values()
+            .map(|&n| u64::from(n))
+            .sum();
+        self.metrics
+            .depth
+            .set((state.ready.len() as u64 + at_broker) as f64);
+    }
+
+    /// Records the broker's count of ready messages in `shard` (`None`: no longer consumed).
+    fn at_broker(&self, shard: u16, ready: Option<u32>) {
+        {
+            let mut at_broker = self.at_broker.lock().expect("depth lock");
+            match ready {
+                Some(n) => at_broker.insert(shard, n),
+                None => at_broker.remove(&shard),
+            };
+        }
+        self.show_depth(&self.state.lock().expect("queue lock"));
     }
 
     fn shard_queue(&self, shard: u16) -> String {
@@ -188,7 +222,9 @@ impl AmqpQueue {
             key.as_bytes().to_vec(),
             props,
         )])
-        .await
+        .await?;
+        self.metrics.adds.increment(1);
+        Ok(())
     }
 
     /// Sends keys now, confirmed together (one round trip to the broker, not one each).
@@ -203,7 +239,9 @@ impl AmqpQueue {
             messages.push((String::new(), shard, key.as_bytes().to_vec(), props));
         }
         drop(ch);
-        bus.publish_confirmed(messages).await
+        bus.publish_confirmed(messages).await?;
+        self.metrics.adds.increment(keys.len() as u64);
+        Ok(())
     }
 
     /// Starts consuming every shard, unless told which ([`WorkQueue::assign`]).
@@ -238,7 +276,9 @@ impl AmqpQueue {
                 let mut stop = stop;
                 loop {
                     let Some(queue) = me.upgrade() else { return };
-                    match queue.consume(shard, &mut stop).await {
+                    let consumed = queue.consume(shard, &mut stop).await;
+                    queue.at_broker(shard, None);
+                    match consumed {
                         Ok(()) => return, // given up
                         Err(e) => {
                             tracing::warn!(queue = %queue.name, shard, error = %syncsets_store::Chain(&e), "work queue consumer interrupted; reconnecting");
@@ -283,8 +323,18 @@ impl AmqpQueue {
             ended: ended_rx,
             in_flight: Arc::new(AtomicUsize::new(0)),
         };
+        let mut depth = tokio::time::interval(DEPTH_EVERY);
         loop {
             tokio::select! {
+                _ = depth.tick() => {
+                    let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+                    // A metric: a failed ask is left to the next tick (a broken channel
+                    // ends the session through its consumer).
+                    match ch.queue_declare(name.as_str().into(), passive, FieldTable::default()).await {
+                        Ok(queue) => self.at_broker(shard, Some(queue.message_count())),
+                        Err(e) => tracing::debug!(queue = %name, error = %e, "cannot read the shard's depth"),
+                    }
+                }
                 delivery = consumer.next() => {
                     let Some(delivery) = delivery else { break };
                     let delivery = delivery.map_err(unavailable)?;
@@ -331,6 +381,7 @@ impl AmqpQueue {
         } else {
             state.waiting.insert(key.clone(), vec![delivery]);
             state.ready.push_back(key);
+            self.show_depth(&state);
             self.ready.notify_one();
         }
     }
@@ -347,6 +398,7 @@ impl AmqpQueue {
                 continue;
             }
             state.active.insert(key.clone());
+            self.show_depth(&state);
             if !state.ready.is_empty() {
                 self.ready.notify_one();
             }
@@ -360,6 +412,9 @@ impl AmqpQueue {
             state.active.remove(&key);
             state.again.remove(&key)
         };
+        if matches!(outcome, Outcome::Retry(_)) {
+            self.metrics.retries.increment(1);
+        }
         let me = self.me.clone();
         tokio::spawn(async move {
             let Some(queue) = me.upgrade() else { return };

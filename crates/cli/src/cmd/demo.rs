@@ -63,6 +63,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         store: None,
         postgres_params: None,
         data_dir: args.data_dir.clone(),
+        encryption_key_file: None,
     };
     let security = SecurityArgs {
         insecure_http: false,

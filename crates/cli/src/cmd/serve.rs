@@ -9,6 +9,7 @@ use anyhow::{Context as _, bail};
 use syncsets_api::authn::Authenticator;
 use syncsets_api::{AppState, Config};
 
+use crate::controller_args::ShutdownArgs;
 use crate::{BusArgs, ControllerArgs, StoreArgs, pki};
 
 /// Arguments of `serve`.
@@ -41,6 +42,19 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     controller: ControllerArgs,
+
+    #[command(flatten)]
+    shutdown: ShutdownArgs,
+
+    /// On SIGTERM, how long `/readyz` fails while everything is still served, before
+    /// watches end and new connections are refused (as kube-apiserver's flag of this name:
+    /// time for Services and load balancers to stop sending traffic here)
+    #[arg(long, env = "SYNCSETS_SHUTDOWN_DELAY_DURATION", default_value = "0s", value_parser = crate::controller_args::parse_duration)]
+    shutdown_delay_duration: std::time::Duration,
+
+    /// How long an Event is kept after it last happened (as kube-apiserver's --event-ttl)
+    #[arg(long, env = "SYNCSETS_EVENT_TTL", default_value = "1h", value_parser = crate::controller_args::parse_duration)]
+    event_ttl: std::time::Duration,
 }
 
 /// How the server is reached and who may call it.
@@ -274,6 +288,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         relay: Some(args.bus.relay()),
         authenticator: args.security.authenticator()?,
         limits: args.limits.limits(),
+        event_ttl: args.event_ttl,
         ..Config::default()
     };
     let bound = args
@@ -283,7 +298,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let state = AppState::with_bus(store, bus, config)
         .await
         .map_err(|e| anyhow::anyhow!("preparing the server: {}", e.message))?;
-    let _controllers = if args.controllers {
+    let controllers = if args.controllers {
         Some(
             syncsets_controller::Controller::start(
                 state.store.clone(),
@@ -308,9 +323,97 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         state.bus.backend(),
         path.display()
     );
-    bound.serve(state, shutdown_signal()).await?;
+    let (stop_accepting, accepting) = tokio::sync::oneshot::channel::<()>();
+    let mut serving = tokio::spawn(bound.serve(state.clone(), async move {
+        let _ = accepting.await;
+    }));
+    tokio::select! {
+        served = &mut serving => return Ok(served??),
+        () = shutdown_signal() => {}
+    }
+    let delay = args.shutdown_delay_duration;
+    stop(
+        state,
+        controllers,
+        stop_accepting,
+        serving,
+        delay,
+        &args.shutdown,
+    )
+    .await
+}
+
+/// Stops on SIGTERM, in order: `/readyz` fails while everything is still served, for
+/// the shutdown delay; then watches end cleanly (clients watch again elsewhere) and new
+/// connections are refused; requests and reconciles in flight finish, within the grace
+/// period; the relay records its position; the bus closes. A second signal exits at once.
+async fn stop(
+    state: Arc<AppState>,
+    controllers: Option<syncsets_controller::Controller>,
+    stop_accepting: tokio::sync::oneshot::Sender<()>,
+    mut serving: tokio::task::JoinHandle<std::io::Result<()>>,
+    delay: std::time::Duration,
+    shutdown: &ShutdownArgs,
+) -> anyhow::Result<()> {
+    exit_on_second_signal();
+    tracing::info!(?delay, grace = ?shutdown.shutdown_grace_period, "stopping: /readyz fails");
+    state.stop();
+    tokio::time::sleep(delay).await;
+    let deadline = tokio::time::Instant::now() + shutdown.shutdown_grace_period;
+    state.end_watches();
+    let _ = stop_accepting.send(());
+    let drain = async {
+        match tokio::time::timeout_at(deadline, &mut serving).await {
+            Ok(served) => served
+                .map_err(anyhow::Error::from)?
+                .map_err(anyhow::Error::from),
+            Err(_) => {
+                tracing::warn!("requests still open after the grace period; closing them");
+                serving.abort();
+                Ok(())
+            }
+        }
+    };
+    let reconciles = async {
+        if let Some(c) = controllers {
+            c.shutdown(deadline.saturating_duration_since(tokio::time::Instant::now()))
+                .await;
+        }
+    };
+    let (drained, ()) = tokio::join!(drain, reconciles);
+    if let Some(relay) = &state.relay
+        && tokio::time::timeout(CLOSE_WITHIN, relay.stop())
+            .await
+            .is_err()
+    {
+        tracing::warn!("the outbox relay did not stop in time");
+    }
+    close_bus(state.bus.as_ref()).await;
     tracing::info!("stopped");
-    Ok(())
+    drained
+}
+
+/// How long closing a connection (the relay's last write, the bus) may take at exit.
+pub const CLOSE_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Closes the bus, giving up after [`CLOSE_WITHIN`] (a broker that does not answer).
+pub async fn close_bus(bus: &dyn syncsets_bus::Bus) {
+    if tokio::time::timeout(CLOSE_WITHIN, bus.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the bus did not close in time");
+    }
+}
+
+/// After the first SIGTERM or SIGINT, a second one exits at once (status 1), as
+/// Kubernetes' own servers do.
+pub fn exit_on_second_signal() {
+    tokio::spawn(async {
+        shutdown_signal().await;
+        tracing::warn!("second signal: exiting now");
+        std::process::exit(1);
+    });
 }
 
 /// Completes on SIGINT or SIGTERM.

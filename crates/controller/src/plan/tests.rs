@@ -37,6 +37,7 @@ fn mk_set(kind: SetKind, name: &str, resources: Vec<Value>) -> SetDef {
             String::new()
         },
         name: name.into(),
+        uid: format!("uid-{name}"),
         generation: 1,
         targets: match kind {
             SetKind::SyncSet => Targets::Refs(vec!["c1".into()]),
