@@ -2170,7 +2170,9 @@ async fn a_controller_process_serves_metrics_and_stops_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let hive = r#"hive_syncsetinstance_resources_applied_total{type="apply",result="success"}"#;
-    for series in [applied, hive] {
+    let first = r#"hive_selectorsyncset_apply_duration_seconds_count{name="measured"}"#;
+    let all_first = "hive_clustersync_first_success_duration_seconds_count";
+    for series in [applied, hive, first, all_first] {
         let n = value(&scraped, series);
         assert!(n.is_some_and(|n| n >= CLUSTERS as f64), "{series}: {n:?}");
     }

@@ -30,6 +30,9 @@ const DURATION_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
 ];
 
+/// Hive's buckets (seconds) of its time-to-first-apply histograms.
+const HIVE_FIRST_APPLY_BUCKETS: &[f64] = &[5.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0];
+
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Installs this process's Prometheus recorder (the first call does; later calls find it)
@@ -46,10 +49,25 @@ pub fn install() -> Option<&'static PrometheusHandle> {
                     REQUEST_BUCKETS,
                 )
                 .ok()?
-                // Hive's, so that dashboards written for Hive read it.
+                // Hive's, so that dashboards written for Hive read them.
                 .set_buckets_for_metric(
                     Matcher::Full("hive_syncsetinstance_apply_duration_seconds".into()),
                     &[0.5, 1.0, 3.0, 5.0, 10.0, 20.0, 30.0],
+                )
+                .ok()?
+                .set_buckets_for_metric(
+                    Matcher::Full("hive_syncset_apply_duration_seconds".into()),
+                    HIVE_FIRST_APPLY_BUCKETS,
+                )
+                .ok()?
+                .set_buckets_for_metric(
+                    Matcher::Full("hive_selectorsyncset_apply_duration_seconds".into()),
+                    HIVE_FIRST_APPLY_BUCKETS,
+                )
+                .ok()?
+                .set_buckets_for_metric(
+                    Matcher::Full("hive_clustersync_first_success_duration_seconds".into()),
+                    &[60.0, 300.0, 600.0, 1200.0, 1800.0, 2400.0, 3000.0, 3600.0],
                 )
                 .ok()?
                 .install_recorder()

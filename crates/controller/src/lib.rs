@@ -154,6 +154,21 @@ fn describe_metrics() {
         metrics::Unit::Seconds,
         "Time to apply individual resources in a syncset, labeled by type of apply and result (as Hive's)."
     );
+    metrics::describe_histogram!(
+        "hive_syncset_apply_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time to first successfully apply syncset to a cluster (as Hive's), by the SyncSet's metrics group."
+    );
+    metrics::describe_histogram!(
+        "hive_selectorsyncset_apply_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time to first successfully apply each SelectorSyncSet to a new cluster (as Hive's)."
+    );
+    metrics::describe_histogram!(
+        "hive_clustersync_first_success_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time between cluster install complete and all syncsets applied (as Hive's)."
+    );
     metrics::describe_gauge!(
         "syncsets_clusters_circuit_open",
         "Clusters behind an open circuit breaker (considered unreachable) on this replica."

@@ -73,6 +73,18 @@ pub struct Cluster {
     /// The SelectorSyncSets whoever wrote its kubeconfig Secret may `use` (from the Secret,
     /// filled in by the cache).
     pub kubeconfig_usable_sets: UsableSets,
+    /// When it was installed (`status.installedTimestamp`), else created; and when its
+    /// `Unreachable` condition last changed, if it has one: where Hive's time-to-first-apply
+    /// metrics count from.
+    pub since: (Option<jiff::Timestamp>, Option<jiff::Timestamp>),
+}
+
+/// Hive's annotation putting a SyncSet in a group for its time-to-first-apply metric.
+pub const METRICS_GROUP_ANNOTATION: &str = "hive.openshift.io/syncset-metrics-group";
+
+/// A timestamp field, if it holds one.
+fn timestamp(v: &Value) -> Option<jiff::Timestamp> {
+    v.as_str()?.parse().ok()
 }
 
 impl Cluster {
@@ -97,6 +109,14 @@ impl Cluster {
                 .map(str::to_string),
             usable_sets: UsableSets::of(&meta["annotations"]),
             kubeconfig_usable_sets: UsableSets::Any,
+            since: (
+                timestamp(&obj["status"]["installedTimestamp"])
+                    .or_else(|| timestamp(&meta["creationTimestamp"])),
+                obj["status"]["conditions"]
+                    .as_array()
+                    .and_then(|cs| cs.iter().find(|c| c["type"] == "Unreachable"))
+                    .and_then(|c| timestamp(&c["lastTransitionTime"])),
+            ),
         }
     }
 
@@ -184,6 +204,11 @@ pub struct SetDef {
     pub uid: String,
     /// `metadata.generation`.
     pub generation: i64,
+    /// `metadata.creationTimestamp`.
+    pub created: Option<jiff::Timestamp>,
+    /// A SyncSet's `hive.openshift.io/syncset-metrics-group` annotation: the group its
+    /// time-to-first-apply is reported under (Hive's `none` without one).
+    pub metrics_group: Option<String>,
     /// Which clusters it applies to.
     pub targets: Targets,
     /// What to apply and how.
@@ -222,6 +247,11 @@ impl SetDef {
             name: meta["name"].as_str().unwrap_or_default().to_string(),
             uid: meta["uid"].as_str().unwrap_or_default().to_string(),
             generation: meta["generation"].as_i64().unwrap_or(1),
+            created: timestamp(&meta["creationTimestamp"]),
+            metrics_group: meta["annotations"][METRICS_GROUP_ANNOTATION]
+                .as_str()
+                .filter(|g| !g.is_empty())
+                .map(str::to_string),
             targets,
             spec: common,
             deleting: meta.get("deletionTimestamp").is_some_and(|t| !t.is_null()),

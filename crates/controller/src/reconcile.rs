@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use serde_json::{Value, json};
 use syncsets_store::{ObjectKey, Stored};
-use syncsets_types::hive::{ClusterSyncLeaseSpec, ClusterSyncStatus, MANAGED_LABEL};
+use syncsets_types::hive::{ClusterSyncLeaseSpec, ClusterSyncStatus, MANAGED_LABEL, SyncStatus};
 
 use crate::cache::{Cache, unix_seconds};
 use crate::clients::{Clients, Kubeconfig};
@@ -183,6 +183,7 @@ impl Reconciler {
             self.settings.replica,
             &now,
         );
+        first_applies(&cluster, &sets, previous.as_ref(), &status);
         let status_json = serde_json::to_value(&status).expect("status serialises");
         let cluster_sync = if previous.as_ref() != Some(&status) || cluster_sync.is_none() {
             let object = json!({
@@ -612,6 +613,69 @@ fn applied(kind: &str, how: &'static str, ok: bool, started: Instant) {
         .record(started.elapsed());
     metrics::counter!("syncsets_applies_total", "kind" => kind, "type" => how, "result" => result)
         .increment(1);
+}
+
+/// Hive's time-to-first-apply metrics, observed when a set first succeeds on a cluster,
+/// counted from the set's creation, the cluster's installation or its last change of
+/// reachability, whichever came last (as Hive counts): `hive_syncset_apply_duration_seconds
+/// {group}` (a SyncSet's metrics group, else `none`) and
+/// `hive_selectorsyncset_apply_duration_seconds{name}` (only until everything first
+/// succeeded on the cluster: a set matched later, when labels change, says nothing about
+/// applying); and `hive_clustersync_first_success_duration_seconds`, from installation to
+/// every set applied.
+fn first_applies(
+    cluster: &Cluster,
+    sets: &[Arc<SetDef>],
+    previous: Option<&ClusterSyncStatus>,
+    status: &ClusterSyncStatus,
+) {
+    let now = jiff::Timestamp::now();
+    let seconds = |since: jiff::Timestamp| now.duration_since(since).as_secs_f64().max(0.0);
+    let (installed, reachability) = cluster.since;
+    let cluster_first = previous.is_none_or(|p| p.first_success_time.is_none());
+    let succeeded = |list: &[SyncStatus], name: &str| {
+        list.iter()
+            .any(|s| s.name == name && s.first_success_time.is_some())
+    };
+    for set in sets {
+        let (was, is) = match set.kind {
+            SetKind::SyncSet => (previous.map(|p| &p.sync_sets[..]), &status.sync_sets),
+            SetKind::SelectorSyncSet => (
+                previous.map(|p| &p.selector_sync_sets[..]),
+                &status.selector_sync_sets,
+            ),
+        };
+        if !succeeded(is, &set.name) || was.is_some_and(|was| succeeded(was, &set.name)) {
+            continue;
+        }
+        let Some(since) = [set.created, installed, reachability]
+            .into_iter()
+            .flatten()
+            .max()
+        else {
+            continue;
+        };
+        match set.kind {
+            SetKind::SyncSet => {
+                let group = set.metrics_group.clone().unwrap_or_else(|| "none".into());
+                metrics::histogram!("hive_syncset_apply_duration_seconds", "group" => group)
+                    .record(seconds(since));
+            }
+            SetKind::SelectorSyncSet if cluster_first => {
+                let name = set.name.clone();
+                metrics::histogram!("hive_selectorsyncset_apply_duration_seconds", "name" => name)
+                    .record(seconds(since));
+            }
+            SetKind::SelectorSyncSet => {}
+        }
+    }
+    if cluster_first
+        && status.first_success_time.is_some()
+        && let Some(installed) = installed
+    {
+        metrics::histogram!("hive_clustersync_first_success_duration_seconds")
+            .record(seconds(installed));
+    }
 }
 
 /// Distinct kinds labelled at most: kinds come from what sets declare, and series never

@@ -39,6 +39,8 @@ fn mk_set(kind: SetKind, name: &str, resources: Vec<Value>) -> SetDef {
         name: name.into(),
         uid: format!("uid-{name}"),
         generation: 1,
+        created: None,
+        metrics_group: None,
         targets: match kind {
             SetKind::SyncSet => Targets::Refs(vec!["c1".into()]),
             SetKind::SelectorSyncSet => Targets::Selector(Selector::everything()),
