@@ -33,6 +33,9 @@ const DURATION_BUCKETS: &[f64] = &[
 /// Hive's buckets (seconds) of its time-to-first-apply histograms.
 const HIVE_FIRST_APPLY_BUCKETS: &[f64] = &[5.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0];
 
+/// How often histograms' samples are folded into their buckets.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Installs this process's Prometheus recorder (the first call does; later calls find it)
@@ -73,6 +76,18 @@ pub fn install() -> Option<&'static PrometheusHandle> {
                 .install_recorder()
                 .ok()?;
             describe();
+            // Histograms keep their samples until upkeep folds them into the buckets: done
+            // here every few seconds, whether anyone scrapes or not.
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(UPKEEP_EVERY);
+                        upkeep.run_upkeep();
+                    }
+                })
+                .ok()?;
             Some(handle)
         })
         .as_ref()
