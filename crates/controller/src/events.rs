@@ -22,7 +22,8 @@ use tokio::task::JoinHandle;
 
 use crate::Result;
 use crate::hub::{HubKind, HubWriter};
-use crate::model::{Cluster, SetDef, SetKind};
+use crate::model::{Cluster, SetDef};
+use crate::plan::status_of;
 
 /// The object an Event is about.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -98,23 +99,14 @@ pub fn transitions<'s>(
     let mut on_cluster = Vec::new();
     let mut on_sets = Vec::new();
     for set in sets {
-        let (was, is) = match set.kind {
-            SetKind::SyncSet => (previous.map(|p| p.sync_sets.as_slice()), &now.sync_sets),
-            SetKind::SelectorSyncSet => (
-                previous.map(|p| p.selector_sync_sets.as_slice()),
-                &now.selector_sync_sets,
-            ),
-        };
-        let find = |list: &'_ [SyncStatus]| list.iter().find(|s| s.name == set.name).cloned();
-        let (Some(is), was) = (find(is), was.and_then(find)) else {
+        let (Some(is), was) = (status_of(Some(now), set), status_of(previous, set)) else {
             continue;
         };
         let failing = |s: &SyncStatus| s.result != "Success";
-        if failing(&is) {
+        if failing(is) {
             let message = is.failure_message.clone().unwrap_or_default();
-            let changed = was
-                .as_ref()
-                .is_none_or(|w| !failing(w) || w.failure_message != is.failure_message);
+            let changed =
+                was.is_none_or(|w| !failing(w) || w.failure_message != is.failure_message);
             if changed {
                 on_cluster.push(Note {
                     kind: Type::Warning,
@@ -130,7 +122,7 @@ pub fn transitions<'s>(
                     },
                 ));
             }
-        } else if was.as_ref().is_some_and(failing) {
+        } else if was.is_some_and(failing) {
             on_cluster.push(Note {
                 kind: Type::Normal,
                 reason: "SyncRecovered",
@@ -280,6 +272,7 @@ fn truncate(message: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::SetKind;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn status(name: &str, failure: Option<&str>) -> SyncStatus {

@@ -212,12 +212,23 @@ pub fn inputs_digest(
     Some(digest[..16].iter().map(|b| format!("{b:02x}")).collect())
 }
 
-fn old_statuses(previous: Option<&ClusterSyncStatus>, kind: SetKind) -> &[SyncStatus] {
-    match (previous, kind) {
+/// The results of one kind of set in a ClusterSync status (none without a status).
+pub fn statuses(status: Option<&ClusterSyncStatus>, kind: SetKind) -> &[SyncStatus] {
+    match (status, kind) {
         (None, _) => &[],
         (Some(p), SetKind::SyncSet) => &p.sync_sets,
         (Some(p), SetKind::SelectorSyncSet) => &p.selector_sync_sets,
     }
+}
+
+/// The result of `set` in a ClusterSync status, if it has one.
+pub fn status_of<'a>(
+    status: Option<&'a ClusterSyncStatus>,
+    set: &SetDef,
+) -> Option<&'a SyncStatus> {
+    statuses(status, set.kind)
+        .iter()
+        .find(|s| s.name == set.name)
 }
 
 /// Plans a reconcile of `cluster` with the sets that apply to it.
@@ -230,10 +241,7 @@ pub fn plan(cluster: &Cluster, sets: &[Arc<SetDef>], ctx: &Context<'_>) -> Plan 
     let mut planned: Vec<SetPlan> = sets
         .iter()
         .map(|set| {
-            let old = old_statuses(ctx.previous, set.kind)
-                .iter()
-                .find(|s| s.name == set.name)
-                .cloned();
+            let old = status_of(ctx.previous, set).cloned();
             let digest = inputs_digest(set, cluster, versions);
             let id = set_id(set.kind, &set.namespace, &set.name);
             let inputs_changed = digest.is_some()
@@ -272,7 +280,7 @@ pub fn plan(cluster: &Cluster, sets: &[Arc<SetDef>], ctx: &Context<'_>) -> Plan 
 
     let mut retired = Vec::new();
     for kind in [SetKind::SyncSet, SetKind::SelectorSyncSet] {
-        let mut old: Vec<&SyncStatus> = old_statuses(ctx.previous, kind)
+        let mut old: Vec<&SyncStatus> = statuses(ctx.previous, kind)
             .iter()
             .filter(|s| {
                 !sets

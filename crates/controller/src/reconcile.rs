@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use serde_json::{Value, json};
 use syncsets_store::{ObjectKey, Stored};
-use syncsets_types::hive::{ClusterSyncLeaseSpec, ClusterSyncStatus, MANAGED_LABEL, SyncStatus};
+use syncsets_types::hive::{ClusterSyncLeaseSpec, ClusterSyncStatus, MANAGED_LABEL};
 
 use crate::cache::{Cache, unix_seconds};
 use crate::clients::{Clients, Kubeconfig};
@@ -397,13 +397,8 @@ impl Reconciler {
         let mut digests = BTreeMap::new();
         for p in &plan.sets {
             let id = plan::set_id(p.set.kind, &p.set.namespace, &p.set.name);
-            let results = match p.set.kind {
-                SetKind::SyncSet => &status.sync_sets,
-                SetKind::SelectorSyncSet => &status.selector_sync_sets,
-            };
-            let succeeded = results
-                .iter()
-                .any(|s| s.name == p.set.name && s.result == "Success");
+            let succeeded =
+                plan::status_of(Some(status), &p.set).is_some_and(|s| s.result == "Success");
             let digest = match (&p.work, succeeded) {
                 (Some(_), true) => p.digest.clone(),
                 _ => old.digests.get(&id).cloned(),
@@ -633,19 +628,11 @@ fn first_applies(
     let seconds = |since: jiff::Timestamp| now.duration_since(since).as_secs_f64().max(0.0);
     let (installed, reachability) = cluster.since;
     let cluster_first = previous.is_none_or(|p| p.first_success_time.is_none());
-    let succeeded = |list: &[SyncStatus], name: &str| {
-        list.iter()
-            .any(|s| s.name == name && s.first_success_time.is_some())
+    let succeeded = |status: Option<&ClusterSyncStatus>, set: &SetDef| {
+        plan::status_of(status, set).is_some_and(|s| s.first_success_time.is_some())
     };
     for set in sets {
-        let (was, is) = match set.kind {
-            SetKind::SyncSet => (previous.map(|p| &p.sync_sets[..]), &status.sync_sets),
-            SetKind::SelectorSyncSet => (
-                previous.map(|p| &p.selector_sync_sets[..]),
-                &status.selector_sync_sets,
-            ),
-        };
-        if !succeeded(is, &set.name) || was.is_some_and(|was| succeeded(was, &set.name)) {
+        if !succeeded(Some(status), set) || succeeded(previous, set) {
             continue;
         }
         let Some(since) = [set.created, installed, reachability]
