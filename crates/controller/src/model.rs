@@ -73,10 +73,12 @@ pub struct Cluster {
     /// The SelectorSyncSets whoever wrote its kubeconfig Secret may `use` (from the Secret,
     /// filled in by the cache).
     pub kubeconfig_usable_sets: UsableSets,
-    /// When it was installed (`status.installedTimestamp`), else created; and when its
-    /// `Unreachable` condition last changed, if it has one: where Hive's time-to-first-apply
-    /// metrics count from.
-    pub since: (Option<jiff::Timestamp>, Option<jiff::Timestamp>),
+    /// When it was installed (`status.installedTimestamp`), else created: where Hive's
+    /// time-to-first-apply metrics count from.
+    pub installed_at: Option<jiff::Timestamp>,
+    /// When its `Unreachable` condition last changed, if it has one (Hive's metrics count
+    /// from it when it is later).
+    pub reachability_changed_at: Option<jiff::Timestamp>,
 }
 
 /// Hive's annotation putting a SyncSet in a group for its time-to-first-apply metric.
@@ -109,14 +111,12 @@ impl Cluster {
                 .map(str::to_string),
             usable_sets: UsableSets::of(&meta["annotations"]),
             kubeconfig_usable_sets: UsableSets::Any,
-            since: (
-                timestamp(&obj["status"]["installedTimestamp"])
-                    .or_else(|| timestamp(&meta["creationTimestamp"])),
-                obj["status"]["conditions"]
-                    .as_array()
-                    .and_then(|cs| cs.iter().find(|c| c["type"] == "Unreachable"))
-                    .and_then(|c| timestamp(&c["lastTransitionTime"])),
-            ),
+            installed_at: timestamp(&obj["status"]["installedTimestamp"])
+                .or_else(|| timestamp(&meta["creationTimestamp"])),
+            reachability_changed_at: obj["status"]["conditions"]
+                .as_array()
+                .and_then(|cs| cs.iter().find(|c| c["type"] == "Unreachable"))
+                .and_then(|c| timestamp(&c["lastTransitionTime"])),
         }
     }
 

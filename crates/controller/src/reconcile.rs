@@ -626,7 +626,7 @@ fn first_applies(
 ) {
     let now = jiff::Timestamp::now();
     let seconds = |since: jiff::Timestamp| now.duration_since(since).as_secs_f64().max(0.0);
-    let (installed, reachability) = cluster.since;
+    let installed = cluster.installed_at;
     let cluster_first = previous.is_none_or(|p| p.first_success_time.is_none());
     let succeeded = |status: Option<&ClusterSyncStatus>, set: &SetDef| {
         plan::status_of(status, set).is_some_and(|s| s.first_success_time.is_some())
@@ -635,7 +635,7 @@ fn first_applies(
         if !succeeded(Some(status), set) || succeeded(previous, set) {
             continue;
         }
-        let Some(since) = [set.created, installed, reachability]
+        let Some(since) = [set.created, installed, cluster.reachability_changed_at]
             .into_iter()
             .flatten()
             .max()
