@@ -2205,20 +2205,13 @@ async fn a_controller_process_serves_metrics_and_stops_on_sigterm() {
     for exposition in [&scraped, &hub_metrics] {
         syncsets_testkit::promtool_accepts(exposition);
     }
-    assert_eq!(
-        reqwest::get(format!("{probes}/livez"))
+    for probe in ["livez", "readyz"] {
+        let status = reqwest::get(format!("{probes}/{probe}"))
             .await
             .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        reqwest::get(format!("{probes}/readyz"))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+            .status();
+        assert_eq!(status, 200, "/{probe}");
+    }
     controller.terminate();
     let status = controller.wait_for_exit(Duration::from_secs(15));
     assert_eq!(status.map(|s| s.code()), Some(Some(0)), "exit status");

@@ -48,6 +48,7 @@ use syncsets_store::Store;
 use crate::hub::Hub;
 use tokio::net::TcpListener;
 
+pub use discovery::health;
 pub use error::{ApiError, ApiResult};
 pub use request::parse_go_duration;
 

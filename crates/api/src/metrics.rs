@@ -33,6 +33,28 @@ const DURATION_BUCKETS: &[f64] = &[
 /// Hive's buckets (seconds) of its time-to-first-apply histograms.
 const HIVE_FIRST_APPLY_BUCKETS: &[f64] = &[5.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0];
 
+/// Histograms with buckets of their own: kube-apiserver's, and Hive's (so that dashboards
+/// written for them read these).
+const NAMED_BUCKETS: &[(&str, &[f64])] = &[
+    ("apiserver_request_duration_seconds", REQUEST_BUCKETS),
+    (
+        "hive_syncsetinstance_apply_duration_seconds",
+        &[0.5, 1.0, 3.0, 5.0, 10.0, 20.0, 30.0],
+    ),
+    (
+        "hive_syncset_apply_duration_seconds",
+        HIVE_FIRST_APPLY_BUCKETS,
+    ),
+    (
+        "hive_selectorsyncset_apply_duration_seconds",
+        HIVE_FIRST_APPLY_BUCKETS,
+    ),
+    (
+        "hive_clustersync_first_success_duration_seconds",
+        &[60.0, 300.0, 600.0, 1200.0, 1800.0, 2400.0, 3000.0, 3600.0],
+    ),
+];
+
 /// How often histograms' samples are folded into their buckets.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
@@ -43,38 +65,16 @@ static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 pub fn install() -> Option<&'static PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
-            let handle = PrometheusBuilder::new()
-                // Every histogram is one (not a summary): these buckets, unless named below.
+            // Every histogram is one (not a summary): these buckets, unless named below.
+            let mut builder = PrometheusBuilder::new()
                 .set_buckets(DURATION_BUCKETS)
-                .ok()?
-                .set_buckets_for_metric(
-                    Matcher::Full("apiserver_request_duration_seconds".into()),
-                    REQUEST_BUCKETS,
-                )
-                .ok()?
-                // Hive's, so that dashboards written for Hive read them.
-                .set_buckets_for_metric(
-                    Matcher::Full("hive_syncsetinstance_apply_duration_seconds".into()),
-                    &[0.5, 1.0, 3.0, 5.0, 10.0, 20.0, 30.0],
-                )
-                .ok()?
-                .set_buckets_for_metric(
-                    Matcher::Full("hive_syncset_apply_duration_seconds".into()),
-                    HIVE_FIRST_APPLY_BUCKETS,
-                )
-                .ok()?
-                .set_buckets_for_metric(
-                    Matcher::Full("hive_selectorsyncset_apply_duration_seconds".into()),
-                    HIVE_FIRST_APPLY_BUCKETS,
-                )
-                .ok()?
-                .set_buckets_for_metric(
-                    Matcher::Full("hive_clustersync_first_success_duration_seconds".into()),
-                    &[60.0, 300.0, 600.0, 1200.0, 1800.0, 2400.0, 3000.0, 3600.0],
-                )
-                .ok()?
-                .install_recorder()
                 .ok()?;
+            for (name, buckets) in NAMED_BUCKETS {
+                builder = builder
+                    .set_buckets_for_metric(Matcher::Full((*name).into()), buckets)
+                    .ok()?;
+            }
+            let handle = builder.install_recorder().ok()?;
             describe();
             // Histograms keep their samples until upkeep folds them into the buckets: done
             // here every few seconds, whether anyone scrapes or not.

@@ -196,9 +196,14 @@ impl Drop for Lease {
     }
 }
 
-/// Counts events published (`syncsets_bus_published_total`), and describes the bus's
-/// metrics the first time.
+/// Counts events published (`syncsets_bus_published_total`).
 fn published(bus: &'static str, events: usize) {
+    describe();
+    metrics::counter!("syncsets_bus_published_total", "bus" => bus).increment(events as u64);
+}
+
+/// Describes the bus's and the work queues' metrics (their HELP), once.
+fn describe() {
     static DESCRIBED: std::sync::Once = std::sync::Once::new();
     DESCRIBED.call_once(|| {
         metrics::describe_counter!(
@@ -226,9 +231,6 @@ fn published(bus: &'static str, events: usize) {
             "Keys handed back to a work queue to be retried, by queue name."
         );
     });
-    if events > 0 {
-        metrics::counter!("syncsets_bus_published_total", "bus" => bus).increment(events as u64);
-    }
 }
 
 /// A work queue's series, under client-go's workqueue names.
@@ -240,7 +242,7 @@ struct QueueMetrics {
 
 impl QueueMetrics {
     fn new(name: &str) -> Self {
-        published("", 0); // describes
+        describe();
         let name = name.to_string();
         Self {
             depth: metrics::gauge!("workqueue_depth", "name" => name.clone()),

@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::http::StatusCode;
 use syncsets_store::Store;
 
 use crate::controller_args::ShutdownArgs;
@@ -119,22 +118,18 @@ fn parse_bind_address(text: &str) -> anyhow::Result<BindAddress> {
         .with_context(|| format!("{text:?} is not HOST:PORT, :PORT or 0"))
 }
 
-/// `/metrics`, `/livez`, `/readyz` (the store answers and the process is not stopping).
+/// `/metrics`, `/livez`, `/readyz` (the store answers and the process is not stopping),
+/// answered as the API server answers its own.
 fn probe_routes(store: Arc<dyn Store>, stopping: Arc<AtomicBool>) -> axum::Router {
     use axum::routing::get;
+    use syncsets_api::health;
     axum::Router::new()
         .route("/metrics", get(syncsets_api::metrics::serve))
-        .route("/livez", get(|| async { "ok" }))
+        .route("/livez", get(|| async { health(true) }))
         .route(
             "/readyz",
             get(move || async move {
-                if stopping.load(Ordering::Acquire) {
-                    (StatusCode::SERVICE_UNAVAILABLE, "stopping")
-                } else if store.ready().await.is_err() {
-                    (StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
-                } else {
-                    (StatusCode::OK, "ok")
-                }
+                health(!stopping.load(Ordering::Acquire) && store.ready().await.is_ok())
             }),
         )
 }
