@@ -759,6 +759,53 @@ async fn an_unreachable_cluster_is_reported_and_does_not_hold_up_the_fleet(hub: 
                 .then_some(())
         })
         .await;
+    // Why, for kubectl describe: Events on its ClusterDeployment.
+    let reasons = || async {
+        let (ok, out, err) = fleet
+            .hub_kubectl(&[
+                "-n",
+                "fleet",
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.name=dead",
+                "-o",
+                "jsonpath={.items[*].reason}",
+            ])
+            .await;
+        assert!(ok, "{err}");
+        out
+    };
+    fleet
+        .until("the unreachable cluster's Events", || async {
+            let out = reasons().await;
+            (out.contains("ClusterUnreachable") && out.contains("CircuitBreakerOpen")).then_some(())
+        })
+        .await;
+    // It answers again (its kubeconfig now reaches a live simulated cluster): the breaker
+    // closes, and says so.
+    let revived = fleet::kubeconfig(&fleet.cluster_url("dead-revived"));
+    let patch = json!({"stringData": {"kubeconfig": revived}}).to_string();
+    let (ok, _, err) = fleet
+        .hub_kubectl(&[
+            "-n",
+            "fleet",
+            "patch",
+            "secret",
+            "dead-admin-kubeconfig",
+            "-p",
+            &patch,
+        ])
+        .await;
+    assert!(ok, "{err}");
+    fleet
+        .until("the breaker to close, with an Event", || async {
+            reasons()
+                .await
+                .contains("CircuitBreakerClosed")
+                .then_some(())
+        })
+        .await;
 }
 
 async fn a_new_kubeconfig_takes_effect(hub: Hub) {
