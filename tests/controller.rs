@@ -759,6 +759,14 @@ async fn an_unreachable_cluster_is_reported_and_does_not_hold_up_the_fleet(hub: 
                 .then_some(())
         })
         .await;
+    // Its failed reconciles went back to the work queue, counted as retries.
+    let metrics = syncsets_api::metrics::install().unwrap().render();
+    let retries = metrics.lines().find_map(|l| {
+        l.strip_prefix(r#"workqueue_retries_total{name="clustersync"} "#)?
+            .parse::<f64>()
+            .ok()
+    });
+    assert!(retries.is_some_and(|n| n > 0.0), "retries: {retries:?}");
     // Why, for kubectl describe: Events on its ClusterDeployment.
     let reasons = || async {
         let (ok, out, err) = fleet

@@ -461,6 +461,21 @@ async fn a_broker_restart_loses_nothing_and_never_fails_a_write() {
         down.elapsed()
     );
     assert_eq!(seen, want);
+    // Both servers' connections were lost and opened again, and say so.
+    for server in [&a, &b] {
+        let metrics = reqwest::get(format!("{}/metrics", server.base))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let reconnects = metrics.lines().find_map(|l| {
+            l.strip_prefix(r#"syncsets_bus_reconnects_total{bus="rabbitmq"} "#)?
+                .parse::<f64>()
+                .ok()
+        });
+        assert!(reconnects.is_some_and(|n| n >= 1.0), "reconnects: {reconnects:?}");
+    }
     drop((a, b));
     db.drop_db().await;
 }
