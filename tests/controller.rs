@@ -1092,3 +1092,384 @@ on_every_hub!(
     what_an_earlier_cluster_of_the_same_name_left_is_never_acted_on,
     a_cluster_gets_only_the_selector_sync_sets_recorded_as_usable_for_it,
 );
+
+/// `syncsets plan <args>` against the fleet's hub: (success, stdout, stderr).
+fn plan(fleet: &Fleet, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_syncsets"))
+        .arg("plan")
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(fleet.hub_kubeconfig())
+        .args(["--timeout", "2s"])
+        .env("SYNCSETS_LOG", "warn")
+        .output()
+        .expect("syncsets runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The objects of the `platform` set on a cluster: `Kind/name` → resourceVersion.
+async fn platform_objects(
+    fleet: &Fleet,
+    cluster: &str,
+) -> std::collections::BTreeMap<String, String> {
+    let mut objects = std::collections::BTreeMap::new();
+    let cms = fleet
+        .member_get(cluster, &["-n", "platform", "configmaps"])
+        .await
+        .unwrap();
+    let ns = fleet.member_get(cluster, &["namespace", "platform"]).await;
+    for o in cms["items"].as_array().unwrap().iter().chain(ns.as_ref()) {
+        let name = o["metadata"]["name"].as_str().unwrap();
+        if name == "kube-root-ca.crt" {
+            continue;
+        }
+        objects.insert(
+            format!("{}/{name}", o["kind"].as_str().unwrap()),
+            o["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    objects
+}
+
+/// What `syncsets plan` says a change would do, per cluster, is what applying it then does;
+/// planning changes nothing on the hub or on any cluster; clusters that cannot be asked
+/// are said to be, grouped; a set the hub would refuse is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_says_what_applying_then_does_and_changes_nothing() {
+    let Some(fleet) = Fleet::start(Hub::Sqlite, test_config()).await else {
+        return;
+    };
+    for c in ["prod-1", "prod-2", "prod-3"] {
+        fleet.register(c, json!({"env": "prod"})).await;
+    }
+    fleet.register("dev-1", json!({"env": "dev"})).await;
+    // Nothing listens on port 1.
+    fleet
+        .register_at("gone-1", "http://127.0.0.1:1", json!({"env": "prod"}))
+        .await;
+    let set = |mode: &str, last: &str| {
+        format!(
+            "apiVersion: hive.openshift.io/v1\nkind: SelectorSyncSet\nmetadata:\n  name: platform\nspec:\n  clusterDeploymentSelector:\n    matchLabels:\n      env: prod\n  resourceApplyMode: Sync\n  resources:\n  - apiVersion: v1\n    kind: Namespace\n    metadata:\n      name: platform\n  - apiVersion: v1\n    kind: ConfigMap\n    metadata:\n      name: settings\n      namespace: platform\n    data:\n      mode: {mode}\n      size: \"3\"\n  - apiVersion: v1\n    kind: ConfigMap\n    metadata:\n      name: {last}\n      namespace: platform\n    data:\n      x: \"1\"\n"
+        )
+    };
+    fleet.hub_apply(&set("a", "old")).await;
+    for c in ["prod-1", "prod-2", "prod-3"] {
+        fleet
+            .until_set(c, "selectorSyncSets", "platform", "Success")
+            .await;
+    }
+    // Someone deleted the settings on prod-2.
+    let (ok, _, err) = fleet
+        .member_kubectl("prod-2", &["-n", "platform", "delete", "cm", "settings"])
+        .await;
+    assert!(ok, "{err}");
+
+    // The stored set against what clusters hold now: only prod-2 differs.
+    let (ok, out, err) = plan(&fleet, &["sss/platform"]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.starts_with("Plan for SelectorSyncSet/platform (stored, generation 1): 4 clusters;"),
+        "{out}"
+    );
+    for line in [
+        "2 clusters: no change\n",
+        "1 cluster:  create ConfigMap platform/settings\n",
+        "1 cluster:  could not be asked: unreachable\n",
+    ] {
+        assert!(out.contains(line), "{line:?} in:\n{out}");
+    }
+
+    // A change: one value changes, one object is replaced by another (Sync mode).
+    let file = fleet.dir.path().join("platform-v2.yaml");
+    std::fs::write(&file, set("b", "new")).unwrap();
+    let hub_before = fleet
+        .hub_get("/apis/hive.openshift.io/v1/selectorsyncsets/platform")
+        .await
+        .unwrap();
+    let syncs_before = fleet
+        .hub_get("/apis/hiveinternal.openshift.io/v1alpha1/namespaces/fleet/clustersyncs")
+        .await
+        .unwrap();
+    let mut before = std::collections::BTreeMap::new();
+    for c in ["prod-1", "prod-2", "prod-3"] {
+        before.insert(c, platform_objects(&fleet, c).await);
+    }
+    let (ok, out, err) = plan(&fleet, &["-f", file.to_str().unwrap(), "-o", "json"]);
+    assert!(ok, "{out}{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let (ok, text, err) = plan(&fleet, &["-f", file.to_str().unwrap(), "--detail"]);
+    assert!(ok, "{text}{err}");
+    let expected_text = [
+        "Plan for SelectorSyncSet/platform (as given, not stored): 4 clusters; server-side dry run, nothing was changed.",
+        "  2 clusters: delete ConfigMap platform/old",
+        "              change ConfigMap platform/settings: .data.mode",
+        "              create ConfigMap platform/new",
+        "                fleet/prod-1 fleet/prod-3",
+        "  1 cluster:  delete ConfigMap platform/old",
+        "              create ConfigMap platform/settings",
+        "              create ConfigMap platform/new",
+        "                fleet/prod-2",
+        "  1 cluster:  could not be asked: unreachable",
+    ];
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() > expected_text.len(), "{text}");
+    assert_eq!(lines[..expected_text.len()], expected_text, "{text}");
+    assert!(
+        lines[expected_text.len()].starts_with("                fleet/gone-1: unreachable: "),
+        "{text}"
+    );
+
+    // Nothing changed, on the hub or on the clusters.
+    assert_eq!(
+        fleet
+            .hub_get("/apis/hive.openshift.io/v1/selectorsyncsets/platform")
+            .await
+            .unwrap()["metadata"],
+        hub_before["metadata"]
+    );
+    // (The unreachable cluster's is rewritten as the controllers retry it.)
+    let versions = |list: &Value| -> Vec<(String, String)> {
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|cs| cs["metadata"]["name"] != "gone-1")
+            .map(|cs| {
+                (
+                    cs["metadata"]["name"].as_str().unwrap().to_string(),
+                    cs["metadata"]["resourceVersion"]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        versions(
+            &fleet
+                .hub_get("/apis/hiveinternal.openshift.io/v1alpha1/namespaces/fleet/clustersyncs")
+                .await
+                .unwrap()
+        ),
+        versions(&syncs_before)
+    );
+    for c in ["prod-1", "prod-2", "prod-3"] {
+        assert_eq!(platform_objects(&fleet, c).await, before[c], "{c}");
+    }
+
+    // Apply it; each cluster then changes exactly as planned.
+    fleet.hub_apply(&set("b", "new")).await;
+    for c in ["prod-1", "prod-2", "prod-3"] {
+        fleet
+            .until(&format!("{c} at generation 2"), || async {
+                let cs = fleet.cluster_sync(c).await?;
+                cs["status"]["selectorSyncSets"]
+                    .as_array()?
+                    .iter()
+                    .any(|s| s["observedGeneration"] == 2 && s["result"] == "Success")
+                    .then_some(())
+            })
+            .await;
+    }
+    for planned in report["clusters"].as_array().unwrap() {
+        let cluster = planned["cluster"].as_str().unwrap();
+        if cluster == "fleet/gone-1" {
+            assert_eq!(planned["outcome"], "NotAsked", "{planned}");
+            continue;
+        }
+        let c = cluster.strip_prefix("fleet/").unwrap();
+        let after = platform_objects(&fleet, c).await;
+        let mut done: Vec<(String, String)> = Vec::new();
+        for (object, rv) in &before[c] {
+            match after.get(object) {
+                None => done.push(("delete".into(), object.clone())),
+                Some(now) if now != rv => done.push(("change".into(), object.clone())),
+                Some(_) => {}
+            }
+        }
+        for object in after.keys().filter(|o| !before[c].contains_key(*o)) {
+            done.push(("create".into(), object.clone()));
+        }
+        let mut said: Vec<(String, String)> = planned["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|ch| {
+                (
+                    ch["action"].as_str().unwrap().to_string(),
+                    format!(
+                        "{}/{}",
+                        ch["kind"].as_str().unwrap(),
+                        ch["name"].as_str().unwrap()
+                    ),
+                )
+            })
+            .collect();
+        done.sort();
+        said.sort();
+        assert_eq!(done, said, "{cluster}: done vs planned");
+        assert_eq!(
+            planned["unchanged"].as_u64().unwrap() as usize,
+            after.len() - said.iter().filter(|(a, _)| a != "delete").count(),
+            "{cluster}: {planned}"
+        );
+    }
+
+    // A set the hub would refuse is refused, with the hub's reasons.
+    let bad = fleet.dir.path().join("bad.yaml");
+    std::fs::write(&bad, set("b", "new").replace("Sync\n", "Sometimes\n")).unwrap();
+    let (ok, out, err) = plan(&fleet, &["-f", bad.to_str().unwrap()]);
+    assert!(!ok && err.contains("resourceApplyMode"), "{out}{err}");
+    let (ok, _, err) = plan(&fleet, &["sss/nonesuch"]);
+    assert!(!ok && err.contains("\"nonesuch\" not found"), "{err}");
+}
+
+/// The harder cases of `syncsets plan`: a patch whose target's name holds `#` (never a
+/// write: the name is one path segment), objects in a namespace the set creates (a
+/// resource and a copied Secret), a patch of an object the set creates, an object another
+/// set also declares (kept, not deleted), and the cluster's objects left as they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_never_writes_and_follows_the_reconcile_in_its_corners() {
+    let Some(fleet) = Fleet::start(Hub::Sqlite, test_config()).await else {
+        return;
+    };
+    fleet.register("c1", json!({"env": "prod"})).await;
+    let cm = |name: &str, ns: &str, v: &str| {
+        format!(
+            "  - apiVersion: v1\n    kind: ConfigMap\n    metadata:\n      name: {name}\n      namespace: {ns}\n    data:\n      v: \"{v}\"\n"
+        )
+    };
+    let sss = |name: &str, body: &str| {
+        format!(
+            "apiVersion: hive.openshift.io/v1\nkind: SelectorSyncSet\nmetadata:\n  name: {name}\nspec:\n  clusterDeploymentSelector:\n    matchLabels:\n      env: prod\n  resourceApplyMode: Sync\n{body}"
+        )
+    };
+    fleet
+        .hub_apply(&sss(
+            "a",
+            &format!(
+                "  resources:\n{}{}",
+                cm("shared", "default", "1"),
+                cm("live", "default", "1")
+            ),
+        ))
+        .await;
+    fleet
+        .hub_apply(&sss(
+            "b",
+            &format!("  resources:\n{}", cm("shared", "default", "1")),
+        ))
+        .await;
+    fleet
+        .until_set("c1", "selectorSyncSets", "a", "Success")
+        .await;
+    fleet
+        .until_set("c1", "selectorSyncSets", "b", "Success")
+        .await;
+    let (ok, _, err) = fleet
+        .hub_kubectl(&[
+            "-n",
+            "fleet",
+            "create",
+            "secret",
+            "generic",
+            "src",
+            "--from-literal=k=v",
+        ])
+        .await;
+    assert!(ok, "{err}");
+    let live = fleet
+        .member_get("c1", &["-n", "default", "cm", "live"])
+        .await
+        .unwrap();
+
+    // A new set: a namespace with a ConfigMap, a copied Secret and a patch in it, and a
+    // patch of "live#".
+    let new = sss(
+        "new",
+        &format!(
+            "  resources:\n  - apiVersion: v1\n    kind: Namespace\n    metadata:\n      name: made\n{}  secretMappings:\n  - sourceRef:\n      name: src\n      namespace: fleet\n    targetRef:\n      name: copy\n      namespace: made\n  patches:\n  - apiVersion: v1\n    kind: ConfigMap\n    name: inside\n    namespace: made\n    patch: '{{\"data\":{{\"p\":\"1\"}}}}'\n    patchType: merge\n  - apiVersion: v1\n    kind: ConfigMap\n    name: 'live#'\n    namespace: default\n    patch: '{{\"data\":{{\"v\":\"2\"}}}}'\n    patchType: merge\n",
+            cm("inside", "made", "1")
+        ),
+    );
+    let file = fleet.dir.path().join("new.yaml");
+    std::fs::write(&file, &new).unwrap();
+    let (ok, out, err) = plan(&fleet, &["-f", file.to_str().unwrap(), "-o", "json"]);
+    assert!(ok, "{out}{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let c1 = &report["clusters"][0];
+    assert_eq!(c1["cluster"], "fleet/c1", "{report}");
+    assert_eq!(c1["outcome"], "Fail", "{report}");
+    let changes: Vec<String> = c1["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}/{}",
+                c["action"].as_str().unwrap(),
+                c["kind"].as_str().unwrap(),
+                c["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            "create Namespace/made",
+            "create ConfigMap/inside",
+            "create Secret/copy"
+        ],
+        "{report}"
+    );
+    let reason = c1["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("failed to apply patch 1: 404") && reason.contains("live#"),
+        "{reason}"
+    );
+    assert_eq!(
+        fleet
+            .member_get("c1", &["-n", "default", "cm", "live"])
+            .await
+            .unwrap(),
+        live,
+        "the patch of live# did not touch live"
+    );
+    assert!(
+        fleet
+            .member_get("c1", &["namespace", "made"])
+            .await
+            .is_none()
+    );
+
+    // Set a without "shared": b declares it too, so nothing is deleted.
+    let file = fleet.dir.path().join("a.yaml");
+    std::fs::write(
+        &file,
+        sss(
+            "a",
+            &format!("  resources:\n{}", cm("live", "default", "1")),
+        ),
+    )
+    .unwrap();
+    let (ok, out, err) = plan(&fleet, &["-f", file.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("  1 cluster:  no change\n"), "{out}");
+    // Without b, it would be.
+    let (ok, _, err) = fleet.hub_kubectl(&["delete", "sss", "b"]).await;
+    assert!(ok, "{err}");
+    let (ok, out, err) = plan(&fleet, &["-f", file.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("  1 cluster:  delete ConfigMap default/shared\n"),
+        "{out}"
+    );
+}

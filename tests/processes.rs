@@ -474,7 +474,10 @@ async fn a_broker_restart_loses_nothing_and_never_fails_a_write() {
                 .parse::<f64>()
                 .ok()
         });
-        assert!(reconnects.is_some_and(|n| n >= 1.0), "reconnects: {reconnects:?}");
+        assert!(
+            reconnects.is_some_and(|n| n >= 1.0),
+            "reconnects: {reconnects:?}"
+        );
     }
     drop((a, b));
     db.drop_db().await;

@@ -1086,6 +1086,30 @@ fn apply(kubeconfig: &Path, dir: &Path, name: &str, yaml: &str) {
     ok(kubeconfig, &["apply", "-f", path.to_str().unwrap()]);
 }
 
+/// Registers the hub as one of its own clusters, `hub/local-cluster` (labelled
+/// `env=hub`), with the admin's kubeconfig, as Hive's "local-cluster" is.
+fn register_the_hub(admin: &Path, dir: &Path) {
+    let registration = dir.join("local.json");
+    std::fs::write(
+        &registration,
+        serde_json::json!({"name": "local-cluster", "namespace": "hub",
+                           "kubeconfig": std::fs::read_to_string(admin).unwrap(),
+                           "labels": {"env": "hub"}})
+        .to_string(),
+    )
+    .unwrap();
+    ok(
+        admin,
+        &[
+            "create",
+            "--raw",
+            "/v1/clusters",
+            "-f",
+            registration.to_str().unwrap(),
+        ],
+    );
+}
+
 /// Polls `f` until it returns `Some`, for at most `secs` seconds.
 fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
@@ -1126,24 +1150,7 @@ fn a_namespace_editor_never_acts_with_another_clusters_credentials() {
     );
 
     // The hub manages itself, and an admin set proves its client is up (and cached).
-    let registration = dir.path().join("local.json");
-    std::fs::write(
-        &registration,
-        serde_json::json!({"name": "local-cluster", "namespace": "hub",
-                           "kubeconfig": admin_text, "labels": {"env": "hub"}})
-        .to_string(),
-    )
-    .unwrap();
-    ok(
-        &admin,
-        &[
-            "create",
-            "--raw",
-            "/v1/clusters",
-            "-f",
-            registration.to_str().unwrap(),
-        ],
-    );
+    register_the_hub(&admin, dir.path());
     apply(
         &admin,
         dir.path(),
@@ -1532,4 +1539,149 @@ fn metrics_are_served_to_monitoring_and_nobody_else() {
 
     // promtool's own checks of the exposition.
     syncsets_testkit::promtool_accepts(&scrape(Some("t0ken-pr0m")).0);
+}
+
+/// `syncsets plan <args>` with a kubeconfig: (success, stdout + stderr).
+fn plan_as(kubeconfig: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_syncsets"))
+        .arg("plan")
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .env("SYNCSETS_LOG", "warn")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// `syncsets plan` reads the hub with the user's own credentials: a user who may read a
+/// namespace's clusters and sets but not their kubeconfig Secrets cannot ask those
+/// clusters anything (and is told why); one who may not list clusters across namespaces
+/// cannot plan a SelectorSyncSet; the admin plans both. The Secret a set copies shows in
+/// a plan by its field paths, never its data.
+#[test]
+fn plan_asks_only_the_clusters_whose_credentials_the_user_may_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.csv");
+    std::fs::write(&tokens, "t-bob,bob,3\n").unwrap();
+    let server = start(
+        dir.path(),
+        &["--token-auth-file", tokens.to_str().unwrap()],
+        None,
+        true,
+    );
+    let admin = dir.path().join("kubeconfig");
+    let bob = kubeconfig_with(
+        dir.path(),
+        "bob",
+        &server.url,
+        &ca_data(&admin),
+        kubeconfig::token_user("t-bob"),
+    );
+    register_the_hub(&admin, dir.path());
+    ok(
+        &admin,
+        &[
+            "-n",
+            "hub",
+            "create",
+            "secret",
+            "generic",
+            "db-password",
+            "--from-literal=password=hunter2-planned",
+        ],
+    );
+    let set = |value: &str| {
+        format!(
+            "apiVersion: hive.openshift.io/v1\nkind: SyncSet\nmetadata:\n  name: marker\n  namespace: hub\nspec:\n  clusterDeploymentRefs:\n  - name: local-cluster\n  resources:\n  - apiVersion: v1\n    kind: ConfigMap\n    metadata:\n      name: marker\n      namespace: default\n    data:\n      value: \"{value}\"\n  secretMappings:\n  - sourceRef:\n      name: db-password\n    targetRef:\n      name: db-password-copy\n      namespace: default\n"
+        )
+    };
+    apply(&admin, dir.path(), "marker.yaml", &set("1"));
+    eventually(60, "the set applied", || {
+        kubectl(
+            &admin,
+            &["-n", "default", "get", "secret", "db-password-copy"],
+        )
+        .0
+        .then_some(())
+    });
+    // The admin: the applied set changes nothing; a new value changes one field.
+    let (done, out) = plan_as(&admin, &["ss/hub/marker"]);
+    assert!(done && out.contains("1 cluster:  no change\n"), "{out}");
+    let changed = dir.path().join("marker-2.yaml");
+    std::fs::write(&changed, set("2")).unwrap();
+    let (done, out) = plan_as(&admin, &["-f", changed.to_str().unwrap()]);
+    assert!(
+        done && out.contains("1 cluster:  change ConfigMap default/marker: .data.value\n"),
+        "{out}"
+    );
+    // A change of the copied Secret (its copy drifted) is named by its field, never shown.
+    ok(
+        &admin,
+        &[
+            "-n",
+            "default",
+            "patch",
+            "secret",
+            "db-password-copy",
+            "-p",
+            r#"{"stringData":{"password":"hunter3-drifted"}}"#,
+        ],
+    );
+    for output in ["text", "json", "yaml"] {
+        let (done, out) = plan_as(&admin, &["ss/hub/marker", "-o", output, "--detail"]);
+        assert!(done && out.contains(".data.password"), "{out}");
+        assert!(!out.contains("hunter"), "{out}");
+        assert!(!out.contains("aHVudGVy"), "base64 of the data: {out}");
+    }
+
+    // Bob may read the namespace's clusters, their ClusterSyncs and sets, not its Secrets.
+    apply(
+        &admin,
+        dir.path(),
+        "bob.yaml",
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: fleet-reader\n  namespace: hub\nrules:\n- apiGroups: [hive.openshift.io]\n  resources: [clusterdeployments, syncsets]\n  verbs: [get, list]\n- apiGroups: [hiveinternal.openshift.io]\n  resources: [clustersyncs]\n  verbs: [get, list]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: bob-fleet-reader\n  namespace: hub\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: Role\n  name: fleet-reader\nsubjects:\n- apiGroup: rbac.authorization.k8s.io\n  kind: User\n  name: bob\n",
+    );
+    // Without the Secret the set copies, there is nothing to plan with.
+    let (done, out) = plan_as(&bob, &["ss/hub/marker"]);
+    assert!(
+        !done
+            && out.contains("reading Secret hub/db-password, which the set copies")
+            && out.contains("forbidden"),
+        "{out}"
+    );
+    // With it (and only it), the cluster's kubeconfig Secret is still not his to use.
+    apply(
+        &admin,
+        dir.path(),
+        "bob-secret.yaml",
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: copied-secret-reader\n  namespace: hub\nrules:\n- apiGroups: [\"\"]\n  resources: [secrets]\n  resourceNames: [db-password]\n  verbs: [get]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: bob-copied-secret-reader\n  namespace: hub\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: Role\n  name: copied-secret-reader\nsubjects:\n- apiGroup: rbac.authorization.k8s.io\n  kind: User\n  name: bob\n",
+    );
+    let (done, out) = plan_as(&bob, &["ss/hub/marker", "--detail"]);
+    assert!(
+        done && out.contains("1 cluster:  could not be asked: no usable kubeconfig\n"),
+        "{out}"
+    );
+    assert!(out.contains("forbidden"), "{out}");
+    assert!(!out.contains("hunter"), "{out}");
+    let (done, out) = plan_as(&bob, &["-f", changed.to_str().unwrap()]);
+    assert!(
+        !done && out.contains("forbidden"),
+        "a dry-run update needs update: {out}"
+    );
+    let sss = dir.path().join("sss.yaml");
+    std::fs::write(
+        &sss,
+        "apiVersion: hive.openshift.io/v1\nkind: SelectorSyncSet\nmetadata:\n  name: everywhere\nspec:\n  clusterDeploymentSelector:\n    matchLabels:\n      env: hub\n",
+    )
+    .unwrap();
+    let (done, out) = plan_as(&bob, &["-f", sss.to_str().unwrap()]);
+    assert!(!done && out.contains("forbidden"), "{out}");
 }

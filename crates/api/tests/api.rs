@@ -647,6 +647,20 @@ async fn status_subresource_and_dry_run(app: &TestApp) {
         None,
     )
     .await;
+    // DeleteOptions' own dryRun (where client libraries such as kube-rs put it).
+    let body = json!({"kind": "DeleteOptions", "apiVersion": "v1", "dryRun": ["All"]});
+    for path in [format!("{CM}/real"), CM.to_string()] {
+        let dry = app
+            .send(
+                Method::DELETE,
+                &path,
+                Some(body.to_string().into_bytes()),
+                "application/json",
+                None,
+            )
+            .await;
+        assert_eq!(dry.status, StatusCode::OK, "{path}: {:?}", dry.body);
+    }
     assert_eq!(snapshot(app).await, snap);
 }
 

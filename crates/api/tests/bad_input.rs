@@ -603,6 +603,16 @@ fn corpus() -> Vec<Case> {
             "{ not json",
         ),
         json_case("DELETE", format!("{CM}/cm?dryRun=Bogus"), &json!({})),
+        json_case(
+            "DELETE",
+            format!("{CM}/cm"),
+            &json!({"kind": "DeleteOptions", "apiVersion": "v1", "dryRun": ["Bogus"]}),
+        ),
+        json_case(
+            "DELETE",
+            format!("{CM}/cm"),
+            &json!({"kind": "DeleteOptions", "apiVersion": "v1", "dryRun": "All"}),
+        ),
         case("DELETE", format!("{CM}/cm?gracePeriodSeconds=abc")),
     ];
     // The namespace itself, under tricks.

@@ -8,6 +8,8 @@
 //!   2. rollout   the workload's sets created on the hub; time until every set reports
 //!                every targeted cluster in sync; applies/s; hub + controller peak RSS;
 //!                the member's memory per simulated cluster
+//!   3. plan      (--fleet-plan) `syncsets plan -f` of a change to the first set, timed,
+//!                then the change applied and timed: the plan beside the apply
 //! ```
 //!
 //! Workloads: `hive` is Hive's scale test (hack/scaletest: 60 SelectorSyncSets × 10
@@ -63,6 +65,12 @@ pub struct FleetArgs {
     /// reachable clusters' rollout beside the one without faults
     #[arg(long)]
     fleet_down: Option<String>,
+
+    /// After the rollout, `syncsets plan` a change to the workload's first set (an
+    /// annotation on every object), then apply that change: the plan's time beside the
+    /// apply's
+    #[arg(long)]
+    fleet_plan: bool,
 }
 
 /// A workload.
@@ -661,8 +669,96 @@ async fn run_workload(
             "  hub + controllers peak RSS {peak:.0} MiB, SQLite's page cache included{target_note}"
         );
     }
+    if args.fleet_plan && down.is_none() {
+        plan_then_apply(&client, &hub, &data, &sets[0], reachable).await?;
+    }
     Ok(Outcome {
         ok: in_time && ratio_ok && memory_ok,
         rate,
     })
+}
+
+/// `syncsets plan -f` of a change to `set` (an annotation on every object) over the fleet,
+/// timed, then the change applied and timed until every one of `clusters` has it: what
+/// seeing a change before making it costs, beside making it.
+async fn plan_then_apply(
+    client: &reqwest::Client,
+    hub: &str,
+    data: &str,
+    set: &Value,
+    clusters: usize,
+) -> anyhow::Result<()> {
+    let name = set["metadata"]["name"].as_str().context("a named set")?;
+    let url = format!("{hub}/apis/hive.openshift.io/v1/selectorsyncsets/{name}");
+    let mut changed = get_json(client, &url).await?;
+    for object in changed["spec"]["resources"]
+        .as_array_mut()
+        .context("resources")?
+    {
+        // Every kind has annotations (a ConfigMap's data would be a field only some have).
+        object["metadata"]["annotations"]["bench.syncsets.io/planned"] =
+            Value::String("changed".into());
+    }
+    let file = Path::new(data).join("changed-set.json");
+    std::fs::write(&file, serde_json::to_vec(&changed)?)?;
+    let kubeconfig = Path::new(data).join("kubeconfig");
+    let started = Instant::now();
+    let out = Command::new(std::env::current_exe()?)
+        .args(["plan", "-o", "json", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .arg("-f")
+        .arg(&file)
+        .env("SYNCSETS_LOG", "warn")
+        .output()
+        .await?;
+    let planning = started.elapsed();
+    if !out.status.success() {
+        bail!(
+            "syncsets plan failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let report: Value = serde_json::from_slice(&out.stdout)?;
+    let changing = report["clusters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["outcome"] == "Change")
+        .count();
+    let objects = changed["spec"]["resources"].as_array().map_or(0, Vec::len);
+    println!(
+        "  plan of a change to {objects} objects: {changing} of {clusters} clusters would change, found in {:.1}s ({:.0} clusters/s)",
+        planning.as_secs_f64(),
+        clusters as f64 / planning.as_secs_f64()
+    );
+    if changing != clusters {
+        bail!("the plan found {changing} clusters changing, not {clusters}");
+    }
+    let started = Instant::now();
+    client
+        .put(&url)
+        .json(&changed)
+        .send()
+        .await?
+        .error_for_status()?;
+    let generation = changed["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
+    loop {
+        let now = get_json(client, &url).await?;
+        if now["status"]["observedGeneration"].as_i64() >= Some(generation)
+            && now["status"]["inSync"].as_u64() == Some(clusters as u64)
+        {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(1800) {
+            bail!("the change was not applied everywhere within 30 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let applying = started.elapsed();
+    println!(
+        "  applying that change: {:.1}s; the plan took {:.2} × the apply's time",
+        applying.as_secs_f64(),
+        planning.as_secs_f64() / applying.as_secs_f64()
+    );
+    Ok(())
 }

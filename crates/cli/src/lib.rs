@@ -7,6 +7,7 @@
 //!   syncsets controller  controllers only, against PostgreSQL + RabbitMQ
 //!   syncsets status      per set: clusters in sync / failing (--watch: until converged)
 //!   syncsets resync      reapply everything to clusters now
+//!   syncsets plan        what a set would change on each cluster (server-side dry run)
 //!   syncsets demo        hub + simulated fleet + example set, converging live
 //!   syncsets fleet-sim   a member server of simulated clusters, registered with a hub
 //!   syncsets migrate   run the store's migrations
@@ -16,6 +17,7 @@
 mod bus_args;
 mod cmd;
 mod controller_args;
+mod hub_args;
 pub mod pki;
 mod store_args;
 
@@ -25,6 +27,7 @@ use clap::{Parser, Subcommand};
 
 pub use bus_args::BusArgs;
 pub use controller_args::ControllerArgs;
+pub use hub_args::HubArgs;
 pub use store_args::StoreArgs;
 
 /// The `syncsets` command.
@@ -78,6 +81,9 @@ enum Command {
     Status(cmd::status::StatusArgs),
     /// Reapply every set to clusters now (drift correction on demand).
     Resync(cmd::resync::ResyncArgs),
+    /// Show what a new or changed set would do on every cluster it targets (server-side
+    /// dry run: nothing changes).
+    Plan(cmd::plan::PlanArgs),
     /// Put a new Secret encryption key first and seal every stored Secret with it.
     RotateKeys(cmd::rotate_keys::RotateKeysArgs),
     /// Take a consistent snapshot of the embedded store while it serves.
@@ -128,6 +134,7 @@ impl Args {
                 Command::FleetSim(a) => cmd::fleet_sim::run(a).await,
                 Command::Status(a) => cmd::status::run(a).await,
                 Command::Resync(a) => cmd::resync::run(a).await,
+                Command::Plan(a) => cmd::plan::run(a).await,
                 Command::Demo(a) => cmd::demo::run(a).await,
             }
         });

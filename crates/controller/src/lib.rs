@@ -30,6 +30,7 @@ mod leader;
 mod membership;
 mod model;
 mod plan;
+pub mod preview;
 mod reconcile;
 mod standing;
 mod target;
@@ -52,12 +53,12 @@ pub use health::{Health, HealthSettings};
 pub use hub::{HubKind, HubWriter, MANAGER};
 pub use membership::{MembershipSettings, owned_shards};
 pub use model::{Cluster, ObjRef, SetDef, SetKind, cluster_key};
-pub use plan::Behavior;
+pub use plan::{Behavior, Plan, status_of};
 pub use reconcile::{
-    APPLIED_INPUTS_ANNOTATION, Next, ReconcileSettings, Reconciler, full_reapply_due,
+    APPLIED_INPUTS_ANNOTATION, HubSecrets, Next, ReconcileSettings, Reconciler, full_reapply_due,
 };
 pub use standing::Standing;
-pub use target::{FIELD_MANAGER, Failure, Target, TargetError};
+pub use target::{Diff, FIELD_MANAGER, Failure, Target, TargetError, changed_fields, segment};
 
 /// The work queue of cluster reconciles.
 pub const QUEUE: &str = "clustersync";

@@ -361,10 +361,7 @@ impl Reconciler {
     }
 
     /// The hub Secrets the sets copy, with their resourceVersions (`None`: missing).
-    async fn source_secrets(
-        &self,
-        sets: &[Arc<SetDef>],
-    ) -> Result<HashMap<(String, String), Option<(Value, u64)>>> {
+    async fn source_secrets(&self, sets: &[Arc<SetDef>]) -> Result<HubSecrets> {
         let mut secrets = HashMap::new();
         for source in sets.iter().flat_map(|s| s.source_secrets()) {
             if secrets.contains_key(&source) {
@@ -465,7 +462,7 @@ impl Reconciler {
         cluster: &Cluster,
         kubeconfig: &Kubeconfig,
         plan: &Plan,
-        secrets: &HashMap<(String, String), Option<(Value, u64)>>,
+        secrets: &HubSecrets,
     ) -> (Outcomes, Option<Failure>) {
         let mut run = Run {
             outcomes: Outcomes {
@@ -538,24 +535,13 @@ impl Reconciler {
                         index,
                         source,
                         target: to,
-                    } => match source {
-                        Err(message) => {
-                            Err((message.clone(), TargetError::config(message.clone())))
-                        }
-                        Ok(source) => match secrets.get(source).and_then(Option::as_ref) {
-                            None => {
-                                let m = format!(
-                                    "failed to read secret {index}: secrets \"{}\" not found",
-                                    source.1
-                                );
-                                Err((m.clone(), TargetError::config(m)))
-                            }
-                            Some((secret, _)) => target
-                                .write(copied_secret(secret, to), work.behavior)
-                                .await
-                                .map(|(written, r)| (written, Some(r)))
-                                .map_err(|e| (format!("failed to apply secret {index}: {e}"), e)),
-                        },
+                    } => match secret_to_write(*index, source, to, secrets) {
+                        Err(m) => Err((m.clone(), TargetError::config(m))),
+                        Ok(secret) => target
+                            .write(secret, work.behavior)
+                            .await
+                            .map(|(written, r)| (written, Some(r)))
+                            .map_err(|e| (format!("failed to apply secret {index}: {e}"), e)),
                     },
                     Step::Patch {
                         index,
@@ -733,6 +719,28 @@ impl Run {
         self.outcomes.unreachable = Some(e.message.clone());
         self.fail_everything(plan, e);
         true
+    }
+}
+
+/// The hub Secrets sets copy, with their resourceVersions (`None`: missing), by
+/// (namespace, name).
+pub type HubSecrets = HashMap<(String, String), Option<(Value, u64)>>;
+
+/// The Secret secret mapping `index` writes to `to`, copied from its hub `source` — or why
+/// it cannot be written.
+pub(crate) fn secret_to_write(
+    index: usize,
+    source: &std::result::Result<(String, String), String>,
+    to: &ObjRef,
+    secrets: &HubSecrets,
+) -> std::result::Result<Value, String> {
+    let source = source.as_ref().map_err(Clone::clone)?;
+    match secrets.get(source).and_then(Option::as_ref) {
+        None => Err(format!(
+            "failed to read secret {index}: secrets \"{}\" not found",
+            source.1
+        )),
+        Some((secret, _)) => Ok(copied_secret(secret, to)),
     }
 }
 

@@ -65,6 +65,15 @@ impl TargetError {
         Self::new(Failure::NotFound, message)
     }
 
+    /// The HTTP status the cluster answered with (`403 Forbidden`), without its message —
+    /// or the whole message when there was no answer.
+    pub fn status(&self) -> String {
+        match self.message.split_once(": ") {
+            Some((status, _)) if self.code != 0 => status.to_string(),
+            _ => self.message.clone(),
+        }
+    }
+
     /// Classifies a kube-rs error and renders it without credentials or response dumps.
     pub fn from_kube(e: &kube::Error) -> Self {
         use std::io::ErrorKind;
@@ -350,16 +359,18 @@ impl Target {
         } else {
             ""
         };
-        let path = DynamicObject::url_path(&resolved.resource, (!ns.is_empty()).then_some(ns));
+        let encoded = segment(ns);
+        let path = DynamicObject::url_path(
+            &resolved.resource,
+            (!ns.is_empty()).then_some(encoded.as_ref()),
+        );
         (path, ns.to_string())
     }
 
-    /// Writes an object the way `behavior` says. Returns the object's effective reference.
-    pub async fn write(
-        &self,
-        mut object: Value,
-        behavior: Behavior,
-    ) -> Result<(Written, ObjRef), TargetError> {
+    /// An object to write as the cluster will take it: its kind resolved, its namespace
+    /// the one it goes to (a namespaced object without one goes to `default`), server
+    /// fields dropped. Returns the object, its effective reference and its collection path.
+    async fn prepare(&self, mut object: Value) -> Result<(Value, ObjRef, String), TargetError> {
         let mut r = ObjRef::of(&object);
         let resolved = self.resolve(&r.api_version, &r.kind).await?;
         let (path, ns) = Self::collection(&resolved, &r.namespace);
@@ -379,29 +390,82 @@ impl Target {
                 meta.remove(field);
             }
         }
-        let req = Request::new(&path);
-        let build =
-            |e: kube::core::request::Error| TargetError::new(Failure::Rejected, e.to_string());
+        Ok((object, r, path))
+    }
+
+    /// Server-side apply (`dry_run`: as a dry run), returning the object the cluster holds
+    /// (or would hold) after it.
+    async fn apply(
+        &self,
+        path: &str,
+        r: &ObjRef,
+        object: &Value,
+        dry_run: bool,
+    ) -> Result<String, TargetError> {
+        let mut params = PatchParams::apply(FIELD_MANAGER).force();
+        params.dry_run = dry_run;
+        let request = Request::new(path)
+            .patch(&segment(&r.name), &params, &kube::api::Patch::Apply(object))
+            .map_err(request_error)?;
+        self.dispatch(request, dry_run).await
+    }
+
+    /// Creates an object (`dry_run`: as a dry run).
+    async fn create(
+        &self,
+        path: &str,
+        object: &Value,
+        dry_run: bool,
+    ) -> Result<String, TargetError> {
+        let params = kube::api::PostParams {
+            dry_run,
+            field_manager: Some(FIELD_MANAGER.into()),
+        };
+        let body = serde_json::to_vec(object).expect("objects serialise");
+        let request = Request::new(path)
+            .create(&params, body)
+            .map_err(request_error)?;
+        self.dispatch(request, dry_run).await
+    }
+
+    /// Sends a write; one meant as a dry run is refused unless its query says so (a dry run
+    /// must never change anything, whatever the object's name holds).
+    async fn dispatch(
+        &self,
+        request: http::Request<Vec<u8>>,
+        dry_run: bool,
+    ) -> Result<String, TargetError> {
+        let dry = request
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|p| p == "dryRun=All"));
+        if dry_run && !dry {
+            return Err(TargetError::new(
+                Failure::Rejected,
+                format!(
+                    "refusing to send {} {} as a dry run: it is not one",
+                    request.method(),
+                    request.uri().path()
+                ),
+            ));
+        }
+        self.send(request).await
+    }
+
+    /// Writes an object the way `behavior` says. Returns the object's effective reference.
+    pub async fn write(
+        &self,
+        object: Value,
+        behavior: Behavior,
+    ) -> Result<(Written, ObjRef), TargetError> {
+        let (object, r, path) = self.prepare(object).await?;
         match behavior {
             Behavior::Apply => {
-                let params = PatchParams::apply(FIELD_MANAGER).force();
-                let request = req
-                    .patch(&r.name, &params, &kube::api::Patch::Apply(&object))
-                    .map_err(build)?;
-                self.send(request).await?;
+                self.apply(&path, &r, &object, false).await?;
                 Ok((Written::Applied, r))
             }
             Behavior::CreateOnly | Behavior::CreateOrUpdate => {
-                let create = req
-                    .create(
-                        &kube::api::PostParams {
-                            dry_run: false,
-                            field_manager: Some(FIELD_MANAGER.into()),
-                        },
-                        serde_json::to_vec(&object).expect("objects serialise"),
-                    )
-                    .map_err(build)?;
-                match self.send(create).await {
+                match self.create(&path, &object, false).await {
                     Ok(_) => Ok((Written::Applied, r)),
                     Err(e) if e.code == 409 => {
                         if behavior == Behavior::CreateOnly {
@@ -409,13 +473,47 @@ impl Target {
                         }
                         // Update the declared fields; fields others set stay.
                         let patch = merge_patch_body(&object);
-                        let request = raw_patch(&path, &r.name, PatchType::Merge, patch)?;
-                        self.send(request).await?;
+                        let request = raw_patch(&path, &r.name, PatchType::Merge, patch, false)?;
+                        self.dispatch(request, false).await?;
                         Ok((Written::Applied, r))
                     }
                     Err(e) => Err(e),
                 }
             }
+        }
+    }
+
+    /// What [`Self::write`] would do, found by server-side dry run (nothing changes): the
+    /// object as it is now is compared with what the cluster answers it would become.
+    pub async fn preview_write(
+        &self,
+        object: Value,
+        behavior: Behavior,
+    ) -> Result<(Diff, ObjRef), TargetError> {
+        let (object, r, path) = self.prepare(object).await?;
+        let live = self.get(&path, &r.name).await?;
+        let after = match (behavior, &live) {
+            (Behavior::CreateOnly, Some(_)) => return Ok((Diff::Unchanged, r)),
+            (Behavior::Apply, _) => self.apply(&path, &r, &object, true).await?,
+            (_, None) => self.create(&path, &object, true).await?,
+            (Behavior::CreateOrUpdate, Some(_)) => {
+                let patch = merge_patch_body(&object);
+                let request = raw_patch(&path, &r.name, PatchType::Merge, patch, true)?;
+                self.dispatch(request, true).await?
+            }
+        };
+        Ok((Diff::between(live.as_ref(), &after), r))
+    }
+
+    /// The object at `path/name`, if there is one.
+    async fn get(&self, path: &str, name: &str) -> Result<Option<Value>, TargetError> {
+        let request = Request::new(path)
+            .get(&segment(name), &kube::api::GetParams::default())
+            .map_err(request_error)?;
+        match self.send(request).await {
+            Ok(text) => Ok(Some(parse_object(&text)?)),
+            Err(e) if e.failure == Failure::NotFound => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -428,25 +526,79 @@ impl Target {
     ) -> Result<(), TargetError> {
         let resolved = self.resolve(&target.api_version, &target.kind).await?;
         let (path, _) = Self::collection(&resolved, &target.namespace);
-        let request = raw_patch(&path, &target.name, patch_type, patch.as_bytes().to_vec())?;
-        self.send(request).await.map(drop)
+        let request = raw_patch(
+            &path,
+            &target.name,
+            patch_type,
+            patch.as_bytes().to_vec(),
+            false,
+        )?;
+        self.dispatch(request, false).await.map(drop)
+    }
+
+    /// What [`Self::patch`] would do, found by server-side dry run (nothing changes).
+    pub async fn preview_patch(
+        &self,
+        target: &ObjRef,
+        patch: &str,
+        patch_type: PatchType,
+    ) -> Result<Diff, TargetError> {
+        let resolved = self.resolve(&target.api_version, &target.kind).await?;
+        let (path, _) = Self::collection(&resolved, &target.namespace);
+        let live = self.get(&path, &target.name).await?;
+        let request = raw_patch(
+            &path,
+            &target.name,
+            patch_type,
+            patch.as_bytes().to_vec(),
+            true,
+        )?;
+        let after = self.dispatch(request, true).await?;
+        Ok(Diff::between(live.as_ref(), &after))
     }
 
     /// Deletes an object; one that does not exist (or whose kind is not served) is gone
     /// already.
     pub async fn delete(&self, target: &ObjRef) -> Result<(), TargetError> {
+        self.delete_as(target, false).await.map(drop)
+    }
+
+    /// What [`Self::delete`] would do, found by server-side dry run (nothing changes):
+    /// [`Diff::Delete`], or [`Diff::Unchanged`] when there is nothing to delete.
+    pub async fn preview_delete(&self, target: &ObjRef) -> Result<Diff, TargetError> {
+        Ok(if self.delete_as(target, true).await? {
+            Diff::Delete
+        } else {
+            Diff::Unchanged
+        })
+    }
+
+    /// Deletes an object (`dry_run`: as a dry run); whether there was one to delete.
+    async fn delete_as(&self, target: &ObjRef, dry_run: bool) -> Result<bool, TargetError> {
         let resolved = match self.resolve(&target.api_version, &target.kind).await {
             Ok(r) => r,
-            Err(e) if e.failure == Failure::NotFound => return Ok(()),
+            Err(e) if e.failure == Failure::NotFound => return Ok(false),
             Err(e) => return Err(e),
         };
         let (path, _) = Self::collection(&resolved, &target.namespace);
-        let request = Request::new(&path)
-            .delete(&target.name, &kube::api::DeleteParams::background())
-            .map_err(|e| TargetError::new(Failure::Rejected, e.to_string()))?;
-        match self.send(request).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.failure == Failure::NotFound => Ok(()),
+        // The dry run in the query and in the DeleteOptions: servers read one or the other.
+        let mut options = serde_json::json!({"apiVersion": "v1", "kind": "DeleteOptions",
+            "propagationPolicy": "Background"});
+        let query = if dry_run {
+            options["dryRun"] = serde_json::json!(["All"]);
+            "?dryRun=All"
+        } else {
+            ""
+        };
+        let request = http::Request::delete(format!("{path}/{}{query}", segment(&target.name)))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(serde_json::to_vec(&options).expect("options serialise"))
+            .map_err(|e| {
+                TargetError::new(Failure::Rejected, format!("building the request: {e}"))
+            })?;
+        match self.dispatch(request, dry_run).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.failure == Failure::NotFound => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -458,6 +610,151 @@ impl Target {
             .expect("a static request");
         self.send(request).await.map(drop)
     }
+}
+
+/// A name or namespace as one segment of a request's path: percent-encoded, so that
+/// nothing in it (`/`, `?`, `#`, `%`…) can change what the request means.
+pub fn segment(text: &str) -> std::borrow::Cow<'_, str> {
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+        .add(b' ')
+        .add(b'"')
+        .add(b'#')
+        .add(b'%')
+        .add(b'/')
+        .add(b'<')
+        .add(b'>')
+        .add(b'?')
+        .add(b'[')
+        .add(b'\\')
+        .add(b']')
+        .add(b'^')
+        .add(b'`')
+        .add(b'{')
+        .add(b'|')
+        .add(b'}');
+    percent_encoding::utf8_percent_encode(text, SEGMENT).into()
+}
+
+fn request_error(e: kube::core::request::Error) -> TargetError {
+    TargetError::new(Failure::Rejected, e.to_string())
+}
+
+/// An object a cluster answered with.
+fn parse_object(text: &str) -> Result<Value, TargetError> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(object) if object.is_object() => Ok(object),
+        Ok(_) => Err(TargetError::new(
+            Failure::Rejected,
+            "the answer is not an object",
+        )),
+        Err(e) => Err(TargetError::new(
+            Failure::Rejected,
+            format!("unreadable answer: {e}"),
+        )),
+    }
+}
+
+/// What a write would do to an object.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Diff {
+    /// Create it.
+    Create,
+    /// Change these fields (paths such as `.data.mode` or
+    /// `.spec.template.spec.containers[0].image`).
+    Change(Vec<String>),
+    /// Delete it.
+    Delete,
+    /// Nothing.
+    Unchanged,
+    /// The cluster would not say (it refuses dry runs of it: why).
+    NotPreviewable(String),
+}
+
+impl Diff {
+    /// The effect of a write that turned `before` (absent: none) into `after` (the
+    /// cluster's answer as text; an unreadable answer is a change of the whole object).
+    fn between(before: Option<&Value>, after: &str) -> Self {
+        let Some(before) = before else {
+            return Self::Create;
+        };
+        let Ok(after) = parse_object(after) else {
+            return Self::Change(vec![".".into()]);
+        };
+        let fields = changed_fields(before, &after);
+        if fields.is_empty() {
+            Self::Unchanged
+        } else {
+            Self::Change(fields)
+        }
+    }
+}
+
+/// The paths of the fields that differ between two forms of an object, leaving out what
+/// the server keeps for itself (resourceVersion, generation, managedFields, uid,
+/// creationTimestamp) and `status` (the cluster's, not ours). A field added or removed
+/// is named, not what it holds; lists of different lengths are named whole.
+pub fn changed_fields(before: &Value, after: &Value) -> Vec<String> {
+    fn strip(object: &Value) -> Value {
+        let mut object = object.clone();
+        if let Some(o) = object.as_object_mut() {
+            o.remove("status");
+        }
+        if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+            for field in [
+                "resourceVersion",
+                "generation",
+                "managedFields",
+                "uid",
+                "creationTimestamp",
+                "selfLink",
+            ] {
+                meta.remove(field);
+            }
+        }
+        object
+    }
+    fn segment(key: &str) -> String {
+        let plain = key
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if plain {
+            format!(".{key}")
+        } else {
+            format!("[{}]", Value::String(key.into()))
+        }
+    }
+    fn walk(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
+        match (a, b) {
+            (Value::Object(a), Value::Object(b)) => {
+                let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+                for key in keys {
+                    let here = format!("{path}{}", segment(key));
+                    match (a.get(key.as_str()), b.get(key.as_str())) {
+                        (Some(x), Some(y)) => walk(&here, x, y, out),
+                        _ => out.push(here),
+                    }
+                }
+            }
+            (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+                for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                    walk(&format!("{path}[{i}]"), x, y, out);
+                }
+            }
+            _ if a != b => out.push(if path.is_empty() {
+                ".".into()
+            } else {
+                path.into()
+            }),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk("", &strip(before), &strip(after), &mut out);
+    out
 }
 
 /// A merge patch that sets what `object` declares (identity and server fields left out).
@@ -480,8 +777,11 @@ fn raw_patch(
     name: &str,
     patch_type: PatchType,
     body: Vec<u8>,
+    dry_run: bool,
 ) -> Result<http::Request<Vec<u8>>, TargetError> {
-    let uri = format!("{path}/{name}?fieldManager={FIELD_MANAGER}");
+    let dry_run = if dry_run { "&dryRun=All" } else { "" };
+    let name = segment(name);
+    let uri = format!("{path}/{name}?fieldManager={FIELD_MANAGER}{dry_run}");
     http::Request::patch(uri)
         .header(http::header::CONTENT_TYPE, patch_type.content_type())
         .body(body)
@@ -520,6 +820,49 @@ mod tests {
                     .unwrap();
             }
         }
+    }
+
+    #[test]
+    fn changed_fields_name_what_differs_and_nothing_the_server_keeps() {
+        let before = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "a", "resourceVersion": "1", "generation": 1,
+                         "labels": {"app.kubernetes.io/name": "x", "keep": "k"}},
+            "spec": {"replicas": 1, "template": {"spec": {"containers": [
+                {"name": "c", "image": "i:1"}, {"name": "d", "image": "j:1"}]}},
+                     "gone": true},
+            "status": {"readyReplicas": 1}});
+        let after = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "a", "resourceVersion": "2", "generation": 2,
+                         "managedFields": [{"manager": "syncsets"}],
+                         "labels": {"app.kubernetes.io/name": "y", "keep": "k"}},
+            "spec": {"replicas": 1, "template": {"spec": {"containers": [
+                {"name": "c", "image": "i:2"}, {"name": "d", "image": "j:1"}]}},
+                     "paused": false},
+            "status": {"readyReplicas": 0}});
+        assert_eq!(
+            changed_fields(&before, &after),
+            [
+                r#".metadata.labels["app.kubernetes.io/name"]"#,
+                ".spec.gone",
+                ".spec.paused",
+                ".spec.template.spec.containers[0].image",
+            ]
+        );
+        assert!(changed_fields(&before, &before).is_empty());
+        let mut three = before.clone();
+        three["spec"]["template"]["spec"]["containers"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"name": "e"}));
+        assert_eq!(
+            changed_fields(&before, &three),
+            [".spec.template.spec.containers"]
+        );
+        assert_eq!(Diff::between(None, "{}"), Diff::Create);
+        assert_eq!(
+            Diff::between(Some(&before), &before.to_string()),
+            Diff::Unchanged
+        );
     }
 
     #[test]

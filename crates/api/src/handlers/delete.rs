@@ -21,6 +21,18 @@ use crate::negotiate;
 pub(crate) struct DeleteOptions {
     uid: Option<String>,
     resource_version: Option<String>,
+    /// The body's `dryRun: ["All"]` (client libraries send it there; the query's is in
+    /// the request context already).
+    dry_run: bool,
+}
+
+impl DeleteOptions {
+    /// The request's context, a dry run if the options say so.
+    fn context(&self, ctx: &Ctx) -> Ctx {
+        let mut ctx = ctx.clone();
+        ctx.query.dry_run |= self.dry_run;
+        ctx
+    }
 }
 
 fn options(ctx: &Ctx, body: &[u8]) -> ApiResult<DeleteOptions> {
@@ -46,6 +58,28 @@ fn options(ctx: &Ctx, body: &[u8]) -> ApiResult<DeleteOptions> {
                 v["propagationPolicy"].clone(),
                 "orphanDependents and deletionPropagation cannot be both set",
             )));
+        }
+        match &v["dryRun"] {
+            Value::Null => {}
+            Value::Array(values) => {
+                for value in values {
+                    if value != "All" {
+                        return Err(invalid_options(
+                            syncsets_machinery::FieldError::not_supported(
+                                "dryRun",
+                                value.clone(),
+                                &[json!("All")],
+                            ),
+                        ));
+                    }
+                    opts.dry_run = true;
+                }
+            }
+            _ => {
+                return Err(ApiError::bad_request(
+                    "DeleteOptions in version \"v1\" cannot be handled as a DeleteOptions: dryRun: expected a list of strings",
+                ));
+            }
         }
         opts.uid = v["preconditions"]["uid"].as_str().map(String::from);
         opts.resource_version = v["preconditions"]["resourceVersion"]
@@ -176,6 +210,7 @@ pub(crate) async fn delete_one(ctx: &Ctx, name: &str, opts: &DeleteOptions) -> A
 /// Deletes one object.
 pub(crate) async fn delete(ctx: &Ctx, name: &str, body: Bytes) -> ApiResult<Response> {
     let opts = options(ctx, &body)?;
+    let ctx = &opts.context(ctx);
     match delete_one(ctx, name, &opts).await? {
         Deleted::Terminating(obj) => ctx.respond(StatusCode::OK, obj, &[]),
         Deleted::Gone(obj) => {
@@ -198,6 +233,7 @@ pub(crate) async fn delete(ctx: &Ctx, name: &str, body: Bytes) -> ApiResult<Resp
 /// Deletes every object a list selects; answers with the list as it was.
 pub(crate) async fn delete_collection(ctx: &Ctx, body: Bytes) -> ApiResult<Response> {
     let opts = options(ctx, &body)?;
+    let ctx = &opts.context(ctx);
     let fields = fields(ctx)?;
     let (mut q, _) = store_query(ctx, &fields)?;
     q.limit = None;

@@ -7,6 +7,7 @@ pub mod faults;
 pub mod fleet_sim;
 pub mod kwok;
 pub mod migrate;
+pub mod plan;
 pub mod resync;
 pub mod rotate_keys;
 pub mod serve;

@@ -3,11 +3,11 @@
 //! record of their last full apply, as in Hive); the controllers see that and reapply.
 //! `kubectl delete clustersynclease` does the same.
 
-use std::path::PathBuf;
-
 use anyhow::bail;
 use kube::api::{Api, DeleteParams, ListParams};
 use syncsets_types::hive::{ClusterDeployment, ClusterSyncLease};
+
+use crate::hub_args::HubArgs;
 
 /// Arguments of `resync`.
 #[derive(Debug, clap::Args)]
@@ -23,13 +23,8 @@ pub struct ResyncArgs {
     #[arg(long)]
     all: bool,
 
-    /// Kubeconfig of the hub [default: <data-dir>/kubeconfig]
-    #[arg(long, env = "SYNCSETS_KUBECONFIG")]
-    kubeconfig: Option<PathBuf>,
-
-    /// Data directory of the hub whose kubeconfig to use
-    #[arg(long, env = "SYNCSETS_DATA_DIR", default_value = "data")]
-    data_dir: PathBuf,
+    #[command(flatten)]
+    hub: HubArgs,
 }
 
 /// Runs `resync`.
@@ -37,11 +32,7 @@ pub async fn run(args: ResyncArgs) -> anyhow::Result<()> {
     if args.all != args.clusters.is_empty() {
         bail!("name clusters (NAMESPACE/NAME) or pass --all");
     }
-    let path = args
-        .kubeconfig
-        .clone()
-        .unwrap_or_else(|| args.data_dir.join("kubeconfig"));
-    let client = super::status::client(&path).await?;
+    let client = args.hub.client().await?;
     let targets: Vec<(String, String)> = if args.all {
         Api::<ClusterSyncLease>::all(client.clone())
             .list(&ListParams::default())

@@ -6,7 +6,6 @@
 //! summaries the controllers keep on each set, and the ClusterSyncs of failing clusters.
 
 use std::io::{IsTerminal as _, Write as _};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -14,17 +13,13 @@ use kube::api::{Api, ListParams};
 use syncsets_types::hive::{ClusterSync, RolloutSummary, SelectorSyncSet, SyncSet};
 
 use crate::controller_args::parse_duration;
+use crate::hub_args::HubArgs;
 
 /// Arguments of `status`.
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
-    /// Kubeconfig of the hub [default: the one `serve` writes, <data-dir>/kubeconfig]
-    #[arg(long, env = "SYNCSETS_KUBECONFIG")]
-    kubeconfig: Option<PathBuf>,
-
-    /// Data directory of the hub whose kubeconfig to use
-    #[arg(long, env = "SYNCSETS_DATA_DIR", default_value = "data")]
-    data_dir: PathBuf,
+    #[command(flatten)]
+    hub: HubArgs,
 
     /// Redraw until every targeted cluster is in sync or failing (exits 1 if any fail)
     #[arg(long, short)]
@@ -280,11 +275,7 @@ pub async fn watch(
 
 /// Runs `status`.
 pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
-    let path = args
-        .kubeconfig
-        .clone()
-        .unwrap_or_else(|| args.data_dir.join("kubeconfig"));
-    let client = client(&path).await?;
+    let client = args.hub.client().await?;
     if !args.watch {
         let report = fetch(&client, args.failures).await?;
         print!("{}", render(&report));
