@@ -2391,3 +2391,147 @@ async fn upgraded_hub_serves_the_fixture(base: &str) {
         .unwrap();
     assert_eq!(r.status(), 201);
 }
+
+/// What a set applied is doing on each cluster, by kstatus rules: a Deployment that rolls
+/// out is `Progressing`, then `Healthy` (looked at again until it is); one that never
+/// becomes available is `Degraded`, its ClusterSync naming it and why; the sets' summaries
+/// count healthy, progressing and degraded clusters. A set of ConfigMaps is healthy once
+/// applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clustersyncs_and_sets_say_whether_what_was_applied_is_healthy() {
+    let hub_dir = tempfile::tempdir().unwrap();
+    let hub = Server::start(hub_dir.path(), &["--health-recheck-interval", "300ms"]);
+    let (_member, _) = prod_fleet_with(&hub.base, 2, &["--ready-after", "2s"]);
+    let deployment = |name: &str, annotations: Value| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": name, "namespace": "default", "annotations": annotations},
+               "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
+                        "template": {"metadata": {"labels": {"app": name}},
+                                     "spec": {"containers": [{"name": "c", "image": "registry.example.com/app:1"}]}}}})
+    };
+    let set = |name: &str, resources: Vec<Value>| {
+        json!({"apiVersion": "hive.openshift.io/v1", "kind": "SelectorSyncSet", "metadata": {"name": name},
+               "spec": {"clusterDeploymentSelector": {"matchLabels": {"env": "prod"}}, "resources": resources}})
+    };
+    create_selector_sync_set(&hub.base, &set("web", vec![deployment("web", json!({}))])).await;
+    create_selector_sync_set(
+        &hub.base,
+        &set(
+            "stuck",
+            vec![deployment(
+                "stuck",
+                json!({"fleet.syncsets.io/never-ready": "true"}),
+            )],
+        ),
+    )
+    .await;
+    create_selector_sync_set(&hub.base, &set("settings", vec![cm("settings")])).await;
+    let sync_of = |cluster: &str| {
+        let url = format!(
+            "{}/apis/hiveinternal.openshift.io/v1alpha1/namespaces/fleet/clustersyncs/{cluster}",
+            hub.base
+        );
+        async move {
+            let cs: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+            cs
+        }
+    };
+    let health = |cs: &Value, set: &str| -> Option<Value> {
+        cs["status"]["selectorSyncSets"]
+            .as_array()?
+            .iter()
+            .find(|s| s["name"] == set)
+            .cloned()
+    };
+    // The web Deployment is seen rolling out, then rolled out.
+    let started = Instant::now();
+    let mut seen_progressing = false;
+    loop {
+        let cs = sync_of("sim-00000").await;
+        let web = health(&cs, "web").unwrap_or_default();
+        seen_progressing |= web["health"] == "Progressing";
+        if web["health"] == "Healthy" {
+            assert!(web["unhealthyResources"].is_null(), "{web}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "web is not healthy: {cs}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen_progressing, "the rollout was never seen progressing");
+    // The stuck one fails, and its ClusterSync says which object and why.
+    let started = Instant::now();
+    let stuck = loop {
+        let cs = sync_of("sim-00001").await;
+        let stuck = health(&cs, "stuck").unwrap_or_default();
+        if stuck["health"] == "Degraded" {
+            break stuck;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "stuck is not degraded: {cs}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        stuck["result"], "Success",
+        "applied, just not healthy: {stuck}"
+    );
+    let unhealthy = &stuck["unhealthyResources"][0];
+    assert_eq!(
+        (&unhealthy["kind"], &unhealthy["name"], &unhealthy["health"]),
+        (&json!("Deployment"), &json!("stuck"), &json!("Degraded")),
+        "{stuck}"
+    );
+    assert!(
+        unhealthy["message"]
+            .as_str()
+            .unwrap()
+            .contains("has timed out progressing"),
+        "{stuck}"
+    );
+    // The summaries count them.
+    let started = Instant::now();
+    loop {
+        let sets: Value = reqwest::get(format!(
+            "{}/apis/hive.openshift.io/v1/selectorsyncsets",
+            hub.base
+        ))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        let counts: BTreeMap<String, (Value, Value, Value)> = sets["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                let st = &s["status"];
+                (
+                    s["metadata"]["name"].as_str().unwrap().to_string(),
+                    (
+                        st["healthy"].clone(),
+                        st["progressing"].clone(),
+                        st["degraded"].clone(),
+                    ),
+                )
+            })
+            .collect();
+        let want: BTreeMap<String, (Value, Value, Value)> = [
+            ("settings", (json!(2), json!(0), json!(0))),
+            ("stuck", (json!(0), json!(0), json!(2))),
+            ("web", (json!(2), json!(0), json!(0))),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        if counts == want {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{counts:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

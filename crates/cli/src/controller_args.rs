@@ -39,6 +39,11 @@ pub struct ControllerArgs {
     #[arg(long, env = "SYNCSETS_RECONCILE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     pub reconcile_timeout: Duration,
 
+    /// Objects applied that are still progressing (a Deployment rolling out, a Job
+    /// running…) are looked at again this often until healthy or failed
+    #[arg(long, env = "SYNCSETS_HEALTH_RECHECK_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub health_recheck_interval: Duration,
+
     /// A replica silent for this long is considered gone, and its share of the work moves
     /// to the others (heartbeats are sent five times as often; a replica that has not
     /// stored one for two thirds of it stops working first)
@@ -68,6 +73,7 @@ impl ControllerArgs {
             workers: self.workers,
             reapply_interval: self.reapply_interval,
             reconcile_timeout: self.reconcile_timeout,
+            health_recheck: self.health_recheck_interval,
             journal: self.reconcile_journal.clone(),
             ..Config::default()
         };

@@ -51,6 +51,28 @@ struct SetResult {
     name: String,
     generation: i64,
     success: bool,
+    health: Doing,
+}
+
+/// How a set's objects are doing on a cluster (its ClusterSync's `health`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Doing {
+    Healthy,
+    Progressing,
+    Degraded,
+    /// Not recorded (written before health was, or the set failed).
+    Unknown,
+}
+
+impl Doing {
+    fn of(health: Option<&str>) -> Self {
+        match health {
+            Some("Healthy") => Self::Healthy,
+            Some("Progressing") => Self::Progressing,
+            Some("Degraded") => Self::Degraded,
+            _ => Self::Unknown,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -90,8 +112,8 @@ fn set_id(set: &SetDef) -> SetId {
 /// Where a set stands on one cluster it targets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Counted {
-    /// Its current generation was applied successfully.
-    InSync,
+    /// Its current generation was applied successfully; its objects are doing so.
+    InSync(Doing),
     /// Applying it failed.
     Failing,
     /// Neither yet.
@@ -103,6 +125,10 @@ enum Counted {
 struct Tally {
     clusters: i64,
     in_sync: i64,
+    /// Of those in sync: healthy, progressing, degraded.
+    healthy: i64,
+    progressing: i64,
+    degraded: i64,
     /// Failing clusters' keys, sorted.
     failing: BTreeSet<String>,
 }
@@ -112,7 +138,15 @@ impl Tally {
         let step = if add { 1 } else { -1 };
         self.clusters += step;
         match counted {
-            Counted::InSync => self.in_sync += step,
+            Counted::InSync(doing) => {
+                self.in_sync += step;
+                match doing {
+                    Doing::Healthy => self.healthy += step,
+                    Doing::Progressing => self.progressing += step,
+                    Doing::Degraded => self.degraded += step,
+                    Doing::Unknown => {}
+                }
+            }
             Counted::Failing if add => {
                 self.failing.insert(cluster.to_string());
             }
@@ -135,6 +169,9 @@ impl Tally {
             in_sync: Some(self.in_sync),
             failing: Some(self.failing.len() as i64),
             failing_clusters: self.failing.iter().take(FAILING_NAMED).cloned().collect(),
+            healthy: Some(self.healthy),
+            progressing: Some(self.progressing),
+            degraded: Some(self.degraded),
         }
     }
 }
@@ -445,7 +482,7 @@ impl State {
             .and_then(|rs| rs.iter().find(|r| r.kind == set.kind && r.name == set.name));
         Some(match result {
             Some(r) if !r.success => Counted::Failing,
-            Some(r) if r.generation == set.generation => Counted::InSync,
+            Some(r) if r.generation == set.generation => Counted::InSync(r.health),
             _ => Counted::Pending,
         })
     }
@@ -717,6 +754,7 @@ fn results_of(object: &Value) -> Vec<SetResult> {
             name: s.name.clone(),
             generation: s.observed_generation,
             success: s.result == "Success",
+            health: Doing::of(s.health.as_deref()),
         }));
     }
     results
@@ -967,6 +1005,9 @@ mod tests {
                 in_sync: Some(1),
                 failing: Some(1),
                 failing_clusters: vec!["fleet/b".into()],
+                healthy: Some(0),
+                progressing: Some(0),
+                degraded: Some(0),
             },
             "c is pending: it has the old generation"
         );

@@ -289,6 +289,8 @@ mod tests {
             failure_message: failure.map(str::to_string),
             last_transition_time: Time(jiff::Timestamp::UNIX_EPOCH),
             first_success_time: None,
+            health: None,
+            unhealthy_resources: Vec::new(),
         }
     }
 

@@ -26,6 +26,7 @@ mod events;
 mod health;
 mod hub;
 pub mod journal;
+pub mod kstatus;
 mod leader;
 mod membership;
 mod model;
@@ -101,6 +102,9 @@ pub struct Config {
     pub reapply_interval: Duration,
     /// A reconcile taking longer is abandoned (and retried).
     pub reconcile_timeout: Duration,
+    /// Objects applied that are still progressing (a Deployment rolling out…) are looked
+    /// at again this often until they are healthy or have failed.
+    pub health_recheck: Duration,
     /// How often rollout summaries are brought up to date.
     pub summary_interval: Duration,
     /// Target clients.
@@ -121,6 +125,7 @@ impl Default for Config {
             workers: 64,
             reapply_interval: Duration::from_secs(2 * 3600),
             reconcile_timeout: Duration::from_secs(300),
+            health_recheck: Duration::from_secs(10),
             summary_interval: Duration::from_secs(1),
             clients: ClientSettings::default(),
             health: HealthSettings::default(),
@@ -218,6 +223,7 @@ impl Controller {
             settings: ReconcileSettings {
                 replica: config.replica,
                 reapply_interval: config.reapply_interval,
+                health_recheck: config.health_recheck,
             },
             events,
         });

@@ -123,6 +123,8 @@ pub struct SetPlan {
     pub work: Option<Work>,
     /// The digest of its inputs beyond its spec (see [`inputs_digest`]).
     pub digest: Option<String>,
+    /// Without work: the objects applied that were still progressing, to look at again.
+    pub recheck: Vec<ObjRef>,
 }
 
 /// A set that no longer applies (deleted, or it stopped matching): its tracked objects are
@@ -152,9 +154,10 @@ impl Plan {
     pub fn has_work(&self) -> bool {
         self.retired.iter().any(|r| !r.delete.is_empty())
             || self.sets.iter().any(|s| {
-                s.work.as_ref().is_some_and(|w| {
-                    !w.removed.is_empty() || matches!(&w.steps, Ok(s) if !s.is_empty())
-                })
+                !s.recheck.is_empty()
+                    || s.work.as_ref().is_some_and(|w| {
+                        !w.removed.is_empty() || matches!(&w.steps, Ok(s) if !s.is_empty())
+                    })
             })
     }
 }
@@ -254,11 +257,21 @@ pub fn plan(cluster: &Cluster, sets: &[Arc<SetDef>], ctx: &Context<'_>) -> Plan 
                     o.result != "Success" || o.observed_generation != set.generation
                 });
             let work = due.then(|| work_for(cluster, set, old.as_ref()));
+            let recheck = match (&work, &old) {
+                (None, Some(old)) if old.health.as_deref() == Some("Progressing") => old
+                    .unhealthy_resources
+                    .iter()
+                    .filter(|u| u.health == "Progressing")
+                    .map(|u| ObjRef::from_status(&u.resource))
+                    .collect(),
+                _ => Vec::new(),
+            };
             SetPlan {
                 set: set.clone(),
                 old,
                 work,
                 digest,
+                recheck,
             }
         })
         .collect();

@@ -13,8 +13,9 @@ use syncsets_types::hive::{ClusterSyncLeaseSpec, ClusterSyncStatus, MANAGED_LABE
 use crate::cache::{Cache, unix_seconds};
 use crate::clients::{Clients, Kubeconfig};
 use crate::events;
-use crate::health::{Admission, Ended, Health};
+use crate::health::{Admission, Ended, Health as Breakers};
 use crate::hub::{HubKind, HubWriter};
+use crate::kstatus::Health;
 use crate::model::{Cluster, ObjRef, SetDef, SetKind, resources, split_key};
 use crate::plan::{self, Context, Outcomes, Plan, RetiredOutcome, SetOutcome, Step};
 use crate::target::{Failure, TargetError, Written};
@@ -59,6 +60,8 @@ pub struct ReconcileSettings {
     pub replica: i64,
     /// Every set is reapplied to every cluster this often (plus up to 10% jitter).
     pub reapply_interval: Duration,
+    /// Objects still progressing are looked at again this often.
+    pub health_recheck: Duration,
 }
 
 /// Reconciles clusters.
@@ -71,7 +74,7 @@ pub struct Reconciler {
     /// Target clients.
     pub clients: Clients,
     /// Retry and breaker state.
-    pub health: Health,
+    pub health: Breakers,
     /// Settings.
     pub settings: ReconcileSettings,
     /// Kubernetes Events about clusters and sets.
@@ -227,6 +230,13 @@ impl Reconciler {
             ended,
             outcomes.unreachable.as_deref().unwrap_or("unreachable"),
         );
+        // Objects still progressing are looked at again until they are done.
+        let progressing = status
+            .sync_sets
+            .iter()
+            .chain(&status.selector_sync_sets)
+            .any(|s| s.health.as_deref() == Some("Progressing"));
+        let retry = retry.or(progressing.then_some(self.settings.health_recheck));
         self.record_events(
             &cluster,
             &sets,
@@ -529,7 +539,7 @@ impl Reconciler {
                             work.behavior,
                         )
                         .await
-                        .map(|(written, r)| (written, Some(r)))
+                        .map(|(written, r)| (written, r, true))
                         .map_err(|e| (format!("failed to apply resource {index}: {e}"), e)),
                     Step::Secret {
                         index,
@@ -540,7 +550,7 @@ impl Reconciler {
                         Ok(secret) => target
                             .write(secret, work.behavior)
                             .await
-                            .map(|(written, r)| (written, Some(r)))
+                            .map(|(written, r)| (written, r, true))
                             .map_err(|e| (format!("failed to apply secret {index}: {e}"), e)),
                     },
                     Step::Patch {
@@ -551,7 +561,7 @@ impl Reconciler {
                     } => target
                         .patch(obj, patch, *patch_type)
                         .await
-                        .map(|()| (Written::Applied, None))
+                        .map(|health| (Written::Applied(health), obj.clone(), false))
                         .map_err(|e| (format!("failed to apply patch {index}: {e}"), e)),
                 };
                 if reached {
@@ -563,8 +573,17 @@ impl Reconciler {
                     );
                 }
                 match result {
-                    Ok((_, Some(applied))) => run.outcomes.sets[i].applied.push(applied),
-                    Ok((_, None)) => {}
+                    Ok((written, object, tracked)) => {
+                        let outcome = &mut run.outcomes.sets[i];
+                        if let Written::Applied(health) = written
+                            && health != Health::Healthy
+                        {
+                            outcome.unhealthy.push((object.clone(), health));
+                        }
+                        if tracked {
+                            outcome.applied.push(object);
+                        }
+                    }
                     Err((message, e)) => {
                         if run.unreachable(plan, &e) {
                             return run.finish();
@@ -575,6 +594,31 @@ impl Reconciler {
                     }
                 }
             }
+            let outcome = &mut run.outcomes.sets[i];
+            outcome.checked = outcome.failure.is_none();
+        }
+        // Objects still progressing when last looked at, looked at again.
+        for (i, p) in plan.sets.iter().enumerate() {
+            if p.recheck.is_empty() {
+                continue;
+            }
+            for object in &p.recheck {
+                let health = match target.health(object).await {
+                    Ok(health) => health,
+                    Err(e) => {
+                        if run.unreachable(plan, &e) {
+                            return run.finish();
+                        }
+                        Health::Progressing(format!("could not be read: {e}"))
+                    }
+                };
+                if health != Health::Healthy {
+                    run.outcomes.sets[i]
+                        .unhealthy
+                        .push((object.clone(), health));
+                }
+            }
+            run.outcomes.sets[i].checked = true;
         }
         drop(target);
         run.finish()

@@ -14,6 +14,7 @@ use kube::core::{GroupVersion, Request, Resource as _};
 use kube::discovery::Scope;
 use serde_json::Value;
 
+use crate::kstatus::{self, Health};
 use crate::model::ObjRef;
 use crate::plan::{Behavior, PatchType};
 
@@ -204,10 +205,11 @@ impl std::fmt::Debug for Target {
 }
 
 /// What a write did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Written {
-    /// Created or changed (or asserted, for server-side apply).
-    Applied,
+    /// Created or changed (or asserted, for server-side apply): how it is doing, as the
+    /// cluster answered.
+    Applied(Health),
     /// Left as it was (CreateOnly on an existing object).
     Unchanged,
 }
@@ -461,12 +463,12 @@ impl Target {
         let (object, r, path) = self.prepare(object).await?;
         match behavior {
             Behavior::Apply => {
-                self.apply(&path, &r, &object, false).await?;
-                Ok((Written::Applied, r))
+                let answer = self.apply(&path, &r, &object, false).await?;
+                Ok((Written::Applied(health_of(&r, &answer)), r))
             }
             Behavior::CreateOnly | Behavior::CreateOrUpdate => {
                 match self.create(&path, &object, false).await {
-                    Ok(_) => Ok((Written::Applied, r)),
+                    Ok(answer) => Ok((Written::Applied(health_of(&r, &answer)), r)),
                     Err(e) if e.code == 409 => {
                         if behavior == Behavior::CreateOnly {
                             return Ok((Written::Unchanged, r));
@@ -474,8 +476,8 @@ impl Target {
                         // Update the declared fields; fields others set stay.
                         let patch = merge_patch_body(&object);
                         let request = raw_patch(&path, &r.name, PatchType::Merge, patch, false)?;
-                        self.dispatch(request, false).await?;
-                        Ok((Written::Applied, r))
+                        let answer = self.dispatch(request, false).await?;
+                        Ok((Written::Applied(health_of(&r, &answer)), r))
                     }
                     Err(e) => Err(e),
                 }
@@ -523,7 +525,7 @@ impl Target {
         target: &ObjRef,
         patch: &str,
         patch_type: PatchType,
-    ) -> Result<(), TargetError> {
+    ) -> Result<Health, TargetError> {
         let resolved = self.resolve(&target.api_version, &target.kind).await?;
         let (path, _) = Self::collection(&resolved, &target.namespace);
         let request = raw_patch(
@@ -533,7 +535,18 @@ impl Target {
             patch.as_bytes().to_vec(),
             false,
         )?;
-        self.dispatch(request, false).await.map(drop)
+        let answer = self.dispatch(request, false).await?;
+        Ok(health_of(target, &answer))
+    }
+
+    /// How an object applied earlier is doing now (one that is gone has failed).
+    pub async fn health(&self, object: &ObjRef) -> Result<Health, TargetError> {
+        let resolved = self.resolve(&object.api_version, &object.kind).await?;
+        let (path, _) = Self::collection(&resolved, &object.namespace);
+        Ok(match self.get(&path, &object.name).await? {
+            Some(live) => kstatus::health(&live),
+            None => Health::Failed("it is no longer on the cluster".into()),
+        })
     }
 
     /// What [`Self::patch`] would do, found by server-side dry run (nothing changes).
@@ -633,6 +646,18 @@ pub fn segment(text: &str) -> std::borrow::Cow<'_, str> {
         .add(b'|')
         .add(b'}');
     percent_encoding::utf8_percent_encode(text, SEGMENT).into()
+}
+
+/// The health of the object a write answered with. Only kinds with their own rules, and
+/// answers that hold a status, are read: a ConfigMap's answer is not parsed.
+fn health_of(object: &ObjRef, answer: &str) -> Health {
+    if !kstatus::has_rules(object.group(), &object.kind) && !answer.contains("\"status\"") {
+        return Health::Healthy;
+    }
+    match serde_json::from_str::<Value>(answer) {
+        Ok(live) if live.is_object() => kstatus::health(&live),
+        _ => Health::Healthy,
+    }
 }
 
 fn request_error(e: kube::core::request::Error) -> TargetError {

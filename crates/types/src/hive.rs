@@ -204,6 +204,8 @@ pub struct SecretReference {
     printcolumn = r#"{"name":"Clusters","type":"integer","description":"Clusters the set targets","jsonPath":".status.clusters"}"#,
     printcolumn = r#"{"name":"InSync","type":"integer","description":"Clusters with the current generation applied successfully","jsonPath":".status.inSync"}"#,
     printcolumn = r#"{"name":"Failing","type":"integer","description":"Clusters where applying the set failed","jsonPath":".status.failing"}"#,
+    printcolumn = r#"{"name":"Healthy","type":"integer","priority":1,"description":"Clusters in sync whose objects are all healthy","jsonPath":".status.healthy"}"#,
+    printcolumn = r#"{"name":"Degraded","type":"integer","priority":1,"description":"Clusters in sync where an object failed to become healthy","jsonPath":".status.degraded"}"#,
     printcolumn = r#"{"name":"FailingClusters","type":"string","priority":1,"description":"The first few failing clusters","jsonPath":".status.failingClusters[*]"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -246,6 +248,17 @@ pub struct RolloutSummary {
     /// The first few failing clusters, as namespace/name, sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failing_clusters: Vec<String>,
+    /// Clusters in sync whose objects are all healthy (kstatus: rolled out, available,
+    /// complete or ready, as each kind goes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy: Option<i64>,
+    /// Clusters in sync whose objects are not all healthy yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progressing: Option<i64>,
+    /// Clusters in sync where an object failed to become healthy (a Deployment past its
+    /// progress deadline, a failed Job, a Stalled condition…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<i64>,
 }
 
 /// SelectorSyncSetSpec defines the SyncSetCommonSpec resources and patches to sync along
@@ -262,6 +275,8 @@ pub struct RolloutSummary {
     printcolumn = r#"{"name":"Clusters","type":"integer","description":"Clusters the set targets","jsonPath":".status.clusters"}"#,
     printcolumn = r#"{"name":"InSync","type":"integer","description":"Clusters with the current generation applied successfully","jsonPath":".status.inSync"}"#,
     printcolumn = r#"{"name":"Failing","type":"integer","description":"Clusters where applying the set failed","jsonPath":".status.failing"}"#,
+    printcolumn = r#"{"name":"Healthy","type":"integer","priority":1,"description":"Clusters in sync whose objects are all healthy","jsonPath":".status.healthy"}"#,
+    printcolumn = r#"{"name":"Degraded","type":"integer","priority":1,"description":"Clusters in sync where an object failed to become healthy","jsonPath":".status.degraded"}"#,
     printcolumn = r#"{"name":"FailingClusters","type":"string","priority":1,"description":"The first few failing clusters","jsonPath":".status.failingClusters[*]"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -571,6 +586,29 @@ pub struct SyncStatus {
     /// applied to the cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_success_time: Option<Time>,
+    /// How the objects applied are doing (a syncsets extension, which Hive's clients
+    /// ignore): `Healthy`, `Progressing` or `Degraded`, by kstatus rules; set once applied
+    /// successfully.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["Healthy", "Progressing", "Degraded"]))]
+    pub health: Option<String>,
+    /// The objects applied that are not healthy, with why (a syncsets extension).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unhealthy_resources: Vec<UnhealthyResource>,
+}
+
+/// An object applied to a cluster that is not healthy (yet).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UnhealthyResource {
+    /// The object.
+    #[serde(flatten)]
+    pub resource: SyncResourceReference,
+    /// `Progressing` or `Degraded`.
+    #[schemars(extend("enum" = ["Progressing", "Degraded"]))]
+    pub health: String,
+    /// Why, as its status says.
+    pub message: String,
 }
 
 /// A reference to a resource applied to a cluster, to delete later.

@@ -206,8 +206,19 @@ pub fn render(report: &Report) -> String {
         } else {
             "  (summarising…)".into()
         };
+        // What was applied is doing (kstatus), where the controllers record it.
+        let health = match (
+            s.summary.healthy,
+            s.summary.progressing.unwrap_or(0),
+            s.summary.degraded.unwrap_or(0),
+        ) {
+            (Some(healthy), progressing, degraded) if progressing + degraded > 0 => {
+                format!("  healthy {healthy}, progressing {progressing}, degraded {degraded}")
+            }
+            _ => String::new(),
+        };
         out.push_str(&format!(
-            "{:<width$}  {clusters:>8}  {in_sync:>7}  {failing:>7}  {:>7}  {} {pct:>3}%{note}\n",
+            "{:<width$}  {clusters:>8}  {in_sync:>7}  {failing:>7}  {:>7}  {} {pct:>3}%{health}{note}\n",
             s.id,
             s.pending(),
             bar(in_sync, failing, clusters, 30),
@@ -305,7 +316,7 @@ mod tests {
                 clusters: Some(clusters),
                 in_sync: Some(in_sync),
                 failing: Some(failing),
-                failing_clusters: vec![],
+                ..RolloutSummary::default()
             },
         }
     }
@@ -322,8 +333,20 @@ mod tests {
         };
         let text = render(&report);
         assert!(
-            text.contains("[###############!!!------------]  50%"),
+            text.contains("[###############!!!------------]  50%\n"),
             "{text}"
+        );
+        let mut rolling = line(10, 5, 1, 2);
+        rolling.summary.healthy = Some(3);
+        rolling.summary.progressing = Some(1);
+        rolling.summary.degraded = Some(1);
+        let health = render(&Report {
+            sets: vec![rolling],
+            ..Report::default()
+        });
+        assert!(
+            health.contains("  50%  healthy 3, progressing 1, degraded 1\n"),
+            "{health}"
         );
         assert!(
             text.contains("fleet/c1  SelectorSyncSet/s: failed to apply resource 0"),

@@ -3,9 +3,12 @@
 //! transition times and the cluster's conditions, by Hive's rules.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use syncsets_types::hive::{ClusterSyncCondition, ClusterSyncStatus, SyncStatus};
+use syncsets_types::hive::{
+    ClusterSyncCondition, ClusterSyncStatus, SyncStatus, UnhealthyResource,
+};
 
 use super::{Plan, SetPlan, Work};
+use crate::kstatus::Health;
 use crate::model::{ObjRef, SetKind};
 
 /// What happened when a set's work was done.
@@ -13,6 +16,11 @@ use crate::model::{ObjRef, SetKind};
 pub struct SetOutcome {
     /// Objects written, in order (resources and secret targets).
     pub applied: Vec<ObjRef>,
+    /// The health of the objects written or looked at again (patched ones included) that
+    /// are not healthy; `checked` says whether health was looked at at all.
+    pub unhealthy: Vec<(ObjRef, Health)>,
+    /// Health was looked at (every write succeeded, or the objects to recheck were read).
+    pub checked: bool,
     /// The first failure (the set stopped there).
     pub failure: Option<String>,
     /// Removed objects that could not be deleted, with why.
@@ -95,6 +103,45 @@ fn stamp(mut new: SyncStatus, old: Option<&SyncStatus>, now: &Time) -> SyncStatu
     new
 }
 
+/// A set's health on a cluster from its objects' ([`SyncStatus::health`]).
+fn health_of(outcome: &SetOutcome) -> (Option<String>, Vec<UnhealthyResource>) {
+    if !outcome.checked {
+        return (None, Vec::new());
+    }
+    let mut worst = "Healthy";
+    let mut unhealthy = Vec::new();
+    for (object, health) in &outcome.unhealthy {
+        let (state, message) = match health {
+            Health::Healthy => continue,
+            Health::Progressing(m) => ("Progressing", m),
+            Health::Failed(m) => ("Degraded", m),
+        };
+        if state == "Degraded" || worst == "Healthy" {
+            worst = state;
+        }
+        unhealthy.push(UnhealthyResource {
+            resource: object.to_status(),
+            health: state.into(),
+            message: message.clone(),
+        });
+    }
+    (Some(worst.into()), unhealthy)
+}
+
+/// A set's status after its objects were looked at again (nothing applied).
+fn rechecked(old: &SyncStatus, outcome: &SetOutcome, now: &Time) -> SyncStatus {
+    if !outcome.checked {
+        return old.clone();
+    }
+    let (health, unhealthy_resources) = health_of(outcome);
+    let new = SyncStatus {
+        health,
+        unhealthy_resources,
+        ..old.clone()
+    };
+    stamp(new, Some(old), now)
+}
+
 fn set_status(p: &SetPlan, work: &Work, outcome: &SetOutcome, now: &Time) -> SyncStatus {
     let old = p.old.as_ref();
     let old_refs: Vec<ObjRef> = old
@@ -133,7 +180,14 @@ fn set_status(p: &SetPlan, work: &Work, outcome: &SetOutcome, now: &Time) -> Syn
         });
     }
     sort_refs(&mut tracked);
+    let (health, unhealthy_resources) = if failure.is_some() {
+        (None, Vec::new())
+    } else {
+        health_of(outcome)
+    };
     let new = SyncStatus {
+        health,
+        unhealthy_resources,
         name: p.set.name.clone(),
         observed_generation: p.set.generation,
         resources_to_delete: tracked.iter().map(ObjRef::to_status).collect(),
@@ -187,6 +241,8 @@ pub fn fold(
             failure_message: Some(message),
             last_transition_time: now.clone(),
             first_success_time: None,
+            health: None,
+            unhealthy_resources: Vec::new(),
         };
         list(
             r.kind,
@@ -201,7 +257,10 @@ pub fn fold(
                 let outcome = outcomes.sets.get(i).cloned().unwrap_or_default();
                 set_status(p, work, &outcome, now)
             }
-            (None, Some(old)) => old.clone(),
+            (None, Some(old)) => match outcomes.sets.get(i) {
+                Some(outcome) if !p.recheck.is_empty() => rechecked(old, outcome, now),
+                _ => old.clone(),
+            },
             (None, None) => unreachable!("a set without a status always has work"),
         };
         list(p.set.kind, &mut sync_sets, &mut selector_sync_sets, status);

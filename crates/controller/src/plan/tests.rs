@@ -71,6 +71,8 @@ fn mk_status(name: &str, generation: i64, result: &str, tracked: &[&str]) -> Syn
         failure_message: (result != "Success").then(|| "boom".into()),
         last_transition_time: t(0),
         first_success_time: Some(t(0)),
+        health: None,
+        unhealthy_resources: Vec::new(),
     }
 }
 
@@ -439,7 +441,7 @@ fn stopping_at_the_first_failure_keeps_unreached_objects_tracked() {
         sets: vec![SetOutcome {
             applied: vec![cm_ref("a")],
             failure: Some("failed to apply resource 1: denied".into()),
-            delete_failures: vec![],
+            ..SetOutcome::default()
         }],
         ..Outcomes::default()
     };
