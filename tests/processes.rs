@@ -2492,6 +2492,31 @@ async fn clustersyncs_and_sets_say_whether_what_was_applied_is_healthy() {
             .contains("has timed out progressing"),
         "{stuck}"
     );
+    // kubectl describe says so: a Warning Event on the cluster.
+    let started = Instant::now();
+    loop {
+        let events: Value = reqwest::get(format!(
+            "{}/api/v1/namespaces/fleet/events?fieldSelector=involvedObject.name%3Dsim-00001,reason%3DDegraded",
+            hub.base
+        ))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        if let Some(e) = events["items"].as_array().and_then(|i| i.first()) {
+            assert_eq!(e["type"], "Warning", "{e}");
+            let message = e["message"].as_str().unwrap();
+            assert!(
+                message.starts_with("SelectorSyncSet stuck: Deployment default/stuck: ")
+                    && message.contains("has timed out progressing"),
+                "{message}"
+            );
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{events}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // The summaries count them.
     let started = Instant::now();
     loop {

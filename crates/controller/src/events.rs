@@ -133,6 +133,49 @@ pub fn transitions<'s>(
                 ),
             });
         }
+        // What was applied failing to become healthy, and becoming healthy after that.
+        let degraded = |s: &SyncStatus| s.health.as_deref() == Some("Degraded");
+        if degraded(is)
+            && (was.is_none_or(|w| !degraded(w) || w.unhealthy_resources != is.unhealthy_resources))
+        {
+            let why: Vec<String> = is
+                .unhealthy_resources
+                .iter()
+                .filter(|u| u.health == "Degraded")
+                .map(|u| {
+                    let r = &u.resource;
+                    let kind = r.kind.as_deref().unwrap_or_default();
+                    match &r.namespace {
+                        Some(ns) => format!("{kind} {ns}/{}: {}", r.name, u.message),
+                        None => format!("{kind} {}: {}", r.name, u.message),
+                    }
+                })
+                .collect();
+            let message = why.join("; ");
+            on_cluster.push(Note {
+                kind: Type::Warning,
+                reason: "Degraded",
+                message: format!("{} {}: {message}", set.kind.as_str(), set.display_name()),
+            });
+            on_sets.push((
+                &**set,
+                Note {
+                    kind: Type::Warning,
+                    reason: "Degraded",
+                    message,
+                },
+            ));
+        } else if is.health.as_deref() == Some("Healthy") && was.is_some_and(degraded) {
+            on_cluster.push(Note {
+                kind: Type::Normal,
+                reason: "Healthy",
+                message: format!(
+                    "{} {}: what it applied is healthy again",
+                    set.kind.as_str(),
+                    set.display_name()
+                ),
+            });
+        }
     }
     (on_cluster, on_sets)
 }
@@ -274,6 +317,7 @@ mod tests {
     use super::*;
     use crate::model::SetKind;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use syncsets_types::hive::{SyncResourceReference, UnhealthyResource};
 
     fn status(name: &str, failure: Option<&str>) -> SyncStatus {
         SyncStatus {
@@ -340,6 +384,58 @@ mod tests {
         assert!(on_sets.is_empty());
         let (cluster, _) = transitions(&sets, Some(&ok), &ok);
         assert!(cluster.is_empty());
+    }
+
+    #[test]
+    fn degraded_objects_are_noted_when_they_begin_and_their_recovery_once() {
+        let sets = vec![sss("a")];
+        let healthy = |health: &str, unhealthy: Vec<UnhealthyResource>| {
+            let mut s = status("a", None);
+            s.health = Some(health.into());
+            s.unhealthy_resources = unhealthy;
+            with(vec![s])
+        };
+        let stuck = UnhealthyResource {
+            resource: SyncResourceReference {
+                api_version: "apps/v1".into(),
+                kind: Some("Deployment".into()),
+                name: "web".into(),
+                namespace: Some("default".into()),
+            },
+            health: "Degraded".into(),
+            message: "timed out progressing".into(),
+        };
+        let progressing = healthy("Progressing", vec![]);
+        let degraded = healthy("Degraded", vec![stuck]);
+        let (cluster, on_sets) = transitions(&sets, Some(&progressing), &degraded);
+        assert_eq!(
+            (
+                cluster[0].kind,
+                cluster[0].reason,
+                cluster[0].message.as_str()
+            ),
+            (
+                Type::Warning,
+                "Degraded",
+                "SelectorSyncSet a: Deployment default/web: timed out progressing"
+            )
+        );
+        assert_eq!(
+            on_sets[0].1.message,
+            "Deployment default/web: timed out progressing"
+        );
+        let (cluster, on_sets) = transitions(&sets, Some(&degraded), &degraded.clone());
+        assert!(cluster.is_empty() && on_sets.is_empty(), "once");
+        let (cluster, _) = transitions(&sets, Some(&degraded), &healthy("Healthy", vec![]));
+        assert_eq!(
+            (cluster[0].kind, cluster[0].reason),
+            (Type::Normal, "Healthy")
+        );
+        let (cluster, _) = transitions(&sets, Some(&progressing), &healthy("Healthy", vec![]));
+        assert!(
+            cluster.is_empty(),
+            "progressing to healthy is the normal course"
+        );
     }
 
     #[test]
