@@ -118,8 +118,10 @@ pub trait WorkQueue: Send + Sync {
 pub enum Outcome {
     /// The work is done.
     Done,
-    /// Do it again after this delay.
+    /// Do it again after this delay: it failed (counted in `workqueue_retries_total`).
     Retry(Duration),
+    /// Do it again after this delay: it went well, and there is more to see later.
+    After(Duration),
     /// The consumer went away without finishing: the key goes back to the queue.
     Abandoned,
 }
@@ -167,9 +169,14 @@ impl Lease {
         self.finish(Outcome::Done);
     }
 
-    /// Do it again after `delay`.
+    /// Do it again after `delay`: it failed.
     pub fn retry(mut self, delay: Duration) {
         self.finish(Outcome::Retry(delay));
+    }
+
+    /// Do it again after `delay`: it went well, and there is more to see then.
+    pub fn after(mut self, delay: Duration) {
+        self.finish(Outcome::After(delay));
     }
 
     /// Completes when the lease is lost (the key may be handed to another consumer): work

@@ -167,8 +167,10 @@ impl LocalQueue {
             Outcome::Done if again => self.add(key),
             Outcome::Done => {}
             Outcome::Abandoned => self.add(key),
-            Outcome::Retry(delay) if again || delay.is_zero() => self.add(key),
-            Outcome::Retry(delay) => self.add_later(key, delay),
+            Outcome::Retry(delay) | Outcome::After(delay) if again || delay.is_zero() => {
+                self.add(key)
+            }
+            Outcome::Retry(delay) | Outcome::After(delay) => self.add_later(key, delay),
         }
     }
 }

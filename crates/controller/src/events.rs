@@ -335,6 +335,7 @@ mod tests {
             first_success_time: None,
             health: None,
             unhealthy_resources: Vec::new(),
+            health_transition_time: None,
         }
     }
 

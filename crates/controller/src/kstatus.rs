@@ -99,13 +99,16 @@ fn int(v: &Value) -> i64 {
 
 fn deployment(object: &Value) -> Health {
     let status = &object["status"];
-    let mut progressed = false;
+    // Without a progress deadline (math.MaxInt32) the controller sets no Progressing
+    // condition: its rollout is judged by the counts alone.
+    let mut progressed =
+        object["spec"]["progressDeadlineSeconds"].as_i64() == Some(i64::from(i32::MAX));
     let mut available = false;
     if let Some(c) = condition(status, "Progressing") {
         if c["reason"] == "ProgressDeadlineExceeded" {
             return Failed(condition_message(c, "progress deadline exceeded"));
         }
-        progressed = c["status"] == "True" && c["reason"] == "NewReplicaSetAvailable";
+        progressed |= c["status"] == "True" && c["reason"] == "NewReplicaSetAvailable";
     }
     if let Some(c) = condition(status, "Available") {
         available = c["status"] == "True";
@@ -171,6 +174,10 @@ fn stateful_set(object: &Value) -> Health {
 }
 
 fn daemon_set(status: &Value) -> Health {
+    // A new DaemonSet's status is all zeros until its controller has looked at it.
+    if status["observedGeneration"].as_i64().is_none() {
+        return Progressing("not observed by its controller yet".into());
+    }
     let Some(desired) = status["desiredNumberScheduled"].as_i64() else {
         return Progressing("no pods scheduled yet".into());
     };
@@ -243,6 +250,9 @@ fn pod(status: &Value) -> Health {
                 .into_iter()
                 .flatten()
                 .find_map(|c| c["state"]["waiting"]["reason"].as_str());
+            if waiting == Some("CrashLoopBackOff") {
+                return Failed("a container is crash-looping (CrashLoopBackOff)".into());
+            }
             Progressing(match waiting {
                 Some(reason) => format!("a container is waiting: {reason}"),
                 None if phase.is_empty() => "not scheduled yet".into(),
@@ -258,6 +268,9 @@ fn crd(status: &Value) -> Health {
     }
     match condition(status, "Established") {
         Some(c) if c["status"] == "True" => Healthy,
+        Some(c) if c["status"] == "False" && c["reason"] != "Installing" => {
+            Failed(condition_message(c, "not established"))
+        }
         _ => Progressing("not established yet".into()),
     }
 }
@@ -318,6 +331,13 @@ mod tests {
             health(&deployment_with(Value::Null)),
             Progressing(_)
         ));
+        // Without a progress deadline there is no Progressing condition: the counts decide.
+        let mut no_deadline = deployment_with(json!({"observedGeneration": 2, "replicas": 3,
+            "updatedReplicas": 3, "readyReplicas": 3, "availableReplicas": 3,
+            "conditions": [{"type": "Available", "status": "True"}]}));
+        assert!(matches!(health(&no_deadline), Progressing(_)));
+        no_deadline["spec"]["progressDeadlineSeconds"] = json!(2147483647);
+        assert_eq!(health(&no_deadline), Healthy);
         // Stuck: what fleet-sim's never-ready Deployment says, as a real one would.
         let stuck = json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 3,
             "unavailableReplicas": 3, "conditions": [
@@ -355,6 +375,10 @@ mod tests {
                    "status": status})
         };
         assert!(matches!(health(&ds(json!({}))), Progressing(_)));
+        // As created: zeros everywhere, nothing observed yet.
+        let zeros = json!({"desiredNumberScheduled": 0, "currentNumberScheduled": 0,
+            "updatedNumberScheduled": 0, "numberReady": 0, "numberMisscheduled": 0});
+        assert!(matches!(health(&ds(zeros)), Progressing(_)));
         let ready = json!({"observedGeneration": 1, "desiredNumberScheduled": 3,
             "currentNumberScheduled": 3, "updatedNumberScheduled": 3, "numberAvailable": 3,
             "numberReady": 3});
@@ -403,6 +427,11 @@ mod tests {
                 {"state": {"waiting": {"reason": "ImagePullBackOff"}}}]}))),
             Progressing("a container is waiting: ImagePullBackOff".into())
         );
+        assert!(matches!(
+            health(&pod(json!({"phase": "Running", "containerStatuses": [
+                {"state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}))),
+            Failed(_)
+        ));
 
         let crd = |status: Value| {
             json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
@@ -415,6 +444,18 @@ mod tests {
             Healthy
         );
         assert!(matches!(health(&crd(json!({}))), Progressing(_)));
+        assert!(matches!(
+            health(&crd(
+                json!({"conditions": [{"type": "Established", "status": "False", "reason": "Installing"}]})
+            )),
+            Progressing(_)
+        ));
+        assert!(matches!(
+            health(&crd(
+                json!({"conditions": [{"type": "Established", "status": "False", "reason": "NotAccepted"}]})
+            )),
+            Failed(_)
+        ));
         assert!(matches!(
             health(&crd(json!({"conditions": [{"type": "NamesAccepted", "status": "False",
                 "reason": "ListKindConflict"}]}))),

@@ -258,10 +258,11 @@ pub fn plan(cluster: &Cluster, sets: &[Arc<SetDef>], ctx: &Context<'_>) -> Plan 
                 });
             let work = due.then(|| work_for(cluster, set, old.as_ref()));
             let recheck = match (&work, &old) {
-                (None, Some(old)) if old.health.as_deref() == Some("Progressing") => old
+                // Degraded ones too, less and less often: a Deployment past its deadline
+                // may still make it.
+                (None, Some(old)) => old
                     .unhealthy_resources
                     .iter()
-                    .filter(|u| u.health == "Progressing")
                     .map(|u| ObjRef::from_status(&u.resource))
                     .collect(),
                 _ => Vec::new(),

@@ -38,6 +38,8 @@ pub enum Next {
     Done,
     /// Try again after this.
     Retry(Duration),
+    /// It went well; look again after this (objects applied are still progressing).
+    Recheck(Duration),
 }
 
 /// When a cluster's next full reapply is due (unix seconds), given its last one: the
@@ -220,23 +222,20 @@ impl Reconciler {
             .iter()
             .chain(&status.selector_sync_sets)
             .any(|s| s.result != "Success");
-        let ended = match (&outcomes.unreachable, failed) {
-            (Some(_), _) => Ended::Failed(Failure::Unreachable),
-            (None, true) => Ended::Failed(worst.unwrap_or(Failure::Rejected)),
-            (None, false) => Ended::Success,
+        let ended = match (&outcomes.unreachable, failed, worst) {
+            (Some(_), _, _) => Ended::Failed(Failure::Unreachable),
+            (None, true, worst) => Ended::Failed(worst.unwrap_or(Failure::Rejected)),
+            // A request that failed without failing a set (looking at objects again).
+            (None, false, Some(worst)) => Ended::Failed(worst),
+            (None, false, None) => Ended::Success,
         };
         let retry = self.ended(
             key,
             ended,
             outcomes.unreachable.as_deref().unwrap_or("unreachable"),
         );
-        // Objects still progressing are looked at again until they are done.
-        let progressing = status
-            .sync_sets
-            .iter()
-            .chain(&status.selector_sync_sets)
-            .any(|s| s.health.as_deref() == Some("Progressing"));
-        let retry = retry.or(progressing.then_some(self.settings.health_recheck));
+        // Objects not healthy are looked at again until they are.
+        let recheck = recheck_after(key, &status, &now, self.settings.health_recheck);
         self.record_events(
             &cluster,
             &sets,
@@ -244,9 +243,10 @@ impl Reconciler {
             &status,
             outcomes.unreachable.as_deref(),
         );
-        Ok(match retry {
-            Some(delay) => Next::Retry(delay),
-            None => Next::Done,
+        Ok(match (retry, recheck) {
+            (Some(delay), _) => Next::Retry(delay),
+            (None, Some(delay)) => Next::Recheck(delay),
+            (None, None) => Next::Done,
         })
     }
 
@@ -575,10 +575,12 @@ impl Reconciler {
                 match result {
                     Ok((written, object, tracked)) => {
                         let outcome = &mut run.outcomes.sets[i];
-                        if let Written::Applied(health) = written
-                            && health != Health::Healthy
-                        {
-                            outcome.unhealthy.push((object.clone(), health));
+                        if let Written::Applied(health) = written {
+                            // The last write of an object (a patch after its resource) says.
+                            outcome.unhealthy.retain(|(o, _)| !o.same_object(&object));
+                            if health != Health::Healthy {
+                                outcome.unhealthy.push((object.clone(), health));
+                            }
                         }
                         if tracked {
                             outcome.applied.push(object);
@@ -606,7 +608,10 @@ impl Reconciler {
                 let health = match target.health(object).await {
                     Ok(health) => health,
                     Err(e) => {
-                        if run.unreachable(plan, &e) {
+                        run.note(e.failure);
+                        if e.failure == Failure::Unreachable {
+                            // What this run applied stays applied: only say so.
+                            run.outcomes.unreachable = Some(e.message.clone());
                             return run.finish();
                         }
                         Health::Progressing(format!("could not be read: {e}"))
@@ -623,6 +628,35 @@ impl Reconciler {
         drop(target);
         run.finish()
     }
+}
+
+/// Looking at objects that are not healthy again waits at most this long.
+const RECHECK_MAX: Duration = Duration::from_secs(300);
+
+/// When to look again at the objects of a cluster's sets that are not healthy: a quarter
+/// of the time they have been so, between `base` and [`RECHECK_MAX`] (a rollout is
+/// followed closely, a stuck one less and less often), plus up to 10% drawn from the
+/// cluster so that clusters applied together do not all look at once. `None`: all healthy.
+fn recheck_after(
+    key: &str,
+    status: &ClusterSyncStatus,
+    now: &Time,
+    base: Duration,
+) -> Option<Duration> {
+    let base = base.max(Duration::from_millis(100));
+    let delay = status
+        .sync_sets
+        .iter()
+        .chain(&status.selector_sync_sets)
+        .filter(|s| matches!(s.health.as_deref(), Some("Progressing" | "Degraded")))
+        .map(|s| {
+            let since = s.health_transition_time.as_ref().unwrap_or(now);
+            let unhealthy_for = now.0.duration_since(since.0).as_secs_f64().max(0.0);
+            Duration::from_secs_f64(unhealthy_for / 4.0).clamp(base, RECHECK_MAX.max(base))
+        })
+        .min()?;
+    let jitter = (stable_hash(key.as_bytes()) % 10) as f64 / 100.0;
+    Some(delay.mul_f64(1.0 + jitter))
 }
 
 /// Records one write to a target cluster: `syncsets_applies_total{kind, type, result}`, and
@@ -827,6 +861,52 @@ fn owner(api_version: &str, kind: &str, name: &str, uid: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn objects_not_healthy_are_looked_at_again_less_and_less_often() {
+        let at = |s: i64| Time(jiff::Timestamp::from_second(1_000_000 + s).unwrap());
+        let set = |health: Option<&str>, since: i64| syncsets_types::hive::SyncStatus {
+            name: "s".into(),
+            observed_generation: 1,
+            resources_to_delete: vec![],
+            result: "Success".into(),
+            failure_message: None,
+            last_transition_time: at(0),
+            first_success_time: None,
+            health: health.map(String::from),
+            unhealthy_resources: vec![],
+            health_transition_time: Some(at(since)),
+        };
+        let status = |sets| ClusterSyncStatus {
+            selector_sync_sets: sets,
+            ..ClusterSyncStatus::default()
+        };
+        let base = Duration::from_secs(10);
+        let after = |sets, now| recheck_after("fleet/c", &status(sets), &at(now), base);
+        assert_eq!(after(vec![set(Some("Healthy"), 0)], 0), None);
+        assert_eq!(after(vec![set(None, 0)], 0), None);
+        let jitter = |d: Duration| (d.as_secs_f64(), d.as_secs_f64() * 1.1);
+        let within = |got: Option<Duration>, want: Duration| {
+            let got = got.unwrap().as_secs_f64();
+            let (lo, hi) = jitter(want);
+            assert!(got >= lo && got < hi, "{got} not in {lo}..{hi}");
+        };
+        // Just progressing: the base; an hour in: a quarter of it, at most five minutes.
+        within(after(vec![set(Some("Progressing"), 0)], 1), base);
+        within(
+            after(vec![set(Some("Progressing"), 0)], 200),
+            Duration::from_secs(50),
+        );
+        within(after(vec![set(Some("Degraded"), 0)], 3600), RECHECK_MAX);
+        // The soonest of several.
+        within(
+            after(
+                vec![set(Some("Degraded"), 0), set(Some("Progressing"), 3590)],
+                3600,
+            ),
+            base,
+        );
+    }
 
     #[test]
     fn full_reapplies_are_spread_over_a_tenth_of_the_interval() {

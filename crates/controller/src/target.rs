@@ -545,7 +545,10 @@ impl Target {
         let (path, _) = Self::collection(&resolved, &object.namespace);
         Ok(match self.get(&path, &object.name).await? {
             Some(live) => kstatus::health(&live),
-            None => Health::Failed("it is no longer on the cluster".into()),
+            None => Health::Progressing(
+                "it is no longer on the cluster (it is applied again at the next full reapply)"
+                    .into(),
+            ),
         })
     }
 

@@ -99,6 +99,7 @@ async fn work(reconciler: &Reconciler, lease: Lease, config: &Config, standing: 
         Err(Stopped::LeaseLost) => "lease_lost",
         Ok(Ok(Ok(Next::Done))) => "done",
         Ok(Ok(Ok(Next::Retry(_)))) => "retry",
+        Ok(Ok(Ok(Next::Recheck(_)))) => "recheck",
         Ok(Ok(Err(_))) => "error",
         Ok(Err(_)) => "timeout",
     };
@@ -125,6 +126,7 @@ async fn work(reconciler: &Reconciler, lease: Lease, config: &Config, standing: 
         }
         Ok(Ok(Ok(Next::Done))) => lease.done(),
         Ok(Ok(Ok(Next::Retry(delay)))) => lease.retry(delay),
+        Ok(Ok(Ok(Next::Recheck(delay)))) => lease.after(delay),
         Ok(Ok(Err(e))) => {
             tracing::warn!(cluster = %key, error = %syncsets_store::Chain(&e), "reconcile failed");
             let delay = reconciler.ended(

@@ -592,9 +592,14 @@ pub struct SyncStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("enum" = ["Healthy", "Progressing", "Degraded"]))]
     pub health: Option<String>,
-    /// The objects applied that are not healthy, with why (a syncsets extension).
+    /// The objects applied that are not healthy, with why (a syncsets extension; at most
+    /// 100).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unhealthy_resources: Vec<UnhealthyResource>,
+    /// When `health` last changed (a syncsets extension; `lastTransitionTime` is Hive's,
+    /// for the result).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_transition_time: Option<Time>,
 }
 
 /// An object applied to a cluster that is not healthy (yet).

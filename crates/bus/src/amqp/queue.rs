@@ -426,7 +426,7 @@ impl AmqpQueue {
             };
             match outcome {
                 Outcome::Done => ack(ackers).await,
-                Outcome::Retry(delay) => {
+                Outcome::Retry(delay) | Outcome::After(delay) => {
                     // The delayed copy is confirmed before the delivery is acknowledged.
                     let sent = if delay.is_zero() {
                         queue.send(&key, None).await

@@ -88,15 +88,27 @@ fn sort_refs(refs: &mut Vec<ObjRef>) {
     refs.dedup_by(|a, b| a.same_object(b));
 }
 
-/// Keeps `old`'s timestamps when nothing else changed, else marks the transition now.
+/// Keeps `old`'s timestamps when nothing else changed, else marks the transition now:
+/// `lastTransitionTime` for Hive's fields, `healthTransitionTime` for `health`.
 fn stamp(mut new: SyncStatus, old: Option<&SyncStatus>, now: &Time) -> SyncStatus {
+    let hive = |s: &SyncStatus| SyncStatus {
+        health: None,
+        unhealthy_resources: Vec::new(),
+        health_transition_time: None,
+        ..s.clone()
+    };
     if let Some(old) = old {
         new.last_transition_time = old.last_transition_time.clone();
         new.first_success_time = old.first_success_time.clone();
-        if &new != old {
+        if hive(&new) != hive(old) {
             new.last_transition_time = now.clone();
         }
     }
+    new.health_transition_time = match old {
+        _ if new.health.is_none() => None,
+        Some(old) if old.health == new.health => old.health_transition_time.clone(),
+        _ => Some(now.clone()),
+    };
     if new.result == "Success" && new.first_success_time.is_none() {
         new.first_success_time = Some(now.clone());
     }
@@ -105,6 +117,9 @@ fn stamp(mut new: SyncStatus, old: Option<&SyncStatus>, now: &Time) -> SyncStatu
 
 /// A set's health on a cluster from its objects' ([`SyncStatus::health`]).
 fn health_of(outcome: &SetOutcome) -> (Option<String>, Vec<UnhealthyResource>) {
+    /// Objects listed at most, and a message's length at most (in characters).
+    const LISTED: usize = 100;
+    const MESSAGE: usize = 256;
     if !outcome.checked {
         return (None, Vec::new());
     }
@@ -119,11 +134,13 @@ fn health_of(outcome: &SetOutcome) -> (Option<String>, Vec<UnhealthyResource>) {
         if state == "Degraded" || worst == "Healthy" {
             worst = state;
         }
-        unhealthy.push(UnhealthyResource {
-            resource: object.to_status(),
-            health: state.into(),
-            message: message.clone(),
-        });
+        if unhealthy.len() < LISTED {
+            unhealthy.push(UnhealthyResource {
+                resource: object.to_status(),
+                health: state.into(),
+                message: message.chars().take(MESSAGE).collect(),
+            });
+        }
     }
     (Some(worst.into()), unhealthy)
 }
@@ -188,6 +205,7 @@ fn set_status(p: &SetPlan, work: &Work, outcome: &SetOutcome, now: &Time) -> Syn
     let new = SyncStatus {
         health,
         unhealthy_resources,
+        health_transition_time: None,
         name: p.set.name.clone(),
         observed_generation: p.set.generation,
         resources_to_delete: tracked.iter().map(ObjRef::to_status).collect(),
@@ -243,6 +261,7 @@ pub fn fold(
             first_success_time: None,
             health: None,
             unhealthy_resources: Vec::new(),
+            health_transition_time: None,
         };
         list(
             r.kind,

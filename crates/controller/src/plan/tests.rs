@@ -73,6 +73,7 @@ fn mk_status(name: &str, generation: i64, result: &str, tracked: &[&str]) -> Syn
         first_success_time: Some(t(0)),
         health: None,
         unhealthy_resources: Vec::new(),
+        health_transition_time: None,
     }
 }
 

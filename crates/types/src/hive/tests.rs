@@ -155,7 +155,7 @@ fn strip_health_extension(ours: &mut Value) {
         ["properties"];
     for list in ["syncSets", "selectorSyncSets"] {
         let result = status[list]["items"]["properties"].as_object_mut().unwrap();
-        for field in ["health", "unhealthyResources"] {
+        for field in ["health", "unhealthyResources", "healthTransitionTime"] {
             assert!(result.remove(field).is_some(), "{list}.{field}");
         }
     }
