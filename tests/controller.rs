@@ -1091,6 +1091,8 @@ on_every_hub!(
     invalid_sets_are_refused_at_admission_and_nothing_is_stored,
     what_an_earlier_cluster_of_the_same_name_left_is_never_acted_on,
     a_cluster_gets_only_the_selector_sync_sets_recorded_as_usable_for_it,
+    plan_says_what_applying_then_does_and_changes_nothing,
+    plan_never_writes_and_follows_the_reconcile_in_its_corners,
 );
 
 /// `syncsets plan <args>` against the fleet's hub: (success, stdout, stderr).
@@ -1141,9 +1143,8 @@ async fn platform_objects(
 /// What `syncsets plan` says a change would do, per cluster, is what applying it then does;
 /// planning changes nothing on the hub or on any cluster; clusters that cannot be asked
 /// are said to be, grouped; a set the hub would refuse is refused.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn plan_says_what_applying_then_does_and_changes_nothing() {
-    let Some(fleet) = Fleet::start(Hub::Sqlite, test_config()).await else {
+async fn plan_says_what_applying_then_does_and_changes_nothing(hub: Hub) {
+    let Some(fleet) = Fleet::start(hub, test_config()).await else {
         return;
     };
     for c in ["prod-1", "prod-2", "prod-3"] {
@@ -1336,9 +1337,8 @@ async fn plan_says_what_applying_then_does_and_changes_nothing() {
 /// write: the name is one path segment), objects in a namespace the set creates (a
 /// resource and a copied Secret), a patch of an object the set creates, an object another
 /// set also declares (kept, not deleted), and the cluster's objects left as they were.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn plan_never_writes_and_follows_the_reconcile_in_its_corners() {
-    let Some(fleet) = Fleet::start(Hub::Sqlite, test_config()).await else {
+async fn plan_never_writes_and_follows_the_reconcile_in_its_corners(hub: Hub) {
+    let Some(fleet) = Fleet::start(hub, test_config()).await else {
         return;
     };
     fleet.register("c1", json!({"env": "prod"})).await;

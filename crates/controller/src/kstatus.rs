@@ -140,6 +140,13 @@ fn deployment(object: &Value) -> Health {
 fn stateful_set(object: &Value) -> Health {
     let status = &object["status"];
     let spec = object["spec"]["replicas"].as_i64().unwrap_or(1);
+    let replicas = int(&status["replicas"]);
+    if spec > replicas {
+        return Progressing(format!("replicas: {replicas}/{spec}"));
+    }
+    if replicas > spec {
+        return Progressing(format!("pending termination: {}", replicas - spec));
+    }
     let ready = int(&status["readyReplicas"]);
     let current = int(&status["currentReplicas"]);
     let updated = int(&status["updatedReplicas"]);
