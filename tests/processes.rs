@@ -1984,11 +1984,15 @@ async fn prometheus_scrapes_a_rollout() {
         }
     };
     let started = Instant::now();
-    let (mut rate, mut in_sync) = (None, None);
+    let (mut rate, mut in_sync, mut healthy) = (None, None, None);
     while started.elapsed() < Duration::from_secs(60) {
         rate = query("sum(rate(apiserver_request_total[10s]))").await;
         in_sync = query(r#"syncsets_set_clusters{name="scraped",state="in_sync"}"#).await;
-        if rate.is_some_and(|r| r > 0.0) && in_sync == Some(CLUSTERS as f64) {
+        healthy = query(r#"syncsets_set_clusters_health{name="scraped",health="healthy"}"#).await;
+        if rate.is_some_and(|r| r > 0.0)
+            && in_sync == Some(CLUSTERS as f64)
+            && healthy == Some(CLUSTERS as f64)
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -1997,6 +2001,7 @@ async fn prometheus_scrapes_a_rollout() {
     prometheus.wait().unwrap();
     assert!(rate.is_some_and(|r| r > 0.0), "request rate {rate:?}");
     assert_eq!(in_sync, Some(CLUSTERS as f64), "clusters in sync");
+    assert_eq!(healthy, Some(CLUSTERS as f64), "clusters healthy");
 }
 
 /// SIGTERM under load: `/readyz` fails first while requests are still served (the shutdown

@@ -258,6 +258,16 @@ fn set_cluster_gauges((kind, namespace, name): &SetId, summary: Option<&RolloutS
             "name" => name.clone(), "state" => state)
         .set(value);
     }
+    // Of those in sync, how what the set applied is doing.
+    for (health, value) in [
+        ("healthy", summary.and_then(|s| s.healthy)),
+        ("progressing", summary.and_then(|s| s.progressing)),
+        ("degraded", summary.and_then(|s| s.degraded)),
+    ] {
+        metrics::gauge!("syncsets_set_clusters_health", "kind" => kind,
+            "namespace" => namespace.clone(), "name" => name.clone(), "health" => health)
+        .set(count(value));
+    }
 }
 
 /// A set: kind, namespace, name.

@@ -183,6 +183,10 @@ fn describe_metrics() {
         "syncsets_set_clusters",
         "Clusters a SyncSet or SelectorSyncSet targets, by state (in_sync, failing, pending), as the leader summarises them."
     );
+    metrics::describe_gauge!(
+        "syncsets_set_clusters_health",
+        "Clusters where a SyncSet or SelectorSyncSet is in sync, by how what it applied is doing (healthy, progressing, degraded: kstatus), as the leader summarises them."
+    );
 }
 
 /// The running controllers of this replica.
