@@ -167,8 +167,11 @@ impl LocalQueue {
             Outcome::Done if again => self.add(key),
             Outcome::Done => {}
             Outcome::Abandoned => self.add(key),
-            Outcome::Retry(delay) | Outcome::After(delay) if again || delay.is_zero() => {
-                self.add(key)
+            Outcome::Retry(delay) if again || delay.is_zero() => self.add(key),
+            // A look later is promised whatever else runs now (its consumer counts on it).
+            Outcome::After(delay) if again => {
+                self.add(key);
+                self.add_later(key, delay);
             }
             Outcome::Retry(delay) | Outcome::After(delay) => self.add_later(key, delay),
         }

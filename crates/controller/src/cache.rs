@@ -125,10 +125,12 @@ enum Counted {
 struct Tally {
     clusters: i64,
     in_sync: i64,
-    /// Of those in sync: healthy, progressing, degraded.
+    /// Of those in sync: healthy, progressing, degraded, not recorded (by an earlier
+    /// version, until the next apply).
     healthy: i64,
     progressing: i64,
     degraded: i64,
+    unknown: i64,
     /// Failing clusters' keys, sorted.
     failing: BTreeSet<String>,
 }
@@ -144,7 +146,7 @@ impl Tally {
                     Doing::Healthy => self.healthy += step,
                     Doing::Progressing => self.progressing += step,
                     Doing::Degraded => self.degraded += step,
-                    Doing::Unknown => {}
+                    Doing::Unknown => self.unknown += step,
                 }
             }
             Counted::Failing if add => {
@@ -169,9 +171,11 @@ impl Tally {
             in_sync: Some(self.in_sync),
             failing: Some(self.failing.len() as i64),
             failing_clusters: self.failing.iter().take(FAILING_NAMED).cloned().collect(),
-            healthy: Some(self.healthy),
-            progressing: Some(self.progressing),
-            degraded: Some(self.degraded),
+            // Counts that leave clusters out would mislead: none until every cluster in
+            // sync has its health recorded.
+            healthy: (self.unknown == 0).then_some(self.healthy),
+            progressing: (self.unknown == 0).then_some(self.progressing),
+            degraded: (self.unknown == 0).then_some(self.degraded),
         }
     }
 }
@@ -1005,9 +1009,10 @@ mod tests {
                 in_sync: Some(1),
                 failing: Some(1),
                 failing_clusters: vec!["fleet/b".into()],
-                healthy: Some(0),
-                progressing: Some(0),
-                degraded: Some(0),
+                // a's health was not recorded.
+                healthy: None,
+                progressing: None,
+                degraded: None,
             },
             "c is pending: it has the old generation"
         );

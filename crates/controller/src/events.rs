@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use syncsets_machinery::meta;
-use syncsets_types::hive::{ClusterSyncStatus, SyncStatus};
+use syncsets_types::hive::{ClusterSyncStatus, SyncStatus, UnhealthyResource};
 use syncsets_write::Proposal;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -135,8 +135,15 @@ pub fn transitions<'s>(
         }
         // What was applied failing to become healthy, and becoming healthy after that.
         let degraded = |s: &SyncStatus| s.health.as_deref() == Some("Degraded");
-        if degraded(is)
-            && (was.is_none_or(|w| !degraded(w) || w.unhealthy_resources != is.unhealthy_resources))
+        // Only the degraded objects: a progressing one's message moves as it rolls out.
+        let degraded_ones = |s: &SyncStatus| -> Vec<UnhealthyResource> {
+            s.unhealthy_resources
+                .iter()
+                .filter(|u| u.health == "Degraded")
+                .cloned()
+                .collect()
+        };
+        if degraded(is) && was.is_none_or(|w| !degraded(w) || degraded_ones(w) != degraded_ones(is))
         {
             let why: Vec<String> = is
                 .unhealthy_resources

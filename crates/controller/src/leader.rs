@@ -258,7 +258,11 @@ fn set_cluster_gauges((kind, namespace, name): &SetId, summary: Option<&RolloutS
             "name" => name.clone(), "state" => state)
         .set(value);
     }
-    // Of those in sync, how what the set applied is doing.
+    // Of those in sync, how what the set applied is doing (once every one's is known;
+    // zero for a set that is gone).
+    if summary.is_some_and(|s| s.healthy.is_none()) {
+        return;
+    }
     for (health, value) in [
         ("healthy", summary.and_then(|s| s.healthy)),
         ("progressing", summary.and_then(|s| s.progressing)),

@@ -230,6 +230,7 @@ impl Controller {
                 health_recheck: config.health_recheck,
             },
             events,
+            rechecks: Default::default(),
         });
         let queue = bus.queue(QUEUE);
         let mut tasks = vec![follower, recording];

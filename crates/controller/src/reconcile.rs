@@ -81,6 +81,9 @@ pub struct Reconciler {
     pub settings: ReconcileSettings,
     /// Kubernetes Events about clusters and sets.
     pub events: events::Recorder,
+    /// When each cluster's next look at its unhealthy objects is due (this replica's):
+    /// reconciles for other reasons do not start more of them.
+    pub rechecks: std::sync::Mutex<HashMap<String, Instant>>,
 }
 
 /// What the lease says.
@@ -235,7 +238,8 @@ impl Reconciler {
             outcomes.unreachable.as_deref().unwrap_or("unreachable"),
         );
         // Objects not healthy are looked at again until they are.
-        let recheck = recheck_after(key, &status, &now, self.settings.health_recheck);
+        let recheck = recheck_after(key, &status, &now, self.settings.health_recheck)
+            .and_then(|delay| self.schedule_recheck(key, delay));
         self.record_events(
             &cluster,
             &sets,
@@ -367,7 +371,23 @@ impl Reconciler {
         self.hub.delete(HubKind::ClusterSync, ns, name).await?;
         self.clients.forget(key);
         self.health.forget(key);
+        self.rechecks.lock().expect("rechecks lock").remove(key);
         Ok(Next::Done)
+    }
+
+    /// A recheck of `key` after `delay`, unless one is due sooner already (each reconcile
+    /// of a cluster with unhealthy objects asks for one; they must not multiply).
+    fn schedule_recheck(&self, key: &str, delay: Duration) -> Option<Duration> {
+        let now = Instant::now();
+        let due = now + delay;
+        let mut pending = self.rechecks.lock().expect("rechecks lock");
+        match pending.get(key) {
+            Some(&at) if at > now && at <= due => None,
+            _ => {
+                pending.insert(key.to_string(), due);
+                Some(delay)
+            }
+        }
     }
 
     /// The hub Secrets the sets copy, with their resourceVersions (`None`: missing).
@@ -484,6 +504,10 @@ impl Reconciler {
         };
         let target = match self.clients.target(cluster, kubeconfig).await {
             Ok(t) => t,
+            // Only objects to look at again: nothing fails for not seeing them now.
+            Err(_) if plan.sets.iter().all(|s| s.work.is_none()) && plan.retired.is_empty() => {
+                return run.finish();
+            }
             Err(e) => {
                 run.fail_everything(plan, &e);
                 return run.finish();
@@ -608,11 +632,15 @@ impl Reconciler {
                 let health = match target.health(object).await {
                     Ok(health) => health,
                     Err(e) => {
-                        run.note(e.failure);
                         if e.failure == Failure::Unreachable {
                             // What this run applied stays applied: only say so.
+                            run.note(e.failure);
                             run.outcomes.unreachable = Some(e.message.clone());
                             return run.finish();
+                        }
+                        if e.code == 401 {
+                            // Our credentials refused: retried as any such failure.
+                            run.note(e.failure);
                         }
                         Health::Progressing(format!("could not be read: {e}"))
                     }

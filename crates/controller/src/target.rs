@@ -541,7 +541,13 @@ impl Target {
 
     /// How an object applied earlier is doing now (one that is gone has failed).
     pub async fn health(&self, object: &ObjRef) -> Result<Health, TargetError> {
-        let resolved = self.resolve(&object.api_version, &object.kind).await?;
+        let resolved = match self.resolve(&object.api_version, &object.kind).await {
+            Ok(r) => r,
+            Err(e) if e.failure == Failure::NotFound => {
+                return Ok(Health::Progressing(format!("its kind is not served: {e}")));
+            }
+            Err(e) => return Err(e),
+        };
         let (path, _) = Self::collection(&resolved, &object.namespace);
         Ok(match self.get(&path, &object.name).await? {
             Some(live) => kstatus::health(&live),
