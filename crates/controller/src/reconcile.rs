@@ -238,7 +238,7 @@ impl Reconciler {
             outcomes.unreachable.as_deref().unwrap_or("unreachable"),
         );
         // Objects not healthy are looked at again until they are.
-        let recheck = recheck_after(key, &status, &now, self.settings.health_recheck)
+        let recheck = recheck_after(&status, &now, self.settings.health_recheck)
             .and_then(|delay| self.schedule_recheck(key, delay));
         self.record_events(
             &cluster,
@@ -663,14 +663,10 @@ const RECHECK_MAX: Duration = Duration::from_secs(300);
 
 /// When to look again at the objects of a cluster's sets that are not healthy: a quarter
 /// of the time they have been so, between `base` and [`RECHECK_MAX`] (a rollout is
-/// followed closely, a stuck one less and less often), plus up to 10% drawn from the
-/// cluster so that clusters applied together do not all look at once. `None`: all healthy.
-fn recheck_after(
-    key: &str,
-    status: &ClusterSyncStatus,
-    now: &Time,
-    base: Duration,
-) -> Option<Duration> {
+/// followed closely, a stuck one less and less often), rounded down to a power of two
+/// milliseconds — RabbitMQ's delay tiers are powers of two, and a tier whose messages all
+/// wait as long expires them in order. `None`: all healthy.
+fn recheck_after(status: &ClusterSyncStatus, now: &Time, base: Duration) -> Option<Duration> {
     let base = base.max(Duration::from_millis(100));
     let delay = status
         .sync_sets
@@ -683,8 +679,8 @@ fn recheck_after(
             Duration::from_secs_f64(unhealthy_for / 4.0).clamp(base, RECHECK_MAX.max(base))
         })
         .min()?;
-    let jitter = (stable_hash(key.as_bytes()) % 10) as f64 / 100.0;
-    Some(delay.mul_f64(1.0 + jitter))
+    let ms = (delay.as_millis() as u64).max(1);
+    Some(Duration::from_millis(1 << (63 - ms.leading_zeros())))
 }
 
 /// Records one write to a target cluster: `syncsets_applies_total{kind, type, result}`, and
@@ -910,29 +906,22 @@ mod tests {
             ..ClusterSyncStatus::default()
         };
         let base = Duration::from_secs(10);
-        let after = |sets, now| recheck_after("fleet/c", &status(sets), &at(now), base);
+        let after = |sets, now| recheck_after(&status(sets), &at(now), base);
         assert_eq!(after(vec![set(Some("Healthy"), 0)], 0), None);
         assert_eq!(after(vec![set(None, 0)], 0), None);
-        let jitter = |d: Duration| (d.as_secs_f64(), d.as_secs_f64() * 1.1);
-        let within = |got: Option<Duration>, want: Duration| {
-            let got = got.unwrap().as_secs_f64();
-            let (lo, hi) = jitter(want);
-            assert!(got >= lo && got < hi, "{got} not in {lo}..{hi}");
-        };
-        // Just progressing: the base; an hour in: a quarter of it, at most five minutes.
-        within(after(vec![set(Some("Progressing"), 0)], 1), base);
-        within(
-            after(vec![set(Some("Progressing"), 0)], 200),
-            Duration::from_secs(50),
-        );
-        within(after(vec![set(Some("Degraded"), 0)], 3600), RECHECK_MAX);
+        let ms = |ms| Some(Duration::from_millis(ms));
+        // Just progressing: the base (10 s → 8.192 s, a power of two ms); 200 s in: a
+        // quarter (50 s → 32.768 s); an hour in: at most five minutes (→ 262.144 s).
+        assert_eq!(after(vec![set(Some("Progressing"), 0)], 1), ms(8192));
+        assert_eq!(after(vec![set(Some("Progressing"), 0)], 200), ms(32768));
+        assert_eq!(after(vec![set(Some("Degraded"), 0)], 3600), ms(262_144));
         // The soonest of several.
-        within(
+        assert_eq!(
             after(
                 vec![set(Some("Degraded"), 0), set(Some("Progressing"), 3590)],
                 3600,
             ),
-            base,
+            ms(8192)
         );
     }
 
