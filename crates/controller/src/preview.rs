@@ -3,14 +3,13 @@
 //! each object compared with what the cluster answers it would become. `syncsets plan`
 //! shows this for every cluster a set targets.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use syncsets_types::hive::ClusterSyncStatus;
 
 use crate::model::{Cluster, ObjRef, SetDef};
 use crate::plan::{self, Context, Plan, Step};
-use crate::reconcile::{HubSecrets, secret_to_write};
+use crate::reconcile::{HubSecrets, secret_to_write, secret_versions};
 use crate::target::{Diff, Failure, Target, TargetError};
 
 /// An object a reconcile would touch, and what would happen to it.
@@ -54,10 +53,7 @@ pub fn plan_one(
     if set.applies_to(cluster) {
         sets.push(set.clone());
     }
-    let versions: BTreeMap<(String, String), u64> = secrets
-        .iter()
-        .filter_map(|(k, v)| v.as_ref().map(|(_, rv)| (k.clone(), *rv)))
-        .collect();
+    let versions = secret_versions(secrets);
     let mut plan = plan::plan(
         cluster,
         &sets,

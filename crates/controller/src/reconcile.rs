@@ -164,10 +164,7 @@ impl Reconciler {
                 now.0.as_second() >= full_reapply_due(key, renewed, self.settings.reapply_interval)
             });
         let secrets = self.source_secrets(&sets).await?;
-        let versions: BTreeMap<(String, String), u64> = secrets
-            .iter()
-            .filter_map(|(k, v)| v.as_ref().map(|(_, rv)| (k.clone(), *rv)))
-            .collect();
+        let versions = secret_versions(&secrets);
         let plan = plan::plan(
             &cluster,
             &sets,
@@ -827,6 +824,14 @@ impl Run {
 /// The hub Secrets sets copy, with their resourceVersions (`None`: missing), by
 /// (namespace, name).
 pub type HubSecrets = HashMap<(String, String), Option<(Value, u64)>>;
+
+/// The resourceVersions of the hub Secrets that exist, for [`plan::Context`].
+pub(crate) fn secret_versions(secrets: &HubSecrets) -> BTreeMap<(String, String), u64> {
+    secrets
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|(_, rv)| (k.clone(), *rv)))
+        .collect()
+}
 
 /// The Secret secret mapping `index` writes to `to`, copied from its hub `source` — or why
 /// it cannot be written.

@@ -526,29 +526,43 @@ impl Target {
         patch: &str,
         patch_type: PatchType,
     ) -> Result<Health, TargetError> {
-        let resolved = self.resolve(&target.api_version, &target.kind).await?;
-        let (path, _) = Self::collection(&resolved, &target.namespace);
-        let request = raw_patch(
-            &path,
-            &target.name,
-            patch_type,
-            patch.as_bytes().to_vec(),
-            false,
-        )?;
-        let answer = self.dispatch(request, false).await?;
+        let path = self.path_of(target).await?;
+        let answer = self
+            .send_patch(&path, target, patch, patch_type, false)
+            .await?;
         Ok(health_of(target, &answer))
     }
 
-    /// How an object applied earlier is doing now (one that is gone has failed).
+    /// The collection path of an existing object's kind, resolved.
+    async fn path_of(&self, object: &ObjRef) -> Result<String, TargetError> {
+        let resolved = self.resolve(&object.api_version, &object.kind).await?;
+        Ok(Self::collection(&resolved, &object.namespace).0)
+    }
+
+    /// Sends a patch of `target` (`dry_run`: as a dry run); the cluster's answer.
+    async fn send_patch(
+        &self,
+        path: &str,
+        target: &ObjRef,
+        patch: &str,
+        patch_type: PatchType,
+        dry_run: bool,
+    ) -> Result<String, TargetError> {
+        let body = patch.as_bytes().to_vec();
+        let request = raw_patch(path, &target.name, patch_type, body, dry_run)?;
+        self.dispatch(request, dry_run).await
+    }
+
+    /// How an object applied earlier is doing now (one that is gone, or whose kind is no
+    /// longer served, is progressing: it is applied again at the next full reapply).
     pub async fn health(&self, object: &ObjRef) -> Result<Health, TargetError> {
-        let resolved = match self.resolve(&object.api_version, &object.kind).await {
-            Ok(r) => r,
+        let path = match self.path_of(object).await {
+            Ok(path) => path,
             Err(e) if e.failure == Failure::NotFound => {
                 return Ok(Health::Progressing(format!("its kind is not served: {e}")));
             }
             Err(e) => return Err(e),
         };
-        let (path, _) = Self::collection(&resolved, &object.namespace);
         Ok(match self.get(&path, &object.name).await? {
             Some(live) => kstatus::health(&live),
             None => Health::Progressing(
@@ -565,17 +579,11 @@ impl Target {
         patch: &str,
         patch_type: PatchType,
     ) -> Result<Diff, TargetError> {
-        let resolved = self.resolve(&target.api_version, &target.kind).await?;
-        let (path, _) = Self::collection(&resolved, &target.namespace);
+        let path = self.path_of(target).await?;
         let live = self.get(&path, &target.name).await?;
-        let request = raw_patch(
-            &path,
-            &target.name,
-            patch_type,
-            patch.as_bytes().to_vec(),
-            true,
-        )?;
-        let after = self.dispatch(request, true).await?;
+        let after = self
+            .send_patch(&path, target, patch, patch_type, true)
+            .await?;
         Ok(Diff::between(live.as_ref(), &after))
     }
 
@@ -597,12 +605,11 @@ impl Target {
 
     /// Deletes an object (`dry_run`: as a dry run); whether there was one to delete.
     async fn delete_as(&self, target: &ObjRef, dry_run: bool) -> Result<bool, TargetError> {
-        let resolved = match self.resolve(&target.api_version, &target.kind).await {
-            Ok(r) => r,
+        let path = match self.path_of(target).await {
+            Ok(path) => path,
             Err(e) if e.failure == Failure::NotFound => return Ok(false),
             Err(e) => return Err(e),
         };
-        let (path, _) = Self::collection(&resolved, &target.namespace);
         // The dry run in the query and in the DeleteOptions: servers read one or the other.
         let mut options = serde_json::json!({"apiVersion": "v1", "kind": "DeleteOptions",
             "propagationPolicy": "Background"});

@@ -510,6 +510,15 @@ async fn other_sets(client: &kube::Client, set: &SetDef) -> anyhow::Result<Vec<A
     Ok(others)
 }
 
+/// An object as the hub served it, in the form the controllers read the store's.
+fn stored(object: Value) -> syncsets_store::Stored {
+    let rv = object["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|rv| rv.parse().ok())
+        .unwrap_or(0);
+    syncsets_store::Stored { object, rv }
+}
+
 /// The hub Secrets the set copies (read with the user's credentials).
 async fn hub_secrets(client: &kube::Client, set: &SetDef) -> anyhow::Result<HubSecrets> {
     let mut secrets = HubSecrets::new();
@@ -522,13 +531,7 @@ async fn hub_secrets(client: &kube::Client, set: &SetDef) -> anyhow::Result<HubS
         let secret = get_opt(client, &path)
             .await
             .with_context(|| format!("reading Secret {ns}/{name}, which the set copies"))?;
-        let secret = secret.map(|s| {
-            let rv = s["metadata"]["resourceVersion"]
-                .as_str()
-                .and_then(|rv| rv.parse().ok())
-                .unwrap_or(0);
-            (s, rv)
-        });
+        let secret = secret.map(stored).map(|s| (s.object, s.rv));
         secrets.insert((ns, name), secret);
     }
     Ok(secrets)
@@ -578,14 +581,7 @@ async fn plan_cluster(
         }
         None => None,
     };
-    let stored = secret.map(|object| syncsets_store::Stored {
-        rv: object["metadata"]["resourceVersion"]
-            .as_str()
-            .and_then(|rv| rv.parse().ok())
-            .unwrap_or(0),
-        object,
-    });
-    let kubeconfig = Clients::kubeconfig(&cluster, stored);
+    let kubeconfig = Clients::kubeconfig(&cluster, secret.map(stored));
     cluster.kubeconfig_usable_sets = kubeconfig.usable.clone();
     let reconcile = preview::plan_one(&cluster, set, others, previous.as_ref(), secrets);
     if reconcile.sets.is_empty() && reconcile.retired.is_empty() {

@@ -116,7 +116,7 @@ fn stamp(mut new: SyncStatus, old: Option<&SyncStatus>, now: &Time) -> SyncStatu
 }
 
 /// A set's health on a cluster from its objects' ([`SyncStatus::health`]).
-fn health_of(outcome: &SetOutcome) -> (Option<String>, Vec<UnhealthyResource>) {
+fn set_health(outcome: &SetOutcome) -> (Option<String>, Vec<UnhealthyResource>) {
     /// Objects listed at most, and a message's length at most (in characters).
     const LISTED: usize = 100;
     const MESSAGE: usize = 256;
@@ -150,7 +150,7 @@ fn rechecked(old: &SyncStatus, outcome: &SetOutcome, now: &Time) -> SyncStatus {
     if !outcome.checked {
         return old.clone();
     }
-    let (health, unhealthy_resources) = health_of(outcome);
+    let (health, unhealthy_resources) = set_health(outcome);
     let new = SyncStatus {
         health,
         unhealthy_resources,
@@ -200,7 +200,7 @@ fn set_status(p: &SetPlan, work: &Work, outcome: &SetOutcome, now: &Time) -> Syn
     let (health, unhealthy_resources) = if failure.is_some() {
         (None, Vec::new())
     } else {
-        health_of(outcome)
+        set_health(outcome)
     };
     let new = SyncStatus {
         health,
