@@ -2574,3 +2574,296 @@ async fn clustersyncs_and_sets_say_whether_what_was_applied_is_healthy() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A RolloutPolicy's rollout of `set` as its status says, if any.
+async fn rollout_state(base: &str, policy: &str, set: &str) -> Option<Value> {
+    let p: Value = reqwest::get(format!(
+        "{base}/apis/syncsets.io/v1alpha1/rolloutpolicies/{policy}"
+    ))
+    .await
+    .ok()?
+    .json()
+    .await
+    .ok()?;
+    p["status"]["rollouts"]
+        .as_array()?
+        .iter()
+        .find(|r| r["name"] == set)
+        .cloned()
+}
+
+/// The string `field` of each item of a JSON list.
+fn each(list: &Value, field: &str) -> Vec<String> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .map(|item| item[field].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// The image of Deployment `default/web` on a simulated cluster (`None`: not there).
+async fn web_image(member: &str, cluster: &str) -> Option<String> {
+    let d: Value = reqwest::get(format!(
+        "{member}/clusters/{cluster}/apis/apps/v1/namespaces/default/deployments/web"
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    d["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .map(str::to_string)
+}
+
+async fn merge_patch(url: String, body: Value) {
+    let res = reqwest::Client::new()
+        .patch(url)
+        .header("content-type", "application/merge-patch+json")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        res.status().is_success(),
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_progressive_rollout_goes_wave_by_wave_halts_a_bad_change_at_the_canaries_and_undo_restores_them()
+ {
+    let hub_dir = tempfile::tempdir().unwrap();
+    let hub = Server::start(hub_dir.path(), &["--health-recheck-interval", "300ms"]);
+    let (_member, member) = prod_fleet_with(&hub.base, 6, &["--ready-after", "1s"]);
+    let clusters: Vec<String> = (0..6).map(|i| format!("sim-{i:05}")).collect();
+    let (canaries, others) = clusters.split_at(2);
+    for c in canaries {
+        merge_patch(
+            format!(
+                "{}/apis/hive.openshift.io/v1/namespaces/fleet/clusterdeployments/{c}",
+                hub.base
+            ),
+            json!({"metadata": {"labels": {"ring": "canary"}}}),
+        )
+        .await;
+    }
+    let policies = format!("{}/apis/syncsets.io/v1alpha1/rolloutpolicies", hub.base);
+    let policy = |name: &str, progressive: Value| {
+        json!({"apiVersion": "syncsets.io/v1alpha1", "kind": "RolloutPolicy", "metadata": {"name": name},
+               "spec": {"selector": {"matchLabels": {"rollout": "careful"}},
+                        "strategy": {"type": "Progressive", "progressive": progressive}}})
+    };
+    let post = |url: String, body: Value| async move {
+        let res = reqwest::Client::new()
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        (status, res.json::<Value>().await.unwrap())
+    };
+    // Bad input: 422 with a cause per field, nothing stored.
+    let (status, body) = post(
+        policies.clone(),
+        policy(
+            "bad",
+            json!({"maxConcurrency": "150%", "progressDeadline": "ten minutes",
+                   "clusterGroups": [{"name": "a", "selector": {}}, {"name": "a", "selector": {}}]}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    let fields = each(&body["details"]["causes"], "field");
+    for field in [
+        "spec.strategy.progressive.maxConcurrency",
+        "spec.strategy.progressive.progressDeadline",
+        "spec.strategy.progressive.clusterGroups[1].name",
+    ] {
+        assert!(fields.iter().any(|f| f == field), "{field} missing: {body}");
+    }
+    let careful = policy(
+        "careful",
+        json!({"clusterGroups": [{"name": "canary", "selector": {"matchLabels": {"ring": "canary"}}}],
+               "maxConcurrency": "50%", "minSuccessTime": "2s", "progressDeadline": "15s",
+               "maxFailures": 0}),
+    );
+    let (status, body) = post(policies.clone(), careful).await;
+    assert_eq!(status, 201, "{body}");
+
+    // A new set under the policy: the canaries first, the others wave by wave.
+    let web = |image: &str, annotations: Value| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": "web", "namespace": "default", "annotations": annotations},
+               "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                        "template": {"metadata": {"labels": {"app": "web"}},
+                                     "spec": {"containers": [{"name": "c", "image": image}]}}}})
+    };
+    create_selector_sync_set(
+        &hub.base,
+        &json!({"apiVersion": "hive.openshift.io/v1", "kind": "SelectorSyncSet",
+                "metadata": {"name": "app", "labels": {"rollout": "careful"}},
+                "spec": {"clusterDeploymentSelector": {"matchLabels": {"env": "prod"}},
+                         "resources": [web("registry.example.com/app:1", json!({}))]}}),
+    )
+    .await;
+    // A second policy selecting the same set is refused.
+    let (status, body) = post(policies.clone(), policy("also", json!({}))).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("RolloutPolicy careful governs"),
+        "{body}"
+    );
+
+    let started = Instant::now();
+    let mut waves_seen = Vec::new();
+    loop {
+        let r = rollout_state(&hub.base, "careful", "app")
+            .await
+            .unwrap_or_default();
+        if let Some(wave) = r["wave"].as_i64()
+            && r["revision"] == 1
+            && waves_seen.last() != Some(&wave)
+        {
+            waves_seen.push(wave);
+        }
+        if r["revision"] == 1 && r["wave"] == 1 && r["phase"] == "Progressing" {
+            // Nobody outside the canaries has it yet (unless the next wave began meanwhile).
+            for c in others {
+                if web_image(&member, c).await.is_some() {
+                    let now = rollout_state(&hub.base, "careful", "app").await.unwrap();
+                    assert!(
+                        now["wave"].as_i64() > Some(1),
+                        "{c} got wave 2's set in wave 1: {now}"
+                    );
+                }
+            }
+        }
+        if r["revision"] == 1 && r["phase"] == "Complete" {
+            assert_eq!(r["waves"].as_array().unwrap().len(), 3, "{r}");
+            assert_eq!(r["waves"][0]["name"], "canary", "{r}");
+            assert_eq!((&r["healthy"], &r["failed"]), (&json!(6), &json!(0)), "{r}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(90), "{r}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(waves_seen, [1, 2, 3], "every wave in turn");
+    for c in &clusters {
+        assert_eq!(
+            web_image(&member, c).await.as_deref(),
+            Some("registry.example.com/app:1")
+        );
+    }
+
+    // A bad change: a Deployment that never becomes available. It halts at the canaries.
+    merge_patch(
+        format!(
+            "{}/apis/hive.openshift.io/v1/selectorsyncsets/app",
+            hub.base
+        ),
+        json!({"spec": {"resources": [web("registry.example.com/app:2",
+            json!({"fleet.syncsets.io/never-ready": "true"}))]}}),
+    )
+    .await;
+    let started = Instant::now();
+    let halted = loop {
+        let r = rollout_state(&hub.base, "careful", "app")
+            .await
+            .unwrap_or_default();
+        if r["revision"] == 2 && r["phase"] == "Halted" {
+            break r;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{r}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(halted["wave"], 1, "{halted}");
+    assert_eq!(
+        each(&halted["failedClusters"], "cluster"),
+        ["fleet/sim-00000", "fleet/sim-00001"],
+        "{halted}"
+    );
+    assert!(
+        halted["failedClusters"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Deployment default/web"),
+        "{halted}"
+    );
+    // Nothing further rolls out while halted.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let still = rollout_state(&hub.base, "careful", "app").await.unwrap();
+    assert_eq!(
+        (&still["phase"], &still["wave"]),
+        (&json!("Halted"), &json!(1))
+    );
+    for c in others {
+        assert_eq!(
+            web_image(&member, c).await.as_deref(),
+            Some("registry.example.com/app:1"),
+            "{c} changed while the rollout was halted"
+        );
+    }
+    for c in canaries {
+        assert_eq!(
+            web_image(&member, c).await.as_deref(),
+            Some("registry.example.com/app:2")
+        );
+    }
+    let kubeconfig = hub_dir.path().join("hub.kubeconfig");
+    std::fs::write(&kubeconfig, syncsets_testkit::kubeconfig(&hub.base, None)).unwrap();
+    let kc = kubeconfig.to_str().unwrap();
+    let (ok, out) = run_syncsets(&["rollout", "status", "sss/app", "--kubeconfig", kc]);
+    assert!(
+        !ok && out.contains("Halted") && out.contains("failed fleet/sim-00000"),
+        "{out}"
+    );
+
+    // Undo: revision 1's spec as revision 3, rolled out under the same policy.
+    let (ok, out) = run_syncsets(&["rollout", "undo", "sss/app", "--kubeconfig", kc]);
+    assert!(ok, "{out}");
+    let (ok, out) = run_syncsets(&[
+        "rollout",
+        "status",
+        "sss/app",
+        "--kubeconfig",
+        kc,
+        "--timeout",
+        "90",
+    ]);
+    assert!(ok && out.contains("revision 3 (from 1)"), "{out}");
+    for c in &clusters {
+        assert_eq!(
+            web_image(&member, c).await.as_deref(),
+            Some("registry.example.com/app:1"),
+            "{c} not restored"
+        );
+    }
+    let events: Value = reqwest::get(format!(
+        "{}/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3Dapp",
+        hub.base
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let reasons = each(&events["items"], "reason");
+    for reason in [
+        "RolloutStarted",
+        "WaveStarted",
+        "RolloutHalted",
+        "RolloutUndone",
+        "RolloutComplete",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r == reason),
+            "no {reason} Event: {reasons:?}"
+        );
+    }
+}

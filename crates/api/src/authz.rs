@@ -316,10 +316,11 @@ pub(crate) async fn review(ctx: &Ctx, body: &[u8]) -> ApiResult<Response> {
 }
 
 /// The policy checks of a write beyond its verb, run before it is stored (`old`: the
-/// object it replaces): RBAC escalation, and attaching clusters to SelectorSyncSets
+/// object it replaces): RBAC escalation, one RolloutPolicy per set, and attaching clusters to SelectorSyncSets
 /// ([`crate::attach`], which records on a ClusterDeployment what it may be attached to).
 pub(crate) async fn check_write(ctx: &Ctx, old: Option<&Value>, new: &mut Value) -> ApiResult<()> {
     check_escalation(ctx, new).await?;
+    crate::governance::check(ctx, new).await?;
     crate::attach::check(ctx, old, new).await
 }
 

@@ -20,6 +20,7 @@ mod clusters;
 mod discovery;
 pub mod error;
 mod expiry;
+mod governance;
 mod handlers;
 pub mod hub;
 mod lifecycle;

@@ -84,6 +84,8 @@ enum Command {
     /// Show what a new or changed set would do on every cluster it targets (server-side
     /// dry run: nothing changes).
     Plan(cmd::plan::PlanArgs),
+    /// Follow, pause, resume or undo the rollout of a set a RolloutPolicy governs.
+    Rollout(cmd::rollout::RolloutArgs),
     /// Put a new Secret encryption key first and seal every stored Secret with it.
     RotateKeys(cmd::rotate_keys::RotateKeysArgs),
     /// Take a consistent snapshot of the embedded store while it serves.
@@ -135,6 +137,7 @@ impl Args {
                 Command::Status(a) => cmd::status::run(a).await,
                 Command::Resync(a) => cmd::resync::run(a).await,
                 Command::Plan(a) => cmd::plan::run(a).await,
+                Command::Rollout(a) => cmd::rollout::run(a).await,
                 Command::Demo(a) => cmd::demo::run(a).await,
             }
         });

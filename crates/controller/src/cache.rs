@@ -17,10 +17,14 @@ use std::time::Duration;
 use serde_json::Value;
 use syncsets_bus::follow::{Followed, catch_up};
 use syncsets_store::{EventType, ListQuery, ObjectKey, OutboxEvent, Store};
-use syncsets_types::hive::{ClusterSyncStatus, RolloutSummary, UsableSets};
+use syncsets_types::hive::{ClusterSyncStatus, RolloutSummary, SyncSetCommonSpec, UsableSets};
+use syncsets_types::rollout::{
+    REVISION_KIND_LABEL, REVISION_NAME_LABEL, SYSTEM_NAMESPACE, SetRollout,
+};
 use tokio::sync::mpsc;
 
 use crate::model::{Cluster, SetDef, SetKind, Targets, cluster_key, resources};
+use crate::rollout::{Held, Policy, admits, governing, phase};
 use crate::{Error, Result};
 
 /// How many failing clusters a rollout summary names.
@@ -52,6 +56,8 @@ struct SetResult {
     generation: i64,
     success: bool,
     health: Doing,
+    /// Why it failed or is not healthy.
+    why: Option<Arc<str>>,
 }
 
 /// How a set's objects are doing on a cluster (its ClusterSync's `health`).
@@ -62,6 +68,17 @@ enum Doing {
     Degraded,
     /// Not recorded (written before health was, or the set failed).
     Unknown,
+}
+
+impl Doing {
+    fn name(self) -> Option<&'static str> {
+        match self {
+            Self::Healthy => Some("Healthy"),
+            Self::Progressing => Some("Progressing"),
+            Self::Degraded => Some("Degraded"),
+            Self::Unknown => None,
+        }
+    }
 }
 
 impl Doing {
@@ -100,6 +117,59 @@ struct State {
     /// change recounts that cluster, a set's change that set), so a summary costs nothing
     /// however large the fleet.
     tallies: HashMap<SetId, Tally>,
+    /// RolloutPolicies by name.
+    policies: BTreeMap<String, Arc<Policy>>,
+    /// Sets' revisions kept in ControllerRevisions, by set and revision.
+    revisions: HashMap<(SetId, i64), Revision>,
+    /// ControllerRevision (namespace, name) → the revision it keeps.
+    revision_objects: HashMap<(String, String), (SetId, i64)>,
+}
+
+/// A set's spec at one revision, as a ControllerRevision keeps it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Revision {
+    /// The uid of the set it belongs to (a set made again under the same name has other
+    /// revisions).
+    pub owner_uid: String,
+    /// The ControllerRevision's namespace and name.
+    pub object: (String, String),
+    /// The spec.
+    pub spec: SyncSetCommonSpec,
+}
+
+/// Which revision of a set a cluster gets.
+enum Gate {
+    /// The set as it is.
+    Current,
+    /// An earlier revision: a rollout has not reached the cluster.
+    At(Arc<SetDef>),
+    /// Nothing of it: a rollout of a new set has not reached the cluster.
+    Absent,
+    /// Leave it as it is: the revision the cluster holds is not kept.
+    Hold,
+}
+
+/// The sets a cluster gets, at the revision each rollout gives it.
+#[derive(Debug, Default)]
+pub struct Assigned {
+    /// The sets to apply.
+    pub sets: Vec<Arc<SetDef>>,
+    /// Sets to leave as they are on the cluster (neither applied nor retired).
+    pub held: Vec<(SetKind, String)>,
+}
+
+/// What the leader needs to step a governed set's rollout.
+pub struct Governed {
+    /// The policy.
+    pub policy: Arc<Policy>,
+    /// The set.
+    pub set: Arc<SetDef>,
+    /// The clusters it targets, with its result on each.
+    pub clusters: Vec<(String, Arc<Cluster>, Option<Held>)>,
+    /// Some cluster has a result for it.
+    pub any_held: bool,
+    /// The revisions kept for it.
+    pub revisions: BTreeMap<i64, Revision>,
 }
 
 /// A set: its kind, namespace and name.
@@ -241,6 +311,8 @@ impl Cache {
             resources::CLUSTER_SYNC_LEASES,
             // For the SelectorSyncSets their writers may use (kubeconfigs).
             resources::SECRETS,
+            resources::ROLLOUT_POLICIES,
+            resources::CONTROLLER_REVISIONS,
         ] {
             let q = ListQuery {
                 cluster: String::new(),
@@ -366,10 +438,90 @@ impl Cache {
         keys.into_iter().cloned().collect()
     }
 
-    /// The sets that apply to a cluster.
+    /// The sets that apply to a cluster, each as it is now.
     pub fn sets_for(&self, cluster: &Cluster) -> Vec<Arc<SetDef>> {
         let state = self.state.read().expect("cache lock");
         state.sets_for(cluster, &cluster.key()).cloned().collect()
+    }
+
+    /// The sets that apply to a cluster, each at the revision its rollout gives the
+    /// cluster now.
+    pub fn assigned(&self, cluster: &Cluster) -> Assigned {
+        let state = self.state.read().expect("cache lock");
+        let ck = cluster.key();
+        let mut assigned = Assigned::default();
+        for set in state.sets_for(cluster, &ck) {
+            match state.gate(set, cluster, &ck) {
+                Gate::Current => assigned.sets.push(set.clone()),
+                Gate::At(at) => assigned.sets.push(at),
+                Gate::Absent => {}
+                Gate::Hold => assigned.held.push((set.kind, set.name.clone())),
+            }
+        }
+        assigned
+    }
+
+    /// Every set a RolloutPolicy governs, with what stepping its rollout needs.
+    pub fn governed(&self) -> Vec<Governed> {
+        let state = self.state.read().expect("cache lock");
+        let mut out = Vec::new();
+        for set in state.live_sets() {
+            let Some(policy) = governing(state.policies.values(), set) else {
+                continue;
+            };
+            let id = set_id(set);
+            let mut any_held = false;
+            let mut clusters = Vec::new();
+            for (ck, c) in &state.clusters {
+                let result = state
+                    .results
+                    .get(ck)
+                    .and_then(|rs| rs.iter().find(|r| r.kind == set.kind && r.name == set.name));
+                any_held |= result.is_some();
+                if c.skip_reason().is_some() || !set.applies_to(c) {
+                    continue;
+                }
+                let held = result.map(|r| Held {
+                    generation: r.generation,
+                    success: r.success,
+                    health: r.health.name(),
+                    why: r.why.clone(),
+                });
+                clusters.push((ck.clone(), c.clone(), held));
+            }
+            clusters.sort_by(|a, b| a.0.cmp(&b.0));
+            let revisions = state
+                .revisions
+                .iter()
+                .filter(|((rid, _), rev)| *rid == id && rev.owner_uid == set.uid)
+                .map(|((_, g), rev)| (*g, rev.clone()))
+                .collect();
+            out.push(Governed {
+                policy: policy.clone(),
+                set: set.clone(),
+                clusters,
+                any_held,
+                revisions,
+            });
+        }
+        out
+    }
+
+    /// Every RolloutPolicy.
+    pub fn policies(&self) -> Vec<Arc<Policy>> {
+        let state = self.state.read().expect("cache lock");
+        state.policies.values().cloned().collect()
+    }
+
+    /// The ControllerRevisions kept for sets that are gone or made again (to delete).
+    pub fn orphan_revisions(&self) -> Vec<(String, String)> {
+        let state = self.state.read().expect("cache lock");
+        state
+            .revisions
+            .iter()
+            .filter(|((id, _), rev)| state.set(id).is_none_or(|s| s.uid != rev.owner_uid))
+            .map(|(_, rev)| rev.object.clone())
+            .collect()
     }
 
     /// Last full apply of every cluster that has one (unix seconds).
@@ -380,18 +532,15 @@ impl Cache {
     /// Every set with its rollout summary as of now, and its status as stored.
     pub fn summaries(&self) -> Vec<(Arc<SetDef>, RolloutSummary, Option<Value>)> {
         let state = self.state.read().expect("cache lock");
-        let sets = state
-            .syncsets
-            .values()
-            .chain(state.selector_syncsets.values())
-            .filter(|s| !s.deleting);
-        sets.map(|set| {
-            let id = set_id(set);
-            let stored = state.set_statuses.get(&id).cloned();
-            let tally = state.tallies.get(&id).cloned().unwrap_or_default();
-            (set.clone(), tally.summary(set.generation), stored)
-        })
-        .collect()
+        state
+            .live_sets()
+            .map(|set| {
+                let id = set_id(set);
+                let stored = state.set_statuses.get(&id).cloned();
+                let tally = state.tallies.get(&id).cloned().unwrap_or_default();
+                (set.clone(), tally.summary(set.generation), stored)
+            })
+            .collect()
     }
 }
 
@@ -405,6 +554,8 @@ fn interesting(resource: &str) -> bool {
             | resources::CLUSTER_SYNCS
             | resources::CLUSTER_SYNC_LEASES
             | resources::SECRETS
+            | resources::ROLLOUT_POLICIES
+            | resources::CONTROLLER_REVISIONS
     )
 }
 
@@ -466,6 +617,14 @@ impl State {
         }
     }
 
+    /// Every set not being deleted.
+    fn live_sets(&self) -> impl Iterator<Item = &Arc<SetDef>> {
+        self.syncsets
+            .values()
+            .chain(self.selector_syncsets.values())
+            .filter(|s| !s.deleting)
+    }
+
     /// A set's definition.
     fn set(&self, (kind, namespace, name): &SetId) -> Option<Arc<SetDef>> {
         match kind {
@@ -473,6 +632,58 @@ impl State {
             SetKind::SelectorSyncSet => self.selector_syncsets.get(name),
         }
         .cloned()
+    }
+
+    /// Which revision of `set` (which applies to it) the cluster `ck` gets: the current one
+    /// without a progressive policy, or once its rollout reached the cluster; else the one
+    /// the cluster holds, else the one the rollout started from.
+    fn gate(&self, set: &Arc<SetDef>, cluster: &Cluster, ck: &str) -> Gate {
+        let Some(policy) = governing(self.policies.values(), set) else {
+            return Gate::Current;
+        };
+        let Some(params) = &policy.progressive else {
+            return Gate::Current;
+        };
+        let id = set_id(set);
+        let rollout: Option<&SetRollout> = policy.rollouts.get(&id);
+        if let Some(r) = rollout
+            && r.revision == set.generation
+            && admits(params, r, ck, cluster)
+        {
+            return Gate::Current;
+        }
+        let held = self
+            .results
+            .get(ck)
+            .and_then(|rs| rs.iter().find(|r| r.kind == set.kind && r.name == set.name))
+            .filter(|r| r.success)
+            .map(|r| r.generation);
+        let from = match rollout {
+            Some(r) if r.revision != set.generation && r.phase == phase::COMPLETE => {
+                Some(r.revision)
+            }
+            Some(r) => r.from_revision,
+            None => None,
+        };
+        match held.or(from) {
+            Some(g) if g == set.generation => Gate::Current,
+            Some(g) => match self
+                .revisions
+                .get(&(id, g))
+                .filter(|rev| rev.owner_uid == set.uid)
+            {
+                Some(rev) => Gate::At(Arc::new(set.at_revision(g, rev.spec.clone()))),
+                None => Gate::Hold,
+            },
+            None => Gate::Absent,
+        }
+    }
+
+    /// The clusters a set applies to.
+    fn enqueue_set(&self, set: &SetDef, emit: &mut impl FnMut(Effect)) {
+        for c in self.clusters.values().filter(|c| set.applies_to(c)) {
+            emit(Effect::Enqueue(c.key()));
+        }
     }
 
     /// Where `set` stands on the cluster `ck` (`None`: it does not target it).
@@ -693,6 +904,54 @@ impl State {
                     emit(Effect::Enqueue(ck)); // deleted by someone: recreate it
                 }
             }
+            resources::ROLLOUT_POLICIES => {
+                let new = object.and_then(Policy::from_object).map(Arc::new);
+                let old = match &new {
+                    Some(p) => self.policies.insert(key.name.clone(), p.clone()),
+                    None => self.policies.remove(&key.name),
+                };
+                if old == new {
+                    return;
+                }
+                emit(Effect::Summaries);
+                // What decides which revision clusters get, per set.
+                let gating = |p: &Option<Arc<Policy>>, set: &SetDef| {
+                    p.as_ref().filter(|p| p.governs(set)).map(|p| {
+                        let r = p.rollouts.get(&set_id(set));
+                        (
+                            p.progressive.clone(),
+                            r.map(|r| (r.revision, r.from_revision, r.wave, r.phase.clone())),
+                        )
+                    })
+                };
+                let sets: Vec<Arc<SetDef>> = self
+                    .syncsets
+                    .values()
+                    .chain(self.selector_syncsets.values())
+                    .cloned()
+                    .collect();
+                for set in sets {
+                    if gating(&old, &set) != gating(&new, &set) {
+                        self.enqueue_set(&set, emit);
+                    }
+                }
+            }
+            resources::CONTROLLER_REVISIONS => {
+                let object_id = (key.namespace.clone(), key.name.clone());
+                let new = object.and_then(|o| revision_of(&key.namespace, &key.name, o));
+                let old = self.revision_objects.remove(&object_id);
+                if let Some(old) = &old {
+                    self.revisions.remove(old);
+                }
+                if let Some((at, rev)) = new {
+                    self.revision_objects.insert(object_id, at.clone());
+                    // Clusters held for want of it may go on.
+                    if let Some(set) = self.set(&at.0) {
+                        self.enqueue_set(&set, emit);
+                    }
+                    self.revisions.insert(at, rev);
+                }
+            }
             resources::CLUSTER_SYNC_LEASES => {
                 let renewed =
                     object.and_then(|o| o["spec"]["renewTime"].as_str().and_then(unix_seconds));
@@ -743,6 +1002,38 @@ impl State {
     }
 }
 
+/// The set revision a ControllerRevision keeps, if it keeps one: labelled with its set,
+/// in its SyncSet's namespace or, for a SelectorSyncSet, in [`SYSTEM_NAMESPACE`].
+fn revision_of(namespace: &str, name: &str, object: &Value) -> Option<((SetId, i64), Revision)> {
+    let labels = &object["metadata"]["labels"];
+    let kind = match labels[REVISION_KIND_LABEL].as_str()? {
+        "SyncSet" => SetKind::SyncSet,
+        "SelectorSyncSet" if namespace == SYSTEM_NAMESPACE => SetKind::SelectorSyncSet,
+        _ => return None,
+    };
+    let set_name = labels[REVISION_NAME_LABEL].as_str()?.to_string();
+    let set_namespace = match kind {
+        SetKind::SyncSet => namespace.to_string(),
+        SetKind::SelectorSyncSet => String::new(),
+    };
+    let owner_uid = object["metadata"]["ownerReferences"]
+        .as_array()?
+        .iter()
+        .find(|o| o["kind"] == kind.as_str() && o["name"] == set_name.as_str())?["uid"]
+        .as_str()?
+        .to_string();
+    let spec: SyncSetCommonSpec = serde_json::from_value(object["data"]["spec"].clone()).ok()?;
+    let revision = object["revision"].as_i64()?;
+    Some((
+        ((kind, set_namespace, set_name), revision),
+        Revision {
+            owner_uid,
+            object: (namespace.to_string(), name.to_string()),
+            spec,
+        },
+    ))
+}
+
 /// The per-set results of a ClusterSync.
 fn results_of(object: &Value) -> Vec<SetResult> {
     let Ok(status) = serde_json::from_value::<ClusterSyncStatus>(object["status"].clone()) else {
@@ -753,12 +1044,33 @@ fn results_of(object: &Value) -> Vec<SetResult> {
         (SetKind::SyncSet, &status.sync_sets),
         (SetKind::SelectorSyncSet, &status.selector_sync_sets),
     ] {
-        results.extend(list.iter().map(|s| SetResult {
-            kind,
-            name: s.name.clone(),
-            generation: s.observed_generation,
-            success: s.result == "Success",
-            health: Doing::of(s.health.as_deref()),
+        results.extend(list.iter().map(|s| {
+            SetResult {
+                kind,
+                name: s.name.clone(),
+                generation: s.observed_generation,
+                success: s.result == "Success",
+                health: Doing::of(s.health.as_deref()),
+                why: s
+                    .failure_message
+                    .clone()
+                    .or_else(|| {
+                        s.unhealthy_resources.first().map(|u| {
+                            let r = &u.resource;
+                            let ns = r
+                                .namespace
+                                .as_deref()
+                                .map_or(String::new(), |n| format!("{n}/"));
+                            format!(
+                                "{} {ns}{}: {}",
+                                r.kind.as_deref().unwrap_or_default(),
+                                r.name,
+                                u.message
+                            )
+                        })
+                    })
+                    .map(Arc::from),
+            }
         }));
     }
     results

@@ -29,6 +29,12 @@ pub enum HubKind {
     SelectorSyncSet,
     /// core/v1 Event.
     Event,
+    /// core/v1 Namespace.
+    Namespace,
+    /// apps/v1 ControllerRevision (sets' revisions).
+    ControllerRevision,
+    /// syncsets.io/v1alpha1 RolloutPolicy.
+    RolloutPolicy,
 }
 
 impl HubKind {
@@ -41,6 +47,9 @@ impl HubKind {
             Self::SyncSet => ("hive.openshift.io", "v1", "syncsets"),
             Self::SelectorSyncSet => ("hive.openshift.io", "v1", "selectorsyncsets"),
             Self::Event => ("", "v1", "events"),
+            Self::Namespace => ("", "v1", "namespaces"),
+            Self::ControllerRevision => ("apps", "v1", "controllerrevisions"),
+            Self::RolloutPolicy => ("syncsets.io", "v1alpha1", "rolloutpolicies"),
         }
     }
 }
@@ -77,7 +86,7 @@ impl HubWriter {
             .kinds("")
             .get(group, version, plural)
             .cloned()
-            .expect("Hive kinds are built in")
+            .expect("the kinds the controller writes are built in")
     }
 
     /// The store key of a hub object.

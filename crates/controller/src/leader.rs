@@ -129,6 +129,7 @@ pub async fn run(
             _ = tick.tick() => {
                 if leading.load(Ordering::Acquire) {
                     enqueue.extend(schedule.due(jiff::Timestamp::now().as_second(), recheck));
+                    crate::rollout::drive(&reconciler).await;
                     if summaries_dirty {
                         summaries_dirty = false;
                         last_summaries = tokio::time::Instant::now();

@@ -33,6 +33,7 @@ mod model;
 mod plan;
 pub mod preview;
 mod reconcile;
+mod rollout;
 mod standing;
 mod target;
 mod template;

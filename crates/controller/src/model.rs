@@ -30,6 +30,10 @@ pub mod resources {
     pub const CLUSTER_SYNC_LEASES: &str = "clustersyncleases.hiveinternal.openshift.io";
     /// Secrets.
     pub const SECRETS: &str = "secrets";
+    /// RolloutPolicies.
+    pub const ROLLOUT_POLICIES: &str = "rolloutpolicies.syncsets.io";
+    /// ControllerRevisions (sets' revisions among them).
+    pub const CONTROLLER_REVISIONS: &str = "controllerrevisions.apps";
 }
 
 /// A cluster's work-queue key: `namespace/name` of its ClusterDeployment.
@@ -215,6 +219,37 @@ pub struct SetDef {
     pub spec: SyncSetCommonSpec,
     /// The set is being deleted (it no longer applies anywhere).
     pub deleting: bool,
+    /// Its labels (which RolloutPolicy governs it).
+    pub labels: BTreeMap<String, String>,
+    /// What its annotations ask of its rollout.
+    pub asks: RolloutAsks,
+}
+
+/// What a set's annotations ask of its rollout (see `syncsets_types::rollout`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RolloutAsks {
+    /// `syncsets.io/rollout-paused` is true: no further wave starts.
+    pub paused: bool,
+    /// `syncsets.io/rollout-resumed-at`: a halted rollout resumes if this is later.
+    pub resumed_at: Option<jiff::Timestamp>,
+    /// `syncsets.io/rollout-undo`: the revision to roll back to (`None` inside: the
+    /// previous one).
+    pub undo: Option<Option<i64>>,
+}
+
+impl RolloutAsks {
+    fn of(annotations: &Value) -> Self {
+        use syncsets_types::rollout::{PAUSED_ANNOTATION, RESUMED_ANNOTATION, UNDO_ANNOTATION};
+        Self {
+            paused: annotations[PAUSED_ANNOTATION]
+                .as_str()
+                .is_some_and(parse_bool),
+            resumed_at: timestamp(&annotations[RESUMED_ANNOTATION]),
+            undo: annotations[UNDO_ANNOTATION]
+                .as_str()
+                .map(|v| v.trim_start_matches('g').parse().ok()),
+        }
+    }
 }
 
 impl SetDef {
@@ -255,7 +290,19 @@ impl SetDef {
             targets,
             spec: common,
             deleting: meta.get("deletionTimestamp").is_some_and(|t| !t.is_null()),
+            labels: syncsets_store::labels_of(obj),
+            asks: RolloutAsks::of(&meta["annotations"]),
         })
+    }
+
+    /// This set as it was at an earlier revision: `spec` (a revision's) with this set's
+    /// identity, targets and labels.
+    pub fn at_revision(&self, generation: i64, spec: SyncSetCommonSpec) -> Self {
+        Self {
+            generation,
+            spec,
+            ..self.clone()
+        }
     }
 
     /// `namespace/name` of a SyncSet, the name of a SelectorSyncSet.

@@ -147,6 +147,8 @@ pub struct Plan {
     pub retired: Vec<Retired>,
     /// The sets that apply, SyncSets first, each kind by name.
     pub sets: Vec<SetPlan>,
+    /// Sets left as they are (a rollout holds them): their statuses, kept.
+    pub held: Vec<(SetKind, SyncStatus)>,
 }
 
 impl Plan {
@@ -174,6 +176,9 @@ pub struct Context<'a> {
     pub applied_digests: Option<&'a BTreeMap<String, String>>,
     /// resourceVersions of the hub Secrets the sets copy, by (namespace, name).
     pub secret_versions: Option<&'a BTreeMap<(String, String), u64>>,
+    /// Sets that apply but are left as they are on the cluster (a rollout holds them at a
+    /// revision it no longer has): neither applied nor retired.
+    pub held: &'a [(SetKind, String)],
 }
 
 /// A set's id in digest maps: `SyncSet/ns/name` or `SelectorSyncSet/name`.
@@ -293,6 +298,7 @@ pub fn plan(cluster: &Cluster, sets: &[Arc<SetDef>], ctx: &Context<'_>) -> Plan 
     }
 
     let mut retired = Vec::new();
+    let mut held = Vec::new();
     for kind in [SetKind::SyncSet, SetKind::SelectorSyncSet] {
         let mut old: Vec<&SyncStatus> = statuses(ctx.previous, kind)
             .iter()
@@ -304,6 +310,14 @@ pub fn plan(cluster: &Cluster, sets: &[Arc<SetDef>], ctx: &Context<'_>) -> Plan 
             .collect();
         old.sort_by(|a, b| a.name.cmp(&b.name));
         for status in old {
+            if ctx
+                .held
+                .iter()
+                .any(|(k, n)| *k == kind && *n == status.name)
+            {
+                held.push((kind, status.clone()));
+                continue;
+            }
             let delete = status
                 .resources_to_delete
                 .iter()
@@ -320,6 +334,7 @@ pub fn plan(cluster: &Cluster, sets: &[Arc<SetDef>], ctx: &Context<'_>) -> Plan 
     Plan {
         retired,
         sets: planned,
+        held,
     }
 }
 

@@ -62,6 +62,7 @@ pub fn plan_one(
             full: true,
             applied_digests: None,
             secret_versions: Some(&versions),
+            held: &[],
         },
     );
     plan.sets.retain(|p| same(p.set.kind, &p.set.name));

@@ -144,7 +144,8 @@ impl Reconciler {
         if let Admission::Wait(delay) = self.health.admit(key) {
             return Ok(Next::Retry(delay));
         }
-        let sets = self.cache.sets_for(&cluster);
+        let assigned = self.cache.assigned(&cluster);
+        let sets = assigned.sets;
         let previous: Option<ClusterSyncStatus> = cluster_sync
             .as_ref()
             .and_then(|c| c.object.get("status"))
@@ -173,6 +174,7 @@ impl Reconciler {
                 full,
                 applied_digests: lease.is_some().then_some(&lease_state.digests),
                 secret_versions: Some(&versions),
+                held: &assigned.held,
             },
         );
         let (outcomes, worst) = if plan.has_work() {

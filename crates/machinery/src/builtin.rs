@@ -48,6 +48,11 @@ fn schema_of<T: schemars::JsonSchema>() -> (Value, BTreeMap<String, Value>) {
     crate::semantics::annotate(&T::schema_name(), &mut value);
     for (name, def) in &mut defs {
         crate::semantics::annotate(name, def);
+        // Any object, kept as given (a ControllerRevision's `data`), as Kubernetes keeps
+        // a RawExtension's bytes.
+        if name == "io.k8s.apimachinery.pkg.runtime.RawExtension" {
+            def["x-kubernetes-preserve-unknown-fields"] = json!(true);
+        }
     }
     (value, defs)
 }
@@ -901,6 +906,14 @@ fn build() -> Vec<Arc<KindInfo>> {
             info.categories = vec!["hive".into()];
             kinds.push(info);
         }
+    }
+    let policy = serde_json::to_value(syncsets_types::rollout::crd()).expect("CRD serialises");
+    let infos = from_crd(&policy, Some(Arc::new(strategies::RolloutPolicyStrategy)))
+        .expect("RolloutPolicy's schema compiles");
+    for mut info in infos {
+        info.crd_name = None;
+        info.categories = vec!["syncsets".into()];
+        kinds.push(info);
     }
     kinds.into_iter().map(Arc::new).collect()
 }

@@ -739,6 +739,21 @@ impl Strategy for SyncSetStrategy {
     }
 }
 
+/// RolloutPolicies: counts, percentages, durations and selectors that the schema alone
+/// cannot check ([`syncsets_types::rollout::problems`]). That no two policies govern one
+/// set needs the store: the API server checks it on write.
+#[derive(Debug)]
+pub struct RolloutPolicyStrategy;
+
+impl Strategy for RolloutPolicyStrategy {
+    fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<FieldError> {
+        syncsets_types::rollout::problems(&obj["spec"])
+            .into_iter()
+            .map(|(path, value, msg)| FieldError::invalid(path, value.as_str(), msg))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

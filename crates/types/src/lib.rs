@@ -9,6 +9,7 @@
 //!   names     Kubernetes name / label validation with Kubernetes' messages
 //!   gvk       group / version / kind / resource identifiers
 //!   kubeconfig  kubeconfigs syncsets writes, with kube's types
+//!   rollout   syncsets.io RolloutPolicy: waves and health gates for sets' changes
 //! ```
 //!
 //! Depends on serde, schemars and the Kubernetes type crates only.
@@ -18,6 +19,7 @@ pub mod gvk;
 pub mod hive;
 pub mod kubeconfig;
 pub mod names;
+pub mod rollout;
 pub mod selector;
 
 pub use fields::FieldSelector;

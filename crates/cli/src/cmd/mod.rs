@@ -9,6 +9,7 @@ pub mod kwok;
 pub mod migrate;
 pub mod plan;
 pub mod resync;
+pub mod rollout;
 pub mod rotate_keys;
 pub mod serve;
 pub mod status;

@@ -200,7 +200,10 @@ fn collection(kind: SetKind, namespace: &str) -> String {
 }
 
 /// Reads `sss/NAME` or `ss/NAMESPACE/NAME` (`ss/NAME`: in `namespace`).
-fn parse_set_name(text: &str, namespace: &str) -> anyhow::Result<(SetKind, String, String)> {
+pub(crate) fn parse_set_name(
+    text: &str,
+    namespace: &str,
+) -> anyhow::Result<(SetKind, String, String)> {
     let mut parts = text.split('/');
     let kind = match parts
         .next()

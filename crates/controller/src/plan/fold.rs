@@ -284,6 +284,14 @@ pub fn fold(
         };
         list(p.set.kind, &mut sync_sets, &mut selector_sync_sets, status);
     }
+    for (kind, status) in &plan.held {
+        list(
+            *kind,
+            &mut sync_sets,
+            &mut selector_sync_sets,
+            status.clone(),
+        );
+    }
     sync_sets.sort_by(|a, b| a.name.cmp(&b.name));
     selector_sync_sets.sort_by(|a, b| a.name.cmp(&b.name));
 

@@ -50,6 +50,8 @@ fn mk_set(kind: SetKind, name: &str, resources: Vec<Value>) -> SetDef {
             ..SyncSetCommonSpec::default()
         },
         deleting: false,
+        labels: Default::default(),
+        asks: Default::default(),
     }
 }
 
