@@ -2575,16 +2575,17 @@ async fn clustersyncs_and_sets_say_whether_what_was_applied_is_healthy() {
     }
 }
 
+/// The JSON a GET of `url` answers, if it answers.
+async fn get_json(url: String) -> Option<Value> {
+    reqwest::get(url).await.ok()?.json().await.ok()
+}
+
 /// A RolloutPolicy's rollout of `set` as its status says, if any.
 async fn rollout_state(base: &str, policy: &str, set: &str) -> Option<Value> {
-    let p: Value = reqwest::get(format!(
+    let p = get_json(format!(
         "{base}/apis/syncsets.io/v1alpha1/rolloutpolicies/{policy}"
     ))
-    .await
-    .ok()?
-    .json()
-    .await
-    .ok()?;
+    .await?;
     p["status"]["rollouts"]
         .as_array()?
         .iter()
@@ -2603,14 +2604,10 @@ fn each(list: &Value, field: &str) -> Vec<String> {
 
 /// The image of Deployment `default/web` on a simulated cluster (`None`: not there).
 async fn web_image(member: &str, cluster: &str) -> Option<String> {
-    let d: Value = reqwest::get(format!(
+    let d = get_json(format!(
         "{member}/clusters/{cluster}/apis/apps/v1/namespaces/default/deployments/web"
     ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    .await?;
     d["spec"]["template"]["spec"]["containers"][0]["image"]
         .as_str()
         .map(str::to_string)
@@ -2865,5 +2862,262 @@ async fn a_progressive_rollout_goes_wave_by_wave_halts_a_bad_change_at_the_canar
             reasons.iter().any(|r| r == reason),
             "no {reason} Event: {reasons:?}"
         );
+    }
+}
+
+/// The value `v` of ConfigMap `default/settings` on a simulated cluster (`None`: not there
+/// or not answering).
+async fn settings_value(member: &str, cluster: &str) -> Option<String> {
+    let cm = get_json(format!(
+        "{member}/clusters/{cluster}/api/v1/namespaces/default/configmaps/settings"
+    ))
+    .await?;
+    cm["data"]["v"].as_str().map(str::to_string)
+}
+
+/// On PostgreSQL and RabbitMQ with two controller replicas: a progressive rollout counts a
+/// tenth of the fleet unreachable against its budget and completes; `plan` says which
+/// clusters a change will change and the rollout then changes exactly those; a pause holds
+/// the wave; a cluster joining a wave already reached gets the new revision; a replica
+/// SIGKILLed mid-rollout does not send it back a wave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_progressive_rollout_on_postgres_follows_its_plan_pauses_takes_a_joiner_and_survives_a_sigkill()
+ {
+    let Some((_turn, db, amqp)) = backends().await else {
+        return;
+    };
+    let hub_dir = tempfile::tempdir().unwrap();
+    let data = hub_dir.path().to_str().unwrap();
+    let hub = Server::start(
+        hub_dir.path(),
+        &["--store", &db.url, "--bus", &amqp, "--controllers", "false"],
+    );
+    let (_fleet, member) = prod_fleet_with(
+        &hub.base,
+        10,
+        &["--ready-after", "1s", "--fault", "sim-00009:unreachable"],
+    );
+    let start_replica = |replica: usize| {
+        let ordinal = replica.to_string();
+        let (proc, line) = start_proc(&[
+            "controller",
+            "--replica",
+            &ordinal,
+            "--store",
+            &db.url,
+            "--bus",
+            &amqp,
+            "--data-dir",
+            data,
+            "--replica-ttl",
+            "3s",
+            "--health-recheck-interval",
+            "300ms",
+            "--metrics-bind-address",
+            "127.0.0.1:0",
+        ]);
+        assert!(
+            line.contains(&format!("replica {replica} running")),
+            "{line}"
+        );
+        Some(proc)
+    };
+    let mut replicas = [start_replica(0), start_replica(1)];
+    let kubeconfig = hub_dir.path().join("hub.kubeconfig");
+    std::fs::write(&kubeconfig, syncsets_testkit::kubeconfig(&hub.base, None)).unwrap();
+    let kc = kubeconfig.to_str().unwrap();
+
+    let res = reqwest::Client::new()
+        .post(format!("{}/apis/syncsets.io/v1alpha1/rolloutpolicies", hub.base))
+        .json(&json!({"apiVersion": "syncsets.io/v1alpha1", "kind": "RolloutPolicy",
+            "metadata": {"name": "careful"},
+            "spec": {"selector": {"matchLabels": {"rollout": "careful"}},
+                     "strategy": {"type": "Progressive", "progressive": {
+                         "clusterGroups": [{"name": "canary", "selector": {"matchLabels": {"fleet.syncsets.io/group": "0"}}}],
+                         "maxConcurrency": 3, "minSuccessTime": "1s", "progressDeadline": "6s",
+                         "maxFailures": "10%"}}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    let set = |v: &str| {
+        json!({"apiVersion": "hive.openshift.io/v1", "kind": "SelectorSyncSet",
+               "metadata": {"name": "settings", "labels": {"rollout": "careful"}},
+               "spec": {"clusterDeploymentSelector": {"matchLabels": {"env": "prod"}},
+                        "resources": [{"apiVersion": "v1", "kind": "ConfigMap",
+                            "metadata": {"name": "settings", "namespace": "default"}, "data": {"v": v}}]}})
+    };
+    create_selector_sync_set(&hub.base, &set("1")).await;
+    // The unreachable tenth fails at its deadline, within the budget: the rollout completes.
+    let (first, waves) = wait_complete(&hub.base, 1, Vec::new()).await;
+    assert_eq!(waves, [1, 2, 3, 4], "{first}");
+    assert_eq!(
+        (&first["failed"], &first["healthy"]),
+        (&json!(1), &json!(9)),
+        "{first}"
+    );
+    assert_eq!(
+        first["failedClusters"][0]["cluster"], "fleet/sim-00009",
+        "{first}"
+    );
+
+    // The plan of the change: every reachable cluster changes the ConfigMap's data.
+    let file = hub_dir.path().join("settings.yaml");
+    std::fs::write(&file, set("2").to_string()).unwrap();
+    let (ok, out) = run_syncsets(&[
+        "plan",
+        "-f",
+        file.to_str().unwrap(),
+        "-o",
+        "json",
+        "--kubeconfig",
+        kc,
+    ]);
+    assert!(ok, "{out}");
+    let plan: Value = serde_json::from_str(&out).unwrap();
+    let mut to_change = Vec::new();
+    for c in plan["clusters"].as_array().unwrap() {
+        let cluster = c["cluster"].as_str().unwrap();
+        match c["outcome"].as_str().unwrap() {
+            "Change" => {
+                assert_eq!(each(&c["changes"], "action"), ["change"], "{c}");
+                to_change.push(cluster.trim_start_matches("fleet/").to_string());
+            }
+            "NotAsked" => assert_eq!(cluster, "fleet/sim-00009", "{c}"),
+            other => panic!("{cluster}: {other}: {c}"),
+        }
+    }
+    assert_eq!(to_change.len(), 9, "{plan}");
+
+    merge_patch(
+        format!(
+            "{}/apis/hive.openshift.io/v1/selectorsyncsets/settings",
+            hub.base
+        ),
+        json!({"spec": {"resources": set("2")["spec"]["resources"]}}),
+    )
+    .await;
+    // Paused once under way, it stays at its wave.
+    let started = Instant::now();
+    while rollout_state(&hub.base, "careful", "settings")
+        .await
+        .unwrap_or_default()["revision"]
+        != 2
+    {
+        assert!(started.elapsed() < Duration::from_secs(30));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (ok, out) = run_syncsets(&["rollout", "pause", "sss/settings", "--kubeconfig", kc]);
+    assert!(ok, "{out}");
+    let paused = loop {
+        let r = rollout_state(&hub.base, "careful", "settings")
+            .await
+            .unwrap();
+        if r["phase"] == "Paused" {
+            break r;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{r}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // A cluster joins meanwhile, in the canary group (its number is 0), which the rollout
+    // has reached: it gets revision 2 at once.
+    let (_late, late_line) = fleet_sim_with(
+        &hub.base,
+        1,
+        &[
+            "--labels",
+            "env=prod",
+            "--prefix",
+            "late",
+            "--ready-after",
+            "1s",
+        ],
+    );
+    let late_member = late_line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .trim_end_matches(':')
+        .to_string();
+    let started = Instant::now();
+    while settings_value(&late_member, "late-00000").await.as_deref() != Some("2") {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the joining cluster did not get revision 2: {:?}",
+            settings_value(&late_member, "late-00000").await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let still = rollout_state(&hub.base, "careful", "settings")
+        .await
+        .unwrap();
+    assert_eq!(
+        (&still["phase"], &still["wave"]),
+        (&json!("Paused"), &paused["wave"]),
+        "{still}"
+    );
+    let on_v2 = |clusters: Vec<String>| {
+        let member = member.clone();
+        async move {
+            let mut n = 0;
+            for c in clusters {
+                n += usize::from(settings_value(&member, &c).await.as_deref() == Some("2"));
+            }
+            n
+        }
+    };
+    let reached: i64 = paused["waves"].as_array().unwrap()
+        [..paused["wave"].as_i64().unwrap() as usize]
+        .iter()
+        .map(|w| w["clusters"].as_i64().unwrap())
+        .sum();
+    assert!(
+        on_v2(to_change.clone()).await as i64 <= reached,
+        "clusters beyond the paused wave changed: {paused}"
+    );
+
+    // Resumed, and a replica killed: the other carries on from the same wave.
+    let (ok, out) = run_syncsets(&["rollout", "resume", "sss/settings", "--kubeconfig", kc]);
+    assert!(ok, "{out}");
+    drop(replicas[0].take()); // SIGKILL
+    let seen = vec![paused["wave"].as_i64().unwrap()];
+    let (done, _) = wait_complete(&hub.base, 2, seen).await;
+    assert_eq!(
+        (&done["failed"], &done["clusters"]),
+        (&json!(1), &json!(11)),
+        "{done}"
+    );
+    // What the plan said is what happened.
+    assert_eq!(on_v2(to_change.clone()).await, to_change.len(), "{done}");
+    drop(replicas);
+    db.drop_db().await;
+}
+
+/// Waits until the rollout of `revision` of set `settings` under policy `careful`
+/// completes, never halting nor going back a wave; returns it and the waves seen (after
+/// those in `seen`).
+async fn wait_complete(base: &str, revision: i64, mut seen: Vec<i64>) -> (Value, Vec<i64>) {
+    let started = Instant::now();
+    loop {
+        let r = rollout_state(base, "careful", "settings")
+            .await
+            .unwrap_or_default();
+        if r["revision"] == revision {
+            let wave = r["wave"].as_i64().unwrap();
+            assert!(
+                seen.last().is_none_or(|w| *w <= wave),
+                "the rollout went back a wave: {seen:?} then {r}"
+            );
+            if seen.last() != Some(&wave) {
+                seen.push(wave);
+            }
+            if r["phase"] == "Complete" {
+                return (r, seen);
+            }
+            assert_ne!(r["phase"], "Halted", "{r}");
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "{r}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

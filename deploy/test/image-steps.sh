@@ -445,7 +445,13 @@ if command -v psql >/dev/null && command -v rabbitmqctl >/dev/null &&
     R_URL=http://127.0.0.1:$R_PORT
     R_ANON=200
     controller_checks() {
-        curl -s --max-time 5 "$R_URL/metrics" | grep -q '^# TYPE ' || die "run $1: /metrics has no metrics"
+        # Its first metrics come with its first ticks: on a busy machine, a few seconds.
+        local tries=0
+        until curl -s --max-time 5 "$R_URL/metrics" | grep -q '^# TYPE '; do
+            tries=$((tries + 1))
+            [ "$tries" -lt 40 ] || die "run $1: /metrics has no metrics after 20 s"
+            sleep 0.5
+        done
         own_key "$1"
         say "run $1: plain /metrics, /livez, /readyz on the metrics address"
     }
