@@ -2792,6 +2792,27 @@ async fn a_progressive_rollout_goes_wave_by_wave_halts_a_bad_change_at_the_canar
             .contains("Deployment default/web"),
         "{halted}"
     );
+    // The set says so too (`kubectl get sss -o wide`: Rollout, Wave).
+    let started = Instant::now();
+    loop {
+        let set = get_json(format!(
+            "{}/apis/hive.openshift.io/v1/selectorsyncsets/app",
+            hub.base
+        ))
+        .await
+        .unwrap_or_default();
+        let status = &set["status"];
+        if status["rolloutPhase"] == "Halted" {
+            assert_eq!(
+                (&status["rolloutPolicy"], &status["rolloutWave"]),
+                (&json!("careful"), &json!("1/3")),
+                "{status}"
+            );
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{status}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // Nothing further rolls out while halted.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let still = rollout_state(&hub.base, "careful", "app").await.unwrap();

@@ -566,6 +566,11 @@ fn bootstrap_role_rules(name: &str) -> Option<Value> {
                 &[HIVE_INTERNAL],
                 &["clustersyncs", "clustersyncleases"]
             ),
+            rule(
+                READ,
+                &["syncsets.io"],
+                &["rolloutpolicies", "rolloutpolicies/status"]
+            ),
         ]),
         "system:aggregate-to-edit" => json!([
             rule(READ, &[""], &["secrets"]),

@@ -246,6 +246,7 @@ impl Tally {
             healthy: (self.unknown == 0).then_some(self.healthy),
             progressing: (self.unknown == 0).then_some(self.progressing),
             degraded: (self.unknown == 0).then_some(self.degraded),
+            ..RolloutSummary::default()
         }
     }
 }
@@ -538,7 +539,21 @@ impl Cache {
                 let id = set_id(set);
                 let stored = state.set_statuses.get(&id).cloned();
                 let tally = state.tallies.get(&id).cloned().unwrap_or_default();
-                (set.clone(), tally.summary(set.generation), stored)
+                let mut summary = tally.summary(set.generation);
+                if let Some(policy) =
+                    governing(state.policies.values(), set).filter(|p| p.progressive.is_some())
+                {
+                    summary.rollout_policy = Some(policy.name.clone());
+                    if let Some(r) = policy
+                        .rollouts
+                        .get(&id)
+                        .filter(|r| r.revision == set.generation)
+                    {
+                        summary.rollout_phase = Some(r.phase.clone());
+                        summary.rollout_wave = Some(format!("{}/{}", r.wave, r.waves.len()));
+                    }
+                }
+                (set.clone(), summary, stored)
             })
             .collect()
     }
@@ -645,18 +660,23 @@ impl State {
             return Gate::Current;
         };
         let id = set_id(set);
-        let rollout: Option<&SetRollout> = policy.rollouts.get(&id);
+        let rollout: Option<&SetRollout> = policy
+            .rollouts
+            .get(&id)
+            .filter(|r| r.uid.as_deref().is_none_or(|u| u == set.uid));
         if let Some(r) = rollout
             && r.revision == set.generation
             && admits(params, r, ck, cluster)
         {
             return Gate::Current;
         }
+        // Not reached: the cluster keeps the revision it holds (or last tried: a failed
+        // apply still records what Sync mode may delete), else gets the one the rollout
+        // started from; nothing only when it has never had the set.
         let held = self
             .results
             .get(ck)
             .and_then(|rs| rs.iter().find(|r| r.kind == set.kind && r.name == set.name))
-            .filter(|r| r.success)
             .map(|r| r.generation);
         let from = match rollout {
             Some(r) if r.revision != set.generation && r.phase == phase::COMPLETE => {
@@ -1024,6 +1044,10 @@ fn revision_of(namespace: &str, name: &str, object: &Value) -> Option<((SetId, i
         .to_string();
     let spec: SyncSetCommonSpec = serde_json::from_value(object["data"]["spec"].clone()).ok()?;
     let revision = object["revision"].as_i64()?;
+    // One object per revision, named as the controllers name it.
+    if name != crate::rollout::revision_name(kind, &set_name, revision) {
+        return None;
+    }
     Some((
         ((kind, set_namespace, set_name), revision),
         Revision {
@@ -1325,6 +1349,7 @@ mod tests {
                 healthy: None,
                 progressing: None,
                 degraded: None,
+                ..RolloutSummary::default()
             },
             "c is pending: it has the old generation"
         );

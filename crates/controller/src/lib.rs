@@ -188,6 +188,18 @@ fn describe_metrics() {
         "syncsets_set_clusters_health",
         "Clusters where a SyncSet or SelectorSyncSet is in sync, by how what it applied is doing (healthy, progressing, degraded: kstatus), as the leader summarises them."
     );
+    metrics::describe_gauge!(
+        "syncsets_rollout_wave",
+        "The wave a set's progressive rollout is at (1 to syncsets_rollout_waves), as the leader steps it."
+    );
+    metrics::describe_gauge!(
+        "syncsets_rollout_waves",
+        "How many waves a set's progressive rollout has."
+    );
+    metrics::describe_gauge!(
+        "syncsets_rollout_halted",
+        "1 while a set's progressive rollout is halted (more clusters failed than its policy's maxFailures), else 0."
+    );
 }
 
 /// The running controllers of this replica.

@@ -230,11 +230,12 @@ pub struct SetDef {
 pub struct RolloutAsks {
     /// `syncsets.io/rollout-paused` is true: no further wave starts.
     pub paused: bool,
-    /// `syncsets.io/rollout-resumed-at`: a halted rollout resumes if this is later.
-    pub resumed_at: Option<jiff::Timestamp>,
-    /// `syncsets.io/rollout-undo`: the revision to roll back to (`None` inside: the
-    /// previous one).
-    pub undo: Option<Option<i64>>,
+    /// `syncsets.io/rollout-resumed-at` (an RFC 3339 time): a halted rollout resumes when
+    /// it is new and later than the halt.
+    pub resumed_at: Option<String>,
+    /// `syncsets.io/rollout-undo`: the revision to roll back to (empty or `previous`: the
+    /// one the rollout started from).
+    pub undo: Option<String>,
 }
 
 impl RolloutAsks {
@@ -244,10 +245,8 @@ impl RolloutAsks {
             paused: annotations[PAUSED_ANNOTATION]
                 .as_str()
                 .is_some_and(parse_bool),
-            resumed_at: timestamp(&annotations[RESUMED_ANNOTATION]),
-            undo: annotations[UNDO_ANNOTATION]
-                .as_str()
-                .map(|v| v.trim_start_matches('g').parse().ok()),
+            resumed_at: annotations[RESUMED_ANNOTATION].as_str().map(str::to_string),
+            undo: annotations[UNDO_ANNOTATION].as_str().map(str::to_string),
         }
     }
 }

@@ -18,8 +18,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
 use syncsets_types::Selector;
 use syncsets_types::rollout::{
-    FailedCluster, RolloutPolicySpec, RolloutPolicyStatus, SetRollout, Wave, duration_seconds,
-    scaled,
+    FailedCluster, RolloutPolicySpec, SetRollout, Wave, duration_seconds, scaled,
 };
 
 use crate::events::{Note, Type};
@@ -106,11 +105,12 @@ impl Policy {
             max_failures: p.max_failures.clone().unwrap_or(IntOrString::Int(0)),
         });
         let status = obj.get("status").cloned().unwrap_or(Value::Null);
-        let parsed: RolloutPolicyStatus =
-            serde_json::from_value(status.clone()).unwrap_or_default();
-        let rollouts = parsed
-            .rollouts
+        // Entry by entry: one that does not decode loses itself, not every rollout.
+        let rollouts = status["rollouts"]
+            .as_array()
             .into_iter()
+            .flatten()
+            .filter_map(|r| serde_json::from_value::<SetRollout>(r.clone()).ok())
             .filter_map(|r| {
                 let kind = match r.kind.as_str() {
                     "SyncSet" => SetKind::SyncSet,
@@ -150,6 +150,26 @@ pub fn governing<'p>(
     policies.into_iter().find(|p| p.governs(set))
 }
 
+/// The name of the ControllerRevision keeping revision `generation` of a set:
+/// `selectorsyncset-NAME-GEN` or `syncset-NAME-GEN`, a long name cut and told apart by a
+/// digest of it. The cache keeps revisions under this name only.
+pub fn revision_name(kind: SetKind, name: &str, generation: i64) -> String {
+    let prefix = match kind {
+        SetKind::SyncSet => "syncset",
+        SetKind::SelectorSyncSet => "selectorsyncset",
+    };
+    if name.len() <= 200 {
+        return format!("{prefix}-{name}-{generation}");
+    }
+    let digest = crate::clients::sha256(name.as_bytes());
+    let tag: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    let mut end = 200;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{prefix}-{}-{tag}-{generation}", &name[..end])
+}
+
 /// Which group of waves a cluster falls in.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Bucket {
@@ -175,23 +195,19 @@ fn bucket(params: &Params, cluster: &Cluster) -> Bucket {
     }
 }
 
-/// A stable place for a cluster in [0, 1): slices of a group are ranges of it.
-fn place(key: &str) -> f64 {
+/// A stable place for a cluster, below 2^53 (exact in JSON): slices of a group are runs of
+/// clusters in this order.
+fn place(key: &str) -> i64 {
     let digest = crate::clients::sha256(key.as_bytes());
-    let n = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
-    (n >> 11) as f64 / (1u64 << 53) as f64
-}
-
-fn slice_of(key: &str, slices: i64) -> i64 {
-    ((place(key) * slices as f64) as i64).min(slices - 1) + 1
+    (u64::from_be_bytes(digest[..8].try_into().expect("8 bytes")) >> 11) as i64
 }
 
 /// The waves of a rollout starting now over `clusters` (key, cluster).
 pub fn plan_waves(params: &Params, clusters: &[(&str, &Cluster)]) -> Vec<Wave> {
     let total = clusters.len() as i64;
-    let mut buckets: BTreeMap<Bucket, i64> = BTreeMap::new();
-    for (_, c) in clusters {
-        *buckets.entry(bucket(params, c)).or_default() += 1;
+    let mut buckets: BTreeMap<Bucket, Vec<i64>> = BTreeMap::new();
+    for (k, c) in clusters {
+        buckets.entry(bucket(params, c)).or_default().push(place(k));
     }
     let per_wave = params
         .max_concurrency
@@ -199,8 +215,11 @@ pub fn plan_waves(params: &Params, clusters: &[(&str, &Cluster)]) -> Vec<Wave> {
         .and_then(|m| scaled(m, total, true).ok())
         .filter(|n| *n > 0);
     let mut waves = Vec::new();
-    for (b, n) in buckets {
-        let slices = per_wave.map_or(1, |p| (n + p - 1) / p).max(1);
+    for (b, mut places) in buckets {
+        places.sort_unstable();
+        let n = places.len() as i64;
+        let per = per_wave.unwrap_or(n).max(1);
+        let slices = ((n + per - 1) / per).max(1);
         let (label, group, value) = match &b {
             Bucket::Group(i) => (
                 params.groups[*i].0.clone(),
@@ -214,13 +233,7 @@ pub fn plan_waves(params: &Params, clusters: &[(&str, &Cluster)]) -> Vec<Wave> {
             ),
             Bucket::Others => ("others".to_string(), None, None),
         };
-        let mut counts = vec![0i64; slices as usize];
-        for (k, c) in clusters {
-            if bucket(params, c) == b {
-                counts[(slice_of(k, slices) - 1) as usize] += 1;
-            }
-        }
-        for (i, count) in counts.into_iter().enumerate() {
+        for (i, chunk) in places.chunks(per as usize).enumerate() {
             let slice = i as i64 + 1;
             waves.push(Wave {
                 name: if slices > 1 {
@@ -232,7 +245,8 @@ pub fn plan_waves(params: &Params, clusters: &[(&str, &Cluster)]) -> Vec<Wave> {
                 value: value.clone(),
                 slice,
                 slices,
-                clusters: count,
+                start: (slice > 1).then_some(chunk[0]),
+                clusters: chunk.len() as i64,
             });
         }
     }
@@ -249,11 +263,15 @@ pub fn wave_of(params: &Params, waves: &[Wave], key: &str, cluster: &Cluster) ->
         Bucket::Value(v) => w.group.is_none() && w.value.as_deref() == Some(v.as_str()),
         Bucket::Others => w.group.is_none() && w.value.is_none(),
     };
-    let Some(first) = waves.iter().position(matches) else {
+    let Some(first) = waves.iter().position(&matches) else {
         return waves.len().saturating_sub(1);
     };
-    let slice = slice_of(key, waves[first].slices.max(1));
-    first + (slice - 1) as usize
+    let at = place(key);
+    let after = waves[first + 1..]
+        .iter()
+        .take_while(|w| matches(w) && w.start.is_some_and(|s| s <= at))
+        .count();
+    first + after
 }
 
 /// Whether a rollout has reached the cluster: it gets the revision rolling out.
@@ -321,34 +339,57 @@ pub fn step(
             .and_then(|t| t.parse::<jiff::Timestamp>().ok())
             .map_or(0, |t| (now - t).get_seconds())
     };
+    // A rollout of a set made again under the same name is not this one's.
+    let previous = previous.filter(|p| p.uid.as_deref().is_none_or(|u| u == set.uid));
     let mut r = match previous {
         Some(p) if p.revision == set.generation => p.clone(),
         _ => {
+            // First governed: taken as rolled out if every cluster has the generation;
+            // else it rolls out from the newest one they hold.
+            let held_before = seen
+                .iter()
+                .filter_map(|s| {
+                    s.held
+                        .filter(|h| h.success && h.generation < set.generation)
+                })
+                .map(|h| h.generation)
+                .max();
             let from = match previous {
                 Some(p) if p.phase == phase::COMPLETE => Some(p.revision),
                 Some(p) => p.from_revision,
-                None => None,
+                None => held_before,
             };
+            let adopted = previous.is_none()
+                && any_held
+                && seen.iter().all(|s| {
+                    s.held
+                        .is_some_and(|h| h.success && h.generation == set.generation)
+                });
             let keys: Vec<(&str, &Cluster)> = seen.iter().map(|s| (s.key, s.cluster)).collect();
-            let adopted = previous.is_none() && any_held;
             let waves = if adopted {
                 Vec::new()
             } else {
                 plan_waves(params, &keys)
             };
+            let paused = set.asks.paused && !waves.is_empty() && !adopted;
             let r = SetRollout {
                 kind: set.kind.as_str().to_string(),
                 namespace: (!set.namespace.is_empty()).then(|| set.namespace.clone()),
                 name: set.name.clone(),
+                uid: Some(set.uid.clone()),
                 revision: set.generation,
                 from_revision: from,
                 phase: if adopted || waves.is_empty() {
                     phase::COMPLETE
+                } else if paused {
+                    phase::PAUSED
                 } else {
                     phase::PROGRESSING
                 }
                 .to_string(),
-                wave: 1,
+                // Paused from the start: not even the first wave.
+                wave: if paused { 0 } else { 1 },
+                resumed: set.asks.resumed_at.clone(),
                 wave_start_time: Some(now_text.clone()),
                 last_transition_time: Some(now_text.clone()),
                 waves,
@@ -377,6 +418,17 @@ pub fn step(
         r.phase = phase.to_string();
         r.last_transition_time = Some(now_text.clone());
     };
+    // A resume asked for after the halt, not acted on yet, and not from the future (a
+    // clock far ahead would resume every later halt).
+    let time = |t: Option<&str>| t.and_then(|t| t.parse::<jiff::Timestamp>().ok());
+    let resume = set.asks.resumed_at.as_deref().filter(|asked| {
+        r.resumed.as_deref() != Some(*asked)
+            && time(Some(asked)).is_some_and(|at| {
+                at <= now + jiff::SignedDuration::from_secs(300)
+                    && time(r.last_transition_time.as_deref()).is_none_or(|halt| at > halt)
+            })
+    });
+    let mut resumed_halt = false;
     if r.phase != phase::COMPLETE {
         if set.asks.paused && r.phase == phase::PROGRESSING {
             to(&mut r, phase::PAUSED);
@@ -387,26 +439,24 @@ pub fn step(
             ));
         } else if !set.asks.paused && r.phase == phase::PAUSED {
             to(&mut r, phase::PROGRESSING);
+            r.settled_time = None;
+            if r.wave == 0 {
+                r.wave = 1;
+                r.wave_start_time = Some(now_text.clone());
+            }
             notes.push(note(
                 Type::Normal,
                 "RolloutResumed",
                 format!("resumed at wave {}", r.wave),
             ));
         } else if r.phase == phase::HALTED
-            && let Some(resumed) = set.asks.resumed_at
-            && since(&r.last_transition_time) > (now - resumed).get_seconds()
+            && let Some(asked) = resume
         {
             to(&mut r, phase::PROGRESSING);
+            r.resumed = Some(asked.to_string());
             r.wave_start_time = Some(now_text.clone());
             r.settled_time = None;
-            notes.push(note(
-                Type::Normal,
-                "RolloutResumed",
-                format!(
-                    "resumed after a halt at wave {}: failed clusters get a new progressDeadline",
-                    r.wave
-                ),
-            ));
+            resumed_halt = true;
         }
     }
 
@@ -457,8 +507,22 @@ pub fn step(
         }
     }
     let total = seen.len() as i64;
-    let budget = scaled(&params.max_failures, total, false).unwrap_or(0);
     let failures = failed.len() as i64;
+    if resumed_halt {
+        // Whoever resumed accepted the failures there are: the rollout halts again only on
+        // more.
+        r.tolerated = failures;
+        notes.push(note(
+            Type::Normal,
+            "RolloutResumed",
+            format!(
+                "resumed after a halt at wave {}, accepting {failures} failed clusters; the \
+                 others get a new progressDeadline",
+                r.wave
+            ),
+        ));
+    }
+    let budget = scaled(&params.max_failures, total, false).unwrap_or(0) + r.tolerated;
     r.clusters = total;
     r.updated = updated;
     r.healthy = healthy;
@@ -538,6 +602,7 @@ fn message(r: &SetRollout, params: &Params, budget: i64) -> String {
              undo, resume or change the set",
             r.wave, r.failed
         ),
+        phase::PAUSED if r.wave == 0 => format!("paused before wave 1 of {waves}"),
         phase::PAUSED => format!("paused at wave {} of {waves}{wave}", r.wave),
         _ if r.progressing > 0 => format!(
             "wave {} of {waves}{wave}: waiting for {} clusters to be healthy",
@@ -630,6 +695,16 @@ mod tests {
         );
     }
 
+    /// A set applied at `generation`, its objects `health`.
+    fn held(generation: i64, health: &'static str, why: Option<&str>) -> Held {
+        Held {
+            generation,
+            success: true,
+            health: Some(health),
+            why: why.map(Arc::from),
+        }
+    }
+
     fn set(generation: i64) -> SetDef {
         SetDef::from_object(
             SetKind::SelectorSyncSet,
@@ -646,24 +721,13 @@ mod tests {
         );
         let params = p.progressive.unwrap();
         let clusters = fleet();
-        let healthy = Held {
-            generation: 2,
-            success: true,
-            health: Some("Healthy"),
-            why: None,
-        };
-        let degraded = Held {
-            generation: 2,
-            success: true,
-            health: Some("Degraded"),
-            why: Some("Deployment a/b: ProgressDeadlineExceeded".into()),
-        };
-        let old = Held {
-            generation: 1,
-            success: true,
-            health: Some("Healthy"),
-            why: None,
-        };
+        let healthy = held(2, "Healthy", None);
+        let degraded = held(
+            2,
+            "Degraded",
+            Some("Deployment a/b: ProgressDeadlineExceeded"),
+        );
+        let old = held(1, "Healthy", None);
         let t0: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
         fn seen_with<'a>(
             clusters: &'a [(String, Cluster)],
@@ -758,12 +822,7 @@ mod tests {
         let params = p.progressive.unwrap();
         let clusters = fleet();
         let t0: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
-        let healthy = Held {
-            generation: 2,
-            success: true,
-            health: Some("Healthy"),
-            why: None,
-        };
+        let healthy = held(2, "Healthy", None);
         let unreachable = Held {
             generation: 1,
             success: false,
@@ -801,5 +860,109 @@ mod tests {
                 .reason
                 .contains("connection refused")
         );
+    }
+
+    #[test]
+    fn slices_hold_max_concurrency_exactly_and_joiners_fall_in_one() {
+        let p = policy(
+            json!({"clusterGroups": [{"name": "canary", "selector": {"matchLabels": {"ring": "canary"}}}],
+            "maxConcurrency": 1}),
+        );
+        let params = p.progressive.unwrap();
+        let clusters = fleet();
+        let keys: Vec<(&str, &Cluster)> = clusters.iter().map(|(k, c)| (k.as_str(), c)).collect();
+        let waves = plan_waves(&params, &keys);
+        assert_eq!(waves.len(), 20, "one cluster a wave");
+        assert!(waves.iter().all(|w| w.clusters == 1));
+        let mut places: Vec<usize> = keys
+            .iter()
+            .map(|(k, c)| wave_of(&params, &waves, k, c))
+            .collect();
+        places.sort_unstable();
+        assert_eq!(places, (0..20).collect::<Vec<_>>());
+        // A joiner lands in one of its group's slices, by its hash.
+        let late = cluster("late", &[("ring", "canary")]);
+        assert!(wave_of(&params, &waves, "fleet/late", &late) < 2);
+    }
+
+    #[test]
+    fn a_set_first_governed_rolls_out_unless_every_cluster_has_it_and_pause_holds_the_first_wave() {
+        let p = policy(json!({"minSuccessTime": "0s"}));
+        let params = p.progressive.unwrap();
+        let clusters = fleet();
+        let t0: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let new = held(2, "Healthy", None);
+        let old = held(1, "Healthy", None);
+        let seen: Vec<Seen<'_>> = clusters
+            .iter()
+            .enumerate()
+            .map(|(i, (k, c))| Seen {
+                key: k,
+                cluster: c,
+                held: Some(if i == 0 { &old } else { &new }),
+            })
+            .collect();
+        // Labelled into the policy with its change: the change rolls out from what they hold.
+        let r = step(&params, &set(2), None, &seen, true, t0).rollout;
+        assert_eq!(
+            (r.phase.as_str(), r.from_revision),
+            (phase::PROGRESSING, Some(1))
+        );
+        // Made again under the same name: a new rollout, not the old one's.
+        let mut again = set(2);
+        again.uid = "other".into();
+        let r2 = step(&params, &again, Some(&r), &seen, true, t0).rollout;
+        assert_eq!(r2.uid.as_deref(), Some("other"));
+        // Paused when the change comes: not even the first wave starts.
+        let mut paused = set(3);
+        paused.asks.paused = true;
+        let r3 = step(&params, &paused, Some(&r), &seen, true, t0).rollout;
+        assert_eq!((r3.phase.as_str(), r3.wave), (phase::PAUSED, 0));
+        assert!(!admits(&params, &r3, seen[0].key, seen[0].cluster));
+        paused.asks.paused = false;
+        let r4 = step(&params, &paused, Some(&r3), &seen, true, t0).rollout;
+        assert_eq!((r4.phase.as_str(), r4.wave), (phase::PROGRESSING, 1));
+    }
+
+    #[test]
+    fn resuming_a_halt_accepts_its_failures_once() {
+        let p = policy(json!({"progressDeadline": "1m"}));
+        let params = p.progressive.unwrap();
+        let clusters = fleet();
+        let t0: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let bad = held(2, "Degraded", Some("x"));
+        let seen: Vec<Seen<'_>> = clusters
+            .iter()
+            .map(|(k, c)| Seen {
+                key: k,
+                cluster: c,
+                held: Some(&bad),
+            })
+            .collect();
+        let start = step(&params, &set(2), None, &seen, false, t0).rollout;
+        let halted = step(&params, &set(2), Some(&start), &seen, false, t0).rollout;
+        assert_eq!(halted.phase, phase::HALTED);
+        let t1 = t0 + jiff::SignedDuration::from_secs(5);
+        // A resume from before the halt, or from far in the future, is not acted on.
+        for stale in ["2025-12-31T00:00:00Z", "2026-01-02T00:00:00Z"] {
+            let mut s = set(2);
+            s.asks.resumed_at = Some(stale.into());
+            assert_eq!(
+                step(&params, &s, Some(&halted), &seen, false, t1)
+                    .rollout
+                    .phase,
+                phase::HALTED
+            );
+        }
+        let mut s = set(2);
+        s.asks.resumed_at = Some("2026-01-01T00:00:03Z".into());
+        let resumed = step(&params, &s, Some(&halted), &seen, false, t1);
+        assert_eq!(
+            resumed.rollout.phase,
+            phase::COMPLETE,
+            "its failures accepted, one wave"
+        );
+        assert_eq!(resumed.rollout.tolerated, 20);
+        assert!(resumed.notes.iter().any(|n| n.reason == "RolloutResumed"));
     }
 }

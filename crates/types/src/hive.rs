@@ -207,6 +207,8 @@ pub struct SecretReference {
     printcolumn = r#"{"name":"Healthy","type":"integer","priority":1,"description":"Clusters in sync whose objects are all healthy","jsonPath":".status.healthy"}"#,
     printcolumn = r#"{"name":"Degraded","type":"integer","priority":1,"description":"Clusters in sync where an object failed to become healthy","jsonPath":".status.degraded"}"#,
     printcolumn = r#"{"name":"FailingClusters","type":"string","priority":1,"description":"The first few failing clusters","jsonPath":".status.failingClusters[*]"}"#,
+    printcolumn = r#"{"name":"Rollout","type":"string","priority":1,"description":"The progressive rollout of this generation: Progressing, Paused, Halted or Complete","jsonPath":".status.rolloutPhase"}"#,
+    printcolumn = r#"{"name":"Wave","type":"string","priority":1,"description":"The wave rolling out, n/m","jsonPath":".status.rolloutWave"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -259,6 +261,15 @@ pub struct RolloutSummary {
     /// progress deadline, a failed Job, a Stalled condition…).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub degraded: Option<i64>,
+    /// The RolloutPolicy governing the set, if a progressive one does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_policy: Option<String>,
+    /// Its rollout of this generation: `Progressing`, `Paused`, `Halted` or `Complete`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_phase: Option<String>,
+    /// The wave rolling out, as `n/m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_wave: Option<String>,
 }
 
 /// SelectorSyncSetSpec defines the SyncSetCommonSpec resources and patches to sync along
@@ -278,6 +289,8 @@ pub struct RolloutSummary {
     printcolumn = r#"{"name":"Healthy","type":"integer","priority":1,"description":"Clusters in sync whose objects are all healthy","jsonPath":".status.healthy"}"#,
     printcolumn = r#"{"name":"Degraded","type":"integer","priority":1,"description":"Clusters in sync where an object failed to become healthy","jsonPath":".status.degraded"}"#,
     printcolumn = r#"{"name":"FailingClusters","type":"string","priority":1,"description":"The first few failing clusters","jsonPath":".status.failingClusters[*]"}"#,
+    printcolumn = r#"{"name":"Rollout","type":"string","priority":1,"description":"The progressive rollout of this generation: Progressing, Paused, Halted or Complete","jsonPath":".status.rolloutPhase"}"#,
+    printcolumn = r#"{"name":"Wave","type":"string","priority":1,"description":"The wave rolling out, n/m","jsonPath":".status.rolloutWave"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]

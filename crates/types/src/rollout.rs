@@ -23,8 +23,9 @@ pub const PAUSED_ANNOTATION: &str = "syncsets.io/rollout-paused";
 /// the halt. `syncsets rollout resume` sets it.
 pub const RESUMED_ANNOTATION: &str = "syncsets.io/rollout-resumed-at";
 /// A set annotation asking the controllers to roll the set back: to the revision it names,
-/// or (empty or `previous`) to the one before the revision rolling out. The controllers
-/// write that revision's spec as the set's new generation and remove the annotation.
+/// or (empty or `previous`) to the one its rollout started from (the last that completed;
+/// for a completed rollout, the revision before it). The controllers write that revision's
+/// spec as the set's new generation and remove the annotation.
 pub const UNDO_ANNOTATION: &str = "syncsets.io/rollout-undo";
 
 /// Labels of the ControllerRevisions keeping a set's revisions.
@@ -148,6 +149,9 @@ pub struct SetRollout {
     pub namespace: Option<String>,
     /// The set's name.
     pub name: String,
+    /// The set's uid (a set made again under the same name starts afresh).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
     /// The revision (the set's generation) rolling out.
     pub revision: i64,
     /// The revision clusters not yet reached keep (none: they get nothing of the set).
@@ -159,7 +163,7 @@ pub struct SetRollout {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub waves: Vec<Wave>,
-    /// The wave rolling out: 1 to the number of waves.
+    /// The wave rolling out: 1 to the number of waves (0: paused before the first).
     pub wave: i64,
     /// When the current wave started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -185,6 +189,13 @@ pub struct SetRollout {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub failed_clusters: Vec<FailedCluster>,
+    /// The `syncsets.io/rollout-resumed-at` value last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed: Option<String>,
+    /// Failures a person accepted by resuming after a halt: the rollout halts again only
+    /// beyond `maxFailures` plus these.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub tolerated: i64,
     /// What the rollout is doing or waiting for, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -208,6 +219,11 @@ pub struct Wave {
     pub slice: i64,
     /// How many slices its group was cut into.
     pub slices: i64,
+    /// Where the slice starts in its group: clusters are ordered by a stable hash of their
+    /// key (a number below 2^53) and cut into slices of `maxConcurrency`; this is the
+    /// first one's, so a cluster that joins later falls in the slice its hash does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<i64>,
     /// Clusters in the wave when the rollout started.
     pub clusters: i64,
 }
@@ -220,6 +236,10 @@ pub struct FailedCluster {
     pub cluster: String,
     /// Why: the apply error, or the objects not healthy and what they say.
     pub reason: String,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 /// The CustomResourceDefinition of RolloutPolicy.

@@ -217,8 +217,15 @@ pub fn render(report: &Report) -> String {
             }
             _ => String::new(),
         };
+        // A progressive rollout under way: where it is.
+        let rollout = match (&s.summary.rollout_phase, &s.summary.rollout_wave) {
+            (Some(phase), Some(wave)) if phase != "Complete" => {
+                format!("  rollout {phase}, wave {wave}")
+            }
+            _ => String::new(),
+        };
         out.push_str(&format!(
-            "{:<width$}  {clusters:>8}  {in_sync:>7}  {failing:>7}  {:>7}  {} {pct:>3}%{health}{note}\n",
+            "{:<width$}  {clusters:>8}  {in_sync:>7}  {failing:>7}  {:>7}  {} {pct:>3}%{health}{rollout}{note}\n",
             s.id,
             s.pending(),
             bar(in_sync, failing, clusters, 30),
@@ -340,12 +347,16 @@ mod tests {
         rolling.summary.healthy = Some(3);
         rolling.summary.progressing = Some(1);
         rolling.summary.degraded = Some(1);
+        rolling.summary.rollout_phase = Some("Halted".into());
+        rolling.summary.rollout_wave = Some("1/4".into());
         let health = render(&Report {
             sets: vec![rolling],
             ..Report::default()
         });
         assert!(
-            health.contains("  50%  healthy 3, progressing 1, degraded 1\n"),
+            health.contains(
+                "  50%  healthy 3, progressing 1, degraded 1  rollout Halted, wave 1/4\n"
+            ),
             "{health}"
         );
         assert!(

@@ -34,10 +34,19 @@ const SPEC_FIELDS: [&str; 7] = [
 
 /// One leader tick's work on rollouts.
 pub async fn drive(reconciler: &Reconciler) {
-    let policies = reconciler.cache.policies();
-    if policies.is_empty() {
+    for gone in reconciler.cache.orphan_revisions() {
+        delete_revision(reconciler, &gone).await;
+    }
+    if reconciler.cache.policies().is_empty() {
         return;
     }
+    // Step from every change committed so far (the policies' status included): a status
+    // written from an older view would take a rollout back.
+    if let Err(e) = reconciler.cache.sync().await {
+        tracing::warn!(error = %syncsets_store::Chain(&e), "cannot catch up before stepping rollouts");
+        return;
+    }
+    let policies = reconciler.cache.policies();
     let now = jiff::Timestamp::now();
     let mut rollouts: BTreeMap<String, (usize, Vec<SetRollout>)> = BTreeMap::new();
     for g in reconciler.cache.governed() {
@@ -48,9 +57,13 @@ pub async fn drive(reconciler: &Reconciler) {
         };
         let set = &g.set;
         let id = (set.kind, set.namespace.clone(), set.name.clone());
-        let previous = g.policy.rollouts.get(&id);
-        if let Some(to) = set.asks.undo {
-            undo(reconciler, &g, previous, to).await;
+        let previous = g
+            .policy
+            .rollouts
+            .get(&id)
+            .filter(|p| p.uid.as_deref().is_none_or(|u| u == set.uid));
+        if let Some(asked) = &set.asks.undo {
+            undo(reconciler, &g, previous, asked).await;
             // The next tick sees the new generation.
             if let Some(p) = previous {
                 entry.1.push(p.clone());
@@ -76,13 +89,44 @@ pub async fn drive(reconciler: &Reconciler) {
         prune(reconciler, &g, &stepped.rollout).await;
         entry.1.push(stepped.rollout);
     }
-    for gone in reconciler.cache.orphan_revisions() {
-        delete_revision(reconciler, &gone).await;
-    }
+    gauges(&rollouts);
     for policy in policies {
         let (governed, list) = rollouts.remove(&policy.name).unwrap_or_default();
         write_status(reconciler, &policy, governed, list).await;
     }
+}
+
+/// The rollout gauges of every governed set; zero for those no longer governed.
+fn gauges(rollouts: &BTreeMap<String, (usize, Vec<SetRollout>)>) {
+    type Labels = [(&'static str, String); 4];
+    static SHOWN: std::sync::Mutex<Vec<Labels>> = std::sync::Mutex::new(Vec::new());
+    let mut now: Vec<Labels> = Vec::new();
+    for (policy, (_, list)) in rollouts {
+        for r in list {
+            let labels: Labels = [
+                ("kind", r.kind.clone()),
+                ("namespace", r.namespace.clone().unwrap_or_default()),
+                ("name", r.name.clone()),
+                ("policy", policy.clone()),
+            ];
+            metrics::gauge!("syncsets_rollout_wave", &labels).set(r.wave as f64);
+            metrics::gauge!("syncsets_rollout_waves", &labels).set(r.waves.len() as f64);
+            metrics::gauge!("syncsets_rollout_halted", &labels)
+                .set(f64::from(u8::from(r.phase == phase::HALTED)));
+            now.push(labels);
+        }
+    }
+    let mut shown = SHOWN.lock().expect("gauges lock");
+    for gone in shown.iter().filter(|l| !now.contains(l)) {
+        for name in [
+            "syncsets_rollout_wave",
+            "syncsets_rollout_waves",
+            "syncsets_rollout_halted",
+        ] {
+            metrics::gauge!(name, gone).set(0.0);
+        }
+    }
+    *shown = now;
 }
 
 async fn write_status(
@@ -125,19 +169,6 @@ fn revision_namespace(set: &SetDef) -> &str {
     }
 }
 
-fn revision_name(set: &SetDef, generation: i64) -> String {
-    let prefix = match set.kind {
-        SetKind::SyncSet => "syncset",
-        SetKind::SelectorSyncSet => "selectorsyncset",
-    };
-    let mut name = set.name.clone();
-    name.truncate(253 - prefix.len() - 22);
-    format!(
-        "{prefix}-{}-{generation}",
-        name.trim_end_matches(['-', '.'])
-    )
-}
-
 /// Keeps the set's spec at its current generation in a ControllerRevision.
 async fn keep_revision(reconciler: &Reconciler, set: &SetDef) {
     let namespace = revision_namespace(set);
@@ -150,7 +181,7 @@ async fn keep_revision(reconciler: &Reconciler, set: &SetDef) {
     let object = json!({
         "apiVersion": "apps/v1", "kind": "ControllerRevision",
         "metadata": {
-            "name": revision_name(set, set.generation), "namespace": namespace,
+            "name": super::revision_name(set.kind, &set.name, set.generation), "namespace": namespace,
             "labels": {REVISION_KIND_LABEL: set.kind.as_str(), REVISION_NAME_LABEL: set.name},
             "ownerReferences": [{"apiVersion": "hive.openshift.io/v1", "kind": set.kind.as_str(),
                 "name": set.name, "uid": set.uid}],
@@ -212,13 +243,31 @@ async fn delete_revision(reconciler: &Reconciler, (namespace, name): &(String, S
 /// Rolls a set back as its `syncsets.io/rollout-undo` annotation asks: writes the spec of
 /// that revision (by default the one its rollout started from, else the one before the
 /// current) as the set's new generation, which then rolls out like any change.
-async fn undo(
-    reconciler: &Reconciler,
-    g: &Governed,
-    rollout: Option<&SetRollout>,
-    to: Option<i64>,
-) {
+async fn undo(reconciler: &Reconciler, g: &Governed, rollout: Option<&SetRollout>, asked: &str) {
     let set = &g.set;
+    let fail = |message: String| Note {
+        kind: Type::Warning,
+        reason: "UndoFailed",
+        message,
+    };
+    let to = match asked.trim() {
+        "" | "previous" => None,
+        n => match n.parse::<i64>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                if clear_undo(reconciler, set, None).await.is_ok() {
+                    reconciler.events.record(
+                        Involved::set(set),
+                        fail(format!(
+                            "{UNDO_ANNOTATION}={asked:?} names no revision: give its number, or \
+                             nothing for the previous one"
+                        )),
+                    );
+                }
+                return;
+            }
+        },
+    };
     let to = to.or_else(|| {
         rollout
             .filter(|r| r.revision == set.generation && r.phase != phase::COMPLETE)
@@ -232,42 +281,15 @@ async fn undo(
     });
     let revision = to.and_then(|n| g.revisions.get(&n).map(|rev| (n, rev)));
     let spec = revision.map(|(_, rev)| serde_json::to_value(&rev.spec).expect("spec serialises"));
-    let kind = match set.kind {
-        SetKind::SyncSet => HubKind::SyncSet,
-        SetKind::SelectorSyncSet => HubKind::SelectorSyncSet,
-    };
-    let written = reconciler
-        .hub
-        .write(kind, &set.namespace, &set.name, false, None, |current| {
-            let Some(current) = current else {
-                return Ok(Proposal::Keep);
-            };
-            let mut object = current.object.clone();
-            if let Some(annotations) = object["metadata"]["annotations"].as_object_mut() {
-                annotations.remove(UNDO_ANNOTATION);
-            }
-            if let Some(spec) = &spec {
-                let target = object["spec"].as_object_mut();
-                if let Some(target) = target {
-                    for field in SPEC_FIELDS {
-                        target.remove(field);
-                    }
-                    for (k, v) in spec.as_object().into_iter().flatten() {
-                        if SPEC_FIELDS.contains(&k.as_str()) && !v.is_null() {
-                            target.insert(k.clone(), v.clone());
-                        }
-                    }
-                }
-            }
-            Ok(Proposal::Write(object))
-        })
-        .await;
-    let note = match (written, revision) {
+    let note = match (clear_undo(reconciler, set, spec.as_ref()).await, revision) {
         (Err(e), _) => {
+            // Refused (the old spec no longer passes admission, say): the annotation stays
+            // and the Event says why; the rollout waits for a person.
             tracing::warn!(set = %set.display_name(), error = %syncsets_store::Chain(&e), "cannot undo a rollout");
-            return;
+            fail(format!("cannot roll back: {e}"))
         }
-        (Ok(_), Some((n, _))) => Note {
+        (Ok(false), _) => return, // seen already, or the set changed since
+        (Ok(true), Some((n, _))) => Note {
             kind: Type::Normal,
             reason: "RolloutUndone",
             message: format!(
@@ -275,14 +297,58 @@ async fn undo(
                 set.generation
             ),
         },
-        (Ok(_), None) => Note {
-            kind: Type::Warning,
-            reason: "UndoFailed",
-            message: match to {
-                Some(n) => format!("revision {n} is not kept: nothing to roll back to"),
-                None => "no earlier revision is kept: nothing to roll back to".into(),
-            },
-        },
+        (Ok(true), None) => fail(match to {
+            Some(n) => format!("revision {n} is not kept: nothing to roll back to"),
+            None => "no earlier revision is kept: nothing to roll back to".into(),
+        }),
     };
     reconciler.events.record(Involved::set(set), note);
+}
+
+/// Removes the set's undo annotation and, with `spec`, writes that revision's spec fields
+/// as its own — only if the set is still as the cache saw it (the same generation, the
+/// annotation there), so an undo is carried out once and never over a later edit. Returns
+/// whether it wrote.
+async fn clear_undo(
+    reconciler: &Reconciler,
+    set: &SetDef,
+    spec: Option<&serde_json::Value>,
+) -> crate::Result<bool> {
+    let kind = match set.kind {
+        SetKind::SyncSet => HubKind::SyncSet,
+        SetKind::SelectorSyncSet => HubKind::SelectorSyncSet,
+    };
+    let mut wrote = false;
+    reconciler
+        .hub
+        .write(kind, &set.namespace, &set.name, false, None, |current| {
+            wrote = false;
+            let Some(current) = current else {
+                return Ok(Proposal::Keep);
+            };
+            let mut object = current.object.clone();
+            let asked = object["metadata"]["annotations"]
+                .as_object_mut()
+                .and_then(|a| a.remove(UNDO_ANNOTATION));
+            if asked.is_none() || object["metadata"]["generation"].as_i64() != Some(set.generation)
+            {
+                return Ok(Proposal::Keep);
+            }
+            if let Some(spec) = spec
+                && let Some(target) = object["spec"].as_object_mut()
+            {
+                for field in SPEC_FIELDS {
+                    target.remove(field);
+                }
+                for (k, v) in spec.as_object().into_iter().flatten() {
+                    if SPEC_FIELDS.contains(&k.as_str()) && !v.is_null() {
+                        target.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            wrote = true;
+            Ok(Proposal::Write(object))
+        })
+        .await?;
+    Ok(wrote)
 }
