@@ -310,13 +310,13 @@ mod tests {
         );
         assert_eq!(
             t["rows"][0]["cells"],
-            json!(["s", null, null, null, null, null, null, "1d"])
+            json!(["s", null, null, null, null, null, null, null, null, "1d"])
         );
         assert_eq!(t["columnDefinitions"], json!([]));
         // The rollout summary syncsets adds to Hive's sets.
         let summarised = json!({"metadata": {"name": "s", "creationTimestamp": "2023-12-31T01:00:00Z"},
             "status": {"clusters": 3, "inSync": 1, "failing": 2, "failingClusters": ["fleet/a", "fleet/b"],
-                       "healthy": 1, "degraded": 0}});
+                       "healthy": 1, "degraded": 0, "rolloutPhase": "Halted", "rolloutWave": "1/4"}});
         let t = render(
             &ss,
             &[summarised],
@@ -327,9 +327,9 @@ mod tests {
         );
         assert_eq!(
             t["rows"][0]["cells"],
-            json!(["s", 3, 1, 2, 1, 0, "fleet/a fleet/b", "1d"])
+            json!(["s", 3, 1, 2, 1, 0, "fleet/a fleet/b", "Halted", "1/4", "1d"])
         );
-        for wide in 4..=6 {
+        for wide in 4..=8 {
             assert_eq!(t["columnDefinitions"][wide]["priority"], 1);
         }
     }

@@ -265,10 +265,19 @@ pub fn crd()
     crd
 }
 
+/// Removes `nullable` (the API never stores null) and joins descriptions' lines (doc
+/// comments wrap; `kubectl explain` wraps again), keeping paragraphs.
 fn strip_nullable(schema: &mut Value) {
     match schema {
         Value::Object(obj) => {
             obj.remove("nullable");
+            if let Some(Value::String(d)) = obj.get_mut("description") {
+                *d = d
+                    .split("\n\n")
+                    .map(|p| p.split('\n').map(str::trim).collect::<Vec<_>>().join(" "))
+                    .collect::<Vec<_>>()
+                    .join("\n\n");
+            }
             obj.values_mut().for_each(strip_nullable);
         }
         Value::Array(items) => items.iter_mut().for_each(strip_nullable),

@@ -118,6 +118,8 @@ fn strip_rollout_extension(ours: &mut Value) {
             "Healthy",
             "Degraded",
             "FailingClusters",
+            "Rollout",
+            "Wave",
             "Age"
         ]
     );
@@ -143,6 +145,9 @@ fn strip_rollout_extension(ours: &mut Value) {
             "inSync",
             "observedGeneration",
             "progressing",
+            "rolloutPhase",
+            "rolloutPolicy",
+            "rolloutWave",
         ])
     );
     status.as_object_mut().unwrap().remove("properties");
