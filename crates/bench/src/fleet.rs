@@ -71,6 +71,12 @@ pub struct FleetArgs {
     /// apply's
     #[arg(long)]
     fleet_plan: bool,
+
+    /// After the rollout, change the workload's first set at once, then again under a
+    /// Progressive RolloutPolicy (waves of 25%, no minSuccessTime): the progressive
+    /// rollout's time and the controllers' CPU beside the change at once
+    #[arg(long)]
+    fleet_rollout: bool,
 }
 
 /// A workload.
@@ -672,10 +678,141 @@ async fn run_workload(
     if args.fleet_plan && down.is_none() {
         plan_then_apply(&client, &hub, &data, &sets[0], reachable).await?;
     }
+    if args.fleet_rollout && down.is_none() {
+        at_once_then_progressive(&client, &hub, &sets[0], reachable, controller_pid).await?;
+    }
     Ok(Outcome {
         ok: in_time && ratio_ok && memory_ok,
         rate,
     })
+}
+
+/// Changes `set` (an annotation on every object) and waits until each of `clusters` has
+/// the new generation; returns the time it took and the `pid`'s CPU share meanwhile.
+async fn change_and_wait(
+    client: &reqwest::Client,
+    url: &str,
+    value: &str,
+    clusters: usize,
+    pid: u32,
+    done: impl AsyncFn(&reqwest::Client, i64) -> anyhow::Result<bool>,
+) -> anyhow::Result<(Duration, f64)> {
+    let mut changed = get_json(client, url).await?;
+    for object in changed["spec"]["resources"]
+        .as_array_mut()
+        .context("resources")?
+    {
+        object["metadata"]["annotations"]["bench.syncsets.io/rollout"] =
+            Value::String(value.into());
+    }
+    let generation = changed["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
+    let cpu = cpu_seconds(pid);
+    let started = Instant::now();
+    client
+        .put(url)
+        .json(&changed)
+        .send()
+        .await?
+        .error_for_status()?;
+    loop {
+        let now = get_json(client, url).await?;
+        if now["status"]["observedGeneration"].as_i64() >= Some(generation)
+            && now["status"]["inSync"].as_u64() == Some(clusters as u64)
+            && done(client, generation).await?
+        {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(1800) {
+            bail!("the change did not reach every cluster within 30 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let took = started.elapsed();
+    Ok((took, (cpu_seconds(pid) - cpu) / took.as_secs_f64() * 100.0))
+}
+
+/// The same change to `set` made at once, then under a Progressive RolloutPolicy (waves of
+/// 25% of the fleet, no minSuccessTime, so the waves' cost shows rather than waiting):
+/// what rolling out progressively costs beside rolling out at once, in the same run.
+async fn at_once_then_progressive(
+    client: &reqwest::Client,
+    hub: &str,
+    set: &Value,
+    clusters: usize,
+    controller_pid: u32,
+) -> anyhow::Result<()> {
+    let name = set["metadata"]["name"].as_str().context("a named set")?;
+    let url = format!("{hub}/apis/hive.openshift.io/v1/selectorsyncsets/{name}");
+    let policy_url = format!("{hub}/apis/syncsets.io/v1alpha1/rolloutpolicies");
+    let at_once = async |_: &reqwest::Client, _: i64| Ok(true);
+    let (once, once_cpu) =
+        change_and_wait(client, &url, "at-once", clusters, controller_pid, at_once).await?;
+    client
+        .post(&policy_url)
+        .json(&serde_json::json!({"apiVersion": "syncsets.io/v1alpha1", "kind": "RolloutPolicy",
+            "metadata": {"name": "bench"},
+            "spec": {"selector": {"matchLabels": {"bench.syncsets.io/rollout": "progressive"}},
+                     "strategy": {"type": "Progressive", "progressive": {
+                         "maxConcurrency": "25%", "minSuccessTime": "0s", "progressDeadline": "10m"}}}}))
+        .send()
+        .await?
+        .error_for_status()?;
+    client
+        .patch(&url)
+        .header("content-type", "application/merge-patch+json")
+        .json(&serde_json::json!({"metadata": {"labels": {"bench.syncsets.io/rollout": "progressive"}}}))
+        .send()
+        .await?
+        .error_for_status()?;
+    // Governed from now on: taken as rolled out (every cluster has it) before the change.
+    let rollout =
+        async |client: &reqwest::Client, generation: i64| -> anyhow::Result<Option<Value>> {
+            let policy = get_json(client, &format!("{policy_url}/bench")).await?;
+            Ok(policy["status"]["rollouts"]
+                .as_array()
+                .and_then(|r| {
+                    r.iter()
+                        .find(|r| r["name"] == name && r["revision"] == generation)
+                })
+                .cloned())
+        };
+    let current = get_json(client, &url).await?["metadata"]["generation"]
+        .as_i64()
+        .unwrap_or(1);
+    let adopting = Instant::now();
+    while rollout(client, current)
+        .await?
+        .is_none_or(|r| r["phase"] != "Complete")
+    {
+        if adopting.elapsed() > Duration::from_secs(60) {
+            bail!("the policy did not take the set in within a minute");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let complete = async |client: &reqwest::Client, generation: i64| {
+        Ok(rollout(client, generation)
+            .await?
+            .is_some_and(|r| r["phase"] == "Complete"))
+    };
+    let (progressive, progressive_cpu) = change_and_wait(
+        client,
+        &url,
+        "progressive",
+        clusters,
+        controller_pid,
+        complete,
+    )
+    .await?;
+    let waves = rollout(client, current + 1)
+        .await?
+        .map_or(0, |r| r["waves"].as_array().map_or(0, Vec::len));
+    println!(
+        "  a change at once: {:.1}s (controllers' CPU {once_cpu:.0}%); under a Progressive policy in {waves} waves of 25%: {:.1}s = {:.2} × (CPU {progressive_cpu:.0}%)",
+        once.as_secs_f64(),
+        progressive.as_secs_f64(),
+        progressive.as_secs_f64() / once.as_secs_f64()
+    );
+    Ok(())
 }
 
 /// `syncsets plan -f` of a change to `set` (an annotation on every object) over the fleet,
