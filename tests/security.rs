@@ -1561,6 +1561,28 @@ fn plan_as(kubeconfig: &Path, args: &[&str]) -> (bool, String) {
     )
 }
 
+/// A hub with its controllers in `dir` and one token user `user` (token `t-USER`): the
+/// server, the admin's kubeconfig and the user's.
+fn hub_with_user(dir: &Path, user: &str) -> (Serve, PathBuf, PathBuf) {
+    let tokens = dir.join("tokens.csv");
+    std::fs::write(&tokens, format!("t-{user},{user},3\n")).unwrap();
+    let server = start(
+        dir,
+        &["--token-auth-file", tokens.to_str().unwrap()],
+        None,
+        true,
+    );
+    let admin = dir.join("kubeconfig");
+    let kubeconfig = kubeconfig_with(
+        dir,
+        user,
+        &server.url,
+        &ca_data(&admin),
+        kubeconfig::token_user(&format!("t-{user}")),
+    );
+    (server, admin, kubeconfig)
+}
+
 /// `syncsets plan` reads the hub with the user's own credentials: a user who may read a
 /// namespace's clusters and sets but not their kubeconfig Secrets cannot ask those
 /// clusters anything (and is told why); one who may not list clusters across namespaces
@@ -1569,22 +1591,7 @@ fn plan_as(kubeconfig: &Path, args: &[&str]) -> (bool, String) {
 #[test]
 fn plan_asks_only_the_clusters_whose_credentials_the_user_may_read() {
     let dir = tempfile::tempdir().unwrap();
-    let tokens = dir.path().join("tokens.csv");
-    std::fs::write(&tokens, "t-bob,bob,3\n").unwrap();
-    let server = start(
-        dir.path(),
-        &["--token-auth-file", tokens.to_str().unwrap()],
-        None,
-        true,
-    );
-    let admin = dir.path().join("kubeconfig");
-    let bob = kubeconfig_with(
-        dir.path(),
-        "bob",
-        &server.url,
-        &ca_data(&admin),
-        kubeconfig::token_user("t-bob"),
-    );
+    let (_server, admin, bob) = hub_with_user(dir.path(), "bob");
     register_the_hub(&admin, dir.path());
     ok(
         &admin,
@@ -1684,4 +1691,65 @@ fn plan_asks_only_the_clusters_whose_credentials_the_user_may_read() {
     .unwrap();
     let (done, out) = plan_as(&bob, &["-f", sss.to_str().unwrap()]);
     assert!(!done && out.contains("forbidden"), "{out}");
+}
+
+/// A user bound in one namespace may not read RolloutPolicies (cluster-scoped), yet
+/// `syncsets rollout status` tells them where their SyncSet's rollout is, from the set's
+/// own status.
+#[test]
+fn a_namespace_editor_follows_a_rollout_without_reading_rollout_policies() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, admin, alice) = hub_with_user(dir.path(), "alice");
+    ok(&admin, &["create", "namespace", "team-a"]);
+    editor_of("team-a", &admin, "alice");
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: syncsets.io/v1alpha1\nkind: RolloutPolicy\nmetadata: {name: careful}\n\
+         spec:\n  selector: {matchLabels: {rollout: careful}}\n  strategy: {type: Progressive, progressive: {maxConcurrency: 1}}\n",
+    )
+    .unwrap();
+    ok(&admin, &["apply", "-f", policy.to_str().unwrap()]);
+    let set = dir.path().join("set.yaml");
+    std::fs::write(
+        &set,
+        "apiVersion: hive.openshift.io/v1\nkind: SyncSet\nmetadata: {name: quota, namespace: team-a, labels: {rollout: careful}}\n\
+         spec:\n  clusterDeploymentRefs: []\n  resources:\n  - {apiVersion: v1, kind: ConfigMap, metadata: {name: q, namespace: default}}\n",
+    )
+    .unwrap();
+    ok(&alice, &["apply", "-f", set.to_str().unwrap()]);
+    refused(&alice, &["get", "rolloutpolicies"]);
+    let started = std::time::Instant::now();
+    let out = loop {
+        let out = Command::new(env!("CARGO_BIN_EXE_syncsets"))
+            .args([
+                "rollout",
+                "status",
+                "ss/team-a/quota",
+                "--watch=false",
+                "--kubeconfig",
+            ])
+            .arg(&alice)
+            .env("SYNCSETS_LOG", "warn")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if text.contains(": Complete, wave") {
+            assert!(out.status.success(), "{text}");
+            break text;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+    assert!(
+        out.contains("revision 1 under RolloutPolicy careful: Complete"),
+        "{out}"
+    );
 }

@@ -132,25 +132,65 @@ async fn status(set: &SetArg, watch: bool, timeout: u64) -> anyhow::Result<()> {
     loop {
         // The set's generation: a rollout for an older one (or an undo not yet carried
         // out) is not the one to report on.
-        let meta = match kind {
+        let (meta, summary) = match kind {
             SetKind::SelectorSyncSet => {
-                Api::<SelectorSyncSet>::all(client.clone())
+                let s = Api::<SelectorSyncSet>::all(client.clone())
                     .get(&name)
-                    .await?
-                    .metadata
+                    .await?;
+                (s.metadata, s.status.map(|s| s.rollout))
             }
             SetKind::SyncSet => {
-                Api::<SyncSet>::namespaced(client.clone(), &namespace)
+                let s = Api::<SyncSet>::namespaced(client.clone(), &namespace)
                     .get(&name)
-                    .await?
-                    .metadata
+                    .await?;
+                (s.metadata, s.status.map(|s| s.rollout))
             }
         };
         let generation = meta.generation.unwrap_or(1);
         let undoing = meta
             .annotations
             .is_some_and(|a| a.contains_key(UNDO_ANNOTATION));
-        let list = policies.list(&ListParams::default()).await?;
+        let list = match policies.list(&ListParams::default()).await {
+            Ok(list) => list,
+            // RolloutPolicies are cluster-scoped: a user bound in a namespace may not read
+            // them. The set's own status says where its rollout is.
+            Err(kube::Error::Api(e)) if e.code == 403 => {
+                let summary = summary.unwrap_or_default();
+                let (Some(policy), Some(phase)) = (&summary.rollout_policy, &summary.rollout_phase)
+                else {
+                    bail!(
+                        "{} shows no progressive rollout (and RolloutPolicies may not be read: {})",
+                        set.set,
+                        e.message
+                    );
+                };
+                let text = format!(
+                    "revision {generation} under RolloutPolicy {policy}: {phase}, wave {}: {} clusters, {} in sync, {} failing (the policy's status names failed clusters; reading it needs access to rolloutpolicies)",
+                    summary.rollout_wave.as_deref().unwrap_or("-"),
+                    summary.clusters.unwrap_or(0),
+                    summary.in_sync.unwrap_or(0),
+                    summary.failing.unwrap_or(0),
+                );
+                if text != last {
+                    println!("{text}");
+                    last = text;
+                }
+                let current = summary.observed_generation == Some(generation) && !undoing;
+                match phase.as_str() {
+                    "Complete" if current => return Ok(()),
+                    "Halted" if current => bail!("rollout halted: undo, resume or change the set"),
+                    _ if !watch => return Ok(()),
+                    _ if timeout > 0 && started.elapsed() > Duration::from_secs(timeout) => {
+                        bail!("timed out waiting for the rollout")
+                    }
+                    _ => {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
         let found = list.items.iter().find_map(|p| {
             let rollouts = p.status.as_ref()?.rollouts.iter();
             let r = rollouts
