@@ -801,13 +801,16 @@ fn prod_fleet_with(base: &str, clusters: usize, more: &[&str]) -> (Process, Stri
     args.extend_from_slice(more);
     let (process, line) = fleet_sim_with(base, clusters, &args);
     assert!(line.contains(&format!("{clusters} registered")), "{line}");
-    let member = line
-        .split_whitespace()
+    (process, member_url(&line))
+}
+
+/// The URL of the member server `fleet-sim` names in its first line.
+fn member_url(line: &str) -> String {
+    line.split_whitespace()
         .find(|w| w.starts_with("http://"))
         .unwrap()
         .trim_end_matches(':')
-        .to_string();
-    (process, member)
+        .to_string()
 }
 
 /// Starts `syncsets <args>` and returns it with its first line of output.
@@ -2862,13 +2865,10 @@ async fn a_progressive_rollout_goes_wave_by_wave_halts_a_bad_change_at_the_canar
             "{c} not restored"
         );
     }
-    let events: Value = reqwest::get(format!(
+    let events = get_json(format!(
         "{}/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3Dapp",
         hub.base
     ))
-    .await
-    .unwrap()
-    .json()
     .await
     .unwrap();
     let reasons = each(&events["items"], "reason");
@@ -3054,12 +3054,7 @@ async fn a_progressive_rollout_on_postgres_follows_its_plan_pauses_takes_a_joine
             "1s",
         ],
     );
-    let late_member = late_line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .trim_end_matches(':')
-        .to_string();
+    let late_member = member_url(&late_line);
     let started = Instant::now();
     while settings_value(&late_member, "late-00000").await.as_deref() != Some("2") {
         assert!(

@@ -324,13 +324,24 @@ async fn kubeconfig_users(ctx: &Ctx, secret: &str) -> ApiResult<Vec<Value>> {
 }
 
 async fn list(ctx: &Ctx, resource: &str, namespace: Option<&str>) -> ApiResult<Vec<Value>> {
+    stored(ctx, resource, namespace, "reading what the write attaches").await
+}
+
+/// Every stored object of `resource` (in `namespace`, if given) in the request's logical
+/// cluster, for a write's admission checks; `why` says what failed if the store does.
+pub(crate) async fn stored(
+    ctx: &Ctx,
+    resource: &str,
+    namespace: Option<&str>,
+    why: &str,
+) -> ApiResult<Vec<Value>> {
     let query = ListQuery {
         cluster: ctx.info.cluster.clone(),
         resource: resource.into(),
         namespace: namespace.map(String::from),
         ..ListQuery::default()
     };
-    let failed = |e| ApiError::internal("reading what the write attaches", &e);
+    let failed = |e| ApiError::internal(why, &e);
     let page = ctx.state.store.list(&query).await.map_err(failed)?;
     page.items
         .iter()

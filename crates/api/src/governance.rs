@@ -6,7 +6,6 @@
 
 use serde_json::Value;
 use syncsets_machinery::FieldError;
-use syncsets_store::ListQuery;
 use syncsets_types::{LabelSelector, Selector};
 
 use crate::error::{ApiError, ApiResult};
@@ -113,15 +112,11 @@ async fn policies(ctx: &Ctx) -> ApiResult<Vec<(String, Selector)>> {
 }
 
 async fn list(ctx: &Ctx, resource: &str) -> ApiResult<Vec<Value>> {
-    let query = ListQuery {
-        cluster: ctx.info.cluster.clone(),
-        resource: resource.into(),
-        ..ListQuery::default()
-    };
-    let failed = |e| ApiError::internal("reading the rollout policies a write concerns", &e);
-    let page = ctx.state.store.list(&query).await.map_err(failed)?;
-    page.items
-        .iter()
-        .map(|r| r.parse().map(|s| s.object).map_err(failed))
-        .collect()
+    crate::attach::stored(
+        ctx,
+        resource,
+        None,
+        "reading the rollout policies a write concerns",
+    )
+    .await
 }

@@ -37,6 +37,15 @@ pub enum HubKind {
     RolloutPolicy,
 }
 
+impl From<crate::model::SetKind> for HubKind {
+    fn from(kind: crate::model::SetKind) -> Self {
+        match kind {
+            crate::model::SetKind::SyncSet => Self::SyncSet,
+            crate::model::SetKind::SelectorSyncSet => Self::SelectorSyncSet,
+        }
+    }
+}
+
 impl HubKind {
     fn coordinates(self) -> (&'static str, &'static str, &'static str) {
         match self {

@@ -219,10 +219,7 @@ async fn write_summaries(reconciler: &Reconciler, written: &mut HashMap<SetId, W
         {
             continue;
         }
-        let kind = match set.kind {
-            SetKind::SyncSet => HubKind::SyncSet,
-            SetKind::SelectorSyncSet => HubKind::SelectorSyncSet,
-        };
+        let kind = HubKind::from(set.kind);
         let status: Value = serde_json::to_value(&summary).expect("summaries serialise");
         match reconciler
             .hub

@@ -171,6 +171,13 @@ impl SetKind {
         }
     }
 
+    /// The kind named `name` (`SyncSet`, `SelectorSyncSet`), if a set's.
+    pub fn of_name(name: &str) -> Option<Self> {
+        [Self::SyncSet, Self::SelectorSyncSet]
+            .into_iter()
+            .find(|k| k.as_str() == name)
+    }
+
     /// The kind of a group resource, if it is a set's.
     pub fn of_resource(resource: &str) -> Option<Self> {
         [Self::SyncSet, Self::SelectorSyncSet]

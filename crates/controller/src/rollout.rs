@@ -112,11 +112,7 @@ impl Policy {
             .flatten()
             .filter_map(|r| serde_json::from_value::<SetRollout>(r.clone()).ok())
             .filter_map(|r| {
-                let kind = match r.kind.as_str() {
-                    "SyncSet" => SetKind::SyncSet,
-                    "SelectorSyncSet" => SetKind::SelectorSyncSet,
-                    _ => return None,
-                };
+                let kind = SetKind::of_name(&r.kind)?;
                 let id = (
                     kind,
                     r.namespace.clone().unwrap_or_default(),

@@ -150,10 +150,37 @@ async fn status(set: &SetArg, watch: bool, timeout: u64) -> anyhow::Result<()> {
         let undoing = meta
             .annotations
             .is_some_and(|a| a.contains_key(UNDO_ANNOTATION));
-        let list = match policies.list(&ListParams::default()).await {
-            Ok(list) => list,
-            // RolloutPolicies are cluster-scoped: a user bound in a namespace may not read
-            // them. The set's own status says where its rollout is.
+        // Where the rollout is: from the policy's status, or — RolloutPolicies being
+        // cluster-scoped, which a user bound in a namespace may not read — from the set's.
+        let (text, phase, current) = match policies.list(&ListParams::default()).await {
+            Ok(list) => {
+                let found = list.items.iter().find_map(|p| {
+                    let rollouts = p.status.as_ref()?.rollouts.iter();
+                    let r = rollouts
+                        .clone()
+                        .find(|r| {
+                            r.kind == kind.as_str()
+                                && r.name == name
+                                && r.namespace.as_deref().unwrap_or_default() == namespace
+                        })?
+                        .clone();
+                    Some((p.metadata.name.clone().unwrap_or_default(), r))
+                });
+                let Some((policy, rollout)) = found else {
+                    bail!(
+                        "{} is governed by no progressive RolloutPolicy (yet): its changes reach \
+                         every cluster at once (see `syncsets status`)",
+                        set.set
+                    );
+                };
+                let current = rollout.revision == generation && !undoing;
+                let text = if current {
+                    describe(&policy, &rollout)
+                } else {
+                    format!("waiting for revision {generation} to start rolling out")
+                };
+                (text, rollout.phase, current)
+            }
             Err(kube::Error::Api(e)) if e.code == 403 => {
                 let summary = summary.unwrap_or_default();
                 let (Some(policy), Some(phase)) = (&summary.rollout_policy, &summary.rollout_phase)
@@ -171,56 +198,16 @@ async fn status(set: &SetArg, watch: bool, timeout: u64) -> anyhow::Result<()> {
                     summary.in_sync.unwrap_or(0),
                     summary.failing.unwrap_or(0),
                 );
-                if text != last {
-                    println!("{text}");
-                    last = text;
-                }
                 let current = summary.observed_generation == Some(generation) && !undoing;
-                match phase.as_str() {
-                    "Complete" if current => return Ok(()),
-                    "Halted" if current => bail!("rollout halted: undo, resume or change the set"),
-                    _ if !watch => return Ok(()),
-                    _ if timeout > 0 && started.elapsed() > Duration::from_secs(timeout) => {
-                        bail!("timed out waiting for the rollout")
-                    }
-                    _ => {
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        continue;
-                    }
-                }
+                (text, phase.clone(), current)
             }
             Err(e) => return Err(e.into()),
         };
-        let found = list.items.iter().find_map(|p| {
-            let rollouts = p.status.as_ref()?.rollouts.iter();
-            let r = rollouts
-                .clone()
-                .find(|r| {
-                    r.kind == kind.as_str()
-                        && r.name == name
-                        && r.namespace.as_deref().unwrap_or_default() == namespace
-                })?
-                .clone();
-            Some((p.metadata.name.clone().unwrap_or_default(), r))
-        });
-        let Some((policy, rollout)) = found else {
-            bail!(
-                "{} is governed by no progressive RolloutPolicy (yet): its changes reach every \
-                 cluster at once (see `syncsets status`)",
-                set.set
-            );
-        };
-        let text = if rollout.revision != generation || undoing {
-            format!("waiting for revision {generation} to start rolling out")
-        } else {
-            describe(&policy, &rollout)
-        };
-        let current = rollout.revision == generation && !undoing;
         if text != last {
             println!("{text}");
             last = text;
         }
-        match rollout.phase.as_str() {
+        match phase.as_str() {
             "Complete" if current => return Ok(()),
             "Halted" if current => bail!("rollout halted: undo, resume or change the set"),
             _ if !watch => return Ok(()),

@@ -314,10 +314,7 @@ async fn clear_undo(
     set: &SetDef,
     spec: Option<&serde_json::Value>,
 ) -> crate::Result<bool> {
-    let kind = match set.kind {
-        SetKind::SyncSet => HubKind::SyncSet,
-        SetKind::SelectorSyncSet => HubKind::SelectorSyncSet,
-    };
+    let kind = HubKind::from(set.kind);
     let mut wrote = false;
     reconciler
         .hub
