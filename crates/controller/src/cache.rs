@@ -1026,11 +1026,10 @@ impl State {
 /// in its SyncSet's namespace or, for a SelectorSyncSet, in [`SYSTEM_NAMESPACE`].
 fn revision_of(namespace: &str, name: &str, object: &Value) -> Option<((SetId, i64), Revision)> {
     let labels = &object["metadata"]["labels"];
-    let kind = match labels[REVISION_KIND_LABEL].as_str()? {
-        "SyncSet" => SetKind::SyncSet,
-        "SelectorSyncSet" if namespace == SYSTEM_NAMESPACE => SetKind::SelectorSyncSet,
-        _ => return None,
-    };
+    let kind = SetKind::of_name(labels[REVISION_KIND_LABEL].as_str()?)?;
+    if kind == SetKind::SelectorSyncSet && namespace != SYSTEM_NAMESPACE {
+        return None;
+    }
     let set_name = labels[REVISION_NAME_LABEL].as_str()?.to_string();
     let set_namespace = match kind {
         SetKind::SyncSet => namespace.to_string(),
@@ -1563,6 +1562,97 @@ mod tests {
                 let live = state.syncsets.len() + state.selector_syncsets.len();
                 proptest::prop_assert!(state.tallies.len() <= live, "tallies of sets that are gone");
             }
+        }
+    }
+
+    /// Under a rollout that has reached nobody yet, each cluster gets the revision it holds
+    /// (else the one the rollout started from), as a whole set at that generation — what
+    /// its reapplies, drift corrections and Sync-mode deletions then follow; one holding a
+    /// revision no longer kept is held; once the rollout completes, all get the set as is.
+    #[tokio::test]
+    async fn clusters_a_rollout_has_not_reached_keep_the_revision_they_hold() {
+        let store = rollout(&[("a", "prod"), ("b", "prod"), ("c", "prod")], 3).await;
+        let cm = |v: &str| {
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "m", "namespace": "default"}, "data": {"v": v}})
+        };
+        let mut set = sss("s", "prod", 3);
+        set["metadata"]["uid"] = json!("u");
+        set["metadata"]["labels"] = json!({"rollout": "careful"});
+        set["spec"]["resources"] = json!([cm("3")]);
+        put(store.as_ref(), resources::SELECTOR_SYNCSETS, "", set).await;
+        let revision = |generation: i64| {
+            json!({"apiVersion": "apps/v1", "kind": "ControllerRevision",
+                "metadata": {"name": crate::rollout::revision_name(SetKind::SelectorSyncSet, "s", generation),
+                    "namespace": SYSTEM_NAMESPACE,
+                    "labels": {REVISION_KIND_LABEL: "SelectorSyncSet", REVISION_NAME_LABEL: "s"},
+                    "ownerReferences": [{"apiVersion": "hive.openshift.io/v1", "kind": "SelectorSyncSet", "name": "s", "uid": "u"}]},
+                "data": {"spec": {"resources": [cm(&generation.to_string())]}}, "revision": generation})
+        };
+        put(
+            store.as_ref(),
+            resources::CONTROLLER_REVISIONS,
+            SYSTEM_NAMESPACE,
+            revision(2),
+        )
+        .await;
+        // a holds revision 2 (kept); b nothing yet; c revision 1 (not kept).
+        put(
+            store.as_ref(),
+            resources::CLUSTER_SYNCS,
+            "fleet",
+            cluster_sync("a", "Success", 2),
+        )
+        .await;
+        put(
+            store.as_ref(),
+            resources::CLUSTER_SYNCS,
+            "fleet",
+            cluster_sync("c", "Success", 1),
+        )
+        .await;
+        let policy = |phase: &str, wave: i64| {
+            json!({"apiVersion": "syncsets.io/v1alpha1", "kind": "RolloutPolicy", "metadata": {"name": "careful"},
+                "spec": {"selector": {"matchLabels": {"rollout": "careful"}},
+                         "strategy": {"type": "Progressive", "progressive": {}}},
+                "status": {"rollouts": [{"kind": "SelectorSyncSet", "name": "s", "uid": "u",
+                    "revision": 3, "fromRevision": 2, "phase": phase, "wave": wave,
+                    "waves": [{"name": "others", "slice": 1, "slices": 1, "clusters": 3}],
+                    "clusters": 3, "updated": 0, "healthy": 0, "progressing": 0, "failed": 0}]}})
+        };
+        put(
+            store.as_ref(),
+            resources::ROLLOUT_POLICIES,
+            "",
+            policy("Paused", 0),
+        )
+        .await;
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let cache = Cache::load(store.clone(), tx).await.unwrap();
+        let assigned =
+            |name: &str| cache.assigned(&cache.cluster(&format!("fleet/{name}")).unwrap());
+        for name in ["a", "b"] {
+            let got = assigned(name);
+            assert_eq!(got.sets.len(), 1, "{name}");
+            assert_eq!(got.sets[0].generation, 2, "{name}");
+            assert_eq!(got.sets[0].spec.resources, [cm("2")], "{name}");
+            assert!(got.held.is_empty());
+        }
+        let c = assigned("c");
+        assert!(c.sets.is_empty());
+        assert_eq!(c.held, [(SetKind::SelectorSyncSet, "s".to_string())]);
+        // Reached: the set as it is.
+        put(
+            store.as_ref(),
+            resources::ROLLOUT_POLICIES,
+            "",
+            policy("Complete", 1),
+        )
+        .await;
+        cache.sync().await.unwrap();
+        for name in ["a", "b", "c"] {
+            let got = assigned(name);
+            assert_eq!((got.sets.len(), got.sets[0].generation), (1, 3), "{name}");
         }
     }
 }
