@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use syncsets_controller::journal;
-use syncsets_testkit::Process;
+use syncsets_testkit::{Process, kubectl_at};
 
 /// The `syncsets` binary.
 const BIN: &str = env!("CARGO_BIN_EXE_syncsets");
@@ -386,22 +386,6 @@ async fn sigkill_under_write_load_loses_nothing_acknowledged() {
     )
     .await;
     assert_eq!(seen, stored, "after {:?}", started.elapsed());
-}
-
-/// Runs kubectl with a kubeconfig, which must succeed; returns its output.
-fn kubectl_at(kubeconfig: &std::path::Path, args: &[&str]) -> String {
-    let out = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Tests that use the broker take turns: one of them stops it.
@@ -1656,6 +1640,8 @@ async fn the_demo_converges() {
             "5",
             "--data-dir",
             data_arg,
+            "--dashboard",
+            "127.0.0.1:0",
         ],
     );
     let first = demo.first_line.clone();
@@ -1689,6 +1675,15 @@ async fn the_demo_converges() {
         "{seen}"
     );
     assert!(data.join("kubeconfig").exists() && data.join("sim-00000.kubeconfig").exists());
+    // The dashboard's address, to watch the rollout in a browser.
+    let dashboard = seen
+        .lines()
+        .find_map(|l| l.strip_prefix("dashboard on "))
+        .unwrap_or_else(|| panic!("the demo prints the dashboard's address: {seen}"));
+    assert!(
+        dashboard.starts_with("http://127.0.0.1:") && dashboard.contains("/?token="),
+        "{dashboard}"
+    );
 }
 
 /// The ConfigMaps of `default` (name → resourceVersion) and the list's resourceVersion.

@@ -95,6 +95,9 @@ enum Command {
     Restore(cmd::backup::RestoreArgs),
     /// Start a hub, a simulated fleet and an example SelectorSyncSet, and watch it converge.
     Demo(cmd::demo::DemoArgs),
+    /// Serve the fleet dashboard on a loopback port, reading the hub with the kubeconfig's
+    /// credentials (as `kubectl proxy` does).
+    Dashboard(cmd::dashboard::DashboardArgs),
 }
 
 impl Args {
@@ -139,6 +142,7 @@ impl Args {
                 Command::Plan(a) => cmd::plan::run(a).await,
                 Command::Rollout(a) => cmd::rollout::run(a).await,
                 Command::Demo(a) => cmd::demo::run(a).await,
+                Command::Dashboard(a) => cmd::dashboard::run(a).await,
             }
         });
         match result {

@@ -255,3 +255,19 @@ pub fn rabbitmq_consumers(vhost: &str) -> std::collections::BTreeMap<String, u64
         })
         .collect()
 }
+
+/// Runs kubectl with a kubeconfig, which must succeed; returns its output.
+pub fn kubectl_at(kubeconfig: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

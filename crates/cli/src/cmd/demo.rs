@@ -1,6 +1,7 @@
 //! `syncsets demo`: what a newcomer runs first. The embedded hub (SQLite, in-process bus,
 //! controllers), a simulated fleet registered with it, an example SelectorSyncSet, and
-//! the rollout converging live. It keeps serving afterwards, for kubectl.
+//! the rollout converging live, in the terminal and on the dashboard. It keeps serving
+//! afterwards, for kubectl and the browser.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,6 +26,10 @@ pub struct DemoArgs {
     /// Address of the hub
     #[arg(long, default_value = "127.0.0.1:7070")]
     listen: SocketAddr,
+
+    /// Address of the dashboard (loopback)
+    #[arg(long, default_value = "127.0.0.1:7080")]
+    dashboard: SocketAddr,
 
     /// The demo's data directory (emptied first)
     #[arg(long, default_value = "data/demo")]
@@ -106,6 +111,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "syncsets demo — hub on {hub} (SQLite under {})",
         args.data_dir.display()
     );
+    let dashboard =
+        super::dashboard::Dashboard::bind(args.dashboard, client.clone(), "default".into()).await?;
+    println!(
+        "dashboard on {} (open it to watch the rollout)",
+        dashboard.url()
+    );
+    let dashboard_serving = tokio::spawn(dashboard.serve(stopped(stop_rx.clone())));
     let (member, member_serving) = start_member(
         "127.0.0.1:0".parse()?,
         std::time::Duration::from_secs(1),
@@ -158,5 +170,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     stop_tx.send_replace(true);
     let _ = serving.await;
     let _ = member_serving.await;
+    let _ = dashboard_serving.await;
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 pub mod backup;
 pub mod controller;
+pub mod dashboard;
 pub mod demo;
 pub mod faults;
 pub mod fleet_sim;

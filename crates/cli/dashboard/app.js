@@ -1,0 +1,489 @@
+// The dashboard's pages: Sets, Fleet map, Cluster and Failures, rendered from the fleet
+// the hub shows this user and redrawn (at most four times a second) as watches report.
+
+import {
+  Feed, Fleet, KINDS, STATES, STATE_LABEL, key, parseSelector, matches, resultOf, selectorText,
+} from './fleet.js';
+
+const main = document.getElementById('main');
+const live = document.getElementById('live');
+const tip = document.getElementById('tip');
+const failureCount = document.getElementById('failure-count');
+
+/** What tests and the bench read: when the first page with data was drawn, and how long draws take. */
+const perf = { firstRender: null, renders: 0, lastRenderMs: 0, longestRenderMs: 0, page: null };
+window.syncsetsDashboard = perf;
+
+const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
+const plural = (n, one, many = `${one}s`) => `${n.toLocaleString('en')} ${n === 1 ? one : many}`;
+const when = (t) => (t ? new Date(t).toLocaleString() : '—');
+const stateBadge = (st) => `<span class="state s-${st}">${esc(STATE_LABEL[st] || st)}</span>`;
+const setLabel = (id) => (id.startsWith('sss/') ? `SelectorSyncSet ${id.slice(4)}` : `SyncSet ${id.slice(3)}`);
+const clusterHref = (k) => `#/cluster/${k.split('/').map(encodeURIComponent).join('/')}`;
+
+let fleet;
+let page = { name: null };
+
+// ---- Routing and redraws -----------------------------------------------------------------
+
+function route() {
+  const hash = location.hash.replace(/^#\/?/, '');
+  const [path, query] = hash.split('?');
+  const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+  const params = new URLSearchParams(query || '');
+  if (parts[0] === 'cluster' && parts.length === 3) return { name: 'cluster', ns: parts[1], cluster: parts[2], params };
+  if (parts[0] === 'fleet' || parts[0] === 'failures') return { name: parts[0], params };
+  return { name: 'sets', params };
+}
+
+let scheduled = false;
+let lastDraw = 0;
+/** Redraws soon: watch events arriving in bursts make one redraw, at most every 250 ms. */
+function schedule() {
+  if (scheduled) return;
+  scheduled = true;
+  const wait = Math.max(0, 250 - (performance.now() - lastDraw));
+  setTimeout(() => requestAnimationFrame(() => { scheduled = false; draw(); }), wait);
+}
+
+function draw() {
+  lastDraw = performance.now();
+  const started = performance.now();
+  const loaded = PAGES[page.name].needs.every((p) => fleet.feeds[p].state !== 'loading');
+  drawHeader();
+  if (!loaded) return;
+  PAGES[page.name].update(page);
+  const took = performance.now() - started;
+  perf.renders += 1;
+  perf.lastRenderMs = took;
+  perf.longestRenderMs = Math.max(perf.longestRenderMs, took);
+  if (perf.firstRender === null) {
+    perf.firstRender = performance.now();
+    perf.page = page.name;
+    performance.mark('syncsets:first-render');
+  }
+}
+
+function navigate() {
+  if (page.leave) page.leave();
+  page = route();
+  for (const a of document.querySelectorAll('nav a')) {
+    if (a.dataset.page === page.name) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  }
+  main.innerHTML = '';
+  tip.hidden = true;
+  PAGES[page.name].mount(page);
+  draw();
+}
+
+function drawHeader() {
+  const feeds = Object.values(fleet.feeds);
+  const states = feeds.map((f) => f.state);
+  if (states.includes('loading')) { live.textContent = 'Connecting…'; live.className = 'live'; }
+  else if (states.includes('reconnecting')) { live.textContent = 'Reconnecting…'; live.className = 'live'; }
+  else { live.textContent = 'Live'; live.className = 'live ok'; }
+  let failing = 0;
+  for (const cs of fleet.syncs.values()) {
+    const st = cs.status || {};
+    if ([...(st.syncSets || []), ...(st.selectorSyncSets || [])].some((r) => r.result === 'Failure')) failing++;
+  }
+  failureCount.textContent = failing ? failing.toLocaleString('en') : '';
+  failureCount.setAttribute('aria-label', failing ? `${failing} failing clusters` : '');
+}
+
+/** Notes for collections this user may not read in full. */
+function scopeNotes(...plurals) {
+  const notes = [];
+  const narrowed = [];
+  for (const p of plurals) {
+    const f = fleet.feeds[p];
+    if (f.state === 'forbidden' || f.state === 'error') {
+      notes.push(`<p class="note">${esc(KINDS[p].title)} cannot be shown: ${esc(f.error)}</p>`);
+    } else if (f.namespace) {
+      narrowed.push(KINDS[p].title);
+    }
+  }
+  if (narrowed.length) {
+    notes.unshift(`<p class="note">Showing namespace <code>${esc(fleet.namespace)}</code> only: you may not list ${esc(narrowed.join(' or '))} across namespaces.</p>`);
+  }
+  return notes.join('');
+}
+
+// ---- Sets --------------------------------------------------------------------------------
+
+/** A set's rollout, from the summary the controllers keep on it. */
+function summary(set) {
+  const st = set.status || {};
+  const clusters = st.clusters ?? 0;
+  const current = st.observedGeneration === (set.metadata.generation || 0);
+  if (!current) return { clusters, inSync: 0, failing: 0, pending: clusters, current };
+  const inSync = st.inSync ?? 0;
+  const failing = st.failing ?? 0;
+  return {
+    clusters, inSync, failing, pending: Math.max(0, clusters - inSync - failing), current,
+    healthy: st.healthy, progressing: st.progressing, degraded: st.degraded,
+  };
+}
+
+function progressBar(s) {
+  const segments = [];
+  if (s.healthy !== undefined || s.progressing !== undefined || s.degraded !== undefined) {
+    const healthy = s.healthy ?? 0;
+    const progressing = s.progressing ?? 0;
+    const degraded = s.degraded ?? 0;
+    segments.push(['insync', healthy + Math.max(0, s.inSync - healthy - progressing - degraded)], ['progressing', progressing], ['degraded', degraded]);
+  } else {
+    segments.push(['insync', s.inSync]);
+  }
+  segments.push(['failing', s.failing], ['pending', s.pending]);
+  const parts = [`${s.inSync.toLocaleString('en')}/${s.clusters.toLocaleString('en')} in sync`];
+  if (s.failing) parts.push(`${s.failing.toLocaleString('en')} failing`);
+  if (s.pending) parts.push(`${s.pending.toLocaleString('en')} pending`);
+  if (s.healthy !== undefined) parts.push(`${(s.healthy ?? 0).toLocaleString('en')} healthy`);
+  if (s.progressing) parts.push(`${s.progressing.toLocaleString('en')} progressing`);
+  if (s.degraded) parts.push(`${s.degraded.toLocaleString('en')} degraded`);
+  const text = parts.join(' · ');
+  const total = Math.max(1, s.clusters);
+  const spans = segments.filter(([, n]) => n > 0)
+    .map(([st, n]) => `<span class="s-${st}" style="width:${(100 * n) / total}%"></span>`).join('');
+  return `<div class="bar" role="img" aria-label="${esc(text)}">${spans}</div><div class="counts">${esc(text)}</div>`;
+}
+
+function targetText(set) {
+  if (set.kind === 'SyncSet') {
+    const refs = (set.spec.clusterDeploymentRefs || []).map((r) => r.name);
+    const shown = refs.slice(0, 3).join(', ');
+    return refs.length > 3 ? `${shown} +${refs.length - 3}` : shown || '(no clusters)';
+  }
+  return selectorText(set.spec.clusterDeploymentSelector) || '(every cluster)';
+}
+
+function rolloutText(set) {
+  const st = set.status || {};
+  if (!st.rolloutPolicy) return '<span class="muted">at once</span>';
+  const wave = st.rolloutWave ? `, wave ${esc(st.rolloutWave)}` : '';
+  return `${esc(st.rolloutPhase || 'Pending')}${wave}<div class="counts">${esc(st.rolloutPolicy)}</div>`;
+}
+
+const ALL = Object.keys(KINDS);
+
+const setsPage = {
+  needs: ['selectorsyncsets', 'syncsets'],
+  mount() {
+    main.innerHTML = '<h1>Sets</h1><div id="notes"></div><div class="scroll"><table><caption class="muted">Every SyncSet and SelectorSyncSet you may read, with how far its current revision has rolled out.</caption><thead><tr><th scope="col">Set</th><th scope="col">Targets</th><th scope="col" class="hide-narrow">Mode</th><th scope="col">Revision</th><th scope="col">Rollout</th><th scope="col">Progress</th></tr></thead><tbody id="rows"></tbody></table></div>';
+  },
+  update() {
+    document.getElementById('notes').innerHTML = scopeNotes('selectorsyncsets', 'syncsets');
+    const rows = fleet.sets().map(({ set, id }) => {
+      const s = summary(set);
+      return `<tr data-set="${esc(id)}"><th scope="row"><a href="#/fleet?set=${encodeURIComponent(id)}">${esc(setLabel(id))}</a></th>
+        <td><code>${esc(targetText(set))}</code></td>
+        <td class="hide-narrow">${esc(set.spec.resourceApplyMode || 'Upsert')}</td>
+        <td class="num">${esc(set.metadata.generation ?? '')}${s.current ? '' : ' <span class="muted">(applying)</span>'}</td>
+        <td data-col="rollout">${rolloutText(set)}</td>
+        <td data-col="progress">${progressBar(s)}</td></tr>`;
+    });
+    document.getElementById('rows').innerHTML = rows.join('') || '<tr><td colspan="6" class="muted">No sets yet.</td></tr>';
+  },
+};
+
+// ---- Fleet map ---------------------------------------------------------------------------
+
+/** The map's view: grouping label, selector and set, kept in the address. */
+function mapView(params) {
+  return { group: params.get('group'), selector: params.get('selector') || '', set: params.get('set') || '' };
+}
+
+function setView(view) {
+  const q = new URLSearchParams();
+  if (view.group !== null && view.group !== undefined) q.set('group', view.group);
+  if (view.selector) q.set('selector', view.selector);
+  if (view.set) q.set('set', view.set);
+  history.replaceState(null, '', `#/fleet?${q}`);
+  page.params = q;
+}
+
+/** The label to group by when none was chosen: the first of the usual ones present. */
+function defaultGroup(keys) {
+  for (const k of ['region', 'topology.kubernetes.io/region', 'hive.openshift.io/cluster-region', 'env', 'environment', 'fleet.syncsets.io/group']) {
+    if (keys.has(k)) return k;
+  }
+  return '';
+}
+
+const fleetPage = {
+  needs: ALL,
+  mount(p) {
+    main.innerHTML = `<h1>Fleet map</h1><div id="notes"></div>
+      <form class="controls" id="controls" role="search" aria-label="Fleet map view">
+        <label>Group by <select id="group"></select></label>
+        <label>Label selector <input id="selector" type="search" placeholder="env=prod,region in (eu,us)" autocomplete="off" spellcheck="false" aria-describedby="selector-error"></label>
+        <label>Set <select id="set"></select></label>
+      </form>
+      <p id="selector-error" class="error" aria-live="polite"></p>
+      <ul class="legend" id="legend" aria-label="Clusters by state"></ul>
+      <p class="muted">Each square is a cluster: hover or focus it to see its name, open it with a click or Enter. Arrow keys move between clusters.</p>
+      <div id="groups"></div>`;
+    const view = mapView(p.params);
+    const selector = document.getElementById('selector');
+    selector.value = view.selector;
+    let typing;
+    selector.addEventListener('input', () => {
+      clearTimeout(typing);
+      typing = setTimeout(() => { setView({ ...mapView(page.params), selector: selector.value.trim() }); draw(); }, 250);
+    });
+    document.getElementById('controls').addEventListener('submit', (e) => e.preventDefault());
+    document.getElementById('group').addEventListener('change', (e) => { setView({ ...mapView(page.params), group: e.target.value }); draw(); });
+    document.getElementById('set').addEventListener('change', (e) => { setView({ ...mapView(page.params), set: e.target.value }); draw(); });
+    const groups = document.getElementById('groups');
+    groups.addEventListener('keydown', mapKeys);
+    groups.addEventListener('mouseover', (e) => showTip(e.target));
+    groups.addEventListener('focusin', (e) => showTip(e.target));
+    groups.addEventListener('mouseout', () => { tip.hidden = true; });
+    groups.addEventListener('focusout', () => { tip.hidden = true; });
+    p.map = { signature: null, cells: new Map(), states: new Map() };
+  },
+  update(p) {
+    document.getElementById('notes').innerHTML = scopeNotes('clusterdeployments', 'clustersyncs');
+    const view = mapView(p.params);
+    // Controls: every label key to group by, every set to show.
+    const keys = new Set();
+    for (const cd of fleet.clusters.values()) for (const k of Object.keys(cd.metadata.labels || {})) keys.add(k);
+    const group = view.group ?? defaultGroup(keys);
+    const groupSelect = document.getElementById('group');
+    const groupOptions = ['', 'namespace', ...[...keys].sort()];
+    const groupSig = groupOptions.join('\n');
+    if (groupSelect.dataset.sig !== groupSig) {
+      groupSelect.innerHTML = groupOptions.map((k) => `<option value="${esc(k)}">${k === '' ? '(none)' : k === 'namespace' ? '(namespace)' : esc(k)}</option>`).join('');
+      groupSelect.dataset.sig = groupSig;
+    }
+    groupSelect.value = group;
+    const sets = fleet.sets();
+    const setSelect = document.getElementById('set');
+    const setSig = sets.map((s) => s.id).join('\n');
+    if (setSelect.dataset.sig !== setSig) {
+      setSelect.innerHTML = `<option value="">(every set)</option>${sets.map((s) => `<option value="${esc(s.id)}">${esc(setLabel(s.id))}</option>`).join('')}`;
+      setSelect.dataset.sig = setSig;
+    }
+    setSelect.value = view.set;
+
+    // A selector being typed that does not parse yet leaves the map as it was.
+    const error = document.getElementById('selector-error');
+    try {
+      p.reqs = parseSelector(view.selector);
+      error.textContent = '';
+    } catch (e) {
+      error.textContent = `Label selector: ${e.message} (the map shows the last valid one)`;
+    }
+    const reqs = p.reqs || [];
+
+    // Clusters by group, and their states.
+    const states = fleet.states(view.set || undefined);
+    const byGroup = new Map();
+    for (const [k, cd] of fleet.clusters) {
+      if (!matches(reqs, cd.metadata.labels)) continue;
+      const g = group === '' ? '' : group === 'namespace' ? cd.metadata.namespace : (cd.metadata.labels || {})[group] ?? null;
+      if (!byGroup.has(g)) byGroup.set(g, []);
+      byGroup.get(g).push(k);
+    }
+    const ordered = [...byGroup.entries()].sort(([a], [b]) => (a === null) - (b === null) || String(a).localeCompare(String(b), 'en', { numeric: true }));
+    for (const [, ks] of ordered) ks.sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+    const counts = Object.fromEntries(STATES.map((s) => [s, 0]));
+    for (const [, ks] of ordered) for (const k of ks) counts[states.get(k)]++;
+    document.getElementById('legend').innerHTML = STATES.filter((s) => counts[s] || s !== 'idle')
+      .map((s) => `<li><span class="sw s-${s}" aria-hidden="true"></span>${esc(STATE_LABEL[s])}: <strong>${counts[s].toLocaleString('en')}</strong></li>`).join('');
+
+    const signature = JSON.stringify([group, ordered]);
+    const map = p.map;
+    if (signature !== map.signature) {
+      // The layout changed: draw every group again.
+      const label = (g) => (group === '' ? 'All clusters' : g === null ? `no ${group} label` : `${group}=${g}`);
+      const html = ordered.map(([g, ks]) => {
+        const cells = ks.map((k, i) => {
+          const st = states.get(k);
+          return `<a class="c s-${st}" href="${esc(clusterHref(k))}" tabindex="${i === 0 ? 0 : -1}" aria-label="${esc(k)}: ${STATE_LABEL[st]}" data-k="${esc(k)}"></a>`;
+        }).join('');
+        return `<section class="group"><h3>${esc(label(g))} <span class="muted">(${plural(ks.length, 'cluster')})</span></h3><div class="map${states.size <= 500 ? ' big' : ''}" aria-label="${esc(label(g))}">${cells}</div></section>`;
+      }).join('');
+      document.getElementById('groups').innerHTML = html || '<p class="muted">No cluster matches.</p>';
+      map.cells = new Map();
+      for (const a of document.querySelectorAll('#groups a.c')) map.cells.set(a.dataset.k, a);
+      map.states = states;
+      map.signature = signature;
+      return;
+    }
+    // Same layout: recolour the clusters whose state changed.
+    for (const [k, st] of states) {
+      if (map.states.get(k) === st) continue;
+      const a = map.cells.get(k);
+      if (!a) continue;
+      a.className = `c s-${st}`;
+      a.setAttribute('aria-label', `${k}: ${STATE_LABEL[st]}`);
+    }
+    map.states = states;
+  },
+};
+
+function showTip(target) {
+  if (!(target instanceof HTMLElement) || !target.classList.contains('c')) return;
+  const r = target.getBoundingClientRect();
+  tip.textContent = target.getAttribute('aria-label');
+  tip.hidden = false;
+  tip.style.left = `${Math.min(r.left, window.innerWidth - tip.offsetWidth - 4)}px`;
+  tip.style.top = `${r.bottom + 4}px`;
+}
+
+/** Arrow keys, Home and End move the focus between a group's clusters (one tab stop each). */
+function mapKeys(e) {
+  const a = e.target;
+  if (!a.classList || !a.classList.contains('c')) return;
+  const cells = [...a.parentElement.children];
+  const i = cells.indexOf(a);
+  const perRow = Math.max(1, Math.round(a.parentElement.clientWidth / (a.offsetWidth + 2)));
+  const to = { ArrowRight: i + 1, ArrowLeft: i - 1, ArrowDown: i + perRow, ArrowUp: i - perRow, Home: 0, End: cells.length - 1 }[e.key];
+  if (to === undefined) return;
+  e.preventDefault();
+  const next = cells[Math.max(0, Math.min(cells.length - 1, to))];
+  a.tabIndex = -1;
+  next.tabIndex = 0;
+  next.focus();
+}
+
+// ---- Cluster -----------------------------------------------------------------------------
+
+/** What a set applies, as `Kind namespace/name`. */
+function applied(set) {
+  const name = (o) => `${o.kind} ${o.metadata && o.metadata.namespace ? `${o.metadata.namespace}/` : ''}${o.metadata ? o.metadata.name : ''}`;
+  const out = (set.spec.resources || []).map(name);
+  for (const p of set.spec.patches || []) out.push(`patch ${p.kind} ${p.namespace ? `${p.namespace}/` : ''}${p.name}`);
+  for (const m of set.spec.secretMappings || []) out.push(`Secret ${m.targetRef.namespace ? `${m.targetRef.namespace}/` : ''}${m.targetRef.name}`);
+  return out;
+}
+
+const refText = (r) => `${r.kind} ${r.namespace ? `${r.namespace}/` : ''}${r.name}`;
+
+function list(items, empty = 'none') {
+  if (!items.length) return `<span class="muted">${empty}</span>`;
+  return `<ul>${items.map((i) => `<li><code>${esc(i)}</code></li>`).join('')}</ul>`;
+}
+
+const clusterPage = {
+  needs: ALL,
+  mount(p) {
+    main.innerHTML = '<div id="cluster"></div>';
+    p.events = new Feed('events', {
+      namespace: p.ns,
+      fieldSelector: `involvedObject.kind=ClusterDeployment,involvedObject.name=${p.cluster}`,
+    }, schedule);
+    p.events.start();
+    p.leave = () => p.events.stop();
+    p.signature = null;
+  },
+  update(p) {
+    const k = `${p.ns}/${p.cluster}`;
+    const cd = fleet.clusters.get(k);
+    const cs = fleet.syncs.get(k);
+    const events = [...p.events.items.values()]
+      .sort((a, b) => String(b.lastTimestamp || b.eventTime || '').localeCompare(String(a.lastTimestamp || a.eventTime || '')));
+    const sets = cd ? fleet.setsOf(cd) : [];
+    const signature = JSON.stringify([cd && cd.metadata.resourceVersion, cs && cs.metadata.resourceVersion, sets.map((s) => [s.id, s.set.metadata.resourceVersion]), events.map((e) => e.metadata.resourceVersion), p.events.state]);
+    if (signature === p.signature) return;
+    p.signature = signature;
+    const open = new Set([...main.querySelectorAll('details[open]')].map((d) => d.dataset.id));
+    const root = document.getElementById('cluster');
+    if (!cd) {
+      root.innerHTML = `<h1>Cluster ${esc(k)}</h1><p class="note">No ClusterDeployment ${esc(k)} — it does not exist, or you may not read it.</p>`;
+      return;
+    }
+    let st = 'idle';
+    for (const s of sets) st = STATES.indexOf(s.state) < STATES.indexOf(st) ? s.state : st;
+    const labels = Object.entries(cd.metadata.labels || {}).map(([l, v]) => `<li><code>${esc(l)}=${esc(v)}</code></li>`).join('');
+    const breakerEvent = events.find((e) => e.reason === 'CircuitBreakerOpen' || e.reason === 'CircuitBreakerClosed');
+    const breaker = breakerEvent && breakerEvent.reason === 'CircuitBreakerOpen'
+      ? `<strong class="error">open</strong> since ${esc(when(breakerEvent.lastTimestamp || breakerEvent.eventTime))}: the cluster is tried less often until it answers`
+      : breakerEvent ? `closed (${esc(when(breakerEvent.lastTimestamp || breakerEvent.eventTime))})` : 'closed';
+    const conditions = ((cs && cs.status && cs.status.conditions) || [])
+      .map((c) => `<li><code>${esc(c.type)}=${esc(c.status)}</code> ${esc(c.reason || '')} ${c.message ? `— ${esc(c.message)}` : ''}</li>`).join('');
+    const rows = sets.map((s) => {
+      const r = s.result;
+      const unhealthy = (r && r.unhealthyResources || []).map((u) => `${refText(u)}: ${u.health}: ${u.message}`);
+      const toDelete = (r && r.resourcesToDelete || []).map(refText);
+      const what = applied(s.set);
+      return `<tr><th scope="row">${esc(setLabel(s.id))}</th>
+        <td>${stateBadge(s.state)}${r ? ` <span class="counts">${esc(r.result)}</span>` : ''}</td>
+        <td class="num">${r ? esc(r.observedGeneration) : '—'} / ${esc(s.set.metadata.generation ?? '')}</td>
+        <td>${esc((r && r.health) || '—')}</td>
+        <td>${esc(when(r && r.lastTransitionTime))}${r && r.healthTransitionTime ? `<div class="counts">health: ${esc(when(r.healthTransitionTime))}</div>` : ''}</td>
+        <td>${r && r.failureMessage ? `<div class="msg error">${esc(r.failureMessage)}</div>` : ''}
+          <details data-id="a-${esc(s.id)}"><summary>${plural(what.length, 'resource')} applied, ${toDelete.length.toLocaleString('en')} to delete${unhealthy.length ? `, ${unhealthy.length} not healthy` : ''}</summary>
+          <h3>Applied</h3>${list(what)}<h3>To delete when no longer applied</h3>${list(toDelete)}${unhealthy.length ? `<h3>Not healthy</h3>${list(unhealthy)}` : ''}</details></td></tr>`;
+    }).join('');
+    const eventRows = events.map((e) => `<tr><td>${esc(e.type)}</td><td>${esc(e.reason)}</td><td class="msg">${esc(e.message)}</td><td class="num">${esc(e.count ?? 1)}</td><td>${esc(when(e.lastTimestamp || e.eventTime))}</td></tr>`).join('');
+    root.innerHTML = `<h1>Cluster ${esc(k)} ${stateBadge(st)}</h1>
+      <h2>Labels</h2><ul class="chips">${labels || '<li class="muted">none</li>'}</ul>
+      <h2>Circuit breaker</h2><p>${breaker}</p>
+      ${conditions ? `<h2>Conditions</h2><ul>${conditions}</ul>` : ''}
+      <h2>Sets targeting it</h2>
+      <div class="scroll"><table><thead><tr><th scope="col">Set</th><th scope="col">Result</th><th scope="col">Revision applied / current</th><th scope="col">Health</th><th scope="col">Last transition</th><th scope="col">Details</th></tr></thead>
+      <tbody>${rows || '<tr><td colspan="6" class="muted">No set targets this cluster.</td></tr>'}</tbody></table></div>
+      <h2>Events</h2>${p.events.state === 'forbidden' || p.events.state === 'error' ? `<p class="note">Events cannot be shown: ${esc(p.events.error)}</p>` : ''}
+      <div class="scroll"><table><thead><tr><th scope="col">Type</th><th scope="col">Reason</th><th scope="col">Message</th><th scope="col">Count</th><th scope="col">Last seen</th></tr></thead>
+      <tbody>${eventRows || '<tr><td colspan="5" class="muted">No events.</td></tr>'}</tbody></table></div>`;
+    for (const d of root.querySelectorAll('details')) if (open.has(d.dataset.id)) d.open = true;
+  },
+};
+
+// ---- Failures ----------------------------------------------------------------------------
+
+const failuresPage = {
+  needs: ['clustersyncs'],
+  mount(p) {
+    main.innerHTML = '<h1>Failures</h1><div id="notes"></div><div id="failures"></div>';
+    p.signature = null;
+    p.groups = [];
+    document.getElementById('failures').addEventListener('toggle', (e) => {
+      const d = e.target;
+      if (d.open && !d.dataset.filled) fillClusters(d, p.groups[Number(d.dataset.i)]);
+    }, true);
+  },
+  update(p) {
+    document.getElementById('notes').innerHTML = scopeNotes('clustersyncs');
+    const groups = fleet.failures();
+    const signature = JSON.stringify(groups.map((g) => [g.message, [...g.clusters], [...g.sets]]));
+    if (signature === p.signature) return;
+    p.signature = signature;
+    const open = new Set([...main.querySelectorAll('details[open]')].map((d) => d.dataset.message));
+    p.groups = groups;
+    document.getElementById('failures').innerHTML = groups.map((g, i) => `<section class="failure">
+        <h2>${plural(g.clusters.size, 'cluster')}: <span class="msg">${esc(g.message)}</span></h2>
+        <p>${[...g.sets].sort().map((id) => `<a href="#/fleet?set=${encodeURIComponent(id)}">${esc(setLabel(id))}</a>`).join(', ')}</p>
+        <details data-i="${i}" data-message="${esc(g.message)}"><summary>Its ${plural(g.clusters.size, 'cluster')}</summary><ul class="links"></ul></details>
+      </section>`).join('') || '<p>Nothing fails. 🎉</p>';
+    for (const d of main.querySelectorAll('details')) {
+      if (open.has(d.dataset.message)) { d.open = true; fillClusters(d, groups[Number(d.dataset.i)]); }
+    }
+  },
+};
+
+function fillClusters(details, group) {
+  if (!group) return;
+  details.dataset.filled = '1';
+  const ks = [...group.clusters].sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+  details.querySelector('ul').innerHTML = ks.map((k) => `<li><a href="${esc(clusterHref(k))}">${esc(k)}</a></li>`).join('');
+}
+
+const PAGES = { sets: setsPage, fleet: fleetPage, cluster: clusterPage, failures: failuresPage };
+
+// ---- Start -------------------------------------------------------------------------------
+
+async function start() {
+  const config = await (await fetch('/config.json')).json();
+  fleet = new Fleet(config.namespace, schedule);
+  window.addEventListener('hashchange', navigate);
+  navigate();
+  await fleet.start();
+  draw();
+}
+
+start().catch((e) => { main.innerHTML = `<p class="error">The dashboard could not start: ${esc(e.message)}</p>`; });

@@ -1,0 +1,174 @@
+// Drives the dashboard in Debian's Chromium, headless (tests/dashboard.rs starts the hub,
+// the simulated fleet and two dashboards — the admin's and team-a's — then runs this).
+//
+// Environment: ADMIN_URL and TEAM_URL (the addresses `syncsets dashboard` printed),
+// SCREENSHOTS (a directory), CHROMIUM (the browser). It prints `READY` when the Sets page
+// is open and waits for a line on stdin (the test creates the set then), and exits
+// non-zero with the reason when a check fails.
+
+import { chromium } from 'playwright-core';
+import { createInterface } from 'node:readline';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const { ADMIN_URL, TEAM_URL, SCREENSHOTS } = process.env;
+const WAIT = 60_000;
+mkdirSync(SCREENSHOTS, { recursive: true });
+const stdin = createInterface({ input: process.stdin });
+const nextLine = () => new Promise((resolve) => stdin.once('line', resolve));
+
+function check(ok, what) {
+  if (!ok) throw new Error(`check failed: ${what}`);
+  console.log(`ok: ${what}`);
+}
+
+/** A screenshot of the page, checked to show something: not blank, not one colour. */
+async function shoot(page, name) {
+  const png = await page.screenshot({ fullPage: true });
+  writeFileSync(join(SCREENSHOTS, `${name}.png`), png);
+  // Colours drawn: a blank or failed page has one or two.
+  const colours = await page.evaluate(async (b64) => {
+    const img = new Image();
+    img.src = `data:image/png;base64,${b64}`;
+    await img.decode();
+    const c = new OffscreenCanvas(img.width, img.height);
+    const g = c.getContext('2d');
+    g.drawImage(img, 0, 0);
+    const data = g.getImageData(0, 0, img.width, img.height).data;
+    const seen = new Set();
+    for (let i = 0; i < data.length && seen.size < 50; i += 4 * 7) seen.add((data[i] << 16) | (data[i + 1] << 8) | data[i + 2]);
+    return seen.size;
+  }, png.toString('base64'));
+  check(colours >= 5, `the ${name} screenshot renders (${colours}+ colours, ${png.length} bytes)`);
+}
+
+/** Every form control has a label; the document does not scroll sideways. */
+async function accessible(page, what) {
+  const unlabelled = await page.$$eval('input, select', (els) => els.filter((e) => !e.labels.length && !e.getAttribute('aria-label')).length);
+  check(unlabelled === 0, `${what}: every control is labelled`);
+}
+
+const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true });
+try {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  const requests = [];
+  page.on('request', (r) => { const u = new URL(r.url()); if (u.pathname.startsWith('/api')) requests.push(u.pathname + u.search); });
+
+  // Sets: open before the set exists, then watch its counts change to converged.
+  await page.goto(ADMIN_URL);
+  check(new URL(page.url()).search === '', 'the token is exchanged for a cookie and leaves the address');
+  await page.waitForFunction(() => window.syncsetsDashboard && window.syncsetsDashboard.firstRender !== null, null, { timeout: WAIT });
+  await page.waitForSelector('#live.ok', { timeout: WAIT });
+  await page.evaluate(() => {
+    window.seenCounts = [];
+    new MutationObserver(() => {
+      const row = document.querySelector('tr[data-set="sss/fleet-baseline"]');
+      if (!row) return;
+      const text = `${row.querySelector('[data-col=rollout]').textContent.trim()} | ${row.querySelector('[data-col=progress] .counts').textContent}`;
+      if (window.seenCounts[window.seenCounts.length - 1] !== text) window.seenCounts.push(text);
+    }).observe(document.getElementById('main'), { subtree: true, childList: true, characterData: true });
+  });
+  console.log('READY');
+  await nextLine();
+  await page.waitForFunction(() => (window.seenCounts || []).some((t) => t.startsWith('Complete') && t.includes('| 12/12 in sync')), null, { timeout: WAIT })
+    .catch(async (e) => { throw new Error(`${e.message}; rollout seen: ${JSON.stringify(await page.evaluate(() => window.seenCounts))}`); });
+  const seen = await page.evaluate(() => window.seenCounts);
+  console.log(`rollout seen: ${JSON.stringify(seen)}`);
+  check(seen.some((t) => /wave [1-3]\/4.*\| [1-9]\/12 in sync/.test(t)), 'the rollout showed its waves and counts part of the way');
+  check(seen.findIndex((t) => /\| [1-9]\/12 in sync/.test(t)) < seen.findIndex((t) => t.includes('| 12/12 in sync')), 'the counts changed live, up to converged');
+  const lists = requests.filter((r) => !r.includes('watch=1'));
+  check(lists.length === 4, `the page listed each collection once and then only watched (${JSON.stringify(lists)})`);
+  const row = await page.textContent('tr[data-set="sss/fleet-baseline"]');
+  check(row.includes('fleet.syncsets.io/simulated=true') && row.includes('Upsert') && row.includes('careful'), 'a set shows its selector, mode and rollout policy');
+  await accessible(page, 'Sets');
+  await shoot(page, 'sets');
+
+  // Failures: grouped by message, each group linking to its clusters.
+  await page.click('nav a[data-page="failures"]');
+  const group = page.locator('section.failure').first();
+  await group.waitFor({ timeout: WAIT });
+  const heading = await group.locator('h2').textContent();
+  check(/^6 clusters: .*missing/.test(heading.trim()), `failures are grouped by message ("${heading.trim()}")`);
+  await group.locator('summary').click();
+  const links = group.locator('ul.links a');
+  await links.first().waitFor();
+  check(await links.count() === 6, 'the group links to its 6 clusters');
+  await shoot(page, 'failures');
+
+  // Cluster: a failing cluster says why.
+  await links.first().click();
+  await page.waitForSelector('#cluster h1', { timeout: WAIT });
+  const cluster = await page.textContent('#cluster');
+  check(page.url().includes('#/cluster/team-a/a-0000'), `the link opens the cluster (${page.url()})`);
+  check(cluster.includes('SyncSet team-a/broken') && cluster.includes('missing'), 'the failing cluster shows its set and error');
+  check(cluster.includes('fleet.syncsets.io/simulated=true'), 'the cluster shows its labels');
+  check(cluster.includes('Circuit breaker'), 'the cluster shows its breaker');
+  await page.waitForFunction(() => !document.querySelector('#cluster')?.textContent.includes('No events.'), null, { timeout: WAIT });
+  check((await page.textContent('#cluster')).includes('Failed'), 'the cluster shows its Events');
+  await shoot(page, 'cluster');
+
+  // Fleet map: one cell per cluster, grouped, filtered, named on hover, opened on click.
+  await page.click('nav a[data-page="fleet"]');
+  await page.waitForSelector('#groups a.c', { timeout: WAIT });
+  check(await page.locator('#groups a.c').count() === 12, 'one cell per cluster');
+  await page.selectOption('#group', 'namespace');
+  await page.waitForFunction(() => document.querySelectorAll('#groups section.group').length === 2, null, { timeout: WAIT });
+  const groups = await page.$$eval('#groups h3', (hs) => hs.map((h) => h.textContent));
+  check(groups[0].startsWith('namespace=team-a') && groups[1].startsWith('namespace=team-b'), `grouped by namespace (${groups})`);
+  await page.fill('#selector', 'fleet.syncsets.io/group in (0,1)');
+  await page.waitForFunction(() => document.querySelectorAll('#groups a.c').length === 4, null, { timeout: WAIT });
+  check(page.url().includes('selector='), 'the filter is kept in the address');
+  await page.fill('#selector', 'fleet.syncsets.io/group in (0');
+  await page.waitForFunction(() => document.getElementById('selector-error').textContent.includes(')'), null, { timeout: WAIT });
+  check(true, 'a bad selector is explained');
+  check(await page.locator('#groups a.c').count() === 4, 'the map keeps the last valid selector meanwhile');
+  await page.fill('#selector', '');
+  await page.waitForFunction(() => document.querySelectorAll('#groups a.c').length === 12 && !document.getElementById('selector-error').textContent, null, { timeout: WAIT });
+  const failing = page.locator('#groups a.c.s-failing').first();
+  await failing.hover();
+  const tipText = await page.textContent('#tip');
+  check(/^team-a\/a-0000\d: failing$/.test(tipText), `hovering names the cluster ("${tipText}")`);
+  await accessible(page, 'Fleet map');
+  await shoot(page, 'fleet');
+  // Keyboard: the arrow keys move between clusters, Enter opens one.
+  await page.focus('#groups a.c[tabindex="0"]');
+  await page.keyboard.press('ArrowRight');
+  const focused = await page.evaluate(() => document.activeElement.dataset.k);
+  check(focused === 'team-a/a-00001', `arrow keys move between clusters (${focused})`);
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => location.hash === '#/cluster/team-a/a-00001', null, { timeout: WAIT });
+  check(true, 'Enter opens the focused cluster');
+
+  // Narrow window: readable, nothing wider than the screen but the tables' own scrollers.
+  await page.setViewportSize({ width: 380, height: 800 });
+  for (const hash of ['#/sets', '#/fleet', '#/failures', '#/cluster/team-a/a-00000']) {
+    await page.goto(new URL(hash, page.url()).href);
+    await page.waitForTimeout(300);
+    const wide = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    check(wide <= 0, `${hash} fits a narrow window (${wide}px too wide)`);
+  }
+  await shoot(page, 'narrow-cluster');
+  check(errors.length === 0, `no script errors (${errors})`);
+
+  // team-a sees its own sets, not team-b's nor the SelectorSyncSets it may not read.
+  const team = await context.newPage();
+  await team.goto(TEAM_URL);
+  await team.waitForFunction(() => window.syncsetsDashboard && window.syncsetsDashboard.firstRender !== null, null, { timeout: WAIT });
+  await team.waitForSelector('tr[data-set="ss/team-a/team-a-config"]', { timeout: WAIT });
+  const teamSets = await team.$$eval('tbody tr[data-set]', (rows) => rows.map((r) => r.dataset.set));
+  check(JSON.stringify(teamSets.sort()) === JSON.stringify(['ss/team-a/broken', 'ss/team-a/team-a-config']), `team-a sees only its sets (${teamSets})`);
+  const notes = await team.textContent('#notes');
+  check(notes.includes('SelectorSyncSets cannot be shown') && notes.includes('forbidden'), `team-a is told what it may not see ("${notes}")`);
+  await shoot(team, 'team-a-sets');
+  await team.click('nav a[data-page="fleet"]');
+  await team.waitForSelector('#groups a.c', { timeout: WAIT });
+  const teamCells = await team.$$eval('#groups a.c', (cs) => cs.map((c) => c.dataset.k));
+  check(teamCells.length === 6 && teamCells.every((k) => k.startsWith('team-a/')), `team-a's map shows only its clusters (${teamCells.length})`);
+  console.log('PASS');
+} finally {
+  await browser.close();
+  stdin.close();
+}
