@@ -6,7 +6,7 @@
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use syncsets_testkit::{Process, kubectl_at as kubectl};
 use syncsets_types::kubeconfig;
@@ -79,11 +79,47 @@ fn dashboard(kubeconfig: &Path, more: &[&str]) -> (Process, String) {
     (process, url)
 }
 
+/// The origin and the token of an address `syncsets dashboard` printed.
+fn split(url: &str) -> (String, String) {
+    let (origin, token) = url.split_once("/#token=").unwrap();
+    (origin.to_string(), token.to_string())
+}
+
+/// `s` as a query parameter's value.
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The resourceVersion of a list read through the dashboard.
+async fn list_rv(http: &reqwest::Client, origin: &str, token: &str, path: &str) -> String {
+    let list: serde_json::Value = http
+        .get(format!("{origin}{path}"))
+        .header("x-syncsets-dashboard-token", token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 /// Lets alice read team-a's clusters, their ClusterSyncs, SyncSets and Events.
 const TEAM_A_READER: &str = "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: fleet-reader\n  namespace: team-a\nrules:\n- apiGroups: [hive.openshift.io]\n  resources: [clusterdeployments, syncsets]\n  verbs: [get, list, watch]\n- apiGroups: [hiveinternal.openshift.io]\n  resources: [clustersyncs]\n  verbs: [get, list, watch]\n- apiGroups: [\"\"]\n  resources: [events]\n  verbs: [get, list, watch]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: alice-fleet-reader\n  namespace: team-a\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: Role\n  name: fleet-reader\nsubjects:\n- apiGroup: rbac.authorization.k8s.io\n  kind: User\n  name: alice\n";
 
-/// Only the browser that opened the printed address gets in, only on the dashboard's own
-/// host names, and only to read; what it reads, it reads as the kubeconfig's user.
+/// Only the page holding the printed address's token reads through the dashboard, only on
+/// its own host names, only the collections it shows, and only to read; what it reads, it
+/// reads as the kubeconfig's user; its watches come in one stream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_lets_in_only_its_browser_and_reads_as_its_user() {
     let dir = tempfile::tempdir().unwrap();
@@ -93,42 +129,49 @@ async fn the_dashboard_lets_in_only_its_browser_and_reads_as_its_user() {
     let (_admin_dashboard, admin_url) = dashboard(&admin, &[]);
     let (_alice_dashboard, alice_url) = dashboard(&alice, &["--namespace", "team-a"]);
 
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let origin = admin_url.split("/?").next().unwrap().to_string();
+    let http = reqwest::Client::new();
+    let (origin, token) = split(&admin_url);
     let sss = "/apis/hive.openshift.io/v1/selectorsyncsets";
-    // Nobody without the token or its cookie: not the page, not the hub.
-    for path in ["/", "/app.js", "/config.json", sss] {
-        let r = http.get(format!("{origin}{path}")).send().await.unwrap();
-        assert_eq!(r.status(), 401, "{path}");
-        assert!(!r.text().await.unwrap().contains("items"), "{path}");
-    }
-    let r = http
-        .get(format!("{origin}/?token=0123456789abcdef"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401, "a wrong token");
-    // The token is exchanged for a cookie, sent back to the page only.
-    let r = http.get(&admin_url).send().await.unwrap();
-    assert_eq!(r.status(), 303);
-    assert_eq!(r.headers()["location"], "/");
-    let set_cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
-    assert!(
-        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"),
-        "{set_cookie}"
-    );
-    let cookie = set_cookie.split(';').next().unwrap().to_string();
-    let get = |url: String| http.get(url).header("cookie", cookie.clone()).send();
-    let page = get(format!("{origin}/")).await.unwrap();
+    // The page itself is code, no data: anyone may load it.
+    let page = http.get(format!("{origin}/")).send().await.unwrap();
     assert_eq!(page.status(), 200);
     let csp = page.headers()["content-security-policy"].to_str().unwrap();
     assert!(csp.contains("default-src 'self'"), "{csp}");
     assert!(page.text().await.unwrap().contains("/app.js"));
-    let list = get(format!("{origin}{sss}")).await.unwrap();
+    // Nobody without the token reads through it: not with a wrong one, not with the right
+    // one from another site's page, not with another dashboard's.
+    let read = |url: String, token: &str| {
+        http.get(url)
+            .header("x-syncsets-dashboard-token", token)
+            .send()
+    };
+    let (_, alice_token) = split(&alice_url);
+    let watch = format!("/watch?w={}", url_encode(&format!("{sss}?watch=1")));
+    for path in ["/config.json", sss, &watch] {
+        let r = http.get(format!("{origin}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+        for wrong in ["0123456789abcdef", &alice_token] {
+            let r = read(format!("{origin}{path}"), wrong).await.unwrap();
+            assert_eq!(r.status(), 401, "{path}");
+        }
+        let r = http
+            .get(format!("{origin}{path}"))
+            .header("x-syncsets-dashboard-token", &token)
+            .header("sec-fetch-site", "cross-site")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{path} from another site");
+    }
+    let list = read(format!("{origin}{sss}"), &token).await.unwrap();
     assert_eq!(list.status(), 200);
+    assert_eq!(list.headers()["content-type"], "application/json");
+    assert!(
+        list.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .starts_with("sandbox")
+    );
     assert_eq!(
         list.json::<serde_json::Value>().await.unwrap()["kind"],
         "SelectorSyncSetList"
@@ -137,15 +180,37 @@ async fn the_dashboard_lets_in_only_its_browser_and_reads_as_its_user() {
     let rebound = http
         .get(format!("{origin}{sss}"))
         .header("host", "evil.example:80")
-        .header("cookie", cookie.clone())
+        .header("x-syncsets-dashboard-token", &token)
         .send()
         .await
         .unwrap();
     assert_eq!(rebound.status(), 403);
-    // Only reads reach the hub.
+    // Only the page's own reads reach the hub: no Secrets, no writes.
+    kubectl(
+        &admin,
+        &[
+            "-n",
+            "team-a",
+            "create",
+            "secret",
+            "generic",
+            "db",
+            "--from-literal=password=hunter2",
+        ],
+    );
+    for path in [
+        "/api/v1/namespaces/team-a/secrets",
+        "/api/v1/namespaces/team-a/secrets/db",
+        "/api/v1/namespaces/team-a/services/web/proxy/x.js",
+        "/apis/hive.openshift.io/v1/syncsets?dryRun=All",
+    ] {
+        let r = read(format!("{origin}{path}"), &token).await.unwrap();
+        assert_eq!(r.status(), 403, "{path}");
+        assert!(!r.text().await.unwrap().contains("hunter2"), "{path}");
+    }
     let write = http
         .post(format!("{origin}/api/v1/namespaces"))
-        .header("cookie", cookie.clone())
+        .header("x-syncsets-dashboard-token", &token)
         .header("content-type", "application/json")
         .body(r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"via-dashboard"}}"#)
         .send()
@@ -155,30 +220,50 @@ async fn the_dashboard_lets_in_only_its_browser_and_reads_as_its_user() {
     assert_eq!(write.headers()["allow"], "GET");
     let namespaces = kubectl(&admin, &["get", "namespaces", "-o", "name"]);
     assert!(!namespaces.contains("via-dashboard"), "{namespaces}");
-    // Another dashboard's cookie does not open this one.
-    let r = http
-        .get(format!("{}/", alice_url.split("/?").next().unwrap()))
-        .header("cookie", cookie.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
+    // The page's watches come in one stream, each event tagged with its watch.
+    let rv = list_rv(
+        &http,
+        &origin,
+        &token,
+        "/apis/hive.openshift.io/v1/namespaces/team-a/syncsets",
+    )
+    .await;
+    let both = format!(
+        "/watch?w={}&w={}",
+        url_encode(&format!("{sss}?watch=1")),
+        url_encode(&format!(
+            "/apis/hive.openshift.io/v1/namespaces/team-a/syncsets?watch=1&resourceVersion={rv}"
+        ))
+    );
+    let mut stream = read(format!("{origin}{both}"), &token).await.unwrap();
+    assert_eq!(stream.status(), 200);
+    apply(
+        &admin,
+        dir.path(),
+        "ss.yaml",
+        &sync_set("watched", "team-a", "a", "default"),
+    );
+    let seen = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut seen = String::new();
+        while let Some(chunk) = stream.chunk().await.unwrap() {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if seen.contains("\"watched\"") {
+                break;
+            }
+        }
+        seen
+    })
+    .await
+    .expect("the set created reaches the stream");
+    let event = seen.lines().find(|l| l.contains("\"watched\"")).unwrap();
+    let event: serde_json::Value = serde_json::from_str(event).unwrap();
+    assert_eq!(event["i"], 1, "{event}");
+    assert_eq!(event["e"]["type"], "ADDED", "{event}");
 
-    // Alice's dashboard reads as alice: her namespace, not what she may not list.
-    let r = http.get(&alice_url).send().await.unwrap();
-    let alice_cookie = r.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let alice_origin = alice_url.split("/?").next().unwrap();
-    let as_alice = |path: &str| {
-        http.get(format!("{alice_origin}{path}"))
-            .header("cookie", alice_cookie.clone())
-            .send()
-    };
+    // Alice's dashboard reads as alice: her namespace, not what she may not list; a
+    // watch she may not make comes back as the hub's refusal, and ends the stream.
+    let (alice_origin, _) = split(&alice_url);
+    let as_alice = |path: &str| read(format!("{alice_origin}{path}"), &alice_token);
     let forbidden = as_alice(sss).await.unwrap();
     assert_eq!(forbidden.status(), 403);
     let status: serde_json::Value = forbidden.json().await.unwrap();
@@ -189,6 +274,9 @@ async fn the_dashboard_lets_in_only_its_browser_and_reads_as_its_user() {
             .contains("User \"alice\" cannot list resource \"selectorsyncsets\""),
         "{status}"
     );
+    let refused = as_alice(&watch).await.unwrap().text().await.unwrap();
+    let refused: serde_json::Value = serde_json::from_str(refused.trim()).unwrap();
+    assert_eq!(refused["status"], 403, "{refused}");
     let own = as_alice("/apis/hive.openshift.io/v1/namespaces/team-a/syncsets")
         .await
         .unwrap();
@@ -220,6 +308,24 @@ async fn the_dashboard_lets_in_only_its_browser_and_reads_as_its_user() {
     );
 }
 
+/// Reads the browser's lines into `output` up to `marker` (the check script bounds its
+/// own waits, and exits when one fails).
+fn read_until(
+    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+    output: &mut String,
+    marker: &str,
+) {
+    for line in lines {
+        let line = line.unwrap();
+        output.push_str(&line);
+        output.push('\n');
+        if line == marker {
+            return;
+        }
+    }
+    panic!("the browser stopped before {marker}:\n{output}");
+}
+
 /// Whether Debian's Chromium and playwright-core are installed (`.ci/run` installs both).
 fn browser_available() -> bool {
     let modules = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dashboard/node_modules");
@@ -236,7 +342,8 @@ fn browser_available() -> bool {
 /// The dashboard in a real browser: a rollout's counts change live, wave by wave, to
 /// converged, a failure
 /// is grouped by its message and a failing cluster says why, the fleet map groups, filters,
-/// names and opens clusters (by mouse and keyboard), every page renders (screenshots under
+/// names and opens clusters (by mouse and keyboard), five tabs stay live at once, every
+/// page renders (screenshots under
 /// target/dashboard-screenshots) and fits a narrow window, and a user bound in team-a sees
 /// team-a's sets and clusters only.
 #[test]
@@ -305,19 +412,7 @@ fn the_dashboard_shows_the_fleet_live_in_a_browser() {
         .unwrap();
     let mut output = String::new();
     let mut lines = BufReader::new(browser.stdout.take().unwrap()).lines();
-    let started = Instant::now();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        output.push_str(&line);
-        output.push('\n');
-        if line == "READY" {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the browser did not open the dashboard: {output}"
-        );
-    }
+    read_until(&mut lines, &mut output, "READY");
     // The page is open: a set for every simulated cluster, to watch converge.
     apply(
         &admin,
@@ -326,6 +421,15 @@ fn the_dashboard_shows_the_fleet_live_in_a_browser() {
         "apiVersion: hive.openshift.io/v1\nkind: SelectorSyncSet\nmetadata:\n  name: fleet-baseline\n  labels:\n    rollout: careful\nspec:\n  clusterDeploymentSelector:\n    matchLabels:\n      fleet.syncsets.io/simulated: \"true\"\n  resources:\n  - apiVersion: v1\n    kind: ConfigMap\n    metadata:\n      name: fleet-baseline\n      namespace: default\n    data:\n      owner: platform\n",
     );
     let mut stdin = browser.stdin.take().unwrap();
+    writeln!(stdin, "GO").unwrap();
+    read_until(&mut lines, &mut output, "TABS READY");
+    // Five tabs are open: a set they all show.
+    apply(
+        &admin,
+        dir.path(),
+        "late.yaml",
+        &sync_set("late", "team-a", "a", "default"),
+    );
     writeln!(stdin, "GO").unwrap();
     for line in lines {
         output.push_str(&line.unwrap());

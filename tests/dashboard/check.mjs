@@ -55,11 +55,11 @@ try {
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
   const requests = [];
-  page.on('request', (r) => { const u = new URL(r.url()); if (u.pathname.startsWith('/api')) requests.push(u.pathname + u.search); });
+  page.on('request', (r) => { const u = new URL(r.url()); if (u.pathname.startsWith('/api') || u.pathname === '/watch') requests.push(u.pathname + u.search); });
 
   // Sets: open before the set exists, then watch its counts change to converged.
   await page.goto(ADMIN_URL);
-  check(new URL(page.url()).search === '', 'the token is exchanged for a cookie and leaves the address');
+  check(!page.url().includes('token'), 'the token is taken from the address, which no longer shows it');
   await page.waitForFunction(() => window.syncsetsDashboard && window.syncsetsDashboard.firstRender !== null, null, { timeout: WAIT });
   await page.waitForSelector('#live.ok', { timeout: WAIT });
   await page.evaluate(() => {
@@ -79,8 +79,10 @@ try {
   console.log(`rollout seen: ${JSON.stringify(seen)}`);
   check(seen.some((t) => /wave [1-3]\/4.*\| [1-9]\/12 in sync/.test(t)), 'the rollout showed its waves and counts part of the way');
   check(seen.findIndex((t) => /\| [1-9]\/12 in sync/.test(t)) < seen.findIndex((t) => t.includes('| 12/12 in sync')), 'the counts changed live, up to converged');
-  const lists = requests.filter((r) => !r.includes('watch=1'));
+  const lists = requests.filter((r) => r.startsWith('/api'));
   check(lists.length === 4, `the page listed each collection once and then only watched (${JSON.stringify(lists)})`);
+  const streams = requests.filter((r) => r.startsWith('/watch'));
+  check(streams.length >= 1 && streams.length <= 2, `its watches share one stream (${streams.length} opened)`);
   const row = await page.textContent('tr[data-set="sss/fleet-baseline"]');
   check(row.includes('fleet.syncsets.io/simulated=true') && row.includes('Upsert') && row.includes('careful'), 'a set shows its selector, mode and rollout policy');
   await accessible(page, 'Sets');
@@ -153,13 +155,34 @@ try {
   await shoot(page, 'narrow-cluster');
   check(errors.length === 0, `no script errors (${errors})`);
 
+  // Several tabs at once stay live: each holds one connection (a browser allows six per
+  // host), and a change reaches all of them.
+  const tabs = [];
+  for (let i = 1; i <= 4; i++) {
+    const tab = await context.newPage();
+    await tab.goto(new URL(`#/cluster/team-a/a-0000${i}`, page.url()).href);
+    tabs.push(tab);
+  }
+  for (const tab of tabs) await tab.waitForSelector('#live.ok', { timeout: WAIT });
+  await page.goto(new URL('#/sets', page.url()).href);
+  await page.waitForSelector('#live.ok', { timeout: WAIT });
+  check(true, 'five tabs are live at once');
+  console.log('TABS READY');
+  await nextLine();
+  for (const tab of tabs) {
+    await tab.waitForFunction(() => document.querySelector('#cluster')?.textContent.includes('SyncSet team-a/late'), null, { timeout: WAIT });
+  }
+  await page.waitForSelector('tr[data-set="ss/team-a/late"]', { timeout: WAIT });
+  check(true, 'a set created reaches every tab');
+  for (const tab of tabs) await tab.close();
+
   // team-a sees its own sets, not team-b's nor the SelectorSyncSets it may not read.
   const team = await context.newPage();
   await team.goto(TEAM_URL);
   await team.waitForFunction(() => window.syncsetsDashboard && window.syncsetsDashboard.firstRender !== null, null, { timeout: WAIT });
   await team.waitForSelector('tr[data-set="ss/team-a/team-a-config"]', { timeout: WAIT });
   const teamSets = await team.$$eval('tbody tr[data-set]', (rows) => rows.map((r) => r.dataset.set));
-  check(JSON.stringify(teamSets.sort()) === JSON.stringify(['ss/team-a/broken', 'ss/team-a/team-a-config']), `team-a sees only its sets (${teamSets})`);
+  check(JSON.stringify(teamSets.sort()) === JSON.stringify(['ss/team-a/broken', 'ss/team-a/late', 'ss/team-a/team-a-config']), `team-a sees only its sets (${teamSets})`);
   const notes = await team.textContent('#notes');
   check(notes.includes('SelectorSyncSets cannot be shown') && notes.includes('forbidden'), `team-a is told what it may not see ("${notes}")`);
   await shoot(team, 'team-a-sets');

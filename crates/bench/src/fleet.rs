@@ -77,6 +77,14 @@ pub struct FleetArgs {
     /// rollout's time and the controllers' CPU beside the change at once
     #[arg(long)]
     fleet_rollout: bool,
+
+    /// After the rollout, open `syncsets dashboard` over the fleet in Debian's Chromium
+    /// (headless, tests/dashboard/measure.mjs; `npm ci --prefix tests/dashboard` first):
+    /// first render of the Sets page and of the fleet map beside the lists the map needs
+    /// fetched alone, then redraws and frames on the map while a change reaches every
+    /// cluster
+    #[arg(long)]
+    fleet_dashboard: bool,
 }
 
 /// A workload.
@@ -678,11 +686,15 @@ async fn run_workload(
     if args.fleet_plan && down.is_none() {
         plan_then_apply(&client, &hub, &data, &sets[0], reachable).await?;
     }
+    let mut dashboard_ok = true;
+    if args.fleet_dashboard && down.is_none() {
+        dashboard_ok = dashboard(&client, &hub, &data, &sets[0], reachable, controller_pid).await?;
+    }
     if args.fleet_rollout && down.is_none() {
         at_once_then_progressive(&client, &hub, &sets[0], reachable, controller_pid).await?;
     }
     Ok(Outcome {
-        ok: in_time && ratio_ok && memory_ok,
+        ok: in_time && ratio_ok && memory_ok && dashboard_ok,
         rate,
     })
 }
@@ -813,6 +825,101 @@ async fn at_once_then_progressive(
         progressive.as_secs_f64() / once.as_secs_f64()
     );
     Ok(())
+}
+
+/// `syncsets dashboard` over the fleet, driven in Debian's Chromium by
+/// tests/dashboard/measure.mjs: the first render of the Sets page and of the fleet map
+/// (target ≤ 1 s each) beside the lists the map needs, fetched and parsed alone in the
+/// same browser; then, on the map, redraws, long tasks and frame gaps while a change to
+/// `set` reaches every one of `clusters`. Whether the targets were met.
+async fn dashboard(
+    client: &reqwest::Client,
+    hub: &str,
+    data: &str,
+    set: &Value,
+    clusters: usize,
+    controller_pid: u32,
+) -> anyhow::Result<bool> {
+    use tokio::io::AsyncWriteExt as _;
+    let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/dashboard");
+    if !tests.join("node_modules/playwright-core").exists() {
+        bail!(
+            "--fleet-dashboard drives Chromium with playwright-core: run `npm ci --prefix tests/dashboard` (and `apt-get install chromium`)"
+        );
+    }
+    let kubeconfig_path = Path::new(data).join("dashboard.kubeconfig");
+    std::fs::write(&kubeconfig_path, kubeconfig(hub))?;
+    let (_dashboard, line) = spawn(
+        &[
+            "dashboard".into(),
+            "--kubeconfig".into(),
+            kubeconfig_path.to_string_lossy().into_owned(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+        ],
+        Duration::from_secs(60),
+    )
+    .await?;
+    let url = url_in(&line)?;
+    let mut browser = Command::new("node")
+        .arg(tests.join("measure.mjs"))
+        .env("DASHBOARD_URL", &url)
+        .env("CHROMIUM", "/usr/bin/chromium")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting node")?;
+    let mut lines = BufReader::new(browser.stdout.take().context("piped")?).lines();
+    while let Some(line) = lines.next_line().await? {
+        if line == "MAP READY" {
+            break;
+        }
+    }
+    let name = set["metadata"]["name"].as_str().context("a named set")?;
+    let set_url = format!("{hub}/apis/hive.openshift.io/v1/selectorsyncsets/{name}");
+    let at_once = async |_: &reqwest::Client, _: i64| Ok(true);
+    let (took, _) = change_and_wait(
+        client,
+        &set_url,
+        "dashboard",
+        clusters,
+        controller_pid,
+        at_once,
+    )
+    .await?;
+    let mut stdin = browser.stdin.take().context("piped")?;
+    stdin.write_all(b"DONE\n").await?;
+    let mut report = None;
+    while let Some(line) = lines.next_line().await? {
+        if line.starts_with('{') {
+            report = Some(serde_json::from_str::<Value>(&line)?);
+        }
+    }
+    let status = browser.wait().await?;
+    let r = report.with_context(|| format!("the browser measured nothing ({status})"))?;
+    let ms = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+    let ok = ms("setsMs") <= 1000.0 && ms("mapMs") <= 1000.0;
+    println!(
+        "  dashboard in Chromium (headless) over {} clusters: first render of Sets {:.0} ms, of the fleet map {:.0} ms (target ≤ 1 s each) {}; the four lists the map needs, fetched and parsed alone in the same browser: {:.0} ms (the map {:.2} ×)",
+        r["cells"],
+        ms("setsMs"),
+        ms("mapMs"),
+        verdict(ok),
+        ms("listsMs"),
+        ms("mapMs") / ms("listsMs")
+    );
+    println!(
+        "  while a change reached every cluster ({:.1}s): {} redraws of the map, the longest {:.0} ms; longest task {:.0} ms, longest gap between frames {:.0} ms; {} clusters in sync on the map after",
+        took.as_secs_f64(),
+        r["renders"],
+        ms("longestRenderMs"),
+        ms("longestTask"),
+        ms("longestGap"),
+        r["insync"]
+    );
+    Ok(ok)
 }
 
 /// `syncsets plan -f` of a change to `set` (an annotation on every object) over the fleet,

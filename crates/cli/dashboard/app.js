@@ -2,7 +2,8 @@
 // the hub shows this user and redrawn (at most four times a second) as watches report.
 
 import {
-  Feed, Fleet, KINDS, STATES, STATE_LABEL, key, parseSelector, matches, resultOf, selectorText,
+  Feed, Fleet, KINDS, STATES, STATE_LABEL, api, collator, hooks, matches, parseSelector, selectorText, setToken,
+  skipReason,
 } from './fleet.js';
 
 const main = document.getElementById('main');
@@ -75,21 +76,41 @@ function navigate() {
   tip.hidden = true;
   PAGES[page.name].mount(page);
   draw();
+  main.focus({ preventScroll: true });
+}
+
+/**
+ * Replaces `container`'s content with `html`, keeping the focus on the element with the
+ * same `data-fk` if it had it (a redraw must not throw a keyboard user out).
+ */
+function replace(container, html) {
+  const focused = document.activeElement;
+  const fk = focused && container.contains(focused) ? focused.dataset.fk : undefined;
+  container.innerHTML = html;
+  if (fk) {
+    const again = container.querySelector(`[data-fk="${CSS.escape(fk)}"]`);
+    if (again) again.focus({ preventScroll: true });
+  }
+}
+
+/** Sets `el`'s text only when it changes (live regions announce every write). */
+function text(el, value) {
+  if (el.textContent !== value) el.textContent = value;
 }
 
 function drawHeader() {
-  const feeds = Object.values(fleet.feeds);
-  const states = feeds.map((f) => f.state);
-  if (states.includes('loading')) { live.textContent = 'Connecting…'; live.className = 'live'; }
-  else if (states.includes('reconnecting')) { live.textContent = 'Reconnecting…'; live.className = 'live'; }
-  else { live.textContent = 'Live'; live.className = 'live ok'; }
-  let failing = 0;
-  for (const cs of fleet.syncs.values()) {
-    const st = cs.status || {};
-    if ([...(st.syncSets || []), ...(st.selectorSyncSets || [])].some((r) => r.result === 'Failure')) failing++;
-  }
-  failureCount.textContent = failing ? failing.toLocaleString('en') : '';
-  failureCount.setAttribute('aria-label', failing ? `${failing} failing clusters` : '');
+  const loading = Object.values(fleet.feeds).some((f) => f.state === 'loading');
+  const { state, error } = fleet.watches;
+  if (state === 'reconnecting') text(live, `Reconnecting… (${error})`);
+  else if (loading || state === 'connecting') text(live, 'Connecting…');
+  else text(live, 'Live');
+  live.className = state === 'live' && !loading ? 'live ok' : 'live';
+  const failing = new Set();
+  for (const g of fleet.failures()) for (const k of g.clusters) failing.add(k);
+  text(failureCount, failing.size ? `${failing.size.toLocaleString('en')}` : '');
+  const link = failureCount.parentElement;
+  const label = failing.size ? `Failures: ${failing.size.toLocaleString('en')} failing clusters` : 'Failures';
+  if (link.getAttribute('aria-label') !== label) link.setAttribute('aria-label', label);
 }
 
 /** Notes for collections this user may not read in full. */
@@ -151,6 +172,7 @@ function progressBar(s) {
 }
 
 function targetText(set) {
+  if (set.kind !== 'SyncSet' && !set.spec.clusterDeploymentSelector) return '(no selector: no cluster)';
   if (set.kind === 'SyncSet') {
     const refs = (set.spec.clusterDeploymentRefs || []).map((r) => r.name);
     const shown = refs.slice(0, 3).join(', ');
@@ -173,18 +195,22 @@ const setsPage = {
   mount() {
     main.innerHTML = '<h1>Sets</h1><div id="notes"></div><div class="scroll"><table><caption class="muted">Every SyncSet and SelectorSyncSet you may read, with how far its current revision has rolled out.</caption><thead><tr><th scope="col">Set</th><th scope="col">Targets</th><th scope="col" class="hide-narrow">Mode</th><th scope="col">Revision</th><th scope="col">Rollout</th><th scope="col">Progress</th></tr></thead><tbody id="rows"></tbody></table></div>';
   },
-  update() {
+  update(p) {
+    const sets = fleet.sets();
+    const signature = JSON.stringify([sets.map((s) => s.set.metadata.resourceVersion), fleet.feeds.selectorsyncsets.state, fleet.feeds.syncsets.state]);
+    if (signature === p.signature) return;
+    p.signature = signature;
     document.getElementById('notes').innerHTML = scopeNotes('selectorsyncsets', 'syncsets');
-    const rows = fleet.sets().map(({ set, id }) => {
+    const rows = sets.map(({ set, id }) => {
       const s = summary(set);
-      return `<tr data-set="${esc(id)}"><th scope="row"><a href="#/fleet?set=${encodeURIComponent(id)}">${esc(setLabel(id))}</a></th>
+      return `<tr data-set="${esc(id)}"><th scope="row"><a href="#/fleet?set=${encodeURIComponent(id)}" data-fk="${esc(id)}">${esc(setLabel(id))}</a></th>
         <td><code>${esc(targetText(set))}</code></td>
         <td class="hide-narrow">${esc(set.spec.resourceApplyMode || 'Upsert')}</td>
         <td class="num">${esc(set.metadata.generation ?? '')}${s.current ? '' : ' <span class="muted">(applying)</span>'}</td>
         <td data-col="rollout">${rolloutText(set)}</td>
         <td data-col="progress">${progressBar(s)}</td></tr>`;
     });
-    document.getElementById('rows').innerHTML = rows.join('') || '<tr><td colspan="6" class="muted">No sets yet.</td></tr>';
+    replace(document.getElementById('rows'), rows.join('') || '<tr><td colspan="6" class="muted">No sets yet.</td></tr>');
   },
 };
 
@@ -272,31 +298,35 @@ const fleetPage = {
     const error = document.getElementById('selector-error');
     try {
       p.reqs = parseSelector(view.selector);
-      error.textContent = '';
+      text(error, '');
     } catch (e) {
-      error.textContent = `Label selector: ${e.message} (the map shows the last valid one)`;
+      text(error, `Label selector: ${e.message} (the map shows the last valid one)`);
     }
     const reqs = p.reqs || [];
 
-    // Clusters by group, and their states.
+    // Clusters by group (again only when the clusters or the view changed), their states.
     const states = fleet.states(view.set || undefined);
-    const byGroup = new Map();
-    for (const [k, cd] of fleet.clusters) {
-      if (!matches(reqs, cd.metadata.labels)) continue;
-      const g = group === '' ? '' : group === 'namespace' ? cd.metadata.namespace : (cd.metadata.labels || {})[group] ?? null;
-      if (!byGroup.has(g)) byGroup.set(g, []);
-      byGroup.get(g).push(k);
+    const layoutKey = JSON.stringify([fleet.feeds.clusterdeployments.version, group, reqs]);
+    if (p.layoutKey !== layoutKey) {
+      const byGroup = new Map();
+      for (const [k, cd] of fleet.clusters) {
+        if (!matches(reqs, cd.metadata.labels)) continue;
+        const g = group === '' ? '' : group === 'namespace' ? cd.metadata.namespace : (cd.metadata.labels || {})[group] ?? null;
+        if (!byGroup.has(g)) byGroup.set(g, []);
+        byGroup.get(g).push(k);
+      }
+      p.ordered = [...byGroup.entries()].sort(([a], [b]) => (a === null) - (b === null) || collator.compare(String(a), String(b)));
+      for (const [, ks] of p.ordered) ks.sort(collator.compare);
+      p.layoutKey = layoutKey;
     }
-    const ordered = [...byGroup.entries()].sort(([a], [b]) => (a === null) - (b === null) || String(a).localeCompare(String(b), 'en', { numeric: true }));
-    for (const [, ks] of ordered) ks.sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+    const { ordered } = p;
     const counts = Object.fromEntries(STATES.map((s) => [s, 0]));
     for (const [, ks] of ordered) for (const k of ks) counts[states.get(k)]++;
     document.getElementById('legend').innerHTML = STATES.filter((s) => counts[s] || s !== 'idle')
       .map((s) => `<li><span class="sw s-${s}" aria-hidden="true"></span>${esc(STATE_LABEL[s])}: <strong>${counts[s].toLocaleString('en')}</strong></li>`).join('');
 
-    const signature = JSON.stringify([group, ordered]);
     const map = p.map;
-    if (signature !== map.signature) {
+    if (layoutKey !== map.signature) {
       // The layout changed: draw every group again.
       const label = (g) => (group === '' ? 'All clusters' : g === null ? `no ${group} label` : `${group}=${g}`);
       const html = ordered.map(([g, ks]) => {
@@ -304,13 +334,13 @@ const fleetPage = {
           const st = states.get(k);
           return `<a class="c s-${st}" href="${esc(clusterHref(k))}" tabindex="${i === 0 ? 0 : -1}" aria-label="${esc(k)}: ${STATE_LABEL[st]}" data-k="${esc(k)}"></a>`;
         }).join('');
-        return `<section class="group"><h3>${esc(label(g))} <span class="muted">(${plural(ks.length, 'cluster')})</span></h3><div class="map${states.size <= 500 ? ' big' : ''}" aria-label="${esc(label(g))}">${cells}</div></section>`;
+        return `<section class="group"><h3>${esc(label(g))} <span class="muted">(${plural(ks.length, 'cluster')})</span></h3><div class="map${states.size <= 500 ? ' big' : ''}" role="group" aria-label="${esc(label(g))}">${cells}</div></section>`;
       }).join('');
       document.getElementById('groups').innerHTML = html || '<p class="muted">No cluster matches.</p>';
       map.cells = new Map();
       for (const a of document.querySelectorAll('#groups a.c')) map.cells.set(a.dataset.k, a);
       map.states = states;
-      map.signature = signature;
+      map.signature = layoutKey;
       return;
     }
     // Same layout: recolour the clusters whose state changed.
@@ -330,8 +360,8 @@ function showTip(target) {
   const r = target.getBoundingClientRect();
   tip.textContent = target.getAttribute('aria-label');
   tip.hidden = false;
-  tip.style.left = `${Math.min(r.left, window.innerWidth - tip.offsetWidth - 4)}px`;
-  tip.style.top = `${r.bottom + 4}px`;
+  tip.style.left = `${Math.max(4, Math.min(r.left, window.innerWidth - tip.offsetWidth - 4))}px`;
+  tip.style.top = `${r.bottom + tip.offsetHeight + 8 > window.innerHeight ? r.top - tip.offsetHeight - 4 : r.bottom + 4}px`;
 }
 
 /** Arrow keys, Home and End move the focus between a group's clusters (one tab stop each). */
@@ -340,7 +370,8 @@ function mapKeys(e) {
   if (!a.classList || !a.classList.contains('c')) return;
   const cells = [...a.parentElement.children];
   const i = cells.indexOf(a);
-  const perRow = Math.max(1, Math.round(a.parentElement.clientWidth / (a.offsetWidth + 2)));
+  let perRow = cells.findIndex((c) => c.offsetTop !== cells[0].offsetTop);
+  if (perRow < 1) perRow = cells.length;
   const to = { ArrowRight: i + 1, ArrowLeft: i - 1, ArrowDown: i + perRow, ArrowUp: i - perRow, Home: 0, End: cells.length - 1 }[e.key];
   if (to === undefined) return;
   e.preventDefault();
@@ -372,12 +403,11 @@ const clusterPage = {
   needs: ALL,
   mount(p) {
     main.innerHTML = '<div id="cluster"></div>';
-    p.events = new Feed('events', {
+    p.events = fleet.follow(new Feed('events', {
       namespace: p.ns,
       fieldSelector: `involvedObject.kind=ClusterDeployment,involvedObject.name=${p.cluster}`,
-    }, schedule);
-    p.events.start();
-    p.leave = () => p.events.stop();
+    }));
+    p.leave = () => fleet.stop(p.events);
     p.signature = null;
   },
   update(p) {
@@ -399,6 +429,7 @@ const clusterPage = {
     let st = 'idle';
     for (const s of sets) st = STATES.indexOf(s.state) < STATES.indexOf(st) ? s.state : st;
     const labels = Object.entries(cd.metadata.labels || {}).map(([l, v]) => `<li><code>${esc(l)}=${esc(v)}</code></li>`).join('');
+    const skip = skipReason(cd);
     const breakerEvent = events.find((e) => e.reason === 'CircuitBreakerOpen' || e.reason === 'CircuitBreakerClosed');
     const breaker = breakerEvent && breakerEvent.reason === 'CircuitBreakerOpen'
       ? `<strong class="error">open</strong> since ${esc(when(breakerEvent.lastTimestamp || breakerEvent.eventTime))}: the cluster is tried less often until it answers`
@@ -416,11 +447,12 @@ const clusterPage = {
         <td>${esc((r && r.health) || '—')}</td>
         <td>${esc(when(r && r.lastTransitionTime))}${r && r.healthTransitionTime ? `<div class="counts">health: ${esc(when(r.healthTransitionTime))}</div>` : ''}</td>
         <td>${r && r.failureMessage ? `<div class="msg error">${esc(r.failureMessage)}</div>` : ''}
-          <details data-id="a-${esc(s.id)}"><summary>${plural(what.length, 'resource')} applied, ${toDelete.length.toLocaleString('en')} to delete${unhealthy.length ? `, ${unhealthy.length} not healthy` : ''}</summary>
+          <details data-id="a-${esc(s.id)}"><summary data-fk="a-${esc(s.id)}">${plural(what.length, 'resource')} applied, ${toDelete.length.toLocaleString('en')} to delete${unhealthy.length ? `, ${unhealthy.length} not healthy` : ''}</summary>
           <h3>Applied</h3>${list(what)}<h3>To delete when no longer applied</h3>${list(toDelete)}${unhealthy.length ? `<h3>Not healthy</h3>${list(unhealthy)}` : ''}</details></td></tr>`;
     }).join('');
     const eventRows = events.map((e) => `<tr><td>${esc(e.type)}</td><td>${esc(e.reason)}</td><td class="msg">${esc(e.message)}</td><td class="num">${esc(e.count ?? 1)}</td><td>${esc(when(e.lastTimestamp || e.eventTime))}</td></tr>`).join('');
-    root.innerHTML = `<h1>Cluster ${esc(k)} ${stateBadge(st)}</h1>
+    replace(root, `<h1>Cluster ${esc(k)} ${stateBadge(st)}</h1>
+      ${skip ? `<p class="note">Nothing is synced to it now: ${esc(skip)}.</p>` : ''}
       <h2>Labels</h2><ul class="chips">${labels || '<li class="muted">none</li>'}</ul>
       <h2>Circuit breaker</h2><p>${breaker}</p>
       ${conditions ? `<h2>Conditions</h2><ul>${conditions}</ul>` : ''}
@@ -429,7 +461,7 @@ const clusterPage = {
       <tbody>${rows || '<tr><td colspan="6" class="muted">No set targets this cluster.</td></tr>'}</tbody></table></div>
       <h2>Events</h2>${p.events.state === 'forbidden' || p.events.state === 'error' ? `<p class="note">Events cannot be shown: ${esc(p.events.error)}</p>` : ''}
       <div class="scroll"><table><thead><tr><th scope="col">Type</th><th scope="col">Reason</th><th scope="col">Message</th><th scope="col">Count</th><th scope="col">Last seen</th></tr></thead>
-      <tbody>${eventRows || '<tr><td colspan="5" class="muted">No events.</td></tr>'}</tbody></table></div>`;
+      <tbody>${eventRows || '<tr><td colspan="5" class="muted">No events.</td></tr>'}</tbody></table></div>`);
     for (const d of root.querySelectorAll('details')) if (open.has(d.dataset.id)) d.open = true;
   },
 };
@@ -455,11 +487,11 @@ const failuresPage = {
     p.signature = signature;
     const open = new Set([...main.querySelectorAll('details[open]')].map((d) => d.dataset.message));
     p.groups = groups;
-    document.getElementById('failures').innerHTML = groups.map((g, i) => `<section class="failure">
+    replace(document.getElementById('failures'), groups.map((g, i) => `<section class="failure">
         <h2>${plural(g.clusters.size, 'cluster')}: <span class="msg">${esc(g.message)}</span></h2>
         <p>${[...g.sets].sort().map((id) => `<a href="#/fleet?set=${encodeURIComponent(id)}">${esc(setLabel(id))}</a>`).join(', ')}</p>
-        <details data-i="${i}" data-message="${esc(g.message)}"><summary>Its ${plural(g.clusters.size, 'cluster')}</summary><ul class="links"></ul></details>
-      </section>`).join('') || '<p>Nothing fails. 🎉</p>';
+        <details data-i="${i}" data-message="${esc(g.message)}"><summary data-fk="f-${esc(g.message)}">Its ${plural(g.clusters.size, 'cluster')}</summary><ul class="links"></ul></details>
+      </section>`).join('') || '<p>Nothing fails.</p>');
     for (const d of main.querySelectorAll('details')) {
       if (open.has(d.dataset.message)) { d.open = true; fillClusters(d, groups[Number(d.dataset.i)]); }
     }
@@ -477,9 +509,32 @@ const PAGES = { sets: setsPage, fleet: fleetPage, cluster: clusterPage, failures
 
 // ---- Start -------------------------------------------------------------------------------
 
+const TOKEN = `syncsets-dashboard-token-${location.port}`;
+
+/** The token of the address `syncsets dashboard` printed: taken from it once, then kept. */
+function takeToken() {
+  const m = /^#token=([0-9a-f]+)$/.exec(location.hash);
+  if (m) {
+    localStorage.setItem(TOKEN, m[1]);
+    history.replaceState(null, '', `${location.pathname}#/sets`);
+  }
+  return localStorage.getItem(TOKEN);
+}
+
+function locked() {
+  document.body.innerHTML = '<main id="main"><h1>syncsets dashboard</h1><p>Open the address <code>syncsets dashboard</code> printed: it carries the token that lets this browser in (the dashboard may have been restarted since).</p></main>';
+}
+
 async function start() {
-  const config = await (await fetch('/config.json')).json();
+  const t = takeToken();
+  if (!t) { locked(); return; }
+  setToken(t);
+  hooks.onUnauthorized = () => { localStorage.removeItem(TOKEN); locked(); };
+  const res = await api('/config.json');
+  if (!res.ok) return;
+  const config = await res.json();
   fleet = new Fleet(config.namespace, schedule);
+  document.querySelector('.skip').addEventListener('click', (e) => { e.preventDefault(); main.focus(); });
   window.addEventListener('hashchange', navigate);
   navigate();
   await fleet.start();

@@ -16,6 +16,20 @@ export const key = (o) => (o.metadata.namespace ? `${o.metadata.namespace}/${o.m
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// ---- Reading through the dashboard -------------------------------------------------------
+
+let token = null;
+/** Remembers the dashboard's token, which every read carries. */
+export function setToken(t) { token = t; }
+
+/** The dashboard's answer to `path` (its token attached); `onUnauthorized` on a 401. */
+export const hooks = { onUnauthorized: () => {} };
+export async function api(path, init = {}) {
+  const res = await fetch(path, { ...init, headers: { 'X-Syncsets-Dashboard-Token': token || '' } });
+  if (res.status === 401) hooks.onUnauthorized();
+  return res;
+}
+
 /** The message of a Kubernetes Status answer, or the HTTP status. */
 async function failure(res) {
   try {
@@ -25,24 +39,27 @@ async function failure(res) {
   return `${res.status} ${res.statusText}`;
 }
 
+/** A list or watch that may work if asked again later. */
+class Transient extends Error {}
+
 /**
- * One collection: `items` (key → object), listed then watched. `onChange(feed)` is
- * called after every change; `state` is `loading`, `live`, `reconnecting`, `forbidden`
- * or `error` (with `error`).
+ * One collection: `items` (key → object), listed once and then kept current by the page's
+ * one watch stream ([`Watches`]). `state` is `loading`, `live`, `forbidden` or `error`
+ * (both final, with `error` saying why); `version` counts changes.
  */
 export class Feed {
-  constructor(plural, { namespace, fieldSelector, fallback } = {}, onChange = () => {}) {
+  constructor(plural, { namespace, fieldSelector, fallback } = {}) {
     this.plural = plural;
     this.kind = KINDS[plural] || { api: 'api/v1', namespaced: true, title: plural };
     this.namespace = namespace || null;
     this.fallback = fallback || null;
     this.fieldSelector = fieldSelector || '';
-    this.onChange = onChange;
     this.items = new Map();
     this.state = 'loading';
     this.error = null;
     this.rv = '';
-    this.abort = new AbortController();
+    this.version = 0;
+    this.stopped = false;
     this.loaded = new Promise((resolve) => { this.resolveLoaded = resolve; });
   }
 
@@ -58,89 +75,202 @@ export class Feed {
     return s ? `?${s}` : '';
   }
 
-  /** Lists, falling back to the user's namespace when the whole hub is forbidden. */
+  /** Where its watch resumes. */
+  watchPath() {
+    return this.path() + this.query({ watch: '1', allowWatchBookmarks: 'true', resourceVersion: this.rv });
+  }
+
+  /**
+   * Lists (again), falling back to the user's namespace when the whole hub is forbidden.
+   * False when it never will (forbidden, not served); throws [`Transient`] otherwise.
+   */
   async list() {
     for (;;) {
-      const res = await fetch(this.path() + this.query({}), { signal: this.abort.signal });
+      let res;
+      try {
+        res = await api(this.path() + this.query({}));
+      } catch (e) {
+        throw new Transient(`the dashboard did not answer: ${e.message}`);
+      }
       if (res.ok) {
         const list = await res.json();
         this.items = new Map(list.items.map((o) => [key(o), o]));
         this.rv = list.metadata.resourceVersion || '';
+        this.version++;
         return true;
       }
       if (res.status === 403 && !this.namespace && this.kind.namespaced && this.fallback) {
         this.namespace = this.fallback;
         continue;
       }
-      this.state = res.status === 403 ? 'forbidden' : 'error';
-      this.error = await failure(res);
-      return false;
+      const why = await failure(res);
+      if ([401, 403, 404].includes(res.status)) {
+        this.state = res.status === 403 ? 'forbidden' : 'error';
+        this.error = why;
+        return false;
+      }
+      throw new Transient(why);
     }
   }
 
-  /** Lists and watches until stopped. */
-  async start() {
+  /** Lists until it can, then joins `watches`. */
+  async start(watches) {
     let delay = 500;
-    let listed = false;
-    while (!this.abort.signal.aborted) {
+    while (!this.stopped) {
       try {
-        if (!listed) {
-          listed = await this.list();
-          this.resolveLoaded();
-          if (!listed) { this.onChange(this); return; }
+        const ok = await this.list();
+        if (ok) {
           this.state = 'live';
-          this.onChange(this);
+          watches.add(this);
         }
-        const ok = await this.watch();
-        if (ok === 'gone') listed = false; // too old: list again
-        delay = 500;
+        this.resolveLoaded();
+        watches.changed();
+        return;
       } catch (e) {
-        if (this.abort.signal.aborted) return;
-        this.state = 'reconnecting';
-        this.error = String(e && e.message ? e.message : e);
-        this.onChange(this);
+        watches.trouble(e.message);
         await sleep(delay);
         delay = Math.min(delay * 2, 10000);
       }
     }
   }
 
-  /** One watch, until the stream ends; `gone` when the resourceVersion is too old. */
-  async watch() {
-    const url = this.path() + this.query({ watch: '1', allowWatchBookmarks: 'true', resourceVersion: this.rv });
-    const res = await fetch(url, { signal: this.abort.signal });
-    if (res.status === 410) return 'gone';
-    if (!res.ok) throw new Error(await failure(res));
-    if (this.state !== 'live') { this.state = 'live'; this.error = null; this.onChange(this); }
-    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buffer = '';
+  /** Applies one watch event; `gone` when its resourceVersion is too old to watch from. */
+  apply(event) {
+    if (event.type === 'ERROR') {
+      if (event.object && event.object.code === 410) return 'gone';
+      throw new Transient((event.object && event.object.message) || 'watch error');
+    }
+    const o = event.object;
+    if (o && o.metadata && o.metadata.resourceVersion) this.rv = o.metadata.resourceVersion;
+    if (event.type === 'BOOKMARK') return 'bookmark';
+    if (event.type === 'DELETED') this.items.delete(key(o));
+    else this.items.set(key(o), o);
+    this.version++;
+    return 'changed';
+  }
+}
+
+/**
+ * The page's one watch stream: every collection's watch multiplexed by the dashboard
+ * (`/watch`), so that a page holds one connection however many it follows (a browser
+ * allows six per host over HTTP/1.1, across all its tabs). A collection joining or
+ * leaving, a watch ending or a 410 Gone reopens it from each collection's
+ * resourceVersion: nothing is missed, nothing listed again but what must be.
+ */
+export class Watches {
+  constructor(onChange) {
+    this.onChange = onChange;
+    this.feeds = [];
+    this.state = 'connecting';
+    this.error = null;
+    this.abort = null;
+    this.wakeUp = () => {};
+    this.run();
+  }
+
+  add(feed) { this.feeds.push(feed); this.reopen(); }
+
+  remove(feed) {
+    feed.stopped = true;
+    const before = this.feeds.length;
+    this.feeds = this.feeds.filter((f) => f !== feed);
+    if (this.feeds.length !== before) this.reopen();
+  }
+
+  changed() { this.onChange(); }
+
+  trouble(why) {
+    this.state = 'reconnecting';
+    this.error = why;
+    this.onChange();
+  }
+
+  /** Reopens the stream soon: collections joining together make one reopening. */
+  reopen() {
+    clearTimeout(this.reopening);
+    this.reopening = setTimeout(() => {
+      if (this.abort) this.abort.abort();
+      this.wakeUp();
+    }, 50);
+  }
+
+  async run() {
+    let delay = 500;
     for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return 'ended';
-      buffer += value;
-      let changed = false;
-      let nl;
-      while ((nl = buffer.indexOf('\n')) >= 0) {
-        const line = buffer.slice(0, nl).trim();
-        buffer = buffer.slice(nl + 1);
-        if (!line) continue;
-        const event = JSON.parse(line);
-        if (event.type === 'ERROR') {
-          if (event.object && event.object.code === 410) { reader.cancel(); return 'gone'; }
-          throw new Error((event.object && event.object.message) || 'watch error');
-        }
-        const o = event.object;
-        if (o && o.metadata && o.metadata.resourceVersion) this.rv = o.metadata.resourceVersion;
-        if (event.type === 'BOOKMARK') continue;
-        if (event.type === 'DELETED') this.items.delete(key(o));
-        else this.items.set(key(o), o);
-        changed = true;
+      const feeds = [...this.feeds];
+      if (!feeds.length) {
+        await new Promise((resolve) => { this.wakeUp = resolve; });
+        continue;
       }
-      if (changed) this.onChange(this);
+      this.abort = new AbortController();
+      const opened = performance.now();
+      let outcome;
+      try {
+        outcome = await this.stream(feeds, this.abort.signal);
+        delay = 500;
+      } catch (e) {
+        if (this.abort.signal.aborted) continue; // reopened on purpose
+        this.trouble(e.message);
+        await sleep(delay);
+        delay = Math.min(delay * 2, 10000);
+        continue;
+      }
+      if (outcome !== 'reopen' && performance.now() - opened < 1000) await sleep(1000);
     }
   }
 
-  stop() { this.abort.abort(); }
+  /** One multiplexed stream, until a watch in it ends. */
+  async stream(feeds, signal) {
+    const q = new URLSearchParams();
+    for (const f of feeds) q.append('w', f.watchPath());
+    const res = await fetch(`/watch?${q}`, { signal, headers: { 'X-Syncsets-Dashboard-Token': token || '' } });
+    if (res.status === 401) hooks.onUnauthorized();
+    if (!res.ok) throw new Error(await failure(res));
+    this.state = 'live';
+    this.error = null;
+    this.onChange();
+    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = '';
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return 'ended';
+        buffer += value;
+        let changed = false;
+        let nl;
+        while ((nl = buffer.indexOf('\n')) >= 0) {
+          const line = buffer.slice(0, nl).trim();
+          buffer = buffer.slice(nl + 1);
+          if (!line) continue;
+          const m = JSON.parse(line);
+          const feed = feeds[m.i];
+          if (!feed) continue;
+          if (m.status !== undefined) {
+            if (m.status === 410) { await this.relist(feed); return 'gone'; }
+            if ([401, 403, 404].includes(m.status)) {
+              feed.state = m.status === 403 ? 'forbidden' : 'error';
+              feed.error = (m.e && m.e.message) || `${m.status}`;
+              this.feeds = this.feeds.filter((f) => f !== feed);
+              this.onChange();
+              return 'reopen';
+            }
+            throw new Error((m.e && m.e.message) || `the hub answered ${m.status}`);
+          }
+          if (m.end) { if (changed) this.onChange(); return 'ended'; }
+          if (feed.apply(m.e) === 'gone') { await this.relist(feed); return 'gone'; }
+          changed = true;
+        }
+        if (changed) this.onChange();
+      }
+    } finally {
+      reader.cancel().catch(() => {});
+    }
+  }
+
+  async relist(feed) {
+    await feed.list();
+    this.onChange();
+  }
 }
 
 // ---- Label selectors -------------------------------------------------------------------
@@ -254,14 +384,35 @@ export const STATE_LABEL = {
 /** `SyncSet` or `SelectorSyncSet` and the id pages use: `ss/NS/NAME` or `sss/NAME`. */
 export const setId = (s) => (s.kind === 'SyncSet' ? `ss/${s.metadata.namespace}/${s.metadata.name}` : `sss/${s.metadata.name}`);
 
-/** Whether the controllers apply `set` to cluster `cd`. */
-export function targets(set, cd, reqs) {
-  if (!cd.spec || cd.spec.installed !== true || cd.metadata.deletionTimestamp) return false;
+const truthy = (v) => ['1', 't', 'T', 'true', 'TRUE', 'True'].includes(v);
+
+/** Why the controllers sync nothing to cluster `cd` now, if so (their order of checks). */
+export function skipReason(cd) {
+  const a = cd.metadata.annotations || {};
+  if (truthy(a['hive.openshift.io/syncset-pause']) || truthy(a['hive.openshift.io/reconcile-pause'])) return 'syncing is paused';
+  if (a['hive.openshift.io/relocate'] !== undefined) return 'the cluster is being relocated';
+  if (cd.metadata.deletionTimestamp) return 'the cluster is being deleted';
+  if (!cd.spec || cd.spec.installed !== true) return 'the cluster is not installed';
+  return null;
+}
+
+/** The SelectorSyncSets a cluster may be attached to (its `use` grants), if limited. */
+function usable(cd) {
+  const v = (cd.metadata.annotations || {})['syncsets.io/usable-selectorsyncsets'];
+  return v === undefined ? null : new Set(v.split(',').map((n) => n.trim()).filter(Boolean));
+}
+
+/** Whether the controllers apply set `s` (an entry of `Fleet.sets()`) to cluster `cd`. */
+export function targets(s, cd) {
+  const set = s.set;
+  if (set.metadata.deletionTimestamp || skipReason(cd)) return false;
   if (set.kind === 'SyncSet') {
     return set.metadata.namespace === cd.metadata.namespace &&
       (set.spec.clusterDeploymentRefs || []).some((r) => r.name === cd.metadata.name);
   }
-  return matches(reqs, cd.metadata.labels);
+  if (!s.reqs) return false; // no selector: no cluster
+  const allowed = usable(cd);
+  return matches(s.reqs, cd.metadata.labels) && (!allowed || allowed.has(set.metadata.name));
 }
 
 /** The result of `set` in a ClusterSync, if any. */
@@ -275,7 +426,7 @@ export function resultOf(cs, set) {
 export function stateOf(result, set) {
   if (!result) return 'pending';
   if (result.result === 'Failure') return 'failing';
-  if (result.observedGeneration < (set.metadata.generation || 0)) return 'pending';
+  if (result.observedGeneration !== (set.metadata.generation || 0)) return 'pending';
   if (result.health === 'Degraded') return 'degraded';
   if (result.health === 'Progressing') return 'progressing';
   return 'insync';
@@ -284,42 +435,70 @@ export function stateOf(result, set) {
 /** The worse of two states. */
 export const worse = (a, b) => (STATES.indexOf(a) <= STATES.indexOf(b) ? a : b);
 
+/** Orders names as people do: sim-2 before sim-10. */
+export const collator = new Intl.Collator('en', { numeric: true });
+
 /** Everything the pages read, and what they derive from it. */
 export class Fleet {
   constructor(namespace, onChange) {
-    const opts = { fallback: namespace };
     this.namespace = namespace;
+    this.watches = new Watches(onChange);
     this.feeds = {};
     for (const plural of Object.keys(KINDS)) {
-      this.feeds[plural] = new Feed(plural, opts, onChange);
+      this.feeds[plural] = new Feed(plural, { fallback: namespace });
     }
-    this.version = 0;
-    this.derived = null;
   }
 
   start() {
-    for (const f of Object.values(this.feeds)) f.start();
+    for (const f of Object.values(this.feeds)) f.start(this.watches);
     return Promise.all(Object.values(this.feeds).map((f) => f.loaded));
   }
+
+  /** Follows one more collection (a page's own), until `stop(feed)`. */
+  follow(feed) { feed.start(this.watches); return feed; }
+
+  stop(feed) { this.watches.remove(feed); }
 
   get clusters() { return this.feeds.clusterdeployments.items; }
   get syncs() { return this.feeds.clustersyncs.items; }
 
-  /** Every set, SelectorSyncSets first, each with its parsed selector. */
+  /** Every set, sorted, each with its parsed selector (`null`: none, so no cluster). */
   sets() {
+    const version = `${this.feeds.selectorsyncsets.version}/${this.feeds.syncsets.version}`;
+    if (this.setsCache && this.setsCache.version === version) return this.setsCache.sets;
     const out = [];
-    for (const s of this.feeds.selectorsyncsets.items.values()) out.push({ set: s, id: setId(s), reqs: fromLabelSelector(s.spec.clusterDeploymentSelector) });
+    for (const s of this.feeds.selectorsyncsets.items.values()) {
+      const sel = s.spec.clusterDeploymentSelector;
+      out.push({ set: s, id: setId(s), reqs: sel ? fromLabelSelector(sel) : null });
+    }
     for (const s of this.feeds.syncsets.items.values()) out.push({ set: s, id: setId(s), reqs: [] });
-    out.sort((a, b) => a.id.localeCompare(b.id));
+    out.sort((a, b) => collator.compare(a.id, b.id));
+    this.setsCache = { version, sets: out };
     return out;
+  }
+
+  /** The sets (of `sets`) that may target `cd`: SyncSets naming it, every SelectorSyncSet. */
+  candidates(cd, sets) {
+    if (!sets.index) {
+      sets.index = { selectors: [], refs: new Map() };
+      for (const s of sets) {
+        if (s.set.kind !== 'SyncSet') { sets.index.selectors.push(s); continue; }
+        for (const r of s.set.spec.clusterDeploymentRefs || []) {
+          const k = `${s.set.metadata.namespace}/${r.name}`;
+          if (!sets.index.refs.has(k)) sets.index.refs.set(k, []);
+          sets.index.refs.get(k).push(s);
+        }
+      }
+    }
+    return [...(sets.index.refs.get(key(cd)) || []), ...sets.index.selectors];
   }
 
   /** The sets targeting cluster `cd`, with their result and state there. */
   setsOf(cd, sets = this.sets()) {
     const cs = this.syncs.get(key(cd));
     const out = [];
-    for (const s of sets) {
-      if (!targets(s.set, cd, s.reqs)) continue;
+    for (const s of this.candidates(cd, sets)) {
+      if (!targets(s, cd)) continue;
       const result = resultOf(cs, s.set);
       out.push({ ...s, result, state: stateOf(result, s.set) });
     }
@@ -328,33 +507,36 @@ export class Fleet {
 
   /** Cluster key → state, over every set or only `only` (a set id). */
   states(only) {
-    const sets = this.sets().filter((s) => !only || s.id === only);
+    let sets = this.sets();
+    if (only) sets = sets.filter((s) => s.id === only);
     const out = new Map();
     for (const [k, cd] of this.clusters) {
+      const cs = this.syncs.get(k);
       let st = 'idle';
-      for (const s of this.setsOf(cd, sets)) st = worse(st, s.state);
+      for (const s of this.candidates(cd, sets)) {
+        if (targets(s, cd)) st = worse(st, stateOf(resultOf(cs, s.set), s.set));
+      }
       out.set(k, st);
     }
     return out;
   }
 
-  /** Failing results grouped by identical message, most clusters first. */
+  /** Failing results of sets targeting their cluster, grouped by message, most clusters first. */
   failures() {
     const groups = new Map();
-    for (const [k, cs] of this.syncs) {
-      const st = cs.status || {};
-      const add = (list, kind) => {
-        for (const r of list || []) {
-          if (r.result !== 'Failure') continue;
-          const message = r.failureMessage || '(no message)';
-          let g = groups.get(message);
-          if (!g) { g = { message, clusters: new Set(), sets: new Set() }; groups.set(message, g); }
-          g.clusters.add(k);
-          g.sets.add(kind === 'SyncSet' ? `ss/${cs.metadata.namespace}/${r.name}` : `sss/${r.name}`);
-        }
-      };
-      add(st.selectorSyncSets, 'SelectorSyncSet');
-      add(st.syncSets, 'SyncSet');
+    const sets = this.sets();
+    for (const [k, cd] of this.clusters) {
+      const cs = this.syncs.get(k);
+      if (!cs) continue;
+      for (const s of this.candidates(cd, sets)) {
+        const r = resultOf(cs, s.set);
+        if (!r || r.result !== 'Failure' || !targets(s, cd)) continue;
+        const message = r.failureMessage || '(no message)';
+        let g = groups.get(message);
+        if (!g) { g = { message, clusters: new Set(), sets: new Set() }; groups.set(message, g); }
+        g.clusters.add(k);
+        g.sets.add(s.id);
+      }
     }
     return [...groups.values()].sort((a, b) => b.clusters.size - a.clusters.size || a.message.localeCompare(b.message));
   }
