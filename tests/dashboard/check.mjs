@@ -140,6 +140,8 @@ try {
   await page.keyboard.press('ArrowRight');
   const focused = await page.evaluate(() => document.activeElement.dataset.k);
   check(focused === 'team-a/a-00001', `arrow keys move between clusters (${focused})`);
+  const name = await page.evaluate(() => document.activeElement.getAttribute('aria-label'));
+  check(name === 'team-a/a-00001: failing', `the focused cluster is named for assistive technology ("${name}")`);
   await page.keyboard.press('Enter');
   await page.waitForFunction(() => location.hash === '#/cluster/team-a/a-00001', null, { timeout: WAIT });
   check(true, 'Enter opens the focused cluster');

@@ -911,6 +911,10 @@ async fn dashboard(
         ms("mapMs") / ms("listsMs")
     );
     println!(
+        "  where a load's time goes (ms from navigation, the last of each): {}",
+        r["marks"]
+    );
+    println!(
         "  while a change reached every cluster ({:.1}s): {} redraws of the map, the longest {:.0} ms; longest task {:.0} ms, longest gap between frames {:.0} ms; {} clusters in sync on the map after",
         took.as_secs_f64(),
         r["renders"],

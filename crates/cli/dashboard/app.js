@@ -41,6 +41,9 @@ let scheduled = false;
 let lastDraw = 0;
 /** Redraws soon: watch events arriving in bursts make one redraw, at most every 250 ms. */
 function schedule() {
+  // Until the page has been drawn once, draw at once: a few sets are ready long before
+  // thousands of clusters are parsed, which would hold a deferred draw back.
+  if (perf.firstRender === null && page.name) { draw(); return; }
   if (scheduled) return;
   scheduled = true;
   const wait = Math.max(0, 250 - (performance.now() - lastDraw));
@@ -53,7 +56,9 @@ function draw() {
   const loaded = PAGES[page.name].needs.every((p) => fleet.feeds[p].state !== 'loading');
   drawHeader();
   if (!loaded) return;
+  performance.mark('syncsets:draw');
   PAGES[page.name].update(page);
+  performance.mark('syncsets:drawn');
   const took = performance.now() - started;
   perf.renders += 1;
   perf.lastRenderMs = took;
@@ -332,13 +337,16 @@ const fleetPage = {
       const html = ordered.map(([g, ks]) => {
         const cells = ks.map((k, i) => {
           const st = states.get(k);
-          return `<a class="c s-${st}" href="${esc(clusterHref(k))}" tabindex="${i === 0 ? 0 : -1}" aria-label="${esc(k)}: ${STATE_LABEL[st]}" data-k="${esc(k)}"></a>`;
+          return `<a class="c s-${st}" href="${esc(clusterHref(k))}" tabindex="${i === 0 ? 0 : -1}" data-k="${esc(k)}"></a>`;
         }).join('');
         return `<section class="group"><h3>${esc(label(g))} <span class="muted">(${plural(ks.length, 'cluster')})</span></h3><div class="map${states.size <= 500 ? ' big' : ''}" role="group" aria-label="${esc(label(g))}">${cells}</div></section>`;
       }).join('');
       document.getElementById('groups').innerHTML = html || '<p class="muted">No cluster matches.</p>';
+      // The cells in the order drawn: the keys in the same order name them.
       map.cells = new Map();
-      for (const a of document.querySelectorAll('#groups a.c')) map.cells.set(a.dataset.k, a);
+      const cells = document.querySelectorAll('#groups a.c');
+      let n = 0;
+      for (const [, ks] of ordered) for (const k of ks) map.cells.set(k, cells[n++]);
       map.states = states;
       map.signature = layoutKey;
       return;
@@ -349,16 +357,26 @@ const fleetPage = {
       const a = map.cells.get(k);
       if (!a) continue;
       a.className = `c s-${st}`;
-      a.setAttribute('aria-label', `${k}: ${STATE_LABEL[st]}`);
+      if (a.hasAttribute('aria-label')) a.setAttribute('aria-label', cellName(k, st));
     }
     map.states = states;
   },
 };
 
+/** What a cell says: the cluster and its state. */
+const cellName = (k, st) => `${k}: ${STATE_LABEL[st]}`;
+
+/**
+ * Names the cell hovered or focused, in the tooltip and (the first time it is reached)
+ * as its accessible name: ten thousand names written up front would cost the first draw.
+ */
 function showTip(target) {
   if (!(target instanceof HTMLElement) || !target.classList.contains('c')) return;
+  const k = target.dataset.k;
+  const name = cellName(k, page.map.states.get(k));
+  if (target.getAttribute('aria-label') !== name) target.setAttribute('aria-label', name);
   const r = target.getBoundingClientRect();
-  tip.textContent = target.getAttribute('aria-label');
+  tip.textContent = name;
   tip.hidden = false;
   tip.style.left = `${Math.max(4, Math.min(r.left, window.innerWidth - tip.offsetWidth - 4))}px`;
   tip.style.top = `${r.bottom + tip.offsetHeight + 8 > window.innerHeight ? r.top - tip.offsetHeight - 4 : r.bottom + 4}px`;
@@ -537,7 +555,7 @@ async function start() {
   document.querySelector('.skip').addEventListener('click', (e) => { e.preventDefault(); main.focus(); });
   window.addEventListener('hashchange', navigate);
   navigate();
-  await fleet.start();
+  await fleet.start(page.name === 'sets');
   draw();
 }
 

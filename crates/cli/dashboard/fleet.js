@@ -93,7 +93,9 @@ export class Feed {
         throw new Transient(`the dashboard did not answer: ${e.message}`);
       }
       if (res.ok) {
+        performance.mark(`syncsets:answered:${this.plural}`);
         const list = await res.json();
+        performance.mark(`syncsets:parsed:${this.plural}`);
         this.items = new Map(list.items.map((o) => [key(o), o]));
         this.rv = list.metadata.resourceVersion || '';
         this.version++;
@@ -449,8 +451,16 @@ export class Fleet {
     }
   }
 
-  start() {
-    for (const f of Object.values(this.feeds)) f.start(this.watches);
+  /**
+   * Lists every collection. With `setsFirst` (a page showing only sets), the sets first —
+   * a few — then the clusters and their ClusterSyncs (thousands: parsing them would hold
+   * the sets back); otherwise all at once.
+   */
+  async start(setsFirst) {
+    const { selectorsyncsets, syncsets, clusterdeployments, clustersyncs } = this.feeds;
+    for (const f of [selectorsyncsets, syncsets]) f.start(this.watches);
+    if (setsFirst) await Promise.all([selectorsyncsets.loaded, syncsets.loaded]);
+    for (const f of [clusterdeployments, clustersyncs]) f.start(this.watches);
     return Promise.all(Object.values(this.feeds).map((f) => f.loaded));
   }
 
