@@ -112,39 +112,56 @@ try {
   check((await page.textContent('#cluster')).includes('Failed'), 'the cluster shows its Events');
   await shoot(page, 'cluster');
 
-  // Fleet map: one cell per cluster, grouped, filtered, named on hover, opened on click.
+  // Fleet map: one square per cluster, grouped, filtered, named on hover, opened on click.
+  const mapped = () => page.evaluate(() => window.syncsetsDashboard.map());
+  const count = (n) => page.waitForFunction((n) => window.syncsetsDashboard.map()?.keys.length === n, n, { timeout: WAIT });
   await page.click('nav a[data-page="fleet"]');
-  await page.waitForSelector('#groups a.c', { timeout: WAIT });
-  check(await page.locator('#groups a.c').count() === 12, 'one cell per cluster');
+  await count(12);
+  check(true, 'one square per cluster');
   await page.selectOption('#group', 'namespace');
   await page.waitForFunction(() => document.querySelectorAll('#groups section.group').length === 2, null, { timeout: WAIT });
   const groups = await page.$$eval('#groups h3', (hs) => hs.map((h) => h.textContent));
   check(groups[0].startsWith('namespace=team-a') && groups[1].startsWith('namespace=team-b'), `grouped by namespace (${groups})`);
   await page.fill('#selector', 'fleet.syncsets.io/group in (0,1)');
-  await page.waitForFunction(() => document.querySelectorAll('#groups a.c').length === 4, null, { timeout: WAIT });
+  await count(4);
   check(page.url().includes('selector='), 'the filter is kept in the address');
   await page.fill('#selector', 'fleet.syncsets.io/group in (0');
   await page.waitForFunction(() => document.getElementById('selector-error').textContent.includes(')'), null, { timeout: WAIT });
   check(true, 'a bad selector is explained');
-  check(await page.locator('#groups a.c').count() === 4, 'the map keeps the last valid selector meanwhile');
+  check((await mapped()).keys.length === 4, 'the map keeps the last valid selector meanwhile');
   await page.fill('#selector', '');
-  await page.waitForFunction(() => document.querySelectorAll('#groups a.c').length === 12 && !document.getElementById('selector-error').textContent, null, { timeout: WAIT });
-  const failing = page.locator('#groups a.c.s-failing').first();
-  await failing.hover();
+  await page.waitForFunction(() => window.syncsetsDashboard.map()?.keys.length === 12 && !document.getElementById('selector-error').textContent, null, { timeout: WAIT });
+  const { states } = await mapped();
+  check(Object.values(states).filter((s) => s === 'failing').length === 6, `the map colours team-a's 6 clusters failing (${JSON.stringify(states)})`);
+  // The square painted where the map says, in its state's colour.
+  const at = await page.evaluate(() => window.syncsetsDashboard.cellCenter('team-a/a-00002'));
+  const pixel = await page.evaluate(({ x, y }) => {
+    const c = document.elementFromPoint(x, y);
+    const r = c.getBoundingClientRect();
+    const d = c.getContext('2d').getImageData(Math.round((x - r.left) * devicePixelRatio), Math.round((y - r.top) * devicePixelRatio) + 2, 1, 1).data;
+    return [d[0], d[1], d[2]];
+  }, at);
+  check(pixel[0] > 150 && pixel[1] < 120, `a failing cluster's square is red (${pixel})`);
+  await page.mouse.move(at.x, at.y);
   const tipText = await page.textContent('#tip');
-  check(/^team-a\/a-0000\d: failing$/.test(tipText), `hovering names the cluster ("${tipText}")`);
+  check(tipText === 'team-a/a-00002: failing', `hovering names the cluster ("${tipText}")`);
   await accessible(page, 'Fleet map');
   await shoot(page, 'fleet');
-  // Keyboard: the arrow keys move between clusters, Enter opens one.
-  await page.focus('#groups a.c[tabindex="0"]');
+  await page.mouse.click(at.x, at.y);
+  await page.waitForFunction(() => location.hash === '#/cluster/team-a/a-00002', null, { timeout: WAIT });
+  check(true, 'a click opens the cluster');
+  await page.goBack();
+  await count(12);
+  // Keyboard: Tab reaches a group, the arrow keys choose a cluster (announced), Enter opens it.
+  await page.focus('#groups canvas');
   await page.keyboard.press('ArrowRight');
-  const focused = await page.evaluate(() => document.activeElement.dataset.k);
-  check(focused === 'team-a/a-00001', `arrow keys move between clusters (${focused})`);
-  const name = await page.evaluate(() => document.activeElement.getAttribute('aria-label'));
-  check(name === 'team-a/a-00001: failing', `the focused cluster is named for assistive technology ("${name}")`);
+  const said = await page.textContent('#map-status');
+  check(said === 'team-a/a-00001: failing', `arrow keys choose a cluster, announced ("${said}")`);
+  const label = await page.evaluate(() => document.activeElement.getAttribute('aria-label'));
+  check(label.startsWith('namespace=team-a: 6 clusters, 6 failing.'), `the group says what it holds ("${label}")`);
   await page.keyboard.press('Enter');
   await page.waitForFunction(() => location.hash === '#/cluster/team-a/a-00001', null, { timeout: WAIT });
-  check(true, 'Enter opens the focused cluster');
+  check(true, 'Enter opens the chosen cluster');
 
   // Narrow window: readable, nothing wider than the screen but the tables' own scrollers.
   await page.setViewportSize({ width: 380, height: 800 });
@@ -189,8 +206,8 @@ try {
   check(notes.includes('SelectorSyncSets cannot be shown') && notes.includes('forbidden'), `team-a is told what it may not see ("${notes}")`);
   await shoot(team, 'team-a-sets');
   await team.click('nav a[data-page="fleet"]');
-  await team.waitForSelector('#groups a.c', { timeout: WAIT });
-  const teamCells = await team.$$eval('#groups a.c', (cs) => cs.map((c) => c.dataset.k));
+  await team.waitForFunction(() => window.syncsetsDashboard.map()?.keys.length > 0, null, { timeout: WAIT });
+  const teamCells = (await team.evaluate(() => window.syncsetsDashboard.map())).keys;
   check(teamCells.length === 6 && teamCells.every((k) => k.startsWith('team-a/')), `team-a's map shows only its clusters (${teamCells.length})`);
   console.log('PASS');
 } finally {

@@ -70,7 +70,7 @@ try {
   const page = await context.newPage();
   await page.goto(`${origin}/#/fleet`);
   await page.waitForFunction(() => window.syncsetsDashboard?.firstRender !== null, null, { timeout: WAIT });
-  cells.push(await page.locator('#groups a.c').count());
+  cells.push(await page.evaluate(() => window.syncsetsDashboard.map().keys.length));
   await page.evaluate(() => {
     const d = window.syncsetsDashboard;
     d.renders = 0;
@@ -94,7 +94,7 @@ try {
     renders: window.syncsetsDashboard.renders,
     longestRenderMs: window.syncsetsDashboard.longestRenderMs,
     ...window.measured,
-    insync: document.querySelectorAll('#groups a.c.s-insync').length,
+    insync: Object.values(window.syncsetsDashboard.map().states).filter((s) => s === 'insync').length,
   }));
   console.log(JSON.stringify({
     listsMs: median(lists), setsMs: median(sets), mapMs: median(map), cells: cells[0], marks, ...updates,

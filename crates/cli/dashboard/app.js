@@ -2,8 +2,8 @@
 // the hub shows this user and redrawn (at most four times a second) as watches report.
 
 import {
-  Feed, Fleet, KINDS, STATES, STATE_LABEL, api, collator, hooks, matches, parseSelector, selectorText, setToken,
-  skipReason,
+  Feed, Fleet, KINDS, STATES, STATE_LABEL, api, collator, hooks, matches, parseSelector, resultOf, selectorText,
+  setToken, skipReason, stateOf,
 } from './fleet.js';
 
 const main = document.getElementById('main');
@@ -43,7 +43,7 @@ let lastDraw = 0;
 function schedule() {
   // Until the page has been drawn once, draw at once: a few sets are ready long before
   // thousands of clusters are parsed, which would hold a deferred draw back.
-  if (perf.firstRender === null && page.name) { draw(); return; }
+  if (!perf.painting && page.name) { draw(); return; }
   if (scheduled) return;
   scheduled = true;
   const wait = Math.max(0, 250 - (performance.now() - lastDraw));
@@ -63,10 +63,15 @@ function draw() {
   perf.renders += 1;
   perf.lastRenderMs = took;
   perf.longestRenderMs = Math.max(perf.longestRenderMs, took);
-  if (perf.firstRender === null) {
-    perf.firstRender = performance.now();
+  if (perf.firstRender === null && !perf.painting) {
+    // First render: when the frame with the page drawn has been laid out and painted (a
+    // task queued from the frame's animation callback runs after its paint).
+    perf.painting = true;
     perf.page = page.name;
-    performance.mark('syncsets:first-render');
+    requestAnimationFrame(() => setTimeout(() => {
+      perf.firstRender = performance.now();
+      performance.mark('syncsets:first-render');
+    }));
   }
 }
 
@@ -254,7 +259,8 @@ const fleetPage = {
       </form>
       <p id="selector-error" class="error" aria-live="polite"></p>
       <ul class="legend" id="legend" aria-label="Clusters by state"></ul>
-      <p class="muted">Each square is a cluster: hover or focus it to see its name, open it with a click or Enter. Arrow keys move between clusters.</p>
+      <p class="muted">Each square is a cluster: hover it to see its name, click to open it. With the keyboard, tab to a group, choose a cluster with the arrow keys (Home, End) and open it with Enter.</p>
+      <p id="map-status" class="sr" aria-live="polite"></p>
       <div id="groups"></div>`;
     const view = mapView(p.params);
     const selector = document.getElementById('selector');
@@ -267,13 +273,11 @@ const fleetPage = {
     document.getElementById('controls').addEventListener('submit', (e) => e.preventDefault());
     document.getElementById('group').addEventListener('change', (e) => { setView({ ...mapView(page.params), group: e.target.value }); draw(); });
     document.getElementById('set').addEventListener('change', (e) => { setView({ ...mapView(page.params), set: e.target.value }); draw(); });
-    const groups = document.getElementById('groups');
-    groups.addEventListener('keydown', mapKeys);
-    groups.addEventListener('mouseover', (e) => showTip(e.target));
-    groups.addEventListener('focusin', (e) => showTip(e.target));
-    groups.addEventListener('mouseout', () => { tip.hidden = true; });
-    groups.addEventListener('focusout', () => { tip.hidden = true; });
-    p.map = { signature: null, cells: new Map(), states: new Map() };
+    p.map = { signature: null, groups: [], where: new Map(), states: new Map() };
+    let resizing;
+    const resized = () => { clearTimeout(resizing); resizing = setTimeout(() => layOut(p.map), 100); };
+    window.addEventListener('resize', resized);
+    p.leave = () => window.removeEventListener('resize', resized);
   },
   update(p) {
     document.getElementById('notes').innerHTML = scopeNotes('clusterdeployments', 'clustersyncs');
@@ -332,72 +336,176 @@ const fleetPage = {
 
     const map = p.map;
     if (layoutKey !== map.signature) {
-      // The layout changed: draw every group again.
+      // The layout changed: a canvas per group, every cluster painted.
       const label = (g) => (group === '' ? 'All clusters' : g === null ? `no ${group} label` : `${group}=${g}`);
-      const html = ordered.map(([g, ks]) => {
-        const cells = ks.map((k, i) => {
-          const st = states.get(k);
-          return `<a class="c s-${st}" href="${esc(clusterHref(k))}" tabindex="${i === 0 ? 0 : -1}" data-k="${esc(k)}"></a>`;
-        }).join('');
-        return `<section class="group"><h3>${esc(label(g))} <span class="muted">(${plural(ks.length, 'cluster')})</span></h3><div class="map${states.size <= 500 ? ' big' : ''}" role="group" aria-label="${esc(label(g))}">${cells}</div></section>`;
-      }).join('');
-      document.getElementById('groups').innerHTML = html || '<p class="muted">No cluster matches.</p>';
-      // The cells in the order drawn: the keys in the same order name them.
-      map.cells = new Map();
-      const cells = document.querySelectorAll('#groups a.c');
-      let n = 0;
-      for (const [, ks] of ordered) for (const k of ks) map.cells.set(k, cells[n++]);
+      const container = document.getElementById('groups');
+      container.innerHTML = ordered.map(([g, ks]) => `<section class="group"><h3>${esc(label(g))} <span class="muted">(${plural(ks.length, 'cluster')})</span></h3><canvas class="map" tabindex="0" role="img" aria-describedby="map-status"></canvas></section>`).join('')
+        || '<p class="muted">No cluster matches.</p>';
+      const canvases = container.querySelectorAll('canvas');
+      map.pitch = states.size <= 500 ? 22 : 14;
       map.states = states;
+      map.where = new Map();
+      map.groups = ordered.map(([g, keys], i) => {
+        const grp = { label: label(g), keys, canvas: canvases[i], active: -1 };
+        keys.forEach((k, n) => map.where.set(k, [grp, n]));
+        listen(map, grp);
+        return grp;
+      });
       map.signature = layoutKey;
+      layOut(map);
       return;
     }
-    // Same layout: recolour the clusters whose state changed.
-    for (const [k, st] of states) {
-      if (map.states.get(k) === st) continue;
-      const a = map.cells.get(k);
-      if (!a) continue;
-      a.className = `c s-${st}`;
-      if (a.hasAttribute('aria-label')) a.setAttribute('aria-label', cellName(k, st));
-    }
+    // Same layout: repaint the clusters whose state changed.
+    const before = map.states;
     map.states = states;
+    for (const [k, st] of states) {
+      if (before.get(k) === st) continue;
+      const at = map.where.get(k);
+      if (at) paint(map, at[0], at[1]);
+    }
+    for (const grp of map.groups) name(map, grp);
   },
 };
 
-/** What a cell says: the cluster and its state. */
-const cellName = (k, st) => `${k}: ${STATE_LABEL[st]}`;
+/** The colours of the states, as the style sheet defines them, and stripes. */
+let palette;
+function colours() {
+  if (palette) return palette;
+  const css = getComputedStyle(document.documentElement);
+  palette = Object.fromEntries(STATES.map((st) => [st, css.getPropertyValue(`--${st}`).trim()]));
+  palette.focus = css.getPropertyValue('--focus').trim();
+  const tile = document.createElement('canvas');
+  tile.width = tile.height = 6;
+  const t = tile.getContext('2d');
+  t.strokeStyle = 'rgba(255,255,255,.45)';
+  t.lineWidth = 2;
+  t.beginPath();
+  for (const o of [-6, 0, 6]) { t.moveTo(o, 6); t.lineTo(o + 6, 0); }
+  t.stroke();
+  palette.stripes = t.createPattern(tile, 'repeat');
+  return palette;
+}
 
-/**
- * Names the cell hovered or focused, in the tooltip and (the first time it is reached)
- * as its accessible name: ten thousand names written up front would cost the first draw.
- */
-function showTip(target) {
-  if (!(target instanceof HTMLElement) || !target.classList.contains('c')) return;
-  const k = target.dataset.k;
-  const name = cellName(k, page.map.states.get(k));
-  if (target.getAttribute('aria-label') !== name) target.setAttribute('aria-label', name);
-  const r = target.getBoundingClientRect();
-  tip.textContent = name;
+/** Sizes each group's canvas to the page's width and paints every cluster. */
+function layOut(map) {
+  const dpr = window.devicePixelRatio || 1;
+  for (const grp of map.groups) {
+    const width = Math.max(map.pitch, grp.canvas.parentElement.clientWidth);
+    grp.cols = Math.max(1, Math.floor((width + 2) / map.pitch));
+    const rows = Math.ceil(grp.keys.length / grp.cols);
+    const w = Math.min(grp.keys.length, grp.cols) * map.pitch + 2;
+    const h = rows * map.pitch + 2;
+    grp.canvas.style.width = `${w}px`;
+    grp.canvas.style.height = `${h}px`;
+    grp.canvas.width = Math.round(w * dpr);
+    grp.canvas.height = Math.round(h * dpr);
+    grp.ctx = grp.canvas.getContext('2d');
+    grp.ctx.scale(dpr, dpr);
+    for (let i = 0; i < grp.keys.length; i++) paint(map, grp, i);
+    name(map, grp);
+  }
+}
+
+/** Paints cluster `i` of a group (with the keyboard's cursor if it is there). */
+function paint(map, grp, i) {
+  const c = colours();
+  const cell = map.pitch - 2;
+  const x = 1 + (i % grp.cols) * map.pitch;
+  const y = 1 + Math.floor(i / grp.cols) * map.pitch;
+  const ctx = grp.ctx;
+  ctx.clearRect(x - 1, y - 1, cell + 2, cell + 2);
+  const st = map.states.get(grp.keys[i]);
+  ctx.fillStyle = c[st];
+  ctx.fillRect(x, y, cell, cell);
+  if (st === 'failing' || st === 'degraded') {
+    ctx.fillStyle = c.stripes;
+    ctx.fillRect(x, y, cell, cell);
+  }
+  if (i === grp.active && document.activeElement === grp.canvas) {
+    ctx.strokeStyle = c.focus;
+    ctx.lineWidth = 2;
+    ctx.strokeRect(x, y, cell, cell);
+  }
+}
+
+/** A group's accessible name: what it holds, and how to move in it. */
+function name(map, grp) {
+  const failing = grp.keys.filter((k) => map.states.get(k) === 'failing').length;
+  const label = `${grp.label}: ${plural(grp.keys.length, 'cluster')}${failing ? `, ${failing.toLocaleString('en')} failing` : ''}. Arrow keys choose a cluster, Enter opens it.`;
+  if (grp.canvas.getAttribute('aria-label') !== label) grp.canvas.setAttribute('aria-label', label);
+}
+
+/** What a cluster's square says: the cluster and its state. */
+const cellName = (map, k) => `${k}: ${STATE_LABEL[map.states.get(k)]}`;
+
+/** The cluster under a point of a group's canvas, if any. */
+function hit(map, grp, e) {
+  const col = Math.floor((e.offsetX - 1) / map.pitch);
+  const row = Math.floor((e.offsetY - 1) / map.pitch);
+  if (col < 0 || col >= grp.cols || row < 0) return -1;
+  const i = row * grp.cols + col;
+  return i < grp.keys.length ? i : -1;
+}
+
+/** Shows the name of cluster `i` of a group beside its square. */
+function showTip(map, grp, i) {
+  const r = grp.canvas.getBoundingClientRect();
+  const x = r.left + 1 + (i % grp.cols) * map.pitch;
+  const y = r.top + 1 + Math.floor(i / grp.cols) * map.pitch;
+  tip.textContent = cellName(map, grp.keys[i]);
   tip.hidden = false;
-  tip.style.left = `${Math.max(4, Math.min(r.left, window.innerWidth - tip.offsetWidth - 4))}px`;
-  tip.style.top = `${r.bottom + tip.offsetHeight + 8 > window.innerHeight ? r.top - tip.offsetHeight - 4 : r.bottom + 4}px`;
+  tip.style.left = `${Math.max(4, Math.min(x, window.innerWidth - tip.offsetWidth - 4))}px`;
+  const below = y + map.pitch + 2;
+  tip.style.top = `${below + tip.offsetHeight + 4 > window.innerHeight ? y - tip.offsetHeight - 4 : below}px`;
 }
 
-/** Arrow keys, Home and End move the focus between a group's clusters (one tab stop each). */
-function mapKeys(e) {
-  const a = e.target;
-  if (!a.classList || !a.classList.contains('c')) return;
-  const cells = [...a.parentElement.children];
-  const i = cells.indexOf(a);
-  let perRow = cells.findIndex((c) => c.offsetTop !== cells[0].offsetTop);
-  if (perRow < 1) perRow = cells.length;
-  const to = { ArrowRight: i + 1, ArrowLeft: i - 1, ArrowDown: i + perRow, ArrowUp: i - perRow, Home: 0, End: cells.length - 1 }[e.key];
-  if (to === undefined) return;
-  e.preventDefault();
-  const next = cells[Math.max(0, Math.min(cells.length - 1, to))];
-  a.tabIndex = -1;
-  next.tabIndex = 0;
-  next.focus();
+/** Mouse and keyboard on a group's canvas. */
+function listen(map, grp) {
+  const c = grp.canvas;
+  c.addEventListener('mousemove', (e) => {
+    const i = hit(map, grp, e);
+    if (i < 0) { tip.hidden = true; c.style.cursor = ''; return; }
+    c.style.cursor = 'pointer';
+    showTip(map, grp, i);
+  });
+  c.addEventListener('mouseleave', () => { tip.hidden = true; });
+  c.addEventListener('click', (e) => {
+    const i = hit(map, grp, e);
+    if (i >= 0) location.hash = clusterHref(grp.keys[i]);
+  });
+  const choose = (i) => {
+    const was = grp.active;
+    grp.active = Math.max(0, Math.min(grp.keys.length - 1, i));
+    if (was >= 0) paint(map, grp, was);
+    paint(map, grp, grp.active);
+    showTip(map, grp, grp.active);
+    text(document.getElementById('map-status'), cellName(map, grp.keys[grp.active]));
+  };
+  c.addEventListener('focus', () => choose(grp.active < 0 ? 0 : grp.active));
+  c.addEventListener('blur', () => { tip.hidden = true; if (grp.active >= 0) paint(map, grp, grp.active); });
+  c.addEventListener('keydown', (e) => {
+    const i = grp.active;
+    if (e.key === 'Enter' && i >= 0) { e.preventDefault(); location.hash = clusterHref(grp.keys[i]); return; }
+    const to = { ArrowRight: i + 1, ArrowLeft: i - 1, ArrowDown: i + grp.cols, ArrowUp: i - grp.cols, Home: 0, End: grp.keys.length - 1 }[e.key];
+    if (to === undefined) return;
+    e.preventDefault();
+    choose(to);
+  });
 }
+
+/** For tests and the bench: the map's clusters in order, and where one is on the screen. */
+perf.map = () => {
+  const map = page.map;
+  if (!map) return null;
+  return { keys: map.groups.flatMap((g) => g.keys), states: Object.fromEntries(map.states) };
+};
+perf.cellCenter = (k) => {
+  const map = page.map;
+  const [grp, i] = map.where.get(k);
+  const r = grp.canvas.getBoundingClientRect();
+  const half = (map.pitch - 2) / 2;
+  return { x: r.left + 1 + (i % grp.cols) * map.pitch + half, y: r.top + 1 + Math.floor(i / grp.cols) * map.pitch + half };
+};
 
 // ---- Cluster -----------------------------------------------------------------------------
 
@@ -425,16 +533,21 @@ const clusterPage = {
       namespace: p.ns,
       fieldSelector: `involvedObject.kind=ClusterDeployment,involvedObject.name=${p.cluster}`,
     }));
-    p.leave = () => fleet.stop(p.events);
+    // The cluster's whole ClusterSync (the fleet's keeps what overviews read).
+    p.sync = fleet.follow(new Feed('clustersyncs', { namespace: p.ns, fieldSelector: `metadata.name=${p.cluster}` }));
+    p.leave = () => { fleet.stop(p.events); fleet.stop(p.sync); };
     p.signature = null;
   },
   update(p) {
     const k = `${p.ns}/${p.cluster}`;
     const cd = fleet.clusters.get(k);
-    const cs = fleet.syncs.get(k);
+    const cs = p.sync.items.get(k) || fleet.syncs.get(k);
     const events = [...p.events.items.values()]
       .sort((a, b) => String(b.lastTimestamp || b.eventTime || '').localeCompare(String(a.lastTimestamp || a.eventTime || '')));
-    const sets = cd ? fleet.setsOf(cd) : [];
+    const sets = (cd ? fleet.setsOf(cd) : []).map((s) => {
+      const result = resultOf(cs, s.set);
+      return { ...s, result, state: stateOf(result, s.set) };
+    });
     const signature = JSON.stringify([cd && cd.metadata.resourceVersion, cs && cs.metadata.resourceVersion, sets.map((s) => [s.id, s.set.metadata.resourceVersion]), events.map((e) => e.metadata.resourceVersion), p.events.state]);
     if (signature === p.signature) return;
     p.signature = signature;

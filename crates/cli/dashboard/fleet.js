@@ -42,18 +42,29 @@ async function failure(res) {
 /** A list or watch that may work if asked again later. */
 class Transient extends Error {}
 
+/** Lists `url` in a worker (list-worker.js), which keeps of each object what overviews read. */
+function listInWorker(url, plural) {
+  return new Promise((resolve) => {
+    const worker = new Worker('/list-worker.js');
+    worker.onmessage = ({ data }) => { worker.terminate(); resolve(data); };
+    worker.onerror = (e) => { worker.terminate(); resolve({ status: 0, message: e.message }); };
+    worker.postMessage({ url, token, plural });
+  });
+}
+
 /**
  * One collection: `items` (key → object), listed once and then kept current by the page's
  * one watch stream ([`Watches`]). `state` is `loading`, `live`, `forbidden` or `error`
  * (both final, with `error` saying why); `version` counts changes.
  */
 export class Feed {
-  constructor(plural, { namespace, fieldSelector, fallback } = {}) {
+  constructor(plural, { namespace, fieldSelector, fallback, trimmed } = {}) {
     this.plural = plural;
     this.kind = KINDS[plural] || { api: 'api/v1', namespaced: true, title: plural };
     this.namespace = namespace || null;
     this.fallback = fallback || null;
     this.fieldSelector = fieldSelector || '';
+    this.trimmed = Boolean(trimmed);
     this.items = new Map();
     this.state = 'loading';
     this.error = null;
@@ -83,36 +94,44 @@ export class Feed {
   /**
    * Lists (again), falling back to the user's namespace when the whole hub is forbidden.
    * False when it never will (forbidden, not served); throws [`Transient`] otherwise.
+   * A `trimmed` feed lists in a worker, keeping what overviews read of each object.
    */
   async list() {
     for (;;) {
-      let res;
-      try {
-        res = await api(this.path() + this.query({}));
-      } catch (e) {
-        throw new Transient(`the dashboard did not answer: ${e.message}`);
-      }
-      if (res.ok) {
-        performance.mark(`syncsets:answered:${this.plural}`);
-        const list = await res.json();
-        performance.mark(`syncsets:parsed:${this.plural}`);
-        this.items = new Map(list.items.map((o) => [key(o), o]));
-        this.rv = list.metadata.resourceVersion || '';
+      const url = this.path() + this.query({});
+      const answer = this.trimmed ? await listInWorker(url, this.plural) : await this.fetchList(url);
+      performance.mark(`syncsets:listed:${this.plural}`);
+      if (answer.status === 200) {
+        this.items = new Map(answer.items.map((o) => [key(o), o]));
+        this.rv = answer.rv;
         this.version++;
         return true;
       }
-      if (res.status === 403 && !this.namespace && this.kind.namespaced && this.fallback) {
+      if (answer.status === 401) hooks.onUnauthorized();
+      if (answer.status === 403 && !this.namespace && this.kind.namespaced && this.fallback) {
         this.namespace = this.fallback;
         continue;
       }
-      const why = await failure(res);
-      if ([401, 403, 404].includes(res.status)) {
-        this.state = res.status === 403 ? 'forbidden' : 'error';
-        this.error = why;
+      if ([401, 403, 404].includes(answer.status)) {
+        this.state = answer.status === 403 ? 'forbidden' : 'error';
+        this.error = answer.message;
         return false;
       }
-      throw new Transient(why);
+      throw new Transient(answer.message);
     }
+  }
+
+  /** Lists on the page's thread: `{status, message}` or `{status: 200, items, rv}`. */
+  async fetchList(url) {
+    let res;
+    try {
+      res = await fetch(url, { headers: { 'X-Syncsets-Dashboard-Token': token || '' } });
+    } catch (e) {
+      return { status: 0, message: `the dashboard did not answer: ${e.message}` };
+    }
+    if (!res.ok) return { status: res.status, message: await failure(res) };
+    const list = await res.json();
+    return { status: 200, items: list.items, rv: list.metadata.resourceVersion || '' };
   }
 
   /** Lists until it can, then joins `watches`. */
@@ -447,7 +466,8 @@ export class Fleet {
     this.watches = new Watches(onChange);
     this.feeds = {};
     for (const plural of Object.keys(KINDS)) {
-      this.feeds[plural] = new Feed(plural, { fallback: namespace });
+      const trimmed = plural === 'clusterdeployments' || plural === 'clustersyncs';
+      this.feeds[plural] = new Feed(plural, { fallback: namespace, trimmed });
     }
   }
 
@@ -489,6 +509,13 @@ export class Fleet {
 
   /** The sets (of `sets`) that may target `cd`: SyncSets naming it, every SelectorSyncSet. */
   candidates(cd, sets) {
+    const index = this.index(sets);
+    const refs = index.refs.get(key(cd));
+    return refs ? [...refs, ...index.selectors] : index.selectors;
+  }
+
+  /** `sets` indexed: SelectorSyncSets, SyncSets by the clusters they name, sets by id. */
+  index(sets) {
     if (!sets.index) {
       sets.index = { selectors: [], refs: new Map() };
       for (const s of sets) {
@@ -499,8 +526,9 @@ export class Fleet {
           sets.index.refs.get(k).push(s);
         }
       }
+      sets.index.byId = new Map(sets.map((s) => [s.id, s]));
     }
-    return [...(sets.index.refs.get(key(cd)) || []), ...sets.index.selectors];
+    return sets.index;
   }
 
   /** The sets targeting cluster `cd`, with their result and state there. */
@@ -534,13 +562,15 @@ export class Fleet {
   /** Failing results of sets targeting their cluster, grouped by message, most clusters first. */
   failures() {
     const groups = new Map();
-    const sets = this.sets();
-    for (const [k, cd] of this.clusters) {
-      const cs = this.syncs.get(k);
-      if (!cs) continue;
-      for (const s of this.candidates(cd, sets)) {
-        const r = resultOf(cs, s.set);
-        if (!r || r.result !== 'Failure' || !targets(s, cd)) continue;
+    const { byId } = this.index(this.sets());
+    for (const [k, cs] of this.syncs) {
+      const st = cs.status;
+      if (!st) continue;
+      for (const [list, kind] of [[st.selectorSyncSets, 'sss'], [st.syncSets, 'ss']]) for (const r of list || []) {
+        if (r.result !== 'Failure') continue;
+        const s = byId.get(kind === 'ss' ? `ss/${cs.metadata.namespace}/${r.name}` : `sss/${r.name}`);
+        const cd = this.clusters.get(k);
+        if (!s || !cd || !targets(s, cd)) continue;
         const message = r.failureMessage || '(no message)';
         let g = groups.get(message);
         if (!g) { g = { message, clusters: new Set(), sets: new Set() }; groups.set(message, g); }

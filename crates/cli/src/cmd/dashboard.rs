@@ -238,6 +238,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../../dashboard/fleet.js"),
     ),
     (
+        "/list-worker.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../dashboard/list-worker.js"),
+    ),
+    (
         "/style.css",
         "text/css; charset=utf-8",
         include_str!("../../dashboard/style.css"),
