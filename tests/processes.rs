@@ -1681,7 +1681,7 @@ async fn the_demo_converges() {
         .find_map(|l| l.strip_prefix("dashboard on "))
         .unwrap_or_else(|| panic!("the demo prints the dashboard's address: {seen}"));
     assert!(
-        dashboard.starts_with("http://127.0.0.1:") && dashboard.contains("/?token="),
+        dashboard.starts_with("http://127.0.0.1:") && dashboard.contains("/#token="),
         "{dashboard}"
     );
 }
