@@ -308,6 +308,16 @@ async fn the_dashboard_lets_in_only_its_browser_and_reads_as_its_user() {
     );
 }
 
+/// A child process killed when dropped (a failing test must not leave a browser behind).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Reads the browser's lines into `output` up to `marker` (the check script bounds its
 /// own waits, and exits when one fails).
 fn read_until(
@@ -400,18 +410,20 @@ fn the_dashboard_shows_the_fleet_live_in_a_browser() {
     let (_alice_dashboard, alice_url) = dashboard(&alice, &["--namespace", "team-a"]);
     let screenshots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
 
-    let mut browser = Command::new("node")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dashboard/check.mjs"))
-        .env("ADMIN_URL", &admin_url)
-        .env("TEAM_URL", &alice_url)
-        .env("SCREENSHOTS", &screenshots)
-        .env("CHROMIUM", CHROMIUM)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut browser = Killed(
+        Command::new("node")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dashboard/check.mjs"))
+            .env("ADMIN_URL", &admin_url)
+            .env("TEAM_URL", &alice_url)
+            .env("SCREENSHOTS", &screenshots)
+            .env("CHROMIUM", CHROMIUM)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let mut output = String::new();
-    let mut lines = BufReader::new(browser.stdout.take().unwrap()).lines();
+    let mut lines = BufReader::new(browser.0.stdout.take().unwrap()).lines();
     read_until(&mut lines, &mut output, "READY");
     // The page is open: a set for every simulated cluster, to watch converge.
     apply(
@@ -420,7 +432,7 @@ fn the_dashboard_shows_the_fleet_live_in_a_browser() {
         "baseline.yaml",
         "apiVersion: hive.openshift.io/v1\nkind: SelectorSyncSet\nmetadata:\n  name: fleet-baseline\n  labels:\n    rollout: careful\nspec:\n  clusterDeploymentSelector:\n    matchLabels:\n      fleet.syncsets.io/simulated: \"true\"\n  resources:\n  - apiVersion: v1\n    kind: ConfigMap\n    metadata:\n      name: fleet-baseline\n      namespace: default\n    data:\n      owner: platform\n",
     );
-    let mut stdin = browser.stdin.take().unwrap();
+    let mut stdin = browser.0.stdin.take().unwrap();
     writeln!(stdin, "GO").unwrap();
     read_until(&mut lines, &mut output, "TABS READY");
     // Five tabs are open: a set they all show.
@@ -435,7 +447,7 @@ fn the_dashboard_shows_the_fleet_live_in_a_browser() {
         output.push_str(&line.unwrap());
         output.push('\n');
     }
-    let status = browser.wait().unwrap();
+    let status = browser.0.wait().unwrap();
     eprintln!("{output}");
     assert!(
         status.success() && output.contains("PASS"),

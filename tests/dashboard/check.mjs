@@ -15,7 +15,11 @@ const { ADMIN_URL, TEAM_URL, SCREENSHOTS } = process.env;
 const WAIT = 60_000;
 mkdirSync(SCREENSHOTS, { recursive: true });
 const stdin = createInterface({ input: process.stdin });
-const nextLine = () => new Promise((resolve) => stdin.once('line', resolve));
+/** The test's next line; the test gone (it failed) ends this too. */
+const nextLine = () => new Promise((resolve, reject) => {
+  stdin.once('line', resolve);
+  stdin.once('close', () => reject(new Error('the test stopped')));
+});
 
 function check(ok, what) {
   if (!ok) throw new Error(`check failed: ${what}`);
@@ -60,7 +64,7 @@ try {
   // Sets: open before the set exists, then watch its counts change to converged.
   await page.goto(ADMIN_URL);
   check(!page.url().includes('token'), 'the token is taken from the address, which no longer shows it');
-  await page.waitForFunction(() => window.syncsetsDashboard && window.syncsetsDashboard.firstRender !== null, null, { timeout: WAIT });
+  await page.waitForFunction(() => window.syncsetsDashboard && window.syncsetsDashboard.firstRender != null, null, { timeout: WAIT });
   await page.waitForSelector('#live.ok', { timeout: WAIT });
   await page.evaluate(() => {
     window.seenCounts = [];
@@ -81,8 +85,10 @@ try {
   check(seen.findIndex((t) => /\| [1-9]\/12 in sync/.test(t)) < seen.findIndex((t) => t.includes('| 12/12 in sync')), 'the counts changed live, up to converged');
   const lists = requests.filter((r) => r.startsWith('/api'));
   check(lists.length === 4, `the page listed each collection once and then only watched (${JSON.stringify(lists)})`);
+  // One stream carries every watch: each opening replaces the last (a collection joined).
   const streams = requests.filter((r) => r.startsWith('/watch'));
-  check(streams.length >= 1 && streams.length <= 2, `its watches share one stream (${streams.length} opened)`);
+  const last = new URLSearchParams(streams[streams.length - 1].split('?')[1]).getAll('w');
+  check(last.length === 4 && streams.length <= 4, `its four watches share one stream (${streams.length} opened, the last with ${last.length})`);
   const row = await page.textContent('tr[data-set="sss/fleet-baseline"]');
   check(row.includes('fleet.syncsets.io/simulated=true') && row.includes('Upsert') && row.includes('careful'), 'a set shows its selector, mode and rollout policy');
   await accessible(page, 'Sets');
@@ -109,7 +115,8 @@ try {
   check(cluster.includes('fleet.syncsets.io/simulated=true'), 'the cluster shows its labels');
   check(cluster.includes('Circuit breaker'), 'the cluster shows its breaker');
   await page.waitForFunction(() => !document.querySelector('#cluster')?.textContent.includes('No events.'), null, { timeout: WAIT });
-  check((await page.textContent('#cluster')).includes('Failed'), 'the cluster shows its Events');
+  const reasons = await page.$$eval('#events tbody tr td:nth-child(2)', (tds) => tds.map((td) => td.textContent));
+  check(reasons.includes('SyncFailed'), `the cluster shows its Events (${reasons})`);
   await shoot(page, 'cluster');
 
   // Fleet map: one square per cluster, grouped, filtered, named on hover, opened on click.
@@ -167,7 +174,8 @@ try {
   await page.setViewportSize({ width: 380, height: 800 });
   for (const hash of ['#/sets', '#/fleet', '#/failures', '#/cluster/team-a/a-00000']) {
     await page.goto(new URL(hash, page.url()).href);
-    await page.waitForTimeout(300);
+    await page.waitForSelector('main h1', { timeout: WAIT });
+    await page.waitForTimeout(300); // the layout settles
     const wide = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     check(wide <= 0, `${hash} fits a narrow window (${wide}px too wide)`);
   }
@@ -198,7 +206,7 @@ try {
   // team-a sees its own sets, not team-b's nor the SelectorSyncSets it may not read.
   const team = await context.newPage();
   await team.goto(TEAM_URL);
-  await team.waitForFunction(() => window.syncsetsDashboard && window.syncsetsDashboard.firstRender !== null, null, { timeout: WAIT });
+  await team.waitForFunction(() => window.syncsetsDashboard && window.syncsetsDashboard.firstRender != null, null, { timeout: WAIT });
   await team.waitForSelector('tr[data-set="ss/team-a/team-a-config"]', { timeout: WAIT });
   const teamSets = await team.$$eval('tbody tr[data-set]', (rows) => rows.map((r) => r.dataset.set));
   check(JSON.stringify(teamSets.sort()) === JSON.stringify(['ss/team-a/broken', 'ss/team-a/late', 'ss/team-a/team-a-config']), `team-a sees only its sets (${teamSets})`);

@@ -21,7 +21,7 @@ try {
   const first = await context.newPage();
   await first.goto(process.env.DASHBOARD_URL); // sets the cookie
   const origin = new URL(first.url()).origin;
-  await first.waitForFunction(() => window.syncsetsDashboard?.firstRender !== null, null, { timeout: WAIT });
+  await first.waitForFunction(() => window.syncsetsDashboard?.firstRender != null, null, { timeout: WAIT });
 
   // The four lists the map needs, fetched and parsed in parallel as the page does.
   const lists = [];
@@ -49,7 +49,7 @@ try {
   async function firstRender(hash) {
     const page = await context.newPage();
     await page.goto(`${origin}/${hash}`);
-    await page.waitForFunction(() => window.syncsetsDashboard?.firstRender !== null, null, { timeout: WAIT });
+    await page.waitForFunction(() => window.syncsetsDashboard?.firstRender != null, null, { timeout: WAIT });
     const ms = await page.evaluate(() => window.syncsetsDashboard.firstRender);
     // Where the time went: answers, parses, the first draw (the last load's).
     marks[hash] = await page.evaluate(() => Object.fromEntries(performance.getEntriesByType('mark')
@@ -69,7 +69,7 @@ try {
   // Updates on the map: redraws, long tasks and frame gaps while every cluster changes.
   const page = await context.newPage();
   await page.goto(`${origin}/#/fleet`);
-  await page.waitForFunction(() => window.syncsetsDashboard?.firstRender !== null, null, { timeout: WAIT });
+  await page.waitForFunction(() => window.syncsetsDashboard?.firstRender != null, null, { timeout: WAIT });
   cells.push(await page.evaluate(() => window.syncsetsDashboard.map().keys.length));
   await page.evaluate(() => {
     const d = window.syncsetsDashboard;

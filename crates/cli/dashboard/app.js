@@ -53,12 +53,14 @@ function schedule() {
 function draw() {
   lastDraw = performance.now();
   const started = performance.now();
+  if (!PAGES[page.name]) return;
   const loaded = PAGES[page.name].needs.every((p) => fleet.feeds[p].state !== 'loading');
   drawHeader();
   if (!loaded) return;
-  performance.mark('syncsets:draw');
+  const marking = perf.firstRender === null;
+  if (marking) performance.mark('syncsets:draw');
   PAGES[page.name].update(page);
-  performance.mark('syncsets:drawn');
+  if (marking) performance.mark('syncsets:drawn');
   const took = performance.now() - started;
   perf.renders += 1;
   perf.lastRenderMs = took;
@@ -265,10 +267,9 @@ const fleetPage = {
     const view = mapView(p.params);
     const selector = document.getElementById('selector');
     selector.value = view.selector;
-    let typing;
     selector.addEventListener('input', () => {
-      clearTimeout(typing);
-      typing = setTimeout(() => { setView({ ...mapView(page.params), selector: selector.value.trim() }); draw(); }, 250);
+      clearTimeout(p.typing);
+      p.typing = setTimeout(() => { setView({ ...mapView(page.params), selector: selector.value.trim() }); draw(); }, 250);
     });
     document.getElementById('controls').addEventListener('submit', (e) => e.preventDefault());
     document.getElementById('group').addEventListener('change', (e) => { setView({ ...mapView(page.params), group: e.target.value }); draw(); });
@@ -277,7 +278,7 @@ const fleetPage = {
     let resizing;
     const resized = () => { clearTimeout(resizing); resizing = setTimeout(() => layOut(p.map), 100); };
     window.addEventListener('resize', resized);
-    p.leave = () => window.removeEventListener('resize', resized);
+    p.leave = () => { window.removeEventListener('resize', resized); clearTimeout(p.typing); clearTimeout(resizing); };
   },
   update(p) {
     document.getElementById('notes').innerHTML = scopeNotes('clusterdeployments', 'clustersyncs');
@@ -335,7 +336,10 @@ const fleetPage = {
       .map((s) => `<li><span class="sw s-${s}" aria-hidden="true"></span>${esc(STATE_LABEL[s])}: <strong>${counts[s].toLocaleString('en')}</strong></li>`).join('');
 
     const map = p.map;
-    if (layoutKey !== map.signature) {
+    const structure = p.structureOf === layoutKey ? p.structure : JSON.stringify([group, ordered]);
+    p.structure = structure;
+    p.structureOf = layoutKey;
+    if (structure !== map.signature) {
       // The layout changed: a canvas per group, every cluster painted.
       const label = (g) => (group === '' ? 'All clusters' : g === null ? `no ${group} label` : `${group}=${g}`);
       const container = document.getElementById('groups');
@@ -351,7 +355,7 @@ const fleetPage = {
         listen(map, grp);
         return grp;
       });
-      map.signature = layoutKey;
+      map.signature = structure;
       layOut(map);
       return;
     }
@@ -391,7 +395,7 @@ function layOut(map) {
   const dpr = window.devicePixelRatio || 1;
   for (const grp of map.groups) {
     const width = Math.max(map.pitch, grp.canvas.parentElement.clientWidth);
-    grp.cols = Math.max(1, Math.floor((width + 2) / map.pitch));
+    grp.cols = Math.max(1, Math.floor((width - 2) / map.pitch));
     const rows = Math.ceil(grp.keys.length / grp.cols);
     const w = Math.min(grp.keys.length, grp.cols) * map.pitch + 2;
     const h = rows * map.pitch + 2;
@@ -481,11 +485,11 @@ function listen(map, grp) {
     showTip(map, grp, grp.active);
     text(document.getElementById('map-status'), cellName(map, grp.keys[grp.active]));
   };
-  c.addEventListener('focus', () => choose(grp.active < 0 ? 0 : grp.active));
+  c.addEventListener('focus', () => { if (c.matches(':focus-visible')) choose(grp.active < 0 ? 0 : grp.active); });
   c.addEventListener('blur', () => { tip.hidden = true; if (grp.active >= 0) paint(map, grp, grp.active); });
   c.addEventListener('keydown', (e) => {
-    const i = grp.active;
-    if (e.key === 'Enter' && i >= 0) { e.preventDefault(); location.hash = clusterHref(grp.keys[i]); return; }
+    const i = Math.max(0, grp.active);
+    if (e.key === 'Enter' && grp.active >= 0) { e.preventDefault(); location.hash = clusterHref(grp.keys[i]); return; }
     const to = { ArrowRight: i + 1, ArrowLeft: i - 1, ArrowDown: i + grp.cols, ArrowUp: i - grp.cols, Home: 0, End: grp.keys.length - 1 }[e.key];
     if (to === undefined) return;
     e.preventDefault();
@@ -548,7 +552,7 @@ const clusterPage = {
       const result = resultOf(cs, s.set);
       return { ...s, result, state: stateOf(result, s.set) };
     });
-    const signature = JSON.stringify([cd && cd.metadata.resourceVersion, cs && cs.metadata.resourceVersion, sets.map((s) => [s.id, s.set.metadata.resourceVersion]), events.map((e) => e.metadata.resourceVersion), p.events.state]);
+    const signature = JSON.stringify([p.sync.state, p.sync.items.has(k), cd && cd.metadata.resourceVersion, cs && cs.metadata.resourceVersion, sets.map((s) => [s.id, s.set.metadata.resourceVersion]), events.map((e) => e.metadata.resourceVersion), p.events.state]);
     if (signature === p.signature) return;
     p.signature = signature;
     const open = new Set([...main.querySelectorAll('details[open]')].map((d) => d.dataset.id));
@@ -591,7 +595,7 @@ const clusterPage = {
       <div class="scroll"><table><thead><tr><th scope="col">Set</th><th scope="col">Result</th><th scope="col">Revision applied / current</th><th scope="col">Health</th><th scope="col">Last transition</th><th scope="col">Details</th></tr></thead>
       <tbody>${rows || '<tr><td colspan="6" class="muted">No set targets this cluster.</td></tr>'}</tbody></table></div>
       <h2>Events</h2>${p.events.state === 'forbidden' || p.events.state === 'error' ? `<p class="note">Events cannot be shown: ${esc(p.events.error)}</p>` : ''}
-      <div class="scroll"><table><thead><tr><th scope="col">Type</th><th scope="col">Reason</th><th scope="col">Message</th><th scope="col">Count</th><th scope="col">Last seen</th></tr></thead>
+      <div class="scroll"><table id="events"><thead><tr><th scope="col">Type</th><th scope="col">Reason</th><th scope="col">Message</th><th scope="col">Count</th><th scope="col">Last seen</th></tr></thead>
       <tbody>${eventRows || '<tr><td colspan="5" class="muted">No events.</td></tr>'}</tbody></table></div>`);
     for (const d of root.querySelectorAll('details')) if (open.has(d.dataset.id)) d.open = true;
   },
@@ -600,7 +604,7 @@ const clusterPage = {
 // ---- Failures ----------------------------------------------------------------------------
 
 const failuresPage = {
-  needs: ['clustersyncs'],
+  needs: ALL,
   mount(p) {
     main.innerHTML = '<h1>Failures</h1><div id="notes"></div><div id="failures"></div>';
     p.signature = null;
@@ -660,7 +664,12 @@ async function start() {
   const t = takeToken();
   if (!t) { locked(); return; }
   setToken(t);
-  hooks.onUnauthorized = () => { localStorage.removeItem(TOKEN); locked(); };
+  hooks.onUnauthorized = () => {
+    localStorage.removeItem(TOKEN);
+    if (fleet) fleet.watches.close();
+    page = { name: null };
+    locked();
+  };
   const res = await api('/config.json');
   if (!res.ok) return;
   const config = await res.json();

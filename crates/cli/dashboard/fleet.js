@@ -16,6 +16,39 @@ export const key = (o) => (o.metadata.namespace ? `${o.metadata.namespace}/${o.m
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * What the overviews read of the thousands of ClusterDeployments and ClusterSyncs: the
+ * fleet keeps only this of each (a cluster's own page follows its whole ClusterSync).
+ */
+export const TRIM = {
+  clusterdeployments: (o) => ({
+    metadata: {
+      name: o.metadata.name,
+      namespace: o.metadata.namespace,
+      uid: o.metadata.uid,
+      resourceVersion: o.metadata.resourceVersion,
+      labels: o.metadata.labels,
+      annotations: o.metadata.annotations,
+      deletionTimestamp: o.metadata.deletionTimestamp,
+    },
+    spec: { installed: o.spec && o.spec.installed },
+  }),
+  clustersyncs: (o) => {
+    const results = (list) => (list || []).map((r) => ({
+      name: r.name,
+      observedGeneration: r.observedGeneration,
+      result: r.result,
+      failureMessage: r.failureMessage,
+      health: r.health,
+    }));
+    const st = o.status || {};
+    return {
+      metadata: { name: o.metadata.name, namespace: o.metadata.namespace, resourceVersion: o.metadata.resourceVersion },
+      status: { syncSets: results(st.syncSets), selectorSyncSets: results(st.selectorSyncSets) },
+    };
+  },
+};
+
 // ---- Reading through the dashboard -------------------------------------------------------
 
 let token = null;
@@ -45,7 +78,7 @@ class Transient extends Error {}
 /** Lists `url` in a worker (list-worker.js), which keeps of each object what overviews read. */
 function listInWorker(url, plural) {
   return new Promise((resolve) => {
-    const worker = new Worker('/list-worker.js');
+    const worker = new Worker('/list-worker.js', { type: 'module' });
     worker.onmessage = ({ data }) => { worker.terminate(); resolve(data); };
     worker.onerror = (e) => { worker.terminate(); resolve({ status: 0, message: e.message }); };
     worker.postMessage({ url, token, plural });
@@ -140,12 +173,13 @@ export class Feed {
     while (!this.stopped) {
       try {
         const ok = await this.list();
+        if (this.stopped) return; // its page has gone meanwhile
         if (ok) {
           this.state = 'live';
           watches.add(this);
         }
         this.resolveLoaded();
-        watches.changed();
+        watches.cleared();
         return;
       } catch (e) {
         watches.trouble(e.message);
@@ -165,7 +199,7 @@ export class Feed {
     if (o && o.metadata && o.metadata.resourceVersion) this.rv = o.metadata.resourceVersion;
     if (event.type === 'BOOKMARK') return 'bookmark';
     if (event.type === 'DELETED') this.items.delete(key(o));
-    else this.items.set(key(o), o);
+    else this.items.set(key(o), this.trimmed ? TRIM[this.plural](o) : o);
     this.version++;
     return 'changed';
   }
@@ -189,7 +223,11 @@ export class Watches {
     this.run();
   }
 
-  add(feed) { this.feeds.push(feed); this.reopen(); }
+  add(feed) {
+    if (feed.stopped || this.closed) return;
+    this.feeds.push(feed);
+    this.reopen();
+  }
 
   remove(feed) {
     feed.stopped = true;
@@ -199,6 +237,19 @@ export class Watches {
   }
 
   changed() { this.onChange(); }
+
+  /** A list that had trouble worked: the stream's own state holds again. */
+  cleared() {
+    if (this.state === 'reconnecting' && this.open) { this.state = 'live'; this.error = null; }
+    this.onChange();
+  }
+
+  /** Stops for good (the dashboard no longer lets this page in). */
+  close() {
+    this.closed = true;
+    this.feeds = [];
+    if (this.abort) this.abort.abort();
+  }
 
   trouble(why) {
     this.state = 'reconnecting';
@@ -217,7 +268,7 @@ export class Watches {
 
   async run() {
     let delay = 500;
-    for (;;) {
+    while (!this.closed) {
       const feeds = [...this.feeds];
       if (!feeds.length) {
         await new Promise((resolve) => { this.wakeUp = resolve; });
@@ -249,6 +300,7 @@ export class Watches {
     if (!res.ok) throw new Error(await failure(res));
     this.state = 'live';
     this.error = null;
+    this.open = true;
     this.onChange();
     const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = '';
@@ -284,11 +336,13 @@ export class Watches {
         if (changed) this.onChange();
       }
     } finally {
+      this.open = false;
       reader.cancel().catch(() => {});
     }
   }
 
   async relist(feed) {
+    if (feed.stopped) return;
     await feed.list();
     this.onChange();
   }

@@ -4,34 +4,7 @@
 // fraction of each object, quick to pass over. A cluster's own page follows its whole
 // objects.
 
-const TRIM = {
-  clusterdeployments: (o) => ({
-    metadata: {
-      name: o.metadata.name,
-      namespace: o.metadata.namespace,
-      uid: o.metadata.uid,
-      resourceVersion: o.metadata.resourceVersion,
-      labels: o.metadata.labels,
-      annotations: o.metadata.annotations,
-      deletionTimestamp: o.metadata.deletionTimestamp,
-    },
-    spec: { installed: o.spec && o.spec.installed },
-  }),
-  clustersyncs: (o) => {
-    const results = (list) => (list || []).map((r) => ({
-      name: r.name,
-      observedGeneration: r.observedGeneration,
-      result: r.result,
-      failureMessage: r.failureMessage,
-      health: r.health,
-    }));
-    const st = o.status || {};
-    return {
-      metadata: { name: o.metadata.name, namespace: o.metadata.namespace, resourceVersion: o.metadata.resourceVersion },
-      status: { syncSets: results(st.syncSets), selectorSyncSets: results(st.selectorSyncSets) },
-    };
-  },
-};
+import { TRIM } from './fleet.js';
 
 self.onmessage = async ({ data: { url, token, plural } }) => {
   try {
@@ -43,7 +16,7 @@ self.onmessage = async ({ data: { url, token, plural } }) => {
       return;
     }
     const list = await res.json();
-    const trim = TRIM[plural] || ((o) => o);
+    const trim = TRIM[plural];
     self.postMessage({ status: 200, rv: list.metadata.resourceVersion || '', items: list.items.map(trim) });
   } catch (e) {
     self.postMessage({ status: 0, message: `the dashboard did not answer: ${e.message}` });

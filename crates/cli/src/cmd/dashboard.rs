@@ -435,16 +435,22 @@ async fn watch(State(shared): State<Arc<Shared>>, request: Request) -> Response 
             "give between 1 and 16 watches, as w=PATH?QUERY",
         );
     }
+    if let Some(target) = targets
+        .iter()
+        .find(|t| !t.contains("watch=1") && !t.contains("watch=true"))
+    {
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            &format!("{target} is not a watch"),
+        );
+    }
+    // Opened together: one slow to answer holds the others back no longer than itself.
+    let answers =
+        futures::future::join_all(targets.iter().map(|target| send(&shared, target))).await;
     let mut streams = Vec::new();
-    for (i, target) in targets.iter().enumerate() {
-        if !target.contains("watch=1") && !target.contains("watch=true") {
-            return status(
-                StatusCode::BAD_REQUEST,
-                "BadRequest",
-                &format!("{target} is not a watch"),
-            );
-        }
-        let opened = match send(&shared, target).await {
+    for (i, answer) in answers.into_iter().enumerate() {
+        let opened = match answer {
             Ok(answer) if answer.status().is_success() => events(i, answer.into_body()).boxed(),
             Ok(answer) => {
                 let code = answer.status();
@@ -481,15 +487,18 @@ async fn watch(State(shared): State<Arc<Shared>>, request: Request) -> Response 
         };
         streams.push(opened);
     }
-    // Every line as it comes; after the first that ends a watch, nothing more.
-    let mut ended = false;
-    let merged = futures::stream::select_all(streams)
-        .take_while(move |(_, last)| {
-            let go = !ended;
-            ended |= *last;
-            std::future::ready(go)
-        })
-        .map(|(l, _)| l);
+    // Every line as it comes; the first that ends a watch ends the stream, at once (the
+    // other watches are dropped with it).
+    let merged = futures::stream::unfold(
+        (futures::stream::select_all(streams), false),
+        |(mut lines, ended)| async move {
+            if ended {
+                return None;
+            }
+            let (line, last) = lines.next().await?;
+            Some((line, (lines, last)))
+        },
+    );
     Response::builder()
         .header(header::CONTENT_TYPE, "application/x-ndjson")
         .body(Body::from_stream(
