@@ -85,16 +85,12 @@ fn split(url: &str) -> (String, String) {
     (origin.to_string(), token.to_string())
 }
 
-/// `s` as a query parameter's value.
-fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+/// The dashboard's multiplexed stream of `watches` (each a path with its query).
+fn watch_path(watches: &[&str]) -> String {
+    let mut url = reqwest::Url::parse("http://dashboard/watch").unwrap();
+    url.query_pairs_mut()
+        .extend_pairs(watches.iter().map(|w| ("w", w)));
+    format!("/watch?{}", url.query().unwrap())
 }
 
 /// The resourceVersion of a list read through the dashboard.
@@ -146,7 +142,7 @@ async fn the_dashboard_lets_in_only_its_browser_and_reads_as_its_user() {
             .send()
     };
     let (_, alice_token) = split(&alice_url);
-    let watch = format!("/watch?w={}", url_encode(&format!("{sss}?watch=1")));
+    let watch = watch_path(&[&format!("{sss}?watch=1")]);
     for path in ["/config.json", sss, &watch] {
         let r = http.get(format!("{origin}{path}")).send().await.unwrap();
         assert_eq!(r.status(), 401, "{path}");
@@ -228,13 +224,12 @@ async fn the_dashboard_lets_in_only_its_browser_and_reads_as_its_user() {
         "/apis/hive.openshift.io/v1/namespaces/team-a/syncsets",
     )
     .await;
-    let both = format!(
-        "/watch?w={}&w={}",
-        url_encode(&format!("{sss}?watch=1")),
-        url_encode(&format!(
+    let both = watch_path(&[
+        &format!("{sss}?watch=1"),
+        &format!(
             "/apis/hive.openshift.io/v1/namespaces/team-a/syncsets?watch=1&resourceVersion={rv}"
-        ))
-    );
+        ),
+    ]);
     let mut stream = read(format!("{origin}{both}"), &token).await.unwrap();
     assert_eq!(stream.status(), 200);
     apply(

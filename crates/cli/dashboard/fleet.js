@@ -55,10 +55,13 @@ let token = null;
 /** Remembers the dashboard's token, which every read carries. */
 export function setToken(t) { token = t; }
 
+/** A read of the dashboard with token `t` (a worker has its own copy). */
+const read = (path, init = {}, t = token) => fetch(path, { ...init, headers: { 'X-Syncsets-Dashboard-Token': t || '' } });
+
 /** The dashboard's answer to `path` (its token attached); `onUnauthorized` on a 401. */
 export const hooks = { onUnauthorized: () => {} };
 export async function api(path, init = {}) {
-  const res = await fetch(path, { ...init, headers: { 'X-Syncsets-Dashboard-Token': token || '' } });
+  const res = await read(path, init);
   if (res.status === 401) hooks.onUnauthorized();
   return res;
 }
@@ -74,6 +77,22 @@ async function failure(res) {
 
 /** A list or watch that may work if asked again later. */
 class Transient extends Error {}
+
+/**
+ * Lists `url` with token `t`: `{status, message}`, or `{status: 200, items, rv}`. The page
+ * and the list worker both list through it.
+ */
+export async function listAt(url, t = token) {
+  let res;
+  try {
+    res = await read(url, {}, t);
+  } catch (e) {
+    return { status: 0, message: `the dashboard did not answer: ${e.message}` };
+  }
+  if (!res.ok) return { status: res.status, message: await failure(res) };
+  const list = await res.json();
+  return { status: 200, items: list.items, rv: list.metadata.resourceVersion || '' };
+}
 
 /** Lists `url` in a worker (list-worker.js), which keeps of each object what overviews read. */
 function listInWorker(url, plural) {
@@ -132,7 +151,7 @@ export class Feed {
   async list() {
     for (;;) {
       const url = this.path() + this.query({});
-      const answer = this.trimmed ? await listInWorker(url, this.plural) : await this.fetchList(url);
+      const answer = this.trimmed ? await listInWorker(url, this.plural) : await listAt(url);
       performance.mark(`syncsets:listed:${this.plural}`);
       if (answer.status === 200) {
         this.items = new Map(answer.items.map((o) => [key(o), o]));
@@ -152,19 +171,6 @@ export class Feed {
       }
       throw new Transient(answer.message);
     }
-  }
-
-  /** Lists on the page's thread: `{status, message}` or `{status: 200, items, rv}`. */
-  async fetchList(url) {
-    let res;
-    try {
-      res = await fetch(url, { headers: { 'X-Syncsets-Dashboard-Token': token || '' } });
-    } catch (e) {
-      return { status: 0, message: `the dashboard did not answer: ${e.message}` };
-    }
-    if (!res.ok) return { status: res.status, message: await failure(res) };
-    const list = await res.json();
-    return { status: 200, items: list.items, rv: list.metadata.resourceVersion || '' };
   }
 
   /** Lists until it can, then joins `watches`. */
@@ -295,8 +301,7 @@ export class Watches {
   async stream(feeds, signal) {
     const q = new URLSearchParams();
     for (const f of feeds) q.append('w', f.watchPath());
-    const res = await fetch(`/watch?${q}`, { signal, headers: { 'X-Syncsets-Dashboard-Token': token || '' } });
-    if (res.status === 401) hooks.onUnauthorized();
+    const res = await api(`/watch?${q}`, { signal });
     if (!res.ok) throw new Error(await failure(res));
     this.state = 'live';
     this.error = null;
@@ -615,6 +620,9 @@ export class Fleet {
 
   /** Failing results of sets targeting their cluster, grouped by message, most clusters first. */
   failures() {
+    const { clusterdeployments, clustersyncs, selectorsyncsets, syncsets } = this.feeds;
+    const version = [clusterdeployments, clustersyncs, selectorsyncsets, syncsets].map((f) => f.version).join('/');
+    if (this.failuresCache && this.failuresCache.version === version) return this.failuresCache.groups;
     const groups = new Map();
     const { byId } = this.index(this.sets());
     for (const [k, cs] of this.syncs) {
@@ -632,6 +640,8 @@ export class Fleet {
         g.sets.add(s.id);
       }
     }
-    return [...groups.values()].sort((a, b) => b.clusters.size - a.clusters.size || a.message.localeCompare(b.message));
+    const sorted = [...groups.values()].sort((a, b) => b.clusters.size - a.clusters.size || a.message.localeCompare(b.message));
+    this.failuresCache = { version, groups: sorted };
+    return sorted;
   }
 }

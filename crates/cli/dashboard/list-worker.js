@@ -4,21 +4,14 @@
 // fraction of each object, quick to pass over. A cluster's own page follows its whole
 // objects.
 
-import { TRIM } from './fleet.js';
+import { TRIM, listAt } from './fleet.js';
 
 self.onmessage = async ({ data: { url, token, plural } }) => {
   try {
-    const res = await fetch(url, { headers: { 'X-Syncsets-Dashboard-Token': token } });
-    if (!res.ok) {
-      let message = `${res.status} ${res.statusText}`;
-      try { message = (await res.json()).message || message; } catch { /* not JSON */ }
-      self.postMessage({ status: res.status, message });
-      return;
-    }
-    const list = await res.json();
-    const trim = TRIM[plural];
-    self.postMessage({ status: 200, rv: list.metadata.resourceVersion || '', items: list.items.map(trim) });
+    const answer = await listAt(url, token);
+    if (answer.status === 200) answer.items = answer.items.map(TRIM[plural]);
+    self.postMessage(answer);
   } catch (e) {
-    self.postMessage({ status: 0, message: `the dashboard did not answer: ${e.message}` });
+    self.postMessage({ status: 0, message: `the dashboard's answer could not be read: ${e.message}` });
   }
 };

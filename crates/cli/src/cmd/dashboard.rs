@@ -26,6 +26,8 @@ use axum::response::{IntoResponse as _, Response};
 use futures::StreamExt as _;
 use http_body_util::BodyExt as _;
 use serde_json::json;
+use syncsets_api::ApiError;
+use syncsets_types::names::validate_dns1123_label;
 
 use crate::hub_args::HubArgs;
 
@@ -191,11 +193,12 @@ async fn guard(State(shared): State<Arc<Shared>>, request: Request, next: Next) 
             "the dashboard answers only to the address it printed (or localhost) on its own port",
         )
     } else if data && !authorized(&shared, request.headers()) {
-        status(
+        ApiError::status_error(
             StatusCode::UNAUTHORIZED,
             "Unauthorized",
             "open the address `syncsets dashboard` printed: it carries the token that lets a browser in",
         )
+        .into_response()
     } else {
         next.run(request).await
     };
@@ -265,18 +268,6 @@ async fn config(State(shared): State<Arc<Shared>>) -> Response {
     axum::Json(json!({"namespace": shared.namespace})).into_response()
 }
 
-/// A Kubernetes `Status` answer.
-fn status(code: StatusCode, reason: &str, message: &str) -> Response {
-    (code, axum::Json(status_body(code, reason, message))).into_response()
-}
-
-fn status_body(code: StatusCode, reason: &str, message: &str) -> serde_json::Value {
-    json!({
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "reason": reason, "message": message, "code": code.as_u16(),
-    })
-}
-
 /// The collections the page reads, as (API prefix, resource, namespaced only).
 const READABLE: &[(&str, &str, bool)] = &[
     ("/apis/hive.openshift.io/v1", "clusterdeployments", false),
@@ -316,12 +307,7 @@ fn readable(path_and_query: &str) -> Result<(), String> {
         }
         rest.strip_prefix("/namespaces/")
             .and_then(|r| r.strip_suffix(&format!("/{resource}")))
-            .is_some_and(|ns| {
-                (1..=63).contains(&ns.len())
-                    && ns
-                        .bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            })
+            .is_some_and(|ns| validate_dns1123_label(ns).is_empty())
     });
     if !known {
         return Err(format!(
@@ -344,32 +330,33 @@ fn readable(path_and_query: &str) -> Result<(), String> {
 async fn send(
     shared: &Shared,
     target: &str,
-) -> Result<http::Response<kube::client::Body>, Response> {
-    readable(target).map_err(|why| status(StatusCode::FORBIDDEN, "Forbidden", &why))?;
+) -> Result<http::Response<kube::client::Body>, ApiError> {
+    readable(target)
+        .map_err(|why| ApiError::status_error(StatusCode::FORBIDDEN, "Forbidden", why))?;
     let upstream = http::Request::get(target)
         .header(header::ACCEPT, "application/json")
         .body(kube::client::Body::empty())
-        .map_err(|e| status(StatusCode::BAD_REQUEST, "BadRequest", &e.to_string()))?;
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     shared.client.send(upstream).await.map_err(|e| {
-        status(
+        ApiError::status_error(
             StatusCode::BAD_GATEWAY,
             "ServiceUnavailable",
-            &format!("the hub did not answer: {e}"),
+            format!("the hub did not answer: {e}"),
         )
     })
 }
 
 /// Anything but a `GET` is refused: the dashboard only reads.
 fn read_only() -> Response {
-    let mut response = status(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "MethodNotAllowed",
-        "the dashboard only reads: use kubectl to change the hub",
-    );
-    response
-        .headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("GET"));
-    response
+    ApiError {
+        allow: Some("GET".into()),
+        ..ApiError::status_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "the dashboard only reads: use kubectl to change the hub",
+        )
+    }
+    .into_response()
 }
 
 /// Passes one of the page's reads to the hub and streams the answer back, as JSON.
@@ -391,11 +378,12 @@ async fn proxy(State(shared): State<Arc<Shared>>, request: Request) -> Response 
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.starts_with("application/json"));
             if !json {
-                return status(
+                return ApiError::status_error(
                     StatusCode::BAD_GATEWAY,
                     "InternalError",
                     "the hub did not answer with JSON",
-                );
+                )
+                .into_response();
             }
             let mut response = Response::new(Body::new(body));
             *response.status_mut() = parts.status;
@@ -405,7 +393,7 @@ async fn proxy(State(shared): State<Arc<Shared>>, request: Request) -> Response 
             );
             response
         }
-        Err(refused) => refused,
+        Err(refused) => refused.into_response(),
     }
 }
 
@@ -429,21 +417,14 @@ async fn watch(State(shared): State<Arc<Shared>>, request: Request) -> Response 
             .map(|(_, v)| v.into_owned())
             .collect();
     if targets.is_empty() || targets.len() > 16 {
-        return status(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            "give between 1 and 16 watches, as w=PATH?QUERY",
-        );
+        return ApiError::bad_request("give between 1 and 16 watches, as w=PATH?QUERY")
+            .into_response();
     }
     if let Some(target) = targets
         .iter()
         .find(|t| !t.contains("watch=1") && !t.contains("watch=true"))
     {
-        return status(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            &format!("{target} is not a watch"),
-        );
+        return ApiError::bad_request(format!("{target} is not a watch")).into_response();
     }
     // Opened together: one slow to answer holds the others back no longer than itself.
     let answers =
@@ -460,25 +441,28 @@ async fn watch(State(shared): State<Arc<Shared>>, request: Request) -> Response 
                     .await
                     .map(|b| b.to_bytes())
                     .unwrap_or_default();
-                let status = serde_json::from_slice::<serde_json::Value>(&body)
-                    .unwrap_or_else(|_| status_body(code, "Unknown", "the hub refused the watch"));
+                let status =
+                    serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_else(|_| {
+                        ApiError::status_error(code, "Unknown", "the hub refused the watch")
+                            .status()
+                    });
                 futures::stream::iter([(
                     line(i, &format!("\"status\":{},\"e\":{status}", code.as_u16())),
                     true,
                 )])
                 .boxed()
             }
-            Err(refused) if refused.status() == StatusCode::FORBIDDEN => return refused,
-            Err(_) => futures::stream::iter([(
+            // A watch the page does not make refuses the whole stream.
+            Err(refused) if refused.code == StatusCode::FORBIDDEN => {
+                return refused.into_response();
+            }
+            Err(failed) => futures::stream::iter([(
                 line(
                     i,
                     &format!(
-                        "\"status\":502,\"e\":{}",
-                        status_body(
-                            StatusCode::BAD_GATEWAY,
-                            "ServiceUnavailable",
-                            "the hub did not answer"
-                        )
+                        "\"status\":{},\"e\":{}",
+                        failed.code.as_u16(),
+                        failed.status()
                     ),
                 ),
                 true,
