@@ -60,6 +60,9 @@ pub struct Config {
     pub body_limit: usize,
     /// How often watches that allow bookmarks get one.
     pub bookmark_interval: Duration,
+    /// Objects a watch's initial state reads from the store at a time: its first events
+    /// leave while later ones are read (a streaming list of 10,000 objects starts at once).
+    pub initial_events_page: usize,
     /// The outbox relay this server runs (`None`: another process relays).
     pub relay: Option<RelayConfig>,
     /// Who may call (`None`: no authentication, for servers only this process talks to:
@@ -76,6 +79,7 @@ impl Default for Config {
         Self {
             body_limit: 3 * 1024 * 1024,
             bookmark_interval: Duration::from_secs(60),
+            initial_events_page: 500,
             relay: Some(RelayConfig::default()),
             authenticator: None,
             limits: limits::Limits::default(),

@@ -167,9 +167,19 @@ async fn initial_state_bookmarks_and_timeouts(app: &TestApp) {
     let mut w = app
         .watch(&format!("{CM}?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&resourceVersion=1"))
         .await;
+    // (Read two objects at a time: the state spans pages, each object sent once, in order.)
+    let mut initial = Vec::new();
     for _ in 0..3 {
-        assert_eq!(w.next().await.unwrap()["type"], "ADDED");
+        initial.push(summary(&w.next().await.unwrap()));
     }
+    assert_eq!(
+        initial,
+        [
+            pair("ADDED", "i1"),
+            pair("ADDED", "i2"),
+            pair("ADDED", "i3")
+        ]
+    );
     let end = w.next().await.unwrap();
     assert_eq!(end["type"], "BOOKMARK");
     assert_eq!(

@@ -32,6 +32,7 @@ pub struct Builder {
     backend: Backend,
     token_file: Option<String>,
     bookmark_interval: Option<Duration>,
+    initial_events_page: Option<usize>,
     bus: Option<Arc<dyn Bus>>,
 }
 
@@ -52,6 +53,12 @@ impl Builder {
     /// Sends watch bookmarks this often.
     pub fn bookmark_interval(mut self, every: Duration) -> Self {
         self.bookmark_interval = Some(every);
+        self
+    }
+
+    /// Reads a watch's initial state this many objects at a time.
+    pub fn initial_events_page(mut self, objects: usize) -> Self {
+        self.initial_events_page = Some(objects);
         self
     }
 
@@ -95,6 +102,9 @@ impl Builder {
         };
         if let Some(every) = self.bookmark_interval {
             config.bookmark_interval = every;
+        }
+        if let Some(objects) = self.initial_events_page {
+            config.initial_events_page = objects;
         }
         let state = match self.bus {
             Some(bus) => AppState::with_bus(store, bus, config).await,

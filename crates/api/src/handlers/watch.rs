@@ -18,7 +18,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde_json::{Value, json};
 use syncsets_machinery::table::{self, IncludeObject};
-use syncsets_store::{EventType, ListQuery, fields_match, labels_of};
+use syncsets_store::{EventType, ListPage, ListQuery, fields_match, labels_of};
 use tokio::sync::mpsc;
 
 use super::Ctx;
@@ -122,6 +122,12 @@ async fn check_not_compacted(ctx: &Ctx, rv: u64) -> ApiResult<()> {
     Ok(())
 }
 
+/// Where the next page of a list starts, if more follow `page`.
+fn after(page: &ListPage) -> Option<(String, String)> {
+    let last = page.items.last().filter(|_| page.more)?;
+    Some((last.namespace.clone(), last.name.clone()))
+}
+
 fn too_old(rv: u64) -> ApiError {
     ApiError::expired(format!("too old resource version: {rv} (compacted)"))
 }
@@ -162,30 +168,7 @@ impl Watch {
     ) -> Result<(), Stop> {
         let store = self.ctx.state.store.clone();
         if initial || start.is_none() {
-            let page = store
-                .list(&self.query)
-                .await
-                .map_err(|e| Stop::Error(ApiError::internal("listing for a watch", &e)))?;
-            // Changes follow the state sent (or, with no initial state, the current one).
-            self.sent = page.rv;
-            if initial {
-                for raw in &page.items {
-                    if raw.rv > page.rv {
-                        self.listed
-                            .insert((raw.namespace.clone(), raw.name.clone()), raw.rv);
-                    }
-                    let stored = raw
-                        .parse()
-                        .map_err(|e| Stop::Error(ApiError::internal("reading objects", &e)))?;
-                    let obj = self.ctx.served(stored.object);
-                    if self.fields.matches(&obj) {
-                        self.send_object("ADDED", obj).await?;
-                    }
-                }
-                if self.ctx.query.send_initial_events == Some(true) {
-                    self.bookmark(page.rv, true).await?;
-                }
-            }
+            self.initial_state(initial).await?;
         }
         // Catch up from the outbox on what the hub passed on before this watch subscribed
         // (up to its position, read after subscribing); the rest arrives by subscription.
@@ -241,6 +224,90 @@ impl Watch {
                 _ = self.tx.closed() => return Err(Stop::Gone),
             }
         }
+    }
+
+    /// Sends the current state as ADDED events (when `send`; else only finds where changes
+    /// follow from), a page of the store at a time: the first lines leave while later pages
+    /// are read. Pages are read ahead as fast as the store answers, not as the client reads,
+    /// so the state is the store's over that read (as a list's); changes follow the first
+    /// page's resourceVersion, and objects of later pages changed since are sent as they
+    /// are now, their older events skipped.
+    async fn initial_state(&mut self, send: bool) -> Result<(), Stop> {
+        let store = self.ctx.state.store.clone();
+        let mut q = self.query.clone();
+        q.limit = Some(self.ctx.state.config.initial_events_page.max(1));
+        let first = store
+            .list(&q)
+            .await
+            .map_err(|e| Stop::Error(ApiError::internal("listing for a watch", &e)))?;
+        let rv = first.rv;
+        self.sent = rv;
+        if !send {
+            return Ok(());
+        }
+        let (pages_tx, mut pages) = mpsc::unbounded_channel();
+        let mut next = after(&first);
+        let _ = pages_tx.send(Ok(first));
+        if next.is_some() {
+            tokio::spawn(async move {
+                while let Some(last) = next.take() {
+                    q.after = Some(last);
+                    let page = store.list(&q).await;
+                    next = page.as_ref().ok().and_then(after);
+                    // The watch has ended: read no further.
+                    if pages_tx.send(page).is_err() {
+                        return;
+                    }
+                }
+            });
+        } else {
+            drop(pages_tx);
+        }
+        // Stored JSON goes out as it is when nothing asks for a conversion or a filter.
+        let raw = matches!(self.ctx.output, Output::Json | Output::Yaml)
+            && self.fields.other.is_empty()
+            && self.ctx.kind.version == self.ctx.kind.storage_version;
+        while let Some(page) = pages.recv().await {
+            let page =
+                page.map_err(|e| Stop::Error(ApiError::internal("listing for a watch", &e)))?;
+            let mut lines = Vec::new();
+            for item in &page.items {
+                if item.rv > rv {
+                    self.listed
+                        .insert((item.namespace.clone(), item.name.clone()), item.rv);
+                }
+                if raw {
+                    lines.extend_from_slice(b"{\"type\":\"ADDED\",\"object\":");
+                    lines.extend_from_slice(item.json.as_bytes());
+                    lines.extend_from_slice(b"}\n");
+                    if lines.len() >= 64 * 1024 {
+                        self.send_bytes(std::mem::take(&mut lines)).await?;
+                    }
+                    continue;
+                }
+                let stored = item
+                    .parse()
+                    .map_err(|e| Stop::Error(ApiError::internal("reading objects", &e)))?;
+                let obj = self.ctx.served(stored.object);
+                if self.fields.matches(&obj) {
+                    self.send_object("ADDED", obj).await?;
+                }
+            }
+            if !lines.is_empty() {
+                self.send_bytes(lines).await?;
+            }
+        }
+        if self.ctx.query.send_initial_events == Some(true) {
+            self.bookmark(rv, true).await?;
+        }
+        Ok(())
+    }
+
+    async fn send_bytes(&self, bytes: Vec<u8>) -> Result<(), Stop> {
+        self.tx
+            .send(Bytes::from(bytes))
+            .await
+            .map_err(|_| Stop::Gone)
     }
 
     /// Sends an event if it is new and passes the filters.
@@ -341,9 +408,6 @@ impl Watch {
         let mut line =
             serde_json::to_vec(&json!({"type": kind, "object": object})).expect("JSON serialises");
         line.push(b'\n');
-        self.tx
-            .send(Bytes::from(line))
-            .await
-            .map_err(|_| Stop::Gone)
+        self.send_bytes(line).await
     }
 }

@@ -43,6 +43,8 @@ impl TestApp {
     async fn start(builder: Builder) -> Option<Self> {
         let server = builder
             .bookmark_interval(std::time::Duration::from_millis(300))
+            // Initial states of a few objects take several reads.
+            .initial_events_page(2)
             .start()
             .await?;
         Some(Self {
