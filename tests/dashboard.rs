@@ -85,12 +85,29 @@ fn split(url: &str) -> (String, String) {
     (origin.to_string(), token.to_string())
 }
 
-/// The dashboard's multiplexed stream of `watches` (each a path with its query).
-fn watch_path(watches: &[&str]) -> String {
+/// The dashboard's multiplexed stream of `watches` (each a path with its query), their
+/// objects whole (`param` `w`) or summarised (`s`).
+fn watch_path(param: &str, watches: &[&str]) -> String {
     let mut url = reqwest::Url::parse("http://dashboard/watch").unwrap();
     url.query_pairs_mut()
-        .extend_pairs(watches.iter().map(|w| ("w", w)));
+        .extend_pairs(watches.iter().map(|w| (param, w)));
     format!("/watch?{}", url.query().unwrap())
+}
+
+/// What a stream sends up to the chunk holding `marker` (`None`: not within 30 s).
+async fn stream_until(stream: &mut reqwest::Response, marker: &str) -> Option<String> {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        let mut seen = String::new();
+        while let Some(chunk) = stream.chunk().await.unwrap() {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if seen.contains(marker) {
+                break;
+            }
+        }
+        seen
+    })
+    .await
+    .ok()
 }
 
 /// The resourceVersion of a list read through the dashboard.
@@ -109,6 +126,9 @@ async fn list_rv(http: &reqwest::Client, origin: &str, token: &str, path: &str) 
         .unwrap()
         .to_string()
 }
+
+/// An installed cluster in team-a, paused, with an annotation nothing decides by.
+const CLUSTER: &str = "apiVersion: hive.openshift.io/v1\nkind: ClusterDeployment\nmetadata:\n  name: c1\n  namespace: team-a\n  labels:\n    env: prod\n  annotations:\n    hive.openshift.io/syncset-pause: \"true\"\n    team.example/owner: ops\nspec:\n  clusterName: c1\n  baseDomain: example.com\n  installed: true\n  platform: {}\n  clusterMetadata:\n    clusterID: c1\n    infraID: c1\n    adminKubeconfigSecretRef:\n      name: c1-admin-kubeconfig\n";
 
 /// Lets alice read team-a's clusters, their ClusterSyncs, SyncSets and Events.
 const TEAM_A_READER: &str = "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: fleet-reader\n  namespace: team-a\nrules:\n- apiGroups: [hive.openshift.io]\n  resources: [clusterdeployments, syncsets]\n  verbs: [get, list, watch]\n- apiGroups: [hiveinternal.openshift.io]\n  resources: [clustersyncs]\n  verbs: [get, list, watch]\n- apiGroups: [\"\"]\n  resources: [events]\n  verbs: [get, list, watch]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: alice-fleet-reader\n  namespace: team-a\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: Role\n  name: fleet-reader\nsubjects:\n- apiGroup: rbac.authorization.k8s.io\n  kind: User\n  name: alice\n";
@@ -142,7 +162,7 @@ async fn the_dashboard_lets_in_only_its_browser_and_reads_as_its_user() {
             .send()
     };
     let (_, alice_token) = split(&alice_url);
-    let watch = watch_path(&[&format!("{sss}?watch=1")]);
+    let watch = watch_path("w", &[&format!("{sss}?watch=1")]);
     for path in ["/config.json", sss, &watch] {
         let r = http.get(format!("{origin}{path}")).send().await.unwrap();
         assert_eq!(r.status(), 401, "{path}");
@@ -224,12 +244,15 @@ async fn the_dashboard_lets_in_only_its_browser_and_reads_as_its_user() {
         "/apis/hive.openshift.io/v1/namespaces/team-a/syncsets",
     )
     .await;
-    let both = watch_path(&[
-        &format!("{sss}?watch=1"),
-        &format!(
-            "/apis/hive.openshift.io/v1/namespaces/team-a/syncsets?watch=1&resourceVersion={rv}"
-        ),
-    ]);
+    let both = watch_path(
+        "w",
+        &[
+            &format!("{sss}?watch=1"),
+            &format!(
+                "/apis/hive.openshift.io/v1/namespaces/team-a/syncsets?watch=1&resourceVersion={rv}"
+            ),
+        ],
+    );
     let mut stream = read(format!("{origin}{both}"), &token).await.unwrap();
     assert_eq!(stream.status(), 200);
     apply(
@@ -238,22 +261,50 @@ async fn the_dashboard_lets_in_only_its_browser_and_reads_as_its_user() {
         "ss.yaml",
         &sync_set("watched", "team-a", "a", "default"),
     );
-    let seen = tokio::time::timeout(Duration::from_secs(30), async {
-        let mut seen = String::new();
-        while let Some(chunk) = stream.chunk().await.unwrap() {
-            seen.push_str(&String::from_utf8_lossy(&chunk));
-            if seen.contains("\"watched\"") {
-                break;
-            }
-        }
-        seen
-    })
-    .await
-    .expect("the set created reaches the stream");
+    let seen = stream_until(&mut stream, "\"watched\"")
+        .await
+        .expect("the set created reaches the stream");
     let event = seen.lines().find(|l| l.contains("\"watched\"")).unwrap();
     let event: serde_json::Value = serde_json::from_str(event).unwrap();
     assert_eq!(event["i"], 1, "{event}");
     assert_eq!(event["e"]["type"], "ADDED", "{event}");
+
+    // A streaming list of summaries: of each ClusterDeployment what the overviews read,
+    // then the bookmark that ends the initial state, whole.
+    apply(&admin, dir.path(), "cd.yaml", CLUSTER);
+    let summaries = watch_path(
+        "s",
+        &[
+            "/apis/hive.openshift.io/v1/namespaces/team-a/clusterdeployments?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true",
+        ],
+    );
+    let mut stream = read(format!("{origin}{summaries}"), &token).await.unwrap();
+    let seen = stream_until(&mut stream, "initial-events-end")
+        .await
+        .expect("the initial state ends");
+    let events: Vec<serde_json::Value> = seen
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 2, "{seen}");
+    assert_eq!(events[0]["e"]["type"], "ADDED", "{seen}");
+    let summary = &events[0]["e"]["object"];
+    assert_eq!(
+        summary["metadata"]["labels"],
+        serde_json::json!({"env": "prod"})
+    );
+    assert_eq!(
+        summary["metadata"]["annotations"],
+        serde_json::json!({"hive.openshift.io/syncset-pause": "true"}),
+        "only the annotations that decide syncing"
+    );
+    assert_eq!(summary["spec"], serde_json::json!({"installed": true}));
+    assert!(
+        summary["metadata"].get("managedFields").is_none(),
+        "{summary}"
+    );
+    assert_eq!(events[1]["e"]["type"], "BOOKMARK", "{seen}");
+    assert_eq!(events[1]["e"]["object"]["kind"], "ClusterDeployment");
 
     // Alice's dashboard reads as alice: her namespace, not what she may not list; a
     // watch she may not make comes back as the hub's refusal, and ends the stream.

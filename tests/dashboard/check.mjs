@@ -83,12 +83,16 @@ try {
   console.log(`rollout seen: ${JSON.stringify(seen)}`);
   check(seen.some((t) => /wave [1-3]\/4.*\| [1-9]\/12 in sync/.test(t)), 'the rollout showed its waves and counts part of the way');
   check(seen.findIndex((t) => /\| [1-9]\/12 in sync/.test(t)) < seen.findIndex((t) => t.includes('| 12/12 in sync')), 'the counts changed live, up to converged');
-  const lists = requests.filter((r) => r.startsWith('/api'));
-  check(lists.length === 4, `the page listed each collection once and then only watched (${JSON.stringify(lists)})`);
+  // Each collection listed once, as a streaming list, then only watched.
+  const isList = (r) => r.startsWith('/watch') && r.includes('sendInitialEvents');
+  const lists = requests.filter(isList);
+  check(lists.length === 4 && !requests.some((r) => r.startsWith('/api')), `the page listed each collection once and then only watched (${JSON.stringify(requests)})`);
   // One stream carries every watch: each opening replaces the last (a collection joined).
-  const streams = requests.filter((r) => r.startsWith('/watch'));
-  const last = new URLSearchParams(streams[streams.length - 1].split('?')[1]).getAll('w');
-  check(last.length === 4 && streams.length <= 4, `its four watches share one stream (${streams.length} opened, the last with ${last.length})`);
+  const streams = requests.filter((r) => r.startsWith('/watch') && !isList(r));
+  const last = new URLSearchParams(streams[streams.length - 1].split('?')[1]);
+  const watched = [...last.getAll('w'), ...last.getAll('s')];
+  check(watched.length === 4 && streams.length <= 4, `its four watches share one stream (${streams.length} opened, the last with ${watched.length})`);
+  check(last.getAll('s').length === 2, 'clusters and their ClusterSyncs come as summaries');
   const row = await page.textContent('tr[data-set="sss/fleet-baseline"]');
   check(row.includes('fleet.syncsets.io/simulated=true') && row.includes('Upsert') && row.includes('careful'), 'a set shows its selector, mode and rollout policy');
   await accessible(page, 'Sets');

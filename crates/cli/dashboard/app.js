@@ -405,9 +405,31 @@ function layOut(map) {
     grp.canvas.height = Math.round(h * dpr);
     grp.ctx = grp.canvas.getContext('2d');
     grp.ctx.scale(dpr, dpr);
-    for (let i = 0; i < grp.keys.length; i++) paint(map, grp, i);
+    paintAll(map, grp);
     name(map, grp);
   }
+}
+
+/** Paints every cluster of a freshly sized group: the squares of each state as one path. */
+function paintAll(map, grp) {
+  const c = colours();
+  const cell = map.pitch - 2;
+  const ctx = grp.ctx;
+  const byState = new Map();
+  grp.keys.forEach((k, i) => {
+    const st = map.states.get(k);
+    if (!byState.has(st)) byState.set(st, new Path2D());
+    byState.get(st).rect(1 + (i % grp.cols) * map.pitch, 1 + Math.floor(i / grp.cols) * map.pitch, cell, cell);
+  });
+  for (const [st, path] of byState) {
+    ctx.fillStyle = c[st];
+    ctx.fill(path);
+    if (st === 'failing' || st === 'degraded') {
+      ctx.fillStyle = c.stripes;
+      ctx.fill(path);
+    }
+  }
+  if (grp.active >= 0) paint(map, grp, grp.active);
 }
 
 /** Paints cluster `i` of a group (with the keyboard's cursor if it is there). */
@@ -670,15 +692,14 @@ async function start() {
     page = { name: null };
     locked();
   };
-  const res = await api('/config.json');
-  if (!res.ok) return;
-  const config = await res.json();
-  fleet = new Fleet(config.namespace, schedule);
+  // The lists start at once; the namespace to fall back to is only needed on a 403.
+  const namespace = api('/config.json').then((res) => (res.ok ? res.json() : {})).then((c) => c.namespace || null, () => null);
+  fleet = new Fleet(namespace, schedule);
   document.querySelector('.skip').addEventListener('click', (e) => { e.preventDefault(); main.focus(); });
   window.addEventListener('hashchange', navigate);
   navigate();
+  // Each collection redraws the page as it arrives.
   await fleet.start(page.name === 'sets');
-  draw();
 }
 
 start().catch((e) => { main.innerHTML = `<p class="error">The dashboard could not start: ${esc(e.message)}</p>`; });

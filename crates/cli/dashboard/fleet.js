@@ -16,52 +16,16 @@ export const key = (o) => (o.metadata.namespace ? `${o.metadata.namespace}/${o.m
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/**
- * What the overviews read of the thousands of ClusterDeployments and ClusterSyncs: the
- * fleet keeps only this of each (a cluster's own page follows its whole ClusterSync).
- */
-export const TRIM = {
-  clusterdeployments: (o) => ({
-    metadata: {
-      name: o.metadata.name,
-      namespace: o.metadata.namespace,
-      uid: o.metadata.uid,
-      resourceVersion: o.metadata.resourceVersion,
-      labels: o.metadata.labels,
-      annotations: o.metadata.annotations,
-      deletionTimestamp: o.metadata.deletionTimestamp,
-    },
-    spec: { installed: o.spec && o.spec.installed },
-  }),
-  clustersyncs: (o) => {
-    const results = (list) => (list || []).map((r) => ({
-      name: r.name,
-      observedGeneration: r.observedGeneration,
-      result: r.result,
-      failureMessage: r.failureMessage,
-      health: r.health,
-    }));
-    const st = o.status || {};
-    return {
-      metadata: { name: o.metadata.name, namespace: o.metadata.namespace, resourceVersion: o.metadata.resourceVersion },
-      status: { syncSets: results(st.syncSets), selectorSyncSets: results(st.selectorSyncSets) },
-    };
-  },
-};
-
 // ---- Reading through the dashboard -------------------------------------------------------
 
 let token = null;
 /** Remembers the dashboard's token, which every read carries. */
 export function setToken(t) { token = t; }
 
-/** A read of the dashboard with token `t` (a worker has its own copy). */
-const read = (path, init = {}, t = token) => fetch(path, { ...init, headers: { 'X-Syncsets-Dashboard-Token': t || '' } });
-
 /** The dashboard's answer to `path` (its token attached); `onUnauthorized` on a 401. */
 export const hooks = { onUnauthorized: () => {} };
 export async function api(path, init = {}) {
-  const res = await read(path, init);
+  const res = await fetch(path, { ...init, headers: { 'X-Syncsets-Dashboard-Token': token || '' } });
   if (res.status === 401) hooks.onUnauthorized();
   return res;
 }
@@ -78,45 +42,88 @@ async function failure(res) {
 /** A list or watch that may work if asked again later. */
 class Transient extends Error {}
 
+/** The query that lists a collection as a stream (Kubernetes' streaming list). */
+const STREAMING_LIST = {
+  watch: '1', sendInitialEvents: 'true', resourceVersionMatch: 'NotOlderThan', allowWatchBookmarks: 'true',
+};
+
 /**
- * Lists `url` with token `t`: `{status, message}`, or `{status: 200, items, rv}`. The page
- * and the list worker both list through it.
+ * Lists `feed` as a stream through the dashboard's `/watch`, handing its objects to
+ * `onItems` a batch at a time as they arrive: the hub sends the first at once, and they
+ * are parsed while later ones are read. Ends with `{status, message}`, or
+ * `{status: 200, rv}` at the bookmark that ends the initial state.
  */
-export async function listAt(url, t = token) {
+async function streamList(feed, onItems) {
+  const q = new URLSearchParams();
+  q.set(feed.param(), feed.path() + feed.query(STREAMING_LIST));
   let res;
   try {
-    res = await read(url, {}, t);
+    res = await api(`/watch?${q}`);
   } catch (e) {
     return { status: 0, message: `the dashboard did not answer: ${e.message}` };
   }
   if (!res.ok) return { status: res.status, message: await failure(res) };
-  const list = await res.json();
-  return { status: 200, items: list.items, rv: list.metadata.resourceVersion || '' };
+  for await (const lines of streamLines(res)) {
+    const batch = [];
+    for (const m of lines) {
+      if (m.status !== undefined) return { status: m.status, message: (m.e && m.e.message) || `the hub answered ${m.status}` };
+      if (m.end) return { status: 0, message: 'the list ended before its last object' };
+      const { type, object } = m.e;
+      if (type === 'ADDED') batch.push(object);
+      else if (type === 'ERROR') return { status: object.code || 0, message: object.message || 'the list failed' };
+      else if (type === 'BOOKMARK' && (object.metadata.annotations || {})['k8s.io/initial-events-end'] === 'true') {
+        onItems(batch);
+        return { status: 200, rv: object.metadata.resourceVersion };
+      }
+    }
+    onItems(batch);
+  }
+  return { status: 0, message: 'the list ended before its last object' };
 }
 
-/** Lists `url` in a worker (list-worker.js), which keeps of each object what overviews read. */
-function listInWorker(url, plural) {
-  return new Promise((resolve) => {
-    const worker = new Worker('/list-worker.js', { type: 'module' });
-    worker.onmessage = ({ data }) => { worker.terminate(); resolve(data); };
-    worker.onerror = (e) => { worker.terminate(); resolve({ status: 0, message: e.message }); };
-    worker.postMessage({ url, token, plural });
-  });
+/**
+ * The lines of a `/watch` answer, parsed, those of each chunk read together; leaving the
+ * loop cancels the answer.
+ */
+async function* streamLines(res) {
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = '';
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += value;
+      const lines = [];
+      let from = 0;
+      let nl;
+      while ((nl = buffer.indexOf('\n', from)) >= 0) {
+        const line = buffer.slice(from, nl);
+        from = nl + 1;
+        if (line.trim()) lines.push(JSON.parse(line));
+      }
+      buffer = buffer.slice(from);
+      yield lines;
+    }
+  } finally {
+    reader.cancel().catch(() => {});
+  }
 }
 
 /**
  * One collection: `items` (key → object), listed once and then kept current by the page's
  * one watch stream ([`Watches`]). `state` is `loading`, `live`, `forbidden` or `error`
- * (both final, with `error` saying why); `version` counts changes.
+ * (both final, with `error` saying why); `version` counts changes. A `summary` feed holds
+ * the dashboard's summaries of its objects (what overviews read: of 10,000 clusters a few
+ * MB rather than tens); the others, the objects whole.
  */
 export class Feed {
-  constructor(plural, { namespace, fieldSelector, fallback, trimmed } = {}) {
+  constructor(plural, { namespace, fieldSelector, fallback, summary } = {}) {
     this.plural = plural;
     this.kind = KINDS[plural] || { api: 'api/v1', namespaced: true, title: plural };
     this.namespace = namespace || null;
-    this.fallback = fallback || null;
+    this.fallback = fallback || null; // a promise of a namespace
     this.fieldSelector = fieldSelector || '';
-    this.trimmed = Boolean(trimmed);
+    this.summary = Boolean(summary);
     this.items = new Map();
     this.state = 'loading';
     this.error = null;
@@ -138,6 +145,9 @@ export class Feed {
     return s ? `?${s}` : '';
   }
 
+  /** How `/watch` takes it: `s` for overviews' summaries of its objects, `w` for them whole. */
+  param() { return this.summary ? 's' : 'w'; }
+
   /** Where its watch resumes. */
   watchPath() {
     return this.path() + this.query({ watch: '1', allowWatchBookmarks: 'true', resourceVersion: this.rv });
@@ -146,22 +156,22 @@ export class Feed {
   /**
    * Lists (again), falling back to the user's namespace when the whole hub is forbidden.
    * False when it never will (forbidden, not served); throws [`Transient`] otherwise.
-   * A `trimmed` feed lists in a worker, keeping what overviews read of each object.
    */
   async list() {
     for (;;) {
-      const url = this.path() + this.query({});
-      const answer = this.trimmed ? await listInWorker(url, this.plural) : await listAt(url);
+      const items = new Map();
+      const answer = await streamList(this, (batch) => { for (const o of batch) items.set(key(o), o); });
       performance.mark(`syncsets:listed:${this.plural}`);
       if (answer.status === 200) {
-        this.items = new Map(answer.items.map((o) => [key(o), o]));
+        this.items = items;
         this.rv = answer.rv;
         this.version++;
         return true;
       }
       if (answer.status === 401) hooks.onUnauthorized();
-      if (answer.status === 403 && !this.namespace && this.kind.namespaced && this.fallback) {
-        this.namespace = this.fallback;
+      const fallback = this.kind.namespaced && !this.namespace && await this.fallback;
+      if (answer.status === 403 && fallback) {
+        this.namespace = fallback;
         continue;
       }
       if ([401, 403, 404].includes(answer.status)) {
@@ -205,7 +215,7 @@ export class Feed {
     if (o && o.metadata && o.metadata.resourceVersion) this.rv = o.metadata.resourceVersion;
     if (event.type === 'BOOKMARK') return 'bookmark';
     if (event.type === 'DELETED') this.items.delete(key(o));
-    else this.items.set(key(o), this.trimmed ? TRIM[this.plural](o) : o);
+    else this.items.set(key(o), o);
     this.version++;
     return 'changed';
   }
@@ -300,27 +310,17 @@ export class Watches {
   /** One multiplexed stream, until a watch in it ends. */
   async stream(feeds, signal) {
     const q = new URLSearchParams();
-    for (const f of feeds) q.append('w', f.watchPath());
+    for (const f of feeds) q.append(f.param(), f.watchPath());
     const res = await api(`/watch?${q}`, { signal });
     if (!res.ok) throw new Error(await failure(res));
     this.state = 'live';
     this.error = null;
     this.open = true;
     this.onChange();
-    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buffer = '';
     try {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) return 'ended';
-        buffer += value;
+      for await (const lines of streamLines(res)) {
         let changed = false;
-        let nl;
-        while ((nl = buffer.indexOf('\n')) >= 0) {
-          const line = buffer.slice(0, nl).trim();
-          buffer = buffer.slice(nl + 1);
-          if (!line) continue;
-          const m = JSON.parse(line);
+        for (const m of lines) {
           const feed = feeds[m.i];
           if (!feed) continue;
           if (m.status !== undefined) {
@@ -340,9 +340,9 @@ export class Watches {
         }
         if (changed) this.onChange();
       }
+      return 'ended';
     } finally {
       this.open = false;
-      reader.cancel().catch(() => {});
     }
   }
 
@@ -520,25 +520,32 @@ export const collator = new Intl.Collator('en', { numeric: true });
 
 /** Everything the pages read, and what they derive from it. */
 export class Fleet {
+  /** `namespace`: a promise of the namespace to fall back to (`null`: none). */
   constructor(namespace, onChange) {
-    this.namespace = namespace;
+    this.namespace = null;
+    namespace.then((ns) => { this.namespace = ns; });
     this.watches = new Watches(onChange);
     this.feeds = {};
     for (const plural of Object.keys(KINDS)) {
-      const trimmed = plural === 'clusterdeployments' || plural === 'clustersyncs';
-      this.feeds[plural] = new Feed(plural, { fallback: namespace, trimmed });
+      const summary = plural === 'clusterdeployments' || plural === 'clustersyncs';
+      this.feeds[plural] = new Feed(plural, { fallback: namespace, summary });
     }
   }
 
   /**
    * Lists every collection. With `setsFirst` (a page showing only sets), the sets first —
-   * a few — then the clusters and their ClusterSyncs (thousands: parsing them would hold
-   * the sets back); otherwise all at once.
+   * a few — and, once they are drawn and painted, the clusters and their ClusterSyncs
+   * (thousands: parsing them would hold the page back); otherwise all at once.
    */
   async start(setsFirst) {
     const { selectorsyncsets, syncsets, clusterdeployments, clustersyncs } = this.feeds;
     for (const f of [selectorsyncsets, syncsets]) f.start(this.watches);
-    if (setsFirst) await Promise.all([selectorsyncsets.loaded, syncsets.loaded]);
+    if (setsFirst) {
+      await Promise.all([selectorsyncsets.loaded, syncsets.loaded]);
+      // A task queued from the next frame runs after its paint (a hidden page has no
+      // frames: not past 200 ms).
+      await Promise.race([new Promise((r) => requestAnimationFrame(() => setTimeout(r))), sleep(200)]);
+    }
     for (const f of [clusterdeployments, clustersyncs]) f.start(this.watches);
     return Promise.all(Object.values(this.feeds).map((f) => f.loaded));
   }

@@ -241,11 +241,6 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../../dashboard/fleet.js"),
     ),
     (
-        "/list-worker.js",
-        "text/javascript; charset=utf-8",
-        include_str!("../../dashboard/list-worker.js"),
-    ),
-    (
         "/style.css",
         "text/css; charset=utf-8",
         include_str!("../../dashboard/style.css"),
@@ -288,8 +283,8 @@ const PARAMETERS: &[&str] = &[
     "resourceVersion",
     "fieldSelector",
     "labelSelector",
-    "limit",
-    "continue",
+    "sendInitialEvents",
+    "resourceVersionMatch",
 ];
 
 /// Whether `path_and_query` is a read the page makes: a list or watch of a collection it
@@ -402,23 +397,29 @@ fn line(i: usize, rest: &str) -> Bytes {
     Bytes::from(format!("{{\"i\":{i},{rest}}}\n"))
 }
 
-/// The page's watches in one stream: each `w` parameter a watch the page makes ([`readable`]),
-/// opened at the hub with the kubeconfig's credentials; each event comes back as a line
-/// `{"i":N,"e":EVENT}` (N: the watch's place among the `w`s). A watch the hub refuses
-/// comes back as `{"i":N,"status":CODE,"e":STATUS}`, one that ends as `{"i":N,"end":true}`,
-/// and either ends the stream: the page opens it again, from where each watch was.
+/// The page's watches in one stream: each `w` or `s` parameter a watch the page makes
+/// ([`readable`]), opened at the hub with the kubeconfig's credentials; each event comes
+/// back as a line `{"i":N,"e":EVENT}` (N: the watch's place among the `w`s and `s`s), its
+/// object whole for a `w`, its [`Overview`] for an `s`. A watch the hub refuses comes back
+/// as `{"i":N,"status":CODE,"e":STATUS}`, one that ends as `{"i":N,"end":true}`, and either
+/// ends the stream: the page opens it again, from where each watch was.
 async fn watch(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     if request.method() != Method::GET {
         return read_only();
     }
-    let targets: Vec<String> =
+    let (targets, overviews): (Vec<String>, Vec<bool>) =
         url::form_urlencoded::parse(request.uri().query().unwrap_or_default().as_bytes())
-            .filter(|(k, _)| k == "w")
-            .map(|(_, v)| v.into_owned())
-            .collect();
+            .filter_map(|(k, v)| match &*k {
+                "w" => Some((v.into_owned(), false)),
+                "s" => Some((v.into_owned(), true)),
+                _ => None,
+            })
+            .unzip();
     if targets.is_empty() || targets.len() > 16 {
-        return ApiError::bad_request("give between 1 and 16 watches, as w=PATH?QUERY")
-            .into_response();
+        return ApiError::bad_request(
+            "give between 1 and 16 watches, as w=PATH?QUERY or s=PATH?QUERY",
+        )
+        .into_response();
     }
     if let Some(target) = targets
         .iter()
@@ -432,7 +433,9 @@ async fn watch(State(shared): State<Arc<Shared>>, request: Request) -> Response 
     let mut streams = Vec::new();
     for (i, answer) in answers.into_iter().enumerate() {
         let opened = match answer {
-            Ok(answer) if answer.status().is_success() => events(i, answer.into_body()).boxed(),
+            Ok(answer) if answer.status().is_success() => {
+                events(i, answer.into_body(), overviews[i]).boxed()
+            }
             Ok(answer) => {
                 let code = answer.status();
                 let body = answer
@@ -491,11 +494,13 @@ async fn watch(State(shared): State<Arc<Shared>>, request: Request) -> Response 
         .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "streaming"))
 }
 
-/// The events of watch `i`'s answer as lines of the multiplexed stream, then its end
-/// (each line with whether it ends the watch).
+/// The events of watch `i`'s answer as lines of the multiplexed stream (those of each
+/// frame together), their objects as [`Overview`]s if `overview`, then its end; each chunk
+/// with whether it ends the watch.
 fn events(
     i: usize,
     body: kube::client::Body,
+    overview: bool,
 ) -> futures::stream::BoxStream<'static, (Bytes, bool)> {
     let frames = http_body_util::BodyStream::new(body);
     futures::stream::unfold(
@@ -505,20 +510,35 @@ fn events(
                 return None;
             }
             loop {
-                if let Some(nl) = buffer.iter().position(|b| *b == b'\n') {
-                    let event: Vec<u8> = buffer.drain(..=nl).collect();
-                    let event = String::from_utf8_lossy(&event);
-                    let event = event.trim();
-                    if event.is_empty() {
-                        continue;
-                    }
-                    let event = line(i, &format!("\"e\":{event}"));
-                    return Some(((event, false), (frames, buffer, false)));
-                }
                 match frames.next().await {
                     Some(Ok(frame)) => {
-                        if let Ok(data) = frame.into_data() {
-                            buffer.extend_from_slice(&data);
+                        let Ok(data) = frame.into_data() else {
+                            continue;
+                        };
+                        // Only the new data can hold the last line's end.
+                        let before = buffer.len();
+                        buffer.extend_from_slice(&data);
+                        let Some(end) =
+                            data.iter().rposition(|b| *b == b'\n').map(|at| before + at)
+                        else {
+                            continue;
+                        };
+                        let mut lines = Vec::with_capacity(end + 64);
+                        for event in buffer[..end].split(|b| *b == b'\n') {
+                            let event = event.trim_ascii();
+                            if event.is_empty() {
+                                continue;
+                            }
+                            lines.extend_from_slice(format!("{{\"i\":{i},\"e\":").as_bytes());
+                            match overview.then(|| summarize(event)).flatten() {
+                                Some(summary) => lines.extend_from_slice(&summary),
+                                None => lines.extend_from_slice(event),
+                            }
+                            lines.extend_from_slice(b"}\n");
+                        }
+                        buffer.drain(..=end);
+                        if !lines.is_empty() {
+                            return Some(((Bytes::from(lines), false), (frames, buffer, false)));
                         }
                     }
                     // Ended (the hub's timeout) or broken: the page opens it again.
@@ -532,9 +552,151 @@ fn events(
     .boxed()
 }
 
+/// What the fleet's overviews (Sets, Fleet map, Failures) read of a ClusterDeployment or a
+/// ClusterSync: of 10,000 of them, a few MB rather than tens. A cluster's own page reads
+/// its objects whole.
+#[derive(serde::Deserialize, serde::Serialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct Overview {
+    metadata: OverviewMeta,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    spec: Option<OverviewSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<OverviewStatus>,
+}
+
+#[derive(serde::Deserialize, serde::Serialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct OverviewMeta {
+    name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    namespace: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    uid: String,
+    resource_version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    labels: Option<std::collections::BTreeMap<String, String>>,
+    /// Only those that decide whether the controllers sync to a cluster.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "deciding_annotations"
+    )]
+    annotations: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deletion_timestamp: Option<String>,
+}
+
+/// The annotations by which the controllers skip a cluster or limit its sets.
+const DECIDING_ANNOTATIONS: &[&str] = &[
+    "hive.openshift.io/syncset-pause",
+    "hive.openshift.io/reconcile-pause",
+    "hive.openshift.io/relocate",
+    "syncsets.io/usable-selectorsyncsets",
+];
+
+fn deciding_annotations<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<std::collections::BTreeMap<String, String>>, D::Error> {
+    let all: Option<std::collections::BTreeMap<String, String>> =
+        serde::Deserialize::deserialize(d)?;
+    let kept: std::collections::BTreeMap<_, _> = all
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| DECIDING_ANNOTATIONS.contains(&k.as_str()))
+        .collect();
+    Ok((!kept.is_empty()).then_some(kept))
+}
+
+#[derive(serde::Deserialize, serde::Serialize, Default)]
+#[serde(default)]
+struct OverviewSpec {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    installed: Option<bool>,
+}
+
+#[derive(serde::Deserialize, serde::Serialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct OverviewStatus {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sync_sets: Option<Vec<OverviewResult>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    selector_sync_sets: Option<Vec<OverviewResult>>,
+}
+
+/// A set's result on a cluster, without the resources it lists.
+#[derive(serde::Deserialize, serde::Serialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct OverviewResult {
+    name: String,
+    observed_generation: i64,
+    result: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failure_message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health: Option<String>,
+}
+
+/// A watch event with its object as an [`Overview`]; `None` for events that are not about
+/// an object (bookmarks, errors) or do not parse, which pass whole.
+fn summarize(event: &[u8]) -> Option<Vec<u8>> {
+    #[derive(serde::Deserialize, serde::Serialize)]
+    struct Event {
+        #[serde(rename = "type")]
+        kind: String,
+        object: Overview,
+    }
+    let event: Event = serde_json::from_slice(event).ok()?;
+    if !matches!(event.kind.as_str(), "ADDED" | "MODIFIED" | "DELETED") {
+        return None;
+    }
+    serde_json::to_vec(&event).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overviews_keep_what_the_overviews_read() {
+        let sync = json!({"type": "MODIFIED", "object": {
+            "apiVersion": "hiveinternal.openshift.io/v1alpha1", "kind": "ClusterSync",
+            "metadata": {"name": "c1", "namespace": "fleet", "resourceVersion": "7",
+                "managedFields": [{"manager": "syncsets-controller"}]},
+            "status": {"conditions": [], "selectorSyncSets": [{"name": "agent",
+                "observedGeneration": 2, "result": "Failure", "failureMessage": "forbidden",
+                "lastTransitionTime": "2026-01-01T00:00:00Z",
+                "resourcesToDelete": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "a"}]}]}}});
+        let summary: serde_json::Value =
+            serde_json::from_slice(&summarize(sync.to_string().as_bytes()).unwrap()).unwrap();
+        assert_eq!(
+            summary,
+            json!({"type": "MODIFIED", "object": {
+                "metadata": {"name": "c1", "namespace": "fleet", "resourceVersion": "7"},
+                "status": {"selectorSyncSets": [{"name": "agent", "observedGeneration": 2,
+                    "result": "Failure", "failureMessage": "forbidden"}]}}})
+        );
+        let cluster = json!({"type": "ADDED", "object": {"metadata": {
+            "name": "c1", "namespace": "fleet", "uid": "u", "resourceVersion": "3",
+            "labels": {"env": "prod"},
+            "annotations": {"hive.openshift.io/syncset-pause": "true",
+                "kubectl.kubernetes.io/last-applied-configuration": "{}"}},
+            "spec": {"installed": true, "baseDomain": "example.com"}}});
+        let summary: serde_json::Value =
+            serde_json::from_slice(&summarize(cluster.to_string().as_bytes()).unwrap()).unwrap();
+        assert_eq!(
+            summary["object"]["metadata"]["annotations"],
+            json!({"hive.openshift.io/syncset-pause": "true"})
+        );
+        assert_eq!(summary["object"]["spec"], json!({"installed": true}));
+        assert_eq!(
+            summary["object"]["metadata"]["labels"],
+            json!({"env": "prod"})
+        );
+        // Bookmarks (which end a streaming list) and errors pass whole.
+        let bookmark = json!({"type": "BOOKMARK", "object": {"kind": "ClusterSync",
+            "metadata": {"resourceVersion": "9", "annotations": {"k8s.io/initial-events-end": "true"}}}});
+        assert!(summarize(bookmark.to_string().as_bytes()).is_none());
+    }
 
     #[test]
     fn tokens_compare_whole() {
@@ -550,7 +712,7 @@ mod tests {
             "/apis/hive.openshift.io/v1/clusterdeployments",
             "/apis/hive.openshift.io/v1/selectorsyncsets?watch=1&allowWatchBookmarks=true&resourceVersion=12",
             "/apis/hive.openshift.io/v1/namespaces/team-a/syncsets",
-            "/apis/hiveinternal.openshift.io/v1alpha1/namespaces/team-a/clustersyncs?limit=500&continue=abc",
+            "/apis/hiveinternal.openshift.io/v1alpha1/namespaces/team-a/clustersyncs?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true",
             "/api/v1/namespaces/fleet/events?fieldSelector=involvedObject.name%3Dsim-1",
         ] {
             assert_eq!(readable(ok), Ok(()), "{ok}");
@@ -566,6 +728,7 @@ mod tests {
             "/apis/hive.openshift.io/v1/namespaces/a/selectorsyncsets/../syncsets",
             "/apis/hive.openshift.io/v1/syncsets?dryRun=All",
             "/apis/hive.openshift.io/v1/syncsets?watch=1&timeoutSeconds=1",
+            "/apis/hive.openshift.io/v1/syncsets?limit=500&continue=abc",
         ] {
             assert!(readable(refused).is_err(), "{refused}");
         }
