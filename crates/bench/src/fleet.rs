@@ -157,7 +157,7 @@ impl Drop for Proc {
     }
 }
 
-/// Starts `syncsets <args>` and waits for its first line of output.
+/// Starts `syncsets <args>` and waits for its first line of output (the rest is discarded).
 async fn spawn(args: &[String], first_line_within: Duration) -> anyhow::Result<(Proc, String)> {
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)
@@ -170,12 +170,12 @@ async fn spawn(args: &[String], first_line_within: Duration) -> anyhow::Result<(
     let stdout = child.stdout.take().expect("piped");
     let proc = Proc(child);
     let mut line = String::new();
-    tokio::time::timeout(
-        first_line_within,
-        BufReader::new(stdout).read_line(&mut line),
-    )
-    .await
-    .with_context(|| format!("`syncsets {}` did not start", args[0]))??;
+    let mut reader = BufReader::new(stdout);
+    tokio::time::timeout(first_line_within, reader.read_line(&mut line))
+        .await
+        .with_context(|| format!("`syncsets {}` did not start", args[0]))??;
+    // The rest is read too: a child writing to a closed pipe would fail.
+    tokio::spawn(async move { tokio::io::copy(&mut reader, &mut tokio::io::sink()).await });
     Ok((proc, line))
 }
 
