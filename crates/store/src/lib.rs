@@ -441,6 +441,62 @@ fn check_get_many(keys: &[ObjectKey]) -> Result<()> {
     Ok(())
 }
 
+/// Where [`Store::list_pages`] sends its pages.
+pub type PageSender = tokio::sync::mpsc::Sender<Result<ListPage>>;
+
+/// Sends a whole list as pages of `page` objects.
+async fn send_in_pages(all: ListPage, page: usize, pages: &PageSender) {
+    let total = all.items.len();
+    let mut items = all.items.into_iter();
+    let mut sent = 0;
+    loop {
+        let chunk: Vec<RawObject> = items.by_ref().take(page.max(1)).collect();
+        sent += chunk.len();
+        let more = sent < total;
+        if pages
+            .send(Ok(ListPage {
+                items: chunk,
+                rv: all.rv,
+                more,
+            }))
+            .await
+            .is_err()
+            || !more
+        {
+            return;
+        }
+    }
+}
+
+/// The pages of a list read one after another (an SQL store's [`Store::list_pages`]).
+struct Paging {
+    query: ListQuery,
+}
+
+impl Paging {
+    fn new(query: &ListQuery, page: usize) -> Self {
+        let mut query = query.clone();
+        query.limit = Some(page.max(1));
+        query.after = None;
+        Self { query }
+    }
+
+    /// The query of the next page.
+    fn query(&self) -> &ListQuery {
+        &self.query
+    }
+
+    /// Sends a page read; whether another is to be read.
+    async fn send(&mut self, listed: ListPage, pages: &PageSender) -> bool {
+        self.query.after = listed
+            .items
+            .last()
+            .filter(|_| listed.more)
+            .map(|l| (l.namespace.clone(), l.name.clone()));
+        pages.send(Ok(listed)).await.is_ok() && self.query.after.is_some()
+    }
+}
+
 /// Result with [`StoreError`].
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -456,6 +512,23 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Lists objects in (namespace, name) order.
     async fn list(&self, query: &ListQuery) -> Result<ListPage>;
+
+    /// Lists every object `query` selects (its `limit` and `after` aside) `page` objects at
+    /// a time, all read from one snapshot of the store, sending each page to `pages` as it
+    /// is read (each with the first page's resourceVersion), as fast as `pages` takes them;
+    /// stops early once `pages` is closed, and sends an error last. A store without snapshots across statements reads
+    /// everything at once.
+    async fn list_pages(&self, query: &ListQuery, page: usize, pages: &PageSender) {
+        let mut q = query.clone();
+        q.limit = None;
+        q.after = None;
+        match self.list(&q).await {
+            Ok(all) => send_in_pages(all, page, pages).await,
+            Err(e) => {
+                let _ = pages.send(Err(e)).await;
+            }
+        }
+    }
 
     /// Creates an object; [`StoreError::AlreadyExists`] if the key is taken. With
     /// `in_namespace`, the object's namespace (a `namespaces` object of the same cluster)

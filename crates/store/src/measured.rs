@@ -16,8 +16,8 @@ use metrics::{Counter, Histogram, Label};
 use serde_json::Value;
 
 use crate::{
-    ChangeEvent, ListPage, ListQuery, ObjectKey, OutboxEvent, OutboxState, Resealed, Result,
-    Retention, Role, Store, StoreError, Stored,
+    ChangeEvent, ListPage, ListQuery, ObjectKey, OutboxEvent, OutboxState, PageSender, Resealed,
+    Result, Retention, Role, Store, StoreError, Stored,
 };
 
 /// The operations measured, each with its own series.
@@ -167,6 +167,10 @@ impl Store for Measured {
 
     async fn list(&self, query: &ListQuery) -> Result<ListPage> {
         self.measure(Op::List, self.inner.list(query)).await
+    }
+
+    async fn list_pages(&self, query: &ListQuery, page: usize, pages: &PageSender) {
+        self.inner.list_pages(query, page, pages).await;
     }
 
     async fn create(&self, key: &ObjectKey, object: &Value, in_namespace: bool) -> Result<Stored> {

@@ -25,8 +25,9 @@ use tokio::sync::Mutex;
 
 use crate::{
     ChangeEvent, EventType, Keyring, ListPage, ListQuery, MetaField, ObjectKey, OutboxEvent,
-    OutboxState, RESEAL_PAGE, Resealed, Result, Retention, Role, Store, StoreError, Stored,
-    count_key, labels_of, list_page, placed, reseal_value, row_key, seal, unseal,
+    OutboxState, PageSender, Paging, RESEAL_PAGE, Resealed, Result, Retention, Role, Store,
+    StoreError, Stored, count_key, labels_of, list_page, placed, reseal_value, row_key, seal,
+    unseal,
 };
 
 /// Longest a request waits for a database connection.
@@ -426,6 +427,32 @@ impl Store for PostgresStore {
             .fetch_all(&self.pool)
             .await?;
         list_page(self.keyring.as_deref(), q, rows, watermark)
+    }
+
+    async fn list_pages(&self, query: &ListQuery, page: usize, pages: &PageSender) {
+        // One read-only REPEATABLE READ transaction: every page from its first snapshot.
+        let read = async {
+            let watermark = self.recent_watermark().await?;
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(&mut *tx)
+                .await?;
+            let mut paging = Paging::new(query, page);
+            loop {
+                let (sql, p) = list_statement(paging.query());
+                let rows = p
+                    .bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)))
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let listed = list_page(self.keyring.as_deref(), paging.query(), rows, watermark)?;
+                if !paging.send(listed, pages).await {
+                    return Ok::<_, StoreError>(());
+                }
+            }
+        };
+        if let Err(e) = read.await {
+            let _ = pages.send(Err(e)).await;
+        }
     }
 
     async fn create(&self, key: &ObjectKey, object: &Value, in_namespace: bool) -> Result<Stored> {

@@ -18,8 +18,8 @@ use writer::{Done, Op, Writer};
 
 use crate::{
     ChangeEvent, EventType, Keyring, ListPage, ListQuery, MetaField, ObjectKey, OutboxEvent,
-    OutboxState, RESEAL_PAGE, Resealed, Result, Retention, Store, StoreError, Stored, count_key,
-    labels_of, list_page, placed, reseal_value, row_key, seal, unseal,
+    OutboxState, PageSender, Paging, RESEAL_PAGE, Resealed, Result, Retention, Store, StoreError,
+    Stored, count_key, labels_of, list_page, placed, reseal_value, row_key, seal, unseal,
 };
 
 /// SQLite-backed store.
@@ -319,6 +319,28 @@ impl Store for SqliteStore {
             .fetch_all(&self.readers)
             .await?;
         list_page(self.keyring.as_deref(), q, rows, watermark)
+    }
+
+    async fn list_pages(&self, query: &ListQuery, page: usize, pages: &PageSender) {
+        // One read transaction: WAL gives each statement in it the snapshot of its first.
+        let read = async {
+            let watermark = self.rv.load(Ordering::Acquire);
+            let mut tx = self.readers.begin().await?;
+            let mut paging = Paging::new(query, page);
+            loop {
+                let (sql, binds) = list_statement(paging.query());
+                let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), binds)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let listed = list_page(self.keyring.as_deref(), paging.query(), rows, watermark)?;
+                if !paging.send(listed, pages).await {
+                    return Ok::<_, StoreError>(());
+                }
+            }
+        };
+        if let Err(e) = read.await {
+            let _ = pages.send(Err(e)).await;
+        }
     }
 
     async fn create(&self, key: &ObjectKey, object: &Value, in_namespace: bool) -> Result<Stored> {

@@ -181,6 +181,63 @@ async fn lists_page_and_filter(store: Arc<dyn Store>) {
     );
 }
 
+/// A list read in pages comes from one snapshot: what changes after its first page is not
+/// in its later ones.
+async fn lists_in_pages_from_one_snapshot(store: Arc<dyn Store>) {
+    for i in 0..10 {
+        let name = format!("cm-{i}");
+        store
+            .create(&key("ns", &name), &cm("ns", &name, json!({})), false)
+            .await
+            .unwrap();
+    }
+    // Room for one page: the store waits with the next while the test changes things.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+    let reader = {
+        let store = store.clone();
+        tokio::spawn(async move { store.list_pages(&query(Some("ns")), 2, &tx).await })
+    };
+    let first = rx.recv().await.unwrap().unwrap();
+    assert_eq!(names(&first), ["cm-0", "cm-1"]);
+    assert!(first.more);
+    // Wait until the next pages are read (the third held back by the full channel).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let last = store.get(&key("ns", "cm-9")).await.unwrap().unwrap();
+    store
+        .delete(&key("ns", "cm-9"), Some(last.rv))
+        .await
+        .unwrap();
+    store
+        .create(&key("ns", "cm-85"), &cm("ns", "cm-85", json!({})), false)
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    while let Some(page) = rx.recv().await {
+        let page = page.unwrap();
+        assert_eq!(
+            page.rv, first.rv,
+            "every page with the first's resourceVersion"
+        );
+        rest.extend(names(&page));
+    }
+    reader.await.unwrap();
+    assert_eq!(
+        rest,
+        [
+            "cm-2", "cm-3", "cm-4", "cm-5", "cm-6", "cm-7", "cm-8", "cm-9"
+        ]
+    );
+    // Pages of another size, of a selection: the same objects as one list.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    store.list_pages(&query(None), 4, &tx).await;
+    drop(tx);
+    let mut all = Vec::new();
+    while let Some(page) = rx.recv().await {
+        all.extend(names(&page.unwrap()));
+    }
+    assert_eq!(all, names(&store.list(&query(None)).await.unwrap()));
+}
+
 async fn label_selectors_match_kubernetes(store: Arc<dyn Store>) {
     let fixtures: Vec<(&str, Value)> = vec![
         ("none", json!({})),
@@ -570,6 +627,7 @@ suite!(
     crud_and_resource_versions,
     logical_clusters_are_isolated,
     lists_page_and_filter,
+    lists_in_pages_from_one_snapshot,
     label_selectors_match_kubernetes,
     outbox_records_every_change,
     compaction_keeps_unpublished_events,

@@ -18,7 +18,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde_json::{Value, json};
 use syncsets_machinery::table::{self, IncludeObject};
-use syncsets_store::{EventType, ListPage, ListQuery, fields_match, labels_of};
+use syncsets_store::{EventType, ListQuery, fields_match, labels_of};
 use tokio::sync::mpsc;
 
 use super::Ctx;
@@ -122,12 +122,6 @@ async fn check_not_compacted(ctx: &Ctx, rv: u64) -> ApiResult<()> {
     Ok(())
 }
 
-/// Where the next page of a list starts, if more follow `page`.
-fn after(page: &ListPage) -> Option<(String, String)> {
-    let last = page.items.last().filter(|_| page.more)?;
-    Some((last.namespace.clone(), last.name.clone()))
-}
-
 fn too_old(rv: u64) -> ApiError {
     ApiError::expired(format!("too old resource version: {rv} (compacted)"))
 }
@@ -227,49 +221,36 @@ impl Watch {
     }
 
     /// Sends the current state as ADDED events (when `send`; else only finds where changes
-    /// follow from), a page of the store at a time: the first lines leave while later pages
-    /// are read. Pages are read ahead as fast as the store answers, not as the client reads,
-    /// so the state is the store's over that read (as a list's); changes follow the first
-    /// page's resourceVersion, and objects of later pages changed since are sent as they
-    /// are now, their older events skipped.
+    /// follow from), read from one snapshot of the store a page at a time: the first lines
+    /// leave while later pages are read. Changes follow the first page's resourceVersion
+    /// (objects changed since, up to the snapshot, are sent as they are, their older events
+    /// skipped).
     async fn initial_state(&mut self, send: bool) -> Result<(), Stop> {
         let store = self.ctx.state.store.clone();
-        let mut q = self.query.clone();
-        q.limit = Some(self.ctx.state.config.initial_events_page.max(1));
-        let first = store
-            .list(&q)
-            .await
-            .map_err(|e| Stop::Error(ApiError::internal("listing for a watch", &e)))?;
-        let rv = first.rv;
-        self.sent = rv;
+        let listing = |e: &syncsets_store::StoreError| {
+            Stop::Error(ApiError::internal("listing for a watch", e))
+        };
         if !send {
+            let mut q = self.query.clone();
+            q.limit = Some(1);
+            self.sent = store.list(&q).await.map_err(|e| listing(&e))?.rv;
             return Ok(());
         }
-        let (pages_tx, mut pages) = mpsc::unbounded_channel();
-        let mut next = after(&first);
-        let _ = pages_tx.send(Ok(first));
-        if next.is_some() {
-            tokio::spawn(async move {
-                while let Some(last) = next.take() {
-                    q.after = Some(last);
-                    let page = store.list(&q).await;
-                    next = page.as_ref().ok().and_then(after);
-                    // The watch has ended: read no further.
-                    if pages_tx.send(page).is_err() {
-                        return;
-                    }
-                }
-            });
-        } else {
-            drop(pages_tx);
-        }
+        // Read ahead as fast as the store answers (not as the client reads), so that a
+        // slow client holds no snapshot open (up to 1,024 pages ahead).
+        let (pages_tx, mut pages) = mpsc::channel(1024);
+        let q = self.query.clone();
+        let page = self.ctx.state.config.initial_events_page;
+        tokio::spawn(async move { store.list_pages(&q, page, &pages_tx).await });
         // Stored JSON goes out as it is when nothing asks for a conversion or a filter.
         let raw = matches!(self.ctx.output, Output::Json | Output::Yaml)
             && self.fields.other.is_empty()
             && self.ctx.kind.version == self.ctx.kind.storage_version;
+        let mut rv = None;
         while let Some(page) = pages.recv().await {
-            let page =
-                page.map_err(|e| Stop::Error(ApiError::internal("listing for a watch", &e)))?;
+            let page = page.map_err(|e| listing(&e))?;
+            let rv = *rv.get_or_insert(page.rv);
+            self.sent = rv;
             let mut lines = Vec::new();
             for item in &page.items {
                 if item.rv > rv {
@@ -297,6 +278,12 @@ impl Watch {
                 self.send_bytes(lines).await?;
             }
         }
+        let rv = rv.ok_or_else(|| {
+            Stop::Error(ApiError::internal(
+                "listing for a watch",
+                &std::io::Error::other("the store ended the list without a page"),
+            ))
+        })?;
         if self.ctx.query.send_initial_events == Some(true) {
             self.bookmark(rv, true).await?;
         }
