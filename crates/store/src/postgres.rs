@@ -433,9 +433,9 @@ impl Store for PostgresStore {
         // One read-only REPEATABLE READ transaction: every page from its first snapshot.
         let read = async {
             let watermark = self.recent_watermark().await?;
-            let mut tx = self.pool.begin().await?;
-            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                .execute(&mut *tx)
+            let mut tx = self
+                .pool
+                .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 .await?;
             let mut paging = Paging::new(query, page);
             loop {

@@ -236,8 +236,8 @@ impl Watch {
             self.sent = store.list(&q).await.map_err(|e| listing(&e))?.rv;
             return Ok(());
         }
-        // Read ahead as fast as the store answers (not as the client reads), so that a
-        // slow client holds no snapshot open (up to 1,024 pages ahead).
+        // Read ahead as fast as the store answers, up to 1,024 pages (half a million
+        // objects) ahead of the client: below that, a slow client holds no snapshot open.
         let (pages_tx, mut pages) = mpsc::channel(1024);
         let q = self.query.clone();
         let page = self.ctx.state.config.initial_events_page;
@@ -247,8 +247,10 @@ impl Watch {
             && self.fields.other.is_empty()
             && self.ctx.kind.version == self.ctx.kind.storage_version;
         let mut rv = None;
+        let mut more = true;
         while let Some(page) = pages.recv().await {
             let page = page.map_err(|e| listing(&e))?;
+            more = page.more;
             let rv = *rv.get_or_insert(page.rv);
             self.sent = rv;
             let mut lines = Vec::new();
@@ -278,10 +280,10 @@ impl Watch {
                 self.send_bytes(lines).await?;
             }
         }
-        let rv = rv.ok_or_else(|| {
+        let rv = rv.filter(|_| !more).ok_or_else(|| {
             Stop::Error(ApiError::internal(
                 "listing for a watch",
-                &std::io::Error::other("the store ended the list without a page"),
+                &std::io::Error::other("the store's list ended before its last page"),
             ))
         })?;
         if self.ctx.query.send_initial_events == Some(true) {
