@@ -516,8 +516,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Lists every object `query` selects (its `limit` and `after` aside) `page` objects at
     /// a time, all read from one snapshot of the store, sending each page to `pages` as it
     /// is read (each with the first page's resourceVersion), as fast as `pages` takes them;
-    /// stops early once `pages` is closed, and sends an error last. A store without snapshots across statements reads
-    /// everything at once.
+    /// stops early once `pages` is closed, and sends an error last. A store without
+    /// snapshots across statements reads everything at once.
     async fn list_pages(&self, query: &ListQuery, page: usize, pages: &PageSender) {
         let mut q = query.clone();
         q.limit = None;

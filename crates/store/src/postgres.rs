@@ -194,6 +194,22 @@ impl PostgresStore {
         Ok(self.watermark.load(Ordering::Acquire))
     }
 
+    /// One page of a list, read through `conn` (the pool, or a transaction's connection);
+    /// `watermark`: the resourceVersion it reflects.
+    async fn read_page<'c>(
+        &self,
+        conn: impl sqlx::PgExecutor<'c>,
+        q: &ListQuery,
+        watermark: u64,
+    ) -> Result<ListPage> {
+        let (sql, p) = list_statement(q);
+        let rows = p
+            .bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)))
+            .fetch_all(conn)
+            .await?;
+        list_page(self.keyring.as_deref(), q, rows, watermark)
+    }
+
     async fn recent_watermark(&self) -> Result<u64> {
         let mut at = self.settled_at.lock().await;
         if at.is_some_and(|t| t.elapsed() < WATERMARK_TTL) {
@@ -421,12 +437,7 @@ impl Store for PostgresStore {
 
     async fn list(&self, q: &ListQuery) -> Result<ListPage> {
         let watermark = self.recent_watermark().await?;
-        let (sql, p) = list_statement(q);
-        let rows = p
-            .bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)))
-            .fetch_all(&self.pool)
-            .await?;
-        list_page(self.keyring.as_deref(), q, rows, watermark)
+        self.read_page(&self.pool, q, watermark).await
     }
 
     async fn list_pages(&self, query: &ListQuery, page: usize, pages: &PageSender) {
@@ -439,12 +450,7 @@ impl Store for PostgresStore {
                 .await?;
             let mut paging = Paging::new(query, page);
             loop {
-                let (sql, p) = list_statement(paging.query());
-                let rows = p
-                    .bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)))
-                    .fetch_all(&mut *tx)
-                    .await?;
-                let listed = list_page(self.keyring.as_deref(), paging.query(), rows, watermark)?;
+                let listed = self.read_page(&mut *tx, paging.query(), watermark).await?;
                 if !paging.send(listed, pages).await {
                     return Ok::<_, StoreError>(());
                 }

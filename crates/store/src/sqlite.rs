@@ -93,6 +93,21 @@ impl SqliteStore {
         })
     }
 
+    /// One page of a list, read through `conn` (the readers, or a transaction's
+    /// connection); `watermark`: the resourceVersion it reflects.
+    async fn read_page<'c>(
+        &self,
+        conn: impl sqlx::SqliteExecutor<'c>,
+        q: &ListQuery,
+        watermark: u64,
+    ) -> Result<ListPage> {
+        let (sql, binds) = list_statement(q);
+        let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), binds)
+            .fetch_all(conn)
+            .await?;
+        list_page(self.keyring.as_deref(), q, rows, watermark)
+    }
+
     /// The query plan of a list (`EXPLAIN QUERY PLAN`), for tests and diagnostics.
     pub async fn explain_list(&self, q: &ListQuery) -> Result<String> {
         let (sql, binds) = list_statement(q);
@@ -314,11 +329,7 @@ impl Store for SqliteStore {
     async fn list(&self, q: &ListQuery) -> Result<ListPage> {
         // Everything up to the counter read now is committed, so the page reflects it.
         let watermark = self.rv.load(Ordering::Acquire);
-        let (sql, binds) = list_statement(q);
-        let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), binds)
-            .fetch_all(&self.readers)
-            .await?;
-        list_page(self.keyring.as_deref(), q, rows, watermark)
+        self.read_page(&self.readers, q, watermark).await
     }
 
     async fn list_pages(&self, query: &ListQuery, page: usize, pages: &PageSender) {
@@ -328,11 +339,7 @@ impl Store for SqliteStore {
             let mut tx = self.readers.begin().await?;
             let mut paging = Paging::new(query, page);
             loop {
-                let (sql, binds) = list_statement(paging.query());
-                let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), binds)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                let listed = list_page(self.keyring.as_deref(), paging.query(), rows, watermark)?;
+                let listed = self.read_page(&mut *tx, paging.query(), watermark).await?;
                 if !paging.send(listed, pages).await {
                     return Ok::<_, StoreError>(());
                 }
