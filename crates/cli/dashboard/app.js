@@ -2,8 +2,8 @@
 // the hub shows this user and redrawn (at most four times a second) as watches report.
 
 import {
-  Feed, Fleet, KINDS, STATES, STATE_LABEL, api, collator, hooks, matches, parseSelector, resultOf, selectorText,
-  setToken, skipReason, stateOf,
+  Feed, Fleet, KINDS, STATES, STATE_LABEL, api, collator, hooks, matches, parseSelector, selectorText, setToken,
+  skipReason,
 } from './fleet.js';
 
 const main = document.getElementById('main');
@@ -410,6 +410,9 @@ function layOut(map) {
   }
 }
 
+/** Where cluster `i`'s square starts on its group's canvas. */
+const cellAt = (map, grp, i) => ({ x: 1 + (i % grp.cols) * map.pitch, y: 1 + Math.floor(i / grp.cols) * map.pitch });
+
 /** Paints every cluster of a freshly sized group: the squares of each state as one path. */
 function paintAll(map, grp) {
   const c = colours();
@@ -419,7 +422,8 @@ function paintAll(map, grp) {
   grp.keys.forEach((k, i) => {
     const st = map.states.get(k);
     if (!byState.has(st)) byState.set(st, new Path2D());
-    byState.get(st).rect(1 + (i % grp.cols) * map.pitch, 1 + Math.floor(i / grp.cols) * map.pitch, cell, cell);
+    const { x, y } = cellAt(map, grp, i);
+    byState.get(st).rect(x, y, cell, cell);
   });
   for (const [st, path] of byState) {
     ctx.fillStyle = c[st];
@@ -436,8 +440,7 @@ function paintAll(map, grp) {
 function paint(map, grp, i) {
   const c = colours();
   const cell = map.pitch - 2;
-  const x = 1 + (i % grp.cols) * map.pitch;
-  const y = 1 + Math.floor(i / grp.cols) * map.pitch;
+  const { x, y } = cellAt(map, grp, i);
   const ctx = grp.ctx;
   ctx.clearRect(x - 1, y - 1, cell + 2, cell + 2);
   const st = map.states.get(grp.keys[i]);
@@ -476,8 +479,9 @@ function hit(map, grp, e) {
 /** Shows the name of cluster `i` of a group beside its square. */
 function showTip(map, grp, i) {
   const r = grp.canvas.getBoundingClientRect();
-  const x = r.left + 1 + (i % grp.cols) * map.pitch;
-  const y = r.top + 1 + Math.floor(i / grp.cols) * map.pitch;
+  const at = cellAt(map, grp, i);
+  const x = r.left + at.x;
+  const y = r.top + at.y;
   tip.textContent = cellName(map, grp.keys[i]);
   tip.hidden = false;
   tip.style.left = `${Math.max(4, Math.min(x, window.innerWidth - tip.offsetWidth - 4))}px`;
@@ -530,7 +534,8 @@ perf.cellCenter = (k) => {
   const [grp, i] = map.where.get(k);
   const r = grp.canvas.getBoundingClientRect();
   const half = (map.pitch - 2) / 2;
-  return { x: r.left + 1 + (i % grp.cols) * map.pitch + half, y: r.top + 1 + Math.floor(i / grp.cols) * map.pitch + half };
+  const at = cellAt(map, grp, i);
+  return { x: r.left + at.x + half, y: r.top + at.y + half };
 };
 
 // ---- Cluster -----------------------------------------------------------------------------
@@ -570,10 +575,7 @@ const clusterPage = {
     const cs = p.sync.items.get(k) || fleet.syncs.get(k);
     const events = [...p.events.items.values()]
       .sort((a, b) => String(b.lastTimestamp || b.eventTime || '').localeCompare(String(a.lastTimestamp || a.eventTime || '')));
-    const sets = (cd ? fleet.setsOf(cd) : []).map((s) => {
-      const result = resultOf(cs, s.set);
-      return { ...s, result, state: stateOf(result, s.set) };
-    });
+    const sets = cd ? fleet.setsOf(cd, cs) : [];
     const signature = JSON.stringify([p.sync.state, p.sync.items.has(k), cd && cd.metadata.resourceVersion, cs && cs.metadata.resourceVersion, sets.map((s) => [s.id, s.set.metadata.resourceVersion]), events.map((e) => e.metadata.resourceVersion), p.events.state]);
     if (signature === p.signature) return;
     p.signature = signature;

@@ -252,8 +252,6 @@ export class Watches {
     if (this.feeds.length !== before) this.reopen();
   }
 
-  changed() { this.onChange(); }
-
   /** A list that had trouble worked: the stream's own state holds again. */
   cleared() {
     if (this.state === 'reconnecting' && this.open) { this.state = 'live'; this.error = null; }
@@ -597,11 +595,10 @@ export class Fleet {
     return sets.index;
   }
 
-  /** The sets targeting cluster `cd`, with their result and state there. */
-  setsOf(cd, sets = this.sets()) {
-    const cs = this.syncs.get(key(cd));
+  /** The sets targeting cluster `cd`, with their result and state in ClusterSync `cs`. */
+  setsOf(cd, cs = this.syncs.get(key(cd))) {
     const out = [];
-    for (const s of this.candidates(cd, sets)) {
+    for (const s of this.candidates(cd, this.sets())) {
       if (!targets(s, cd)) continue;
       const result = resultOf(cs, s.set);
       out.push({ ...s, result, state: stateOf(result, s.set) });
