@@ -95,7 +95,29 @@ try {
   check(last.getAll('s').length === 2, 'clusters and their ClusterSyncs come as summaries');
   const row = await page.textContent('tr[data-set="sss/fleet-baseline"]');
   check(row.includes('fleet.syncsets.io/simulated=true') && row.includes('Upsert') && row.includes('careful'), 'a set shows its selector, mode and rollout policy');
+  const revision = await page.textContent('tr[data-set="sss/fleet-baseline"] td.num');
+  const bar = await page.getAttribute('tr[data-set="sss/fleet-baseline"] .bar', 'aria-label');
+  check(/^\d+/.test(revision.trim()) && /12\/12 in sync/.test(bar) && /\d+ healthy/.test(bar), `a set shows its revision and a progress bar with health ("${revision.trim()}", "${bar}")`);
   await accessible(page, 'Sets');
+  // WCAG AA contrast of the palette: text 4.5:1 on the page and on the failing badge, the
+  // state squares 3:1 on the page.
+  const palette = await page.evaluate(() => {
+    const css = getComputedStyle(document.documentElement);
+    return Object.fromEntries(['fg', 'muted', 'link', 'bg', 'insync', 'progressing', 'pending', 'failing', 'degraded', 'idle']
+      .map((v) => [v, css.getPropertyValue(`--${v}`).trim()]));
+  });
+  const luminance = (hex) => {
+    const [r, g, b] = [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16) / 255)
+      .map((c) => (c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4));
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const contrast = (a, b) => { const [x, y] = [luminance(a), luminance(b)].sort((m, n) => n - m); return (x + 0.05) / (y + 0.05); };
+  const low = [
+    ...['fg', 'muted', 'link'].map((v) => [v, contrast(palette[v], palette.bg), 4.5]),
+    ['badge', contrast('#ffffff', palette.failing), 4.5],
+    ...['insync', 'progressing', 'pending', 'failing', 'degraded', 'idle'].map((v) => [v, contrast(palette[v], palette.bg), 3]),
+  ].filter(([, ratio, min]) => !(ratio >= min));
+  check(low.length === 0, `the palette meets WCAG AA contrast (${JSON.stringify(low)})`);
   await shoot(page, 'sets');
 
   // Failures: grouped by message, each group linking to its clusters.
@@ -118,6 +140,11 @@ try {
   check(cluster.includes('SyncSet team-a/broken') && cluster.includes('missing'), 'the failing cluster shows its set and error');
   check(cluster.includes('fleet.syncsets.io/simulated=true'), 'the cluster shows its labels');
   check(cluster.includes('Circuit breaker'), 'the cluster shows its breaker');
+  // Transition times and resources come with the cluster's whole ClusterSync, which the
+  // page reads beside the fleet's summaries.
+  await page.waitForFunction(() => [...document.querySelectorAll('#cluster table:not(#events) tbody tr td:nth-child(5)')].every((td) => td.textContent.trim() !== '—'), null, { timeout: WAIT }).catch(() => {});
+  const setRows = await page.$$eval('#cluster table:not(#events) tbody tr', (trs) => trs.map((tr) => [...tr.children].map((c) => c.textContent.trim())));
+  check(setRows.length >= 2 && setRows.every((r) => r[4] !== '—' && /resources? applied, \d+ to delete/.test(r[5])), `each set targeting the cluster shows its last transition and resources applied and to delete (${JSON.stringify(setRows.map((r) => [r[0], r[4], r[5].split('\n')[0]]))})`);
   await page.waitForFunction(() => !document.querySelector('#cluster')?.textContent.includes('No events.'), null, { timeout: WAIT });
   const reasons = await page.$$eval('#events tbody tr td:nth-child(2)', (tds) => tds.map((td) => td.textContent));
   check(reasons.includes('SyncFailed'), `the cluster shows its Events (${reasons})`);
